@@ -1,0 +1,112 @@
+//! The command line. Names here are stable: CI scripts depend on them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "buildfleet", version, about = "A distributed build runner fleet with a content-addressed cache")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a pipeline on an embedded fleet (cache, coordinator, runners) in this process.
+    Run(RunArgs),
+    /// Parse and check a pipeline file; errors name file:line:column.
+    Validate { file: PathBuf },
+    /// Serve the coordinator.
+    Coordinator(CoordinatorArgs),
+    /// Serve the content-addressed cache (REAPI v2).
+    Cache(CacheArgs),
+    /// Run a runner node that takes shards from a coordinator.
+    Runner(RunnerArgs),
+    /// Upload inputs, submit a pipeline to a running fleet, and watch it.
+    Submit(SubmitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    /// Number of embedded runners (default: the CPU count).
+    #[arg(long)]
+    pub runners: Option<u32>,
+    /// Where the cache keeps its data (default: a per-user data directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Directory to snapshot as the pipeline's inputs (default: the pipeline file's directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub sched: SchedArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SchedArgs {
+    /// How long a step may wait for a runner with matching labels before it fails.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub label_wait: Duration,
+    /// Time between SIGTERM and SIGKILL when a shard times out or is cancelled.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub kill_grace: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct CoordinatorArgs {
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: String,
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub label_wait: Duration,
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// Print the bound address as `listening on ADDR` (useful with port 0).
+    #[arg(long)]
+    pub print_addr: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    pub listen: String,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub print_addr: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunnerArgs {
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: String,
+    #[arg(long, env = "BUILDFLEET_CACHE")]
+    pub cache: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A label this runner offers (repeatable), matched against a step's `labels`.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub kill_grace: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    pub file: PathBuf,
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: String,
+    /// The cache the fleet's runners read inputs from.
+    #[arg(long, env = "BUILDFLEET_CACHE")]
+    pub cache: String,
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Submitting again with the same key returns the same run.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}

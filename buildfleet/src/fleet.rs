@@ -1,0 +1,170 @@
+//! The embedded fleet: cache, coordinator and runners in one process, talking
+//! real gRPC over loopback ports the OS assigns — the same code paths as a
+//! fleet of machines.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use buildfleet_cache::{BlobStore, RocksStore};
+use buildfleet_coordinator::CoordinatorConfig;
+use buildfleet_runner::RunnerConfig;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info_span, warn, Instrument};
+
+pub struct FleetOptions {
+    pub data_dir: PathBuf,
+    pub runners: u32,
+    pub coordinator: CoordinatorConfig,
+    pub kill_grace: Duration,
+    pub runner_labels: Vec<String>,
+}
+
+/// A running embedded fleet. Dropping it without `shutdown` aborts nothing
+/// gracefully; call `shutdown` to stop runners first, then the servers.
+pub struct EmbeddedFleet {
+    pub coordinator_url: String,
+    pub cache_url: String,
+    stop: CancellationToken,
+    tasks: Vec<(String, JoinHandle<()>)>,
+}
+
+async fn bind_loopback() -> Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a loopback port")?;
+    let addr = l.local_addr()?;
+    Ok((l, addr))
+}
+
+impl EmbeddedFleet {
+    pub async fn start(opts: FleetOptions) -> Result<EmbeddedFleet> {
+        opts.coordinator.validate()?;
+        anyhow::ensure!(opts.runners >= 1, "--runners must be at least 1");
+        let cache_dir = opts.data_dir.join("cache");
+        std::fs::create_dir_all(&cache_dir)
+            .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+        let store: Arc<dyn BlobStore> = Arc::new(RocksStore::open(&cache_dir).with_context(|| {
+            format!(
+                "opening the cache at {} (is another buildfleet using it? pass --data DIR)",
+                cache_dir.display()
+            )
+        })?);
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let (cache_l, cache_addr) = bind_loopback().await?;
+        let s = stop.clone();
+        tasks.push((
+            "cache".to_string(),
+            tokio::spawn(
+                async move {
+                    if let Err(e) = buildfleet_cache::serve(cache_l, store, s.cancelled_owned()).await {
+                        tracing::error!(error = %e, "cache server stopped");
+                    }
+                }
+                .instrument(info_span!("cache_server")),
+            ),
+        ));
+
+        let (coord_l, coord_addr) = bind_loopback().await?;
+        let s = stop.clone();
+        let config = opts.coordinator.clone();
+        tasks.push((
+            "coordinator".to_string(),
+            tokio::spawn(
+                async move {
+                    if let Err(e) =
+                        buildfleet_coordinator::grpc::serve(coord_l, config, s.cancelled_owned()).await
+                    {
+                        tracing::error!(error = %e, "coordinator stopped");
+                    }
+                }
+                .instrument(info_span!("coordinator_server")),
+            ),
+        ));
+
+        let coordinator_url = format!("http://{coord_addr}");
+        let cache_url = format!("http://{cache_addr}");
+        let work_base = opts.data_dir.join("work");
+        for i in 1..=opts.runners {
+            let name = format!("runner-{i}");
+            let config = RunnerConfig {
+                coordinator_url: coordinator_url.clone(),
+                cache_url: cache_url.clone(),
+                name: name.clone(),
+                labels: opts.runner_labels.clone(),
+                slots: 1,
+                work_root: work_base.join(format!("{}-{}", name, std::process::id())),
+                kill_grace: opts.kill_grace,
+            };
+            let s = stop.clone();
+            tasks.push((
+                name.clone(),
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = buildfleet_runner::run(config, s.cancelled_owned()).await {
+                            warn!(error = %e, "runner stopped");
+                        }
+                    }
+                    .instrument(info_span!("runner", runner = %name)),
+                ),
+            ));
+        }
+        let fleet = EmbeddedFleet {
+            coordinator_url,
+            cache_url,
+            stop,
+            tasks,
+        };
+        fleet.wait_for_runners(opts.runners).await?;
+        Ok(fleet)
+    }
+
+    /// Waits until every runner has registered, so the first shards spread
+    /// over the whole fleet instead of piling onto the first to connect.
+    async fn wait_for_runners(&self, n: u32) -> Result<()> {
+        let mut client = crate::client::pipelines(&self.coordinator_url).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = client
+                .list_runners(buildfleet_proto::v1::ListRunnersRequest {})
+                .await?
+                .into_inner()
+                .runners
+                .len() as u32;
+            if got >= n {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "only {got} of {n} embedded runners registered within 30s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for (name, t) in self.tasks {
+            if let Err(e) = t.await {
+                warn!(task = %name, error = %e, "fleet task ended abnormally");
+            }
+        }
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("buildfleet")
+}
+
+/// Checks a data directory is usable before anything is started.
+pub fn check_data_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))
+}

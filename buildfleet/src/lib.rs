@@ -1,0 +1,17 @@
+//! The buildfleet binary's library half: the embedded fleet, submission and
+//! progress output, shared by `main` and the integration tests.
+
+pub mod client;
+pub mod cli;
+pub mod fleet;
+pub mod logging;
+pub mod progress;
+pub mod roles;
+pub mod submit;
+
+/// Exit statuses are part of the interface: 0 only when every step succeeded.
+pub mod exit {
+    pub const GREEN: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+}

@@ -1,0 +1,147 @@
+//! `buildfleet`: every role in one binary. Exit 0 only when every step of the
+//! pipeline succeeded; 1 when it failed; 2 for bad usage or an invalid file.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use buildfleet::cli::{Cli, Command, RunArgs, SubmitArgs};
+use buildfleet::exit;
+use buildfleet::fleet::{EmbeddedFleet, FleetOptions};
+use buildfleet::submit::{submit_and_watch, Outcome, SubmitOptions};
+use buildfleet_coordinator::scheduler::SchedulerConfig;
+use buildfleet_coordinator::CoordinatorConfig;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Run(_) | Command::Validate { .. } | Command::Submit(_) => "warn",
+        _ => "info",
+    };
+    buildfleet::logging::init(default_log);
+    let code = match cli.command {
+        Command::Validate { file } => validate(&file),
+        cmd => match tokio_main(cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                exit::FAILED
+            }
+        },
+    };
+    ExitCode::from(code as u8)
+}
+
+fn validate(file: &std::path::Path) -> i32 {
+    match buildfleet_coordinator::pipeline::parse_file(file) {
+        Ok(p) => {
+            let steps = p.steps().count();
+            println!("{}: valid ({} stages, {steps} steps)", file.display(), p.stages.len());
+            exit::GREEN
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            exit::USAGE
+        }
+    }
+}
+
+fn tokio_main(cmd: Command) -> Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("buildfleet")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cmd {
+            Command::Run(args) => run(args).await,
+            Command::Submit(args) => submit(args).await,
+            Command::Coordinator(args) => buildfleet::roles::coordinator(args).await.map(|_| exit::GREEN),
+            Command::Cache(args) => buildfleet::roles::cache(args).await.map(|_| exit::GREEN),
+            Command::Runner(args) => buildfleet::roles::runner(args).await.map(|_| exit::GREEN),
+            Command::Validate { .. } => unreachable!("handled before the runtime starts"),
+        }
+    })
+}
+
+fn outcome_code(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Finished(status) if buildfleet::progress::is_green(&status) => exit::GREEN,
+        Outcome::Finished(_) => exit::FAILED,
+        Outcome::Invalid(msg) => {
+            eprintln!("{msg}");
+            exit::USAGE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<i32> {
+    // Parse and validate before anything is started or bound.
+    if let Err(e) = buildfleet_coordinator::pipeline::parse_file(&args.file) {
+        eprintln!("{e}");
+        return Ok(exit::USAGE);
+    }
+    let work_dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => pipeline_dir(&args.file),
+    };
+    let data_dir = args.data.clone().unwrap_or_else(buildfleet::fleet::default_data_dir);
+    buildfleet::fleet::check_data_dir(&data_dir)?;
+    let runners = args
+        .runners
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
+    let fleet = EmbeddedFleet::start(FleetOptions {
+        data_dir,
+        runners,
+        coordinator: CoordinatorConfig {
+            scheduler: SchedulerConfig {
+                label_wait: args.sched.label_wait,
+            },
+            ..CoordinatorConfig::default()
+        },
+        kill_grace: args.sched.kill_grace,
+        runner_labels: Vec::new(),
+    })
+    .await?;
+    let mut stdout = std::io::stdout().lock();
+    let outcome = submit_and_watch(
+        SubmitOptions {
+            pipeline_file: &args.file,
+            work_dir: &work_dir,
+            coordinator_url: &fleet.coordinator_url,
+            cache_url: &fleet.cache_url,
+            idempotency_key: None,
+        },
+        &mut stdout,
+    )
+    .await;
+    stdout.flush()?;
+    drop(stdout);
+    fleet.shutdown().await;
+    Ok(outcome_code(outcome?))
+}
+
+async fn submit(args: SubmitArgs) -> Result<i32> {
+    let work_dir = args.dir.clone().unwrap_or_else(|| pipeline_dir(&args.file));
+    let mut stdout = std::io::stdout().lock();
+    let outcome = submit_and_watch(
+        SubmitOptions {
+            pipeline_file: &args.file,
+            work_dir: &work_dir,
+            coordinator_url: &args.coordinator,
+            cache_url: &args.cache,
+            idempotency_key: args.idempotency_key,
+        },
+        &mut stdout,
+    )
+    .await?;
+    Ok(outcome_code(outcome))
+}
+
+fn pipeline_dir(file: &std::path::Path) -> std::path::PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}

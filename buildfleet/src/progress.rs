@@ -1,0 +1,129 @@
+//! Live progress lines and the final summary table.
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use buildfleet_coordinator::grpc::state_from_pb;
+use buildfleet_coordinator::state::{fmt_ms, State};
+use buildfleet_proto::v1 as pb;
+
+pub struct Progress {
+    started: Instant,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn state_of(s: &Option<pb::State>) -> String {
+    match s.as_ref().map(state_from_pb) {
+        Some(Ok(st)) => st.to_string(),
+        Some(Err(e)) => format!("<bad state: {e}>"),
+        None => "<no state>".into(),
+    }
+}
+
+fn shard_label(step: &str, shard: u32) -> String {
+    format!("{step}#{shard}")
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress {
+            started: Instant::now(),
+        }
+    }
+
+    pub fn print(&mut self, ev: &pb::RunEvent, out: &mut dyn Write) -> io::Result<()> {
+        let t = self.started.elapsed().as_secs_f64();
+        match &ev.event {
+            Some(pb::run_event::Event::State(c)) => {
+                let state = state_of(&c.state);
+                match (c.step.is_empty(), c.shard) {
+                    (true, _) => writeln!(out, "[{t:7.2}s] run {state}"),
+                    (false, None) => writeln!(out, "[{t:7.2}s] step {} {state}", c.step),
+                    (false, Some(i)) => {
+                        let on = if c.runner.is_empty() { String::new() } else { format!(" on {}", c.runner) };
+                        writeln!(out, "[{t:7.2}s]   {} {state}{on}", shard_label(&c.step, i))
+                    }
+                }
+            }
+            Some(pb::run_event::Event::Log(l)) => {
+                let tag = match pb::LogStream::try_from(l.stream) {
+                    Ok(pb::LogStream::Stderr) => "!",
+                    Ok(pb::LogStream::System) => "*",
+                    _ => "|",
+                };
+                let label = shard_label(&l.step, l.shard);
+                let text = String::from_utf8_lossy(&l.data);
+                for line in text.lines() {
+                    writeln!(out, "{label} {tag} {line}")?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The table every run ends with, then one line that says what failed and why.
+pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+    let mut rows = vec![["STEP".to_string(), "SHARD".into(), "STATE".into(), "DURATION".into(), "RUNNER".into()]];
+    for step in &status.steps {
+        for sh in &step.shards {
+            rows.push([
+                step.name.clone(),
+                format!("{}/{}", sh.index, step.shards.len()),
+                state_of(&sh.state),
+                fmt_ms(sh.duration_ms),
+                if sh.runner.is_empty() { "-".into() } else { sh.runner.clone() },
+            ]);
+        }
+    }
+    let mut widths = [0usize; 5];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    writeln!(out)?;
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", cells.join("  ").trim_end())?;
+    }
+    let run_state = status.state.as_ref().map(state_from_pb);
+    match run_state {
+        Some(Ok(State::Succeeded)) => writeln!(
+            out,
+            "\nPASSED: run {} — {} steps succeeded in {}",
+            status.run_id,
+            status.steps.len(),
+            fmt_ms(status.duration_ms)
+        ),
+        _ => {
+            writeln!(out, "\nFAILED: run {} — {}", status.run_id, state_of(&status.state))?;
+            for step in &status.steps {
+                for sh in &step.shards {
+                    if let Some(Ok(s)) = sh.state.as_ref().map(state_from_pb) {
+                        if !s.is_green() {
+                            writeln!(out, "  {} shard {}: {s}", step.name, sh.index)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// True only if the run and every step succeeded.
+pub fn is_green(status: &pb::RunStatus) -> bool {
+    let green = |s: &Option<pb::State>| matches!(s.as_ref().map(state_from_pb), Some(Ok(State::Succeeded)));
+    green(&status.state) && status.steps.iter().all(|s| green(&s.state))
+}

@@ -1,0 +1,88 @@
+//! The long-running roles as separate processes. Each validates its config,
+//! then binds, then serves until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use buildfleet_cache::{BlobStore, RocksStore};
+use buildfleet_coordinator::scheduler::SchedulerConfig;
+use buildfleet_coordinator::CoordinatorConfig;
+use buildfleet_runner::RunnerConfig;
+use tokio::net::TcpListener;
+
+use crate::cli::{CacheArgs, CoordinatorArgs, RunnerArgs};
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGTERM handler; only Ctrl-C stops this process");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, shutting down"),
+    }
+}
+
+async fn bind(addr: &str, print: bool) -> Result<TcpListener> {
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    if print {
+        println!("listening on {}", l.local_addr()?);
+    }
+    Ok(l)
+}
+
+pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    let config = CoordinatorConfig {
+        scheduler: SchedulerConfig {
+            label_wait: args.label_wait,
+        },
+        heartbeat_interval: args.heartbeat_interval,
+        ..CoordinatorConfig::default()
+    };
+    config.validate()?;
+    let listener = bind(&args.listen, args.print_addr).await?;
+    buildfleet_coordinator::grpc::serve(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+pub async fn cache(args: CacheArgs) -> Result<()> {
+    let dir = args
+        .data
+        .unwrap_or_else(crate::fleet::default_data_dir)
+        .join("cache");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let store: Arc<dyn BlobStore> =
+        Arc::new(RocksStore::open(&dir).with_context(|| format!("opening the cache at {}", dir.display()))?);
+    let listener = bind(&args.listen, args.print_addr).await?;
+    buildfleet_cache::serve(listener, store, shutdown_signal()).await?;
+    Ok(())
+}
+
+pub async fn runner(args: RunnerArgs) -> Result<()> {
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("runner-{}", std::process::id()));
+    let work_root = args
+        .work_dir
+        .unwrap_or_else(|| crate::fleet::default_data_dir().join("work").join(&name));
+    let config = RunnerConfig {
+        coordinator_url: args.coordinator,
+        cache_url: args.cache,
+        name,
+        labels: args.labels,
+        slots: args.slots,
+        work_root,
+        kill_grace: args.kill_grace,
+    };
+    config.validate()?;
+    buildfleet_runner::run(config, shutdown_signal()).await?;
+    Ok(())
+}

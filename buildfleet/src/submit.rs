@@ -1,0 +1,79 @@
+//! Submitting a pipeline: snapshot the working tree, upload what the cache
+//! lacks, submit, then watch until the run ends. Shared by `run` (embedded
+//! fleet) and `submit` (remote fleet).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use buildfleet_cache::CasClient;
+use buildfleet_proto::v1 as pb;
+use futures::StreamExt;
+
+use crate::progress::Progress;
+
+/// What the command line needs to pick an exit status.
+pub enum Outcome {
+    Finished(pb::RunStatus),
+    /// The coordinator rejected the pipeline file (exit 2).
+    Invalid(String),
+}
+
+pub struct SubmitOptions<'a> {
+    pub pipeline_file: &'a Path,
+    pub work_dir: &'a Path,
+    pub coordinator_url: &'a str,
+    pub cache_url: &'a str,
+    pub idempotency_key: Option<String>,
+}
+
+pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> Result<Outcome> {
+    let yaml = std::fs::read_to_string(opts.pipeline_file)
+        .with_context(|| format!("reading {}", opts.pipeline_file.display()))?;
+    let snap = buildfleet_cache::snapshot(opts.work_dir)
+        .with_context(|| format!("snapshotting {}", opts.work_dir.display()))?;
+    let cas = CasClient::connect(opts.cache_url).await?;
+    let up = cas.upload_snapshot(&snap).await.context("uploading inputs")?;
+    writeln!(
+        out,
+        "inputs: {} files, {} bytes, root {} ({} blobs uploaded, {} already cached)",
+        snap.file_count, snap.total_bytes, snap.root, up.uploaded_blobs, up.skipped_blobs
+    )?;
+    let mut client = crate::client::pipelines(opts.coordinator_url).await?;
+    let submitted = client
+        .submit(pb::SubmitRequest {
+            pipeline_yaml: yaml,
+            pipeline_path: opts.pipeline_file.display().to_string(),
+            input_root: Some(snap.root.into()),
+            idempotency_key: opts.idempotency_key.unwrap_or_default(),
+        })
+        .await;
+    let run_id = match submitted {
+        Ok(r) => r.into_inner().run_id,
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            return Ok(Outcome::Invalid(s.message().to_string()))
+        }
+        Err(s) => return Err(s).context("submitting the pipeline"),
+    };
+    writeln!(out, "run {run_id} submitted")?;
+    let mut events = client
+        .watch(pb::WatchRequest {
+            run_id: run_id.clone(),
+            after_seq: 0,
+        })
+        .await
+        .context("watching the run")?
+        .into_inner();
+    let mut progress = Progress::new();
+    while let Some(ev) = events.next().await {
+        let ev = ev.context("watch stream broke before the run ended")?;
+        progress.print(&ev, out)?;
+    }
+    let status = client
+        .get(pb::GetRequest { run_id })
+        .await
+        .context("fetching the run's final state")?
+        .into_inner();
+    crate::progress::summary(&status, out)?;
+    Ok(Outcome::Finished(status))
+}

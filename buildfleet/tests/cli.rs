@@ -1,0 +1,106 @@
+//! The `buildfleet` binary as users and CI call it: exit statuses and output.
+
+use std::process::Command;
+
+fn buildfleet() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_buildfleet"));
+    c.env_remove("BUILDFLEET_LOG");
+    c
+}
+
+fn write(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn validate_exits_2_and_names_file_line_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "buildfleet.yaml",
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: a, run: 'true', needs: [nope] }\n",
+    );
+    let out = buildfleet().arg("validate").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("buildfleet.yaml:5:"), "{err}");
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn validate_accepts_a_good_file() {
+    let out = buildfleet()
+        .arg("validate")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello/buildfleet.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (3 stages, 4 steps)"));
+}
+
+#[test]
+fn run_exits_1_and_names_the_failing_shard_and_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "buildfleet.yaml",
+        r#"version: 1
+stages:
+  - name: test
+    steps:
+      - name: unit
+        shards: 3
+        run: |
+          echo "shard $BUILDFLEET_SHARD_INDEX"
+          if [ "$BUILDFLEET_SHARD_INDEX" = 1 ]; then exit 7; fi
+"#,
+    );
+    let data = tempfile::tempdir().unwrap();
+    let out = buildfleet()
+        .args(["run", "--runners", "2", "--data"])
+        .arg(data.path())
+        .arg(&f)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("unit shard 1: failed (exit code 7)"), "{stdout}");
+    assert!(stdout.contains("unit#1 | shard 1"), "log lines carry step and shard: {stdout}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+}
+
+#[test]
+fn run_of_the_example_pipeline_is_green() {
+    let data = tempfile::tempdir().unwrap();
+    let out = buildfleet()
+        .args(["run", "--runners", "4", "--data"])
+        .arg(data.path())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello/buildfleet.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("PASSED"), "{stdout}");
+    // Four shards of `unit`, each on the summary table.
+    for i in 0..4 {
+        assert!(stdout.contains(&format!("unit  {i}/4  succeeded")), "{stdout}");
+    }
+}
+
+#[test]
+fn run_of_an_invalid_file_exits_2_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "p.yaml", "version: 1\nstages: []\n");
+    let out = buildfleet().args(["run", "--data"]).arg(dir.path().join("data")).arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join("data").exists(), "nothing was started for an invalid file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("p.yaml:2:"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = buildfleet().args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

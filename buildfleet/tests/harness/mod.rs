@@ -1,0 +1,155 @@
+//! Test harness: a real embedded fleet (RocksDB cache, coordinator, runners)
+//! on 127.0.0.1 with OS-assigned ports, plus helpers to submit and watch.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use buildfleet::fleet::{EmbeddedFleet, FleetOptions};
+use buildfleet_cache::CasClient;
+use buildfleet_coordinator::scheduler::SchedulerConfig;
+use buildfleet_coordinator::CoordinatorConfig;
+use buildfleet_proto::v1 as pb;
+use futures::StreamExt;
+use tempfile::TempDir;
+
+pub struct TestFleet {
+    pub fleet: EmbeddedFleet,
+    pub data: TempDir,
+}
+
+pub async fn start(runners: u32) -> TestFleet {
+    start_with(runners, Duration::from_secs(30)).await
+}
+
+pub async fn start_with(runners: u32, label_wait: Duration) -> TestFleet {
+    let data = tempfile::tempdir().unwrap();
+    let fleet = EmbeddedFleet::start(FleetOptions {
+        data_dir: data.path().to_path_buf(),
+        runners,
+        coordinator: CoordinatorConfig {
+            scheduler: SchedulerConfig { label_wait },
+            ..CoordinatorConfig::default()
+        },
+        kill_grace: Duration::from_millis(500),
+        runner_labels: vec!["linux".into()],
+    })
+    .await
+    .expect("fleet starts");
+    TestFleet { fleet, data }
+}
+
+impl TestFleet {
+    pub async fn client(&self) -> pb::pipelines_client::PipelinesClient<tonic::transport::Channel> {
+        buildfleet::client::pipelines(&self.fleet.coordinator_url).await.unwrap()
+    }
+
+    /// Writes `files` into a fresh directory, uploads it, and submits `yaml`.
+    pub async fn submit(&self, yaml: &str, files: &[(&str, &str)]) -> String {
+        self.submit_keyed(yaml, files, "").await.run_id
+    }
+
+    pub async fn submit_keyed(&self, yaml: &str, files: &[(&str, &str)], key: &str) -> pb::SubmitResponse {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        let root = upload(&self.fleet.cache_url, dir.path()).await;
+        self.client()
+            .await
+            .submit(pb::SubmitRequest {
+                pipeline_yaml: yaml.to_string(),
+                pipeline_path: "test.yaml".into(),
+                input_root: Some(root),
+                idempotency_key: key.to_string(),
+            })
+            .await
+            .expect("submit accepted")
+            .into_inner()
+    }
+
+    /// Every event of the run, from the start until it ends.
+    pub async fn watch_all(&self, run_id: &str) -> Vec<pb::RunEvent> {
+        let mut stream = self
+            .client()
+            .await
+            .watch(pb::WatchRequest { run_id: run_id.into(), after_seq: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let next = tokio::time::timeout_at(deadline, stream.next()).await.expect("run ends within 120s");
+            match next {
+                Some(ev) => out.push(ev.unwrap()),
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn get(&self, run_id: &str) -> pb::RunStatus {
+        self.client()
+            .await
+            .get(pb::GetRequest { run_id: run_id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Submits, waits for the end, returns the final status and all events.
+    pub async fn run(&self, yaml: &str, files: &[(&str, &str)]) -> (pb::RunStatus, Vec<pb::RunEvent>) {
+        let id = self.submit(yaml, files).await;
+        let events = self.watch_all(&id).await;
+        (self.get(&id).await, events)
+    }
+
+    pub async fn stop(self) {
+        self.fleet.shutdown().await;
+    }
+}
+
+pub async fn upload(cache_url: &str, dir: &Path) -> pb::Digest {
+    let snap = buildfleet_cache::snapshot(dir).unwrap();
+    let cas = CasClient::connect(cache_url).await.unwrap();
+    cas.upload_snapshot(&snap).await.unwrap();
+    snap.root.into()
+}
+
+pub fn kind(s: &Option<pb::State>) -> pb::StateKind {
+    pb::StateKind::try_from(s.as_ref().expect("state present").kind).unwrap()
+}
+
+pub fn step<'a>(status: &'a pb::RunStatus, name: &str) -> &'a pb::StepStatus {
+    status.steps.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no step {name}"))
+}
+
+/// All stdout text a shard printed, in event order.
+pub fn stdout_of(events: &[pb::RunEvent], step: &str, shard: u32) -> String {
+    let mut text = Vec::new();
+    for e in events {
+        if let Some(pb::run_event::Event::Log(l)) = &e.event {
+            if l.step == step && l.shard == shard && l.stream == pb::LogStream::Stdout as i32 {
+                text.extend_from_slice(&l.data);
+            }
+        }
+    }
+    String::from_utf8(text).unwrap()
+}
+
+/// Sequence number of the first state event matching step/shard/kind.
+pub fn seq_of(events: &[pb::RunEvent], step: &str, shard: Option<u32>, k: pb::StateKind) -> u64 {
+    events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(pb::run_event::Event::State(c))
+                if c.step == step && c.shard == shard && kind(&c.state) == k =>
+            {
+                Some(e.seq)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no {k:?} event for {step} {shard:?}"))
+}

@@ -1,0 +1,236 @@
+//! Materialising a tree: the reverse of a snapshot, onto local disk.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use buildfleet_proto::reapi::GetTreeRequest;
+use prost::Message;
+
+use super::{blake3_function, CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
+use crate::digest::Digest;
+use crate::error::CacheError;
+use crate::tree::{listing_from_proto, DirectoryListing};
+
+/// What a materialisation wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaterialiseStats {
+    pub files: u64,
+    /// Directories created, including the destination itself.
+    pub directories: u64,
+    pub symlinks: u64,
+    /// Sum of file sizes written.
+    pub bytes: u64,
+    /// Distinct file blobs fetched from the server.
+    pub fetched_blobs: u64,
+}
+
+struct FileTarget {
+    path: PathBuf,
+    executable: bool,
+}
+
+impl CasClient {
+    /// Writes the tree under `root` into `dest` (created if needed). Files
+    /// get mode 0o755 if executable, else 0o644. Every directory and file
+    /// blob is verified against its digest before it is used.
+    pub async fn materialise(
+        &self,
+        root: &Digest,
+        dest: &Path,
+    ) -> Result<MaterialiseStats, CacheError> {
+        let known = self.fetch_tree(root).await?;
+        let mut stats = MaterialiseStats::default();
+
+        // Lay out directories breadth first, collecting files and symlinks.
+        let mut files: BTreeMap<Digest, Vec<FileTarget>> = BTreeMap::new();
+        let mut symlinks: Vec<(PathBuf, String)> = Vec::new();
+        let mut queue = VecDeque::from([(*root, dest.to_owned())]);
+        while let Some((digest, dir_path)) = queue.pop_front() {
+            let listing = match known.get(&digest) {
+                Some(listing) => listing.clone(),
+                // Not in GetTree's answer (e.g. another encoder's bytes, or
+                // a subtree the server lacks): fetch it directly, verified.
+                None => {
+                    let bytes = self.read_blob(&digest).await?;
+                    DirectoryListing::decode(&digest, &bytes)?
+                }
+            };
+            create_dir(&dir_path).await?;
+            stats.directories += 1;
+            for file in listing.files {
+                stats.files += 1;
+                stats.bytes += file.digest.size_bytes;
+                files.entry(file.digest).or_default().push(FileTarget {
+                    path: dir_path.join(&file.name),
+                    executable: file.executable,
+                });
+            }
+            for link in listing.symlinks {
+                symlinks.push((dir_path.join(&link.name), link.target));
+            }
+            for sub in listing.directories {
+                queue.push_back((sub.digest, dir_path.join(&sub.name)));
+            }
+        }
+
+        stats.fetched_blobs = self.write_files(&files).await?;
+        for (path, target) in symlinks {
+            make_symlink(&target, &path).await?;
+            stats.symlinks += 1;
+        }
+        Ok(stats)
+    }
+
+    /// All directories under `root` via GetTree, keyed by the digest of their
+    /// re-encoding: only entries reachable from the verified root digest are
+    /// ever used, so a directory can't be swapped for another.
+    async fn fetch_tree(
+        &self,
+        root: &Digest,
+    ) -> Result<HashMap<Digest, DirectoryListing>, CacheError> {
+        let mut known = HashMap::new();
+        let mut page_token = String::new();
+        loop {
+            let request = GetTreeRequest {
+                instance_name: self.instance.clone(),
+                root_digest: Some((*root).into()),
+                page_size: 0,
+                page_token: page_token.clone(),
+                digest_function: blake3_function(),
+            };
+            let mut stream = self
+                .cas
+                .clone()
+                .get_tree(request)
+                .await
+                .map_err(|status| match status.code() {
+                    tonic::Code::NotFound => CacheError::NotFound(*root),
+                    _ => CacheError::from(status),
+                })?
+                .into_inner();
+            page_token.clear();
+            while let Some(page) = stream.message().await? {
+                for dir in &page.directories {
+                    let digest = Digest::of(&dir.encode_to_vec());
+                    known.insert(digest, listing_from_proto(dir)?);
+                }
+                page_token = page.next_page_token;
+            }
+            if page_token.is_empty() {
+                return Ok(known);
+            }
+        }
+    }
+
+    /// Fetches each distinct file blob once and writes it to every path that
+    /// holds it. Returns how many blobs were fetched.
+    async fn write_files(
+        &self,
+        files: &BTreeMap<Digest, Vec<FileTarget>>,
+    ) -> Result<u64, CacheError> {
+        let mut fetched = 0u64;
+        let mut batch: Vec<Digest> = Vec::new();
+        let mut batch_bytes = 0u64;
+        for (digest, targets) in files {
+            if digest.is_empty_blob() {
+                for target in targets {
+                    write_file(target, &[]).await?;
+                }
+            } else if digest.size_bytes >= BATCH_BLOB_LIMIT {
+                let (first, rest) = targets.split_first().expect("at least one path");
+                self.read_to_file(digest, &first.path).await?;
+                set_mode(first).await?;
+                for target in rest {
+                    copy_file(&first.path, target).await?;
+                }
+                fetched += 1;
+            } else {
+                if batch_bytes + digest.size_bytes > BATCH_TARGET_BYTES {
+                    fetched += self.fetch_batch(&std::mem::take(&mut batch), files).await?;
+                    batch_bytes = 0;
+                }
+                batch.push(*digest);
+                batch_bytes += digest.size_bytes;
+            }
+        }
+        if !batch.is_empty() {
+            fetched += self.fetch_batch(&batch, files).await?;
+        }
+        Ok(fetched)
+    }
+
+    async fn fetch_batch(
+        &self,
+        digests: &[Digest],
+        files: &BTreeMap<Digest, Vec<FileTarget>>,
+    ) -> Result<u64, CacheError> {
+        let blobs = self.batch_read(digests).await?;
+        for (digest, data) in &blobs {
+            for target in files.get(digest).into_iter().flatten() {
+                write_file(target, data).await?;
+            }
+        }
+        Ok(blobs.len() as u64)
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+async fn create_dir(path: &Path) -> Result<(), CacheError> {
+    tokio::fs::create_dir_all(path)
+        .await
+        .map_err(io_error(path))
+}
+
+async fn write_file(target: &FileTarget, data: &[u8]) -> Result<(), CacheError> {
+    tokio::fs::write(&target.path, data)
+        .await
+        .map_err(io_error(&target.path))?;
+    set_mode(target).await
+}
+
+async fn copy_file(from: &Path, target: &FileTarget) -> Result<(), CacheError> {
+    tokio::fs::copy(from, &target.path)
+        .await
+        .map_err(io_error(&target.path))?;
+    set_mode(target).await
+}
+
+/// Sets the mode explicitly: the umask must not decide whether a build
+/// script is executable on the runner.
+#[cfg(unix)]
+async fn set_mode(target: &FileTarget) -> Result<(), CacheError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if target.executable { 0o755 } else { 0o644 };
+    tokio::fs::set_permissions(&target.path, std::fs::Permissions::from_mode(mode))
+        .await
+        .map_err(io_error(&target.path))
+}
+
+#[cfg(not(unix))]
+async fn set_mode(_target: &FileTarget) -> Result<(), CacheError> {
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn make_symlink(target: &str, path: &Path) -> Result<(), CacheError> {
+    tokio::fs::symlink(target, path)
+        .await
+        .map_err(io_error(path))
+}
+
+#[cfg(not(unix))]
+async fn make_symlink(_target: &str, path: &Path) -> Result<(), CacheError> {
+    Err(CacheError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "symlinks are only materialised on unix",
+        ),
+    })
+}

@@ -1,0 +1,133 @@
+//! A REAPI CAS client for our own cache: uploads snapshots, reads blobs and
+//! materialises trees. Every byte it receives is verified before use, so a
+//! faulty or hostile server can't plant content.
+
+mod materialise;
+mod transfer;
+mod upload;
+
+use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
+use buildfleet_proto::reapi::content_addressable_storage_client::ContentAddressableStorageClient;
+use bytes::Bytes;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::digest::Digest;
+use crate::error::CacheError;
+use crate::server::MAX_MESSAGE_BYTES;
+
+pub use materialise::MaterialiseStats;
+pub use upload::UploadStats;
+
+/// Blobs below this size travel in batches; at or above it, ByteStream, so
+/// one large file never holds up a batch or needs to fit in memory.
+pub const BATCH_BLOB_LIMIT: u64 = 1024 * 1024;
+
+/// Target size of one batch: below the server's 4 MiB limit with headroom
+/// for message framing.
+pub const BATCH_TARGET_BYTES: u64 = 3 * 1024 * 1024;
+
+/// Digests per FindMissingBlobs call, keeping each request well under the
+/// message limit (about 80 bytes per digest).
+const FIND_MISSING_CHUNK: usize = 10_000;
+
+/// A connection to a REAPI cache. Cheap to clone: clones share the channel.
+#[derive(Debug, Clone)]
+pub struct CasClient {
+    cas: ContentAddressableStorageClient<Channel>,
+    bytestream: ByteStreamClient<Channel>,
+    instance: String,
+}
+
+impl CasClient {
+    /// Connects to `url` (e.g. `http://127.0.0.1:7070`).
+    pub async fn connect(url: &str) -> Result<CasClient, CacheError> {
+        let endpoint = Endpoint::from_shared(url.to_owned())?
+            // Nagle + delayed ACK would add ~40 ms to every small RPC.
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await?;
+        Ok(CasClient::from_channel(channel))
+    }
+
+    /// Wraps an existing channel, for callers that share one connection.
+    pub fn from_channel(channel: Channel) -> CasClient {
+        let cas = ContentAddressableStorageClient::new(channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let bytestream = ByteStreamClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        CasClient {
+            cas,
+            bytestream,
+            instance: String::new(),
+        }
+    }
+
+    /// The digests among `digests` that the server lacks, in input order.
+    /// The empty blob is never missing.
+    pub async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, CacheError> {
+        let wanted: Vec<Digest> = digests
+            .iter()
+            .copied()
+            .filter(|d| !d.is_empty_blob())
+            .collect();
+        let mut missing = Vec::new();
+        for chunk in wanted.chunks(FIND_MISSING_CHUNK) {
+            let request = buildfleet_proto::reapi::FindMissingBlobsRequest {
+                instance_name: self.instance.clone(),
+                blob_digests: chunk.iter().map(|d| (*d).into()).collect(),
+                digest_function: blake3_function(),
+            };
+            let response = self.cas.clone().find_missing_blobs(request).await?;
+            for wire in &response.get_ref().missing_blob_digests {
+                missing.push(Digest::try_from(wire)?);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Uploads one in-memory blob unless the server already has it.
+    pub async fn upload_blob(&self, data: Bytes) -> Result<Digest, CacheError> {
+        let digest = Digest::of(&data);
+        if self.find_missing(&[digest]).await?.is_empty() {
+            return Ok(digest);
+        }
+        if digest.size_bytes < BATCH_BLOB_LIMIT {
+            self.batch_update(vec![(digest, data)]).await?;
+        } else {
+            self.write_bytes(digest, data).await?;
+        }
+        Ok(digest)
+    }
+
+    /// Reads and verifies one blob.
+    pub async fn read_blob(&self, digest: &Digest) -> Result<Bytes, CacheError> {
+        if digest.is_empty_blob() {
+            return Ok(Bytes::new());
+        }
+        if digest.size_bytes < BATCH_BLOB_LIMIT {
+            let mut blobs = self.batch_read(&[*digest]).await?;
+            return blobs
+                .pop()
+                .map(|(_, data)| data)
+                .ok_or(CacheError::NotFound(*digest));
+        }
+        self.stream_read(digest).await
+    }
+}
+
+fn blake3_function() -> i32 {
+    buildfleet_proto::reapi::digest_function::Value::Blake3 as i32
+}
+
+/// Checks received bytes against the digest they were requested under.
+fn verify_download(expected: &Digest, data: &[u8]) -> Result<(), CacheError> {
+    let actual = Digest::of(data);
+    if actual != *expected {
+        return Err(CacheError::CorruptDownload {
+            expected: *expected,
+            actual,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The crate's top-level error and the single place where errors become gRPC
+//! status codes, so server and client agree on what each failure means.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+use tonic::Code;
+
+use crate::digest::{Digest, DigestError};
+use crate::resource_name::ResourceNameError;
+use crate::store::StoreError;
+use crate::tree::TreeError;
+
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(transparent)]
+    ResourceName(#[from] ResourceNameError),
+    #[error("blob {0} not found")]
+    NotFound(Digest),
+    /// A request the protocol allows but this cache does not serve.
+    #[error("unsupported request: {0}")]
+    Unsupported(String),
+    /// A request that breaks the protocol.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("read offset {offset} is past the end of a {size}-byte blob")]
+    ReadOutOfRange { offset: i64, size: u64 },
+    #[error("cache transport failed")]
+    Transport(#[from] tonic::transport::Error),
+    /// Boxed because a `Status` is large and would bloat every `Result`.
+    #[error("cache RPC failed: {0}")]
+    Rpc(Box<tonic::Status>),
+    /// The server refused one blob of a batch.
+    #[error("server rejected blob {digest}: {message}")]
+    BlobRejected {
+        digest: Digest,
+        code: Code,
+        message: String,
+    },
+    /// Received data that does not hash to what was asked for.
+    #[error("received corrupt data for {expected}: it hashes to {actual}")]
+    CorruptDownload { expected: Digest, actual: Digest },
+    /// A file changed between snapshot and upload; uploading it would make
+    /// the snapshot's root digest a lie.
+    #[error("{path} changed since it was snapshotted")]
+    SourceChanged { path: PathBuf },
+    #[error("I/O on {path} failed")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking store task panicked or was cancelled.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CacheError {
+    /// The gRPC code for this error. Digest mismatches are the caller's fault
+    /// (it sent data under the wrong name), hence InvalidArgument, not DataLoss.
+    pub fn code(&self) -> Code {
+        match self {
+            CacheError::Store(StoreError::DigestMismatch { .. }) => Code::InvalidArgument,
+            CacheError::Store(_) => Code::Internal,
+            CacheError::Digest(_) | CacheError::ResourceName(_) => Code::InvalidArgument,
+            CacheError::Tree(TreeError::Io { .. } | TreeError::Walk(_)) => Code::Internal,
+            CacheError::Tree(_) => Code::InvalidArgument,
+            CacheError::NotFound(_) => Code::NotFound,
+            CacheError::Unsupported(_) | CacheError::InvalidRequest(_) => Code::InvalidArgument,
+            CacheError::ReadOutOfRange { .. } => Code::OutOfRange,
+            CacheError::Transport(_) => Code::Unavailable,
+            CacheError::Rpc(status) => status.code(),
+            CacheError::BlobRejected { code, .. } => *code,
+            CacheError::CorruptDownload { .. } => Code::DataLoss,
+            CacheError::SourceChanged { .. } => Code::FailedPrecondition,
+            CacheError::Io { .. } | CacheError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<CacheError> for tonic::Status {
+    fn from(err: CacheError) -> Self {
+        if let CacheError::Rpc(status) = err {
+            return *status;
+        }
+        // Include the sources: "blob store backend failed during put" alone
+        // does not help whoever reads the client's log.
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tonic::Status::new(err.code(), message)
+    }
+}
+
+impl From<tonic::Status> for CacheError {
+    fn from(status: tonic::Status) -> Self {
+        CacheError::Rpc(Box::new(status))
+    }
+}
+
+impl From<tokio::task::JoinError> for CacheError {
+    fn from(err: tokio::task::JoinError) -> Self {
+        CacheError::Internal(format!("blocking store task failed: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_contract() {
+        let d = Digest::of(b"x");
+        let mismatch = CacheError::from(StoreError::DigestMismatch {
+            expected: d,
+            actual: Digest::empty(),
+        });
+        assert_eq!(mismatch.code(), Code::InvalidArgument);
+        assert_eq!(CacheError::NotFound(d).code(), Code::NotFound);
+        let backend = CacheError::from(StoreError::Backend {
+            operation: "put",
+            source: "disk full".into(),
+        });
+        assert_eq!(backend.code(), Code::Internal);
+        let status = tonic::Status::from(backend);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            status.message().contains("disk full"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(
+            CacheError::from(DigestError::Missing).code(),
+            Code::InvalidArgument
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! The ContentAddressableStorage service: presence checks and small-blob
+//! batches. Large blobs go through ByteStream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use buildfleet_proto::google_rpc;
+use buildfleet_proto::reapi::content_addressable_storage_server::ContentAddressableStorage;
+use buildfleet_proto::reapi::{
+    batch_read_blobs_response, batch_update_blobs_response, compressor, BatchReadBlobsRequest,
+    BatchReadBlobsResponse, BatchUpdateBlobsRequest, BatchUpdateBlobsResponse,
+    FindMissingBlobsRequest, FindMissingBlobsResponse, GetChunkMappingRequest,
+    GetChunkMappingResponse, GetTreeRequest, GetTreeResponse, RegisterChunkMappingRequest,
+    RegisterChunkMappingResponse, SpliceBlobRequest, SpliceBlobResponse, SplitBlobRequest,
+    SplitBlobResponse,
+};
+use bytes::Bytes;
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{check_digest_function, get_tree, on_store, MAX_BATCH_BYTES};
+use crate::digest::Digest;
+use crate::error::CacheError;
+use crate::store::BlobStore;
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub(crate) struct CasService {
+    store: Arc<dyn BlobStore>,
+}
+
+impl CasService {
+    pub(crate) fn new(store: Arc<dyn BlobStore>) -> Self {
+        CasService { store }
+    }
+}
+
+/// A per-blob status in a batch response, derived from the one error mapping.
+fn rpc_status(result: Result<(), CacheError>) -> google_rpc::Status {
+    match result {
+        Ok(()) => google_rpc::Status::default(),
+        Err(err) => {
+            let status = Status::from(err);
+            google_rpc::Status {
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+                details: Vec::new(),
+            }
+        }
+    }
+}
+
+fn parse_digests(wire: &[buildfleet_proto::reapi::Digest]) -> Result<Vec<Digest>, CacheError> {
+    wire.iter()
+        .map(|d| Digest::try_from(d).map_err(CacheError::from))
+        .collect()
+}
+
+/// Validates one BatchUpdateBlobs entry (the data itself is verified by the store).
+fn parse_update(
+    digest: Option<&buildfleet_proto::reapi::Digest>,
+    compressor_id: i32,
+    data: Vec<u8>,
+) -> Result<(Digest, Bytes), CacheError> {
+    if compressor_id != compressor::Value::Identity as i32 {
+        return Err(CacheError::Unsupported(format!(
+            "compressor {compressor_id}"
+        )));
+    }
+    let wire = digest.ok_or(crate::digest::DigestError::Missing)?;
+    Ok((Digest::try_from(wire)?, Bytes::from(data)))
+}
+
+fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not supported by this cache"))
+}
+
+#[tonic::async_trait]
+impl ContentAddressableStorage for CasService {
+    async fn find_missing_blobs(
+        &self,
+        request: Request<FindMissingBlobsRequest>,
+    ) -> Result<Response<FindMissingBlobsResponse>, Status> {
+        let request = request.into_inner();
+        check_digest_function(request.digest_function)?;
+        let digests = parse_digests(&request.blob_digests)?;
+        let query = digests.clone();
+        let present = on_store(&self.store, move |s| s.contains_many(&query)).await?;
+        let missing_blob_digests = digests
+            .into_iter()
+            .zip(present)
+            .filter(|(_, present)| !present)
+            .map(|(d, _)| d.into())
+            .collect();
+        Ok(Response::new(FindMissingBlobsResponse {
+            missing_blob_digests,
+        }))
+    }
+
+    async fn batch_update_blobs(
+        &self,
+        request: Request<BatchUpdateBlobsRequest>,
+    ) -> Result<Response<BatchUpdateBlobsResponse>, Status> {
+        let request = request.into_inner();
+        check_digest_function(request.digest_function)?;
+        let total: usize = request.requests.iter().map(|r| r.data.len()).sum();
+        if total > MAX_BATCH_BYTES {
+            return Err(CacheError::InvalidRequest(format!(
+                "batch of {total} bytes exceeds the {MAX_BATCH_BYTES}-byte limit"
+            ))
+            .into());
+        }
+        // Each blob is judged on its own: one bad blob must not cost the
+        // client a re-upload of the good ones.
+        let items: Vec<_> = request
+            .requests
+            .into_iter()
+            .map(|r| {
+                let parsed = parse_update(r.digest.as_ref(), r.compressor, r.data);
+                (r.digest, parsed)
+            })
+            .collect();
+        let results = on_store(&self.store, move |store| {
+            Ok(items
+                .into_iter()
+                .map(|(wire, parsed)| {
+                    let outcome = parsed.and_then(|(digest, data)| {
+                        store.put(&digest, data).map_err(CacheError::from)
+                    });
+                    (wire, outcome)
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let responses = results
+            .into_iter()
+            .map(|(digest, outcome)| {
+                if let Err(err) = &outcome {
+                    tracing::warn!(?digest, %err, "rejected blob in batch update");
+                }
+                batch_update_blobs_response::Response {
+                    digest,
+                    status: Some(rpc_status(outcome)),
+                }
+            })
+            .collect();
+        Ok(Response::new(BatchUpdateBlobsResponse { responses }))
+    }
+
+    async fn batch_read_blobs(
+        &self,
+        request: Request<BatchReadBlobsRequest>,
+    ) -> Result<Response<BatchReadBlobsResponse>, Status> {
+        let request = request.into_inner();
+        check_digest_function(request.digest_function)?;
+        let digests = parse_digests(&request.digests)?;
+        let total: u64 = digests.iter().map(|d| d.size_bytes).sum();
+        if total > MAX_BATCH_BYTES as u64 {
+            return Err(CacheError::InvalidRequest(format!(
+                "batch read of {total} bytes exceeds the {MAX_BATCH_BYTES}-byte limit; use ByteStream"
+            ))
+            .into());
+        }
+        let found = on_store(&self.store, move |store| {
+            digests
+                .into_iter()
+                .map(|d| Ok((d, store.get(&d)?)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        let responses = found
+            .into_iter()
+            .map(|(digest, data)| {
+                let (data, outcome) = match data {
+                    Some(data) => (data.to_vec(), Ok(())),
+                    None => (Vec::new(), Err(CacheError::NotFound(digest))),
+                };
+                batch_read_blobs_response::Response {
+                    digest: Some(digest.into()),
+                    data,
+                    compressor: compressor::Value::Identity as i32,
+                    status: Some(rpc_status(outcome)),
+                }
+            })
+            .collect();
+        Ok(Response::new(BatchReadBlobsResponse { responses }))
+    }
+
+    type GetTreeStream = ResponseStream<GetTreeResponse>;
+
+    async fn get_tree(
+        &self,
+        request: Request<GetTreeRequest>,
+    ) -> Result<Response<Self::GetTreeStream>, Status> {
+        let request = request.into_inner();
+        check_digest_function(request.digest_function)?;
+        let root = request
+            .root_digest
+            .as_ref()
+            .ok_or(crate::digest::DigestError::Missing)
+            .and_then(Digest::try_from)
+            .map_err(CacheError::from)?;
+        let pages =
+            get_tree::pages(&self.store, root, request.page_size, &request.page_token).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            pages.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn split_blob(
+        &self,
+        _request: Request<SplitBlobRequest>,
+    ) -> Result<Response<SplitBlobResponse>, Status> {
+        Err(unimplemented("SplitBlob"))
+    }
+
+    type GetChunkMappingStream = ResponseStream<GetChunkMappingResponse>;
+
+    async fn get_chunk_mapping(
+        &self,
+        _request: Request<GetChunkMappingRequest>,
+    ) -> Result<Response<Self::GetChunkMappingStream>, Status> {
+        Err(unimplemented("GetChunkMapping"))
+    }
+
+    async fn splice_blob(
+        &self,
+        _request: Request<SpliceBlobRequest>,
+    ) -> Result<Response<SpliceBlobResponse>, Status> {
+        Err(unimplemented("SpliceBlob"))
+    }
+
+    async fn register_chunk_mapping(
+        &self,
+        _request: Request<Streaming<RegisterChunkMappingRequest>>,
+    ) -> Result<Response<RegisterChunkMappingResponse>, Status> {
+        Err(unimplemented("RegisterChunkMapping"))
+    }
+}

@@ -1,0 +1,106 @@
+//! The REAPI v2 cache service: ContentAddressableStorage, ByteStream and
+//! Capabilities over any [`BlobStore`], plus gRPC health.
+
+mod bytestream;
+mod capabilities;
+mod cas;
+mod get_tree;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use buildfleet_proto::bytestream::byte_stream_server::ByteStreamServer;
+use buildfleet_proto::reapi::capabilities_server::CapabilitiesServer;
+use buildfleet_proto::reapi::content_addressable_storage_server::ContentAddressableStorageServer;
+use buildfleet_proto::reapi::digest_function;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::error::CacheError;
+use crate::store::{BlobStore, StoreError};
+
+use bytestream::ByteStreamService;
+use capabilities::CapabilitiesService;
+use cas::CasService;
+
+/// Largest total of blob bytes in one batch request or response; announced in
+/// Capabilities so clients split larger work.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// ByteStream chunk size: large enough to amortise per-message cost, small
+/// enough to stay far below gRPC's message limit.
+pub const STREAM_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// gRPC message limit on both sides: a full batch plus framing overhead.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 2 * MAX_BATCH_BYTES;
+
+/// The cache services as routes, for embedding in another tonic server.
+pub fn services(store: Arc<dyn BlobStore>) -> Routes {
+    let cas = ContentAddressableStorageServer::new(CasService::new(Arc::clone(&store)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let bytestream = ByteStreamServer::new(ByteStreamService::new(store))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    Routes::new(cas)
+        .add_service(bytestream)
+        .add_service(CapabilitiesServer::new(CapabilitiesService))
+}
+
+/// Serves the cache on `listener` until `shutdown` resolves, then drains
+/// in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn BlobStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CacheError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // The store is already open (the caller handed it over), so we are ready.
+    health.set_service_status("", ServingStatus::Serving).await;
+    health
+        .set_serving::<ContentAddressableStorageServer<CasService>>()
+        .await;
+    health
+        .set_serving::<ByteStreamServer<ByteStreamService>>()
+        .await;
+    health
+        .set_serving::<CapabilitiesServer<CapabilitiesService>>()
+        .await;
+
+    // Without TCP_NODELAY, Nagle plus delayed ACKs add ~40 ms to small RPCs.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .add_routes(services(store))
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Runs a store call on the blocking pool: RocksDB calls can take
+/// milliseconds and must not stall the async workers.
+pub(crate) async fn on_store<T, F>(store: &Arc<dyn BlobStore>, f: F) -> Result<T, CacheError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn BlobStore) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    let result = tokio::task::spawn_blocking(move || f(&*store)).await?;
+    Ok(result?)
+}
+
+/// Accepts requests that name BLAKE3 or leave the function unset (older
+/// clients), and refuses anything else rather than mis-hash it.
+pub(crate) fn check_digest_function(value: i32) -> Result<(), CacheError> {
+    if value == digest_function::Value::Unknown as i32
+        || value == digest_function::Value::Blake3 as i32
+    {
+        Ok(())
+    } else {
+        Err(CacheError::Unsupported(format!(
+            "digest function {value}; this cache only serves BLAKE3"
+        )))
+    }
+}

@@ -1,0 +1,109 @@
+//! Merkle trees of working directories in the REAPI `Directory` encoding, so
+//! any REAPI client or worker can read what we store.
+
+mod encoding;
+mod file_hash;
+mod walk;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::digest::Digest;
+
+pub(crate) use encoding::listing_from_proto;
+pub use encoding::{DirectoryEntry, DirectoryListing, FileEntry, SymlinkEntry};
+pub use walk::snapshot;
+
+/// Why a tree could not be snapshotted or decoded.
+#[derive(Debug, Error)]
+pub enum TreeError {
+    #[error("{path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("walking the tree failed")]
+    Walk(#[from] ignore::Error),
+    /// REAPI names are UTF-8 strings; other names can't be represented.
+    #[error("path {path:?} is not valid UTF-8")]
+    NonUtf8Path { path: PathBuf },
+    #[error("invalid entry name {name:?} in a directory")]
+    InvalidName { name: String },
+    #[error("name {name:?} appears twice in one directory")]
+    DuplicateName { name: String },
+    #[error("directory blob {digest} is not a valid REAPI Directory")]
+    Decode {
+        digest: Digest,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("directory entry {name:?} has an invalid digest")]
+    InvalidDigest {
+        name: String,
+        #[source]
+        source: crate::digest::DigestError,
+    },
+}
+
+/// Where the bytes of a referenced blob come from, so an uploader can stream
+/// files without holding the whole tree in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobSource {
+    /// A file in the snapshotted tree (the first path seen with that content).
+    File(PathBuf),
+    /// An encoded `Directory`, produced by the snapshot itself.
+    Inline(Bytes),
+}
+
+impl BlobSource {
+    /// Reads the bytes. A file may have changed since it was hashed; callers
+    /// that care must re-verify.
+    pub fn read(&self) -> Result<Bytes, TreeError> {
+        match self {
+            BlobSource::Inline(bytes) => Ok(bytes.clone()),
+            BlobSource::File(path) => {
+                std::fs::read(path)
+                    .map(Bytes::from)
+                    .map_err(|source| TreeError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+}
+
+/// A hashed working tree: its root digest and every blob it references.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub root: Digest,
+    /// Regular files in the tree (duplicates counted once per path).
+    pub file_count: u64,
+    /// Sum of regular file sizes, per path.
+    pub total_bytes: u64,
+    /// Directories including the root.
+    pub directory_count: u64,
+    pub symlink_count: u64,
+    blobs: BTreeMap<Digest, BlobSource>,
+}
+
+impl Snapshot {
+    /// Every distinct blob (files and directory encodings), in digest order.
+    pub fn blobs(&self) -> impl Iterator<Item = (&Digest, &BlobSource)> {
+        self.blobs.iter()
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn source(&self, digest: &Digest) -> Option<&BlobSource> {
+        self.blobs.get(digest)
+    }
+}

@@ -1,0 +1,295 @@
+//! Turning a directory on disk into a [`Snapshot`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use ignore::WalkBuilder;
+
+use super::encoding::{DirectoryEntry, DirectoryListing, FileEntry, SymlinkEntry};
+use super::{file_hash, BlobSource, Snapshot, TreeError};
+use crate::digest::Digest;
+
+struct PendingFile {
+    dir: PathBuf,
+    name: String,
+    path: PathBuf,
+    executable: bool,
+}
+
+/// Snapshots `root`: honours `.gitignore`/`.ignore` files even outside a git
+/// repository (users expect their ignores to keep `target/` out of uploads),
+/// includes hidden files (dotfiles are often build inputs) and always skips
+/// `.git/`. The user's global gitignore is not read so the same tree gives
+/// the same digest on every machine.
+pub fn snapshot(root: &Path) -> Result<Snapshot, TreeError> {
+    let meta = std::fs::metadata(root).map_err(|source| TreeError::Io {
+        path: root.to_owned(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(TreeError::NotADirectory {
+            path: root.to_owned(),
+        });
+    }
+
+    // Relative directory path -> listing under construction ("" is the root).
+    let mut dirs: BTreeMap<PathBuf, DirectoryListing> = BTreeMap::new();
+    dirs.insert(PathBuf::new(), DirectoryListing::default());
+    let mut files = Vec::new();
+    let mut symlink_count = 0u64;
+
+    let walker = WalkBuilder::new(root)
+        .hidden(false)
+        .require_git(false)
+        .git_global(false)
+        .follow_links(false)
+        .filter_entry(|entry| entry.file_name() != ".git")
+        .build();
+    for entry in walker {
+        let entry = entry?;
+        if entry.depth() == 0 {
+            continue;
+        }
+        let path = entry.path();
+        let rel = path.strip_prefix(root).expect("walk stays under root");
+        let parent = rel.parent().unwrap_or(Path::new("")).to_owned();
+        let name = entry
+            .file_name()
+            .to_str()
+            .ok_or_else(|| TreeError::NonUtf8Path {
+                path: path.to_owned(),
+            })?
+            .to_owned();
+        let Some(file_type) = entry.file_type() else {
+            continue;
+        };
+        let io_err = |source| TreeError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if file_type.is_dir() {
+            dirs.entry(rel.to_owned()).or_default();
+        } else if file_type.is_symlink() {
+            let target = std::fs::read_link(path).map_err(io_err)?;
+            let target = target
+                .to_str()
+                .ok_or_else(|| TreeError::NonUtf8Path {
+                    path: path.to_owned(),
+                })?
+                .to_owned();
+            dirs.entry(parent)
+                .or_default()
+                .symlinks
+                .push(SymlinkEntry { name, target });
+            symlink_count += 1;
+        } else if file_type.is_file() {
+            let meta = entry.metadata()?;
+            files.push(PendingFile {
+                dir: parent,
+                name,
+                path: path.to_owned(),
+                executable: is_executable(&meta),
+            });
+        }
+        // Sockets, FIFOs and devices are not build inputs; skip them.
+    }
+
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let digests = file_hash::hash_files(&paths)?;
+
+    let mut blobs: BTreeMap<Digest, BlobSource> = BTreeMap::new();
+    let mut total_bytes = 0u64;
+    let file_count = files.len() as u64;
+    for (file, digest) in files.into_iter().zip(digests) {
+        total_bytes += digest.size_bytes;
+        blobs
+            .entry(digest)
+            .or_insert_with(|| BlobSource::File(file.path.clone()));
+        dirs.entry(file.dir).or_default().files.push(FileEntry {
+            name: file.name,
+            digest,
+            executable: file.executable,
+        });
+    }
+
+    let directory_count = dirs.len() as u64;
+    let root_digest = seal_directories(dirs, &mut blobs);
+    Ok(Snapshot {
+        root: root_digest,
+        file_count,
+        total_bytes,
+        directory_count,
+        symlink_count,
+        blobs,
+    })
+}
+
+/// Encodes directories deepest first so each parent can name its children by
+/// digest; returns the root's digest.
+fn seal_directories(
+    dirs: BTreeMap<PathBuf, DirectoryListing>,
+    blobs: &mut BTreeMap<Digest, BlobSource>,
+) -> Digest {
+    let mut by_depth: Vec<(PathBuf, DirectoryListing)> = dirs.into_iter().collect();
+    by_depth.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+    let mut children: HashMap<PathBuf, Vec<DirectoryEntry>> = HashMap::new();
+    let mut root = Digest::empty();
+    for (path, mut listing) in by_depth {
+        listing.directories = children.remove(&path).unwrap_or_default();
+        let encoded = listing.encode();
+        let digest = Digest::of(&encoded);
+        blobs.entry(digest).or_insert(BlobSource::Inline(encoded));
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => {
+                children
+                    .entry(parent.to_owned())
+                    .or_default()
+                    .push(DirectoryEntry {
+                        name: name.to_string_lossy().into_owned(),
+                        digest,
+                    });
+            }
+            _ => root = digest,
+        }
+    }
+    root
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_meta: &std::fs::Metadata) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, data: &[u8]) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    }
+
+    fn sample(root: &Path) {
+        write(root, "README.md", b"hello\n");
+        write(root, "src/main.rs", b"fn main() {}\n");
+        write(root, "src/nested/deep.txt", b"deep");
+        write(root, ".hidden", b"dotfile");
+    }
+
+    #[test]
+    fn same_tree_gives_same_root() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        sample(a.path());
+        sample(b.path());
+        let sa = snapshot(a.path()).unwrap();
+        let sb = snapshot(b.path()).unwrap();
+        assert_eq!(sa.root, sb.root);
+        assert_eq!(sa.file_count, 4);
+        assert_eq!(sa.total_bytes, 6 + 13 + 4 + 7);
+        assert_eq!(sa.directory_count, 3);
+        // 4 distinct files + 3 directories.
+        assert_eq!(sa.blob_count(), 7);
+        assert_eq!(snapshot(a.path()).unwrap().root, sa.root);
+    }
+
+    #[test]
+    fn one_changed_byte_changes_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        sample(dir.path());
+        let before = snapshot(dir.path()).unwrap().root;
+        write(dir.path(), "src/nested/deep.txt", b"deeP");
+        let after = snapshot(dir.path()).unwrap().root;
+        assert_ne!(before, after);
+    }
+
+    #[test]
+    fn gitignored_files_and_dot_git_are_excluded() {
+        let dir = tempfile::tempdir().unwrap();
+        sample(dir.path());
+        let before = snapshot(dir.path()).unwrap();
+        write(dir.path(), ".gitignore", b"*.log\ntarget/\n");
+        let with_ignore = snapshot(dir.path()).unwrap();
+        write(dir.path(), "build.log", b"noise");
+        write(dir.path(), "target/debug/bin", b"binary");
+        write(dir.path(), ".git/HEAD", b"ref: refs/heads/main\n");
+        let after = snapshot(dir.path()).unwrap();
+        assert_ne!(
+            before.root, with_ignore.root,
+            ".gitignore itself is included"
+        );
+        assert_eq!(with_ignore.root, after.root);
+        assert_eq!(after.file_count, 5);
+        assert!(after.blobs().all(|(_, src)| match src {
+            BlobSource::File(p) => {
+                !p.ends_with("build.log") && !p.components().any(|c| c.as_os_str() == ".git")
+            }
+            BlobSource::Inline(_) => true,
+        }));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn executable_bit_changes_the_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        sample(dir.path());
+        let script = dir.path().join("src/main.rs");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o644)).unwrap();
+        let before = snapshot(dir.path()).unwrap().root;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let after = snapshot(dir.path()).unwrap().root;
+        assert_ne!(before, after);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_recorded_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        sample(dir.path());
+        std::os::unix::fs::symlink("README.md", dir.path().join("link")).unwrap();
+        let snap = snapshot(dir.path()).unwrap();
+        assert_eq!(snap.symlink_count, 1);
+        assert_eq!(snap.file_count, 4);
+        let root = snap.source(&snap.root).unwrap().read().unwrap();
+        let listing = DirectoryListing::decode(&snap.root, &root).unwrap();
+        assert_eq!(
+            listing.symlinks,
+            vec![SymlinkEntry {
+                name: "link".into(),
+                target: "README.md".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn duplicate_contents_are_one_blob_and_sources_hash_right() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", b"same");
+        write(dir.path(), "b/a.txt", b"same");
+        let snap = snapshot(dir.path()).unwrap();
+        assert_eq!(snap.file_count, 2);
+        assert_eq!(snap.blob_count(), 3);
+        for (digest, source) in snap.blobs() {
+            assert_eq!(Digest::of(&source.read().unwrap()), *digest);
+        }
+    }
+
+    #[test]
+    fn a_file_is_not_a_snapshot_root() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "f", b"x");
+        assert!(matches!(
+            snapshot(&dir.path().join("f")),
+            Err(TreeError::NotADirectory { .. })
+        ));
+    }
+}

@@ -1,0 +1,35 @@
+//! The coordinator's typed errors, and their one mapping to gRPC status codes.
+
+use crate::pipeline::PipelineErrors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("invalid pipeline:\n{0}")]
+    InvalidPipeline(#[from] PipelineErrors),
+    #[error("no run with id `{0}`")]
+    UnknownRun(String),
+    #[error("no lease `{0}` is held by this runner (finished, lost or never granted)")]
+    UnknownLease(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("the runner must send `register` first, got {0}")]
+    NotRegistered(&'static str),
+    #[error("coordinator is shutting down")]
+    ShuttingDown,
+}
+
+impl From<CoordinatorError> for tonic::Status {
+    fn from(e: CoordinatorError) -> tonic::Status {
+        use tonic::Code;
+        let code = match &e {
+            CoordinatorError::InvalidPipeline(_) | CoordinatorError::BadRequest(_) => {
+                Code::InvalidArgument
+            }
+            CoordinatorError::UnknownRun(_) => Code::NotFound,
+            CoordinatorError::UnknownLease(_) => Code::FailedPrecondition,
+            CoordinatorError::NotRegistered(_) => Code::FailedPrecondition,
+            CoordinatorError::ShuttingDown => Code::Unavailable,
+        };
+        tonic::Status::new(code, e.to_string())
+    }
+}

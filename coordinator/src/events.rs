@@ -1,0 +1,129 @@
+//! A run's event log: every state change and log chunk, numbered from 1.
+//!
+//! Watchers read history and live events from the same log, so a late watcher
+//! sees exactly what an early one saw — in order, nothing twice, nothing lost.
+//! A `watch` channel carries the newest sequence number to wake them.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::state::State;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// buildfleet's own notes about a shard (timeouts, kills, lost chunks).
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// `None` = the run itself.
+    pub step: Option<String>,
+    /// `None` = the step as a whole.
+    pub shard: Option<u32>,
+    pub state: State,
+    pub runner: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub step: String,
+    pub shard: u32,
+    pub stream: LogStream,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    State(StateChange),
+    Log(LogEntry),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub kind: EventKind,
+}
+
+#[derive(Debug)]
+pub struct EventLog {
+    events: Vec<Arc<Event>>,
+    newest: watch::Sender<u64>,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        EventLog {
+            events: Vec::new(),
+            newest: watch::channel(0).0,
+        }
+    }
+}
+
+impl EventLog {
+    pub fn push(&mut self, kind: EventKind) -> u64 {
+        let seq = self.events.len() as u64 + 1;
+        self.events.push(Arc::new(Event { seq, kind }));
+        self.newest.send_replace(seq);
+        seq
+    }
+
+    /// Events with `seq > after`, at most `max` of them.
+    pub fn after(&self, after: u64, max: usize) -> Vec<Arc<Event>> {
+        let start = (after as usize).min(self.events.len());
+        self.events[start..].iter().take(max).cloned().collect()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.events.len() as u64
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
+
+    /// Wakes watchers without a new event (the run became terminal).
+    pub fn poke(&self) {
+        self.newest.send_modify(|_| {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(n: u8) -> EventKind {
+        EventKind::Log(LogEntry {
+            step: "s".into(),
+            shard: 0,
+            stream: LogStream::Stdout,
+            data: vec![n],
+        })
+    }
+
+    #[test]
+    fn numbers_from_one_and_pages_after_a_seq() {
+        let mut l = EventLog::default();
+        for n in 0..5 {
+            l.push(log(n));
+        }
+        let seqs: Vec<u64> = l.after(2, 10).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 5]);
+        assert_eq!(l.after(0, 2).len(), 2);
+        assert!(l.after(5, 10).is_empty());
+        assert!(l.after(99, 10).is_empty());
+    }
+
+    #[tokio::test]
+    async fn subscribers_are_woken_by_push() {
+        let mut l = EventLog::default();
+        let mut rx = l.subscribe();
+        l.push(log(1));
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow(), 1);
+    }
+}

@@ -1,0 +1,235 @@
+//! Domain ⇄ wire conversions. The only place coordinator logic meets prost.
+
+use buildfleet_proto::v1 as pb;
+
+use crate::events::{Event, EventKind, LogStream};
+use crate::run::{InputRoot, Run};
+use crate::scheduler::{LeaseSpec, RunnerView};
+use crate::state::{Failure, State};
+
+pub fn state_to_pb(s: &State) -> pb::State {
+    use pb::StateKind as K;
+    let (kind, exit_code, signal, reason) = match s {
+        State::Pending => (K::Pending, None, None, String::new()),
+        State::Waiting => (K::Waiting, None, None, String::new()),
+        State::Running => (K::Running, None, None, String::new()),
+        State::Succeeded => (K::Succeeded, None, None, String::new()),
+        State::Failed(f) => (K::Failed, f.exit_code, f.signal, f.reason.clone()),
+        State::TimedOut { after_ms } => (K::TimedOut, None, None, format!("after_ms={after_ms}")),
+        State::Cancelled { reason } => (K::Cancelled, None, None, reason.clone()),
+        State::RunnerLost { runner } => (K::RunnerLost, None, None, runner.clone()),
+        State::Skipped { reason } => (K::Skipped, None, None, reason.clone()),
+    };
+    pb::State {
+        kind: kind as i32,
+        exit_code,
+        signal,
+        reason,
+    }
+}
+
+/// Wire → domain. An unknown or unspecified kind is an error, never a default.
+pub fn state_from_pb(s: &pb::State) -> Result<State, String> {
+    use pb::StateKind as K;
+    let kind = K::try_from(s.kind).map_err(|_| format!("unknown state kind {}", s.kind))?;
+    Ok(match kind {
+        K::Unspecified => return Err("state kind is unspecified".into()),
+        K::Pending => State::Pending,
+        K::Waiting => State::Waiting,
+        K::Running => State::Running,
+        K::Succeeded => State::Succeeded,
+        K::Failed => State::Failed(Failure {
+            exit_code: s.exit_code,
+            signal: s.signal,
+            reason: s.reason.clone(),
+        }),
+        K::TimedOut => State::TimedOut {
+            after_ms: s
+                .reason
+                .strip_prefix("after_ms=")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        },
+        K::Cancelled => State::Cancelled {
+            reason: s.reason.clone(),
+        },
+        K::RunnerLost => State::RunnerLost {
+            runner: s.reason.clone(),
+        },
+        K::Skipped => State::Skipped {
+            reason: s.reason.clone(),
+        },
+    })
+}
+
+pub fn stream_to_pb(s: LogStream) -> pb::LogStream {
+    match s {
+        LogStream::Stdout => pb::LogStream::Stdout,
+        LogStream::Stderr => pb::LogStream::Stderr,
+        LogStream::System => pb::LogStream::System,
+    }
+}
+
+pub fn stream_from_pb(s: i32) -> LogStream {
+    match pb::LogStream::try_from(s) {
+        Ok(pb::LogStream::Stdout) => LogStream::Stdout,
+        Ok(pb::LogStream::Stderr) => LogStream::Stderr,
+        _ => LogStream::System,
+    }
+}
+
+pub fn event_to_pb(e: &Event) -> pb::RunEvent {
+    let event = match &e.kind {
+        EventKind::State(c) => pb::run_event::Event::State(pb::StateChange {
+            step: c.step.clone().unwrap_or_default(),
+            shard: c.shard,
+            state: Some(state_to_pb(&c.state)),
+            runner: c.runner.clone().unwrap_or_default(),
+            duration_ms: c.duration_ms,
+        }),
+        EventKind::Log(l) => pb::run_event::Event::Log(pb::LogChunk {
+            step: l.step.clone(),
+            shard: l.shard,
+            stream: stream_to_pb(l.stream) as i32,
+            data: l.data.clone(),
+        }),
+    };
+    pb::RunEvent {
+        seq: e.seq,
+        event: Some(event),
+    }
+}
+
+pub fn run_to_pb(run: &Run) -> pb::RunStatus {
+    pb::RunStatus {
+        run_id: run.id.clone(),
+        state: Some(state_to_pb(&run.state)),
+        steps: run
+            .steps
+            .iter()
+            .map(|s| pb::StepStatus {
+                name: s.name.clone(),
+                stage: s.stage.clone(),
+                state: Some(state_to_pb(&s.state)),
+                shards: s
+                    .shards
+                    .iter()
+                    .map(|sh| pb::ShardStatus {
+                        index: sh.index,
+                        state: Some(state_to_pb(&sh.state)),
+                        runner: sh.runner.clone().unwrap_or_default(),
+                        duration_ms: sh.duration_ms,
+                        attempt: sh.attempt,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        created_unix_ms: unix_ms(run.created_wall),
+        duration_ms: run.duration_ms,
+        pipeline_path: run.pipeline_path.clone(),
+    }
+}
+
+pub fn lease_to_pb(l: LeaseSpec) -> pb::Lease {
+    pb::Lease {
+        lease_id: l.lease_id,
+        run_id: l.run_id,
+        step: l.step,
+        shard_index: l.shard_index,
+        shard_count: l.shard_count,
+        command: l.command,
+        env: l.env.into_iter().collect(),
+        input_root: Some(pb::Digest {
+            hash: l.input_root.hash,
+            size_bytes: l.input_root.size_bytes as i64,
+        }),
+        timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
+        outputs: l.outputs,
+    }
+}
+
+pub fn input_root_from_pb(d: Option<pb::Digest>) -> Result<InputRoot, String> {
+    let d = d.ok_or("input_root is required: upload the working tree first")?;
+    if d.hash.len() != 64 || !d.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("input_root hash `{}` is not 64 hex digits", d.hash));
+    }
+    if d.size_bytes < 0 {
+        return Err(format!("input_root size {} is negative", d.size_bytes));
+    }
+    Ok(InputRoot {
+        hash: d.hash.to_ascii_lowercase(),
+        size_bytes: d.size_bytes as u64,
+    })
+}
+
+pub fn runner_to_pb(r: &RunnerView) -> pb::RunnerInfo {
+    pb::RunnerInfo {
+        runner_id: r.id.clone(),
+        name: r.name.clone(),
+        labels: r.labels.clone(),
+        slots: r.slots,
+        busy_slots: r.busy,
+        connected_unix_ms: unix_ms(r.connected_at),
+    }
+}
+
+fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_survive_the_wire() {
+        let states = [
+            State::Pending,
+            State::Waiting,
+            State::Running,
+            State::Succeeded,
+            State::Failed(Failure {
+                exit_code: Some(2),
+                signal: None,
+                reason: "x".into(),
+            }),
+            State::Failed(Failure {
+                exit_code: None,
+                signal: Some(9),
+                reason: String::new(),
+            }),
+            State::TimedOut { after_ms: 1500 },
+            State::Cancelled {
+                reason: "user".into(),
+            },
+            State::RunnerLost {
+                runner: "r1".into(),
+            },
+            State::Skipped {
+                reason: "needs a".into(),
+            },
+        ];
+        for s in states {
+            assert_eq!(state_from_pb(&state_to_pb(&s)).unwrap(), s);
+        }
+        assert!(state_from_pb(&pb::State::default()).is_err());
+    }
+
+    #[test]
+    fn input_root_is_checked() {
+        assert!(input_root_from_pb(None).is_err());
+        let bad = pb::Digest {
+            hash: "abc".into(),
+            size_bytes: 1,
+        };
+        assert!(input_root_from_pb(Some(bad))
+            .unwrap_err()
+            .contains("64 hex"));
+        let good = pb::Digest {
+            hash: "A".repeat(64),
+            size_bytes: 3,
+        };
+        assert_eq!(input_root_from_pb(Some(good)).unwrap().hash, "a".repeat(64));
+    }
+}

@@ -1,0 +1,74 @@
+//! gRPC adapters and the server entry point. Prost types stop here.
+
+mod convert;
+mod pipelines;
+mod runners;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use buildfleet_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, info_span, Instrument};
+
+pub use convert::{state_from_pb, state_to_pb};
+
+use crate::hub::{CoordinatorConfig, Hub};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid coordinator config: {0}")]
+    Config(#[from] crate::error::CoordinatorError),
+    #[error("coordinator server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the coordinator on an already-bound listener (tests bind port 0)
+/// until `shutdown` resolves. Health turns SERVING once the hub is built.
+pub async fn serve(
+    listener: TcpListener,
+    config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    let hub = Arc::new(Hub::new(config));
+    let ticker = {
+        let hub = hub.clone();
+        let mut every = tokio::time::interval(Duration::from_millis(200));
+        tokio::spawn(
+            async move {
+                loop {
+                    every.tick().await;
+                    hub.tick();
+                }
+            }
+            .instrument(info_span!("coordinator_ticker")),
+        )
+    };
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<pb::pipelines_server::PipelinesServer<pipelines::PipelinesService>>()
+        .await;
+    reporter
+        .set_serving::<pb::runner_service_server::RunnerServiceServer<runners::RunnerService>>()
+        .await;
+    let addr = listener.local_addr().ok();
+    info!(?addr, "coordinator serving");
+    let result = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(pb::pipelines_server::PipelinesServer::new(
+            pipelines::PipelinesService { hub: hub.clone() },
+        ))
+        .add_service(pb::runner_service_server::RunnerServiceServer::new(
+            runners::RunnerService { hub },
+        ))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await;
+    ticker.abort();
+    Ok(result?)
+}

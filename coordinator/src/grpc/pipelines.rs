@@ -1,0 +1,128 @@
+//! The Pipelines service: thin handlers that unwrap, call the hub, convert.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use buildfleet_proto::v1 as pb;
+use futures::Stream;
+use tonic::{Request, Response, Status};
+use tracing::{info_span, Instrument};
+
+use super::convert;
+use crate::error::CoordinatorError;
+use crate::hub::Hub;
+use crate::pipeline;
+
+/// Events sent per lock acquisition while streaming history to a watcher.
+const WATCH_PAGE: usize = 512;
+
+pub struct PipelinesService {
+    pub hub: Arc<Hub>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::pipelines_server::Pipelines for PipelinesService {
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let req = req.into_inner();
+        let path = if req.pipeline_path.is_empty() {
+            "buildfleet.yaml".to_string()
+        } else {
+            req.pipeline_path
+        };
+        let pipeline =
+            pipeline::parse(&path, &req.pipeline_yaml).map_err(CoordinatorError::from)?;
+        let root =
+            convert::input_root_from_pb(req.input_root).map_err(CoordinatorError::BadRequest)?;
+        let key = Some(req.idempotency_key).filter(|k| !k.is_empty());
+        let submitted = self
+            .hub
+            .with(|s| s.submit(pipeline, path, root, key, Instant::now()));
+        self.hub.dispatch();
+        Ok(Response::new(pb::SubmitResponse {
+            run_id: submitted.run_id,
+            deduplicated: submitted.deduplicated,
+        }))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = req.into_inner();
+        let run_id = req.run_id;
+        let mut newest = self
+            .hub
+            .with(|s| s.run(&run_id).map(|r| r.events.subscribe()))?;
+        let hub = self.hub.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let span = info_span!("watch", run = %run_id);
+        tokio::spawn(
+            async move {
+                let mut after = req.after_seq;
+                loop {
+                    newest.borrow_and_update();
+                    let page = hub.with(|s| s.events_after(&run_id, after, WATCH_PAGE));
+                    let (events, finished) = match page {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::from(e))).await;
+                            return;
+                        }
+                    };
+                    for e in &events {
+                        if tx.send(Ok(convert::event_to_pb(e))).await.is_err() {
+                            return; // watcher went away
+                        }
+                        after = e.seq;
+                    }
+                    if finished {
+                        return;
+                    }
+                    if events.is_empty() && newest.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::RunStatus>, Status> {
+        let id = req.into_inner().run_id;
+        let status = self.hub.with(|s| s.run(&id).map(convert::run_to_pb))?;
+        Ok(Response::new(status))
+    }
+
+    async fn cancel(
+        &self,
+        req: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
+        let req = req.into_inner();
+        let (was_running, orders) = self
+            .hub
+            .with(|s| s.cancel(&req.run_id, &req.reason, Instant::now()))?;
+        self.hub.cancel_leases(orders);
+        Ok(Response::new(pb::CancelResponse { was_running }))
+    }
+
+    async fn list_runners(
+        &self,
+        _req: Request<pb::ListRunnersRequest>,
+    ) -> Result<Response<pb::ListRunnersResponse>, Status> {
+        let runners = self.hub.with(|s| s.runners());
+        Ok(Response::new(pb::ListRunnersResponse {
+            runners: runners.iter().map(convert::runner_to_pb).collect(),
+        }))
+    }
+}

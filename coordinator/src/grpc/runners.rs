@@ -1,0 +1,154 @@
+//! The runner connection: one bidirectional stream per runner. The first
+//! message must be `register`; after that, heartbeats, logs and results.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use buildfleet_proto::v1 as pb;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, info_span, warn, Instrument};
+
+use super::convert;
+use crate::error::CoordinatorError;
+use crate::hub::{Hub, Outbound};
+use crate::scheduler::RunnerView;
+
+pub struct RunnerService {
+    pub hub: Arc<Hub>,
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+fn outbound_to_pb(m: Outbound) -> pb::CoordinatorMessage {
+    use pb::coordinator_message::Msg;
+    let msg = match m {
+        Outbound::Lease(l) => Msg::Lease(convert::lease_to_pb(l)),
+        Outbound::Cancel(c) => Msg::Cancel(pb::CancelLease {
+            lease_id: c.lease_id,
+            reason: c.reason,
+        }),
+    };
+    pb::CoordinatorMessage { msg: Some(msg) }
+}
+
+#[tonic::async_trait]
+impl pb::runner_service_server::RunnerService for RunnerService {
+    type SessionStream = OutStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::RunnerMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::cancelled("runner closed the stream before registering"))?;
+        let reg = match first.msg {
+            Some(pb::runner_message::Msg::Register(r)) => r,
+            _ => return Err(CoordinatorError::NotRegistered("another message").into()),
+        };
+        if reg.slots == 0 {
+            return Err(
+                CoordinatorError::BadRequest("a runner needs at least one slot".into()).into(),
+            );
+        }
+        let runner_id = uuid::Uuid::new_v4().simple().to_string();
+        let name = if reg.name.is_empty() {
+            runner_id[..8].to_string()
+        } else {
+            reg.name
+        };
+        let view = RunnerView {
+            id: runner_id.clone(),
+            name: name.clone(),
+            labels: reg.labels,
+            slots: reg.slots,
+            busy: 0,
+            connected_at: SystemTime::now(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let registered = pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Registered(pb::Registered {
+                runner_id: runner_id.clone(),
+                heartbeat_interval_ms: self.hub.config.heartbeat_interval.as_millis() as u64,
+            })),
+        };
+        let out = futures::stream::once(async move { Ok(registered) }).chain(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|m| Ok(outbound_to_pb(m))),
+        );
+        let hub = self.hub.clone();
+        let span = info_span!("runner_stream", runner = %name);
+        tokio::spawn(
+            async move {
+                info!("runner connected");
+                hub.connect_runner(view, tx);
+                loop {
+                    match inbound.message().await {
+                        Ok(Some(m)) => {
+                            hub.seen(&runner_id);
+                            if let Err(e) = handle(&hub, &runner_id, m) {
+                                warn!(error = %e, "runner message rejected");
+                            }
+                        }
+                        Ok(None) => {
+                            info!("runner closed its stream");
+                            break;
+                        }
+                        Err(status) => {
+                            warn!(%status, "runner stream failed");
+                            break;
+                        }
+                    }
+                }
+                hub.disconnect_runner(&runner_id);
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), CoordinatorError> {
+    use pb::runner_message::Msg;
+    match m.msg {
+        Some(Msg::Heartbeat(_)) | None => Ok(()),
+        Some(Msg::Register(_)) => Err(CoordinatorError::BadRequest("registered twice".into())),
+        Some(Msg::Log(l)) => hub.with(|s| {
+            s.record_log(
+                runner_id,
+                &l.lease_id,
+                l.seq,
+                convert::stream_from_pb(l.stream),
+                l.data,
+            )
+        }),
+        Some(Msg::Result(r)) => {
+            let state = r
+                .state
+                .as_ref()
+                .ok_or_else(|| CoordinatorError::BadRequest("result without a state".into()))
+                .and_then(|s| convert::state_from_pb(s).map_err(CoordinatorError::BadRequest))?;
+            if !state.is_terminal() {
+                return Err(CoordinatorError::BadRequest(format!(
+                    "result state must be terminal, got {}",
+                    state.name()
+                )));
+            }
+            hub.with(|s| {
+                s.record_result(
+                    runner_id,
+                    &r.lease_id,
+                    state,
+                    r.duration_ms,
+                    r.last_log_seq,
+                    Instant::now(),
+                )
+            })?;
+            hub.dispatch();
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The coordinator's shared state: the scheduler behind one lock, plus an
+//! outbox per connected runner. Every event that can free a slot or make work
+//! ready ends in `dispatch`, so leases go out as soon as they can.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::scheduler::{CancelOrder, LeaseSpec, RunnerView, Scheduler, SchedulerConfig};
+
+/// Settings checked before any port is bound.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub scheduler: SchedulerConfig,
+    /// How often runners must send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Missed-heartbeat multiple after which a silent runner counts as lost.
+    pub heartbeat_misses: u32,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            scheduler: SchedulerConfig::default(),
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_misses: 5,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    pub fn validate(&self) -> Result<(), crate::error::CoordinatorError> {
+        let bad = |m: &str| Err(crate::error::CoordinatorError::BadRequest(m.to_string()));
+        if self.heartbeat_interval < Duration::from_millis(10) {
+            return bad("heartbeat interval must be at least 10ms");
+        }
+        if self.heartbeat_misses == 0 {
+            return bad("heartbeat misses must be at least 1");
+        }
+        if self.scheduler.label_wait.is_zero() {
+            return bad("label wait must be positive");
+        }
+        Ok(())
+    }
+
+    fn runner_deadline(&self) -> Duration {
+        self.heartbeat_interval * self.heartbeat_misses
+    }
+}
+
+/// A message for one runner, converted to the wire by the gRPC adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Lease(LeaseSpec),
+    Cancel(CancelOrder),
+}
+
+struct Connection {
+    outbox: mpsc::UnboundedSender<Outbound>,
+    last_seen: Instant,
+}
+
+pub struct Hub {
+    pub config: CoordinatorConfig,
+    sched: Mutex<Scheduler>,
+    connections: Mutex<HashMap<String, Connection>>,
+}
+
+impl Hub {
+    pub fn new(config: CoordinatorConfig) -> Hub {
+        Hub {
+            sched: Mutex::new(Scheduler::new(config.scheduler.clone())),
+            config,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` with the scheduler locked. Keep `f` short: no awaits, no I/O.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Scheduler) -> R) -> R {
+        f(&mut self.sched.lock())
+    }
+
+    pub fn connect_runner(&self, view: RunnerView, outbox: mpsc::UnboundedSender<Outbound>) {
+        let id = view.id.clone();
+        self.connections.lock().insert(
+            id,
+            Connection {
+                outbox,
+                last_seen: Instant::now(),
+            },
+        );
+        self.with(|s| s.register_runner(view));
+        self.dispatch();
+    }
+
+    pub fn seen(&self, runner_id: &str) {
+        if let Some(c) = self.connections.lock().get_mut(runner_id) {
+            c.last_seen = Instant::now();
+        }
+    }
+
+    pub fn disconnect_runner(&self, runner_id: &str) {
+        self.connections.lock().remove(runner_id);
+        self.with(|s| s.runner_gone(runner_id, Instant::now()));
+        self.dispatch();
+    }
+
+    pub fn send(&self, runner_id: &str, msg: Outbound) -> bool {
+        let conns = self.connections.lock();
+        conns
+            .get(runner_id)
+            .is_some_and(|c| c.outbox.send(msg).is_ok())
+    }
+
+    /// Leases every shard that can start now.
+    pub fn dispatch(&self) {
+        let assignments = self.with(|s| s.assign(Instant::now()));
+        let mut lost = Vec::new();
+        for a in assignments {
+            debug!(runner = %a.runner_id, run = %a.lease.run_id, step = %a.lease.step, shard = a.lease.shard_index, "lease granted");
+            if !self.send(&a.runner_id, Outbound::Lease(a.lease)) {
+                lost.push(a.runner_id);
+            }
+        }
+        for runner in lost {
+            warn!(runner = %runner, "lease could not be delivered: runner stream closed");
+            self.disconnect_runner(&runner);
+        }
+    }
+
+    pub fn cancel_leases(&self, orders: Vec<CancelOrder>) {
+        for o in orders {
+            let runner = o.runner_id.clone();
+            if !self.send(&runner, Outbound::Cancel(o)) {
+                self.disconnect_runner(&runner);
+            }
+        }
+    }
+
+    /// Periodic housekeeping: label-wait deadlines and silent runners.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let deadline = self.config.runner_deadline();
+        let silent: Vec<String> = self
+            .connections
+            .lock()
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.last_seen) > deadline)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            warn!(runner = %id, ?deadline, "runner missed its heartbeats; treating it as lost");
+            self.disconnect_runner(&id);
+        }
+        self.with(|s| s.tick(now));
+        self.dispatch();
+    }
+}

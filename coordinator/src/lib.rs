@@ -1,0 +1,16 @@
+//! Pipeline parsing, the step DAG, shard scheduling and the coordinator's gRPC services.
+//!
+//! Invariant: scheduling (`scheduler`, `run`, `state`) is plain Rust with the
+//! clock passed in; only `grpc` knows prost.
+
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod hub;
+pub mod pipeline;
+pub mod run;
+pub mod scheduler;
+pub mod state;
+
+pub use error::CoordinatorError;
+pub use hub::CoordinatorConfig;

@@ -1,0 +1,127 @@
+//! The pipeline file (`buildfleet.yaml`): its parsed form and the parser.
+//!
+//! Parsing happens in three passes so that one run reports every problem it
+//! can: `yaml` turns text into a tree that remembers positions, `parse`
+//! checks each node's shape against the schema, and `validate` checks the
+//! relations between steps (unique names, `needs`, cycles) once they exist.
+
+mod dag;
+mod error;
+mod fields;
+mod parse;
+mod suggest;
+mod validate;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+pub use error::{PipelineError, PipelineErrors};
+
+/// A whole pipeline file after validation: every invariant the schema
+/// promises (unique step names, `needs` that resolve, no cycles) holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    pub version: u32,
+    pub target_minutes: Option<u32>,
+    /// Applies to every step; a step's own `env` wins on conflicts.
+    pub env: BTreeMap<String, String>,
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub name: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Unique across the whole pipeline, so `needs` can name steps without
+    /// qualifying them by stage.
+    pub name: String,
+    /// Name of the stage the step belongs to.
+    pub stage: String,
+    /// Run later under `bash -euo pipefail -c`.
+    pub run: String,
+    /// How many parallel shards to split the step into; 1 when not given.
+    pub shards: u32,
+    pub timeout: Option<Duration>,
+    /// Numbers and bools are kept as written, so `1.10` stays `1.10`.
+    pub env: BTreeMap<String, String>,
+    /// Relative to the workspace and guaranteed not to escape it.
+    pub outputs: Vec<String>,
+    /// `None` when not given, which means "wait for the previous stage";
+    /// `Some(vec![])` explicitly opts out of that barrier.
+    pub needs: Option<Vec<String>>,
+    /// Runner labels a runner must have to be given this step.
+    pub labels: Vec<String>,
+}
+
+/// Parses and validates a pipeline; `file_name` is only used in errors.
+pub fn parse(file_name: &str, text: &str) -> Result<Pipeline, PipelineErrors> {
+    let mut errors = error::Collector::new(file_name);
+    let root = match yaml::load(text) {
+        Ok(Some(root)) if !root.is_null() => root,
+        Ok(_) => {
+            errors.error_with_hint(
+                yaml::Pos::START,
+                "the pipeline file is empty",
+                "a pipeline needs at least `version: 1` and a non-empty `stages` list",
+            );
+            return Err(errors.finish());
+        }
+        Err(e) => {
+            match e.hint {
+                Some(hint) => errors.error_with_hint(e.pos, e.message, hint),
+                None => errors.error(e.pos, e.message),
+            }
+            return Err(errors.finish());
+        }
+    };
+    let (pipeline, positions) = parse::pipeline(&root, &mut errors);
+    validate::pipeline(&pipeline, &positions, &mut errors);
+    if errors.is_empty() {
+        Ok(pipeline)
+    } else {
+        Err(errors.finish())
+    }
+}
+
+/// Reads and parses a pipeline file; a read failure is reported as an error
+/// for the file as a whole (line and column 0).
+pub fn parse_file(path: &Path) -> Result<Pipeline, PipelineErrors> {
+    let file_name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&file_name, &text),
+        Err(e) => Err(PipelineErrors(vec![PipelineError {
+            file: file_name,
+            line: 0,
+            column: 0,
+            message: format!("cannot read the pipeline file: {e}"),
+            hint: None,
+        }])),
+    }
+}
+
+impl Pipeline {
+    /// Each step's direct dependencies: its `needs` if given, else every step
+    /// of the previous stage (the stage barrier). Every step has an entry;
+    /// each list is in declaration order.
+    pub fn dependencies(&self) -> BTreeMap<String, Vec<String>> {
+        dag::dependencies(self)
+    }
+
+    /// All steps, in declaration order.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.stages.iter().flat_map(|stage| stage.steps.iter())
+    }
+
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps().find(|step| step.name == name)
+    }
+}

@@ -1,0 +1,297 @@
+//! Checks the tree's shape against the pipeline schema and builds the
+//! [`Pipeline`].
+//!
+//! Fields that fail a check get placeholder values so the walk can go on;
+//! the caller discards the pipeline whenever any error was reported. The
+//! positions of names and `needs` entries are returned on the side because
+//! the cross-step checks in `validate` need somewhere to point.
+
+use std::collections::BTreeMap;
+
+use super::error::Collector;
+use super::fields::{self, Fields};
+use super::yaml::{Node, Pos, Value};
+use super::{Pipeline, Stage, Step};
+
+const TOP_KEYS: &[&str] = &["version", "target_minutes", "env", "stages"];
+const STAGE_KEYS: &[&str] = &["name", "steps"];
+const STEP_KEYS: &[&str] = &[
+    "name", "run", "shards", "timeout", "env", "outputs", "needs", "labels",
+];
+
+pub(super) const MAX_SHARDS: u32 = 1024;
+
+/// Source positions parallel to `Pipeline::stages`, for cross-step checks.
+#[derive(Debug, Default)]
+pub(super) struct Positions {
+    pub stages: Vec<StagePositions>,
+}
+
+#[derive(Debug)]
+pub(super) struct StagePositions {
+    /// `None` when the stage has no usable name, so it takes no part in
+    /// duplicate-name checks.
+    pub name: Option<Pos>,
+    pub steps: Vec<StepPositions>,
+}
+
+#[derive(Debug)]
+pub(super) struct StepPositions {
+    /// `None` when the step has no usable name, so nothing can refer to it.
+    pub name: Option<Pos>,
+    /// Parallel to the step's `needs` entries.
+    pub needs: Vec<Pos>,
+}
+
+pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positions) {
+    let mut pipeline = Pipeline {
+        version: 1,
+        target_minutes: None,
+        env: BTreeMap::new(),
+        stages: Vec::new(),
+    };
+    let mut positions = Positions::default();
+    let Some(top) = Fields::of(root, "at the top level", TOP_KEYS, errors) else {
+        errors.error_with_hint(
+            root.pos,
+            format!(
+                "the pipeline file must be a mapping at the top level, found {}",
+                root.describe()
+            ),
+            "start with `version: 1` and a `stages:` list",
+        );
+        return (pipeline, positions);
+    };
+
+    if let Some(node) = top.require("version", "at the top level", errors) {
+        if node.integer() != Some(1) {
+            errors.error_with_hint(
+                node.pos,
+                format!("`version` must be 1, found {}", node.describe()),
+                "write `version: 1`; it is the only pipeline format version",
+            );
+        }
+    }
+    if let Some(node) = top.get("target_minutes") {
+        pipeline.target_minutes = fields::integer(
+            node,
+            "target_minutes",
+            (1, u32::MAX),
+            "a positive integer",
+            errors,
+        );
+    }
+    if let Some(node) = top.get("env") {
+        pipeline.env = fields::env(node, errors).unwrap_or_default();
+    }
+    if let Some(node) = top.require("stages", "at the top level", errors) {
+        stages(node, &mut pipeline, &mut positions, errors);
+    }
+    (pipeline, positions)
+}
+
+fn stages(node: &Node, pipeline: &mut Pipeline, positions: &mut Positions, errors: &mut Collector) {
+    let Value::Sequence(items) = &node.value else {
+        errors.error_with_hint(
+            node.pos,
+            format!(
+                "`stages` must be a sequence of stages, found {}",
+                node.describe()
+            ),
+            "write each stage as `- name: ...` followed by its `steps:`",
+        );
+        return;
+    };
+    if items.is_empty() {
+        errors.error_with_hint(
+            node.pos,
+            "`stages` must not be empty",
+            "add at least one stage with a `name` and `steps`",
+        );
+    }
+    for item in items {
+        if let Some((stage, stage_positions)) = stage(item, errors) {
+            pipeline.stages.push(stage);
+            positions.stages.push(stage_positions);
+        }
+    }
+}
+
+fn stage(node: &Node, errors: &mut Collector) -> Option<(Stage, StagePositions)> {
+    let Some(map) = Fields::of(node, "in stage", STAGE_KEYS, errors) else {
+        errors.error_with_hint(
+            node.pos,
+            format!(
+                "each stage must be a mapping with `name` and `steps`, found {}",
+                node.describe()
+            ),
+            "write `- name: build` and indent `steps:` under it",
+        );
+        return None;
+    };
+    let mut name = None;
+    let mut name_pos = None;
+    if let Some(node) = map.require("name", "in stage", errors) {
+        if let Some(text) = fields::string(node, "name", errors) {
+            if text.trim().is_empty() {
+                errors.error(node.pos, "stage `name` must not be empty");
+            } else {
+                name_pos = Some(node.pos);
+            }
+            name = Some(text);
+        }
+    }
+    let owner = match &name {
+        Some(name) => format!("in stage `{name}`"),
+        None => "in stage".to_owned(),
+    };
+    let name = name.unwrap_or_default();
+    let mut stage = Stage {
+        name: name.clone(),
+        steps: Vec::new(),
+    };
+    let mut positions = StagePositions {
+        name: name_pos,
+        steps: Vec::new(),
+    };
+    let Some(steps_node) = map.require("steps", &owner, errors) else {
+        return Some((stage, positions));
+    };
+    let Value::Sequence(items) = &steps_node.value else {
+        errors.error_with_hint(
+            steps_node.pos,
+            format!(
+                "`steps` must be a non-empty sequence of steps, found {}",
+                steps_node.describe()
+            ),
+            "write each step as `- name: ...` with its `run:` command",
+        );
+        return Some((stage, positions));
+    };
+    if items.is_empty() {
+        errors.error_with_hint(
+            steps_node.pos,
+            format!("stage `{name}` has no steps"),
+            "add at least one step, or remove the stage",
+        );
+    }
+    for item in items {
+        if let Some((step, step_positions)) = step(item, &name, errors) {
+            stage.steps.push(step);
+            positions.steps.push(step_positions);
+        }
+    }
+    Some((stage, positions))
+}
+
+fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepPositions)> {
+    let Some(map) = Fields::of(node, "in step", STEP_KEYS, errors) else {
+        errors.error_with_hint(
+            node.pos,
+            format!(
+                "each step must be a mapping with at least `name` and `run`, found {}",
+                node.describe()
+            ),
+            "write `- name: compile` and indent `run: ...` under it",
+        );
+        return None;
+    };
+    let mut positions = StepPositions {
+        name: None,
+        needs: Vec::new(),
+    };
+    let name = map
+        .require("name", "in step", errors)
+        .and_then(|node| step_name(node, errors).map(|name| (name, node.pos)));
+    let owner = match &name {
+        Some((name, pos)) => {
+            positions.name = Some(*pos);
+            format!("in step `{name}`")
+        }
+        None => "in step".to_owned(),
+    };
+    let run = map.require("run", &owner, errors).and_then(|node| {
+        let text = fields::string(node, "run", errors)?;
+        if text.trim().is_empty() {
+            errors.error(node.pos, "`run` must not be empty");
+        }
+        Some(text)
+    });
+    let shards = map.get("shards").map(|node| {
+        let range = format!("an integer from 1 to {MAX_SHARDS}");
+        fields::integer(node, "shards", (1, MAX_SHARDS), &range, errors)
+    });
+    let needs = map
+        .get("needs")
+        .and_then(|node| fields::string_list(node, "needs", "step names", errors))
+        .map(|entries| {
+            entries
+                .into_iter()
+                .map(|(name, pos)| {
+                    positions.needs.push(pos);
+                    name
+                })
+                .collect()
+        });
+    let step = Step {
+        name: name.map(|(name, _)| name).unwrap_or_default(),
+        stage: stage.to_owned(),
+        run: run.unwrap_or_default(),
+        shards: shards.flatten().unwrap_or(1),
+        timeout: map
+            .get("timeout")
+            .and_then(|node| fields::timeout(node, errors)),
+        env: map
+            .get("env")
+            .and_then(|node| fields::env(node, errors))
+            .unwrap_or_default(),
+        outputs: map
+            .get("outputs")
+            .and_then(|node| outputs(node, errors))
+            .unwrap_or_default(),
+        needs,
+        labels: map
+            .get("labels")
+            .and_then(|node| fields::string_list(node, "labels", "runner labels", errors))
+            .map(|labels| labels.into_iter().map(|(label, _)| label).collect())
+            .unwrap_or_default(),
+    };
+    Some((step, positions))
+}
+
+/// Step names appear in `needs`, logs and artifact paths, so they are kept
+/// to characters that are safe in all three.
+fn step_name(node: &Node, errors: &mut Collector) -> Option<String> {
+    let name = fields::string(node, "name", errors)?;
+    if name.is_empty() {
+        errors.error(node.pos, "step `name` must not be empty");
+        return None;
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if !name.chars().all(allowed) {
+        errors.error_with_hint(
+            node.pos,
+            format!("invalid step name `{name}`"),
+            "step names may only contain letters, digits, `_`, `.` and `-`",
+        );
+    }
+    // Still usable as a name: `needs` entries naming it should resolve
+    // rather than pile up "unknown step" errors on top of this one.
+    Some(name)
+}
+
+fn outputs(node: &Node, errors: &mut Collector) -> Option<Vec<String>> {
+    let entries = fields::string_list(node, "outputs", "relative paths", errors)?;
+    let mut paths = Vec::with_capacity(entries.len());
+    for (path, pos) in entries {
+        if let Some(problem) = fields::output_path_problem(&path) {
+            errors.error_with_hint(
+                pos,
+                format!("output path `{path}` {problem}"),
+                "outputs must be relative paths inside the workspace",
+            );
+        }
+        paths.push(path);
+    }
+    Some(paths)
+}

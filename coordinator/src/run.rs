@@ -1,0 +1,297 @@
+//! One submitted pipeline run: its steps, their shards, and its event log.
+//!
+//! The run owns state transitions so every change is recorded as an event in
+//! the same place it happens — no state can move without watchers seeing it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::events::{EventKind, EventLog, StateChange};
+use crate::pipeline::Pipeline;
+use crate::state::{combine, State};
+
+/// Content address of the submitted input tree, passed through to runners.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InputRoot {
+    pub hash: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct ShardRun {
+    pub index: u32,
+    pub state: State,
+    pub runner: Option<String>,
+    pub lease: Option<String>,
+    pub attempt: u32,
+    pub started: Option<Instant>,
+    pub duration_ms: u64,
+    /// Last log chunk sequence number accepted for the current lease.
+    pub log_seq: u64,
+}
+
+#[derive(Debug)]
+pub struct StepRun {
+    pub name: String,
+    pub stage: String,
+    pub state: State,
+    pub shards: Vec<ShardRun>,
+    /// Indexes of the steps this one waits for.
+    pub deps: Vec<usize>,
+    pub labels: Vec<String>,
+    /// When the step became ready; bounds how long it may wait for a runner
+    /// with matching labels.
+    pub ready_at: Option<Instant>,
+    pub started: Option<Instant>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub id: String,
+    pub pipeline: Pipeline,
+    pub pipeline_path: String,
+    pub input_root: InputRoot,
+    pub created: Instant,
+    pub created_wall: SystemTime,
+    pub state: State,
+    pub duration_ms: u64,
+    pub steps: Vec<StepRun>,
+    pub by_name: HashMap<String, usize>,
+    pub cancel_reason: Option<String>,
+    pub events: EventLog,
+}
+
+impl Run {
+    pub fn new(
+        id: String,
+        pipeline: Pipeline,
+        pipeline_path: String,
+        input_root: InputRoot,
+        now: Instant,
+    ) -> Run {
+        let deps_by_name: BTreeMap<String, Vec<String>> = pipeline.dependencies();
+        let by_name: HashMap<String, usize> = pipeline
+            .steps()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let steps = pipeline
+            .steps()
+            .map(|s| StepRun {
+                name: s.name.clone(),
+                stage: s.stage.clone(),
+                state: State::Pending,
+                shards: (0..s.shards)
+                    .map(|index| ShardRun {
+                        index,
+                        state: State::Pending,
+                        runner: None,
+                        lease: None,
+                        attempt: 0,
+                        started: None,
+                        duration_ms: 0,
+                        log_seq: 0,
+                    })
+                    .collect(),
+                deps: deps_by_name
+                    .get(&s.name)
+                    .map(|d| d.iter().filter_map(|n| by_name.get(n).copied()).collect())
+                    .unwrap_or_default(),
+                labels: s.labels.clone(),
+                ready_at: None,
+                started: None,
+                duration_ms: 0,
+            })
+            .collect();
+        let mut run = Run {
+            id,
+            pipeline,
+            pipeline_path,
+            input_root,
+            created: now,
+            created_wall: SystemTime::now(),
+            state: State::Pending,
+            duration_ms: 0,
+            steps,
+            by_name,
+            cancel_reason: None,
+            events: EventLog::default(),
+        };
+        run.emit_run_state();
+        run
+    }
+
+    fn emit_run_state(&mut self) {
+        let change = StateChange {
+            step: None,
+            shard: None,
+            state: self.state.clone(),
+            runner: None,
+            duration_ms: self.duration_ms,
+        };
+        self.events.push(EventKind::State(change));
+    }
+
+    fn emit_step_state(&mut self, step: usize) {
+        let s = &self.steps[step];
+        let change = StateChange {
+            step: Some(s.name.clone()),
+            shard: None,
+            state: s.state.clone(),
+            runner: None,
+            duration_ms: s.duration_ms,
+        };
+        self.events.push(EventKind::State(change));
+    }
+
+    pub fn set_shard_state(&mut self, step: usize, shard: usize, state: State, now: Instant) {
+        let step_name = self.steps[step].name.clone();
+        let s = &mut self.steps[step].shards[shard];
+        if s.state == state {
+            return;
+        }
+        if state == State::Running {
+            s.started = Some(now);
+        }
+        s.state = state.clone();
+        let change = StateChange {
+            step: Some(step_name),
+            shard: Some(s.index),
+            state,
+            runner: s.runner.clone(),
+            duration_ms: s.duration_ms,
+        };
+        self.events.push(EventKind::State(change));
+        self.refresh_step(step, now);
+    }
+
+    /// Recomputes a step's state from its shards.
+    fn refresh_step(&mut self, step: usize, now: Instant) {
+        let st = &mut self.steps[step];
+        let next = if let Some(done) = combine(st.shards.iter().map(|s| &s.state)) {
+            done
+        } else if st
+            .shards
+            .iter()
+            .any(|s| s.state == State::Running || s.state.is_terminal())
+        {
+            State::Running
+        } else {
+            st.state.clone()
+        };
+        if next == State::Running && st.started.is_none() {
+            st.started = Some(now);
+        }
+        if next.is_terminal() {
+            st.duration_ms = st
+                .started
+                .map_or(0, |t| now.duration_since(t).as_millis() as u64);
+        }
+        if next != st.state {
+            st.state = next;
+            self.emit_step_state(step);
+        }
+    }
+
+    /// Sets a whole step (and all its shards) to a state, for steps that end
+    /// before any shard ran: skipped, cancelled, unschedulable.
+    pub fn end_step_unrun(&mut self, step: usize, state: State, now: Instant) {
+        for shard in 0..self.steps[step].shards.len() {
+            if !self.steps[step].shards[shard].state.is_terminal() {
+                self.steps[step].shards[shard].state = state.clone();
+            }
+        }
+        self.steps[step].state = state;
+        self.steps[step].duration_ms = 0;
+        self.emit_step_state(step);
+        let _ = now;
+    }
+
+    /// Moves pending steps to waiting (all deps green) or skipped (a dep ended
+    /// non-green), until nothing changes. Returns true if anything moved.
+    pub fn advance(&mut self, now: Instant) -> bool {
+        let mut moved_any = false;
+        loop {
+            let mut moved = false;
+            for i in 0..self.steps.len() {
+                if self.steps[i].state != State::Pending {
+                    continue;
+                }
+                let blocker = self.steps[i]
+                    .deps
+                    .iter()
+                    .map(|&d| &self.steps[d])
+                    .find(|d| d.state.is_terminal() && !d.state.is_green())
+                    .map(|d| format!("needs `{}`, which {}", d.name, d.state.name()));
+                if let Some(reason) = blocker {
+                    self.end_step_unrun(i, State::Skipped { reason }, now);
+                    moved = true;
+                } else if self.steps[i]
+                    .deps
+                    .iter()
+                    .all(|&d| self.steps[d].state.is_green())
+                {
+                    let st = &mut self.steps[i];
+                    st.state = State::Waiting;
+                    st.ready_at = Some(now);
+                    for sh in &mut st.shards {
+                        sh.state = State::Waiting;
+                    }
+                    self.emit_step_state(i);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+            moved_any = true;
+        }
+        self.refresh_run(now);
+        moved_any
+    }
+
+    /// Ends the run once every step is terminal.
+    pub fn refresh_run(&mut self, now: Instant) {
+        if self.state.is_terminal() {
+            return;
+        }
+        let Some(all) = combine(self.steps.iter().map(|s| &s.state)) else {
+            if self.state == State::Pending && self.steps.iter().any(|s| s.state == State::Running)
+            {
+                self.state = State::Running;
+                self.emit_run_state();
+            }
+            return;
+        };
+        self.duration_ms = now.duration_since(self.created).as_millis() as u64;
+        self.state = if let Some(reason) = &self.cancel_reason {
+            State::Cancelled {
+                reason: reason.clone(),
+            }
+        } else if all.is_green() {
+            State::Succeeded
+        } else {
+            let bad: Vec<String> = self
+                .steps
+                .iter()
+                .filter(|s| !s.state.is_green())
+                .map(|s| format!("{} {}", s.name, s.state))
+                .collect();
+            State::failed(bad.join("; "))
+        };
+        self.emit_run_state();
+        self.events.poke();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.state.is_terminal()
+    }
+
+    /// Waiting time allowed before a step with no matching runner fails.
+    pub fn waited(&self, step: usize, now: Instant) -> Duration {
+        self.steps[step]
+            .ready_at
+            .map_or(Duration::ZERO, |t| now.duration_since(t))
+    }
+}

@@ -1,0 +1,450 @@
+//! The scheduling core: runs, runners and leases, with no network and no clock
+//! of its own (callers pass `now`), so every rule is tested in plain Rust.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::error::CoordinatorError;
+use crate::events::{Event, EventKind, LogEntry, LogStream};
+use crate::pipeline::Pipeline;
+use crate::run::{InputRoot, Run};
+use crate::state::State;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// How long a ready step may wait for a runner whose labels match before
+    /// it fails; queueing forever hides a misconfigured fleet.
+    pub label_wait: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            label_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerView {
+    pub id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub slots: u32,
+    pub busy: u32,
+    pub connected_at: std::time::SystemTime,
+}
+
+/// What a runner is told to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseSpec {
+    pub lease_id: String,
+    pub run_id: String,
+    pub step: String,
+    pub shard_index: u32,
+    pub shard_count: u32,
+    pub command: String,
+    pub env: BTreeMap<String, String>,
+    pub input_root: InputRoot,
+    pub timeout: Option<Duration>,
+    pub outputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub runner_id: String,
+    pub lease: LeaseSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancelOrder {
+    pub runner_id: String,
+    pub lease_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub run_id: String,
+    pub deduplicated: bool,
+}
+
+#[derive(Debug)]
+struct LeaseRef {
+    run_id: String,
+    step: usize,
+    shard: usize,
+    runner_id: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    runs: HashMap<String, Run>,
+    /// Submission order: earlier runs get free slots first.
+    order: Vec<String>,
+    idempotency: HashMap<String, String>,
+    runners: BTreeMap<String, RunnerView>,
+    leases: HashMap<String, LeaseRef>,
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Scheduler {
+        Scheduler {
+            config,
+            ..Scheduler::default()
+        }
+    }
+
+    pub fn submit(
+        &mut self,
+        pipeline: Pipeline,
+        pipeline_path: String,
+        input_root: InputRoot,
+        idempotency_key: Option<String>,
+        now: Instant,
+    ) -> Submitted {
+        if let Some(existing) = idempotency_key
+            .as_ref()
+            .and_then(|k| self.idempotency.get(k))
+        {
+            return Submitted {
+                run_id: existing.clone(),
+                deduplicated: true,
+            };
+        }
+        let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut run = Run::new(run_id.clone(), pipeline, pipeline_path, input_root, now);
+        run.advance(now);
+        info!(run = %run_id, steps = run.steps.len(), "run submitted");
+        self.runs.insert(run_id.clone(), run);
+        self.order.push(run_id.clone());
+        if let Some(k) = idempotency_key {
+            self.idempotency.insert(k, run_id.clone());
+        }
+        Submitted {
+            run_id,
+            deduplicated: false,
+        }
+    }
+
+    pub fn register_runner(&mut self, view: RunnerView) {
+        info!(runner = %view.id, name = %view.name, slots = view.slots, labels = ?view.labels, "runner registered");
+        self.runners.insert(view.id.clone(), view);
+    }
+
+    /// A runner's stream ended: every shard it held is lost with it.
+    pub fn runner_gone(&mut self, runner_id: &str, now: Instant) {
+        let Some(view) = self.runners.remove(runner_id) else {
+            return;
+        };
+        warn!(runner = %runner_id, name = %view.name, "runner disconnected");
+        let lost: Vec<String> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.runner_id == runner_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for lease_id in lost {
+            let l = self.leases.remove(&lease_id).expect("lease listed above");
+            if let Some(run) = self.runs.get_mut(&l.run_id) {
+                let state = State::RunnerLost {
+                    runner: view.name.clone(),
+                };
+                run.set_shard_state(l.step, l.shard, state, now);
+                run.advance(now);
+            }
+        }
+    }
+
+    pub fn runners(&self) -> Vec<RunnerView> {
+        self.runners.values().cloned().collect()
+    }
+
+    /// Hands ready shards to runners with free slots and matching labels:
+    /// earlier runs first, then declaration order, then shard index.
+    pub fn assign(&mut self, now: Instant) -> Vec<Assignment> {
+        let mut out = Vec::new();
+        for run_id in &self.order {
+            let Some(run) = self.runs.get_mut(run_id) else {
+                continue;
+            };
+            if run.is_finished() || run.cancel_reason.is_some() {
+                continue;
+            }
+            for step in 0..run.steps.len() {
+                if !matches!(run.steps[step].state, State::Waiting | State::Running) {
+                    continue;
+                }
+                for shard in 0..run.steps[step].shards.len() {
+                    if run.steps[step].shards[shard].state != State::Waiting {
+                        continue;
+                    }
+                    let labels = &run.steps[step].labels;
+                    let Some(runner) = self
+                        .runners
+                        .values_mut()
+                        .filter(|r| r.busy < r.slots && labels.iter().all(|l| r.labels.contains(l)))
+                        .max_by_key(|r| (r.slots - r.busy, std::cmp::Reverse(r.id.clone())))
+                    else {
+                        break;
+                    };
+                    runner.busy += 1;
+                    let lease_id = uuid::Uuid::new_v4().simple().to_string();
+                    let sh = &mut run.steps[step].shards[shard];
+                    sh.runner = Some(runner.name.clone());
+                    sh.lease = Some(lease_id.clone());
+                    sh.attempt += 1;
+                    sh.log_seq = 0;
+                    let lease = lease_spec(run, step, shard, lease_id.clone());
+                    run.set_shard_state(step, shard, State::Running, now);
+                    self.leases.insert(
+                        lease_id,
+                        LeaseRef {
+                            run_id: run_id.clone(),
+                            step,
+                            shard,
+                            runner_id: runner.id.clone(),
+                        },
+                    );
+                    out.push(Assignment {
+                        runner_id: runner.id.clone(),
+                        lease,
+                    });
+                }
+            }
+            run.refresh_run(now);
+        }
+        out
+    }
+
+    /// Appends a log chunk from a lease, dropping repeats and marking gaps.
+    pub fn record_log(
+        &mut self,
+        runner_id: &str,
+        lease_id: &str,
+        seq: u64,
+        stream: LogStream,
+        data: Vec<u8>,
+    ) -> Result<(), CoordinatorError> {
+        let (run, step, shard) = self.lease_target(runner_id, lease_id)?;
+        let step_name = run.steps[step].name.clone();
+        let sh = &mut run.steps[step].shards[shard];
+        if seq <= sh.log_seq {
+            warn!(lease = %lease_id, seq, "duplicate log chunk dropped");
+            return Ok(());
+        }
+        let gap = seq - sh.log_seq - 1;
+        sh.log_seq = seq;
+        let index = sh.index;
+        if gap > 0 {
+            let note = format!("buildfleet: {gap} log chunk(s) before #{seq} never arrived\n");
+            warn!(run = %run.id, step = %step_name, shard = index, gap, "log chunks missing");
+            run.events.push(EventKind::Log(LogEntry {
+                step: step_name.clone(),
+                shard: index,
+                stream: LogStream::System,
+                data: note.into_bytes(),
+            }));
+        }
+        run.events.push(EventKind::Log(LogEntry {
+            step: step_name,
+            shard: index,
+            stream,
+            data,
+        }));
+        Ok(())
+    }
+
+    pub fn record_result(
+        &mut self,
+        runner_id: &str,
+        lease_id: &str,
+        state: State,
+        duration_ms: u64,
+        last_log_seq: u64,
+        now: Instant,
+    ) -> Result<(), CoordinatorError> {
+        let (run, step, shard) = self.lease_target(runner_id, lease_id)?;
+        let step_name = run.steps[step].name.clone();
+        let sh = &mut run.steps[step].shards[shard];
+        sh.duration_ms = duration_ms;
+        if last_log_seq > sh.log_seq {
+            let gap = last_log_seq - sh.log_seq;
+            sh.log_seq = last_log_seq;
+            let index = sh.index;
+            run.events.push(EventKind::Log(LogEntry {
+                step: step_name,
+                shard: index,
+                stream: LogStream::System,
+                data: format!("buildfleet: the last {gap} log chunk(s) never arrived\n")
+                    .into_bytes(),
+            }));
+        }
+        run.set_shard_state(step, shard, state, now);
+        run.advance(now);
+        self.leases.remove(lease_id);
+        if let Some(r) = self.runners.get_mut(runner_id) {
+            r.busy = r.busy.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    fn lease_target(
+        &mut self,
+        runner_id: &str,
+        lease_id: &str,
+    ) -> Result<(&mut Run, usize, usize), CoordinatorError> {
+        let l = self
+            .leases
+            .get(lease_id)
+            .filter(|l| l.runner_id == runner_id)
+            .ok_or_else(|| CoordinatorError::UnknownLease(lease_id.to_string()))?;
+        let run = self
+            .runs
+            .get_mut(&l.run_id)
+            .ok_or_else(|| CoordinatorError::UnknownRun(l.run_id.clone()))?;
+        Ok((run, l.step, l.shard))
+    }
+
+    /// Cancels a run: unstarted work ends now, running shards are told to stop
+    /// and end when their runner reports back.
+    pub fn cancel(
+        &mut self,
+        run_id: &str,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(bool, Vec<CancelOrder>), CoordinatorError> {
+        let run = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| CoordinatorError::UnknownRun(run_id.to_string()))?;
+        if run.is_finished() {
+            return Ok((false, Vec::new()));
+        }
+        let reason = if reason.is_empty() {
+            "cancelled by request"
+        } else {
+            reason
+        };
+        run.cancel_reason = Some(reason.to_string());
+        for step in 0..run.steps.len() {
+            if matches!(run.steps[step].state, State::Pending | State::Waiting) {
+                let state = State::Cancelled {
+                    reason: reason.to_string(),
+                };
+                run.end_step_unrun(step, state, now);
+            }
+            for shard in 0..run.steps[step].shards.len() {
+                if run.steps[step].shards[shard].state == State::Waiting {
+                    let state = State::Cancelled {
+                        reason: reason.to_string(),
+                    };
+                    run.set_shard_state(step, shard, state, now);
+                }
+            }
+        }
+        run.refresh_run(now);
+        let orders = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.run_id == run_id)
+            .map(|(id, l)| CancelOrder {
+                runner_id: l.runner_id.clone(),
+                lease_id: id.clone(),
+                reason: reason.to_string(),
+            })
+            .collect();
+        info!(run = %run_id, reason, "run cancelled");
+        Ok((true, orders))
+    }
+
+    /// Fails steps that waited too long for a runner with matching labels.
+    pub fn tick(&mut self, now: Instant) {
+        for run_id in &self.order {
+            let Some(run) = self.runs.get_mut(run_id) else {
+                continue;
+            };
+            if run.is_finished() {
+                continue;
+            }
+            for step in 0..run.steps.len() {
+                let st = &run.steps[step];
+                if st.state != State::Waiting || run.waited(step, now) < self.config.label_wait {
+                    continue;
+                }
+                let labels = &st.labels;
+                if self
+                    .runners
+                    .values()
+                    .any(|r| labels.iter().all(|l| r.labels.contains(l)))
+                {
+                    continue;
+                }
+                let connected: Vec<String> = self
+                    .runners
+                    .values()
+                    .map(|r| format!("{} [{}]", r.name, r.labels.join(", ")))
+                    .collect();
+                let reason =
+                    format!(
+                    "no connected runner has labels [{}] after waiting {}; connected runners: {}",
+                    labels.join(", "),
+                    humantime::format_duration(self.config.label_wait),
+                    if connected.is_empty() { "none".to_string() } else { connected.join(", ") }
+                );
+                warn!(run = %run.id, step = %st.name, %reason, "step unschedulable");
+                run.end_step_unrun(step, State::failed(reason), now);
+                run.advance(now);
+            }
+        }
+    }
+
+    pub fn run(&self, run_id: &str) -> Result<&Run, CoordinatorError> {
+        self.runs
+            .get(run_id)
+            .ok_or_else(|| CoordinatorError::UnknownRun(run_id.to_string()))
+    }
+
+    /// Events after `after`, and whether the run has ended with nothing more to send.
+    pub fn events_after(
+        &self,
+        run_id: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<(Vec<Arc<Event>>, bool), CoordinatorError> {
+        let run = self.run(run_id)?;
+        let events = run.events.after(after, max);
+        let last = events.last().map_or(after, |e| e.seq);
+        Ok((events, run.is_finished() && last >= run.events.last_seq()))
+    }
+}
+
+fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSpec {
+    let st = &run.steps[step];
+    let def = run
+        .pipeline
+        .step(&st.name)
+        .expect("run steps come from the pipeline");
+    let mut env = run.pipeline.env.clone();
+    env.extend(def.env.clone());
+    env.insert("BUILDFLEET_RUN_ID".into(), run.id.clone());
+    env.insert("BUILDFLEET_STEP".into(), st.name.clone());
+    env.insert("BUILDFLEET_SHARD_INDEX".into(), shard.to_string());
+    env.insert("BUILDFLEET_SHARD_COUNT".into(), st.shards.len().to_string());
+    LeaseSpec {
+        lease_id,
+        run_id: run.id.clone(),
+        step: st.name.clone(),
+        shard_index: shard as u32,
+        shard_count: st.shards.len() as u32,
+        command: def.run.clone(),
+        env,
+        input_root: run.input_root.clone(),
+        timeout: def.timeout,
+        outputs: def.outputs.clone(),
+    }
+}

@@ -1,0 +1,199 @@
+//! Typed states for shards, steps and runs.
+//!
+//! Every terminal state carries its evidence (exit code, signal, reason) so a
+//! summary can say *why*, and only `Succeeded` is green: a skipped step is a
+//! state of its own, never folded into success.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Not yet startable: dependencies still running.
+    Pending,
+    /// Ready, waiting for a runner slot (or a runner with the right labels).
+    Waiting,
+    Running,
+    Succeeded,
+    Failed(Failure),
+    TimedOut {
+        after_ms: u64,
+    },
+    Cancelled {
+        reason: String,
+    },
+    RunnerLost {
+        runner: String,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+/// Why a shard, step or run failed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Failure {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: String,
+}
+
+impl State {
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, State::Pending | State::Waiting | State::Running)
+    }
+
+    pub fn is_green(&self) -> bool {
+        matches!(self, State::Succeeded)
+    }
+
+    /// The lower-case name used in summaries and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Waiting => "waiting",
+            State::Running => "running",
+            State::Succeeded => "succeeded",
+            State::Failed(_) => "failed",
+            State::TimedOut { .. } => "timed out",
+            State::Cancelled { .. } => "cancelled",
+            State::RunnerLost { .. } => "runner lost",
+            State::Skipped { .. } => "skipped",
+        }
+    }
+
+    pub fn failed(reason: impl Into<String>) -> State {
+        State::Failed(Failure {
+            reason: reason.into(),
+            ..Failure::default()
+        })
+    }
+
+    /// Rank used to pick the state that represents a group of failed shards:
+    /// the most specific evidence wins (a timeout explains more than "failed").
+    fn severity(&self) -> u8 {
+        match self {
+            State::Succeeded => 0,
+            State::Skipped { .. } => 1,
+            State::Cancelled { .. } => 2,
+            State::Failed(_) => 3,
+            State::RunnerLost { .. } => 4,
+            State::TimedOut { .. } => 5,
+            State::Pending | State::Waiting | State::Running => 6,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Failed(fail) => {
+                write!(f, "failed")?;
+                if let Some(code) = fail.exit_code {
+                    write!(f, " (exit code {code})")?;
+                }
+                if let Some(sig) = fail.signal {
+                    write!(f, " (killed by signal {sig})")?;
+                }
+                if !fail.reason.is_empty() {
+                    write!(f, ": {}", fail.reason)?;
+                }
+                Ok(())
+            }
+            State::TimedOut { after_ms } => {
+                write!(f, "timed out after {}", fmt_ms(*after_ms))
+            }
+            State::Cancelled { reason } if !reason.is_empty() => write!(f, "cancelled: {reason}"),
+            State::RunnerLost { runner } => write!(f, "runner lost ({runner})"),
+            State::Skipped { reason } => write!(f, "skipped because {reason}"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// The state of a group (a step's shards, a run's steps) once all members are
+/// terminal: green only if every member is green, otherwise the most telling
+/// member failure. `None` while any member is still going.
+pub fn combine<'a>(members: impl IntoIterator<Item = &'a State>) -> Option<State> {
+    let mut worst: Option<&State> = None;
+    for s in members {
+        if !s.is_terminal() {
+            return None;
+        }
+        if worst.is_none_or(|w| s.severity() > w.severity()) {
+            worst = Some(s);
+        }
+    }
+    Some(worst.cloned().unwrap_or(State::Succeeded))
+}
+
+pub fn fmt_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_succeeded_is_green() {
+        assert!(State::Succeeded.is_green());
+        for s in [
+            State::Skipped { reason: "x".into() },
+            State::failed("x"),
+            State::Cancelled {
+                reason: String::new(),
+            },
+            State::TimedOut { after_ms: 1 },
+            State::RunnerLost { runner: "r".into() },
+        ] {
+            assert!(!s.is_green(), "{s} must not be green");
+            assert!(s.is_terminal());
+        }
+    }
+
+    #[test]
+    fn combine_waits_for_all_and_prefers_specific_failures() {
+        assert_eq!(combine(&[State::Succeeded, State::Running]), None);
+        assert_eq!(
+            combine(&[State::Succeeded, State::Succeeded]),
+            Some(State::Succeeded)
+        );
+        let timed_out = State::TimedOut { after_ms: 5 };
+        assert_eq!(
+            combine(&[State::failed("a"), timed_out.clone(), State::Succeeded]),
+            Some(timed_out)
+        );
+        assert_eq!(
+            combine(&[State::Succeeded, State::Skipped { reason: "r".into() }]),
+            Some(State::Skipped { reason: "r".into() })
+        );
+        assert_eq!(combine(&[]), Some(State::Succeeded));
+    }
+
+    #[test]
+    fn display_names_the_evidence() {
+        let s = State::Failed(Failure {
+            exit_code: Some(3),
+            signal: None,
+            reason: String::new(),
+        });
+        assert_eq!(s.to_string(), "failed (exit code 3)");
+        assert_eq!(
+            State::TimedOut { after_ms: 2500 }.to_string(),
+            "timed out after 2.5s"
+        );
+        assert_eq!(
+            State::Skipped {
+                reason: "needs `build`, which failed".into()
+            }
+            .to_string(),
+            "skipped because needs `build`, which failed"
+        );
+    }
+}

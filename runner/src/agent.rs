@@ -1,0 +1,173 @@
+//! The runner's life: connect to the coordinator, register, heartbeat, take
+//! leases, and keep one task per running shard.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use buildfleet_cache::CasClient;
+use buildfleet_proto::v1 as pb;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+use tonic::transport::Endpoint;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::error::RunnerError;
+use crate::shard::{run_lease, ShardContext};
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub coordinator_url: String,
+    pub cache_url: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub slots: u32,
+    /// Each lease gets a fresh directory below this one.
+    pub work_root: PathBuf,
+    /// Time between SIGTERM and SIGKILL when a shard is stopped.
+    pub kill_grace: Duration,
+}
+
+impl RunnerConfig {
+    pub fn validate(&self) -> Result<(), RunnerError> {
+        if self.slots == 0 {
+            return Err(RunnerError::Config("slots must be at least 1".into()));
+        }
+        for (what, url) in [
+            ("coordinator", &self.coordinator_url),
+            ("cache", &self.cache_url),
+        ] {
+            Endpoint::from_shared(url.clone())
+                .map_err(|e| RunnerError::Config(format!("{what} URL `{url}`: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+type CancelMap = Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>;
+
+/// Serves one coordinator connection until it ends or `shutdown` resolves.
+/// Running shards are cancelled when the connection ends: their results
+/// could not be delivered, and the coordinator counts them as lost.
+pub async fn run(
+    config: RunnerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunnerError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.work_root).map_err(|source| RunnerError::WorkDir {
+        path: config.work_root.clone(),
+        source,
+    })?;
+    let channel = Endpoint::from_shared(config.coordinator_url.clone())
+        .map_err(|e| RunnerError::Config(e.to_string()))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|source| RunnerError::Connect {
+            url: config.coordinator_url.clone(),
+            source,
+        })?;
+    let cas = CasClient::connect(&config.cache_url)
+        .await
+        .map_err(|e| RunnerError::Config(format!("cache {}: {e}", config.cache_url)))?;
+    let mut client = pb::runner_service_client::RunnerServiceClient::new(channel);
+    let (out_tx, out_rx) = mpsc::channel::<pb::RunnerMessage>(1024);
+    out_tx
+        .send(pb::RunnerMessage {
+            msg: Some(pb::runner_message::Msg::Register(pb::Register {
+                name: config.name.clone(),
+                labels: config.labels.clone(),
+                slots: config.slots,
+            })),
+        })
+        .await
+        .expect("receiver held above");
+    let mut inbound = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+        .await
+        .map_err(RunnerError::Refused)?
+        .into_inner();
+    let ctx = Arc::new(ShardContext {
+        work_root: config.work_root.clone(),
+        cas,
+        kill_grace: config.kill_grace,
+        out: out_tx.clone(),
+    });
+    let cancels: CancelMap = Arc::default();
+    let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
+    tokio::pin!(shutdown);
+    let result = loop {
+        let msg = tokio::select! {
+            m = inbound.message() => m,
+            _ = &mut shutdown => break Ok(()),
+        };
+        let msg = match msg {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(()),
+            Err(status) => break Err(RunnerError::Stream(status)),
+        };
+        use pb::coordinator_message::Msg;
+        match msg.msg {
+            Some(Msg::Registered(r)) => {
+                info!(runner_id = %r.runner_id, "registered with the coordinator");
+                let every = Duration::from_millis(r.heartbeat_interval_ms.max(10));
+                heartbeat = Some(spawn_heartbeat(out_tx.clone(), every, &config.name));
+            }
+            Some(Msg::Lease(lease)) => spawn_shard(ctx.clone(), cancels.clone(), lease),
+            Some(Msg::Cancel(c)) => match cancels.lock().get(&c.lease_id) {
+                Some(tx) => {
+                    tx.send_replace(Some(c.reason));
+                }
+                None => warn!(lease = %c.lease_id, "cancel for a lease this runner does not hold"),
+            },
+            None => warn!("empty message from the coordinator ignored"),
+        }
+    };
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+    for (lease, tx) in cancels.lock().drain() {
+        warn!(%lease, "cancelling shard: runner is leaving the coordinator");
+        tx.send_replace(Some("runner disconnected from the coordinator".into()));
+    }
+    result
+}
+
+fn spawn_heartbeat(
+    out: mpsc::Sender<pb::RunnerMessage>,
+    every: Duration,
+    name: &str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(
+        async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let hb = pb::RunnerMessage {
+                    msg: Some(pb::runner_message::Msg::Heartbeat(pb::Heartbeat {})),
+                };
+                if out.send(hb).await.is_err() {
+                    return;
+                }
+            }
+        }
+        .instrument(info_span!("heartbeat", runner = %name)),
+    )
+}
+
+fn spawn_shard(ctx: Arc<ShardContext>, cancels: CancelMap, lease: pb::Lease) {
+    let (tx, rx) = watch::channel(None);
+    let lease_id = lease.lease_id.clone();
+    cancels.lock().insert(lease_id.clone(), tx);
+    let span =
+        info_span!("shard", run = %lease.run_id, step = %lease.step, shard = lease.shard_index);
+    tokio::spawn(
+        async move {
+            run_lease(&ctx, lease, rx).await;
+            cancels.lock().remove(&lease_id);
+        }
+        .instrument(span),
+    );
+}
