@@ -52,16 +52,24 @@ fn run_pipeline(file: &Path, runners: u32, data: &Path) {
 fn chain_pipeline(steps: usize) -> String {
     let mut y = String::from("version: 1\nstages:\n");
     for i in 0..steps {
-        y.push_str(&format!("  - name: s{i}\n    steps:\n      - {{ name: step{i}, run: 'true' }}\n"));
+        y.push_str(&format!(
+            "  - name: s{i}\n    steps:\n      - {{ name: step{i}, run: 'true' }}\n"
+        ));
     }
     y
 }
 
 fn main() {
     let bin = buildfleet_bin();
-    assert!(bin.exists(), "build the CLI first: {} is missing", bin.display());
+    assert!(
+        bin.exists(),
+        "build the CLI first: {} is missing",
+        bin.display()
+    );
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    // Outside the pipeline's directory, so the snapshot never walks the cache.
+    let data_dir = tempfile::tempdir().unwrap();
+    let data = data_dir.path().to_path_buf();
 
     // 1. Overhead per step.
     let chain50 = dir.path().join("chain50.yaml");
@@ -73,7 +81,10 @@ fn main() {
     let bash_one = |_: ()| {
         // Same shape as buildfleet: one `bash -euo pipefail -c` per command.
         for _ in 0..50 {
-            let s = Command::new("bash").args(["-euo", "pipefail", "-c", "true"]).status().unwrap();
+            let s = Command::new("bash")
+                .args(["-euo", "pipefail", "-c", "true"])
+                .status()
+                .unwrap();
             assert!(s.success());
         }
     };
@@ -84,20 +95,41 @@ fn main() {
     let mut t_bf50 = Vec::new();
     for _ in 0..REPS {
         t_bash_script.push(time(|| {
-            assert!(Command::new("bash").arg(&script).status().unwrap().success())
+            assert!(Command::new("bash")
+                .arg(&script)
+                .status()
+                .unwrap()
+                .success())
         }));
         t_bash_each.push(time(|| bash_one(())));
         t_bf1.push(time(|| run_pipeline(&chain1, 1, &data)));
         t_bf50.push(time(|| run_pipeline(&chain50, 1, &data)));
     }
-    let (bs, be, b1, b50) = (median(t_bash_script), median(t_bash_each), median(t_bf1), median(t_bf50));
+    let (bs, be, b1, b50) = (
+        median(t_bash_script),
+        median(t_bash_each),
+        median(t_bf1),
+        median(t_bf50),
+    );
     let per_step = (b50.saturating_sub(b1)).as_secs_f64() / 49.0;
     let bash_per_cmd = be.as_secs_f64() / 50.0;
     println!("== overhead per step (median of {REPS}) ==");
-    println!("bash script, 50 commands in one process: {:>8.1} ms", bs.as_secs_f64() * 1e3);
-    println!("bash, 50 × `bash -euo pipefail -c true`:   {:>8.1} ms", be.as_secs_f64() * 1e3);
-    println!("buildfleet run, 1 step (startup + 1):      {:>8.1} ms", b1.as_secs_f64() * 1e3);
-    println!("buildfleet run, 50 chained steps:          {:>8.1} ms", b50.as_secs_f64() * 1e3);
+    println!(
+        "bash script, 50 commands in one process: {:>8.1} ms",
+        bs.as_secs_f64() * 1e3
+    );
+    println!(
+        "bash, 50 × `bash -euo pipefail -c true`:   {:>8.1} ms",
+        be.as_secs_f64() * 1e3
+    );
+    println!(
+        "buildfleet run, 1 step (startup + 1):      {:>8.1} ms",
+        b1.as_secs_f64() * 1e3
+    );
+    println!(
+        "buildfleet run, 50 chained steps:          {:>8.1} ms",
+        b50.as_secs_f64() * 1e3
+    );
     println!(
         "per step: {:.2} ms total; {:.2} ms over one bash process per command; whole-command overhead vs the script: {:.2} ms/step",
         per_step * 1e3,
@@ -121,10 +153,16 @@ fn main() {
         t_wide.push(time(|| run_pipeline(&wide, 8, &data)));
     }
     let (w, n) = (median(t_wide), median(t_noop));
-    let work = w.saturating_sub(n) + Duration::from_millis(0);
+    let work = w.saturating_sub(n);
     println!("== parallel efficiency: 64 × sleep 0.5 on 8 runners (median of 3) ==");
-    println!("buildfleet run, wall:                      {:>8.1} ms", w.as_secs_f64() * 1e3);
-    println!("buildfleet run of a 1-step no-op, wall:    {:>8.1} ms (startup)", n.as_secs_f64() * 1e3);
+    println!(
+        "buildfleet run, wall:                      {:>8.1} ms",
+        w.as_secs_f64() * 1e3
+    );
+    println!(
+        "buildfleet run of a 1-step no-op, wall:    {:>8.1} ms (startup)",
+        n.as_secs_f64() * 1e3
+    );
     println!(
         "efficiency, whole command: {:.1}%; excluding fleet startup: {:.1}%",
         400.0 / w.as_secs_f64(),

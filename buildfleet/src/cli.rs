@@ -6,7 +6,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "buildfleet", version, about = "A distributed build runner fleet with a content-addressed cache")]
+#[command(
+    name = "buildfleet",
+    version,
+    about = "A distributed build runner fleet with a content-addressed cache"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -48,12 +48,13 @@ impl EmbeddedFleet {
         let cache_dir = opts.data_dir.join("cache");
         std::fs::create_dir_all(&cache_dir)
             .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
-        let store: Arc<dyn BlobStore> = Arc::new(RocksStore::open(&cache_dir).with_context(|| {
-            format!(
-                "opening the cache at {} (is another buildfleet using it? pass --data DIR)",
-                cache_dir.display()
-            )
-        })?);
+        let store: Arc<dyn BlobStore> =
+            Arc::new(RocksStore::open(&cache_dir).with_context(|| {
+                format!(
+                    "opening the cache at {} (is another buildfleet using it? pass --data DIR)",
+                    cache_dir.display()
+                )
+            })?);
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
 
@@ -63,7 +64,9 @@ impl EmbeddedFleet {
             "cache".to_string(),
             tokio::spawn(
                 async move {
-                    if let Err(e) = buildfleet_cache::serve(cache_l, store, s.cancelled_owned()).await {
+                    if let Err(e) =
+                        buildfleet_cache::serve(cache_l, store, s.cancelled_owned()).await
+                    {
                         tracing::error!(error = %e, "cache server stopped");
                     }
                 }
@@ -79,7 +82,8 @@ impl EmbeddedFleet {
             tokio::spawn(
                 async move {
                     if let Err(e) =
-                        buildfleet_coordinator::grpc::serve(coord_l, config, s.cancelled_owned()).await
+                        buildfleet_coordinator::grpc::serve(coord_l, config, s.cancelled_owned())
+                            .await
                     {
                         tracing::error!(error = %e, "coordinator stopped");
                     }
@@ -166,5 +170,6 @@ pub fn default_data_dir() -> PathBuf {
 
 /// Checks a data directory is usable before anything is started.
 pub fn check_data_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))
 }

@@ -1,8 +1,8 @@
 //! The buildfleet binary's library half: the embedded fleet, submission and
 //! progress output, shared by `main` and the integration tests.
 
-pub mod client;
 pub mod cli;
+pub mod client;
 pub mod fleet;
 pub mod logging;
 pub mod progress;

@@ -37,7 +37,11 @@ fn validate(file: &std::path::Path) -> i32 {
     match buildfleet_coordinator::pipeline::parse_file(file) {
         Ok(p) => {
             let steps = p.steps().count();
-            println!("{}: valid ({} stages, {steps} steps)", file.display(), p.stages.len());
+            println!(
+                "{}: valid ({} stages, {steps} steps)",
+                file.display(),
+                p.stages.len()
+            );
             exit::GREEN
         }
         Err(e) => {
@@ -57,7 +61,9 @@ fn tokio_main(cmd: Command) -> Result<i32> {
         match cmd {
             Command::Run(args) => run(args).await,
             Command::Submit(args) => submit(args).await,
-            Command::Coordinator(args) => buildfleet::roles::coordinator(args).await.map(|_| exit::GREEN),
+            Command::Coordinator(args) => buildfleet::roles::coordinator(args)
+                .await
+                .map(|_| exit::GREEN),
             Command::Cache(args) => buildfleet::roles::cache(args).await.map(|_| exit::GREEN),
             Command::Runner(args) => buildfleet::roles::runner(args).await.map(|_| exit::GREEN),
             Command::Validate { .. } => unreachable!("handled before the runtime starts"),
@@ -86,7 +92,10 @@ async fn run(args: RunArgs) -> Result<i32> {
         Some(d) => d.clone(),
         None => pipeline_dir(&args.file),
     };
-    let data_dir = args.data.clone().unwrap_or_else(buildfleet::fleet::default_data_dir);
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(buildfleet::fleet::default_data_dir);
     buildfleet::fleet::check_data_dir(&data_dir)?;
     let runners = args
         .runners

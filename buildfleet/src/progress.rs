@@ -45,7 +45,11 @@ impl Progress {
                     (true, _) => writeln!(out, "[{t:7.2}s] run {state}"),
                     (false, None) => writeln!(out, "[{t:7.2}s] step {} {state}", c.step),
                     (false, Some(i)) => {
-                        let on = if c.runner.is_empty() { String::new() } else { format!(" on {}", c.runner) };
+                        let on = if c.runner.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" on {}", c.runner)
+                        };
                         writeln!(out, "[{t:7.2}s]   {} {state}{on}", shard_label(&c.step, i))
                     }
                 }
@@ -70,7 +74,13 @@ impl Progress {
 
 /// The table every run ends with, then one line that says what failed and why.
 pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
-    let mut rows = vec![["STEP".to_string(), "SHARD".into(), "STATE".into(), "DURATION".into(), "RUNNER".into()]];
+    let mut rows = vec![[
+        "STEP".to_string(),
+        "SHARD".into(),
+        "STATE".into(),
+        "DURATION".into(),
+        "RUNNER".into(),
+    ]];
     for step in &status.steps {
         for sh in &step.shards {
             rows.push([
@@ -78,7 +88,11 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
                 format!("{}/{}", sh.index, step.shards.len()),
                 state_of(&sh.state),
                 fmt_ms(sh.duration_ms),
-                if sh.runner.is_empty() { "-".into() } else { sh.runner.clone() },
+                if sh.runner.is_empty() {
+                    "-".into()
+                } else {
+                    sh.runner.clone()
+                },
             ]);
         }
     }
@@ -107,7 +121,12 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
             fmt_ms(status.duration_ms)
         ),
         _ => {
-            writeln!(out, "\nFAILED: run {} — {}", status.run_id, state_of(&status.state))?;
+            writeln!(
+                out,
+                "\nFAILED: run {} — {}",
+                status.run_id,
+                state_of(&status.state)
+            )?;
             for step in &status.steps {
                 for sh in &step.shards {
                     if let Some(Ok(s)) = sh.state.as_ref().map(state_from_pb) {
@@ -124,6 +143,7 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
 
 /// True only if the run and every step succeeded.
 pub fn is_green(status: &pb::RunStatus) -> bool {
-    let green = |s: &Option<pb::State>| matches!(s.as_ref().map(state_from_pb), Some(Ok(State::Succeeded)));
+    let green =
+        |s: &Option<pb::State>| matches!(s.as_ref().map(state_from_pb), Some(Ok(State::Succeeded)));
     green(&status.state) && status.steps.iter().all(|s| green(&s.state))
 }

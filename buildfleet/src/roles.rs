@@ -59,8 +59,10 @@ pub async fn cache(args: CacheArgs) -> Result<()> {
         .unwrap_or_else(crate::fleet::default_data_dir)
         .join("cache");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store: Arc<dyn BlobStore> =
-        Arc::new(RocksStore::open(&dir).with_context(|| format!("opening the cache at {}", dir.display()))?);
+    let store: Arc<dyn BlobStore> = Arc::new(
+        RocksStore::open(&dir)
+            .with_context(|| format!("opening the cache at {}", dir.display()))?,
+    );
     let listener = bind(&args.listen, args.print_addr).await?;
     buildfleet_cache::serve(listener, store, shutdown_signal()).await?;
     Ok(())

@@ -33,7 +33,10 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
     let snap = buildfleet_cache::snapshot(opts.work_dir)
         .with_context(|| format!("snapshotting {}", opts.work_dir.display()))?;
     let cas = CasClient::connect(opts.cache_url).await?;
-    let up = cas.upload_snapshot(&snap).await.context("uploading inputs")?;
+    let up = cas
+        .upload_snapshot(&snap)
+        .await
+        .context("uploading inputs")?;
     writeln!(
         out,
         "inputs: {} files, {} bytes, root {} ({} blobs uploaded, {} already cached)",

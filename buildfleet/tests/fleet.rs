@@ -6,7 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use buildfleet_proto::v1 as pb;
-use harness::{kind, seq_of, step, stdout_of};
+use harness::{kind, seq_of, stdout_of, step};
 use pb::StateKind as K;
 
 fn trace_pipeline(trace: &std::path::Path, body: &str) -> String {
@@ -38,13 +38,29 @@ async fn stages_run_in_order_and_needs_skip_the_barrier() {
     );
     let (status, events) = fleet.run(&yaml, &[]).await;
     assert_eq!(kind(&status.state), K::Succeeded, "{status:?}");
-    let lines: Vec<String> = std::fs::read_to_string(&trace).unwrap().lines().map(String::from).collect();
-    let pos = |w: &str| lines.iter().position(|l| l == w).unwrap_or_else(|| panic!("{w} missing: {lines:?}"));
-    assert!(pos("early") < pos("slow-end"), "`needs: [fast]` must not wait for the stage: {lines:?}");
-    assert!(pos("barrier") > pos("slow-end"), "a step without needs waits for the whole previous stage: {lines:?}");
+    let lines: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let pos = |w: &str| {
+        lines
+            .iter()
+            .position(|l| l == w)
+            .unwrap_or_else(|| panic!("{w} missing: {lines:?}"))
+    };
+    assert!(
+        pos("early") < pos("slow-end"),
+        "`needs: [fast]` must not wait for the stage: {lines:?}"
+    );
+    assert!(
+        pos("barrier") > pos("slow-end"),
+        "a step without needs waits for the whole previous stage: {lines:?}"
+    );
     assert!(pos("barrier") > pos("fast-end"));
     assert!(
-        seq_of(&events, "barrier", Some(0), K::Running) > seq_of(&events, "slow", None, K::Succeeded),
+        seq_of(&events, "barrier", Some(0), K::Running)
+            > seq_of(&events, "slow", None, K::Succeeded),
         "events show the barrier too"
     );
     fleet.stop().await;
@@ -70,8 +86,16 @@ stages:
     assert_eq!(broken.shards[0].state.as_ref().unwrap().exit_code, Some(3));
     assert_eq!(kind(&step(&status, "fine").state), K::Succeeded);
     let after = step(&status, "after");
-    assert_eq!(kind(&after.state), K::Skipped, "a skipped step is its own state, never green");
-    assert!(after.state.as_ref().unwrap().reason.contains("`broken`"), "{:?}", after.state);
+    assert_eq!(
+        kind(&after.state),
+        K::Skipped,
+        "a skipped step is its own state, never green"
+    );
+    assert!(
+        after.state.as_ref().unwrap().reason.contains("`broken`"),
+        "{:?}",
+        after.state
+    );
     assert_eq!(stdout_of(&events, "broken", 0), "about to fail\n");
     assert_eq!(stdout_of(&events, "after", 0), "");
     fleet.stop().await;
@@ -93,7 +117,10 @@ stages:
     let status = fleet.get(&id).await;
     assert_eq!(kind(&status.state), K::Succeeded);
     for i in 0..3 {
-        assert_eq!(stdout_of(&events, "split", i), format!("{id} split {i} 3\n"));
+        assert_eq!(
+            stdout_of(&events, "split", i),
+            format!("{id} split {i} 3\n")
+        );
     }
     fleet.stop().await;
 }
@@ -109,8 +136,11 @@ stages:
         shards: 2
         run: cat data/hello.txt; ./tool.sh
 "#;
-    let files = [("data/hello.txt", "hello from the snapshot\n"), ("tool.sh", "#!/bin/sh\necho tool ran\n")];
-    // Make the script executable via a pre-submit chmod inside the harness' temp dir.
+    let files = [
+        ("data/hello.txt", "hello from the snapshot\n"),
+        ("tool.sh", "#!/bin/sh\necho tool ran\n"),
+    ];
+    // Written by hand (not via `submit`) so the script can be made executable.
     let dir = tempfile::tempdir().unwrap();
     for (n, b) in files {
         let p = dir.path().join(n);
@@ -118,25 +148,20 @@ stages:
         std::fs::write(&p, b).unwrap();
     }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path().join("tool.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("tool.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let root = harness::upload(&fleet.fleet.cache_url, dir.path()).await;
-    let id = fleet
-        .client()
-        .await
-        .submit(pb::SubmitRequest {
-            pipeline_yaml: yaml.into(),
-            pipeline_path: "t.yaml".into(),
-            input_root: Some(root),
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .run_id;
+    let id = fleet.submit_root(yaml, root, "").await.unwrap().run_id;
     let events = fleet.watch_all(&id).await;
     assert_eq!(kind(&fleet.get(&id).await.state), K::Succeeded);
     for i in 0..2 {
-        assert_eq!(stdout_of(&events, "read", i), "hello from the snapshot\ntool ran\n");
+        assert_eq!(
+            stdout_of(&events, "read", i),
+            "hello from the snapshot\ntool ran\n"
+        );
     }
     fleet.stop().await;
 }
@@ -153,23 +178,36 @@ async fn a_watcher_gets_all_100k_lines_in_order_and_once() {
         let text = stdout_of(events, "count", 0);
         let mut expected = 1u32;
         for line in text.lines() {
-            assert_eq!(line.parse::<u32>().unwrap(), expected, "lines out of order or repeated");
+            assert_eq!(
+                line.parse::<u32>().unwrap(),
+                expected,
+                "lines out of order or repeated"
+            );
             expected += 1;
         }
         assert_eq!(expected, 100_001, "every line arrived");
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "event seqs are gap-free");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "event seqs are gap-free"
+        );
     }
     assert_eq!(live, late, "a late watcher sees the same history");
     // A watcher resuming after some event gets exactly the rest.
     let mut resumed = fleet
         .client()
         .await
-        .watch(pb::WatchRequest { run_id: id.clone(), after_seq: 10 })
+        .watch(pb::WatchRequest {
+            run_id: id.clone(),
+            after_seq: 10,
+        })
         .await
         .unwrap()
         .into_inner();
-    let first = futures::StreamExt::next(&mut resumed).await.unwrap().unwrap();
+    let first = futures::StreamExt::next(&mut resumed)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.seq, 11);
     fleet.stop().await;
 }
@@ -197,7 +235,10 @@ stages:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let resp = client
-        .cancel(pb::CancelRequest { run_id: id.clone(), reason: "test says stop".into() })
+        .cancel(pb::CancelRequest {
+            run_id: id.clone(),
+            reason: "test says stop".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -213,7 +254,10 @@ stages:
     assert!(!events.is_empty());
     // Cancelling again is a no-op that says the run was not running.
     let again = client
-        .cancel(pb::CancelRequest { run_id: id, reason: String::new() })
+        .cancel(pb::CancelRequest {
+            run_id: id,
+            reason: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -260,7 +304,11 @@ async fn a_step_past_its_timeout_is_timed_out_and_its_group_killed() {
     let hang = step(&status, "hang");
     assert_eq!(kind(&hang.state), K::TimedOut, "{:?}", hang.state);
     assert_eq!(kind(&status.state), K::Failed);
-    let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let mut gone = false;
     for _ in 0..100 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -270,7 +318,10 @@ async fn a_step_past_its_timeout_is_timed_out_and_its_group_killed() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(gone, "background process {pid} of the timed-out step survived");
+    assert!(
+        gone,
+        "background process {pid} of the timed-out step survived"
+    );
     let system: String = events
         .iter()
         .filter_map(|e| match &e.event {
@@ -280,7 +331,10 @@ async fn a_step_past_its_timeout_is_timed_out_and_its_group_killed() {
             _ => None,
         })
         .collect();
-    assert!(system.contains("SIGTERM"), "the log says what was done: {system}");
+    assert!(
+        system.contains("SIGTERM"),
+        "the log says what was done: {system}"
+    );
     fleet.stop().await;
 }
 
@@ -298,8 +352,14 @@ stages:
     let gpu = step(&status, "gpu-work");
     assert_eq!(kind(&gpu.state), K::Failed);
     let reason = &gpu.state.as_ref().unwrap().reason;
-    assert!(reason.contains("no connected runner has labels [gpu]"), "{reason}");
-    assert!(reason.contains("runner-1 [linux]"), "the reason lists who is connected: {reason}");
+    assert!(
+        reason.contains("no connected runner has labels [gpu]"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("runner-1 [linux]"),
+        "the reason lists who is connected: {reason}"
+    );
     assert_eq!(kind(&step(&status, "cpu-work").state), K::Succeeded);
     assert_eq!(kind(&status.state), K::Failed);
     fleet.stop().await;
@@ -310,20 +370,64 @@ async fn an_invalid_pipeline_is_rejected_with_its_position() {
     let fleet = harness::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let root = harness::upload(&fleet.fleet.cache_url, dir.path()).await;
-    let err = fleet
+    let bad = "version: 1\nstages:\n  - name: s\n    stpes: []\n";
+    let err = fleet.submit_root(bad, root, "").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("test.yaml:4:5"), "{}", err.message());
+    let runs_listed = fleet
         .client()
         .await
-        .submit(pb::SubmitRequest {
-            pipeline_yaml: "version: 1\nstages:\n  - name: s\n    stpes: []\n".into(),
-            pipeline_path: "bad.yaml".into(),
-            input_root: Some(root),
-            idempotency_key: String::new(),
-        })
+        .list_runners(pb::ListRunnersRequest {})
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("bad.yaml:4:5"), "{}", err.message());
-    let runs_listed = fleet.client().await.list_runners(pb::ListRunnersRequest {}).await.unwrap();
+        .unwrap();
     assert_eq!(runs_listed.into_inner().runners.len(), 1);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_0_without_the_declared_output_is_a_failure() {
+    let fleet = harness::start(2).await;
+    let yaml = r#"version: 1
+stages:
+  - name: ship
+    steps:
+      - name: push
+        run: echo "pushed (not really)"
+        outputs: [dist/image.digest]
+      - name: build
+        run: mkdir -p dist/pkg && echo sha256:abc > dist/image.digest && echo x > dist/pkg/a
+        outputs: [dist/image.digest, dist/pkg]
+"#;
+    let (status, events) = fleet.run(yaml, &[]).await;
+    let push = step(&status, "push");
+    assert_eq!(kind(&push.state), K::Failed);
+    let st = push.shards[0].state.as_ref().unwrap();
+    assert!(st.reason.contains("missing-output"), "{st:?}");
+    assert!(st.reason.contains("dist/image.digest"), "{st:?}");
+    assert_eq!(kind(&step(&status, "build").state), K::Succeeded);
+    assert_eq!(
+        kind(&status.state),
+        K::Failed,
+        "green is never reported for work that did not happen"
+    );
+    let notes: String = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(pb::run_event::Event::Log(l))
+                if l.step == "build" && l.stream == pb::LogStream::System as i32 =>
+            {
+                Some(String::from_utf8_lossy(&l.data).into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes.contains("output dist/image.digest (file) stored as"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("output dist/pkg (directory) stored as"),
+        "{notes}"
+    );
     fleet.stop().await;
 }

@@ -28,9 +28,37 @@ fn server(args: &[&str]) -> (Proc, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("got {line:?}")).to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("got {line:?}"))
+        .to_string();
     (Proc(child), format!("http://{addr}"))
+}
+
+/// Runners register asynchronously: wait until both are listed, so the test
+/// can check that the work was spread.
+fn wait_for_runners(coordinator: &str, n: usize) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = buildfleet::client::pipelines(coordinator).await.unwrap();
+        for _ in 0..500 {
+            let listed = client
+                .list_runners(buildfleet_proto::v1::ListRunnersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .runners;
+            if listed.len() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{n} runners did not register within 10s");
+    });
 }
 
 #[test]
@@ -43,7 +71,15 @@ fn a_pipeline_runs_across_separate_processes() {
         .map(|name| {
             Proc(
                 bin()
-                    .args(["runner", "--coordinator", &coord_url, "--cache", &cache_url, "--name", name])
+                    .args([
+                        "runner",
+                        "--coordinator",
+                        &coord_url,
+                        "--cache",
+                        &cache_url,
+                        "--name",
+                        name,
+                    ])
                     .arg("--work-dir")
                     .arg(data.path().join(name))
                     .stdout(Stdio::null())
@@ -68,15 +104,23 @@ stages:
 "#,
     )
     .unwrap();
-    // Runners register asynchronously; the label wait covers the gap.
+    wait_for_runners(&coord_url, 2);
     let out = bin()
         .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
         .arg(dir.path().join("buildfleet.yaml"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("wide#3 | from the client"), "{stdout}");
-    assert!(stdout.contains("r1") && stdout.contains("r2"), "both runners took shards: {stdout}");
+    assert!(
+        stdout.contains("r1") && stdout.contains("r2"),
+        "both runners took shards: {stdout}"
+    );
     drop(runners);
 }

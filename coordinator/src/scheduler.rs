@@ -141,13 +141,17 @@ impl Scheduler {
         let Some(view) = self.runners.remove(runner_id) else {
             return;
         };
-        warn!(runner = %runner_id, name = %view.name, "runner disconnected");
         let lost: Vec<String> = self
             .leases
             .iter()
             .filter(|(_, l)| l.runner_id == runner_id)
             .map(|(id, _)| id.clone())
             .collect();
+        if lost.is_empty() {
+            info!(runner = %runner_id, name = %view.name, "runner disconnected");
+        } else {
+            warn!(runner = %runner_id, name = %view.name, leases = lost.len(), "runner disconnected holding leases; their shards are lost");
+        }
         for lease_id in lost {
             let l = self.leases.remove(&lease_id).expect("lease listed above");
             if let Some(run) = self.runs.get_mut(&l.run_id) {

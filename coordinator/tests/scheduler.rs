@@ -26,7 +26,8 @@ fn runner(id: &str, slots: u32, labels: &[&str]) -> RunnerView {
 
 fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
     let p = pipeline::parse("t.yaml", yaml).expect("valid pipeline");
-    s.submit(p, "t.yaml".into(), InputRoot::default(), None, now).run_id
+    s.submit(p, "t.yaml".into(), InputRoot::default(), None, now)
+        .run_id
 }
 
 fn step_state(s: &Scheduler, run: &str, step: &str) -> State {
@@ -52,17 +53,29 @@ fn stage_barrier_and_needs_decide_what_is_leased() {
     let mut s = sched();
     s.register_runner(runner("r1", 8, &[]));
     let run = submit(&mut s, TWO_STAGES, now);
-    let first: Vec<(String, u32)> = s.assign(now).into_iter().map(|a| (a.lease.step, a.lease.shard_index)).collect();
-    assert_eq!(first, vec![("a".into(), 0), ("a".into(), 1), ("b".into(), 0)]);
+    let first: Vec<(String, u32)> = s
+        .assign(now)
+        .into_iter()
+        .map(|a| (a.lease.step, a.lease.shard_index))
+        .collect();
+    assert_eq!(
+        first,
+        vec![("a".into(), 0), ("a".into(), 1), ("b".into(), 0)]
+    );
     let leases: Vec<_> = s.assign(now);
     assert!(leases.is_empty(), "nothing else is ready");
     // Finish both shards of `a`: `d` (needs a) becomes ready, `c` still waits for `b`.
     let a_leases: Vec<String> = {
         let r = s.run(&run).unwrap();
-        r.steps[0].shards.iter().map(|sh| sh.lease.clone().unwrap()).collect()
+        r.steps[0]
+            .shards
+            .iter()
+            .map(|sh| sh.lease.clone().unwrap())
+            .collect()
     };
     for l in &a_leases {
-        s.record_result("r1", l, State::Succeeded, 5, 0, now).unwrap();
+        s.record_result("r1", l, State::Succeeded, 5, 0, now)
+            .unwrap();
     }
     let next: Vec<String> = s.assign(now).into_iter().map(|a| a.lease.step).collect();
     assert_eq!(next, vec!["d".to_string()]);
@@ -113,9 +126,12 @@ fn a_failure_skips_dependents_and_fails_the_run_with_evidence() {
         exit_code: Some(2),
         ..Failure::default()
     });
-    s.record_result("r1", &leases[0].lease.lease_id, failure, 1, 0, now).unwrap();
-    s.record_result("r1", &leases[1].lease.lease_id, State::Succeeded, 1, 0, now).unwrap();
-    s.record_result("r1", &leases[2].lease.lease_id, State::Succeeded, 1, 0, now).unwrap();
+    s.record_result("r1", &leases[0].lease.lease_id, failure, 1, 0, now)
+        .unwrap();
+    s.record_result("r1", &leases[1].lease.lease_id, State::Succeeded, 1, 0, now)
+        .unwrap();
+    s.record_result("r1", &leases[2].lease.lease_id, State::Succeeded, 1, 0, now)
+        .unwrap();
     assert!(matches!(step_state(&s, &run, "a"), State::Failed(f) if f.exit_code == Some(2)));
     for dependent in ["c", "d"] {
         match step_state(&s, &run, dependent) {
@@ -124,7 +140,11 @@ fn a_failure_skips_dependents_and_fails_the_run_with_evidence() {
         }
     }
     let r = s.run(&run).unwrap();
-    assert!(matches!(&r.state, State::Failed(f) if f.reason.contains("a failed (exit code 2)")), "{}", r.state);
+    assert!(
+        matches!(&r.state, State::Failed(f) if f.reason.contains("a failed (exit code 2)")),
+        "{}",
+        r.state
+    );
     assert!(!r.state.is_green());
 }
 
@@ -138,11 +158,17 @@ fn results_for_unknown_or_foreign_leases_are_refused() {
     let leases = s.assign(now);
     let l = &leases[0];
     let other = if l.runner_id == "r1" { "r2" } else { "r1" };
-    assert!(s.record_result(other, &l.lease.lease_id, State::Succeeded, 1, 0, now).is_err());
-    assert!(s.record_result(&l.runner_id, "no-such-lease", State::Succeeded, 1, 0, now).is_err());
-    s.record_result(&l.runner_id, &l.lease.lease_id, State::Succeeded, 1, 0, now).unwrap();
+    assert!(s
+        .record_result(other, &l.lease.lease_id, State::Succeeded, 1, 0, now)
+        .is_err());
+    assert!(s
+        .record_result(&l.runner_id, "no-such-lease", State::Succeeded, 1, 0, now)
+        .is_err());
+    s.record_result(&l.runner_id, &l.lease.lease_id, State::Succeeded, 1, 0, now)
+        .unwrap();
     assert!(
-        s.record_result(&l.runner_id, &l.lease.lease_id, State::Succeeded, 1, 0, now).is_err(),
+        s.record_result(&l.runner_id, &l.lease.lease_id, State::Succeeded, 1, 0, now)
+            .is_err(),
         "a result is never counted twice"
     );
 }
@@ -153,11 +179,18 @@ fn log_repeats_are_dropped_and_gaps_marked() {
     let now = Instant::now();
     let mut s = sched();
     s.register_runner(runner("r1", 1, &[]));
-    let run = submit(&mut s, "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true' }\n", now);
+    let run = submit(
+        &mut s,
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true' }\n",
+        now,
+    );
     let l = s.assign(now).remove(0).lease.lease_id;
-    s.record_log("r1", &l, 1, LogStream::Stdout, b"one\n".to_vec()).unwrap();
-    s.record_log("r1", &l, 1, LogStream::Stdout, b"one\n".to_vec()).unwrap();
-    s.record_log("r1", &l, 3, LogStream::Stdout, b"three\n".to_vec()).unwrap();
+    s.record_log("r1", &l, 1, LogStream::Stdout, b"one\n".to_vec())
+        .unwrap();
+    s.record_log("r1", &l, 1, LogStream::Stdout, b"one\n".to_vec())
+        .unwrap();
+    s.record_log("r1", &l, 3, LogStream::Stdout, b"three\n".to_vec())
+        .unwrap();
     let logs: Vec<(LogStream, String)> = s
         .run(&run)
         .unwrap()
@@ -187,7 +220,11 @@ fn unmatched_labels_fail_after_the_wait_not_before() {
     assert_eq!(step_state(&s, &run, "g"), State::Waiting);
     s.tick(now + Duration::from_secs(6));
     match step_state(&s, &run, "g") {
-        State::Failed(f) => assert!(f.reason.contains("no connected runner has labels [gpu]"), "{}", f.reason),
+        State::Failed(f) => assert!(
+            f.reason.contains("no connected runner has labels [gpu]"),
+            "{}",
+            f.reason
+        ),
         other => panic!("expected failure, got {other}"),
     }
     assert!(s.run(&run).unwrap().is_finished());
@@ -201,7 +238,11 @@ fn busy_matching_runners_mean_waiting_not_failing() {
     let run = submit(&mut s, "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true', shards: 2 }\n", now);
     assert_eq!(s.assign(now).len(), 1);
     s.tick(now + Duration::from_secs(60));
-    assert_eq!(step_state(&s, &run, "x"), State::Running, "queued behind a busy runner is fine");
+    assert_eq!(
+        step_state(&s, &run, "x"),
+        State::Running,
+        "queued behind a busy runner is fine"
+    );
 }
 
 #[test]
@@ -209,11 +250,24 @@ fn a_lost_runner_loses_its_shards() {
     let now = Instant::now();
     let mut s = sched();
     s.register_runner(runner("r1", 1, &[]));
-    let run = submit(&mut s, "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true' }\n", now);
+    let run = submit(
+        &mut s,
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true' }\n",
+        now,
+    );
     let lease = s.assign(now).remove(0).lease.lease_id;
     s.runner_gone("r1", now);
-    assert_eq!(step_state(&s, &run, "x"), State::RunnerLost { runner: "r1".into() });
-    assert!(s.record_result("r1", &lease, State::Succeeded, 1, 0, now).is_err(), "late result refused");
+    assert_eq!(
+        step_state(&s, &run, "x"),
+        State::RunnerLost {
+            runner: "r1".into()
+        }
+    );
+    assert!(
+        s.record_result("r1", &lease, State::Succeeded, 1, 0, now)
+            .is_err(),
+        "late result refused"
+    );
     assert!(!s.run(&run).unwrap().state.is_green());
 }
 
@@ -228,11 +282,31 @@ fn cancel_ends_unstarted_work_and_orders_running_leases_stopped() {
     assert!(was_running);
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0].lease_id, lease.lease.lease_id);
-    assert!(s.assign(now).is_empty(), "a cancelled run gets no new leases");
-    assert!(!s.run(&run).unwrap().is_finished(), "waits for the running shard");
-    s.record_result("r1", &lease.lease.lease_id, State::Cancelled { reason: "stop".into() }, 1, 0, now)
-        .unwrap();
-    assert_eq!(s.run(&run).unwrap().state, State::Cancelled { reason: "stop".into() });
+    assert!(
+        s.assign(now).is_empty(),
+        "a cancelled run gets no new leases"
+    );
+    assert!(
+        !s.run(&run).unwrap().is_finished(),
+        "waits for the running shard"
+    );
+    s.record_result(
+        "r1",
+        &lease.lease.lease_id,
+        State::Cancelled {
+            reason: "stop".into(),
+        },
+        1,
+        0,
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        s.run(&run).unwrap().state,
+        State::Cancelled {
+            reason: "stop".into()
+        }
+    );
 }
 
 #[test]

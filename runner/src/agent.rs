@@ -56,6 +56,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunnerError> {
     config.validate()?;
+    // Orphaned shard processes must be reparented to us so we can reap them
+    // and prove the shard's process group is empty.
+    if let Err(e) = crate::exec::become_subreaper() {
+        warn!(error = %e, "not a child subreaper: leftover shard processes may go unreaped");
+    }
     std::fs::create_dir_all(&config.work_root).map_err(|source| RunnerError::WorkDir {
         path: config.work_root.clone(),
         source,

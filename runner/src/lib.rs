@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod error;
 pub mod exec;
+pub mod outputs;
 pub mod shard;
 
 pub use agent::{run, RunnerConfig};

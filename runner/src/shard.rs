@@ -58,9 +58,8 @@ pub struct ShardContext {
 fn state(kind: pb::StateKind, reason: String) -> pb::State {
     pb::State {
         kind: kind as i32,
-        exit_code: None,
-        signal: None,
         reason,
+        ..pb::State::default()
     }
 }
 
@@ -163,7 +162,27 @@ async fn run_in(
     }
     let report = report.map_err(|e| format!("could not start the command: {e}"))?;
     Ok(match report.outcome {
-        ExecOutcome::Exited { code: 0 } => state(pb::StateKind::Succeeded, String::new()),
+        ExecOutcome::Exited { code: 0 } => {
+            match crate::outputs::collect(&ctx.cas, dir, &lease.outputs).await {
+                Ok(uploaded) => {
+                    for u in uploaded {
+                        log.system(format!(
+                            "output {} ({}) stored as {}",
+                            u.path, u.kind, u.digest
+                        ))
+                        .await;
+                    }
+                    state(pb::StateKind::Succeeded, String::new())
+                }
+                Err(e) => {
+                    log.system(e.to_string()).await;
+                    pb::State {
+                        exit_code: Some(0),
+                        ..state(pb::StateKind::Failed, e.to_string())
+                    }
+                }
+            }
+        }
         ExecOutcome::Exited { code } => pb::State {
             exit_code: Some(code),
             ..state(pb::StateKind::Failed, String::new())
@@ -172,10 +191,10 @@ async fn run_in(
             signal: Some(signal),
             ..state(pb::StateKind::Failed, String::new())
         },
-        ExecOutcome::TimedOut { after } => state(
-            pb::StateKind::TimedOut,
-            format!("after_ms={}", after.as_millis()),
-        ),
+        ExecOutcome::TimedOut { after } => pb::State {
+            timeout_ms: Some(after.as_millis() as u64),
+            ..state(pb::StateKind::TimedOut, String::new())
+        },
         ExecOutcome::Cancelled { reason } => state(pb::StateKind::Cancelled, reason),
     })
 }

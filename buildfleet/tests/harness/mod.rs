@@ -41,7 +41,9 @@ pub async fn start_with(runners: u32, label_wait: Duration) -> TestFleet {
 
 impl TestFleet {
     pub async fn client(&self) -> pb::pipelines_client::PipelinesClient<tonic::transport::Channel> {
-        buildfleet::client::pipelines(&self.fleet.coordinator_url).await.unwrap()
+        buildfleet::client::pipelines(&self.fleet.coordinator_url)
+            .await
+            .unwrap()
     }
 
     /// Writes `files` into a fresh directory, uploads it, and submits `yaml`.
@@ -49,7 +51,12 @@ impl TestFleet {
         self.submit_keyed(yaml, files, "").await.run_id
     }
 
-    pub async fn submit_keyed(&self, yaml: &str, files: &[(&str, &str)], key: &str) -> pb::SubmitResponse {
+    pub async fn submit_keyed(
+        &self,
+        yaml: &str,
+        files: &[(&str, &str)],
+        key: &str,
+    ) -> pb::SubmitResponse {
         let dir = tempfile::tempdir().unwrap();
         for (name, body) in files {
             let p = dir.path().join(name);
@@ -57,6 +64,18 @@ impl TestFleet {
             std::fs::write(p, body).unwrap();
         }
         let root = upload(&self.fleet.cache_url, dir.path()).await;
+        self.submit_root(yaml, root, key)
+            .await
+            .expect("submit accepted")
+    }
+
+    /// Submits `yaml` against an input tree already in the cache.
+    pub async fn submit_root(
+        &self,
+        yaml: &str,
+        root: pb::Digest,
+        key: &str,
+    ) -> Result<pb::SubmitResponse, tonic::Status> {
         self.client()
             .await
             .submit(pb::SubmitRequest {
@@ -66,8 +85,7 @@ impl TestFleet {
                 idempotency_key: key.to_string(),
             })
             .await
-            .expect("submit accepted")
-            .into_inner()
+            .map(|r| r.into_inner())
     }
 
     /// Every event of the run, from the start until it ends.
@@ -75,14 +93,19 @@ impl TestFleet {
         let mut stream = self
             .client()
             .await
-            .watch(pb::WatchRequest { run_id: run_id.into(), after_seq: 0 })
+            .watch(pb::WatchRequest {
+                run_id: run_id.into(),
+                after_seq: 0,
+            })
             .await
             .unwrap()
             .into_inner();
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let next = tokio::time::timeout_at(deadline, stream.next()).await.expect("run ends within 120s");
+            let next = tokio::time::timeout_at(deadline, stream.next())
+                .await
+                .expect("run ends within 120s");
             match next {
                 Some(ev) => out.push(ev.unwrap()),
                 None => return out,
@@ -93,14 +116,20 @@ impl TestFleet {
     pub async fn get(&self, run_id: &str) -> pb::RunStatus {
         self.client()
             .await
-            .get(pb::GetRequest { run_id: run_id.into() })
+            .get(pb::GetRequest {
+                run_id: run_id.into(),
+            })
             .await
             .unwrap()
             .into_inner()
     }
 
     /// Submits, waits for the end, returns the final status and all events.
-    pub async fn run(&self, yaml: &str, files: &[(&str, &str)]) -> (pb::RunStatus, Vec<pb::RunEvent>) {
+    pub async fn run(
+        &self,
+        yaml: &str,
+        files: &[(&str, &str)],
+    ) -> (pb::RunStatus, Vec<pb::RunEvent>) {
         let id = self.submit(yaml, files).await;
         let events = self.watch_all(&id).await;
         (self.get(&id).await, events)
@@ -123,7 +152,11 @@ pub fn kind(s: &Option<pb::State>) -> pb::StateKind {
 }
 
 pub fn step<'a>(status: &'a pb::RunStatus, name: &str) -> &'a pb::StepStatus {
-    status.steps.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no step {name}"))
+    status
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
 }
 
 /// All stdout text a shard printed, in event order.

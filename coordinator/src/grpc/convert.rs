@@ -9,13 +9,17 @@ use crate::state::{Failure, State};
 
 pub fn state_to_pb(s: &State) -> pb::State {
     use pb::StateKind as K;
+    let timeout_ms = match s {
+        State::TimedOut { after_ms } => Some(*after_ms),
+        _ => None,
+    };
     let (kind, exit_code, signal, reason) = match s {
         State::Pending => (K::Pending, None, None, String::new()),
         State::Waiting => (K::Waiting, None, None, String::new()),
         State::Running => (K::Running, None, None, String::new()),
         State::Succeeded => (K::Succeeded, None, None, String::new()),
         State::Failed(f) => (K::Failed, f.exit_code, f.signal, f.reason.clone()),
-        State::TimedOut { after_ms } => (K::TimedOut, None, None, format!("after_ms={after_ms}")),
+        State::TimedOut { .. } => (K::TimedOut, None, None, String::new()),
         State::Cancelled { reason } => (K::Cancelled, None, None, reason.clone()),
         State::RunnerLost { runner } => (K::RunnerLost, None, None, runner.clone()),
         State::Skipped { reason } => (K::Skipped, None, None, reason.clone()),
@@ -25,6 +29,7 @@ pub fn state_to_pb(s: &State) -> pb::State {
         exit_code,
         signal,
         reason,
+        timeout_ms,
     }
 }
 
@@ -45,10 +50,8 @@ pub fn state_from_pb(s: &pb::State) -> Result<State, String> {
         }),
         K::TimedOut => State::TimedOut {
             after_ms: s
-                .reason
-                .strip_prefix("after_ms=")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+                .timeout_ms
+                .ok_or("a timed-out state must say its timeout")?,
         },
         K::Cancelled => State::Cancelled {
             reason: s.reason.clone(),

@@ -1,0 +1,69 @@
+//! Declared outputs: a step that exits 0 without producing what it promised
+//! has not succeeded (a `docker push` that exited 0 and uploaded nothing).
+//! Each output must exist; each is uploaded to the cache and its digest logged.
+
+use std::path::Path;
+
+use buildfleet_cache::{CasClient, Digest};
+
+/// One uploaded output, for the shard's log.
+pub struct Uploaded {
+    pub path: String,
+    pub digest: Digest,
+    pub kind: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("missing-output: declared output `{0}` does not exist after the step exited 0")]
+    Missing(String),
+    #[error("output `{path}` could not be uploaded: {reason}")]
+    Upload { path: String, reason: String },
+}
+
+/// Checks every declared output exists (all are checked before any upload,
+/// so the error names every missing one), then uploads them.
+pub async fn collect(
+    cas: &CasClient,
+    workdir: &Path,
+    outputs: &[String],
+) -> Result<Vec<Uploaded>, OutputError> {
+    let missing: Vec<&str> = outputs
+        .iter()
+        .filter(|o| std::fs::symlink_metadata(workdir.join(o)).is_err())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(OutputError::Missing(missing.join("`, `")));
+    }
+    let mut uploaded = Vec::with_capacity(outputs.len());
+    for out in outputs {
+        let path = workdir.join(out);
+        let fail = |reason: String| OutputError::Upload {
+            path: out.clone(),
+            reason,
+        };
+        let (digest, kind) = if path.is_dir() {
+            let snap = buildfleet_cache::snapshot(&path).map_err(|e| fail(e.to_string()))?;
+            cas.upload_snapshot(&snap)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            (snap.root, "directory")
+        } else {
+            let data = tokio::fs::read(&path)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let digest = cas
+                .upload_blob(data.into())
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            (digest, "file")
+        };
+        uploaded.push(Uploaded {
+            path: out.clone(),
+            digest,
+            kind,
+        });
+    }
+    Ok(uploaded)
+}
