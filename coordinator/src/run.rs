@@ -196,7 +196,7 @@ impl Run {
 
     /// Sets a whole step (and all its shards) to a state, for steps that end
     /// before any shard ran: skipped, cancelled, unschedulable.
-    pub fn end_step_unrun(&mut self, step: usize, state: State, now: Instant) {
+    pub fn end_step_unrun(&mut self, step: usize, state: State) {
         for shard in 0..self.steps[step].shards.len() {
             if !self.steps[step].shards[shard].state.is_terminal() {
                 self.steps[step].shards[shard].state = state.clone();
@@ -205,7 +205,6 @@ impl Run {
         self.steps[step].state = state;
         self.steps[step].duration_ms = 0;
         self.emit_step_state(step);
-        let _ = now;
     }
 
     /// Moves pending steps to waiting (all deps green) or skipped (a dep ended
@@ -225,7 +224,7 @@ impl Run {
                     .find(|d| d.state.is_terminal() && !d.state.is_green())
                     .map(|d| format!("needs `{}`, which {}", d.name, d.state.name()));
                 if let Some(reason) = blocker {
-                    self.end_step_unrun(i, State::Skipped { reason }, now);
+                    self.end_step_unrun(i, State::Skipped { reason });
                     moved = true;
                 } else if self.steps[i]
                     .deps

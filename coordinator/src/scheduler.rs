@@ -340,7 +340,7 @@ impl Scheduler {
                 let state = State::Cancelled {
                     reason: reason.to_string(),
                 };
-                run.end_step_unrun(step, state, now);
+                run.end_step_unrun(step, state);
             }
             for shard in 0..run.steps[step].shards.len() {
                 if run.steps[step].shards[shard].state == State::Waiting {
@@ -401,7 +401,7 @@ impl Scheduler {
                     if connected.is_empty() { "none".to_string() } else { connected.join(", ") }
                 );
                 warn!(run = %run.id, step = %st.name, %reason, "step unschedulable");
-                run.end_step_unrun(step, State::failed(reason), now);
+                run.end_step_unrun(step, State::failed(reason));
                 run.advance(now);
             }
         }
