@@ -322,15 +322,7 @@ async fn a_step_past_its_timeout_is_timed_out_and_its_group_killed() {
         gone,
         "background process {pid} of the timed-out step survived"
     );
-    let system: String = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Some(pb::run_event::Event::Log(l)) if l.stream == pb::LogStream::System as i32 => {
-                Some(String::from_utf8_lossy(&l.data).into_owned())
-            }
-            _ => None,
-        })
-        .collect();
+    let system = harness::system_of(&events, "hang", 0);
     assert!(
         system.contains("SIGTERM"),
         "the log says what was done: {system}"
@@ -410,17 +402,7 @@ stages:
         K::Failed,
         "green is never reported for work that did not happen"
     );
-    let notes: String = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Some(pb::run_event::Event::Log(l))
-                if l.step == "build" && l.stream == pb::LogStream::System as i32 =>
-            {
-                Some(String::from_utf8_lossy(&l.data).into_owned())
-            }
-            _ => None,
-        })
-        .collect();
+    let notes = harness::system_of(&events, "build", 0);
     assert!(
         notes.contains("output dist/image.digest (file) stored as"),
         "{notes}"

@@ -159,17 +159,26 @@ pub fn step<'a>(status: &'a pb::RunStatus, name: &str) -> &'a pb::StepStatus {
         .unwrap_or_else(|| panic!("no step {name}"))
 }
 
-/// All stdout text a shard printed, in event order.
-pub fn stdout_of(events: &[pb::RunEvent], step: &str, shard: u32) -> String {
+/// All text a shard wrote to one stream, in event order.
+pub fn log_of(events: &[pb::RunEvent], step: &str, shard: u32, stream: pb::LogStream) -> String {
     let mut text = Vec::new();
     for e in events {
         if let Some(pb::run_event::Event::Log(l)) = &e.event {
-            if l.step == step && l.shard == shard && l.stream == pb::LogStream::Stdout as i32 {
+            if l.step == step && l.shard == shard && l.stream == stream as i32 {
                 text.extend_from_slice(&l.data);
             }
         }
     }
     String::from_utf8(text).unwrap()
+}
+
+pub fn stdout_of(events: &[pb::RunEvent], step: &str, shard: u32) -> String {
+    log_of(events, step, shard, pb::LogStream::Stdout)
+}
+
+/// buildfleet's own notes about a shard (kills, uploads, missing outputs).
+pub fn system_of(events: &[pb::RunEvent], step: &str, shard: u32) -> String {
+    log_of(events, step, shard, pb::LogStream::System)
 }
 
 /// Sequence number of the first state event matching step/shard/kind.
