@@ -173,3 +173,17 @@ pub fn check_data_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating data directory {}", dir.display()))
 }
+
+/// The cache's own files must never become pipeline inputs: the snapshot
+/// would hash a database that changes while it is read.
+pub fn data_inside_inputs(data_dir: &Path, work_dir: &Path) -> Option<String> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (data, work) = (abs(data_dir), abs(work_dir));
+    data.starts_with(&work).then(|| {
+        format!(
+            "error: the data directory {} is inside the input directory {}; pass --data DIR outside it (or --dir)",
+            data.display(),
+            work.display()
+        )
+    })
+}

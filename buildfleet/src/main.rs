@@ -96,6 +96,10 @@ async fn run(args: RunArgs) -> Result<i32> {
         .data
         .clone()
         .unwrap_or_else(buildfleet::fleet::default_data_dir);
+    if let Some(msg) = buildfleet::fleet::data_inside_inputs(&data_dir, &work_dir) {
+        eprintln!("{msg}");
+        return Ok(exit::USAGE);
+    }
     buildfleet::fleet::check_data_dir(&data_dir)?;
     let runners = args
         .runners

@@ -143,3 +143,22 @@ fn bad_usage_exits_2() {
     let out = buildfleet().args(["run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn run_refuses_a_data_dir_inside_the_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: a, run: 'true' }\n",
+    );
+    let out = buildfleet()
+        .args(["run", "--data"])
+        .arg(dir.path().join("cache-data"))
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is inside the input directory"));
+    assert!(!dir.path().join("cache-data").exists());
+}
