@@ -12,6 +12,8 @@ pub enum CoordinatorError {
     UnknownLease(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("invalid coordinator config: {0}")]
+    InvalidConfig(String),
     #[error("the runner must send `register` first, got {0}")]
     NotRegistered(&'static str),
     #[error("coordinator is shutting down")]
@@ -22,9 +24,9 @@ impl From<CoordinatorError> for tonic::Status {
     fn from(e: CoordinatorError) -> tonic::Status {
         use tonic::Code;
         let code = match &e {
-            CoordinatorError::InvalidPipeline(_) | CoordinatorError::BadRequest(_) => {
-                Code::InvalidArgument
-            }
+            CoordinatorError::InvalidPipeline(_)
+            | CoordinatorError::BadRequest(_)
+            | CoordinatorError::InvalidConfig(_) => Code::InvalidArgument,
             CoordinatorError::UnknownRun(_) => Code::NotFound,
             CoordinatorError::UnknownLease(_) => Code::FailedPrecondition,
             CoordinatorError::NotRegistered(_) => Code::FailedPrecondition,

@@ -33,7 +33,7 @@ impl Default for CoordinatorConfig {
 
 impl CoordinatorConfig {
     pub fn validate(&self) -> Result<(), crate::error::CoordinatorError> {
-        let bad = |m: &str| Err(crate::error::CoordinatorError::BadRequest(m.to_string()));
+        let bad = |m: &str| Err(crate::error::CoordinatorError::InvalidConfig(m.to_string()));
         if self.heartbeat_interval < Duration::from_millis(10) {
             return bad("heartbeat interval must be at least 10ms");
         }

@@ -94,9 +94,11 @@ impl Run {
                         log_seq: 0,
                     })
                     .collect(),
+                // Validation guarantees every dependency names a step; dropping
+                // one silently would start a step before its dependency.
                 deps: deps_by_name
                     .get(&s.name)
-                    .map(|d| d.iter().filter_map(|n| by_name.get(n).copied()).collect())
+                    .map(|d| d.iter().map(|n| by_name[n.as_str()]).collect())
                     .unwrap_or_default(),
                 labels: s.labels.clone(),
                 ready_at: None,

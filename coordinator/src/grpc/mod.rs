@@ -19,7 +19,7 @@ use crate::hub::{CoordinatorConfig, Hub};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("invalid coordinator config: {0}")]
+    #[error("{0}")]
     Config(#[from] crate::error::CoordinatorError),
     #[error("coordinator server failed: {0}")]
     Transport(#[from] tonic::transport::Error),

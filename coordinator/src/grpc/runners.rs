@@ -14,6 +14,7 @@ use super::convert;
 use crate::error::CoordinatorError;
 use crate::hub::{Hub, Outbound};
 use crate::scheduler::RunnerView;
+use crate::state::State;
 
 pub struct RunnerService {
     pub hub: Arc<Hub>,
@@ -126,17 +127,18 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
             )
         }),
         Some(Msg::Result(r)) => {
-            let state = r
-                .state
-                .as_ref()
-                .ok_or_else(|| CoordinatorError::BadRequest("result without a state".into()))
-                .and_then(|s| convert::state_from_pb(s).map_err(CoordinatorError::BadRequest))?;
-            if !state.is_terminal() {
-                return Err(CoordinatorError::BadRequest(format!(
-                    "result state must be terminal, got {}",
-                    state.name()
-                )));
-            }
+            // A malformed result still ends the shard — as a failure saying
+            // why — so it never hangs in `running` or passes as green.
+            let checked = match r.state.as_ref().map(convert::state_from_pb) {
+                Some(Ok(s)) if s.is_terminal() => Ok(s),
+                Some(Ok(s)) => Err(format!("a non-terminal result state `{}`", s.name())),
+                Some(Err(e)) => Err(format!("an invalid result: {e}")),
+                None => Err("a result without a state".to_string()),
+            };
+            let state = checked.unwrap_or_else(|what| {
+                warn!(lease = %r.lease_id, %what, "malformed shard result");
+                State::failed(format!("runner reported {what}"))
+            });
             hub.with(|s| {
                 s.record_result(
                     runner_id,

@@ -1,0 +1,100 @@
+//! The runner session over real gRPC: a hand-driven runner shows that a
+//! malformed result ends its shard as a failure instead of leaving it running.
+
+use std::time::Duration;
+
+use buildfleet_coordinator::{grpc, CoordinatorConfig};
+use buildfleet_proto::v1 as pb;
+use pb::runner_message::Msg;
+
+fn msg(m: Msg) -> pb::RunnerMessage {
+    pb::RunnerMessage { msg: Some(m) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(grpc::serve(listener, CoordinatorConfig::default(), async {
+        let _ = stop_rx.await;
+    }));
+    let channel = loop {
+        match tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tx.send(msg(Msg::Register(pb::Register {
+        name: "hand".into(),
+        labels: vec![],
+        slots: 1,
+    })))
+    .await
+    .unwrap();
+    let mut runner = pb::runner_service_client::RunnerServiceClient::new(channel.clone());
+    let mut inbound = runner
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut pipelines = pb::pipelines_client::PipelinesClient::new(channel);
+    let run_id = pipelines
+        .submit(pb::SubmitRequest {
+            pipeline_yaml:
+                "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true' }\n"
+                    .into(),
+            pipeline_path: "t.yaml".into(),
+            input_root: Some(pb::Digest {
+                hash: "0".repeat(64),
+                size_bytes: 0,
+            }),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id;
+    let lease = loop {
+        match inbound.message().await.unwrap().unwrap().msg {
+            Some(pb::coordinator_message::Msg::Lease(l)) => break l,
+            _ => continue,
+        }
+    };
+    tx.send(msg(Msg::Result(pb::ShardResult {
+        lease_id: lease.lease_id,
+        state: None,
+        duration_ms: 1,
+        last_log_seq: 0,
+    })))
+    .await
+    .unwrap();
+    let mut status = pb::RunStatus::default();
+    for _ in 0..200 {
+        status = pipelines
+            .get(pb::GetRequest {
+                run_id: run_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if status.state.as_ref().unwrap().kind != pb::StateKind::Running as i32
+            && status.state.as_ref().unwrap().kind != pb::StateKind::Pending as i32
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let shard = status.steps[0].shards[0].state.clone().unwrap();
+    assert_eq!(shard.kind, pb::StateKind::Failed as i32, "{shard:?}");
+    assert_eq!(shard.reason, "runner reported a result without a state");
+    assert_eq!(status.state.unwrap().kind, pb::StateKind::Failed as i32);
+    drop(tx);
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
