@@ -143,7 +143,6 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
 
 /// True only if the run and every step succeeded.
 pub fn is_green(status: &pb::RunStatus) -> bool {
-    let green =
-        |s: &Option<pb::State>| matches!(s.as_ref().map(state_from_pb), Some(Ok(State::Succeeded)));
+    let green = |s: &Option<pb::State>| matches!(s.as_ref().map(state_from_pb), Some(Ok(st)) if st.is_green());
     green(&status.state) && status.steps.iter().all(|s| green(&s.state))
 }

@@ -49,6 +49,8 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             pipeline_path: opts.pipeline_file.display().to_string(),
             input_root: Some(snap.root.into()),
             idempotency_key: opts.idempotency_key.unwrap_or_default(),
+            no_cache: false,
+            project: String::new(),
         })
         .await;
     let run_id = match submitted {

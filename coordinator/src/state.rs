@@ -14,6 +14,9 @@ pub enum State {
     Waiting,
     Running,
     Succeeded,
+    /// Not run: the identical action's earlier successful result was reused
+    /// (outputs present, log replayed). Green, and shown as such.
+    Cached,
     Failed(Failure),
     TimedOut {
         after_ms: u64,
@@ -43,7 +46,7 @@ impl State {
     }
 
     pub fn is_green(&self) -> bool {
-        matches!(self, State::Succeeded)
+        matches!(self, State::Succeeded | State::Cached)
     }
 
     /// The lower-case name used in summaries and logs.
@@ -53,6 +56,7 @@ impl State {
             State::Waiting => "waiting",
             State::Running => "running",
             State::Succeeded => "succeeded",
+            State::Cached => "cached",
             State::Failed(_) => "failed",
             State::TimedOut { .. } => "timed out",
             State::Cancelled { .. } => "cancelled",
@@ -72,7 +76,7 @@ impl State {
     /// the most specific evidence wins (a timeout explains more than "failed").
     fn severity(&self) -> u8 {
         match self {
-            State::Succeeded => 0,
+            State::Succeeded | State::Cached => 0,
             State::Skipped { .. } => 1,
             State::Cancelled { .. } => 2,
             State::Failed(_) => 3,
@@ -115,15 +119,25 @@ impl fmt::Display for State {
 /// member failure. `None` while any member is still going.
 pub fn combine<'a>(members: impl IntoIterator<Item = &'a State>) -> Option<State> {
     let mut worst: Option<&State> = None;
+    // A group is `Cached` only when every member was; one real run makes it
+    // `Succeeded`, so a summary never claims work was skipped that ran.
+    let mut all_cached = true;
+    let mut any = false;
     for s in members {
         if !s.is_terminal() {
             return None;
         }
+        any = true;
+        all_cached &= *s == State::Cached;
         if worst.is_none_or(|w| s.severity() > w.severity()) {
             worst = Some(s);
         }
     }
-    Some(worst.cloned().unwrap_or(State::Succeeded))
+    Some(match worst {
+        Some(w) if !w.is_green() => w.clone(),
+        _ if any && all_cached => State::Cached,
+        _ => State::Succeeded,
+    })
 }
 
 pub fn fmt_ms(ms: u64) -> String {
@@ -174,6 +188,23 @@ mod tests {
             Some(State::Skipped { reason: "r".into() })
         );
         assert_eq!(combine(&[]), Some(State::Succeeded));
+    }
+
+    #[test]
+    fn cached_is_green_and_a_group_is_cached_only_when_every_member_is() {
+        assert!(State::Cached.is_green());
+        assert_eq!(
+            combine(&[State::Cached, State::Cached]),
+            Some(State::Cached)
+        );
+        assert_eq!(
+            combine(&[State::Cached, State::Succeeded]),
+            Some(State::Succeeded)
+        );
+        assert_eq!(
+            combine(&[State::Cached, State::failed("x")]),
+            Some(State::failed("x"))
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
                 hash: "0".repeat(64),
                 size_bytes: 0,
             }),
-            idempotency_key: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -90,6 +90,7 @@ pub async fn run_lease(
             state: Some(result_state),
             duration_ms: started.elapsed().as_millis() as u64,
             last_log_seq: log.seq,
+            cache: Vec::new(),
         })),
     };
     if ctx.out.send(msg).await.is_err() {

@@ -83,6 +83,7 @@ impl TestFleet {
                 pipeline_path: "test.yaml".into(),
                 input_root: Some(root),
                 idempotency_key: key.to_string(),
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner())

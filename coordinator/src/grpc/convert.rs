@@ -18,6 +18,7 @@ pub fn state_to_pb(s: &State) -> pb::State {
         State::Waiting => (K::Waiting, None, None, String::new()),
         State::Running => (K::Running, None, None, String::new()),
         State::Succeeded => (K::Succeeded, None, None, String::new()),
+        State::Cached => (K::Cached, None, None, String::new()),
         State::Failed(f) => (K::Failed, f.exit_code, f.signal, f.reason.clone()),
         State::TimedOut { .. } => (K::TimedOut, None, None, String::new()),
         State::Cancelled { reason } => (K::Cancelled, None, None, reason.clone()),
@@ -43,6 +44,7 @@ pub fn state_from_pb(s: &pb::State) -> Result<State, String> {
         K::Waiting => State::Waiting,
         K::Running => State::Running,
         K::Succeeded => State::Succeeded,
+        K::Cached => State::Cached,
         K::Failed => State::Failed(Failure {
             exit_code: s.exit_code,
             signal: s.signal,
@@ -89,6 +91,7 @@ pub fn event_to_pb(e: &Event) -> pb::RunEvent {
             state: Some(state_to_pb(&c.state)),
             runner: c.runner.clone().unwrap_or_default(),
             duration_ms: c.duration_ms,
+            cache: Vec::new(),
         }),
         EventKind::Log(l) => pb::run_event::Event::Log(pb::LogChunk {
             step: l.step.clone(),
@@ -123,6 +126,7 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
                         runner: sh.runner.clone().unwrap_or_default(),
                         duration_ms: sh.duration_ms,
                         attempt: sh.attempt,
+                        cache: Vec::new(),
                     })
                     .collect(),
             })
@@ -148,6 +152,10 @@ pub fn lease_to_pb(l: LeaseSpec) -> pb::Lease {
         }),
         timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
         outputs: l.outputs,
+        caches: Vec::new(),
+        use_action_cache: false,
+        inputs: Vec::new(),
+        project: String::new(),
     }
 }
 
