@@ -71,6 +71,7 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
         state: None,
         duration_ms: 1,
         last_log_seq: 0,
+        cache: Vec::new(),
     })))
     .await
     .unwrap();
