@@ -5,6 +5,7 @@
 //! checks each node's shape against the schema, and `validate` checks the
 //! relations between steps (unique names, `needs`, cycles) once they exist.
 
+mod caches;
 mod dag;
 mod error;
 mod fields;
@@ -30,7 +31,24 @@ pub struct Pipeline {
     pub target_minutes: Option<u32>,
     /// Applies to every step; a step's own `env` wins on conflicts.
     pub env: BTreeMap<String, String>,
+    /// Dependency caches by name, as declared in `caches:`.
+    pub caches: BTreeMap<String, CacheDef>,
     pub stages: Vec<Stage>,
+}
+
+/// A dependency cache: restored into `paths` before a step runs, saved after
+/// it succeeds, keyed by the contents of `key_files`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheDef {
+    pub name: String,
+    /// Relative to the working directory; literal paths, not globs, so the
+    /// key can name exactly which file changed.
+    pub key_files: Vec<String>,
+    /// Relative to the working directory and guaranteed not to escape it.
+    pub paths: Vec<String>,
+    pub version: Option<String>,
+    /// Key prefixes tried in order when the exact key misses.
+    pub restore: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +78,13 @@ pub struct Step {
     pub needs: Option<Vec<String>>,
     /// Runner labels a runner must have to be given this step.
     pub labels: Vec<String>,
+    /// Names of dependency caches (from `Pipeline::caches`) the step uses.
+    pub caches: Vec<String>,
+    /// Globs naming the inputs that count for the step's action digest;
+    /// empty means the whole input tree.
+    pub inputs: Vec<String>,
+    /// `cache: false` turns off step-result caching for this step.
+    pub cache: bool,
 }
 
 /// Parses and validates a pipeline; `file_name` is only used in errors.

@@ -8,15 +8,17 @@
 
 use std::collections::BTreeMap;
 
+use super::caches;
 use super::error::Collector;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Pos, Value};
 use super::{Pipeline, Stage, Step};
 
-const TOP_KEYS: &[&str] = &["version", "target_minutes", "env", "stages"];
+const TOP_KEYS: &[&str] = &["version", "target_minutes", "env", "caches", "stages"];
 const STAGE_KEYS: &[&str] = &["name", "steps"];
 const STEP_KEYS: &[&str] = &[
-    "name", "run", "shards", "timeout", "env", "outputs", "needs", "labels",
+    "name", "run", "shards", "timeout", "env", "outputs", "needs", "labels", "caches", "inputs",
+    "cache",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -41,6 +43,8 @@ pub(super) struct StepPositions {
     pub name: Option<Pos>,
     /// Parallel to the step's `needs` entries.
     pub needs: Vec<Pos>,
+    /// The step's `caches` entries with their positions.
+    pub caches: Vec<(String, Pos)>,
 }
 
 pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positions) {
@@ -48,6 +52,7 @@ pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positi
         version: 1,
         target_minutes: None,
         env: BTreeMap::new(),
+        caches: BTreeMap::new(),
         stages: Vec::new(),
     };
     let mut positions = Positions::default();
@@ -84,8 +89,16 @@ pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positi
     if let Some(node) = top.get("env") {
         pipeline.env = fields::env(node, errors).unwrap_or_default();
     }
+    if let Some(node) = top.get("caches") {
+        pipeline.caches = caches::section(node, errors);
+    }
     if let Some(node) = top.require("stages", "at the top level", errors) {
         stages(node, &mut pipeline, &mut positions, errors);
+    }
+    for (stage, stage_pos) in pipeline.stages.iter().zip(&positions.stages) {
+        for (step, step_pos) in stage.steps.iter().zip(&stage_pos.steps) {
+            caches::check_references(&step.name, &step_pos.caches, &pipeline.caches, errors);
+        }
     }
     (pipeline, positions)
 }
@@ -199,6 +212,10 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
     let mut positions = StepPositions {
         name: None,
         needs: Vec::new(),
+        caches: map
+            .get("caches")
+            .map(|node| caches::step_caches(node, errors))
+            .unwrap_or_default(),
     };
     let name = map
         .require("name", "in step", errors)
@@ -255,6 +272,15 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .and_then(|node| fields::string_list(node, "labels", "runner labels", errors))
             .map(|labels| labels.into_iter().map(|(label, _)| label).collect())
             .unwrap_or_default(),
+        caches: positions.caches.iter().map(|(n, _)| n.clone()).collect(),
+        inputs: map
+            .get("inputs")
+            .map(|node| caches::inputs(node, errors))
+            .unwrap_or_default(),
+        cache: map
+            .get("cache")
+            .and_then(|node| caches::enabled(node, errors))
+            .unwrap_or(true),
     };
     Some((step, positions))
 }

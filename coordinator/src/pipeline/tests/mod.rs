@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 
+mod caches;
 mod cross_step_errors;
 mod files;
 mod shape_errors;

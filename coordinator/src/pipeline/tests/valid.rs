@@ -54,6 +54,9 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         outputs: Vec::new(),
         needs: None,
         labels: Vec::new(),
+        caches: Vec::new(),
+        inputs: Vec::new(),
+        cache: true,
     }
 }
 
@@ -64,6 +67,7 @@ fn full_pipeline_parses_into_expected_structs() {
         version: 1,
         target_minutes: Some(20),
         env: map(&[("RUST_LOG", "info"), ("JOBS", "8")]),
+        caches: BTreeMap::new(),
         stages: vec![
             Stage {
                 name: "build".into(),

@@ -1,0 +1,119 @@
+//! The `caches:` section and the caching fields of steps.
+
+use super::*;
+
+const WITH_CACHES: &str = r#"version: 1
+caches:
+  deps:
+    key_files: [requirements.txt, constraints.txt]
+    paths: [.venv]
+    version: "2"
+    restore: [deps/2/, deps/]
+  npm: { key_files: [package-lock.json], paths: [node_modules, .npm], version: 3 }
+stages:
+  - name: test
+    steps:
+      - name: unit
+        run: pytest
+        caches: [deps, npm]
+        inputs: ["src/**/*.py", requirements.txt]
+      - name: deploy
+        run: ./deploy.sh
+        cache: false
+"#;
+
+#[test]
+fn caches_and_step_cache_fields_parse() {
+    let p = parse(FILE, WITH_CACHES).unwrap();
+    let deps = &p.caches["deps"];
+    assert_eq!(
+        deps.key_files,
+        strings(&["requirements.txt", "constraints.txt"])
+    );
+    assert_eq!(deps.paths, strings(&[".venv"]));
+    assert_eq!(deps.version.as_deref(), Some("2"));
+    assert_eq!(deps.restore, strings(&["deps/2/", "deps/"]));
+    let npm = &p.caches["npm"];
+    assert_eq!(npm.version.as_deref(), Some("3"));
+    assert!(npm.restore.is_empty());
+    let unit = p.step("unit").unwrap();
+    assert_eq!(unit.caches, strings(&["deps", "npm"]));
+    assert_eq!(unit.inputs, strings(&["src/**/*.py", "requirements.txt"]));
+    assert!(unit.cache);
+    assert!(!p.step("deploy").unwrap().cache);
+}
+
+#[test]
+fn unknown_cache_is_reported_at_the_reference_with_a_suggestion() {
+    let text = WITH_CACHES.replace("caches: [deps, npm]", "caches: [dep, npm]");
+    single_error(
+        &text,
+        14,
+        18,
+        &["unknown cache `dep`", "did you mean `deps`?"],
+    );
+}
+
+#[test]
+fn cache_paths_in_home_or_outside_the_workspace_are_rejected() {
+    let text = lines(&[
+        "version: 1",
+        "caches:",
+        "  cargo: { key_files: [Cargo.lock], paths: [~/.cargo/registry, ../shared, /abs] }",
+        "stages:",
+        "  - name: b",
+        "    steps:",
+        "      - { name: x, run: 'true', caches: [cargo] }",
+    ]);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_error(&errs[0], 3, 45, &["home directory", "CARGO_HOME=.cargo"]);
+    assert_error(&errs[1], 3, 64, &["`../shared`", "escapes"]);
+    assert_error(&errs[2], 3, 75, &["`/abs`", "absolute"]);
+}
+
+#[test]
+fn a_cache_needs_key_files_and_paths() {
+    let text = lines(&[
+        "version: 1",
+        "caches:",
+        "  deps: { paths: [x] }",
+        "stages:",
+        "  - name: b",
+        "    steps:",
+        "      - { name: x, run: 'true' }",
+    ]);
+    single_error(&text, 3, 9, &["missing", "`key_files`", "cache `deps`"]);
+}
+
+#[test]
+fn bad_glob_and_non_bool_cache_flag_are_reported_where_written() {
+    let text = one_step(&["run: make", "inputs: [\"src/[a\"]", "cache: \"no\""]);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_error(&errs[0], 7, 18, &["invalid glob `src/[a`"]);
+    assert_error(&errs[1], 8, 16, &["`cache` must be true or false"]);
+}
+
+#[test]
+fn unknown_key_in_a_cache_suggests_the_right_one() {
+    let text = lines(&[
+        "version: 1",
+        "caches:",
+        "  deps: { key_file: [a], paths: [x] }",
+        "stages:",
+        "  - name: b",
+        "    steps:",
+        "      - { name: x, run: 'true' }",
+    ]);
+    let errs = errors(&text);
+    assert_error(
+        &errs[0],
+        3,
+        11,
+        &[
+            "unknown key `key_file` in cache `deps`",
+            "did you mean `key_files`?",
+        ],
+    );
+}
