@@ -27,6 +27,8 @@ pub struct StateChange {
     pub state: State,
     pub runner: Option<String>,
     pub duration_ms: u64,
+    /// The shard's cache reports, on its terminal state change.
+    pub cache: Vec<crate::cache_report::CacheReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! Invariant: scheduling (`scheduler`, `run`, `state`) is plain Rust with the
 //! clock passed in; only `grpc` knows prost.
 
+pub mod cache_report;
 pub mod error;
 pub mod events;
 pub mod grpc;

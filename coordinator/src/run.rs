@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::cache_report::CacheReport;
 use crate::events::{EventKind, EventLog, StateChange};
 use crate::pipeline::Pipeline;
 use crate::state::{combine, State};
@@ -15,6 +16,16 @@ use crate::state::{combine, State};
 pub struct InputRoot {
     pub hash: String,
     pub size_bytes: u64,
+}
+
+/// Per-run choices made at submission.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunOptions {
+    /// Run every step even if an identical earlier result exists.
+    pub no_cache: bool,
+    /// Names the project in step history, so misses are explained against
+    /// the same project's earlier runs.
+    pub project: String,
 }
 
 #[derive(Debug)]
@@ -28,6 +39,7 @@ pub struct ShardRun {
     pub duration_ms: u64,
     /// Last log chunk sequence number accepted for the current lease.
     pub log_seq: u64,
+    pub cache: Vec<CacheReport>,
 }
 
 #[derive(Debug)]
@@ -52,6 +64,7 @@ pub struct Run {
     pub pipeline: Pipeline,
     pub pipeline_path: String,
     pub input_root: InputRoot,
+    pub options: RunOptions,
     pub created: Instant,
     pub created_wall: SystemTime,
     pub state: State,
@@ -68,6 +81,7 @@ impl Run {
         pipeline: Pipeline,
         pipeline_path: String,
         input_root: InputRoot,
+        options: RunOptions,
         now: Instant,
     ) -> Run {
         let deps_by_name: BTreeMap<String, Vec<String>> = pipeline.dependencies();
@@ -92,6 +106,7 @@ impl Run {
                         started: None,
                         duration_ms: 0,
                         log_seq: 0,
+                        cache: Vec::new(),
                     })
                     .collect(),
                 // Validation guarantees every dependency names a step; dropping
@@ -111,6 +126,7 @@ impl Run {
             pipeline,
             pipeline_path,
             input_root,
+            options,
             created: now,
             created_wall: SystemTime::now(),
             state: State::Pending,
@@ -131,6 +147,7 @@ impl Run {
             state: self.state.clone(),
             runner: None,
             duration_ms: self.duration_ms,
+            cache: Vec::new(),
         };
         self.events.push(EventKind::State(change));
     }
@@ -143,6 +160,7 @@ impl Run {
             state: s.state.clone(),
             runner: None,
             duration_ms: s.duration_ms,
+            cache: Vec::new(),
         };
         self.events.push(EventKind::State(change));
     }
@@ -163,6 +181,7 @@ impl Run {
             state,
             runner: s.runner.clone(),
             duration_ms: s.duration_ms,
+            cache: s.cache.clone(),
         };
         self.events.push(EventKind::State(change));
         self.refresh_step(step, now);

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use crate::cache_report::CacheReport;
 use crate::error::CoordinatorError;
 use crate::events::{Event, EventKind, LogEntry, LogStream};
-use crate::pipeline::Pipeline;
-use crate::run::{InputRoot, Run};
+use crate::pipeline::{CacheDef, Pipeline};
+use crate::run::{InputRoot, Run, RunOptions};
 use crate::state::State;
 
 #[derive(Debug, Clone)]
@@ -51,6 +52,12 @@ pub struct LeaseSpec {
     pub input_root: InputRoot,
     pub timeout: Option<Duration>,
     pub outputs: Vec<String>,
+    pub caches: Vec<CacheDef>,
+    /// False under `--no-cache` or `cache: false`: the runner neither reuses
+    /// nor stores a step result.
+    pub use_action_cache: bool,
+    pub inputs: Vec<String>,
+    pub project: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +111,7 @@ impl Scheduler {
         pipeline: Pipeline,
         pipeline_path: String,
         input_root: InputRoot,
+        options: RunOptions,
         idempotency_key: Option<String>,
         now: Instant,
     ) -> Submitted {
@@ -117,7 +125,14 @@ impl Scheduler {
             };
         }
         let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let mut run = Run::new(run_id.clone(), pipeline, pipeline_path, input_root, now);
+        let mut run = Run::new(
+            run_id.clone(),
+            pipeline,
+            pipeline_path,
+            input_root,
+            options,
+            now,
+        );
         run.advance(now);
         info!(run = %run_id, steps = run.steps.len(), "run submitted");
         self.runs.insert(run_id.clone(), run);
@@ -270,12 +285,14 @@ impl Scheduler {
         state: State,
         duration_ms: u64,
         last_log_seq: u64,
+        cache: Vec<CacheReport>,
         now: Instant,
     ) -> Result<(), CoordinatorError> {
         let (run, step, shard) = self.lease_target(runner_id, lease_id)?;
         let step_name = run.steps[step].name.clone();
         let sh = &mut run.steps[step].shards[shard];
         sh.duration_ms = duration_ms;
+        sh.cache = cache;
         if last_log_seq > sh.log_seq {
             let gap = last_log_seq - sh.log_seq;
             sh.log_seq = last_log_seq;
@@ -450,5 +467,14 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
         input_root: run.input_root.clone(),
         timeout: def.timeout,
         outputs: def.outputs.clone(),
+        // Validation guarantees every name resolves.
+        caches: def
+            .caches
+            .iter()
+            .filter_map(|name| run.pipeline.caches.get(name).cloned())
+            .collect(),
+        use_action_cache: def.cache && !run.options.no_cache,
+        inputs: def.inputs.clone(),
+        project: run.options.project.clone(),
     }
 }

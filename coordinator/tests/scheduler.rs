@@ -26,8 +26,15 @@ fn runner(id: &str, slots: u32, labels: &[&str]) -> RunnerView {
 
 fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
     let p = pipeline::parse("t.yaml", yaml).expect("valid pipeline");
-    s.submit(p, "t.yaml".into(), InputRoot::default(), None, now)
-        .run_id
+    s.submit(
+        p,
+        "t.yaml".into(),
+        InputRoot::default(),
+        Default::default(),
+        None,
+        now,
+    )
+    .run_id
 }
 
 fn step_state(s: &Scheduler, run: &str, step: &str) -> State {
@@ -74,7 +81,7 @@ fn stage_barrier_and_needs_decide_what_is_leased() {
             .collect()
     };
     for l in &a_leases {
-        s.record_result("r1", l, State::Succeeded, 5, 0, now)
+        s.record_result("r1", l, State::Succeeded, 5, 0, Vec::new(), now)
             .unwrap();
     }
     let next: Vec<String> = s.assign(now).into_iter().map(|a| a.lease.step).collect();
@@ -126,12 +133,36 @@ fn a_failure_skips_dependents_and_fails_the_run_with_evidence() {
         exit_code: Some(2),
         ..Failure::default()
     });
-    s.record_result("r1", &leases[0].lease.lease_id, failure, 1, 0, now)
-        .unwrap();
-    s.record_result("r1", &leases[1].lease.lease_id, State::Succeeded, 1, 0, now)
-        .unwrap();
-    s.record_result("r1", &leases[2].lease.lease_id, State::Succeeded, 1, 0, now)
-        .unwrap();
+    s.record_result(
+        "r1",
+        &leases[0].lease.lease_id,
+        failure,
+        1,
+        0,
+        Vec::new(),
+        now,
+    )
+    .unwrap();
+    s.record_result(
+        "r1",
+        &leases[1].lease.lease_id,
+        State::Succeeded,
+        1,
+        0,
+        Vec::new(),
+        now,
+    )
+    .unwrap();
+    s.record_result(
+        "r1",
+        &leases[2].lease.lease_id,
+        State::Succeeded,
+        1,
+        0,
+        Vec::new(),
+        now,
+    )
+    .unwrap();
     assert!(matches!(step_state(&s, &run, "a"), State::Failed(f) if f.exit_code == Some(2)));
     for dependent in ["c", "d"] {
         match step_state(&s, &run, dependent) {
@@ -159,16 +190,48 @@ fn results_for_unknown_or_foreign_leases_are_refused() {
     let l = &leases[0];
     let other = if l.runner_id == "r1" { "r2" } else { "r1" };
     assert!(s
-        .record_result(other, &l.lease.lease_id, State::Succeeded, 1, 0, now)
+        .record_result(
+            other,
+            &l.lease.lease_id,
+            State::Succeeded,
+            1,
+            0,
+            Vec::new(),
+            now
+        )
         .is_err());
     assert!(s
-        .record_result(&l.runner_id, "no-such-lease", State::Succeeded, 1, 0, now)
+        .record_result(
+            &l.runner_id,
+            "no-such-lease",
+            State::Succeeded,
+            1,
+            0,
+            Vec::new(),
+            now
+        )
         .is_err());
-    s.record_result(&l.runner_id, &l.lease.lease_id, State::Succeeded, 1, 0, now)
-        .unwrap();
+    s.record_result(
+        &l.runner_id,
+        &l.lease.lease_id,
+        State::Succeeded,
+        1,
+        0,
+        Vec::new(),
+        now,
+    )
+    .unwrap();
     assert!(
-        s.record_result(&l.runner_id, &l.lease.lease_id, State::Succeeded, 1, 0, now)
-            .is_err(),
+        s.record_result(
+            &l.runner_id,
+            &l.lease.lease_id,
+            State::Succeeded,
+            1,
+            0,
+            Vec::new(),
+            now
+        )
+        .is_err(),
         "a result is never counted twice"
     );
 }
@@ -264,7 +327,7 @@ fn a_lost_runner_loses_its_shards() {
         }
     );
     assert!(
-        s.record_result("r1", &lease, State::Succeeded, 1, 0, now)
+        s.record_result("r1", &lease, State::Succeeded, 1, 0, Vec::new(), now)
             .is_err(),
         "late result refused"
     );
@@ -298,6 +361,7 @@ fn cancel_ends_unstarted_work_and_orders_running_leases_stopped() {
         },
         1,
         0,
+        Vec::new(),
         now,
     )
     .unwrap();
@@ -314,8 +378,22 @@ fn idempotency_key_returns_the_first_run() {
     let now = Instant::now();
     let mut s = sched();
     let p = || pipeline::parse("t.yaml", TWO_STAGES).unwrap();
-    let a = s.submit(p(), "t".into(), InputRoot::default(), Some("k".into()), now);
-    let b = s.submit(p(), "t".into(), InputRoot::default(), Some("k".into()), now);
+    let a = s.submit(
+        p(),
+        "t".into(),
+        InputRoot::default(),
+        Default::default(),
+        Some("k".into()),
+        now,
+    );
+    let b = s.submit(
+        p(),
+        "t".into(),
+        InputRoot::default(),
+        Default::default(),
+        Some("k".into()),
+        now,
+    );
     assert_eq!(a.run_id, b.run_id);
     assert!(b.deduplicated && !a.deduplicated);
 }

@@ -2,6 +2,7 @@
 
 use buildfleet_proto::v1 as pb;
 
+use crate::cache_report::{CacheOutcome, CacheReport};
 use crate::events::{Event, EventKind, LogStream};
 use crate::run::{InputRoot, Run};
 use crate::scheduler::{LeaseSpec, RunnerView};
@@ -91,7 +92,7 @@ pub fn event_to_pb(e: &Event) -> pb::RunEvent {
             state: Some(state_to_pb(&c.state)),
             runner: c.runner.clone().unwrap_or_default(),
             duration_ms: c.duration_ms,
-            cache: Vec::new(),
+            cache: c.cache.iter().map(cache_report_to_pb).collect(),
         }),
         EventKind::Log(l) => pb::run_event::Event::Log(pb::LogChunk {
             step: l.step.clone(),
@@ -126,7 +127,7 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
                         runner: sh.runner.clone().unwrap_or_default(),
                         duration_ms: sh.duration_ms,
                         attempt: sh.attempt,
-                        cache: Vec::new(),
+                        cache: sh.cache.iter().map(cache_report_to_pb).collect(),
                     })
                     .collect(),
             })
@@ -152,10 +153,67 @@ pub fn lease_to_pb(l: LeaseSpec) -> pb::Lease {
         }),
         timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
         outputs: l.outputs,
-        caches: Vec::new(),
-        use_action_cache: false,
-        inputs: Vec::new(),
-        project: String::new(),
+        caches: l
+            .caches
+            .into_iter()
+            .map(|c| pb::CacheSpec {
+                name: c.name,
+                key_files: c.key_files,
+                paths: c.paths,
+                version: c.version.unwrap_or_default(),
+                restore: c.restore,
+            })
+            .collect(),
+        use_action_cache: l.use_action_cache,
+        inputs: l.inputs,
+        project: l.project,
+    }
+}
+
+pub fn cache_report_to_pb(r: &CacheReport) -> pb::CacheReport {
+    use pb::CacheOutcome as O;
+    let outcome = match r.outcome {
+        CacheOutcome::Hit => O::Hit,
+        CacheOutcome::Fallback => O::Fallback,
+        CacheOutcome::Miss => O::Miss,
+        CacheOutcome::SaveFailed => O::SaveFailed,
+        CacheOutcome::Saved => O::Saved,
+        CacheOutcome::Disabled => O::Disabled,
+    };
+    pb::CacheReport {
+        cache: r.cache.clone(),
+        outcome: outcome as i32,
+        key: r.key.clone(),
+        detail: r.detail.clone(),
+    }
+}
+
+/// An unknown outcome from a newer runner is kept as a miss with its number,
+/// so the report is shown rather than dropped.
+pub fn cache_report_from_pb(r: &pb::CacheReport) -> CacheReport {
+    use pb::CacheOutcome as O;
+    let (outcome, note) = match O::try_from(r.outcome) {
+        Ok(O::Hit) => (CacheOutcome::Hit, None),
+        Ok(O::Fallback) => (CacheOutcome::Fallback, None),
+        Ok(O::Miss) => (CacheOutcome::Miss, None),
+        Ok(O::SaveFailed) => (CacheOutcome::SaveFailed, None),
+        Ok(O::Saved) => (CacheOutcome::Saved, None),
+        Ok(O::Disabled) => (CacheOutcome::Disabled, None),
+        Ok(O::Unspecified) | Err(_) => (
+            CacheOutcome::Miss,
+            Some(format!("unknown cache outcome {}", r.outcome)),
+        ),
+    };
+    let detail = match note {
+        Some(n) if r.detail.is_empty() => n,
+        Some(n) => format!("{n}; {}", r.detail),
+        None => r.detail.clone(),
+    };
+    CacheReport {
+        cache: r.cache.clone(),
+        outcome,
+        key: r.key.clone(),
+        detail,
     }
 }
 

@@ -13,6 +13,7 @@ use super::convert;
 use crate::error::CoordinatorError;
 use crate::hub::Hub;
 use crate::pipeline;
+use crate::run::RunOptions;
 
 /// Events sent per lock acquisition while streaming history to a watcher.
 const WATCH_PAGE: usize = 512;
@@ -40,9 +41,13 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         let root =
             convert::input_root_from_pb(req.input_root).map_err(CoordinatorError::BadRequest)?;
         let key = Some(req.idempotency_key).filter(|k| !k.is_empty());
+        let options = RunOptions {
+            no_cache: req.no_cache,
+            project: req.project,
+        };
         let submitted = self
             .hub
-            .with(|s| s.submit(pipeline, path, root, key, Instant::now()));
+            .with(|s| s.submit(pipeline, path, root, options, key, Instant::now()));
         self.hub.dispatch();
         Ok(Response::new(pb::SubmitResponse {
             run_id: submitted.run_id,

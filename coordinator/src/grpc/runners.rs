@@ -146,6 +146,7 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                     state,
                     r.duration_ms,
                     r.last_log_seq,
+                    r.cache.iter().map(convert::cache_report_from_pb).collect(),
                     Instant::now(),
                 )
             })?;
