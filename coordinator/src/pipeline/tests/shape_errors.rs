@@ -46,7 +46,7 @@ fn unknown_top_level_key_suggests_and_does_not_also_report_it_missing() {
         &[
             "unknown key `versoin` at the top level",
             "did you mean `version`?",
-            "(allowed: version, target_minutes, env, stages)",
+            "(allowed: version, target_minutes, env, caches, stages)",
         ],
     );
     assert!(!error.to_string().contains("missing"));
@@ -76,7 +76,7 @@ fn unknown_key_without_a_close_match_lists_allowed_keys() {
     );
     assert_eq!(
         error.hint.as_deref(),
-        Some("allowed keys: name, run, shards, timeout, env, outputs, needs, labels")
+        Some("allowed keys: name, run, shards, timeout, env, outputs, needs, labels, caches, inputs, cache")
     );
 }
 
