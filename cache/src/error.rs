@@ -43,6 +43,9 @@ pub enum CacheError {
         code: Code,
         message: String,
     },
+    /// A stored record (action result, index entry) that can't be used.
+    #[error("invalid cache entry: {0}")]
+    InvalidEntry(String),
     /// Received data that does not hash to what was asked for.
     #[error("received corrupt data for {expected}: it hashes to {actual}")]
     CorruptDownload { expected: Digest, actual: Digest },
@@ -78,6 +81,7 @@ impl CacheError {
             CacheError::Rpc(status) => status.code(),
             CacheError::BlobRejected { code, .. } => *code,
             CacheError::CorruptDownload { .. } => Code::DataLoss,
+            CacheError::InvalidEntry(_) => Code::DataLoss,
             CacheError::SourceChanged { .. } => Code::FailedPrecondition,
             CacheError::Io { .. } | CacheError::Internal(_) => Code::Internal,
         }

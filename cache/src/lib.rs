@@ -24,7 +24,10 @@ mod server;
 mod store;
 mod tree;
 
-pub use client::{CasClient, MaterialiseStats, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
+pub use client::{
+    CasClient, IndexEntry, IndexHit, MaterialiseStats, OutputDirectory, OutputFile, StepResult,
+    UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES,
+};
 pub use digest::{Digest, DigestError};
 pub use error::CacheError;
 pub use resource_name::{
@@ -33,6 +36,7 @@ pub use resource_name::{
 pub use server::{serve, services, MAX_BATCH_BYTES, STREAM_CHUNK_BYTES};
 pub use store::{verify, BlobStore, MemoryStore, RocksStore, StoreError};
 pub use tree::{
-    snapshot, BlobSource, DirectoryEntry, DirectoryListing, FileEntry, Snapshot, SymlinkEntry,
+    diff, snapshot, snapshot_with, subset, tree_message, BlobSource, Change, ChangeKind,
+    DirectoryEntry, DirectoryListing, FileEntry, Ignores, Listings, Snapshot, Subset, SymlinkEntry,
     TreeError,
 };

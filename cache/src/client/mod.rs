@@ -2,12 +2,17 @@
 //! materialises trees. Every byte it receives is verified before use, so a
 //! faulty or hostile server can't plant content.
 
+mod action_cache;
+mod index;
+mod listings;
 mod materialise;
 mod transfer;
 mod upload;
 
 use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
+use buildfleet_proto::reapi::action_cache_client::ActionCacheClient;
 use buildfleet_proto::reapi::content_addressable_storage_client::ContentAddressableStorageClient;
+use buildfleet_proto::v1::cache_index_client::CacheIndexClient;
 use bytes::Bytes;
 use tonic::transport::{Channel, Endpoint};
 
@@ -15,6 +20,8 @@ use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::server::MAX_MESSAGE_BYTES;
 
+pub use action_cache::{OutputDirectory, OutputFile, StepResult};
+pub use index::{IndexEntry, IndexHit};
 pub use materialise::MaterialiseStats;
 pub use upload::UploadStats;
 
@@ -35,6 +42,8 @@ const FIND_MISSING_CHUNK: usize = 10_000;
 pub struct CasClient {
     cas: ContentAddressableStorageClient<Channel>,
     bytestream: ByteStreamClient<Channel>,
+    action_cache: ActionCacheClient<Channel>,
+    index: CacheIndexClient<Channel>,
     instance: String,
 }
 
@@ -53,12 +62,20 @@ impl CasClient {
         let cas = ContentAddressableStorageClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let bytestream = ByteStreamClient::new(channel)
+        let bytestream = ByteStreamClient::new(channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let action_cache = ActionCacheClient::new(channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let index = CacheIndexClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         CasClient {
             cas,
             bytestream,
+            action_cache,
+            index,
             instance: String::new(),
         }
     }

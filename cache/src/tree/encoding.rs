@@ -98,6 +98,29 @@ impl DirectoryListing {
     }
 }
 
+/// The REAPI `Tree` message for a snapshot (root plus every descendant
+/// directory), which ActionResult output directories point at.
+pub fn tree_message(snapshot: &super::Snapshot) -> Result<Bytes, TreeError> {
+    let mut root = None;
+    let mut children = Vec::new();
+    for (digest, source) in snapshot.blobs() {
+        let super::BlobSource::Inline(bytes) = source else {
+            continue;
+        };
+        let dir = reapi::Directory::decode(bytes.as_ref()).map_err(|source| TreeError::Decode {
+            digest: *digest,
+            source,
+        })?;
+        if *digest == snapshot.root {
+            root = Some(dir);
+        } else {
+            children.push(dir);
+        }
+    }
+    let tree = reapi::Tree { root, children };
+    Ok(Bytes::from(tree.encode_to_vec()))
+}
+
 /// Converts a wire `Directory` (e.g. from GetTree), validating every name and
 /// digest.
 pub(crate) fn listing_from_proto(dir: &reapi::Directory) -> Result<DirectoryListing, TreeError> {

@@ -1,8 +1,10 @@
 //! Merkle trees of working directories in the REAPI `Directory` encoding, so
 //! any REAPI client or worker can read what we store.
 
+mod diff;
 mod encoding;
 mod file_hash;
+mod subset;
 mod walk;
 
 use std::collections::BTreeMap;
@@ -13,9 +15,18 @@ use thiserror::Error;
 
 use crate::digest::Digest;
 
+pub use diff::{diff, Change, ChangeKind};
 pub(crate) use encoding::listing_from_proto;
+pub use encoding::tree_message;
 pub use encoding::{DirectoryEntry, DirectoryListing, FileEntry, SymlinkEntry};
-pub use walk::snapshot;
+pub use subset::{subset, Subset};
+pub use walk::{snapshot, snapshot_with, Ignores};
+
+use std::collections::HashMap;
+
+/// Directory listings by digest, as fetched with GetTree: enough to walk a
+/// tree without its file contents.
+pub type Listings = HashMap<Digest, DirectoryListing>;
 
 /// Why a tree could not be snapshotted or decoded.
 #[derive(Debug, Error)]
@@ -43,6 +54,10 @@ pub enum TreeError {
         #[source]
         source: prost::DecodeError,
     },
+    /// A walk needed a directory that is not in the listings it was given
+    /// (e.g. evicted from the cache since the tree was stored).
+    #[error("directory {digest} at `{path}` is not available")]
+    MissingDirectory { digest: Digest, path: String },
     #[error("directory entry {name:?} has an invalid digest")]
     InvalidDigest {
         name: String,

@@ -16,12 +16,29 @@ struct PendingFile {
     executable: bool,
 }
 
+/// Which files a snapshot leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignores {
+    /// `.gitignore`/`.ignore` rules and `.git/`: the workspace as a commit
+    /// would see it.
+    Honour,
+    /// Nothing: a dependency cache (`node_modules`, `.venv`) is usually
+    /// ignored by the very repository it serves, and a cache that silently
+    /// dropped ignored files would restore a broken tree.
+    None,
+}
+
 /// Snapshots `root`: honours `.gitignore`/`.ignore` files even outside a git
 /// repository (users expect their ignores to keep `target/` out of uploads),
 /// includes hidden files (dotfiles are often build inputs) and always skips
 /// `.git/`. The user's global gitignore is not read so the same tree gives
 /// the same digest on every machine.
 pub fn snapshot(root: &Path) -> Result<Snapshot, TreeError> {
+    snapshot_with(root, Ignores::Honour)
+}
+
+/// Snapshots `root` with the given ignore policy.
+pub fn snapshot_with(root: &Path, ignores: Ignores) -> Result<Snapshot, TreeError> {
     let meta = std::fs::metadata(root).map_err(|source| TreeError::Io {
         path: root.to_owned(),
         source,
@@ -38,13 +55,21 @@ pub fn snapshot(root: &Path) -> Result<Snapshot, TreeError> {
     let mut files = Vec::new();
     let mut symlink_count = 0u64;
 
-    let walker = WalkBuilder::new(root)
+    let mut builder = WalkBuilder::new(root);
+    builder
         .hidden(false)
         .require_git(false)
         .git_global(false)
-        .follow_links(false)
-        .filter_entry(|entry| entry.file_name() != ".git")
-        .build();
+        .follow_links(false);
+    match ignores {
+        Ignores::Honour => {
+            builder.filter_entry(|entry| entry.file_name() != ".git");
+        }
+        Ignores::None => {
+            builder.standard_filters(false);
+        }
+    }
+    let walker = builder.build();
     for entry in walker {
         let entry = entry?;
         if entry.depth() == 0 {
@@ -209,6 +234,22 @@ mod tests {
         write(dir.path(), "src/nested/deep.txt", b"deeP");
         let after = snapshot(dir.path()).unwrap().root;
         assert_ne!(before, after);
+    }
+
+    #[test]
+    fn raw_snapshots_keep_ignored_files_even_when_a_parent_ignores_them() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".gitignore", b"node_modules/\n");
+        write(dir.path(), "node_modules/a/index.js", b"module.exports = 1");
+        write(dir.path(), "node_modules/a/.gitignore", b"*.js\n");
+        let deps = dir.path().join("node_modules");
+        let honoured = snapshot(&deps).unwrap();
+        assert_eq!(
+            honoured.file_count, 1,
+            "only the nested .gitignore survives"
+        );
+        let raw = snapshot_with(&deps, Ignores::None).unwrap();
+        assert_eq!(raw.file_count, 2);
     }
 
     #[test]

@@ -1,0 +1,170 @@
+//! Step results in the REAPI ActionCache. The runner speaks plain
+//! [`StepResult`]s; the REAPI `ActionResult` form stays in this adapter, so
+//! any REAPI tool reading our cache sees standard entries.
+
+use buildfleet_proto::reapi;
+
+use super::{blake3_function, CasClient};
+use crate::digest::Digest;
+use crate::error::CacheError;
+
+/// A successful step shard, as stored: what it produced and what it printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    pub exit_code: i32,
+    pub output_files: Vec<OutputFile>,
+    pub output_directories: Vec<OutputDirectory>,
+    /// The shard's combined stdout and stderr, in arrival order.
+    pub log: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    pub path: String,
+    pub digest: Digest,
+    pub executable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputDirectory {
+    pub path: String,
+    /// Digest of the REAPI `Tree` message (root plus descendants).
+    pub tree: Digest,
+    /// Digest of the root `Directory`, as logged for the output.
+    pub root: Digest,
+}
+
+fn to_reapi(r: &StepResult) -> reapi::ActionResult {
+    reapi::ActionResult {
+        exit_code: r.exit_code,
+        output_files: r
+            .output_files
+            .iter()
+            .map(|f| reapi::OutputFile {
+                path: f.path.clone(),
+                digest: Some(f.digest.into()),
+                is_executable: f.executable,
+                ..Default::default()
+            })
+            .collect(),
+        output_directories: r
+            .output_directories
+            .iter()
+            .map(|d| reapi::OutputDirectory {
+                path: d.path.clone(),
+                tree_digest: Some(d.tree.into()),
+                root_directory_digest: Some(d.root.into()),
+                ..Default::default()
+            })
+            .collect(),
+        stdout_digest: Some(r.log.into()),
+        ..Default::default()
+    }
+}
+
+fn from_reapi(r: &reapi::ActionResult) -> Result<StepResult, CacheError> {
+    let digest = |d: &Option<reapi::Digest>, what: &str| -> Result<Digest, CacheError> {
+        let d = d
+            .as_ref()
+            .ok_or_else(|| CacheError::InvalidEntry(format!("{what} has no digest")))?;
+        Digest::try_from(d).map_err(|e| CacheError::InvalidEntry(format!("{what}: {e}")))
+    };
+    Ok(StepResult {
+        exit_code: r.exit_code,
+        output_files: r
+            .output_files
+            .iter()
+            .map(|f| {
+                Ok(OutputFile {
+                    path: f.path.clone(),
+                    digest: digest(&f.digest, &format!("output file {}", f.path))?,
+                    executable: f.is_executable,
+                })
+            })
+            .collect::<Result<_, CacheError>>()?,
+        output_directories: r
+            .output_directories
+            .iter()
+            .map(|d| {
+                let what = format!("output directory {}", d.path);
+                Ok(OutputDirectory {
+                    path: d.path.clone(),
+                    tree: digest(&d.tree_digest, &what)?,
+                    root: digest(&d.root_directory_digest, &what)?,
+                })
+            })
+            .collect::<Result<_, CacheError>>()?,
+        log: digest(&r.stdout_digest, "log")?,
+    })
+}
+
+impl CasClient {
+    /// The stored result of `action`, if the cache has it complete (the
+    /// server withholds entries whose blobs are gone).
+    pub async fn get_step_result(&self, action: &Digest) -> Result<Option<StepResult>, CacheError> {
+        let request = reapi::GetActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some((*action).into()),
+            inline_stdout: false,
+            inline_stderr: false,
+            inline_output_files: Vec::new(),
+            digest_function: blake3_function(),
+        };
+        match self.action_cache.clone().get_action_result(request).await {
+            Ok(r) => from_reapi(r.get_ref()).map(Some),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// Stores `result` under `action`; every blob it names must already be
+    /// in the cache.
+    pub async fn put_step_result(
+        &self,
+        action: &Digest,
+        result: &StepResult,
+    ) -> Result<(), CacheError> {
+        let request = reapi::UpdateActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some((*action).into()),
+            action_result: Some(to_reapi(result)),
+            results_cache_policy: None,
+            digest_function: blake3_function(),
+        };
+        self.action_cache
+            .clone()
+            .update_action_result(request)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_results_round_trip_through_the_reapi_form() {
+        let r = StepResult {
+            exit_code: 0,
+            output_files: vec![OutputFile {
+                path: "dist/app".into(),
+                digest: Digest::of(b"app"),
+                executable: true,
+            }],
+            output_directories: vec![OutputDirectory {
+                path: "site".into(),
+                tree: Digest::of(b"tree"),
+                root: Digest::of(b"root"),
+            }],
+            log: Digest::of(b"log"),
+        };
+        assert_eq!(from_reapi(&to_reapi(&r)).unwrap(), r);
+        let mut broken = to_reapi(&r);
+        broken.stdout_digest = None;
+        assert!(from_reapi(&broken)
+            .unwrap_err()
+            .to_string()
+            .contains("log has no digest"));
+    }
+}

@@ -1,0 +1,83 @@
+//! The CacheIndex client: named entries (dependency caches, step history)
+//! pointing at content in the CAS. Plain Rust in, plain Rust out.
+
+use buildfleet_proto::v1 as pb;
+use bytes::Bytes;
+
+use super::CasClient;
+use crate::digest::Digest;
+use crate::error::CacheError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub key: String,
+    pub payload: Bytes,
+    /// Blobs that must be present for the entry to be served complete.
+    pub blobs: Vec<Digest>,
+    /// Root directories whose whole trees must be present.
+    pub trees: Vec<Digest>,
+    /// Server time of the Put; 0 on entries not yet stored.
+    pub created_unix_ms: i64,
+}
+
+/// A lookup's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexHit {
+    pub entry: IndexEntry,
+    /// `None` when the exact key matched, else the prefix that did.
+    pub matched_prefix: Option<String>,
+    pub complete: bool,
+}
+
+fn digests(list: &[pb::Digest], what: &str) -> Result<Vec<Digest>, CacheError> {
+    list.iter()
+        .map(|d| Digest::try_from(d).map_err(|e| CacheError::InvalidEntry(format!("{what}: {e}"))))
+        .collect()
+}
+
+impl CasClient {
+    pub async fn index_put(&self, entry: &IndexEntry) -> Result<(), CacheError> {
+        let request = pb::IndexPutRequest {
+            instance_name: self.instance.clone(),
+            entry: Some(pb::IndexEntry {
+                key: entry.key.clone(),
+                payload: entry.payload.to_vec(),
+                blobs: entry.blobs.iter().map(|d| (*d).into()).collect(),
+                trees: entry.trees.iter().map(|d| (*d).into()).collect(),
+                created_unix_ms: 0,
+            }),
+        };
+        self.index.clone().put(request).await?;
+        Ok(())
+    }
+
+    /// The exact key, else the newest entry under each prefix in turn.
+    pub async fn index_lookup(
+        &self,
+        exact: &str,
+        prefixes: &[String],
+        require_complete: bool,
+    ) -> Result<Option<IndexHit>, CacheError> {
+        let request = pb::IndexLookupRequest {
+            instance_name: self.instance.clone(),
+            exact: exact.to_owned(),
+            prefixes: prefixes.to_vec(),
+            require_complete,
+        };
+        let response = self.index.clone().lookup(request).await?.into_inner();
+        let Some(entry) = response.entry else {
+            return Ok(None);
+        };
+        Ok(Some(IndexHit {
+            entry: IndexEntry {
+                blobs: digests(&entry.blobs, "index entry blob")?,
+                trees: digests(&entry.trees, "index entry tree")?,
+                key: entry.key,
+                payload: Bytes::from(entry.payload),
+                created_unix_ms: entry.created_unix_ms,
+            },
+            matched_prefix: Some(response.matched_prefix).filter(|p| !p.is_empty()),
+            complete: response.complete,
+        }))
+    }
+}
