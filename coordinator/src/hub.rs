@@ -54,7 +54,7 @@ impl CoordinatorConfig {
 /// A message for one runner, converted to the wire by the gRPC adapter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
-    Lease(LeaseSpec),
+    Lease(Box<LeaseSpec>),
     Cancel(CancelOrder),
 }
 
@@ -121,7 +121,7 @@ impl Hub {
         let mut lost = Vec::new();
         for a in assignments {
             debug!(runner = %a.runner_id, run = %a.lease.run_id, step = %a.lease.step, shard = a.lease.shard_index, "lease granted");
-            if !self.send(&a.runner_id, Outbound::Lease(a.lease)) {
+            if !self.send(&a.runner_id, Outbound::Lease(Box::new(a.lease))) {
                 lost.push(a.runner_id);
             }
         }

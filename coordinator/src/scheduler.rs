@@ -60,6 +60,28 @@ pub struct LeaseSpec {
     pub project: String,
 }
 
+/// What a runner reported when a shard ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardReport {
+    pub state: State,
+    pub duration_ms: u64,
+    /// Sequence number of the last log chunk sent, to detect lost chunks.
+    pub last_log_seq: u64,
+    pub cache: Vec<CacheReport>,
+}
+
+impl ShardReport {
+    /// A report with no log and no cache activity (tests, synthetic ends).
+    pub fn of(state: State, duration_ms: u64) -> ShardReport {
+        ShardReport {
+            state,
+            duration_ms,
+            last_log_seq: 0,
+            cache: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
     pub runner_id: String,
@@ -282,12 +304,15 @@ impl Scheduler {
         &mut self,
         runner_id: &str,
         lease_id: &str,
-        state: State,
-        duration_ms: u64,
-        last_log_seq: u64,
-        cache: Vec<CacheReport>,
+        report: ShardReport,
         now: Instant,
     ) -> Result<(), CoordinatorError> {
+        let ShardReport {
+            state,
+            duration_ms,
+            last_log_seq,
+            cache,
+        } = report;
         let (run, step, shard) = self.lease_target(runner_id, lease_id)?;
         let step_name = run.steps[step].name.clone();
         let sh = &mut run.steps[step].shards[shard];

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::InputRoot;
-use buildfleet_coordinator::scheduler::{RunnerView, Scheduler, SchedulerConfig};
+use buildfleet_coordinator::scheduler::{RunnerView, Scheduler, SchedulerConfig, ShardReport};
 use buildfleet_coordinator::state::{Failure, State};
 
 fn sched() -> Scheduler {
@@ -81,7 +81,7 @@ fn stage_barrier_and_needs_decide_what_is_leased() {
             .collect()
     };
     for l in &a_leases {
-        s.record_result("r1", l, State::Succeeded, 5, 0, Vec::new(), now)
+        s.record_result("r1", l, ShardReport::of(State::Succeeded, 5), now)
             .unwrap();
     }
     let next: Vec<String> = s.assign(now).into_iter().map(|a| a.lease.step).collect();
@@ -136,30 +136,21 @@ fn a_failure_skips_dependents_and_fails_the_run_with_evidence() {
     s.record_result(
         "r1",
         &leases[0].lease.lease_id,
-        failure,
-        1,
-        0,
-        Vec::new(),
+        ShardReport::of(failure, 1),
         now,
     )
     .unwrap();
     s.record_result(
         "r1",
         &leases[1].lease.lease_id,
-        State::Succeeded,
-        1,
-        0,
-        Vec::new(),
+        ShardReport::of(State::Succeeded, 1),
         now,
     )
     .unwrap();
     s.record_result(
         "r1",
         &leases[2].lease.lease_id,
-        State::Succeeded,
-        1,
-        0,
-        Vec::new(),
+        ShardReport::of(State::Succeeded, 1),
         now,
     )
     .unwrap();
@@ -193,10 +184,7 @@ fn results_for_unknown_or_foreign_leases_are_refused() {
         .record_result(
             other,
             &l.lease.lease_id,
-            State::Succeeded,
-            1,
-            0,
-            Vec::new(),
+            ShardReport::of(State::Succeeded, 1),
             now
         )
         .is_err());
@@ -204,20 +192,14 @@ fn results_for_unknown_or_foreign_leases_are_refused() {
         .record_result(
             &l.runner_id,
             "no-such-lease",
-            State::Succeeded,
-            1,
-            0,
-            Vec::new(),
+            ShardReport::of(State::Succeeded, 1),
             now
         )
         .is_err());
     s.record_result(
         &l.runner_id,
         &l.lease.lease_id,
-        State::Succeeded,
-        1,
-        0,
-        Vec::new(),
+        ShardReport::of(State::Succeeded, 1),
         now,
     )
     .unwrap();
@@ -225,10 +207,7 @@ fn results_for_unknown_or_foreign_leases_are_refused() {
         s.record_result(
             &l.runner_id,
             &l.lease.lease_id,
-            State::Succeeded,
-            1,
-            0,
-            Vec::new(),
+            ShardReport::of(State::Succeeded, 1),
             now
         )
         .is_err(),
@@ -327,7 +306,7 @@ fn a_lost_runner_loses_its_shards() {
         }
     );
     assert!(
-        s.record_result("r1", &lease, State::Succeeded, 1, 0, Vec::new(), now)
+        s.record_result("r1", &lease, ShardReport::of(State::Succeeded, 1), now)
             .is_err(),
         "late result refused"
     );
@@ -356,12 +335,12 @@ fn cancel_ends_unstarted_work_and_orders_running_leases_stopped() {
     s.record_result(
         "r1",
         &lease.lease.lease_id,
-        State::Cancelled {
-            reason: "stop".into(),
-        },
-        1,
-        0,
-        Vec::new(),
+        ShardReport::of(
+            State::Cancelled {
+                reason: "stop".into(),
+            },
+            1,
+        ),
         now,
     )
     .unwrap();

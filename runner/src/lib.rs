@@ -4,6 +4,7 @@
 //! gone and its last log chunk was sent ahead of it.
 
 pub mod agent;
+pub mod caching;
 pub mod error;
 pub mod exec;
 pub mod outputs;

@@ -6,11 +6,31 @@ use std::path::Path;
 
 use buildfleet_cache::{CasClient, Digest};
 
-/// One uploaded output, for the shard's log.
+/// One uploaded output, for the shard's log and the action cache.
 pub struct Uploaded {
     pub path: String,
+    /// The file's digest, or the directory's root `Directory` digest.
     pub digest: Digest,
-    pub kind: &'static str,
+    pub kind: OutputKind,
+}
+
+pub enum OutputKind {
+    File {
+        executable: bool,
+    },
+    /// `tree` is the digest of the REAPI `Tree` message for the directory.
+    Directory {
+        tree: Digest,
+    },
+}
+
+impl OutputKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OutputKind::File { .. } => "file",
+            OutputKind::Directory { .. } => "directory",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +68,16 @@ pub async fn collect(
             cas.upload_snapshot(&snap)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
-            (snap.root, "directory")
+            let tree = buildfleet_cache::tree_message(&snap).map_err(|e| fail(e.to_string()))?;
+            let tree = cas
+                .upload_blob(tree)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            (snap.root, OutputKind::Directory { tree })
         } else {
+            let meta = tokio::fs::metadata(&path)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             let data = tokio::fs::read(&path)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
@@ -57,7 +85,9 @@ pub async fn collect(
                 .upload_blob(data.into())
                 .await
                 .map_err(|e| fail(e.to_string()))?;
-            (digest, "file")
+            use std::os::unix::fs::PermissionsExt;
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            (digest, OutputKind::File { executable })
         };
         uploaded.push(Uploaded {
             path: out.clone(),

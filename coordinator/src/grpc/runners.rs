@@ -13,7 +13,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::convert;
 use crate::error::CoordinatorError;
 use crate::hub::{Hub, Outbound};
-use crate::scheduler::RunnerView;
+use crate::scheduler::{RunnerView, ShardReport};
 use crate::state::State;
 
 pub struct RunnerService {
@@ -25,7 +25,7 @@ type OutStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status
 fn outbound_to_pb(m: Outbound) -> pb::CoordinatorMessage {
     use pb::coordinator_message::Msg;
     let msg = match m {
-        Outbound::Lease(l) => Msg::Lease(convert::lease_to_pb(l)),
+        Outbound::Lease(l) => Msg::Lease(convert::lease_to_pb(*l)),
         Outbound::Cancel(c) => Msg::Cancel(pb::CancelLease {
             lease_id: c.lease_id,
             reason: c.reason,
@@ -143,10 +143,12 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                 s.record_result(
                     runner_id,
                     &r.lease_id,
-                    state,
-                    r.duration_ms,
-                    r.last_log_seq,
-                    r.cache.iter().map(convert::cache_report_from_pb).collect(),
+                    ShardReport {
+                        state,
+                        duration_ms: r.duration_ms,
+                        last_log_seq: r.last_log_seq,
+                        cache: r.cache.iter().map(convert::cache_report_from_pb).collect(),
+                    },
                     Instant::now(),
                 )
             })?;

@@ -1,0 +1,165 @@
+//! Step results: the action digest of a shard, looking it up, storing it,
+//! and the history entry that later misses are explained against.
+
+use std::collections::BTreeMap;
+
+use buildfleet_cache::{CasClient, Digest, IndexEntry, Listings, StepResult};
+use bytes::Bytes;
+
+use super::records::{ActionRecord, ACTION_SCHEMA};
+
+/// The report name used for the step-result cache.
+pub const STEP_CACHE: &str = "step";
+
+/// Variables that differ on every run by design; including them would make
+/// every action unique and the cache useless.
+const VOLATILE_ENV: &[&str] = &["BUILDFLEET_RUN_ID"];
+
+/// Everything that decides a shard's result.
+#[derive(Debug, Clone)]
+pub struct ActionSpec {
+    pub project: String,
+    pub step: String,
+    pub command: String,
+    pub env: BTreeMap<String, String>,
+    pub input_root: Digest,
+    pub input_globs: Vec<String>,
+    pub shard_index: u32,
+    pub shard_count: u32,
+    pub outputs: Vec<String>,
+    pub platform: String,
+}
+
+/// A computed action: its digest, its record, and the directory blobs of the
+/// input subset (which must be in the cache for later explanations).
+#[derive(Debug, Clone)]
+pub struct ActionKey {
+    pub digest: Digest,
+    pub record: ActionRecord,
+    pub encoded: Bytes,
+}
+
+impl ActionSpec {
+    /// The step-history key: one latest entry per project, step, shard
+    /// layout and platform — the "nearest earlier entry" for explanations.
+    pub fn history_key(&self) -> String {
+        let project = if self.project.is_empty() {
+            "default"
+        } else {
+            &self.project
+        };
+        format!(
+            "history/{}/{project}/{}/{}of{}",
+            self.platform, self.step, self.shard_index, self.shard_count
+        )
+    }
+}
+
+/// Computes the action digest. With `inputs:` globs the tree is narrowed to
+/// the matching files, using listings only (no file contents are read).
+pub async fn compute(cas: &CasClient, spec: &ActionSpec) -> Result<ActionKey, String> {
+    let input_root = if spec.input_globs.is_empty() {
+        spec.input_root
+    } else {
+        let listings = cas
+            .tree_listings(&spec.input_root)
+            .await
+            .map_err(|e| format!("could not list the input tree {}: {e}", spec.input_root))?;
+        narrow(cas, &listings, spec).await?
+    };
+    let env = spec
+        .env
+        .iter()
+        .filter(|(k, _)| !VOLATILE_ENV.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let record = ActionRecord {
+        schema: ACTION_SCHEMA,
+        command: spec.command.clone(),
+        env,
+        input_root,
+        input_globs: spec.input_globs.clone(),
+        shard_index: spec.shard_index,
+        shard_count: spec.shard_count,
+        platform: spec.platform.clone(),
+        outputs: spec.outputs.clone(),
+    };
+    let encoded = record.encode();
+    Ok(ActionKey {
+        digest: Digest::of(&encoded),
+        record,
+        encoded,
+    })
+}
+
+async fn narrow(cas: &CasClient, listings: &Listings, spec: &ActionSpec) -> Result<Digest, String> {
+    let mut builder = globset::GlobSetBuilder::new();
+    for g in &spec.input_globs {
+        builder
+            .add(globset::Glob::new(g).map_err(|e| format!("invalid `inputs` glob `{g}`: {e}"))?);
+    }
+    let globs = builder
+        .build()
+        .map_err(|e| format!("invalid `inputs` globs: {e}"))?;
+    let subset = buildfleet_cache::subset(listings, &spec.input_root, &globs)
+        .map_err(|e| format!("could not select `inputs` from {}: {e}", spec.input_root))?;
+    // The subset's directories are new blobs; store them so a later miss can
+    // be explained by walking this tree.
+    let digests: Vec<Digest> = subset.directories.keys().copied().collect();
+    let missing = cas
+        .find_missing(&digests)
+        .await
+        .map_err(|e| format!("could not check input subset blobs: {e}"))?;
+    for d in missing {
+        if let Some(bytes) = subset.directories.get(&d) {
+            cas.upload_blob(bytes.clone())
+                .await
+                .map_err(|e| format!("could not store input subset directory {d}: {e}"))?;
+        }
+    }
+    Ok(subset.root)
+}
+
+/// The stored result, if complete. Lookup failures are reported, not
+/// swallowed: the caller runs the step and says why the cache was skipped.
+pub async fn lookup(cas: &CasClient, key: &ActionKey) -> Result<Option<StepResult>, String> {
+    cas.get_step_result(&key.digest)
+        .await
+        .map_err(|e| format!("action cache lookup failed: {e}"))
+}
+
+/// Stores a successful result and makes it the step's latest history entry.
+pub async fn store(
+    cas: &CasClient,
+    spec: &ActionSpec,
+    key: &ActionKey,
+    result: &StepResult,
+) -> Result<(), String> {
+    cas.upload_blob(key.encoded.clone())
+        .await
+        .map_err(|e| format!("could not store the action record: {e}"))?;
+    cas.put_step_result(&key.digest, result)
+        .await
+        .map_err(|e| format!("could not store the step result: {e}"))?;
+    cas.index_put(&IndexEntry {
+        key: spec.history_key(),
+        payload: key.encoded.clone(),
+        blobs: Vec::new(),
+        trees: vec![key.record.input_root],
+        created_unix_ms: 0,
+    })
+    .await
+    .map_err(|e| format!("could not record step history: {e}"))
+}
+
+/// The latest stored record for this step shard, for explaining a miss.
+pub async fn previous(cas: &CasClient, spec: &ActionSpec) -> Result<Option<ActionRecord>, String> {
+    let hit = cas
+        .index_lookup(&spec.history_key(), &[], false)
+        .await
+        .map_err(|e| format!("step history lookup failed: {e}"))?;
+    match hit {
+        None => Ok(None),
+        Some(hit) => ActionRecord::decode(&hit.entry.payload).map(Some),
+    }
+}

@@ -1,0 +1,348 @@
+//! Dependency caches: restore `paths` before the step from the entry keyed by
+//! the `key_files`' contents (or a `restore:` fallback), save them after the
+//! step succeeds. A failed save never changes the step's result, but it is
+//! reported as `cache-save-failed`.
+
+use std::path::Path;
+
+use buildfleet_cache::{CasClient, Digest, Ignores, IndexEntry};
+
+use super::explain;
+use super::records::Manifest;
+use super::{Outcome, Report};
+
+/// A dependency cache as the pipeline declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSpec {
+    pub name: String,
+    pub key_files: Vec<String>,
+    pub paths: Vec<String>,
+    pub version: String,
+    pub restore: Vec<String>,
+}
+
+/// A cache with its key computed from the files in a working directory.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub spec: CacheSpec,
+    pub platform: String,
+    /// What the key was computed from (paths empty until saved).
+    pub manifest: Manifest,
+    /// `{name}/{version}/{hash}`, the form `restore:` prefixes match.
+    pub key: String,
+}
+
+/// How a restore went, for the step's environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    Exact,
+    Fallback,
+    Nothing,
+}
+
+impl Restored {
+    /// The value of `BUILDFLEET_CACHE_<NAME>`, so a step can skip its
+    /// install on an exact hit.
+    pub fn env_value(self) -> &'static str {
+        match self {
+            Restored::Exact => "hit",
+            Restored::Fallback => "fallback",
+            Restored::Nothing => "miss",
+        }
+    }
+}
+
+/// `BUILDFLEET_CACHE_` + the name upper-cased with other characters as `_`.
+pub fn env_name(cache: &str) -> String {
+    let tail: String = cache
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("BUILDFLEET_CACHE_{tail}")
+}
+
+impl Keyed {
+    fn index_key(&self) -> String {
+        format!("deps/{}/{}", self.platform, self.key)
+    }
+
+    fn index_prefix(&self, prefix: &str) -> String {
+        format!("deps/{}/{prefix}", self.platform)
+    }
+}
+
+/// Hashes the key files. A missing key file is an error: the key would
+/// otherwise silently cover less than the pipeline says.
+pub fn key(spec: &CacheSpec, work_dir: &Path, platform: &str) -> Result<Keyed, String> {
+    let mut key_files = Vec::with_capacity(spec.key_files.len());
+    for rel in &spec.key_files {
+        let data = std::fs::read(work_dir.join(rel)).map_err(|e| {
+            format!(
+                "cache `{}`: key file `{rel}` cannot be read: {e}",
+                spec.name
+            )
+        })?;
+        key_files.push((rel.clone(), Digest::of(&data)));
+    }
+    let manifest = Manifest {
+        name: spec.name.clone(),
+        version: spec.version.clone(),
+        platform: platform.to_owned(),
+        key_files,
+        paths: Vec::new(),
+    };
+    let hash = Digest::of(&manifest.encode()).to_hex();
+    let version = if spec.version.is_empty() {
+        "-"
+    } else {
+        &spec.version
+    };
+    Ok(Keyed {
+        key: format!("{}/{version}/{}", spec.name, &hash[..32]),
+        spec: spec.clone(),
+        platform: platform.to_owned(),
+        manifest,
+    })
+}
+
+/// Restores the best entry into the working directory. Never fails the
+/// step: a lookup or restore problem is a miss that says what went wrong,
+/// and a half-restored path is removed rather than left behind.
+pub async fn restore(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> (Report, Restored) {
+    let prefixes: Vec<String> = keyed
+        .spec
+        .restore
+        .iter()
+        .map(|p| keyed.index_prefix(p))
+        .collect();
+    let report = |outcome, detail: String| Report {
+        cache: keyed.spec.name.clone(),
+        outcome,
+        key: keyed.key.clone(),
+        detail,
+    };
+    let hit = match cas.index_lookup(&keyed.index_key(), &prefixes, true).await {
+        Ok(hit) => hit,
+        Err(e) => {
+            return (
+                report(Outcome::Miss, format!("cache lookup failed: {e}")),
+                Restored::Nothing,
+            )
+        }
+    };
+    let Some(hit) = hit else {
+        let why = explain_miss(cas, keyed).await;
+        return (report(Outcome::Miss, why), Restored::Nothing);
+    };
+    let stored = match Manifest::decode(&hit.entry.payload) {
+        Ok(m) => m,
+        Err(e) => {
+            return (
+                report(
+                    Outcome::Miss,
+                    format!("entry {} unusable: {e}", hit.entry.key),
+                ),
+                Restored::Nothing,
+            )
+        }
+    };
+    if let Err(e) = materialise_paths(cas, &stored, &keyed.spec.paths, work_dir).await {
+        return (
+            report(
+                Outcome::Miss,
+                format!(
+                    "restore of {} failed, running without it: {e}",
+                    hit.entry.key
+                ),
+            ),
+            Restored::Nothing,
+        );
+    }
+    let user_key = hit
+        .entry
+        .key
+        .strip_prefix(&keyed.index_prefix(""))
+        .unwrap_or(&hit.entry.key)
+        .to_owned();
+    match hit.matched_prefix {
+        None => (report(Outcome::Hit, String::new()), Restored::Exact),
+        Some(prefix) => {
+            let user_prefix = prefix
+                .strip_prefix(&keyed.index_prefix(""))
+                .unwrap_or(&prefix);
+            let why = explain_miss(cas, keyed).await;
+            (
+                report(
+                    Outcome::Fallback,
+                    format!("exact key missed ({why}); restored {user_key} via `restore: {user_prefix}`"),
+                ),
+                Restored::Fallback,
+            )
+        }
+    }
+}
+
+async fn materialise_paths(
+    cas: &CasClient,
+    stored: &Manifest,
+    wanted: &[String],
+    work_dir: &Path,
+) -> Result<(), String> {
+    for (path, root) in &stored.paths {
+        if !wanted.contains(path) {
+            continue;
+        }
+        let dest = work_dir.join(path);
+        let result = async {
+            if tokio::fs::symlink_metadata(&dest).await.is_ok() {
+                remove(&dest).await?;
+            }
+            cas.materialise(root, &dest)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("`{path}`: {e}"))
+        }
+        .await;
+        if let Err(e) = result {
+            // A partial tree is worse than none: the step would trust it.
+            let _ = remove(&dest).await;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+async fn remove(path: &Path) -> Result<(), String> {
+    let meta = tokio::fs::symlink_metadata(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let result = if meta.is_dir() {
+        tokio::fs::remove_dir_all(path).await
+    } else {
+        tokio::fs::remove_file(path).await
+    };
+    result.map_err(|e| format!("cannot clear {}: {e}", path.display()))
+}
+
+/// Compares against the newest entry of the same cache on this platform.
+async fn explain_miss(cas: &CasClient, keyed: &Keyed) -> String {
+    let prefix = keyed.index_prefix(&format!("{}/", keyed.spec.name));
+    match cas.index_lookup("", &[prefix], false).await {
+        Ok(Some(hit)) => match Manifest::decode(&hit.entry.payload) {
+            Ok(old) => explain::dependency_miss(&old, &keyed.manifest),
+            Err(e) => format!("the earlier entry is unreadable: {e}"),
+        },
+        Ok(None) => format!(
+            "no earlier entry for cache `{}` on {}",
+            keyed.spec.name, keyed.platform
+        ),
+        Err(e) => format!("no explanation: history lookup failed: {e}"),
+    }
+}
+
+/// Saves the paths under the exact key.
+pub async fn save(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> Report {
+    let report = |outcome, detail: String| Report {
+        cache: keyed.spec.name.clone(),
+        outcome,
+        key: keyed.key.clone(),
+        detail,
+    };
+    match save_paths(cas, keyed, work_dir).await {
+        Ok(summary) => report(Outcome::Saved, summary),
+        Err(e) => report(Outcome::SaveFailed, e),
+    }
+}
+
+async fn save_paths(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> Result<String, String> {
+    let mut manifest = keyed.manifest.clone();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for rel in &keyed.spec.paths {
+        let dir = work_dir.join(rel);
+        if !dir.is_dir() {
+            return Err(format!(
+                "path `{rel}` is not a directory after the step; nothing saved"
+            ));
+        }
+        let snap = tokio::task::spawn_blocking(move || {
+            buildfleet_cache::snapshot_with(&dir, Ignores::None)
+        })
+        .await
+        .map_err(|e| format!("snapshot of `{rel}` did not finish: {e}"))?
+        .map_err(|e| format!("snapshot of `{rel}` failed: {e}"))?;
+        cas.upload_snapshot(&snap)
+            .await
+            .map_err(|e| format!("upload of `{rel}` failed: {e}"))?;
+        files += snap.file_count;
+        bytes += snap.total_bytes;
+        manifest.paths.push((rel.clone(), snap.root));
+    }
+    let entry = IndexEntry {
+        key: keyed.index_key(),
+        payload: manifest.encode(),
+        blobs: Vec::new(),
+        trees: manifest.paths.iter().map(|(_, d)| *d).collect(),
+        created_unix_ms: 0,
+    };
+    cas.index_put(&entry)
+        .await
+        .map_err(|e| format!("could not record the entry: {e}"))?;
+    Ok(format!("{files} files, {bytes} bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> CacheSpec {
+        CacheSpec {
+            name: "deps".into(),
+            key_files: vec!["requirements.txt".into()],
+            paths: vec![".venv".into()],
+            version: "1".into(),
+            restore: vec!["deps/1/".into()],
+        }
+    }
+
+    #[test]
+    fn key_depends_on_key_file_contents_version_and_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("requirements.txt"), "a==1\n").unwrap();
+        let a = key(&spec(), dir.path(), "linux-x86_64").unwrap();
+        assert!(a.key.starts_with("deps/1/"), "{}", a.key);
+        assert_eq!(key(&spec(), dir.path(), "linux-x86_64").unwrap().key, a.key);
+        assert_ne!(
+            key(&spec(), dir.path(), "linux-aarch64").unwrap().key,
+            a.key
+        );
+        let v2 = CacheSpec {
+            version: "2".into(),
+            ..spec()
+        };
+        assert!(key(&v2, dir.path(), "linux-x86_64")
+            .unwrap()
+            .key
+            .starts_with("deps/2/"));
+        std::fs::write(dir.path().join("requirements.txt"), "a==2\n").unwrap();
+        assert_ne!(key(&spec(), dir.path(), "linux-x86_64").unwrap().key, a.key);
+    }
+
+    #[test]
+    fn a_missing_key_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = key(&spec(), dir.path(), "linux-x86_64").unwrap_err();
+        assert!(err.contains("key file `requirements.txt`"), "{err}");
+    }
+
+    #[test]
+    fn env_names_are_shell_safe() {
+        assert_eq!(env_name("node-deps.v2"), "BUILDFLEET_CACHE_NODE_DEPS_V2");
+        assert_eq!(Restored::Exact.env_value(), "hit");
+    }
+}

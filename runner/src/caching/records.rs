@@ -1,0 +1,184 @@
+//! The stored forms of action records and dependency-cache manifests. They
+//! are protobuf messages because their bytes are hashed and kept in the
+//! cache: protobuf with sorted repeated fields is deterministic and every
+//! version of buildfleet can still read old entries.
+
+use std::collections::BTreeMap;
+
+use buildfleet_cache::Digest;
+use buildfleet_proto::v1 as pb;
+use bytes::Bytes;
+use prost::Message;
+
+/// Bumped when the meaning of a record changes, so old entries stop matching.
+pub const ACTION_SCHEMA: u32 = 1;
+
+/// A step shard, canonically: its BLAKE3 is the action digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRecord {
+    pub schema: u32,
+    pub command: String,
+    pub env: BTreeMap<String, String>,
+    pub input_root: Digest,
+    pub input_globs: Vec<String>,
+    pub shard_index: u32,
+    pub shard_count: u32,
+    pub platform: String,
+    pub outputs: Vec<String>,
+}
+
+impl ActionRecord {
+    pub fn encode(&self) -> Bytes {
+        let msg = pb::ActionRecord {
+            schema: self.schema,
+            command: self.command.clone(),
+            env: self
+                .env
+                .iter()
+                .map(|(name, value)| pb::EnvVar {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            input_root: Some(self.input_root.into()),
+            input_globs: self.input_globs.clone(),
+            shard_index: self.shard_index,
+            shard_count: self.shard_count,
+            platform: self.platform.clone(),
+            outputs: self.outputs.clone(),
+        };
+        Bytes::from(msg.encode_to_vec())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ActionRecord, String> {
+        let msg = pb::ActionRecord::decode(bytes)
+            .map_err(|e| format!("undecodable action record: {e}"))?;
+        let input_root = msg
+            .input_root
+            .as_ref()
+            .ok_or("action record without an input root")
+            .and_then(|d| Digest::try_from(d).map_err(|_| "action record with a bad input root"))?;
+        Ok(ActionRecord {
+            schema: msg.schema,
+            command: msg.command,
+            env: msg.env.into_iter().map(|v| (v.name, v.value)).collect(),
+            input_root,
+            input_globs: msg.input_globs,
+            shard_index: msg.shard_index,
+            shard_count: msg.shard_count,
+            platform: msg.platform,
+            outputs: msg.outputs,
+        })
+    }
+}
+
+/// What a dependency-cache entry was keyed by and holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub platform: String,
+    /// In the order the pipeline lists them.
+    pub key_files: Vec<(String, Digest)>,
+    pub paths: Vec<(String, Digest)>,
+}
+
+impl Manifest {
+    pub fn encode(&self) -> Bytes {
+        let msg = pb::DepCacheManifest {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            platform: self.platform.clone(),
+            key_files: self
+                .key_files
+                .iter()
+                .map(|(path, d)| pb::KeyFile {
+                    path: path.clone(),
+                    digest: Some((*d).into()),
+                })
+                .collect(),
+            paths: self
+                .paths
+                .iter()
+                .map(|(path, d)| pb::CachedPath {
+                    path: path.clone(),
+                    root: Some((*d).into()),
+                })
+                .collect(),
+        };
+        Bytes::from(msg.encode_to_vec())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+        let msg = pb::DepCacheManifest::decode(bytes)
+            .map_err(|e| format!("undecodable cache manifest: {e}"))?;
+        let digest = |d: Option<pb::Digest>, what: &str| -> Result<Digest, String> {
+            d.as_ref()
+                .ok_or_else(|| format!("{what} has no digest"))
+                .and_then(|d| Digest::try_from(d).map_err(|e| format!("{what}: {e}")))
+        };
+        Ok(Manifest {
+            name: msg.name,
+            version: msg.version,
+            platform: msg.platform,
+            key_files: msg
+                .key_files
+                .into_iter()
+                .map(|k| {
+                    Ok((
+                        k.path.clone(),
+                        digest(k.digest, &format!("key file {}", k.path))?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+            paths: msg
+                .paths
+                .into_iter()
+                .map(|p| {
+                    Ok((
+                        p.path.clone(),
+                        digest(p.root, &format!("cached path {}", p.path))?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_equal_records_encode_equally() {
+        let record = ActionRecord {
+            schema: ACTION_SCHEMA,
+            command: "make".into(),
+            env: [
+                ("B".to_string(), "2".to_string()),
+                ("A".to_string(), "1".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            input_root: Digest::of(b"root"),
+            input_globs: vec!["src/**".into()],
+            shard_index: 1,
+            shard_count: 2,
+            platform: "linux-x86_64".into(),
+            outputs: vec!["dist".into()],
+        };
+        let bytes = record.encode();
+        assert_eq!(ActionRecord::decode(&bytes).unwrap(), record);
+        assert_eq!(record.clone().encode(), bytes);
+
+        let manifest = Manifest {
+            name: "deps".into(),
+            version: "1".into(),
+            platform: "linux-x86_64".into(),
+            key_files: vec![("requirements.txt".into(), Digest::of(b"r"))],
+            paths: vec![(".venv".into(), Digest::of(b"v"))],
+        };
+        assert_eq!(Manifest::decode(&manifest.encode()).unwrap(), manifest);
+        assert!(Manifest::decode(b"\xff\xff").is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! Running one lease: the step-result cache first, then a fresh working
+//! directory, inputs materialised, dependency caches restored, the command
+//! in its own process group, outputs and caches saved, and a result whose
+//! every field was checked.
+
+mod cached;
+mod log;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use buildfleet_cache::{CasClient, Digest};
+use buildfleet_proto::v1 as pb;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::caching::action::{self, ActionKey, ActionSpec, STEP_CACHE};
+use crate::caching::dependency::{self, CacheSpec, Keyed};
+use crate::caching::{platform, Outcome, Report};
+use crate::exec::{self, ExecOutcome, ExecSpec, OutputChunk, Stream};
+use log::LogSender;
+
+pub struct ShardContext {
+    pub work_root: PathBuf,
+    pub cas: CasClient,
+    pub kill_grace: Duration,
+    pub out: mpsc::Sender<pb::RunnerMessage>,
+}
+
+fn state(kind: pb::StateKind, reason: String) -> pb::State {
+    pb::State {
+        kind: kind as i32,
+        reason,
+        ..pb::State::default()
+    }
+}
+
+/// Runs a lease to its end and reports the result on the coordinator stream.
+pub async fn run_lease(
+    ctx: &ShardContext,
+    lease: pb::Lease,
+    cancel: watch::Receiver<Option<String>>,
+) {
+    let started = Instant::now();
+    let mut log = LogSender::new(lease.lease_id.clone(), ctx.out.clone());
+    let mut reports = Vec::new();
+    let outcome = execute_lease(ctx, &lease, cancel, &mut log, &mut reports).await;
+    let result_state = match outcome {
+        Ok(s) => s,
+        Err(reason) => {
+            log.system(reason.clone()).await;
+            state(pb::StateKind::Failed, reason)
+        }
+    };
+    info!(state = ?pb::StateKind::try_from(result_state.kind), "shard finished");
+    let msg = pb::RunnerMessage {
+        msg: Some(pb::runner_message::Msg::Result(pb::ShardResult {
+            lease_id: lease.lease_id.clone(),
+            state: Some(result_state),
+            duration_ms: started.elapsed().as_millis() as u64,
+            last_log_seq: log.seq,
+            cache: reports.iter().map(report_to_pb).collect(),
+        })),
+    };
+    if ctx.out.send(msg).await.is_err() {
+        warn!("result not delivered: coordinator stream closed");
+    }
+}
+
+fn report_to_pb(r: &Report) -> pb::CacheReport {
+    let outcome = match r.outcome {
+        Outcome::Hit => pb::CacheOutcome::Hit,
+        Outcome::Fallback => pb::CacheOutcome::Fallback,
+        Outcome::Miss => pb::CacheOutcome::Miss,
+        Outcome::SaveFailed => pb::CacheOutcome::SaveFailed,
+        Outcome::Saved => pb::CacheOutcome::Saved,
+        Outcome::Disabled => pb::CacheOutcome::Disabled,
+    };
+    pb::CacheReport {
+        cache: r.cache.clone(),
+        outcome: outcome as i32,
+        key: r.key.clone(),
+        detail: r.detail.clone(),
+    }
+}
+
+async fn note(log: &mut LogSender, reports: &mut Vec<Report>, report: Report) {
+    log.system(report.log_line()).await;
+    if matches!(report.outcome, Outcome::SaveFailed) {
+        warn!(cache = %report.cache, detail = %report.detail, "cache save failed");
+    }
+    reports.push(report);
+}
+
+/// The step-result cache, before anything is materialised: a hit needs no
+/// working directory at all.
+enum Prepared {
+    Cached(pb::State),
+    /// Run the step; store its result under this action if it succeeds.
+    Run(Option<Box<(ActionSpec, ActionKey)>>),
+}
+
+async fn check_action_cache(
+    ctx: &ShardContext,
+    lease: &pb::Lease,
+    root: Digest,
+    log: &mut LogSender,
+    reports: &mut Vec<Report>,
+) -> Prepared {
+    let step_report = |outcome, key: String, detail: String| Report {
+        cache: STEP_CACHE.to_owned(),
+        outcome,
+        key,
+        detail,
+    };
+    if !lease.use_action_cache {
+        let r = step_report(
+            Outcome::Disabled,
+            String::new(),
+            "`--no-cache` or `cache: false`: the step always runs".into(),
+        );
+        note(log, reports, r).await;
+        return Prepared::Run(None);
+    }
+    let spec = ActionSpec {
+        project: lease.project.clone(),
+        step: lease.step.clone(),
+        command: lease.command.clone(),
+        env: lease
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        input_root: root,
+        input_globs: lease.inputs.clone(),
+        shard_index: lease.shard_index,
+        shard_count: lease.shard_count,
+        outputs: lease.outputs.clone(),
+        platform: platform(),
+    };
+    let key = match action::compute(&ctx.cas, &spec).await {
+        Ok(key) => key,
+        Err(e) => {
+            let r = step_report(
+                Outcome::Miss,
+                String::new(),
+                format!("no action digest, so no reuse and no save: {e}"),
+            );
+            note(log, reports, r).await;
+            return Prepared::Run(None);
+        }
+    };
+    let action_id = key.digest.to_string();
+    match action::lookup(&ctx.cas, &key).await {
+        Ok(Some(result)) => match cached::replay(&ctx.cas, &key, &result, log).await {
+            Ok(()) => {
+                note(
+                    log,
+                    reports,
+                    step_report(Outcome::Hit, action_id, String::new()),
+                )
+                .await;
+                return Prepared::Cached(state(pb::StateKind::Cached, String::new()));
+            }
+            Err(e) => {
+                let r = step_report(
+                    Outcome::Miss,
+                    action_id,
+                    format!("the stored result could not be replayed ({e}); running the step"),
+                );
+                note(log, reports, r).await;
+            }
+        },
+        Ok(None) => {
+            let why = match action::previous(&ctx.cas, &spec).await {
+                Ok(Some(old)) => {
+                    crate::caching::explain::action_miss(&ctx.cas, &old, &key.record).await
+                }
+                Ok(None) => format!(
+                    "no earlier result for step `{}` shard {}/{} on {}",
+                    spec.step, spec.shard_index, spec.shard_count, spec.platform
+                ),
+                Err(e) => format!("no explanation: {e}"),
+            };
+            note(log, reports, step_report(Outcome::Miss, action_id, why)).await;
+        }
+        Err(e) => {
+            note(log, reports, step_report(Outcome::Miss, action_id, e)).await;
+        }
+    }
+    Prepared::Run(Some(Box::new((spec, key))))
+}
+
+async fn execute_lease(
+    ctx: &ShardContext,
+    lease: &pb::Lease,
+    cancel: watch::Receiver<Option<String>>,
+    log: &mut LogSender,
+    reports: &mut Vec<Report>,
+) -> Result<pb::State, String> {
+    let root = lease.input_root.as_ref().ok_or("lease has no input root")?;
+    let root = Digest::try_from(root).map_err(|e| format!("bad input root: {e}"))?;
+    let action = match check_action_cache(ctx, lease, root, log, reports).await {
+        Prepared::Cached(s) => return Ok(s),
+        Prepared::Run(action) => action,
+    };
+    let dir = ctx.work_root.join(&lease.lease_id);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| format!("cannot create work directory {}: {e}", dir.display()))?;
+    let result = run_in(ctx, lease, root, &dir, cancel, log, reports, action).await;
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        warn!(dir = %dir.display(), error = %e, "work directory not removed");
+        log.system(format!(
+            "could not remove work directory {}: {e}",
+            dir.display()
+        ))
+        .await;
+    }
+    result
+}
+
+fn cache_specs(lease: &pb::Lease) -> Vec<CacheSpec> {
+    lease
+        .caches
+        .iter()
+        .map(|c| CacheSpec {
+            name: c.name.clone(),
+            key_files: c.key_files.clone(),
+            paths: c.paths.clone(),
+            version: c.version.clone(),
+            restore: c.restore.clone(),
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_in(
+    ctx: &ShardContext,
+    lease: &pb::Lease,
+    root: Digest,
+    dir: &Path,
+    cancel: watch::Receiver<Option<String>>,
+    log: &mut LogSender,
+    reports: &mut Vec<Report>,
+    action: Option<Box<(ActionSpec, ActionKey)>>,
+) -> Result<pb::State, String> {
+    let stats = ctx
+        .cas
+        .materialise(&root, dir)
+        .await
+        .map_err(|e| format!("could not materialise inputs {root}: {e}"))?;
+    tracing::debug!(?stats, "inputs materialised");
+
+    let mut env: Vec<(String, String)> = lease
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut to_save: Vec<Keyed> = Vec::new();
+    for spec in cache_specs(lease) {
+        let keyed = dependency::key(&spec, dir, &platform())?;
+        let (report, restored) = dependency::restore(&ctx.cas, &keyed, dir).await;
+        note(log, reports, report).await;
+        env.push((
+            dependency::env_name(&spec.name),
+            restored.env_value().to_owned(),
+        ));
+        if restored != dependency::Restored::Exact {
+            to_save.push(keyed);
+        }
+    }
+
+    let spec = ExecSpec {
+        command: lease.command.clone(),
+        cwd: dir.to_path_buf(),
+        env,
+        timeout: (lease.timeout_ms > 0).then(|| Duration::from_millis(lease.timeout_ms)),
+        kill_grace: ctx.kill_grace,
+    };
+    let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
+    let exec = exec::execute(spec, tx, cancel);
+    tokio::pin!(exec);
+    let report = loop {
+        tokio::select! {
+            biased;
+            Some(chunk) = rx.recv() => forward(log, chunk).await,
+            r = &mut exec => break r,
+        }
+    };
+    // The process is done; deliver what it printed last, in order.
+    while let Some(chunk) = rx.recv().await {
+        forward(log, chunk).await;
+    }
+    let report = report.map_err(|e| format!("could not start the command: {e}"))?;
+    Ok(match report.outcome {
+        ExecOutcome::Exited { code: 0 } => {
+            match crate::outputs::collect(&ctx.cas, dir, &lease.outputs).await {
+                Ok(uploaded) => {
+                    for u in &uploaded {
+                        log.system(format!(
+                            "output {} ({}) stored as {}",
+                            u.path,
+                            u.kind.name(),
+                            u.digest
+                        ))
+                        .await;
+                    }
+                    for keyed in &to_save {
+                        let r = dependency::save(&ctx.cas, keyed, dir).await;
+                        note(log, reports, r).await;
+                    }
+                    if let Some((spec, key)) = action.as_deref() {
+                        let r = cached::store(&ctx.cas, spec, key, &uploaded, log).await;
+                        note(log, reports, r).await;
+                    }
+                    state(pb::StateKind::Succeeded, String::new())
+                }
+                Err(e) => {
+                    log.system(e.to_string()).await;
+                    pb::State {
+                        exit_code: Some(0),
+                        ..state(pb::StateKind::Failed, e.to_string())
+                    }
+                }
+            }
+        }
+        ExecOutcome::Exited { code } => pb::State {
+            exit_code: Some(code),
+            ..state(pb::StateKind::Failed, String::new())
+        },
+        ExecOutcome::Signalled { signal } => pb::State {
+            signal: Some(signal),
+            ..state(pb::StateKind::Failed, String::new())
+        },
+        ExecOutcome::TimedOut { after } => pb::State {
+            timeout_ms: Some(after.as_millis() as u64),
+            ..state(pb::StateKind::TimedOut, String::new())
+        },
+        ExecOutcome::Cancelled { reason } => state(pb::StateKind::Cancelled, reason),
+    })
+}
+
+async fn forward(log: &mut LogSender, chunk: OutputChunk) {
+    let stream = match chunk.stream {
+        Stream::Stdout => pb::LogStream::Stdout,
+        Stream::Stderr => pb::LogStream::Stderr,
+        Stream::System => pb::LogStream::System,
+    };
+    log.send(stream, chunk.data.to_vec()).await;
+}
