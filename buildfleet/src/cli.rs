@@ -24,7 +24,7 @@ pub enum Command {
     Validate { file: PathBuf },
     /// Serve the coordinator.
     Coordinator(CoordinatorArgs),
-    /// Serve the content-addressed cache (REAPI v2).
+    /// Serve the content-addressed cache (REAPI v2), or inspect it (`cache explain`).
     Cache(CacheArgs),
     /// Run a runner node that takes shards from a coordinator.
     Runner(RunnerArgs),
@@ -46,6 +46,20 @@ pub struct RunArgs {
     pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub sched: SchedArgs,
+    #[command(flatten)]
+    pub caching: CachingArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CachingArgs {
+    /// Run every step even when an identical earlier result is cached
+    /// (dependency caches are still restored and saved).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Project name for step history, against which cache misses are
+    /// explained (default: the input directory's name).
+    #[arg(long)]
+    pub project: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -72,13 +86,42 @@ pub struct CoordinatorArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: Option<CacheCommand>,
     #[arg(long, default_value = "127.0.0.1:7701")]
     pub listen: String,
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[arg(long)]
     pub print_addr: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Say, for each shard of a step, whether its result and dependency
+    /// caches would be reused — and for every miss, what changed.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    pub file: PathBuf,
+    pub step: String,
+    /// Only this shard (default: every shard of the step).
+    #[arg(long)]
+    pub shard: Option<u32>,
+    /// A running cache to ask (default: the embedded cache under --data).
+    #[arg(long, env = "BUILDFLEET_CACHE")]
+    pub cache: Option<String>,
+    /// The embedded cache's data directory (default: the per-user data directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long)]
+    pub project: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -113,4 +156,6 @@ pub struct SubmitArgs {
     /// Submitting again with the same key returns the same run.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub caching: CachingArgs,
 }

@@ -45,34 +45,9 @@ impl EmbeddedFleet {
     pub async fn start(opts: FleetOptions) -> Result<EmbeddedFleet> {
         opts.coordinator.validate()?;
         anyhow::ensure!(opts.runners >= 1, "--runners must be at least 1");
-        let cache_dir = opts.data_dir.join("cache");
-        std::fs::create_dir_all(&cache_dir)
-            .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
-        let store: Arc<dyn BlobStore> =
-            Arc::new(RocksStore::open(&cache_dir).with_context(|| {
-                format!(
-                    "opening the cache at {} (is another buildfleet using it? pass --data DIR)",
-                    cache_dir.display()
-                )
-            })?);
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-
-        let (cache_l, cache_addr) = bind_loopback().await?;
-        let s = stop.clone();
-        tasks.push((
-            "cache".to_string(),
-            tokio::spawn(
-                async move {
-                    if let Err(e) =
-                        buildfleet_cache::serve(cache_l, store, s.cancelled_owned()).await
-                    {
-                        tracing::error!(error = %e, "cache server stopped");
-                    }
-                }
-                .instrument(info_span!("cache_server")),
-            ),
-        ));
+        let cache_url = start_cache(&opts.data_dir, &stop, &mut tasks).await?;
 
         let (coord_l, coord_addr) = bind_loopback().await?;
         let s = stop.clone();
@@ -93,7 +68,6 @@ impl EmbeddedFleet {
         ));
 
         let coordinator_url = format!("http://{coord_addr}");
-        let cache_url = format!("http://{cache_addr}");
         let work_base = opts.data_dir.join("work");
         for i in 1..=opts.runners {
             let name = format!("runner-{i}");
@@ -129,6 +103,20 @@ impl EmbeddedFleet {
         Ok(fleet)
     }
 
+    /// Only the cache, on the same data directory a `run` uses: for
+    /// commands that inspect the cache (`buildfleet cache explain`).
+    pub async fn start_cache_only(data_dir: &Path) -> Result<EmbeddedFleet> {
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let cache_url = start_cache(data_dir, &stop, &mut tasks).await?;
+        Ok(EmbeddedFleet {
+            coordinator_url: String::new(),
+            cache_url,
+            stop,
+            tasks,
+        })
+    }
+
     /// Waits until every runner has registered, so the first shards spread
     /// over the whole fleet instead of piling onto the first to connect.
     async fn wait_for_runners(&self, n: u32) -> Result<()> {
@@ -160,6 +148,39 @@ impl EmbeddedFleet {
             }
         }
     }
+}
+
+type Tasks = Vec<(String, JoinHandle<()>)>;
+
+/// Opens the RocksDB cache under `data_dir` and serves it on a loopback port.
+async fn start_cache(
+    data_dir: &Path,
+    stop: &CancellationToken,
+    tasks: &mut Tasks,
+) -> Result<String> {
+    let cache_dir = data_dir.join("cache");
+    std::fs::create_dir_all(&cache_dir)
+        .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+    let store: Arc<dyn BlobStore> = Arc::new(RocksStore::open(&cache_dir).with_context(|| {
+        format!(
+            "opening the cache at {} (is another buildfleet using it? pass --data DIR)",
+            cache_dir.display()
+        )
+    })?);
+    let (cache_l, cache_addr) = bind_loopback().await?;
+    let s = stop.clone();
+    tasks.push((
+        "cache".to_string(),
+        tokio::spawn(
+            async move {
+                if let Err(e) = buildfleet_cache::serve(cache_l, store, s.cancelled_owned()).await {
+                    tracing::error!(error = %e, "cache server stopped");
+                }
+            }
+            .instrument(info_span!("cache_server")),
+        ),
+    ));
+    Ok(format!("http://{cache_addr}"))
 }
 
 pub fn default_data_dir() -> PathBuf {

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod explain;
 pub mod fleet;
 pub mod logging;
 pub mod progress;

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use buildfleet::cli::{Cli, Command, RunArgs, SubmitArgs};
+use buildfleet::cli::{CacheArgs, CacheCommand, Cli, Command, RunArgs, SubmitArgs};
 use buildfleet::exit;
 use buildfleet::fleet::{EmbeddedFleet, FleetOptions};
-use buildfleet::submit::{submit_and_watch, Outcome, SubmitOptions};
+use buildfleet::submit::{project_name, submit_and_watch, Outcome, SubmitOptions};
 use buildfleet_coordinator::scheduler::SchedulerConfig;
 use buildfleet_coordinator::CoordinatorConfig;
 use clap::Parser;
@@ -64,6 +64,10 @@ fn tokio_main(cmd: Command) -> Result<i32> {
             Command::Coordinator(args) => buildfleet::roles::coordinator(args)
                 .await
                 .map(|_| exit::GREEN),
+            Command::Cache(CacheArgs {
+                command: Some(CacheCommand::Explain(args)),
+                ..
+            }) => buildfleet::explain::run(args).await,
             Command::Cache(args) => buildfleet::roles::cache(args).await.map(|_| exit::GREEN),
             Command::Runner(args) => buildfleet::roles::runner(args).await.map(|_| exit::GREEN),
             Command::Validate { .. } => unreachable!("handled before the runtime starts"),
@@ -90,7 +94,7 @@ async fn run(args: RunArgs) -> Result<i32> {
     }
     let work_dir = match &args.dir {
         Some(d) => d.clone(),
-        None => pipeline_dir(&args.file),
+        None => buildfleet::submit::pipeline_dir(&args.file),
     };
     let data_dir = args
         .data
@@ -125,6 +129,8 @@ async fn run(args: RunArgs) -> Result<i32> {
             coordinator_url: &fleet.coordinator_url,
             cache_url: &fleet.cache_url,
             idempotency_key: None,
+            no_cache: args.caching.no_cache,
+            project: project_name(args.caching.project.as_deref(), &work_dir),
         },
         &mut stdout,
     )
@@ -136,7 +142,10 @@ async fn run(args: RunArgs) -> Result<i32> {
 }
 
 async fn submit(args: SubmitArgs) -> Result<i32> {
-    let work_dir = args.dir.clone().unwrap_or_else(|| pipeline_dir(&args.file));
+    let work_dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| buildfleet::submit::pipeline_dir(&args.file));
     let mut stdout = std::io::stdout().lock();
     let outcome = submit_and_watch(
         SubmitOptions {
@@ -145,16 +154,11 @@ async fn submit(args: SubmitArgs) -> Result<i32> {
             coordinator_url: &args.coordinator,
             cache_url: &args.cache,
             idempotency_key: args.idempotency_key,
+            no_cache: args.caching.no_cache,
+            project: project_name(args.caching.project.as_deref(), &work_dir),
         },
         &mut stdout,
     )
     .await?;
     Ok(outcome_code(outcome))
-}
-
-fn pipeline_dir(file: &std::path::Path) -> std::path::PathBuf {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    }
 }

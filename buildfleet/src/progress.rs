@@ -111,15 +111,28 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
             .collect();
         writeln!(out, "{}", cells.join("  ").trim_end())?;
     }
+    cache_section(status, out)?;
     let run_state = status.state.as_ref().map(state_from_pb);
     match run_state {
-        Some(Ok(State::Succeeded)) => writeln!(
-            out,
-            "\nPASSED: run {} — {} steps succeeded in {}",
-            status.run_id,
-            status.steps.len(),
-            fmt_ms(status.duration_ms)
-        ),
+        Some(Ok(State::Succeeded)) => {
+            let cached = status
+                .steps
+                .iter()
+                .filter(|s| matches!(s.state.as_ref().map(state_from_pb), Some(Ok(State::Cached))))
+                .count();
+            let cached = if cached > 0 {
+                format!(" ({cached} from cache)")
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "\nPASSED: run {} — {} steps succeeded{cached} in {}",
+                status.run_id,
+                status.steps.len(),
+                fmt_ms(status.duration_ms)
+            )
+        }
         _ => {
             writeln!(
                 out,
@@ -139,6 +152,66 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
             Ok(())
         }
     }
+}
+
+fn outcome_name(outcome: i32) -> &'static str {
+    match pb::CacheOutcome::try_from(outcome) {
+        Ok(pb::CacheOutcome::Hit) => "hit",
+        Ok(pb::CacheOutcome::Fallback) => "fallback",
+        Ok(pb::CacheOutcome::Miss) => "miss",
+        Ok(pb::CacheOutcome::SaveFailed) => "cache-save-failed",
+        Ok(pb::CacheOutcome::Saved) => "saved",
+        Ok(pb::CacheOutcome::Disabled) => "off",
+        Ok(pb::CacheOutcome::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+/// Every cache hit, fallback and miss (with its reason) and every failed
+/// save, per shard. Saves that worked are only in the shard logs.
+fn cache_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+    let mut lines = Vec::new();
+    let mut failed_saves = 0;
+    for step in &status.steps {
+        for sh in &step.shards {
+            for r in &sh.cache {
+                let outcome = pb::CacheOutcome::try_from(r.outcome);
+                if outcome == Ok(pb::CacheOutcome::Saved) {
+                    continue;
+                }
+                if outcome == Ok(pb::CacheOutcome::SaveFailed) {
+                    failed_saves += 1;
+                }
+                let subject = if r.cache == "step" {
+                    "step result".to_owned()
+                } else {
+                    format!("cache {}", r.cache)
+                };
+                let mut line = format!(
+                    "  {:<16} {subject}: {}",
+                    shard_label(&step.name, sh.index),
+                    outcome_name(r.outcome)
+                );
+                if !r.detail.is_empty() {
+                    line.push_str(&format!(" — {}", r.detail));
+                }
+                lines.push(line);
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nCACHE")?;
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    if failed_saves > 0 {
+        writeln!(
+            out,
+            "WARNING: {failed_saves} cache save(s) failed; the steps' results stand, but the next run will not reuse them"
+        )?;
+    }
+    Ok(())
 }
 
 /// True only if the run and every step succeeded.

@@ -25,6 +25,21 @@ pub struct SubmitOptions<'a> {
     pub coordinator_url: &'a str,
     pub cache_url: &'a str,
     pub idempotency_key: Option<String>,
+    pub no_cache: bool,
+    /// Names the project in step history; see [`project_name`].
+    pub project: String,
+}
+
+/// The default project name: the input directory's own name, which is the
+/// repository's name in most checkouts and stable across CI clones.
+pub fn project_name(explicit: Option<&str>, work_dir: &Path) -> String {
+    if let Some(p) = explicit {
+        return p.to_owned();
+    }
+    std::path::absolute(work_dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "default".to_owned())
 }
 
 pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> Result<Outcome> {
@@ -49,8 +64,8 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             pipeline_path: opts.pipeline_file.display().to_string(),
             input_root: Some(snap.root.into()),
             idempotency_key: opts.idempotency_key.unwrap_or_default(),
-            no_cache: false,
-            project: String::new(),
+            no_cache: opts.no_cache,
+            project: opts.project,
         })
         .await;
     let run_id = match submitted {
@@ -81,4 +96,12 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
         .into_inner();
     crate::progress::summary(&status, out)?;
     Ok(Outcome::Finished(status))
+}
+
+/// The default input directory: the pipeline file's own directory.
+pub fn pipeline_dir(file: &Path) -> std::path::PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
 }

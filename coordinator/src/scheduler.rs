@@ -475,12 +475,10 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
         .pipeline
         .step(&st.name)
         .expect("run steps come from the pipeline");
-    let mut env = run.pipeline.env.clone();
-    env.extend(def.env.clone());
+    let mut env = run
+        .pipeline
+        .shard_env(def, shard as u32, st.shards.len() as u32);
     env.insert("BUILDFLEET_RUN_ID".into(), run.id.clone());
-    env.insert("BUILDFLEET_STEP".into(), st.name.clone());
-    env.insert("BUILDFLEET_SHARD_INDEX".into(), shard.to_string());
-    env.insert("BUILDFLEET_SHARD_COUNT".into(), st.shards.len().to_string());
     LeaseSpec {
         lease_id,
         run_id: run.id.clone(),

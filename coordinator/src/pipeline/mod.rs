@@ -149,4 +149,17 @@ impl Pipeline {
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps().find(|step| step.name == name)
     }
+
+    /// The environment a shard of `step` runs with, apart from the per-run
+    /// `BUILDFLEET_RUN_ID`: the pipeline's env, the step's own (winning on
+    /// conflicts), and the step/shard variables. One definition, because
+    /// action digests computed by `cache explain` must match the runners'.
+    pub fn shard_env(&self, step: &Step, shard: u32, shard_count: u32) -> BTreeMap<String, String> {
+        let mut env = self.env.clone();
+        env.extend(step.env.clone());
+        env.insert("BUILDFLEET_STEP".into(), step.name.clone());
+        env.insert("BUILDFLEET_SHARD_INDEX".into(), shard.to_string());
+        env.insert("BUILDFLEET_SHARD_COUNT".into(), shard_count.to_string());
+        env
+    }
 }

@@ -111,10 +111,16 @@ pub fn key(spec: &CacheSpec, work_dir: &Path, platform: &str) -> Result<Keyed, S
     })
 }
 
-/// Restores the best entry into the working directory. Never fails the
-/// step: a lookup or restore problem is a miss that says what went wrong,
-/// and a half-restored path is removed rather than left behind.
-pub async fn restore(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> (Report, Restored) {
+/// The entry a restore would use, and the report describing it.
+pub struct Found {
+    pub report: Report,
+    pub restored: Restored,
+    pub manifest: Option<Manifest>,
+}
+
+/// Looks the key up (exact, then each `restore:` prefix) without touching
+/// the working directory; `buildfleet cache explain` shows exactly this.
+pub async fn find(cas: &CasClient, keyed: &Keyed) -> Found {
     let prefixes: Vec<String> = keyed
         .spec
         .restore
@@ -127,43 +133,22 @@ pub async fn restore(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> (Report
         key: keyed.key.clone(),
         detail,
     };
+    let miss = |detail: String| Found {
+        report: report(Outcome::Miss, detail),
+        restored: Restored::Nothing,
+        manifest: None,
+    };
     let hit = match cas.index_lookup(&keyed.index_key(), &prefixes, true).await {
         Ok(hit) => hit,
-        Err(e) => {
-            return (
-                report(Outcome::Miss, format!("cache lookup failed: {e}")),
-                Restored::Nothing,
-            )
-        }
+        Err(e) => return miss(format!("cache lookup failed: {e}")),
     };
     let Some(hit) = hit else {
-        let why = explain_miss(cas, keyed).await;
-        return (report(Outcome::Miss, why), Restored::Nothing);
+        return miss(explain_miss(cas, keyed).await);
     };
-    let stored = match Manifest::decode(&hit.entry.payload) {
+    let manifest = match Manifest::decode(&hit.entry.payload) {
         Ok(m) => m,
-        Err(e) => {
-            return (
-                report(
-                    Outcome::Miss,
-                    format!("entry {} unusable: {e}", hit.entry.key),
-                ),
-                Restored::Nothing,
-            )
-        }
+        Err(e) => return miss(format!("entry {} unusable: {e}", hit.entry.key)),
     };
-    if let Err(e) = materialise_paths(cas, &stored, &keyed.spec.paths, work_dir).await {
-        return (
-            report(
-                Outcome::Miss,
-                format!(
-                    "restore of {} failed, running without it: {e}",
-                    hit.entry.key
-                ),
-            ),
-            Restored::Nothing,
-        );
-    }
     let user_key = hit
         .entry
         .key
@@ -171,21 +156,45 @@ pub async fn restore(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> (Report
         .unwrap_or(&hit.entry.key)
         .to_owned();
     match hit.matched_prefix {
-        None => (report(Outcome::Hit, String::new()), Restored::Exact),
+        None => Found {
+            report: report(Outcome::Hit, String::new()),
+            restored: Restored::Exact,
+            manifest: Some(manifest),
+        },
         Some(prefix) => {
             let user_prefix = prefix
                 .strip_prefix(&keyed.index_prefix(""))
                 .unwrap_or(&prefix);
             let why = explain_miss(cas, keyed).await;
-            (
-                report(
+            Found {
+                report: report(
                     Outcome::Fallback,
                     format!("exact key missed ({why}); restored {user_key} via `restore: {user_prefix}`"),
                 ),
-                Restored::Fallback,
-            )
+                restored: Restored::Fallback,
+                manifest: Some(manifest),
+            }
         }
     }
+}
+
+/// Restores the best entry into the working directory. Never fails the
+/// step: a lookup or restore problem is a miss that says what went wrong,
+/// and a half-restored path is removed rather than left behind.
+pub async fn restore(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> (Report, Restored) {
+    let found = find(cas, keyed).await;
+    let Some(manifest) = &found.manifest else {
+        return (found.report, found.restored);
+    };
+    if let Err(e) = materialise_paths(cas, manifest, &keyed.spec.paths, work_dir).await {
+        let report = Report {
+            outcome: Outcome::Miss,
+            detail: format!("restore failed, running without it: {e}"),
+            ..found.report
+        };
+        return (report, Restored::Nothing);
+    }
+    (found.report, found.restored)
 }
 
 async fn materialise_paths(
