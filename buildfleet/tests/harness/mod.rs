@@ -125,6 +125,39 @@ impl TestFleet {
             .into_inner()
     }
 
+    /// Like [`run`](Self::run), with `--no-cache` set as asked.
+    pub async fn run_with(
+        &self,
+        yaml: &str,
+        files: &[(&str, &str)],
+        no_cache: bool,
+    ) -> (pb::RunStatus, Vec<pb::RunEvent>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        let root = upload(&self.fleet.cache_url, dir.path()).await;
+        let id = self
+            .client()
+            .await
+            .submit(pb::SubmitRequest {
+                pipeline_yaml: yaml.to_string(),
+                pipeline_path: "test.yaml".into(),
+                input_root: Some(root),
+                no_cache,
+                project: "tests".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("submit accepted")
+            .into_inner()
+            .run_id;
+        let events = self.watch_all(&id).await;
+        (self.get(&id).await, events)
+    }
+
     /// Submits, waits for the end, returns the final status and all events.
     pub async fn run(
         &self,
@@ -180,6 +213,34 @@ pub fn stdout_of(events: &[pb::RunEvent], step: &str, shard: u32) -> String {
 /// buildfleet's own notes about a shard (kills, uploads, missing outputs).
 pub fn system_of(events: &[pb::RunEvent], step: &str, shard: u32) -> String {
     log_of(events, step, shard, pb::LogStream::System)
+}
+
+/// The cache reports of one shard, in the order the runner made them.
+pub fn cache_reports<'a>(
+    status: &'a pb::RunStatus,
+    step_name: &str,
+    shard: u32,
+) -> &'a [pb::CacheReport] {
+    &step(status, step_name).shards[shard as usize].cache
+}
+
+/// The single report for `cache` on a shard.
+pub fn cache_report<'a>(
+    status: &'a pb::RunStatus,
+    step_name: &str,
+    shard: u32,
+    cache: &str,
+) -> &'a pb::CacheReport {
+    let reports = cache_reports(status, step_name, shard);
+    let mut matching = reports.iter().filter(|r| r.cache == cache);
+    let first = matching
+        .next()
+        .unwrap_or_else(|| panic!("no `{cache}` report for {step_name}#{shard}: {reports:?}"));
+    first
+}
+
+pub fn outcome(r: &pb::CacheReport) -> pb::CacheOutcome {
+    pb::CacheOutcome::try_from(r.outcome).unwrap()
 }
 
 /// Sequence number of the first state event matching step/shard/kind.
