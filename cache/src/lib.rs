@@ -25,7 +25,7 @@ mod store;
 mod tree;
 
 pub use client::{CasClient, MaterialiseStats, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
-pub use digest::{Digest, DigestError};
+pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};
 pub use error::CacheError;
 pub use resource_name::{
     parse_read, parse_write, read_resource_name, write_resource_name, ResourceNameError,

@@ -18,6 +18,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::digest::DigestFunction;
 use crate::error::CacheError;
 use crate::store::{BlobStore, StoreError};
 
@@ -91,16 +92,26 @@ where
     Ok(result?)
 }
 
-/// Accepts requests that name BLAKE3 or leave the function unset (older
-/// clients), and refuses anything else rather than mis-hash it.
-pub(crate) fn check_digest_function(value: i32) -> Result<(), CacheError> {
-    if value == digest_function::Value::Unknown as i32
-        || value == digest_function::Value::Blake3 as i32
-    {
-        Ok(())
-    } else {
-        Err(CacheError::Unsupported(format!(
-            "digest function {value}; this cache only serves BLAKE3"
-        )))
+/// The digest function a REAPI request names. Unset means SHA-256: REAPI
+/// infers the function from the hash length for clients older than 2.3, and
+/// the only 64-hex-digit function those clients knew is SHA-256. Anything
+/// else we don't serve is refused rather than mis-hashed.
+pub(crate) fn request_function(value: i32) -> Result<DigestFunction, CacheError> {
+    match digest_function::Value::try_from(value) {
+        Ok(digest_function::Value::Unknown | digest_function::Value::Sha256) => {
+            Ok(DigestFunction::Sha256)
+        }
+        Ok(digest_function::Value::Blake3) => Ok(DigestFunction::Blake3),
+        _ => Err(CacheError::Unsupported(format!(
+            "digest function {value}; this cache serves BLAKE3 and SHA-256"
+        ))),
+    }
+}
+
+/// The REAPI enum value for `function`.
+pub(crate) fn wire_function(function: DigestFunction) -> digest_function::Value {
+    match function {
+        DigestFunction::Blake3 => digest_function::Value::Blake3,
+        DigestFunction::Sha256 => digest_function::Value::Sha256,
     }
 }

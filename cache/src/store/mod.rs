@@ -55,17 +55,18 @@ pub trait BlobStore: Send + Sync + 'static {
     fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
 }
 
-/// Refuses data that does not hash to `expected`; shared so every store and
-/// service enforces the same rule.
+/// Refuses data that does not hash to `expected` under `expected`'s own
+/// function; shared so every store and service enforces the same rule.
 pub fn verify(expected: &Digest, data: &[u8]) -> Result<(), StoreError> {
-    // Check the cheap length first so a truncated upload is not hashed at all.
+    let actual = || Digest::of_with(expected.function, data);
+    // Check the cheap length first so a truncated upload is not hashed twice.
     if data.len() as u64 != expected.size_bytes {
         return Err(StoreError::DigestMismatch {
             expected: *expected,
-            actual: Digest::of(data),
+            actual: actual(),
         });
     }
-    let actual = Digest::of(data);
+    let actual = actual();
     if actual != *expected {
         return Err(StoreError::DigestMismatch {
             expected: *expected,
