@@ -67,6 +67,8 @@ impl CacheError {
     pub fn code(&self) -> Code {
         match self {
             CacheError::Store(StoreError::DigestMismatch { .. }) => Code::InvalidArgument,
+            // REAPI's word for "insufficient quota to store the blob".
+            CacheError::Store(StoreError::TooLarge { .. }) => Code::ResourceExhausted,
             CacheError::Store(_) => Code::Internal,
             CacheError::Digest(_) | CacheError::ResourceName(_) => Code::InvalidArgument,
             CacheError::Tree(TreeError::Io { .. } | TreeError::Walk(_)) => Code::Internal,

@@ -31,7 +31,7 @@ pub use resource_name::{
     parse_read, parse_write, read_resource_name, write_resource_name, ResourceNameError,
 };
 pub use server::{serve, services, MAX_BATCH_BYTES, STREAM_CHUNK_BYTES};
-pub use store::{verify, BlobStore, MemoryStore, RocksStore, StoreError};
+pub use store::{verify, BlobStore, MemoryStore, MetaTable, RocksStore, StoreError, StoreLimits};
 pub use tree::{
     snapshot, BlobSource, DirectoryEntry, DirectoryListing, FileEntry, Snapshot, SymlinkEntry,
     TreeError,
