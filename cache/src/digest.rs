@@ -159,6 +159,28 @@ impl Digest {
         self.size_bytes == 0 && *self == Digest::empty_with(self.function)
     }
 
+    /// A fixed-size binary form for storage keys: function tag, hash, size
+    /// (big endian, so keys of one function and hash sort by size).
+    pub(crate) fn key_bytes(&self) -> [u8; 41] {
+        let mut key = [0u8; 41];
+        key[0] = self.function.tag();
+        key[1..33].copy_from_slice(&self.hash);
+        key[33..].copy_from_slice(&self.size_bytes.to_be_bytes());
+        key
+    }
+
+    /// The inverse of [`Digest::key_bytes`]; `None` for foreign bytes.
+    pub(crate) fn from_key_bytes(key: &[u8]) -> Option<Digest> {
+        if key.len() != 41 {
+            return None;
+        }
+        Some(Digest {
+            function: DigestFunction::from_tag(key[0])?,
+            hash: key[1..33].try_into().ok()?,
+            size_bytes: u64::from_be_bytes(key[33..].try_into().ok()?),
+        })
+    }
+
     /// Lowercase hex, the form REAPI resource names and messages use.
     pub fn to_hex(&self) -> String {
         hex::encode(self.hash)
@@ -394,6 +416,8 @@ mod tests {
             assert_eq!(h.finalize(), Digest::of_with(function, b"hello world"));
             assert_eq!(DigestFunction::from_name(function.name()), Some(function));
             assert_eq!(DigestFunction::from_tag(function.tag()), Some(function));
+            let d = Digest::of_with(function, b"key");
+            assert_eq!(Digest::from_key_bytes(&d.key_bytes()), Some(d));
         }
     }
 }

@@ -30,7 +30,10 @@ pub use error::CacheError;
 pub use resource_name::{
     parse_read, parse_write, read_resource_name, write_resource_name, ResourceNameError,
 };
-pub use server::{serve, services, MAX_BATCH_BYTES, STREAM_CHUNK_BYTES};
+pub use server::{
+    precondition_violations, serve, services, PreconditionFailure, Violation, MAX_BATCH_BYTES,
+    PARTIAL_UPLOAD_IDLE_EXPIRY, PARTIAL_UPLOAD_MAX_BYTES, STREAM_CHUNK_BYTES,
+};
 pub use store::{verify, BlobStore, MemoryStore, MetaTable, RocksStore, StoreError, StoreLimits};
 pub use tree::{
     snapshot, BlobSource, DirectoryEntry, DirectoryListing, FileEntry, Snapshot, SymlinkEntry,

@@ -27,7 +27,7 @@ use rocksdb::{DBCompressionType, Direction, IteratorMode, Options, WriteBatch, D
 
 use super::limits::log_eviction;
 use super::{verify, BlobStore, MetaTable, StoreError, StoreLimits};
-use crate::digest::{Digest, DigestFunction};
+use crate::digest::Digest;
 
 /// Values at least this large go to blob files, so compactions of the LSM tree
 /// don't keep rewriting multi-megabyte file contents.
@@ -71,43 +71,32 @@ impl std::fmt::Debug for RocksStore {
 fn key(kind: u8, digest: &Digest) -> [u8; BLOB_KEY_LEN] {
     let mut key = [0u8; BLOB_KEY_LEN];
     key[0] = kind;
-    key[1] = digest.function.tag();
-    key[2..34].copy_from_slice(&digest.hash);
-    key[34..].copy_from_slice(&digest.size_bytes.to_be_bytes());
+    key[1..].copy_from_slice(&digest.key_bytes());
     key
 }
 
 /// The digest in a blob key (any kind), or `None` for a foreign layout.
 fn digest_of_key(key: &[u8]) -> Option<Digest> {
-    if key.len() != BLOB_KEY_LEN {
-        return None;
-    }
-    let function = DigestFunction::from_tag(key[1])?;
-    Some(Digest {
-        function,
-        hash: key[2..34].try_into().ok()?,
-        size_bytes: u64::from_be_bytes(key[34..].try_into().ok()?),
-    })
+    Digest::from_key_bytes(key.get(1..)?)
 }
 
-fn use_key(last_use: u64, digest: &Digest) -> [u8; 9 + BLOB_KEY_LEN - 1] {
-    let mut out = [0u8; 9 + BLOB_KEY_LEN - 1];
+const USE_KEY_LEN: usize = 9 + BLOB_KEY_LEN - 1;
+
+fn use_key(last_use: u64, digest: &Digest) -> [u8; USE_KEY_LEN] {
+    let mut out = [0u8; USE_KEY_LEN];
     out[0] = USE_ORDER;
     out[1..9].copy_from_slice(&last_use.to_be_bytes());
-    out[9..].copy_from_slice(&key(USE_ORDER, digest)[1..]);
+    out[9..].copy_from_slice(&digest.key_bytes());
     out
 }
 
 /// (last use, digest) from a use-order key.
 fn parse_use_key(raw: &[u8]) -> Option<(u64, Digest)> {
-    if raw.len() != 9 + BLOB_KEY_LEN - 1 || raw[0] != USE_ORDER {
+    if raw.len() != USE_KEY_LEN || raw[0] != USE_ORDER {
         return None;
     }
     let last_use = u64::from_be_bytes(raw[1..9].try_into().ok()?);
-    let mut blob = [0u8; BLOB_KEY_LEN];
-    blob[0] = USE_ORDER;
-    blob[1..].copy_from_slice(&raw[9..]);
-    Some((last_use, digest_of_key(&blob)?))
+    Some((last_use, Digest::from_key_bytes(&raw[9..])?))
 }
 
 fn parse_last_use(value: &[u8]) -> u64 {
