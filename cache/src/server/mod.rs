@@ -116,6 +116,8 @@ pub async fn serve(
     // Without TCP_NODELAY, Nagle plus delayed ACKs add ~40 ms to small RPCs.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
+        // One span per request, so every log line names the RPC it served.
+        .trace_fn(|request| tracing::info_span!("cache_rpc", path = %request.uri().path()))
         .add_routes(services(store))
         .add_service(health_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -131,7 +133,10 @@ where
     F: FnOnce(&dyn BlobStore) -> Result<T, StoreError> + Send + 'static,
 {
     let store = Arc::clone(store);
-    let result = tokio::task::spawn_blocking(move || f(&*store)).await?;
+    // Carry the request's span onto the blocking thread, so store logs
+    // (evictions, corrupt blobs) say which request caused them.
+    let span = tracing::Span::current();
+    let result = tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store))).await?;
     Ok(result?)
 }
 

@@ -99,6 +99,10 @@ fn parse_use_key(raw: &[u8]) -> Option<(u64, Digest)> {
     Some((last_use, Digest::from_key_bytes(&raw[9..])?))
 }
 
+fn stripe_of(digest: &Digest) -> usize {
+    usize::from(digest.hash[0]) % STRIPES
+}
+
 fn parse_last_use(value: &[u8]) -> u64 {
     // An empty marker can only come from a store written before use tracking;
     // treat it as the oldest possible use.
@@ -212,8 +216,7 @@ impl RocksStore {
     }
 
     fn stripe(&self, digest: &Digest) -> MutexGuard<'_, ()> {
-        let i = usize::from(digest.hash[0]) % STRIPES;
-        self.stripes[i].lock()
+        self.stripes[stripe_of(digest)].lock()
     }
 
     /// The blob's last use, if present. Call with its stripe held.
@@ -242,6 +245,38 @@ impl RocksStore {
             Some(old) => self.touch_locked(digest, old).map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// Marks many blobs as used with one write per lock stripe rather than
+    /// one per blob: a FindMissingBlobs of a whole tree names thousands.
+    /// Blobs evicted since the caller looked are skipped (re-checked under
+    /// their stripe), so a touch never resurrects a marker.
+    fn touch_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        let mut by_stripe: Vec<Vec<Digest>> = vec![Vec::new(); STRIPES];
+        for d in digests {
+            by_stripe[stripe_of(d)].push(*d);
+        }
+        for (i, group) in by_stripe.iter_mut().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            group.sort_unstable();
+            group.dedup();
+            let _guard = self.stripes[i].lock();
+            let markers = self.db.multi_get(group.iter().map(|d| key(MARKER, d)));
+            let mut batch = WriteBatch::default();
+            for (digest, marker) in group.iter().zip(markers) {
+                let Some(old) = marker.map_err(backend("multi_get"))? else {
+                    continue;
+                };
+                let new_use = self.next_use.fetch_add(1, Ordering::SeqCst);
+                batch.delete(use_key(parse_last_use(&old), digest));
+                batch.put(use_key(new_use, digest), b"");
+                batch.put(key(MARKER, digest), new_use.to_be_bytes());
+            }
+            self.db.write(batch).map_err(backend("touch"))?;
+        }
+        Ok(())
     }
 
     /// Deletes a blob and its bookkeeping, fixing the total. Returns whether
@@ -341,17 +376,19 @@ impl BlobStore for RocksStore {
     fn contains_many(&self, digests: &[Digest]) -> Result<Vec<bool>, StoreError> {
         let keys = digests.iter().map(|d| key(MARKER, d));
         let found = self.db.multi_get(keys);
-        let mut out = Vec::with_capacity(digests.len());
+        let mut present = Vec::with_capacity(digests.len());
         for (digest, res) in digests.iter().zip(found) {
-            let present = if res.map_err(backend("multi_get"))?.is_some() {
-                // Re-checked under the stripe: it may have been evicted since.
-                self.touch(digest)?
-            } else {
-                false
-            };
-            out.push(present || digest.is_empty_blob());
+            let stored = res.map_err(backend("multi_get"))?.is_some();
+            present.push(stored || digest.is_empty_blob());
         }
-        Ok(out)
+        let stored: Vec<Digest> = digests
+            .iter()
+            .zip(&present)
+            .filter(|(d, p)| **p && !d.is_empty_blob())
+            .map(|(d, _)| *d)
+            .collect();
+        self.touch_many(&stored)?;
+        Ok(present)
     }
 
     fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
