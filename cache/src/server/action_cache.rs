@@ -124,8 +124,13 @@ impl ActionCache for ActionCacheService {
                 err.to_string()
             }
         };
+        // Only if unchanged: a concurrent update may have stored a complete
+        // replacement since we read it.
         on_store(&self.store, move |s| {
-            s.meta_delete(MetaTable::ActionCache, &key)
+            if s.meta_get(MetaTable::ActionCache, &key)? == Some(bytes) {
+                s.meta_delete(MetaTable::ActionCache, &key)?;
+            }
+            Ok(())
         })
         .await?;
         Err(not_found(reason).into())
