@@ -1,16 +1,111 @@
-//! Content addresses. BLAKE3 was chosen over SHA-256 because snapshots hash
-//! whole working trees on every submit and BLAKE3 is several times faster.
+//! Content addresses. Our own tools hash with BLAKE3 because snapshots hash
+//! whole working trees on every submit and BLAKE3 is several times faster;
+//! SHA-256 is accepted as well because it is what Bazel-family clients use
+//! by default. The function is part of the address: the same bytes under
+//! BLAKE3 and under SHA-256 are two different blobs.
 
 use std::fmt;
 
 use buildfleet_proto::{reapi, v1};
+use sha2::Digest as _;
 use thiserror::Error;
 
-/// The address of a blob: its BLAKE3 hash and length. The length is part of
-/// the address so a reader can size buffers and a store can reject truncated
-/// uploads without hashing.
+/// The hash functions this cache serves. Both produce 32-byte hashes, so a
+/// [`Digest`] stays `Copy` and fixed-size.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum DigestFunction {
+    Blake3,
+    Sha256,
+}
+
+impl DigestFunction {
+    /// Every function served, in the order Capabilities announces them.
+    pub const ALL: [DigestFunction; 2] = [DigestFunction::Sha256, DigestFunction::Blake3];
+
+    /// The lowercase name REAPI resource names use (`blobs/blake3/...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestFunction::Blake3 => "blake3",
+            DigestFunction::Sha256 => "sha256",
+        }
+    }
+
+    /// Parses a resource-name segment; `None` for functions we don't serve.
+    pub fn from_name(name: &str) -> Option<DigestFunction> {
+        DigestFunction::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// A stable one-byte tag for storage keys. Never renumber: persisted
+    /// keys depend on it.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            DigestFunction::Blake3 => b'b',
+            DigestFunction::Sha256 => b's',
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<DigestFunction> {
+        DigestFunction::ALL.into_iter().find(|f| f.tag() == tag)
+    }
+
+    /// An incremental hasher, for data that arrives in pieces.
+    pub fn hasher(self) -> DigestHasher {
+        match self {
+            DigestFunction::Blake3 => DigestHasher::Blake3(Box::new(blake3::Hasher::new())),
+            DigestFunction::Sha256 => DigestHasher::Sha256(sha2::Sha256::new(), 0),
+        }
+    }
+}
+
+impl fmt::Display for DigestFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Hashes data fed in pieces with one [`DigestFunction`].
+#[derive(Clone)]
+pub enum DigestHasher {
+    Blake3(Box<blake3::Hasher>),
+    /// The hasher and the number of bytes fed so far.
+    Sha256(sha2::Sha256, u64),
+}
+
+impl DigestHasher {
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            DigestHasher::Blake3(h) => {
+                h.update(data);
+            }
+            DigestHasher::Sha256(h, n) => {
+                h.update(data);
+                *n += data.len() as u64;
+            }
+        }
+    }
+
+    pub fn finalize(self) -> Digest {
+        match self {
+            DigestHasher::Blake3(h) => Digest {
+                function: DigestFunction::Blake3,
+                hash: *h.finalize().as_bytes(),
+                size_bytes: h.count(),
+            },
+            DigestHasher::Sha256(h, n) => Digest {
+                function: DigestFunction::Sha256,
+                hash: h.finalize().into(),
+                size_bytes: n,
+            },
+        }
+    }
+}
+
+/// The address of a blob: the function that hashed it, its hash, and its
+/// length. The length is part of the address so a reader can size buffers
+/// and a store can reject truncated uploads without hashing.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
+    pub function: DigestFunction,
     pub hash: [u8; 32],
     pub size_bytes: u64,
 }
@@ -29,23 +124,61 @@ pub enum DigestError {
 }
 
 impl Digest {
-    /// Hashes `data`. The size is taken from the data so the two can't disagree.
+    /// Hashes `data` with BLAKE3, our own tools' function. The size is taken
+    /// from the data so the two can't disagree.
     pub fn of(data: &[u8]) -> Digest {
+        Digest::of_with(DigestFunction::Blake3, data)
+    }
+
+    /// Hashes `data` with `function`.
+    pub fn of_with(function: DigestFunction, data: &[u8]) -> Digest {
+        let hash = match function {
+            DigestFunction::Blake3 => *blake3::hash(data).as_bytes(),
+            DigestFunction::Sha256 => sha2::Sha256::digest(data).into(),
+        };
         Digest {
-            hash: *blake3::hash(data).as_bytes(),
+            function,
+            hash,
             size_bytes: data.len() as u64,
         }
     }
 
-    /// The empty blob: every store reports it present without storing it, so
-    /// empty files never cost a round trip.
+    /// The BLAKE3 empty blob: every store reports it present without storing
+    /// it, so empty files never cost a round trip.
     pub fn empty() -> Digest {
-        Digest::of(&[])
+        Digest::empty_with(DigestFunction::Blake3)
     }
 
-    /// True for the well-known empty blob.
+    /// The empty blob under `function`.
+    pub fn empty_with(function: DigestFunction) -> Digest {
+        Digest::of_with(function, &[])
+    }
+
+    /// True for the well-known empty blob of the digest's own function.
     pub fn is_empty_blob(&self) -> bool {
-        self.size_bytes == 0 && *self == Digest::empty()
+        self.size_bytes == 0 && *self == Digest::empty_with(self.function)
+    }
+
+    /// A fixed-size binary form for storage keys: function tag, hash, size
+    /// (big endian, so keys of one function and hash sort by size).
+    pub(crate) fn key_bytes(&self) -> [u8; 41] {
+        let mut key = [0u8; 41];
+        key[0] = self.function.tag();
+        key[1..33].copy_from_slice(&self.hash);
+        key[33..].copy_from_slice(&self.size_bytes.to_be_bytes());
+        key
+    }
+
+    /// The inverse of [`Digest::key_bytes`]; `None` for foreign bytes.
+    pub(crate) fn from_key_bytes(key: &[u8]) -> Option<Digest> {
+        if key.len() != 41 {
+            return None;
+        }
+        Some(Digest {
+            function: DigestFunction::from_tag(key[0])?,
+            hash: key[1..33].try_into().ok()?,
+            size_bytes: u64::from_be_bytes(key[33..].try_into().ok()?),
+        })
     }
 
     /// Lowercase hex, the form REAPI resource names and messages use.
@@ -53,8 +186,17 @@ impl Digest {
         hex::encode(self.hash)
     }
 
-    /// Accepts only the canonical lowercase form so one blob has one name.
+    /// Parses a BLAKE3 digest; see [`Digest::parse_with`].
     pub fn parse(hash_hex: &str, size_bytes: u64) -> Result<Digest, DigestError> {
+        Digest::parse_with(DigestFunction::Blake3, hash_hex, size_bytes)
+    }
+
+    /// Accepts only the canonical lowercase form so one blob has one name.
+    pub fn parse_with(
+        function: DigestFunction,
+        hash_hex: &str,
+        size_bytes: u64,
+    ) -> Result<Digest, DigestError> {
         let invalid = || DigestError::InvalidHash {
             hash: hash_hex.to_owned(),
         };
@@ -67,20 +209,41 @@ impl Digest {
         }
         let mut hash = [0u8; 32];
         hex::decode_to_slice(hash_hex, &mut hash).map_err(|_| invalid())?;
-        Ok(Digest { hash, size_bytes })
+        Ok(Digest {
+            function,
+            hash,
+            size_bytes,
+        })
     }
 
-    /// Parses the two halves of a resource name (`{hash}/{size}`).
+    /// Parses the two halves of a BLAKE3 resource name (`{hash}/{size}`).
     pub fn parse_parts(hash_hex: &str, size: &str) -> Result<Digest, DigestError> {
+        Digest::parse_parts_with(DigestFunction::Blake3, hash_hex, size)
+    }
+
+    /// Parses the two halves of a resource name under `function`.
+    pub fn parse_parts_with(
+        function: DigestFunction,
+        hash_hex: &str,
+        size: &str,
+    ) -> Result<Digest, DigestError> {
         let size_bytes = size.parse::<u64>().map_err(|_| DigestError::InvalidSize {
             size: size.to_owned(),
         })?;
-        Digest::parse(hash_hex, size_bytes)
+        Digest::parse_with(function, hash_hex, size_bytes)
     }
 
-    fn from_wire(hash: &str, size: i64) -> Result<Digest, DigestError> {
+    /// A REAPI digest under the function its request named. REAPI digests
+    /// carry no function of their own, which is why the plain `TryFrom`
+    /// conversions (BLAKE3, for our own clients) must not be used by the
+    /// server on client-supplied digests.
+    pub fn from_reapi(d: &reapi::Digest, function: DigestFunction) -> Result<Digest, DigestError> {
+        Digest::from_wire(function, &d.hash, d.size_bytes)
+    }
+
+    fn from_wire(function: DigestFunction, hash: &str, size: i64) -> Result<Digest, DigestError> {
         let size = u64::try_from(size).map_err(|_| DigestError::NegativeSize { size })?;
-        Digest::parse(hash, size)
+        Digest::parse_with(function, hash, size)
     }
 
     fn wire_size(&self) -> i64 {
@@ -89,9 +252,14 @@ impl Digest {
     }
 }
 
+/// BLAKE3 digests print as `{hash}/{size}`; others carry their function as a
+/// prefix (`sha256:{hash}/{size}`) so logs never confuse the two.
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.to_hex(), self.size_bytes)
+        match self.function {
+            DigestFunction::Blake3 => write!(f, "{}/{}", self.to_hex(), self.size_bytes),
+            function => write!(f, "{function}:{}/{}", self.to_hex(), self.size_bytes),
+        }
     }
 }
 
@@ -101,10 +269,11 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// BLAKE3, the function our own clients always name.
 impl TryFrom<&reapi::Digest> for Digest {
     type Error = DigestError;
     fn try_from(d: &reapi::Digest) -> Result<Self, Self::Error> {
-        Digest::from_wire(&d.hash, d.size_bytes)
+        Digest::from_reapi(d, DigestFunction::Blake3)
     }
 }
 
@@ -124,10 +293,11 @@ impl From<Digest> for reapi::Digest {
     }
 }
 
+/// Our own protocol is BLAKE3 throughout.
 impl TryFrom<&v1::Digest> for Digest {
     type Error = DigestError;
     fn try_from(d: &v1::Digest) -> Result<Self, Self::Error> {
-        Digest::from_wire(&d.hash, d.size_bytes)
+        Digest::from_wire(DigestFunction::Blake3, &d.hash, d.size_bytes)
     }
 }
 
@@ -206,5 +376,48 @@ mod tests {
             Digest::try_from(negative),
             Err(DigestError::NegativeSize { size: -3 })
         );
+    }
+
+    #[test]
+    fn sha256_digests_are_distinct_from_blake3_ones() {
+        let sha = Digest::of_with(DigestFunction::Sha256, b"abc");
+        assert_eq!(
+            sha.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(sha.function, DigestFunction::Sha256);
+        assert_ne!(sha, Digest::of(b"abc"));
+        assert!(sha.to_string().starts_with("sha256:"));
+        let empty = Digest::empty_with(DigestFunction::Sha256);
+        assert_eq!(
+            empty.to_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(empty.is_empty_blob());
+        // A BLAKE3 empty hash read as SHA-256 is not the empty blob.
+        let confused = Digest {
+            function: DigestFunction::Sha256,
+            ..Digest::empty()
+        };
+        assert!(!confused.is_empty_blob());
+        let wire: reapi::Digest = sha.into();
+        assert_eq!(
+            Digest::from_reapi(&wire, DigestFunction::Sha256).unwrap(),
+            sha
+        );
+    }
+
+    #[test]
+    fn incremental_hashers_match_one_shot_hashing() {
+        for function in DigestFunction::ALL {
+            let mut h = function.hasher();
+            h.update(b"hello ");
+            h.update(b"world");
+            assert_eq!(h.finalize(), Digest::of_with(function, b"hello world"));
+            assert_eq!(DigestFunction::from_name(function.name()), Some(function));
+            assert_eq!(DigestFunction::from_tag(function.tag()), Some(function));
+            let d = Digest::of_with(function, b"key");
+            assert_eq!(Digest::from_key_bytes(&d.key_bytes()), Some(d));
+        }
     }
 }

@@ -23,12 +23,30 @@ pub enum CacheError {
     ResourceName(#[from] ResourceNameError),
     #[error("blob {0} not found")]
     NotFound(Digest),
+    /// No usable action cache entry: none stored, or one whose referenced
+    /// blobs are gone (then deleted).
+    #[error("no action result for {action}: {reason}")]
+    ActionResultNotFound { action: Digest, reason: String },
+    /// An entry was offered that references blobs the CAS lacks.
+    #[error("{} referenced blobs are missing: {}", .0.len(), crate::server::describe_missing(.0))]
+    MissingBlobs(Vec<Digest>),
     /// A request the protocol allows but this cache does not serve.
     #[error("unsupported request: {0}")]
     Unsupported(String),
     /// A request that breaks the protocol.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A ByteStream write continued at an offset other than the bytes the
+    /// server holds for that upload.
+    #[error("write to {resource_name} at offset {got}, but the server holds {expected} bytes: expected write_offset {expected}")]
+    WriteOffset {
+        resource_name: String,
+        expected: u64,
+        got: i64,
+    },
+    /// Another stream is writing the same upload right now.
+    #[error("upload {resource_name} is being written by another stream")]
+    UploadInProgress { resource_name: String },
     #[error("read offset {offset} is past the end of a {size}-byte blob")]
     ReadOutOfRange { offset: i64, size: u64 },
     #[error("cache transport failed")]
@@ -70,12 +88,18 @@ impl CacheError {
     pub fn code(&self) -> Code {
         match self {
             CacheError::Store(StoreError::DigestMismatch { .. }) => Code::InvalidArgument,
+            // REAPI's word for "insufficient quota to store the blob".
+            CacheError::Store(StoreError::TooLarge { .. }) => Code::ResourceExhausted,
             CacheError::Store(_) => Code::Internal,
             CacheError::Digest(_) | CacheError::ResourceName(_) => Code::InvalidArgument,
             CacheError::Tree(TreeError::Io { .. } | TreeError::Walk(_)) => Code::Internal,
             CacheError::Tree(_) => Code::InvalidArgument,
-            CacheError::NotFound(_) => Code::NotFound,
+            CacheError::NotFound(_) | CacheError::ActionResultNotFound { .. } => Code::NotFound,
+            CacheError::MissingBlobs(_) => Code::FailedPrecondition,
             CacheError::Unsupported(_) | CacheError::InvalidRequest(_) => Code::InvalidArgument,
+            CacheError::WriteOffset { .. } => Code::InvalidArgument,
+            // Retryable once the other stream ends.
+            CacheError::UploadInProgress { .. } => Code::Aborted,
             CacheError::ReadOutOfRange { .. } => Code::OutOfRange,
             CacheError::Transport(_) => Code::Unavailable,
             CacheError::Rpc(status) => status.code(),
@@ -101,6 +125,11 @@ impl From<CacheError> for tonic::Status {
             message.push_str(": ");
             message.push_str(&cause.to_string());
             source = cause.source();
+        }
+        if let CacheError::MissingBlobs(missing) = &err {
+            // REAPI clients find out which blobs to upload from the details.
+            let details = crate::server::missing_blobs_details(err.code(), &message, missing);
+            return tonic::Status::with_details(err.code(), message, details);
         }
         tonic::Status::new(err.code(), message)
     }
@@ -146,6 +175,25 @@ mod tests {
         assert_eq!(
             CacheError::from(DigestError::Missing).code(),
             Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn missing_blobs_carry_precondition_failure_details() {
+        let sha = Digest::of_with(crate::digest::DigestFunction::Sha256, b"a");
+        let b3 = Digest::of(b"b");
+        let status = tonic::Status::from(CacheError::MissingBlobs(vec![sha, b3]));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let subjects: Vec<(String, String)> = crate::server::precondition_violations(&status)
+            .into_iter()
+            .map(|v| (v.r#type, v.subject))
+            .collect();
+        assert_eq!(
+            subjects,
+            vec![
+                ("MISSING".into(), format!("blobs/{}/1", sha.to_hex())),
+                ("MISSING".into(), format!("blobs/blake3/{}/1", b3.to_hex())),
+            ]
         );
     }
 }

@@ -1,12 +1,14 @@
 //! ByteStream resource names. Plain string handling, shared by the server
 //! (parsing) and the client (formatting) so the two can't disagree.
+//!
+//! REAPI names the digest function in the path for newer functions
+//! (`blobs/blake3/{hash}/{size}`) and leaves it out for SHA-256
+//! (`blobs/{hash}/{size}`), so a name without a function segment is SHA-256.
+//! We also accept an explicit `sha256` segment, which some clients send.
 
 use thiserror::Error;
 
-use crate::digest::{Digest, DigestError};
-
-/// The digest function segment we write and accept.
-const DIGEST_FUNCTION: &str = "blake3";
+use crate::digest::{Digest, DigestError, DigestFunction};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ResourceNameError {
@@ -15,7 +17,9 @@ pub enum ResourceNameError {
         name: String,
         expected: &'static str,
     },
-    #[error("resource name {name:?} uses digest function {function:?}; only blake3 is served")]
+    #[error(
+        "resource name {name:?} uses digest function {function:?}; only blake3 and sha256 are served"
+    )]
     UnsupportedDigestFunction { name: String, function: String },
     #[error("resource name {name:?} has an invalid digest")]
     InvalidDigest {
@@ -28,24 +32,28 @@ pub enum ResourceNameError {
 const READ_FORM: &str = "blobs/[blake3/]{hash}/{size}";
 const WRITE_FORM: &str = "uploads/{uuid}/blobs/[blake3/]{hash}/{size}";
 
-/// `{instance}/blobs/blake3/{hash}/{size}`; an empty instance drops its slash.
+/// `{instance}/blobs/blake3/{hash}/{size}` (SHA-256: `{instance}/blobs/{hash}/{size}`);
+/// an empty instance drops its slash.
 pub fn read_resource_name(instance: &str, digest: &Digest) -> String {
+    format!("{}blobs/{}", instance_prefix(instance), blob_suffix(digest))
+}
+
+/// `{instance}/uploads/{uuid}/blobs/blake3/{hash}/{size}` (SHA-256 without
+/// the function segment).
+pub fn write_resource_name(instance: &str, upload_id: uuid::Uuid, digest: &Digest) -> String {
     format!(
-        "{}blobs/{DIGEST_FUNCTION}/{}/{}",
+        "{}uploads/{upload_id}/blobs/{}",
         instance_prefix(instance),
-        digest.to_hex(),
-        digest.size_bytes
+        blob_suffix(digest)
     )
 }
 
-/// `{instance}/uploads/{uuid}/blobs/blake3/{hash}/{size}`.
-pub fn write_resource_name(instance: &str, upload_id: uuid::Uuid, digest: &Digest) -> String {
-    format!(
-        "{}uploads/{upload_id}/blobs/{DIGEST_FUNCTION}/{}/{}",
-        instance_prefix(instance),
-        digest.to_hex(),
-        digest.size_bytes
-    )
+fn blob_suffix(digest: &Digest) -> String {
+    let function = match digest.function {
+        DigestFunction::Sha256 => String::new(),
+        other => format!("{}/", other.name()),
+    };
+    format!("{function}{}/{}", digest.to_hex(), digest.size_bytes)
 }
 
 fn instance_prefix(instance: &str) -> String {
@@ -95,24 +103,25 @@ fn parse_blob_suffix<'a>(
         return Err(malformed(name, expected));
     }
     let (hash, size) = (segments[n - 2], segments[n - 1]);
-    let blobs_at = match segments[n - 3] {
-        "blobs" => n - 3,
+    let (blobs_at, function) = match segments[n - 3] {
+        "blobs" => (n - 3, DigestFunction::Sha256),
         function if n >= 4 && segments[n - 4] == "blobs" => {
-            if function != DIGEST_FUNCTION {
+            let Some(known) = DigestFunction::from_name(function) else {
                 return Err(ResourceNameError::UnsupportedDigestFunction {
                     name: name.to_owned(),
                     function: function.to_owned(),
                 });
-            }
-            n - 4
+            };
+            (n - 4, known)
         }
         _ => return Err(malformed(name, expected)),
     };
-    let digest =
-        Digest::parse_parts(hash, size).map_err(|source| ResourceNameError::InvalidDigest {
+    let digest = Digest::parse_parts_with(function, hash, size).map_err(|source| {
+        ResourceNameError::InvalidDigest {
             name: name.to_owned(),
             source,
-        })?;
+        }
+    })?;
     Ok((digest, &segments[..blobs_at]))
 }
 
@@ -135,21 +144,31 @@ mod tests {
     }
 
     #[test]
-    fn accepts_names_without_digest_function() {
-        let d = Digest::of(b"abc");
+    fn names_without_digest_function_are_sha256() {
+        let d = Digest::of_with(DigestFunction::Sha256, b"abc");
         let hex = d.to_hex();
         assert_eq!(parse_read(&format!("inst/blobs/{hex}/3")).unwrap(), d);
+        assert_eq!(
+            parse_read(&format!("inst/blobs/sha256/{hex}/3")).unwrap(),
+            d
+        );
         assert_eq!(
             parse_write(&format!("inst/uploads/x-y/blobs/{hex}/3")).unwrap(),
             d
         );
+        assert_eq!(
+            read_resource_name("inst", &d),
+            format!("inst/blobs/{hex}/3")
+        );
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(parse_write(&write_resource_name("", id, &d)).unwrap(), d);
     }
 
     #[test]
     fn rejects_bad_names() {
         let hex = Digest::of(b"abc").to_hex();
         assert!(matches!(
-            parse_read(&format!("blobs/sha256/{hex}/3")),
+            parse_read(&format!("blobs/md5/{hex}/3")),
             Err(ResourceNameError::UnsupportedDigestFunction { .. })
         ));
         assert!(matches!(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use buildfleet_cache::{
     read_resource_name, serve, snapshot, write_resource_name, BlobStore, CasClient, Digest,
-    MemoryStore, RocksStore,
+    DigestFunction, MemoryStore, RocksStore,
 };
 use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
 use buildfleet_proto::bytestream::{ReadRequest, WriteRequest};
@@ -234,6 +234,7 @@ async fn bytestream_write_with_bad_digest_is_rejected() {
         size_bytes: data.len() as u64,
         ..claimed
     };
+    assert_eq!(claimed.function, DigestFunction::Blake3);
     let request = WriteRequest {
         resource_name: write_resource_name("", uuid::Uuid::new_v4(), &claimed),
         write_offset: 0,
@@ -252,9 +253,10 @@ async fn bytestream_write_with_bad_digest_is_rejected() {
     );
     assert_eq!(server.store.contains_many(&[claimed]).unwrap(), vec![false]);
 
-    // The legacy form without the digest function segment works too.
+    // The form without the digest function segment works too; REAPI reads
+    // it as SHA-256.
     let good = b"good data".to_vec();
-    let digest = Digest::of(&good);
+    let digest = Digest::of_with(DigestFunction::Sha256, &good);
     let name = format!(
         "inst/uploads/{}/blobs/{}/{}",
         uuid::Uuid::new_v4(),
@@ -356,6 +358,7 @@ async fn get_tree_pages_and_missing_root() {
         .get_tree(GetTreeRequest {
             root_digest: Some(snap.root.into()),
             page_size: 2,
+            digest_function: digest_function::Value::Blake3 as i32,
             ..Default::default()
         })
         .await
@@ -371,6 +374,7 @@ async fn get_tree_pages_and_missing_root() {
     let status = cas
         .get_tree(GetTreeRequest {
             root_digest: Some(Digest::of(b"no such dir").into()),
+            digest_function: digest_function::Value::Blake3 as i32,
             ..Default::default()
         })
         .await
@@ -380,7 +384,7 @@ async fn get_tree_pages_and_missing_root() {
 }
 
 #[tokio::test]
-async fn health_and_capabilities_report_serving_blake3() {
+async fn health_and_capabilities_report_serving_both_functions() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
@@ -413,7 +417,10 @@ async fn health_and_capabilities_report_serving_blake3() {
     let cache = response.cache_capabilities.unwrap();
     assert_eq!(
         cache.digest_functions,
-        vec![digest_function::Value::Blake3 as i32]
+        vec![
+            digest_function::Value::Sha256 as i32,
+            digest_function::Value::Blake3 as i32
+        ]
     );
     assert_eq!(cache.max_batch_total_size_bytes, 4 * 1024 * 1024);
     server.stop().await;

@@ -220,6 +220,7 @@ impl CasClient {
         file.flush().await.map_err(io_err)?;
         drop(file);
         let actual = Digest {
+            function: crate::digest::DigestFunction::Blake3,
             hash: *hasher.finalize().as_bytes(),
             size_bytes: size,
         };
@@ -306,6 +307,7 @@ fn file_chunks(
             if finish_write {
                 st.done = true;
                 outcome.lock().hashed = Some(Digest {
+                    function: crate::digest::DigestFunction::Blake3,
                     hash: *st.hasher.finalize().as_bytes(),
                     size_bytes: st.offset,
                 });

@@ -1,17 +1,20 @@
-//! ByteStream: reads and writes of blobs too large for a batch.
+//! ByteStream: reads and writes of blobs too large for a batch. Writes are
+//! resumable: see [`super::uploads`]. The instance name in resource names is
+//! accepted and ignored, because the CAS is shared by all instances.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use buildfleet_proto::bytestream::byte_stream_server::ByteStream;
 use buildfleet_proto::bytestream::{
     QueryWriteStatusRequest, QueryWriteStatusResponse, ReadRequest, ReadResponse, WriteRequest,
     WriteResponse,
 };
-use bytes::BytesMut;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::uploads::PartialUploads;
 use super::{on_store, STREAM_CHUNK_BYTES};
 use crate::digest::Digest;
 use crate::error::CacheError;
@@ -24,11 +27,17 @@ const MAX_PREALLOCATION: u64 = 64 * 1024 * 1024;
 
 pub(crate) struct ByteStreamService {
     store: Arc<dyn BlobStore>,
+    uploads: Arc<PartialUploads>,
 }
 
 impl ByteStreamService {
-    pub(crate) fn new(store: Arc<dyn BlobStore>) -> Self {
-        ByteStreamService { store }
+    pub(crate) fn new(store: Arc<dyn BlobStore>, uploads: Arc<PartialUploads>) -> Self {
+        ByteStreamService { store, uploads }
+    }
+
+    async fn present(&self, digest: Digest) -> Result<bool, CacheError> {
+        let found = on_store(&self.store, move |s| s.contains_many(&[digest])).await?;
+        Ok(found.first().copied().unwrap_or(false))
     }
 }
 
@@ -82,80 +91,105 @@ impl ByteStream for ByteStreamService {
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<WriteResponse>, Status> {
         let mut stream = request.into_inner();
-        let mut target: Option<(String, Digest)> = None;
-        let mut buf = BytesMut::new();
-        let mut finished = false;
-        while let Some(msg) = stream.message().await? {
-            let digest = match &target {
-                None => {
-                    let digest = parse_write(&msg.resource_name).map_err(CacheError::from)?;
-                    buf.reserve(digest.size_bytes.min(MAX_PREALLOCATION) as usize);
-                    target = Some((msg.resource_name.clone(), digest));
-                    digest
-                }
-                Some((name, digest)) => {
-                    if !msg.resource_name.is_empty() && msg.resource_name != *name {
-                        return Err(invalid(format!(
-                            "resource name changed mid-write from {name:?} to {:?}",
-                            msg.resource_name
-                        )));
-                    }
-                    *digest
-                }
-            };
-            if msg.write_offset != buf.len() as i64 {
-                return Err(invalid(format!(
-                    "write offset {} but {} bytes received so far",
-                    msg.write_offset,
-                    buf.len()
-                )));
-            }
-            if (buf.len() + msg.data.len()) as u64 > digest.size_bytes {
-                return Err(invalid(format!(
-                    "more data than the {} bytes declared for {digest}",
-                    digest.size_bytes
-                )));
-            }
-            buf.extend_from_slice(&msg.data);
-            if msg.finish_write {
-                finished = true;
-                break;
-            }
-        }
-        let Some((_, digest)) = target else {
+        let Some(mut msg) = stream.message().await? else {
             return Err(invalid("write stream carried no messages".into()));
         };
-        if !finished {
-            return Err(invalid(format!(
-                "write of {digest} ended without finish_write"
-            )));
+        let name = msg.resource_name.clone();
+        let digest = parse_write(&name).map_err(CacheError::from)?;
+        let size = digest.size_bytes;
+        // A blob that exists is not buffered, hashed or stored again: the
+        // rest of the stream is drained and the full size reported committed.
+        // REAPI would also allow answering at once, but our own CasClient
+        // treats an answer before its last chunk as an error, and two runners
+        // uploading the same output at once would hit that.
+        if self.present(digest).await? {
+            self.uploads.forget(&name);
+            let mut finished = msg.finish_write;
+            while !finished {
+                match stream.message().await? {
+                    Some(next) => finished = next.finish_write,
+                    None => break,
+                }
+            }
+            return Ok(Response::new(WriteResponse {
+                committed_size: size as i64,
+            }));
         }
-        let data = buf.freeze();
-        let committed_size = data.len() as i64;
+        let capacity = size.min(MAX_PREALLOCATION) as usize;
+        let mut upload = self.uploads.begin(&name, capacity, Instant::now())?;
+        loop {
+            if !msg.resource_name.is_empty() && msg.resource_name != name {
+                return Err(invalid(format!(
+                    "resource name changed mid-write from {name:?} to {:?}",
+                    msg.resource_name
+                )));
+            }
+            // A wrong offset leaves what was received parked: the client can
+            // ask QueryWriteStatus and resume correctly.
+            if msg.write_offset != upload.committed() as i64 {
+                return Err(CacheError::WriteOffset {
+                    resource_name: name,
+                    expected: upload.committed(),
+                    got: msg.write_offset,
+                }
+                .into());
+            }
+            if upload.committed() + msg.data.len() as u64 > size {
+                upload.discard("more data than the digest's size");
+                return Err(invalid(format!(
+                    "more data than the {size} bytes declared for {digest}"
+                )));
+            }
+            upload.append(&msg.data);
+            if msg.finish_write {
+                break;
+            }
+            // A stream error or an end without finish_write drops `upload`,
+            // which parks the bytes received for a later resumption.
+            msg = match stream.message().await {
+                Ok(Some(next)) => next,
+                Ok(None) => {
+                    return Err(invalid(format!(
+                        "write of {digest} ended without finish_write; {} bytes kept, resume at that offset",
+                        upload.committed()
+                    )))
+                }
+                Err(status) => {
+                    tracing::info!(%digest, committed = upload.committed(), %status, "write stream broke");
+                    return Err(status);
+                }
+            };
+        }
+        let data = upload.finish();
         // The store verifies; a mismatch becomes InvalidArgument and nothing
-        // is stored.
+        // is stored (the bytes are dropped: resuming them can't help).
+        let received = data.len();
         on_store(&self.store, move |s| s.put(&digest, data))
             .await
-            .inspect_err(|err| tracing::warn!(%digest, %err, "rejected ByteStream write"))?;
-        Ok(Response::new(WriteResponse { committed_size }))
+            .inspect_err(|err| {
+                tracing::warn!(%digest, %err, bytes = received, "rejected ByteStream write; dropped its data")
+            })?;
+        Ok(Response::new(WriteResponse {
+            committed_size: size as i64,
+        }))
     }
 
     async fn query_write_status(
         &self,
         request: Request<QueryWriteStatusRequest>,
     ) -> Result<Response<QueryWriteStatusResponse>, Status> {
-        let digest = parse_write(&request.get_ref().resource_name).map_err(CacheError::from)?;
-        // Writes are buffered until finished, so a write is either complete
-        // (the blob is stored) or must restart from zero.
-        let present = on_store(&self.store, move |s| s.contains_many(&[digest])).await?;
-        let complete = present.first().copied().unwrap_or(false);
+        let name = request.into_inner().resource_name;
+        let digest = parse_write(&name).map_err(CacheError::from)?;
+        if self.present(digest).await? {
+            return Ok(Response::new(QueryWriteStatusResponse {
+                committed_size: digest.size_bytes as i64,
+                complete: true,
+            }));
+        }
+        let committed = self.uploads.committed(&name, Instant::now()).unwrap_or(0);
         Ok(Response::new(QueryWriteStatusResponse {
-            committed_size: if complete {
-                digest.size_bytes as i64
-            } else {
-                0
-            },
-            complete,
+            committed_size: committed as i64,
+            complete: false,
         }))
     }
 }

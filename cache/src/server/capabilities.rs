@@ -1,14 +1,16 @@
-//! Capabilities: tells REAPI clients to hash with BLAKE3 and how big a batch
-//! may be, so they never send requests we would refuse.
+//! Capabilities: tells REAPI clients which digest functions we serve, that
+//! they may update the action cache, and how big a batch may be, so they
+//! never send requests we would refuse.
 
 use buildfleet_proto::reapi::capabilities_server::Capabilities;
 use buildfleet_proto::reapi::{
-    digest_function, symlink_absolute_path_strategy, CacheCapabilities, GetCapabilitiesRequest,
-    ServerCapabilities,
+    symlink_absolute_path_strategy, ActionCacheUpdateCapabilities, CacheCapabilities,
+    GetCapabilitiesRequest, ServerCapabilities,
 };
 use tonic::{Request, Response, Status};
 
-use super::MAX_BATCH_BYTES;
+use super::{wire_function, MAX_BATCH_BYTES};
+use crate::digest::DigestFunction;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CapabilitiesService;
@@ -21,7 +23,17 @@ impl Capabilities for CapabilitiesService {
     ) -> Result<Response<ServerCapabilities>, Status> {
         let mut caps = ServerCapabilities {
             cache_capabilities: Some(CacheCapabilities {
-                digest_functions: vec![digest_function::Value::Blake3 as i32],
+                digest_functions: DigestFunction::ALL
+                    .into_iter()
+                    .map(|f| wire_function(f) as i32)
+                    .collect(),
+                action_cache_update_capabilities: Some(ActionCacheUpdateCapabilities {
+                    update_enabled: true,
+                }),
+                // No compressors listed: identity only, for batches and
+                // ByteStream alike.
+                supported_compressors: Vec::new(),
+                supported_batch_update_compressors: Vec::new(),
                 max_batch_total_size_bytes: MAX_BATCH_BYTES as i64,
                 symlink_absolute_path_strategy: symlink_absolute_path_strategy::Value::Allowed
                     as i32,

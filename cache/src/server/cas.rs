@@ -18,8 +18,8 @@ use bytes::Bytes;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{check_digest_function, get_tree, on_store, MAX_BATCH_BYTES};
-use crate::digest::Digest;
+use super::{get_tree, on_store, request_function, MAX_BATCH_BYTES};
+use crate::digest::{Digest, DigestFunction};
 use crate::error::CacheError;
 use crate::store::BlobStore;
 
@@ -50,14 +50,18 @@ fn rpc_status(result: Result<(), CacheError>) -> google_rpc::Status {
     }
 }
 
-fn parse_digests(wire: &[buildfleet_proto::reapi::Digest]) -> Result<Vec<Digest>, CacheError> {
+fn parse_digests(
+    wire: &[buildfleet_proto::reapi::Digest],
+    function: DigestFunction,
+) -> Result<Vec<Digest>, CacheError> {
     wire.iter()
-        .map(|d| Digest::try_from(d).map_err(CacheError::from))
+        .map(|d| Digest::from_reapi(d, function).map_err(CacheError::from))
         .collect()
 }
 
 /// Validates one BatchUpdateBlobs entry (the data itself is verified by the store).
 fn parse_update(
+    function: DigestFunction,
     digest: Option<&buildfleet_proto::reapi::Digest>,
     compressor_id: i32,
     data: Vec<u8>,
@@ -68,7 +72,7 @@ fn parse_update(
         )));
     }
     let wire = digest.ok_or(crate::digest::DigestError::Missing)?;
-    Ok((Digest::try_from(wire)?, Bytes::from(data)))
+    Ok((Digest::from_reapi(wire, function)?, Bytes::from(data)))
 }
 
 fn unimplemented(what: &str) -> Status {
@@ -82,8 +86,8 @@ impl ContentAddressableStorage for CasService {
         request: Request<FindMissingBlobsRequest>,
     ) -> Result<Response<FindMissingBlobsResponse>, Status> {
         let request = request.into_inner();
-        check_digest_function(request.digest_function)?;
-        let digests = parse_digests(&request.blob_digests)?;
+        let function = request_function(request.digest_function)?;
+        let digests = parse_digests(&request.blob_digests, function)?;
         let query = digests.clone();
         let present = on_store(&self.store, move |s| s.contains_many(&query)).await?;
         let missing_blob_digests = digests
@@ -102,7 +106,7 @@ impl ContentAddressableStorage for CasService {
         request: Request<BatchUpdateBlobsRequest>,
     ) -> Result<Response<BatchUpdateBlobsResponse>, Status> {
         let request = request.into_inner();
-        check_digest_function(request.digest_function)?;
+        let function = request_function(request.digest_function)?;
         let total: usize = request.requests.iter().map(|r| r.data.len()).sum();
         if total > MAX_BATCH_BYTES {
             return Err(CacheError::InvalidRequest(format!(
@@ -116,7 +120,7 @@ impl ContentAddressableStorage for CasService {
             .requests
             .into_iter()
             .map(|r| {
-                let parsed = parse_update(r.digest.as_ref(), r.compressor, r.data);
+                let parsed = parse_update(function, r.digest.as_ref(), r.compressor, r.data);
                 (r.digest, parsed)
             })
             .collect();
@@ -152,8 +156,8 @@ impl ContentAddressableStorage for CasService {
         request: Request<BatchReadBlobsRequest>,
     ) -> Result<Response<BatchReadBlobsResponse>, Status> {
         let request = request.into_inner();
-        check_digest_function(request.digest_function)?;
-        let digests = parse_digests(&request.digests)?;
+        let function = request_function(request.digest_function)?;
+        let digests = parse_digests(&request.digests, function)?;
         let total: u64 = digests.iter().map(|d| d.size_bytes).sum();
         if total > MAX_BATCH_BYTES as u64 {
             return Err(CacheError::InvalidRequest(format!(
@@ -193,12 +197,12 @@ impl ContentAddressableStorage for CasService {
         request: Request<GetTreeRequest>,
     ) -> Result<Response<Self::GetTreeStream>, Status> {
         let request = request.into_inner();
-        check_digest_function(request.digest_function)?;
+        let function = request_function(request.digest_function)?;
         let root = request
             .root_digest
             .as_ref()
             .ok_or(crate::digest::DigestError::Missing)
-            .and_then(Digest::try_from)
+            .and_then(|d| Digest::from_reapi(d, function))
             .map_err(CacheError::from)?;
         let pages =
             get_tree::pages(&self.store, root, request.page_size, &request.page_token).await?;

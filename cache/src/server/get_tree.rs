@@ -87,7 +87,7 @@ fn walk(store: &dyn BlobStore, root: Digest) -> Result<Vec<Directory>, CacheErro
                 .digest
                 .as_ref()
                 .ok_or(crate::digest::DigestError::Missing)?;
-            let child = Digest::try_from(wire)?;
+            let child = Digest::from_reapi(wire, root.function)?;
             if seen.insert(child) {
                 queue.push_back(child);
             }

@@ -1,29 +1,48 @@
-//! The REAPI v2 cache service: ContentAddressableStorage, ByteStream and
-//! Capabilities over any [`BlobStore`], plus gRPC health.
+//! The REAPI v2 cache service: ContentAddressableStorage, ByteStream,
+//! ActionCache and Capabilities, plus our own `buildfleet.v1.CacheIndex`,
+//! over any [`BlobStore`], plus gRPC health.
 
+mod action_cache;
 mod bytestream;
 mod capabilities;
 mod cas;
+mod completeness;
 mod get_tree;
+mod index;
+mod instance;
+mod precondition;
+mod uploads;
+
+#[cfg(test)]
+mod corruption_tests;
+
+pub(crate) use completeness::describe as describe_missing;
+pub(crate) use precondition::missing_blobs_details;
+pub use precondition::{precondition_violations, PreconditionFailure, Violation};
 
 use std::future::Future;
 use std::sync::Arc;
 
 use buildfleet_proto::bytestream::byte_stream_server::ByteStreamServer;
+use buildfleet_proto::reapi::action_cache_server::ActionCacheServer;
 use buildfleet_proto::reapi::capabilities_server::CapabilitiesServer;
 use buildfleet_proto::reapi::content_addressable_storage_server::ContentAddressableStorageServer;
 use buildfleet_proto::reapi::digest_function;
+use buildfleet_proto::v1::cache_index_server::CacheIndexServer;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::digest::DigestFunction;
 use crate::error::CacheError;
 use crate::store::{BlobStore, StoreError};
 
+use action_cache::ActionCacheService;
 use bytestream::ByteStreamService;
 use capabilities::CapabilitiesService;
 use cas::CasService;
+use index::IndexService;
 
 /// Largest total of blob bytes in one batch request or response; announced in
 /// Capabilities so clients split larger work.
@@ -36,16 +55,37 @@ pub const STREAM_CHUNK_BYTES: usize = 1024 * 1024;
 /// gRPC message limit on both sides: a full batch plus framing overhead.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 2 * MAX_BATCH_BYTES;
 
-/// The cache services as routes, for embedding in another tonic server.
+/// Most bytes of broken ByteStream uploads kept for resumption, all uploads
+/// together.
+pub const PARTIAL_UPLOAD_MAX_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A broken upload not resumed within this long is dropped.
+pub const PARTIAL_UPLOAD_IDLE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The cache services as routes, for embedding in another tonic server:
+/// REAPI ContentAddressableStorage, ByteStream, ActionCache and
+/// Capabilities, and `buildfleet.v1.CacheIndex`, all over `store`.
 pub fn services(store: Arc<dyn BlobStore>) -> Routes {
     let cas = ContentAddressableStorageServer::new(CasService::new(Arc::clone(&store)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let bytestream = ByteStreamServer::new(ByteStreamService::new(store))
+    let uploads = uploads::PartialUploads::new(uploads::UploadLimits {
+        max_parked_bytes: PARTIAL_UPLOAD_MAX_BYTES,
+        idle_expiry: PARTIAL_UPLOAD_IDLE_EXPIRY,
+    });
+    let bytestream = ByteStreamServer::new(ByteStreamService::new(Arc::clone(&store), uploads))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let action_cache = ActionCacheServer::new(ActionCacheService::new(Arc::clone(&store)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let index = CacheIndexServer::new(IndexService::new(store))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     Routes::new(cas)
         .add_service(bytestream)
+        .add_service(action_cache)
+        .add_service(index)
         .add_service(CapabilitiesServer::new(CapabilitiesService))
 }
 
@@ -68,10 +108,16 @@ pub async fn serve(
     health
         .set_serving::<CapabilitiesServer<CapabilitiesService>>()
         .await;
+    health
+        .set_serving::<ActionCacheServer<ActionCacheService>>()
+        .await;
+    health.set_serving::<CacheIndexServer<IndexService>>().await;
 
     // Without TCP_NODELAY, Nagle plus delayed ACKs add ~40 ms to small RPCs.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
+        // One span per request, so every log line names the RPC it served.
+        .trace_fn(|request| tracing::info_span!("cache_rpc", path = %request.uri().path()))
         .add_routes(services(store))
         .add_service(health_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -87,20 +133,33 @@ where
     F: FnOnce(&dyn BlobStore) -> Result<T, StoreError> + Send + 'static,
 {
     let store = Arc::clone(store);
-    let result = tokio::task::spawn_blocking(move || f(&*store)).await?;
+    // Carry the request's span onto the blocking thread, so store logs
+    // (evictions, corrupt blobs) say which request caused them.
+    let span = tracing::Span::current();
+    let result = tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store))).await?;
     Ok(result?)
 }
 
-/// Accepts requests that name BLAKE3 or leave the function unset (older
-/// clients), and refuses anything else rather than mis-hash it.
-pub(crate) fn check_digest_function(value: i32) -> Result<(), CacheError> {
-    if value == digest_function::Value::Unknown as i32
-        || value == digest_function::Value::Blake3 as i32
-    {
-        Ok(())
-    } else {
-        Err(CacheError::Unsupported(format!(
-            "digest function {value}; this cache only serves BLAKE3"
-        )))
+/// The digest function a REAPI request names. Unset means SHA-256: REAPI
+/// infers the function from the hash length for clients older than 2.3, and
+/// the only 64-hex-digit function those clients knew is SHA-256. Anything
+/// else we don't serve is refused rather than mis-hashed.
+pub(crate) fn request_function(value: i32) -> Result<DigestFunction, CacheError> {
+    match digest_function::Value::try_from(value) {
+        Ok(digest_function::Value::Unknown | digest_function::Value::Sha256) => {
+            Ok(DigestFunction::Sha256)
+        }
+        Ok(digest_function::Value::Blake3) => Ok(DigestFunction::Blake3),
+        _ => Err(CacheError::Unsupported(format!(
+            "digest function {value}; this cache serves BLAKE3 and SHA-256"
+        ))),
+    }
+}
+
+/// The REAPI enum value for `function`.
+pub(crate) fn wire_function(function: DigestFunction) -> digest_function::Value {
+    match function {
+        DigestFunction::Blake3 => digest_function::Value::Blake3,
+        DigestFunction::Sha256 => digest_function::Value::Sha256,
     }
 }

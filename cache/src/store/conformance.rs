@@ -4,8 +4,25 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{BlobStore, MemoryStore, RocksStore, StoreError};
-use crate::digest::Digest;
+use super::{BlobStore, MemoryStore, MetaTable, RocksStore, StoreError, StoreLimits};
+use crate::digest::{Digest, DigestFunction};
+
+/// What the suite needs beyond the trait: a way to plant corrupt data.
+trait Corruptible: BlobStore {
+    fn corrupt(&self, digest: &Digest, data: &[u8]);
+}
+
+impl Corruptible for MemoryStore {
+    fn corrupt(&self, digest: &Digest, data: &[u8]) {
+        self.write_unverified(digest, data);
+    }
+}
+
+impl Corruptible for RocksStore {
+    fn corrupt(&self, digest: &Digest, data: &[u8]) {
+        self.write_unverified(digest, data);
+    }
+}
 
 fn blob(seed: u8, len: usize) -> Bytes {
     (0..len)
@@ -89,6 +106,35 @@ fn concurrent_puts_of_one_blob<S: BlobStore>(store: Arc<S>) {
         t.join().unwrap().unwrap();
     }
     assert_eq!(store.get(&digest).unwrap(), Some(data), "concurrent puts");
+    assert_eq!(store.total_bytes(), 200_000, "size counted once");
+}
+
+/// Many threads putting a few blobs each, with overlaps, under a limit large
+/// enough that nothing is evicted: the total is exactly the distinct sizes.
+fn concurrent_overlapping_puts_count_each_blob_once<S: BlobStore>(store: Arc<S>) {
+    let blobs: Vec<Bytes> = (0..6)
+        .map(|i| blob(40 + i, 1000 + usize::from(i)))
+        .collect();
+    let threads: Vec<_> = (0..12)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            let blobs = blobs.clone();
+            std::thread::spawn(move || {
+                for b in blobs.iter().cycle().skip(t).take(6) {
+                    store.put(&Digest::of(b), b.clone()).unwrap();
+                    store.contains_many(&[Digest::of(b)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let expected: u64 = blobs.iter().map(|b| b.len() as u64).sum();
+    assert_eq!(store.total_bytes(), expected);
+    for b in &blobs {
+        assert_eq!(store.get(&Digest::of(b)).unwrap().as_ref(), Some(b));
+    }
 }
 
 fn large_blob(store: &dyn BlobStore) {
@@ -100,28 +146,190 @@ fn large_blob(store: &dyn BlobStore) {
     assert!(back == data, "20 MiB blob content");
 }
 
+/// Under a 1000-byte limit holding three 300-byte blobs, the fourth evicts
+/// the least recently used, where reads and presence checks count as use.
+fn lru_order_respects_reads_and_presence_checks(store: &dyn BlobStore) {
+    let [a, b, c, d] = [10, 11, 12, 13].map(|seed| blob(seed, 300));
+    let [da, db, dc, dd] = [&a, &b, &c, &d].map(|x| Digest::of(x));
+    store.put(&da, a).unwrap();
+    store.put(&db, b).unwrap();
+    store.put(&dc, c).unwrap();
+    assert_eq!(store.total_bytes(), 900);
+    // Use order, oldest first, becomes c, a, b.
+    assert!(store.get(&da).unwrap().is_some());
+    assert_eq!(store.contains_many(&[db]).unwrap(), vec![true]);
+    store.put(&dd, d).unwrap();
+    // 1200 > 1000: evicted down to the 900-byte low-water mark, so only c.
+    assert_eq!(
+        store.contains_many(&[da, db, dc, dd]).unwrap(),
+        vec![true, true, false, true]
+    );
+    assert_eq!(store.get(&dc).unwrap(), None, "evicted blob is gone");
+    assert_eq!(store.total_bytes(), 900);
+
+    // Re-putting a present blob counts as use, not as new bytes.
+    let a_again = blob(10, 300);
+    store.put(&da, a_again).unwrap();
+    assert_eq!(store.total_bytes(), 900);
+}
+
+/// A tiny limit and a stream of blobs: the store never stays over the limit,
+/// keeps the newest blobs, and its total matches what is present.
+fn eviction_under_a_tiny_limit(store: &dyn BlobStore) {
+    let blobs: Vec<Bytes> = (0..20).map(|i| blob(60 + i, 150)).collect();
+    let digests: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
+    for (d, b) in digests.iter().zip(&blobs) {
+        store.put(d, b.clone()).unwrap();
+        assert!(store.total_bytes() <= 1000, "{}", store.total_bytes());
+        assert_eq!(store.contains_many(&[*d]).unwrap(), vec![true], "just put");
+    }
+    let present = store.contains_many(&digests).unwrap();
+    let count = present.iter().filter(|p| **p).count() as u64;
+    assert_eq!(store.total_bytes(), count * 150);
+    assert!(present[19] && present[18], "newest kept: {present:?}");
+    assert!(!present[0] && !present[1], "oldest evicted: {present:?}");
+
+    // A blob larger than the whole limit is refused, not stored.
+    let huge = blob(99, 1001);
+    let err = store.put(&Digest::of(&huge), huge).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::TooLarge {
+                max_bytes: 1000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.total_bytes(), count * 150);
+}
+
+fn sha256_blobs_are_verified_and_kept_apart(store: &dyn BlobStore) {
+    let data = blob(20, 5000);
+    let sha = Digest::of_with(DigestFunction::Sha256, &data);
+    let b3 = Digest::of(&data);
+    store.put(&sha, data.clone()).unwrap();
+    assert_eq!(store.get(&sha).unwrap(), Some(data.clone()));
+    assert_eq!(store.contains_many(&[sha, b3]).unwrap(), vec![true, false]);
+    assert_eq!(store.get(&b3).unwrap(), None, "not found under BLAKE3");
+
+    // A BLAKE3 hash offered as SHA-256 is checked with SHA-256 and refused.
+    let lying = Digest {
+        function: DigestFunction::Sha256,
+        ..b3
+    };
+    assert!(matches!(
+        store.put(&lying, data.clone()),
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    assert_eq!(store.contains_many(&[lying]).unwrap(), vec![false]);
+
+    store.put(&b3, data.clone()).unwrap();
+    assert_eq!(store.total_bytes(), 10_000, "two distinct blobs");
+    let empty = Digest::empty_with(DigestFunction::Sha256);
+    assert_eq!(store.contains_many(&[empty]).unwrap(), vec![true]);
+    assert_eq!(store.get(&empty).unwrap(), Some(Bytes::new()));
+}
+
+fn corrupt_blobs_are_never_served<S: Corruptible>(store: &S) {
+    for function in DigestFunction::ALL {
+        let data = blob(30, 100_000);
+        let digest = Digest::of_with(function, &data);
+        store.put(&digest, data.clone()).unwrap();
+        let mut garbage = data.to_vec();
+        garbage[77] ^= 1;
+        store.corrupt(&digest, &garbage);
+        assert_eq!(store.get(&digest).unwrap(), None, "{function}: not served");
+        assert_eq!(store.contains_many(&[digest]).unwrap(), vec![false]);
+        assert_eq!(store.total_bytes(), 0, "{function}: size accounting fixed");
+        store.put(&digest, data.clone()).unwrap();
+        assert_eq!(store.get(&digest).unwrap(), Some(data));
+        store.corrupt(&digest, b"short");
+        assert_eq!(store.get(&digest).unwrap(), None);
+        assert_eq!(store.total_bytes(), 0);
+    }
+}
+
+fn metadata_tables(store: &dyn BlobStore) {
+    let put = |t, k: &str, v: &'static str| {
+        store
+            .meta_put(t, k.as_bytes(), Bytes::from_static(v.as_bytes()))
+            .unwrap()
+    };
+    put(MetaTable::Index, "inst/a/1", "one");
+    put(MetaTable::Index, "inst/a/2", "two");
+    put(MetaTable::Index, "inst/b", "bee");
+    put(MetaTable::Index, "other/a/1", "elsewhere");
+    put(MetaTable::ActionCache, "inst/a/3", "not an index entry");
+    assert_eq!(
+        store.meta_get(MetaTable::Index, b"inst/a/1").unwrap(),
+        Some(Bytes::from_static(b"one"))
+    );
+    assert_eq!(store.meta_get(MetaTable::Index, b"inst/a/3").unwrap(), None);
+    let scan = |prefix: &str| -> Vec<String> {
+        store
+            .meta_scan_prefix(MetaTable::Index, prefix.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8(k).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(scan("inst/a/"), vec!["inst/a/1=one", "inst/a/2=two"]);
+    assert_eq!(
+        scan("inst/"),
+        vec!["inst/a/1=one", "inst/a/2=two", "inst/b=bee"]
+    );
+    assert_eq!(scan("nothing"), Vec::<String>::new());
+    assert_eq!(scan("").len(), 4, "whole table, and only that table");
+
+    put(MetaTable::Index, "inst/a/1", "replaced");
+    assert_eq!(scan("inst/a/1"), vec!["inst/a/1=replaced"]);
+    store.meta_delete(MetaTable::Index, b"inst/a/1").unwrap();
+    store.meta_delete(MetaTable::Index, b"never there").unwrap();
+    assert_eq!(scan("inst/a/"), vec!["inst/a/2=two"]);
+    assert_eq!(store.total_bytes(), 0, "metadata does not count as blobs");
+}
+
 /// Runs every case on a fresh store from `make`.
-fn conformance<S: BlobStore>(make: impl Fn() -> S) {
-    round_trip(&make());
-    missing_is_none(&make());
-    contains_many_keeps_order(&make());
-    mismatch_is_rejected_and_not_stored(&make());
-    empty_blob_is_always_present(&make());
-    concurrent_puts_of_one_blob(Arc::new(make()));
-    large_blob(&make());
+fn conformance<S: Corruptible>(make: impl Fn(StoreLimits) -> S) {
+    let unlimited = || make(StoreLimits::unlimited());
+    let tiny = || make(StoreLimits::max_bytes(1000));
+    round_trip(&unlimited());
+    missing_is_none(&unlimited());
+    contains_many_keeps_order(&unlimited());
+    mismatch_is_rejected_and_not_stored(&unlimited());
+    empty_blob_is_always_present(&unlimited());
+    concurrent_puts_of_one_blob(Arc::new(unlimited()));
+    concurrent_puts_of_one_blob(Arc::new(make(StoreLimits::max_bytes(300_000))));
+    concurrent_overlapping_puts_count_each_blob_once(Arc::new(make(StoreLimits::max_bytes(
+        1 << 20,
+    ))));
+    large_blob(&unlimited());
+    lru_order_respects_reads_and_presence_checks(&tiny());
+    eviction_under_a_tiny_limit(&tiny());
+    sha256_blobs_are_verified_and_kept_apart(&unlimited());
+    corrupt_blobs_are_never_served(&unlimited());
+    metadata_tables(&unlimited());
 }
 
 #[test]
 fn memory_store_conforms() {
-    conformance(MemoryStore::new);
+    conformance(MemoryStore::with_limits);
 }
 
 #[test]
 fn rocks_store_conforms() {
     let root = tempfile::tempdir().unwrap();
     let counter = std::sync::atomic::AtomicUsize::new(0);
-    conformance(|| {
+    conformance(|limits| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        RocksStore::open(root.path().join(format!("db{n}"))).unwrap()
+        RocksStore::open_with_limits(root.path().join(format!("db{n}")), limits).unwrap()
     });
 }

@@ -1,40 +1,138 @@
 //! An in-process store for tests and for embedding a cache without disk.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
-use super::{verify, BlobStore, StoreError};
+use super::limits::log_eviction;
+use super::{verify, BlobStore, MetaTable, StoreError, StoreLimits};
 use crate::digest::Digest;
 
-/// Blobs in a hash map. Nothing survives the process.
+/// Blobs in a hash map, with an LRU order kept beside them. Nothing survives
+/// the process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    blobs: RwLock<HashMap<Digest, Bytes>>,
+    limits: StoreLimits,
+    blobs: Mutex<Blobs>,
+    meta: RwLock<BTreeMap<(MetaTable, Vec<u8>), Bytes>>,
+}
+
+/// Everything that must change together: one lock, so a size is never
+/// counted twice and the LRU order never names a missing blob.
+#[derive(Debug, Default)]
+struct Blobs {
+    entries: HashMap<Digest, Entry>,
+    /// Last use → blob; the first entry is the least recently used.
+    by_use: BTreeMap<u64, Digest>,
+    next_use: u64,
+    total: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    data: Bytes,
+    last_use: u64,
+}
+
+impl Blobs {
+    fn touch(&mut self, digest: &Digest) -> bool {
+        let next = self.next_use;
+        let Some(entry) = self.entries.get_mut(digest) else {
+            return false;
+        };
+        self.by_use.remove(&entry.last_use);
+        entry.last_use = next;
+        self.by_use.insert(next, *digest);
+        self.next_use += 1;
+        true
+    }
+
+    fn remove(&mut self, digest: &Digest) -> Option<Entry> {
+        let entry = self.entries.remove(digest)?;
+        self.by_use.remove(&entry.last_use);
+        self.total -= digest.size_bytes;
+        Some(entry)
+    }
+
+    fn insert(&mut self, digest: Digest, data: Bytes) {
+        let last_use = self.next_use;
+        self.next_use += 1;
+        self.by_use.insert(last_use, digest);
+        self.entries.insert(digest, Entry { data, last_use });
+        self.total += digest.size_bytes;
+    }
 }
 
 impl MemoryStore {
+    /// An unlimited store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
 
+    /// A store that evicts least recently used blobs beyond `limits`.
+    pub fn with_limits(limits: StoreLimits) -> MemoryStore {
+        MemoryStore {
+            limits,
+            ..MemoryStore::default()
+        }
+    }
+
     /// Number of stored blobs; the empty blob is implicit and not counted.
     pub fn len(&self) -> usize {
-        self.blobs.read().len()
+        self.blobs.lock().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.blobs.read().is_empty()
+        self.blobs.lock().entries.is_empty()
+    }
+
+    /// Evicts least recently used blobs, sparing `keep` (the blob just put).
+    fn evict(&self, blobs: &mut Blobs, keep: &Digest) {
+        if !self.limits.over(blobs.total) {
+            return;
+        }
+        let low_water = self.limits.low_water();
+        let victims: Vec<Digest> = blobs
+            .by_use
+            .values()
+            .filter(|d| *d != keep)
+            .scan(blobs.total, |total, d| {
+                (*total > low_water).then(|| {
+                    *total -= d.size_bytes;
+                    *d
+                })
+            })
+            .collect();
+        let bytes: u64 = victims.iter().map(|d| d.size_bytes).sum();
+        for victim in &victims {
+            blobs.remove(victim);
+        }
+        log_eviction(
+            "memory",
+            victims.len() as u64,
+            bytes,
+            blobs.total,
+            &self.limits,
+        );
+    }
+
+    /// Stores bytes under a digest without verification, so tests can prove
+    /// corrupt data is never served.
+    #[cfg(test)]
+    pub(crate) fn write_unverified(&self, digest: &Digest, data: &[u8]) {
+        let mut blobs = self.blobs.lock();
+        blobs.remove(digest);
+        blobs.insert(*digest, Bytes::copy_from_slice(data));
     }
 }
 
 impl BlobStore for MemoryStore {
     fn contains_many(&self, digests: &[Digest]) -> Result<Vec<bool>, StoreError> {
-        let blobs = self.blobs.read();
+        let mut blobs = self.blobs.lock();
         Ok(digests
             .iter()
-            .map(|d| d.is_empty_blob() || blobs.contains_key(d))
+            .map(|d| d.is_empty_blob() || blobs.touch(d))
             .collect())
     }
 
@@ -42,14 +140,18 @@ impl BlobStore for MemoryStore {
         if digest.is_empty_blob() {
             return Ok(Some(Bytes::new()));
         }
-        let Some(data) = self.blobs.read().get(digest).cloned() else {
-            return Ok(None);
+        let data = {
+            let mut blobs = self.blobs.lock();
+            if !blobs.touch(digest) {
+                return Ok(None);
+            }
+            blobs.entries[digest].data.clone()
         };
         // Memory can't rot on its own, but the contract is uniform so a bug in
         // a writer can never turn into corrupt data served to a reader.
         if let Err(err) = verify(digest, &data) {
             tracing::error!(%digest, %err, "corrupt blob in memory store; deleting");
-            self.blobs.write().remove(digest);
+            self.blobs.lock().remove(digest);
             return Ok(None);
         }
         Ok(Some(data))
@@ -60,7 +162,49 @@ impl BlobStore for MemoryStore {
         if digest.is_empty_blob() {
             return Ok(());
         }
-        self.blobs.write().entry(*digest).or_insert(data);
+        if self.limits.too_large(digest.size_bytes) {
+            return Err(StoreError::TooLarge {
+                digest: *digest,
+                max_bytes: self.limits.max_bytes.unwrap_or(u64::MAX),
+            });
+        }
+        let mut blobs = self.blobs.lock();
+        if blobs.touch(digest) {
+            return Ok(());
+        }
+        blobs.insert(*digest, data);
+        self.evict(&mut blobs, digest);
         Ok(())
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.blobs.lock().total
+    }
+
+    fn meta_get(&self, table: MetaTable, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.meta.read().get(&(table, key.to_vec())).cloned())
+    }
+
+    fn meta_put(&self, table: MetaTable, key: &[u8], value: Bytes) -> Result<(), StoreError> {
+        self.meta.write().insert((table, key.to_vec()), value);
+        Ok(())
+    }
+
+    fn meta_delete(&self, table: MetaTable, key: &[u8]) -> Result<(), StoreError> {
+        self.meta.write().remove(&(table, key.to_vec()));
+        Ok(())
+    }
+
+    fn meta_scan_prefix(
+        &self,
+        table: MetaTable,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError> {
+        let meta = self.meta.read();
+        Ok(meta
+            .range((table, prefix.to_vec())..)
+            .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
     }
 }

@@ -1,6 +1,11 @@
 //! Blob storage behind one synchronous trait. Synchronous because RocksDB is;
 //! the async services hop onto the blocking pool rather than pretending.
+//!
+//! Besides blobs, a store keeps small keyed metadata tables (action cache
+//! entries, index entries) so that one store holds all of a cache's state and
+//! the services need no second database.
 
+mod limits;
 mod memory;
 mod rocks;
 
@@ -12,8 +17,31 @@ use thiserror::Error;
 
 use crate::digest::Digest;
 
+pub use limits::StoreLimits;
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
+
+/// The metadata tables a store keeps beside its blobs. Keys within a table
+/// are arbitrary bytes; callers that partition (e.g. by instance name) encode
+/// that into the key. Metadata is small and does not count towards
+/// [`StoreLimits::max_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetaTable {
+    /// REAPI ActionResults by instance and action digest.
+    ActionCache,
+    /// `buildfleet.v1.CacheIndex` entries by instance and key.
+    Index,
+}
+
+impl MetaTable {
+    /// A stable one-byte tag for storage keys. Never renumber.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            MetaTable::ActionCache => b'a',
+            MetaTable::Index => b'i',
+        }
+    }
+}
 
 /// Why a store operation failed.
 #[derive(Debug, Error)]
@@ -22,6 +50,10 @@ pub enum StoreError {
     /// stored, because a CAS that accepts such blobs poisons every reader.
     #[error("digest mismatch: expected {expected}, data hashes to {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    /// The blob alone is larger than the store may hold; storing it would
+    /// evict everything else and then itself.
+    #[error("blob {digest} is larger than the store's {max_bytes}-byte limit")]
+    TooLarge { digest: Digest, max_bytes: u64 },
     /// The backend could not be opened at `path`.
     #[error("cannot open blob store at {path}")]
     Open {
@@ -39,13 +71,21 @@ pub enum StoreError {
     },
 }
 
-/// A content-addressed blob store.
+/// A content-addressed blob store with least-recently-used eviction.
 ///
 /// Contract shared by every implementation (checked by one conformance suite):
-/// `put` verifies before storing, `get` re-verifies before serving, and the
-/// empty blob is always present.
+/// - `put` verifies (with the digest's own function) before storing, `get`
+///   re-verifies before serving, and the empty blob of each function is
+///   always present.
+/// - Blobs are keyed by (function, hash, size): the same bytes stored under
+///   BLAKE3 are not found under SHA-256.
+/// - `get`, `contains_many` and a `put` of a present blob mark the blob as
+///   used; when a `put` takes [`BlobStore::total_bytes`] over the limit, the
+///   least recently used blobs are evicted down to the low-water mark.
+/// - Concurrent `put`s of one blob store it once and count its size once.
 pub trait BlobStore: Send + Sync + 'static {
-    /// Presence of each digest, in the order asked.
+    /// Presence of each digest, in the order asked. Present blobs count as
+    /// used: a client that asked is about to rely on them.
     fn contains_many(&self, digests: &[Digest]) -> Result<Vec<bool>, StoreError>;
 
     /// The blob's bytes, or `None` if absent or found corrupt (then deleted).
@@ -53,19 +93,39 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Stores `data` under `digest` after checking that it hashes to it.
     fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
+
+    /// Total size of the stored blobs (their digests' sizes, not disk usage).
+    fn total_bytes(&self) -> u64;
+
+    /// One metadata value.
+    fn meta_get(&self, table: MetaTable, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
+
+    /// Stores (replacing) one metadata value.
+    fn meta_put(&self, table: MetaTable, key: &[u8], value: Bytes) -> Result<(), StoreError>;
+
+    /// Removes one metadata value; absent keys are not an error.
+    fn meta_delete(&self, table: MetaTable, key: &[u8]) -> Result<(), StoreError>;
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn meta_scan_prefix(
+        &self,
+        table: MetaTable,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError>;
 }
 
-/// Refuses data that does not hash to `expected`; shared so every store and
-/// service enforces the same rule.
+/// Refuses data that does not hash to `expected` under `expected`'s own
+/// function; shared so every store and service enforces the same rule.
 pub fn verify(expected: &Digest, data: &[u8]) -> Result<(), StoreError> {
-    // Check the cheap length first so a truncated upload is not hashed at all.
+    let actual = || Digest::of_with(expected.function, data);
+    // Check the cheap length first so a truncated upload is not hashed twice.
     if data.len() as u64 != expected.size_bytes {
         return Err(StoreError::DigestMismatch {
             expected: *expected,
-            actual: Digest::of(data),
+            actual: actual(),
         });
     }
-    let actual = Digest::of(data);
+    let actual = actual();
     if actual != *expected {
         return Err(StoreError::DigestMismatch {
             expected: *expected,

@@ -1,16 +1,32 @@
 //! The persistent store. The only module that knows RocksDB exists.
 //!
-//! Each blob has two keys written in one batch: a tiny presence marker (`m`)
-//! and the data (`d`). Presence checks dominate cache traffic
-//! (FindMissingBlobs on every submit), and reading the marker keeps them from
-//! pulling large values out of blob files.
+//! Key layout (one column family, distinguished by the first byte):
+//! - `m` blob → last-use sequence number (8 bytes, big endian): the presence
+//!   marker. Presence checks dominate cache traffic (FindMissingBlobs on
+//!   every submit), and reading the marker keeps them from pulling large
+//!   values out of blob files.
+//! - `d` blob → the data.
+//! - `u` last-use blob → nothing: the LRU order, oldest first, so eviction is
+//!   a forward scan.
+//! - `t` table key → a metadata value.
+//!
+//! A blob key is the digest function's tag, the hash and the size. The three
+//! blob entries always change together in one write batch, under the blob's
+//! lock stripe, so the total size is counted exactly once per blob.
+//!
+//! The total size and the next sequence number are not persisted: they are
+//! recomputed from the markers at open, so they can never disagree with what
+//! is stored.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use rocksdb::{DBCompressionType, Options, WriteBatch, DB};
+use parking_lot::{Mutex, MutexGuard};
+use rocksdb::{DBCompressionType, Direction, IteratorMode, Options, WriteBatch, DB};
 
-use super::{verify, BlobStore, StoreError};
+use super::limits::log_eviction;
+use super::{verify, BlobStore, MetaTable, StoreError, StoreLimits};
 use crate::digest::Digest;
 
 /// Values at least this large go to blob files, so compactions of the LSM tree
@@ -19,26 +35,86 @@ const MIN_BLOB_SIZE: u64 = 64 * 1024;
 
 const MARKER: u8 = b'm';
 const DATA: u8 = b'd';
+const USE_ORDER: u8 = b'u';
+const META: u8 = b't';
+
+/// Blob key length: kind, function tag, 32-byte hash, 8-byte size.
+const BLOB_KEY_LEN: usize = 42;
+/// The layout before digest functions were part of the key; such keys are
+/// dropped at open.
+const LEGACY_BLOB_KEY_LEN: usize = 41;
+
+/// Lock stripes: enough that unrelated blobs rarely contend on 2–16 cores.
+const STRIPES: usize = 64;
 
 /// A RocksDB-backed [`BlobStore`].
 pub struct RocksStore {
     db: DB,
+    limits: StoreLimits,
+    total: AtomicU64,
+    next_use: AtomicU64,
+    stripes: Vec<Mutex<()>>,
+    /// One eviction at a time; others would only race it for the same victims.
+    evicting: Mutex<()>,
 }
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RocksStore")
             .field("path", &self.db.path())
+            .field("limits", &self.limits)
+            .field("total_bytes", &self.total.load(Ordering::Relaxed))
             .finish()
     }
 }
 
-fn key(kind: u8, digest: &Digest) -> [u8; 41] {
-    let mut key = [0u8; 41];
+fn key(kind: u8, digest: &Digest) -> [u8; BLOB_KEY_LEN] {
+    let mut key = [0u8; BLOB_KEY_LEN];
     key[0] = kind;
-    key[1..33].copy_from_slice(&digest.hash);
-    key[33..].copy_from_slice(&digest.size_bytes.to_be_bytes());
+    key[1..].copy_from_slice(&digest.key_bytes());
     key
+}
+
+/// The digest in a blob key (any kind), or `None` for a foreign layout.
+fn digest_of_key(key: &[u8]) -> Option<Digest> {
+    Digest::from_key_bytes(key.get(1..)?)
+}
+
+const USE_KEY_LEN: usize = 9 + BLOB_KEY_LEN - 1;
+
+fn use_key(last_use: u64, digest: &Digest) -> [u8; USE_KEY_LEN] {
+    let mut out = [0u8; USE_KEY_LEN];
+    out[0] = USE_ORDER;
+    out[1..9].copy_from_slice(&last_use.to_be_bytes());
+    out[9..].copy_from_slice(&digest.key_bytes());
+    out
+}
+
+/// (last use, digest) from a use-order key.
+fn parse_use_key(raw: &[u8]) -> Option<(u64, Digest)> {
+    if raw.len() != USE_KEY_LEN || raw[0] != USE_ORDER {
+        return None;
+    }
+    let last_use = u64::from_be_bytes(raw[1..9].try_into().ok()?);
+    Some((last_use, Digest::from_key_bytes(&raw[9..])?))
+}
+
+fn stripe_of(digest: &Digest) -> usize {
+    usize::from(digest.hash[0]) % STRIPES
+}
+
+fn parse_last_use(value: &[u8]) -> u64 {
+    // An empty marker can only come from a store written before use tracking;
+    // treat it as the oldest possible use.
+    value.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn meta_key(table: MetaTable, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + key.len());
+    out.push(META);
+    out.push(table.tag());
+    out.extend_from_slice(key);
+    out
 }
 
 fn backend(operation: &'static str) -> impl FnOnce(rocksdb::Error) -> StoreError {
@@ -49,8 +125,19 @@ fn backend(operation: &'static str) -> impl FnOnce(rocksdb::Error) -> StoreError
 }
 
 impl RocksStore {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) an unlimited store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<RocksStore, StoreError> {
+        RocksStore::open_with_limits(path, StoreLimits::unlimited())
+    }
+
+    /// Opens (creating if needed) the store at `path`, evicting least
+    /// recently used blobs beyond `limits`. The total size is recomputed from
+    /// the stored markers, so it survives restarts and limit changes (a store
+    /// reopened with a smaller limit is trimmed at once).
+    pub fn open_with_limits(
+        path: impl AsRef<Path>,
+        limits: StoreLimits,
+    ) -> Result<RocksStore, StoreError> {
         let path = path.as_ref();
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -63,23 +150,224 @@ impl RocksStore {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
-        Ok(RocksStore { db })
+        let store = RocksStore {
+            db,
+            limits,
+            total: AtomicU64::new(0),
+            next_use: AtomicU64::new(1),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            evicting: Mutex::new(()),
+        };
+        store.recount()?;
+        store.evict(None)?;
+        Ok(store)
     }
 
-    fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+    /// Recomputes the total and the sequence counter from the markers, and
+    /// drops entries of the legacy key layout (which had no digest function
+    /// and so cannot be served correctly).
+    fn recount(&self) -> Result<(), StoreError> {
+        let mut total = 0u64;
+        let mut max_use = 0u64;
+        let mut blobs = 0u64;
+        let mut legacy = WriteBatch::default();
+        let mut legacy_count = 0u64;
+        // Only markers are read: data values may live in blob files, and
+        // opening must not read every blob.
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&[MARKER], Direction::Forward))
+        {
+            let (k, v) = item.map_err(backend("open scan"))?;
+            if k[0] != MARKER {
+                break;
+            }
+            if k.len() == LEGACY_BLOB_KEY_LEN {
+                let mut data_key = k.to_vec();
+                data_key[0] = DATA;
+                legacy.delete(&k);
+                legacy.delete(&data_key);
+                legacy_count += 1;
+                continue;
+            }
+            if let Some(digest) = digest_of_key(&k) {
+                total += digest.size_bytes;
+                max_use = max_use.max(parse_last_use(&v));
+                blobs += 1;
+            }
+        }
+        if legacy_count > 0 {
+            tracing::warn!(
+                blobs = legacy_count,
+                "dropping blobs stored in the pre-digest-function layout"
+            );
+            self.db.write(legacy).map_err(backend("drop legacy"))?;
+        }
+        self.total.store(total, Ordering::SeqCst);
+        self.next_use.store(max_use + 1, Ordering::SeqCst);
+        tracing::info!(
+            path = %self.db.path().display(),
+            blobs,
+            total_bytes = total,
+            max_bytes = self.limits.max_bytes,
+            "opened blob store"
+        );
+        Ok(())
+    }
+
+    fn stripe(&self, digest: &Digest) -> MutexGuard<'_, ()> {
+        self.stripes[stripe_of(digest)].lock()
+    }
+
+    /// The blob's last use, if present. Call with its stripe held.
+    fn marker(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .db
+            .get_pinned(key(MARKER, digest))
+            .map_err(backend("get marker"))?
+            .map(|v| parse_last_use(&v)))
+    }
+
+    /// Marks a present blob as just used. Call with its stripe held.
+    fn touch_locked(&self, digest: &Digest, old_use: u64) -> Result<(), StoreError> {
+        let new_use = self.next_use.fetch_add(1, Ordering::SeqCst);
+        let mut batch = WriteBatch::default();
+        batch.delete(use_key(old_use, digest));
+        batch.put(use_key(new_use, digest), b"");
+        batch.put(key(MARKER, digest), new_use.to_be_bytes());
+        self.db.write(batch).map_err(backend("touch"))
+    }
+
+    /// Marks `digest` as just used if present; true if it was.
+    fn touch(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let _guard = self.stripe(digest);
+        match self.marker(digest)? {
+            Some(old) => self.touch_locked(digest, old).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Marks many blobs as used with one write per lock stripe rather than
+    /// one per blob: a FindMissingBlobs of a whole tree names thousands.
+    /// Blobs evicted since the caller looked are skipped (re-checked under
+    /// their stripe), so a touch never resurrects a marker.
+    fn touch_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        let mut by_stripe: Vec<Vec<Digest>> = vec![Vec::new(); STRIPES];
+        for d in digests {
+            by_stripe[stripe_of(d)].push(*d);
+        }
+        for (i, group) in by_stripe.iter_mut().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            group.sort_unstable();
+            group.dedup();
+            let _guard = self.stripes[i].lock();
+            let markers = self.db.multi_get(group.iter().map(|d| key(MARKER, d)));
+            let mut batch = WriteBatch::default();
+            for (digest, marker) in group.iter().zip(markers) {
+                let Some(old) = marker.map_err(backend("multi_get"))? else {
+                    continue;
+                };
+                let new_use = self.next_use.fetch_add(1, Ordering::SeqCst);
+                batch.delete(use_key(parse_last_use(&old), digest));
+                batch.put(use_key(new_use, digest), b"");
+                batch.put(key(MARKER, digest), new_use.to_be_bytes());
+            }
+            self.db.write(batch).map_err(backend("touch"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a blob and its bookkeeping, fixing the total. Returns whether
+    /// it was counted. Call with its stripe held.
+    fn delete_locked(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let marker = self.marker(digest)?;
         let mut batch = WriteBatch::default();
         batch.delete(key(MARKER, digest));
         batch.delete(key(DATA, digest));
-        self.db.write(batch).map_err(backend("delete"))
+        if let Some(last_use) = marker {
+            batch.delete(use_key(last_use, digest));
+        }
+        self.db.write(batch).map_err(backend("delete"))?;
+        if marker.is_some() {
+            self.total.fetch_sub(digest.size_bytes, Ordering::SeqCst);
+        }
+        Ok(marker.is_some())
+    }
+
+    /// Evicts least recently used blobs (sparing `keep`) until the total is
+    /// at the low-water mark, if it is over the limit.
+    fn evict(&self, keep: Option<&Digest>) -> Result<(), StoreError> {
+        if !self.limits.over(self.total.load(Ordering::SeqCst)) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.evicting.lock();
+        let low_water = self.limits.low_water();
+        let (mut blobs, mut bytes) = (0u64, 0u64);
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&[USE_ORDER], Direction::Forward))
+        {
+            if self.total.load(Ordering::SeqCst) <= low_water {
+                break;
+            }
+            let (k, _) = item.map_err(backend("eviction scan"))?;
+            if k[0] != USE_ORDER {
+                break;
+            }
+            let Some((last_use, digest)) = parse_use_key(&k) else {
+                continue;
+            };
+            if Some(&digest) == keep {
+                continue;
+            }
+            let _guard = self.stripe(&digest);
+            // The scan reads a snapshot: a blob used since then has moved
+            // and must stay.
+            if self.marker(&digest)? != Some(last_use) {
+                continue;
+            }
+            if self.delete_locked(&digest)? {
+                blobs += 1;
+                bytes += digest.size_bytes;
+            }
+        }
+        log_eviction(
+            "rocksdb",
+            blobs,
+            bytes,
+            self.total.load(Ordering::SeqCst),
+            &self.limits,
+        );
+        Ok(())
     }
 
     /// Writes arbitrary bytes under a digest, bypassing verification, so tests
     /// can prove that corrupt data is never served.
     #[cfg(test)]
     pub(crate) fn write_unverified(&self, digest: &Digest, data: &[u8]) {
+        let _guard = self.stripe(digest);
         let mut batch = WriteBatch::default();
-        batch.put(key(MARKER, digest), b"");
+        if self.marker(digest).unwrap().is_none() {
+            let last_use = self.next_use.fetch_add(1, Ordering::SeqCst);
+            batch.put(key(MARKER, digest), last_use.to_be_bytes());
+            batch.put(use_key(last_use, digest), b"");
+            self.total.fetch_add(digest.size_bytes, Ordering::SeqCst);
+        }
         batch.put(key(DATA, digest), data);
+        self.db.write(batch).expect("raw write");
+    }
+
+    /// Writes a blob in the pre-digest-function layout, for the upgrade test.
+    #[cfg(test)]
+    pub(crate) fn write_legacy(&self, digest: &Digest, data: &[u8]) {
+        let mut k = key(DATA, digest).to_vec();
+        k.remove(1);
+        let mut batch = WriteBatch::default();
+        batch.put(&k, data);
+        k[0] = MARKER;
+        batch.put(&k, b"");
         self.db.write(batch).expect("raw write");
     }
 }
@@ -88,14 +376,19 @@ impl BlobStore for RocksStore {
     fn contains_many(&self, digests: &[Digest]) -> Result<Vec<bool>, StoreError> {
         let keys = digests.iter().map(|d| key(MARKER, d));
         let found = self.db.multi_get(keys);
-        digests
+        let mut present = Vec::with_capacity(digests.len());
+        for (digest, res) in digests.iter().zip(found) {
+            let stored = res.map_err(backend("multi_get"))?.is_some();
+            present.push(stored || digest.is_empty_blob());
+        }
+        let stored: Vec<Digest> = digests
             .iter()
-            .zip(found)
-            .map(|(digest, res)| {
-                let present = res.map_err(backend("multi_get"))?.is_some();
-                Ok(present || digest.is_empty_blob())
-            })
-            .collect()
+            .zip(&present)
+            .filter(|(d, p)| **p && !d.is_empty_blob())
+            .map(|(d, _)| *d)
+            .collect();
+        self.touch_many(&stored)?;
+        Ok(present)
     }
 
     fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
@@ -114,10 +407,15 @@ impl BlobStore for RocksStore {
             // client, and keeping it would block a clean re-upload.
             tracing::error!(%digest, %err, "corrupt blob in RocksDB store; deleting");
             drop(value);
-            self.delete(digest)?;
+            let _guard = self.stripe(digest);
+            self.delete_locked(digest)?;
             return Ok(None);
         }
-        Ok(Some(Bytes::copy_from_slice(&value)))
+        let data = Bytes::copy_from_slice(&value);
+        drop(value);
+        // Evicted between the read and now: the bytes read are still valid.
+        self.touch(digest)?;
+        Ok(Some(data))
     }
 
     fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
@@ -125,19 +423,72 @@ impl BlobStore for RocksStore {
         if digest.is_empty_blob() {
             return Ok(());
         }
-        // Re-writing a large blob that is already there only costs compaction.
-        if self
-            .db
-            .get_pinned(key(MARKER, digest))
-            .map_err(backend("get"))?
-            .is_some()
-        {
-            return Ok(());
+        if self.limits.too_large(digest.size_bytes) {
+            return Err(StoreError::TooLarge {
+                digest: *digest,
+                max_bytes: self.limits.max_bytes.unwrap_or(u64::MAX),
+            });
         }
-        let mut batch = WriteBatch::default();
-        batch.put(key(DATA, digest), &data);
-        batch.put(key(MARKER, digest), b"");
-        self.db.write(batch).map_err(backend("put"))
+        {
+            let _guard = self.stripe(digest);
+            // Re-writing a large blob that is already there only costs
+            // compaction; a present blob is just marked used.
+            if let Some(old) = self.marker(digest)? {
+                return self.touch_locked(digest, old);
+            }
+            let last_use = self.next_use.fetch_add(1, Ordering::SeqCst);
+            let mut batch = WriteBatch::default();
+            batch.put(key(DATA, digest), &data);
+            batch.put(use_key(last_use, digest), b"");
+            batch.put(key(MARKER, digest), last_use.to_be_bytes());
+            self.db.write(batch).map_err(backend("put"))?;
+            self.total.fetch_add(digest.size_bytes, Ordering::SeqCst);
+        }
+        self.evict(Some(digest))
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    fn meta_get(&self, table: MetaTable, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .db
+            .get_pinned(meta_key(table, key))
+            .map_err(backend("meta get"))?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    fn meta_put(&self, table: MetaTable, key: &[u8], value: Bytes) -> Result<(), StoreError> {
+        self.db
+            .put(meta_key(table, key), value)
+            .map_err(backend("meta put"))
+    }
+
+    fn meta_delete(&self, table: MetaTable, key: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .delete(meta_key(table, key))
+            .map_err(backend("meta delete"))
+    }
+
+    fn meta_scan_prefix(
+        &self,
+        table: MetaTable,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError> {
+        let start = meta_key(table, prefix);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(backend("meta scan"))?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            out.push((k[2..].to_vec(), Bytes::from(v.into_vec())));
+        }
+        Ok(out)
     }
 }
 
@@ -162,22 +513,62 @@ mod tests {
         assert_eq!(store.get(&digest).unwrap(), None);
         assert_eq!(store.contains_many(&[digest]).unwrap(), vec![false]);
         assert_eq!(store.get(&digest).unwrap(), None);
+        assert_eq!(store.total_bytes(), 0, "size accounting fixed");
 
         // A clean upload heals the store.
         store.put(&digest, data.clone()).unwrap();
         assert_eq!(store.get(&digest).unwrap(), Some(data));
+        assert_eq!(store.total_bytes(), 100_000);
     }
 
     #[test]
-    fn blobs_survive_reopening() {
+    fn blobs_total_and_use_order_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let data = Bytes::from_static(b"persistent");
-        let digest = Digest::of(&data);
+        let blob = |seed: u8| Bytes::from(vec![seed; 300]);
+        let digests: Vec<Digest> = (1..=3).map(|s| Digest::of(&blob(s))).collect();
         {
             let store = RocksStore::open(dir.path()).unwrap();
-            store.put(&digest, data.clone()).unwrap();
+            for (s, d) in (1..=3).zip(&digests) {
+                store.put(d, blob(s)).unwrap();
+            }
+            // Blob 1 becomes the most recently used.
+            assert!(store.get(&digests[0]).unwrap().is_some());
+        }
+        let store = RocksStore::open_with_limits(dir.path(), StoreLimits::max_bytes(1000)).unwrap();
+        assert_eq!(store.total_bytes(), 900);
+        assert_eq!(store.get(&digests[2]).unwrap(), Some(blob(3)));
+        // Order now (oldest first): 2, 1, 3. A fourth blob evicts blob 2.
+        let fourth = Bytes::from(vec![4u8; 300]);
+        store.put(&Digest::of(&fourth), fourth).unwrap();
+        assert_eq!(
+            store.contains_many(&digests).unwrap(),
+            vec![true, false, true]
+        );
+        assert_eq!(store.total_bytes(), 900);
+        drop(store);
+
+        // Reopened with a smaller limit, the store trims itself at once.
+        let store = RocksStore::open_with_limits(dir.path(), StoreLimits::max_bytes(500)).unwrap();
+        assert!(store.total_bytes() <= 450, "{}", store.total_bytes());
+    }
+
+    #[test]
+    fn legacy_layout_entries_are_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"from an older version";
+        let digest = Digest::of(data);
+        {
+            let store = RocksStore::open(dir.path()).unwrap();
+            store.write_legacy(&digest, data);
         }
         let store = RocksStore::open(dir.path()).unwrap();
-        assert_eq!(store.get(&digest).unwrap(), Some(data));
+        assert_eq!(store.total_bytes(), 0);
+        assert_eq!(store.contains_many(&[digest]).unwrap(), vec![false]);
+        let raw: Vec<_> = store
+            .db
+            .iterator(IteratorMode::Start)
+            .map(|i| i.unwrap().0)
+            .collect();
+        assert!(raw.is_empty(), "legacy keys left behind: {raw:?}");
     }
 }

@@ -35,6 +35,7 @@ pub(super) fn hash_file(path: &Path) -> Result<Digest, TreeError> {
         size += n as u64;
     }
     Ok(Digest {
+        function: crate::digest::DigestFunction::Blake3,
         hash: *hasher.finalize().as_bytes(),
         size_bytes: size,
     })

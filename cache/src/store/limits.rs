@@ -1,0 +1,82 @@
+//! How much a store may hold, and the one eviction rule both stores follow.
+
+/// Evictions bring the total down to this share of the limit, so a store at
+/// its limit does not evict on every single put.
+const LOW_WATER_PERCENT: u64 = 90;
+
+/// Size limits for a [`BlobStore`](super::BlobStore).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Most blob bytes the store holds; `None` keeps everything.
+    pub max_bytes: Option<u64>,
+}
+
+impl StoreLimits {
+    /// No limit: nothing is ever evicted.
+    pub fn unlimited() -> StoreLimits {
+        StoreLimits { max_bytes: None }
+    }
+
+    /// At most `max_bytes` of blobs.
+    pub fn max_bytes(max_bytes: u64) -> StoreLimits {
+        StoreLimits {
+            max_bytes: Some(max_bytes),
+        }
+    }
+
+    /// True when `total` is over the limit and eviction must run.
+    pub(crate) fn over(&self, total: u64) -> bool {
+        self.max_bytes.is_some_and(|max| total > max)
+    }
+
+    /// What eviction brings the total down to.
+    pub(crate) fn low_water(&self) -> u64 {
+        self.max_bytes.map_or(u64::MAX, |max| {
+            max / 100 * LOW_WATER_PERCENT + max % 100 * LOW_WATER_PERCENT / 100
+        })
+    }
+
+    /// True when one blob of `size` bytes can never fit.
+    pub(crate) fn too_large(&self, size: u64) -> bool {
+        self.max_bytes.is_some_and(|max| size > max)
+    }
+}
+
+/// The one log line every eviction produces, so operators see the same
+/// fields whichever store runs.
+pub(crate) fn log_eviction(
+    store: &str,
+    blobs: u64,
+    bytes: u64,
+    total_after: u64,
+    limits: &StoreLimits,
+) {
+    if blobs > 0 {
+        tracing::info!(
+            store,
+            evicted_blobs = blobs,
+            evicted_bytes = bytes,
+            total_bytes = total_after,
+            max_bytes = limits.max_bytes,
+            "evicted least recently used blobs"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_water_is_ninety_percent() {
+        assert_eq!(StoreLimits::max_bytes(1000).low_water(), 900);
+        assert_eq!(
+            StoreLimits::max_bytes(u64::MAX).low_water(),
+            u64::MAX / 100 * 90 + 13
+        );
+        assert!(StoreLimits::max_bytes(10).over(11));
+        assert!(!StoreLimits::max_bytes(10).over(10));
+        assert!(!StoreLimits::unlimited().over(u64::MAX));
+        assert!(StoreLimits::max_bytes(10).too_large(11));
+    }
+}

@@ -1,0 +1,407 @@
+//! REAPI CAS, ByteStream and Capabilities as a Bazel-family client sees them:
+//! SHA-256 and BLAKE3 side by side, and resumable uploads.
+
+mod support;
+
+use std::sync::Arc;
+
+use buildfleet_cache::{
+    read_resource_name, write_resource_name, Digest, DigestFunction, MemoryStore, RocksStore,
+};
+use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
+use buildfleet_proto::bytestream::{QueryWriteStatusRequest, ReadRequest, WriteRequest};
+use buildfleet_proto::reapi::capabilities_client::CapabilitiesClient;
+use buildfleet_proto::reapi::content_addressable_storage_client::ContentAddressableStorageClient;
+use buildfleet_proto::reapi::{
+    batch_update_blobs_request, digest_function, BatchReadBlobsRequest, BatchUpdateBlobsRequest,
+    FindMissingBlobsRequest, GetCapabilitiesRequest,
+};
+use support::{blob, TestServer};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const SHA256: i32 = digest_function::Value::Sha256 as i32;
+const BLAKE3: i32 = digest_function::Value::Blake3 as i32;
+
+#[tokio::test]
+async fn capabilities_list_both_functions_and_action_cache_updates() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let caps = CapabilitiesClient::new(server.channel().await)
+        .get_capabilities(GetCapabilitiesRequest {
+            instance_name: "any/instance".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let cache = caps.cache_capabilities.unwrap();
+    assert!(cache.digest_functions.contains(&SHA256), "{cache:?}");
+    assert!(cache.digest_functions.contains(&BLAKE3), "{cache:?}");
+    assert!(
+        cache
+            .action_cache_update_capabilities
+            .unwrap()
+            .update_enabled
+    );
+    assert_eq!(cache.max_batch_total_size_bytes, 4 * 1024 * 1024);
+    assert!(cache.supported_compressors.is_empty(), "identity only");
+    server.stop().await;
+}
+
+async fn find_missing(
+    cas: &mut ContentAddressableStorageClient<Channel>,
+    function: i32,
+    digests: &[Digest],
+) -> Vec<buildfleet_proto::reapi::Digest> {
+    cas.find_missing_blobs(FindMissingBlobsRequest {
+        instance_name: "main".into(),
+        blob_digests: digests.iter().map(|d| (*d).into()).collect(),
+        digest_function: function,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .missing_blob_digests
+}
+
+#[tokio::test]
+async fn sha256_blobs_upload_read_and_stay_apart_from_blake3() {
+    let db = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Arc::new(RocksStore::open(db.path()).unwrap())).await;
+    let mut cas = ContentAddressableStorageClient::new(server.channel().await);
+    let data = blob(1, 5000);
+    let sha = Digest::of_with(DigestFunction::Sha256, &data);
+    let b3 = Digest::of(&data);
+
+    // Uploaded with the function left unset: REAPI says that is SHA-256.
+    let response = cas
+        .batch_update_blobs(BatchUpdateBlobsRequest {
+            instance_name: "main".into(),
+            requests: vec![batch_update_blobs_request::Request {
+                digest: Some(sha.into()),
+                data: data.clone(),
+                compressor: 0,
+            }],
+            digest_function: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.responses[0].status.as_ref().unwrap().code, 0);
+
+    assert!(find_missing(&mut cas, SHA256, &[sha]).await.is_empty());
+    assert!(find_missing(&mut cas, 0, &[sha]).await.is_empty());
+    // The same bytes were never uploaded under BLAKE3.
+    assert_eq!(find_missing(&mut cas, BLAKE3, &[b3]).await, vec![b3.into()]);
+
+    let read = cas
+        .batch_read_blobs(BatchReadBlobsRequest {
+            digests: vec![sha.into()],
+            digest_function: SHA256,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.responses[0].data, data);
+
+    // ByteStream: the name without a function segment is SHA-256.
+    let mut bytestream = ByteStreamClient::new(server.channel().await);
+    assert_eq!(
+        read_all(&mut bytestream, &read_resource_name("main", &sha))
+            .await
+            .unwrap(),
+        data
+    );
+    let blake3_name = read_resource_name("main", &b3);
+    assert!(blake3_name.contains("/blake3/"));
+    let status = read_all(&mut bytestream, &blake3_name).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+
+    // And the other way round: a BLAKE3 upload is invisible to SHA-256.
+    let other = blob(2, 700);
+    let other_b3 = Digest::of(&other);
+    let other_sha = Digest::of_with(DigestFunction::Sha256, &other);
+    write_all(
+        &mut bytestream,
+        &write_resource_name("", uuid::Uuid::new_v4(), &other_b3),
+        other.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(find_missing(&mut cas, BLAKE3, &[other_b3]).await.is_empty());
+    assert_eq!(
+        find_missing(&mut cas, SHA256, &[other_sha]).await,
+        vec![other_sha.into()]
+    );
+
+    // SHA-256 data is verified with SHA-256: a BLAKE3 hash under a SHA-256
+    // name is a mismatch, not accepted.
+    let lying = Digest {
+        function: DigestFunction::Sha256,
+        ..other_b3
+    };
+    let status = write_all(
+        &mut bytestream,
+        &write_resource_name("", uuid::Uuid::new_v4(), &lying),
+        other,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    server.stop().await;
+}
+
+async fn read_all(
+    bytestream: &mut ByteStreamClient<Channel>,
+    name: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = bytestream
+        .read(ReadRequest {
+            resource_name: name.to_owned(),
+            read_offset: 0,
+            read_limit: 0,
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}
+
+async fn write_all(
+    bytestream: &mut ByteStreamClient<Channel>,
+    name: &str,
+    data: Vec<u8>,
+) -> Result<i64, tonic::Status> {
+    let request = WriteRequest {
+        resource_name: name.to_owned(),
+        write_offset: 0,
+        finish_write: true,
+        data,
+    };
+    Ok(bytestream
+        .write(futures::stream::iter(vec![request]))
+        .await?
+        .into_inner()
+        .committed_size)
+}
+
+async fn query(bytestream: &mut ByteStreamClient<Channel>, name: &str) -> (i64, bool) {
+    let status = bytestream
+        .query_write_status(QueryWriteStatusRequest {
+            resource_name: name.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (status.committed_size, status.complete)
+}
+
+fn chunk(name: &str, data: &[u8], offset: usize, len: usize, finish: bool) -> WriteRequest {
+    WriteRequest {
+        resource_name: if offset == 0 {
+            name.to_owned()
+        } else {
+            String::new()
+        },
+        write_offset: offset as i64,
+        finish_write: finish,
+        data: data[offset..offset + len].to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn interrupted_write_resumes_where_it_broke() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let mut bytestream = ByteStreamClient::new(server.channel().await);
+    let data = blob(3, 3 * 1024 * 1024 + 17);
+    let digest = Digest::of_with(DigestFunction::Sha256, &data);
+    let name = write_resource_name("ci", uuid::Uuid::new_v4(), &digest);
+    const CHUNK: usize = 1024 * 1024;
+
+    assert_eq!(
+        query(&mut bytestream, &name).await,
+        (0, false),
+        "unknown upload"
+    );
+
+    // Two chunks, then the stream ends without finish_write.
+    let (tx, rx) = mpsc::channel(4);
+    let mut writer = bytestream.clone();
+    let call = tokio::spawn(async move { writer.write(ReceiverStream::new(rx)).await });
+    tx.send(chunk(&name, &data, 0, CHUNK, false)).await.unwrap();
+    tx.send(chunk(&name, &data, CHUNK, CHUNK, false))
+        .await
+        .unwrap();
+    drop(tx);
+    let status = call.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("finish_write"),
+        "{}",
+        status.message()
+    );
+
+    assert_eq!(
+        query(&mut bytestream, &name).await,
+        (2 * CHUNK as i64, false)
+    );
+
+    // Resuming at the wrong offset is refused, naming both offsets, and
+    // keeps what was committed.
+    let mut bad = chunk(&name, &data, 2 * CHUNK, CHUNK, false);
+    bad.resource_name = name.clone();
+    bad.write_offset = CHUNK as i64;
+    let status = bytestream
+        .write(futures::stream::iter(vec![bad]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let message = status.message();
+    assert!(
+        message.contains(&format!("expected write_offset {}", 2 * CHUNK))
+            && message.contains(&format!("offset {CHUNK}")),
+        "{message}"
+    );
+    assert_eq!(
+        query(&mut bytestream, &name).await,
+        (2 * CHUNK as i64, false)
+    );
+
+    // The resumed write sends only the rest.
+    let mut first = chunk(&name, &data, 2 * CHUNK, CHUNK, false);
+    first.resource_name = name.clone();
+    let rest = data.len() - 3 * CHUNK;
+    let last = chunk(&name, &data, 3 * CHUNK, rest, true);
+    let response = bytestream
+        .write(futures::stream::iter(vec![first, last]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.committed_size, data.len() as i64);
+    assert_eq!(
+        query(&mut bytestream, &name).await,
+        (data.len() as i64, true)
+    );
+    assert_eq!(
+        read_all(&mut bytestream, &read_resource_name("ci", &digest))
+            .await
+            .unwrap(),
+        data
+    );
+    assert_eq!(
+        server.store.total_bytes(),
+        data.len() as u64,
+        "counted once"
+    );
+
+    // Writing a blob that exists again commits its full size without
+    // storing (or counting) it twice.
+    let again = write_resource_name("ci", uuid::Uuid::new_v4(), &digest);
+    let committed = write_all(&mut bytestream, &again, data.clone())
+        .await
+        .unwrap();
+    assert_eq!(committed, data.len() as i64);
+    assert_eq!(server.store.total_bytes(), data.len() as u64);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn write_cancelled_by_the_client_keeps_its_bytes() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let mut bytestream = ByteStreamClient::new(server.channel().await);
+    let data = blob(4, 2 * 1024 * 1024);
+    let digest = Digest::of(&data);
+    let name = write_resource_name("", uuid::Uuid::new_v4(), &digest);
+    const HALF: usize = 1024 * 1024;
+
+    let (tx, rx) = mpsc::channel(4);
+    let mut writer = bytestream.clone();
+    let call = tokio::spawn(async move { writer.write(ReceiverStream::new(rx)).await });
+    tx.send(chunk(&name, &data, 0, HALF, false)).await.unwrap();
+    // Wait (bounded) until the server has the chunk, then kill the call
+    // mid-stream: the RPC is reset, not ended.
+    let mut seen = 0;
+    for _ in 0..1000 {
+        seen = query(&mut bytestream, &name).await.0;
+        if seen == HALF as i64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, HALF as i64, "server received the first half");
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    drop(tx);
+
+    // The server may notice the reset a moment later; until then the upload
+    // is still live and a second writer is told to retry (ABORTED).
+    let mut outcome = None;
+    for _ in 0..1000 {
+        let mut resume = chunk(&name, &data, HALF, HALF, true);
+        resume.resource_name = name.clone();
+        match bytestream.write(futures::stream::iter(vec![resume])).await {
+            Err(status) if status.code() == Code::Aborted => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            other => {
+                outcome = Some(other);
+                break;
+            }
+        }
+    }
+    let response = outcome.expect("upload released").unwrap().into_inner();
+    assert_eq!(response.committed_size, data.len() as i64);
+    assert_eq!(
+        read_all(&mut bytestream, &read_resource_name("", &digest))
+            .await
+            .unwrap(),
+        data
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ranged_reads_honour_offset_and_limit() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let mut bytestream = ByteStreamClient::new(server.channel().await);
+    let data = blob(5, 10_000);
+    let digest = Digest::of_with(DigestFunction::Sha256, &data);
+    write_all(
+        &mut bytestream,
+        &write_resource_name("", uuid::Uuid::new_v4(), &digest),
+        data.clone(),
+    )
+    .await
+    .unwrap();
+    let name = read_resource_name("", &digest);
+    let read = |offset: i64, limit: i64| {
+        let mut client = bytestream.clone();
+        let name = name.clone();
+        async move {
+            let mut stream = client
+                .read(ReadRequest {
+                    resource_name: name,
+                    read_offset: offset,
+                    read_limit: limit,
+                })
+                .await?
+                .into_inner();
+            let mut out = Vec::new();
+            while let Some(c) = stream.message().await? {
+                out.extend_from_slice(&c.data);
+            }
+            Ok::<_, tonic::Status>(out)
+        }
+    };
+    assert_eq!(read(9_000, 0).await.unwrap(), data[9_000..].to_vec());
+    assert_eq!(read(100, 50).await.unwrap(), data[100..150].to_vec());
+    assert_eq!(read(9_990, 50).await.unwrap(), data[9_990..].to_vec());
+    assert_eq!(read(10_001, 0).await.unwrap_err().code(), Code::OutOfRange);
+    assert_eq!(read(-1, 0).await.unwrap_err().code(), Code::InvalidArgument);
+    server.stop().await;
+}

@@ -1,0 +1,62 @@
+//! A real cache server on an OS-assigned loopback port, shared by the REAPI
+//! and index test files.
+
+// Each test binary compiles this module and uses a different subset of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use buildfleet_cache::{serve, BlobStore, CacheError};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+pub struct TestServer {
+    pub store: Arc<dyn BlobStore>,
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), CacheError>>>,
+}
+
+impl TestServer {
+    pub async fn start(store: Arc<dyn BlobStore>) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, Arc::clone(&store), async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            store,
+            url,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server and checks it shut down cleanly.
+    pub async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+/// Deterministic test data.
+pub fn blob(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
