@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Where the cache keeps its data (default: a per-user data directory).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Keep the embedded cache under this size (e.g. `20GiB`), evicting the
+    /// least recently used blobs; default: no limit.
+    #[arg(long, value_parser = parse_size)]
+    pub cache_max_size: Option<u64>,
     /// Directory to snapshot as the pipeline's inputs (default: the pipeline file's directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -96,6 +100,21 @@ pub struct CacheArgs {
     pub data: Option<PathBuf>,
     #[arg(long)]
     pub print_addr: bool,
+    /// Keep stored blobs under this size (e.g. `50GiB`), evicting the least
+    /// recently used; default: no limit.
+    #[arg(long, value_parser = parse_size)]
+    pub max_size: Option<u64>,
+}
+
+/// Sizes as people write them: `500MB`, `50GiB`, `1048576`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a size like 500MB or 50GiB: {e}"))?;
+    if size.as_u64() == 0 {
+        return Err("the cache size limit must be above zero".into());
+    }
+    Ok(size.as_u64())
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use buildfleet_cache::{BlobStore, RocksStore};
+use buildfleet_cache::{BlobStore, RocksStore, StoreLimits};
 use buildfleet_coordinator::CoordinatorConfig;
 use buildfleet_runner::RunnerConfig;
 use tokio::net::TcpListener;
@@ -18,6 +18,7 @@ use tracing::{info_span, warn, Instrument};
 
 pub struct FleetOptions {
     pub data_dir: PathBuf,
+    pub cache_limits: StoreLimits,
     pub runners: u32,
     pub coordinator: CoordinatorConfig,
     pub kill_grace: Duration,
@@ -47,7 +48,7 @@ impl EmbeddedFleet {
         anyhow::ensure!(opts.runners >= 1, "--runners must be at least 1");
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        let cache_url = start_cache(&opts.data_dir, &stop, &mut tasks).await?;
+        let cache_url = start_cache(&opts.data_dir, opts.cache_limits, &stop, &mut tasks).await?;
 
         let (coord_l, coord_addr) = bind_loopback().await?;
         let s = stop.clone();
@@ -108,7 +109,7 @@ impl EmbeddedFleet {
     pub async fn start_cache_only(data_dir: &Path) -> Result<EmbeddedFleet> {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        let cache_url = start_cache(data_dir, &stop, &mut tasks).await?;
+        let cache_url = start_cache(data_dir, StoreLimits::unlimited(), &stop, &mut tasks).await?;
         Ok(EmbeddedFleet {
             coordinator_url: String::new(),
             cache_url,
@@ -155,13 +156,15 @@ type Tasks = Vec<(String, JoinHandle<()>)>;
 /// Opens the RocksDB cache under `data_dir` and serves it on a loopback port.
 async fn start_cache(
     data_dir: &Path,
+    limits: StoreLimits,
     stop: &CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<String> {
     let cache_dir = data_dir.join("cache");
     std::fs::create_dir_all(&cache_dir)
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
-    let store: Arc<dyn BlobStore> = Arc::new(RocksStore::open(&cache_dir).with_context(|| {
+    let store = RocksStore::open_with_limits(&cache_dir, limits);
+    let store: Arc<dyn BlobStore> = Arc::new(store.with_context(|| {
         format!(
             "opening the cache at {} (is another buildfleet using it? pass --data DIR)",
             cache_dir.display()

@@ -110,6 +110,9 @@ async fn run(args: RunArgs) -> Result<i32> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
     let fleet = EmbeddedFleet::start(FleetOptions {
         data_dir,
+        cache_limits: buildfleet_cache::StoreLimits {
+            max_bytes: args.cache_max_size,
+        },
         runners,
         coordinator: CoordinatorConfig {
             scheduler: SchedulerConfig {

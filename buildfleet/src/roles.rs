@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use buildfleet_cache::{BlobStore, RocksStore};
+use buildfleet_cache::{BlobStore, RocksStore, StoreLimits};
 use buildfleet_coordinator::scheduler::SchedulerConfig;
 use buildfleet_coordinator::CoordinatorConfig;
 use buildfleet_runner::RunnerConfig;
@@ -60,8 +60,13 @@ pub async fn cache(args: CacheArgs) -> Result<()> {
         .join("cache");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let store: Arc<dyn BlobStore> = Arc::new(
-        RocksStore::open(&dir)
-            .with_context(|| format!("opening the cache at {}", dir.display()))?,
+        RocksStore::open_with_limits(
+            &dir,
+            StoreLimits {
+                max_bytes: args.max_size,
+            },
+        )
+        .with_context(|| format!("opening the cache at {}", dir.display()))?,
     );
     let listener = bind(&args.listen, args.print_addr).await?;
     buildfleet_cache::serve(listener, store, shutdown_signal()).await?;

@@ -26,6 +26,7 @@ pub async fn start_with(runners: u32, label_wait: Duration) -> TestFleet {
     let data = tempfile::tempdir().unwrap();
     let fleet = EmbeddedFleet::start(FleetOptions {
         data_dir: data.path().to_path_buf(),
+        cache_limits: buildfleet_cache::StoreLimits::unlimited(),
         runners,
         coordinator: CoordinatorConfig {
             scheduler: SchedulerConfig { label_wait },
