@@ -24,6 +24,8 @@ mod server;
 mod store;
 mod tree;
 
+#[cfg(unix)]
+pub use client::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
 pub use client::{CasClient, MaterialiseStats, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
 pub use digest::{Digest, DigestError};
 pub use error::CacheError;

@@ -2,7 +2,11 @@
 //! materialises trees. Every byte it receives is verified before use, so a
 //! faulty or hostile server can't plant content.
 
+#[cfg(unix)]
+mod local_cas;
 mod materialise;
+#[cfg(unix)]
+mod materialise_local;
 mod transfer;
 mod upload;
 
@@ -15,6 +19,8 @@ use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::server::MAX_MESSAGE_BYTES;
 
+#[cfg(unix)]
+pub use local_cas::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
 pub use materialise::MaterialiseStats;
 pub use upload::UploadStats;
 
