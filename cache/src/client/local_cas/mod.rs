@@ -346,11 +346,19 @@ impl LocalCas {
         })
     }
 
+    /// Releases a pin; evicts if pins had kept the cache over its cap, so a
+    /// finished materialisation leaves the cache within it.
     pub(crate) fn unpin(&self, digest: &Digest, executable: bool) {
-        self.inner.index.lock().unpin(&EntryKey {
+        let mut index = self.inner.index.lock();
+        index.unpin(&EntryKey {
             digest: *digest,
             executable,
         });
+        if let Some(cap) = self.inner.max_bytes {
+            if index.total_bytes() > cap {
+                self.evict_locked(&mut index, cap);
+            }
+        }
     }
 
     /// Inserts bytes the caller has just verified against `key.digest` (a
