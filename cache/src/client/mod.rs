@@ -2,6 +2,7 @@
 //! materialises trees. Every byte it receives is verified before use, so a
 //! faulty or hostile server can't plant content.
 
+mod blobs;
 #[cfg(unix)]
 mod local_cas;
 mod materialise;
