@@ -160,6 +160,14 @@ pub struct RunnerArgs {
     pub work_dir: Option<PathBuf>,
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub kill_grace: Duration,
+    /// The runner's local blob cache, from which inputs and dependency
+    /// caches are hard-linked; keep it on the work directory's filesystem
+    /// (default: `runner-cas` in the per-user data directory).
+    #[arg(long)]
+    pub local_cache_dir: Option<PathBuf>,
+    /// Size cap of the local blob cache (e.g. `20GiB`); default: no cap.
+    #[arg(long, value_parser = parse_size)]
+    pub local_cache_max_size: Option<u64>,
 }
 
 #[derive(Args, Debug)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use buildfleet_cache::{BlobStore, RocksStore, StoreLimits};
+use buildfleet_cache::{BlobStore, LocalCas, RocksStore, StoreLimits};
 use buildfleet_coordinator::CoordinatorConfig;
 use buildfleet_runner::RunnerConfig;
 use tokio::net::TcpListener;
@@ -70,6 +70,12 @@ impl EmbeddedFleet {
 
         let coordinator_url = format!("http://{coord_addr}");
         let work_base = opts.data_dir.join("work");
+        // One local blob cache for all embedded runners: they share a disk,
+        // and one index keeps its accounting right.
+        let cas_dir = opts.data_dir.join("runner-cas");
+        let local_cas = LocalCas::open(&cas_dir, None).with_context(|| {
+            format!("opening the runners' local cache at {}", cas_dir.display())
+        })?;
         for i in 1..=opts.runners {
             let name = format!("runner-{i}");
             let config = RunnerConfig {
@@ -80,6 +86,7 @@ impl EmbeddedFleet {
                 slots: 1,
                 work_root: work_base.join(format!("{}-{}", name, std::process::id())),
                 kill_grace: opts.kill_grace,
+                local_cas: Some(local_cas.clone()),
             };
             let s = stop.clone();
             tasks.push((

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use buildfleet_cache::{BlobStore, RocksStore, StoreLimits};
+use buildfleet_cache::{BlobStore, LocalCas, RocksStore, StoreLimits};
 use buildfleet_coordinator::scheduler::SchedulerConfig;
 use buildfleet_coordinator::CoordinatorConfig;
 use buildfleet_runner::RunnerConfig;
@@ -80,6 +80,11 @@ pub async fn runner(args: RunnerArgs) -> Result<()> {
     let work_root = args
         .work_dir
         .unwrap_or_else(|| crate::fleet::default_data_dir().join("work").join(&name));
+    let cas_dir = args
+        .local_cache_dir
+        .unwrap_or_else(|| crate::fleet::default_data_dir().join("runner-cas"));
+    let local_cas = LocalCas::open(&cas_dir, args.local_cache_max_size)
+        .with_context(|| format!("opening the runner's local cache at {}", cas_dir.display()))?;
     let config = RunnerConfig {
         coordinator_url: args.coordinator,
         cache_url: args.cache,
@@ -88,6 +93,7 @@ pub async fn runner(args: RunnerArgs) -> Result<()> {
         slots: args.slots,
         work_root,
         kill_grace: args.kill_grace,
+        local_cas: Some(local_cas),
     };
     config.validate()?;
     buildfleet_runner::run(config, shutdown_signal()).await?;

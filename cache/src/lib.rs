@@ -44,6 +44,8 @@ mod server;
 mod store;
 mod tree;
 
+#[cfg(unix)]
+pub use client::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
 pub use client::{
     CasClient, IndexEntry, IndexHit, MaterialiseStats, OutputDirectory, OutputFile, StepResult,
     UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use buildfleet_cache::CasClient;
+use buildfleet_cache::{CasClient, LocalCas};
 use buildfleet_proto::v1 as pb;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -28,6 +28,10 @@ pub struct RunnerConfig {
     pub work_root: PathBuf,
     /// Time between SIGTERM and SIGKILL when a shard is stopped.
     pub kill_grace: Duration,
+    /// The runner's local blob cache: inputs and dependency caches are
+    /// hard-linked from it, so a warm restore costs metadata, not bytes.
+    /// `None` downloads and writes every file.
+    pub local_cas: Option<LocalCas>,
 }
 
 impl RunnerConfig {
@@ -99,6 +103,7 @@ pub async fn run(
         cas,
         kill_grace: config.kill_grace,
         out: out_tx.clone(),
+        local: config.local_cas.clone(),
     });
     let cancels: CancelMap = Arc::default();
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;

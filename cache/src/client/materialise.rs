@@ -1,15 +1,12 @@
 //! Materialising a tree: the reverse of a snapshot, onto local disk.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use buildfleet_proto::reapi::GetTreeRequest;
-use prost::Message;
-
-use super::{blake3_function, CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
+use super::{CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
 use crate::digest::Digest;
 use crate::error::CacheError;
-use crate::tree::{listing_from_proto, DirectoryListing};
+use crate::tree::DirectoryListing;
 
 /// What a materialisation wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,11 +19,29 @@ pub struct MaterialiseStats {
     pub bytes: u64,
     /// Distinct file blobs fetched from the server.
     pub fetched_blobs: u64,
+    /// Bytes of the blobs fetched from the server.
+    pub fetched_bytes: u64,
+    /// Distinct file blobs served wholly by the local cache, not fetched.
+    pub local_blobs: u64,
+    /// Files hard-linked from the local cache.
+    pub linked_files: u64,
+    /// Files copied from the local cache because linking failed (e.g. the
+    /// destination is on another filesystem); each such run is logged.
+    pub copied_files: u64,
 }
 
-struct FileTarget {
-    path: PathBuf,
-    executable: bool,
+pub(super) struct FileTarget {
+    pub(super) path: PathBuf,
+    pub(super) executable: bool,
+}
+
+/// A tree laid out under its destination, before anything is written:
+/// directories parents first, and every file grouped by blob.
+pub(super) struct Layout {
+    pub(super) directories: Vec<PathBuf>,
+    pub(super) files: BTreeMap<Digest, Vec<FileTarget>>,
+    pub(super) symlinks: Vec<(PathBuf, String)>,
+    pub(super) stats: MaterialiseStats,
 }
 
 impl CasClient {
@@ -38,12 +53,32 @@ impl CasClient {
         root: &Digest,
         dest: &Path,
     ) -> Result<MaterialiseStats, CacheError> {
-        let known = self.fetch_tree(root).await?;
-        let mut stats = MaterialiseStats::default();
+        let Layout {
+            directories,
+            files,
+            symlinks,
+            mut stats,
+        } = self.layout(root, dest).await?;
+        for dir in &directories {
+            create_dir(dir).await?;
+        }
+        let (fetched, fetched_bytes) = self.write_files(&files).await?;
+        stats.fetched_blobs = fetched;
+        stats.fetched_bytes = fetched_bytes;
+        stats.symlinks = make_symlinks(symlinks).await?;
+        Ok(stats)
+    }
 
-        // Lay out directories breadth first, collecting files and symlinks.
-        let mut files: BTreeMap<Digest, Vec<FileTarget>> = BTreeMap::new();
-        let mut symlinks: Vec<(PathBuf, String)> = Vec::new();
+    /// Reads the tree under `root` (verified) and decides where everything
+    /// goes under `dest`; writes nothing.
+    pub(super) async fn layout(&self, root: &Digest, dest: &Path) -> Result<Layout, CacheError> {
+        let known = self.tree_listings(root).await?;
+        let mut layout = Layout {
+            directories: Vec::new(),
+            files: BTreeMap::new(),
+            symlinks: Vec::new(),
+            stats: MaterialiseStats::default(),
+        };
         let mut queue = VecDeque::from([(*root, dest.to_owned())]);
         while let Some((digest, dir_path)) = queue.pop_front() {
             let listing = match known.get(&digest) {
@@ -55,80 +90,40 @@ impl CasClient {
                     DirectoryListing::decode(&digest, &bytes)?
                 }
             };
-            create_dir(&dir_path).await?;
-            stats.directories += 1;
             for file in listing.files {
-                stats.files += 1;
-                stats.bytes += file.digest.size_bytes;
-                files.entry(file.digest).or_default().push(FileTarget {
-                    path: dir_path.join(&file.name),
-                    executable: file.executable,
-                });
+                layout.stats.files += 1;
+                layout.stats.bytes += file.digest.size_bytes;
+                layout
+                    .files
+                    .entry(file.digest)
+                    .or_default()
+                    .push(FileTarget {
+                        path: dir_path.join(&file.name),
+                        executable: file.executable,
+                    });
             }
             for link in listing.symlinks {
-                symlinks.push((dir_path.join(&link.name), link.target));
+                layout
+                    .symlinks
+                    .push((dir_path.join(&link.name), link.target));
             }
             for sub in listing.directories {
                 queue.push_back((sub.digest, dir_path.join(&sub.name)));
             }
+            layout.directories.push(dir_path);
+            layout.stats.directories += 1;
         }
-
-        stats.fetched_blobs = self.write_files(&files).await?;
-        for (path, target) in symlinks {
-            make_symlink(&target, &path).await?;
-            stats.symlinks += 1;
-        }
-        Ok(stats)
-    }
-
-    /// All directories under `root` via GetTree, keyed by the digest of their
-    /// re-encoding: only entries reachable from the verified root digest are
-    /// ever used, so a directory can't be swapped for another.
-    async fn fetch_tree(
-        &self,
-        root: &Digest,
-    ) -> Result<HashMap<Digest, DirectoryListing>, CacheError> {
-        let mut known = HashMap::new();
-        let mut page_token = String::new();
-        loop {
-            let request = GetTreeRequest {
-                instance_name: self.instance.clone(),
-                root_digest: Some((*root).into()),
-                page_size: 0,
-                page_token: page_token.clone(),
-                digest_function: blake3_function(),
-            };
-            let mut stream = self
-                .cas
-                .clone()
-                .get_tree(request)
-                .await
-                .map_err(|status| match status.code() {
-                    tonic::Code::NotFound => CacheError::NotFound(*root),
-                    _ => CacheError::from(status),
-                })?
-                .into_inner();
-            page_token.clear();
-            while let Some(page) = stream.message().await? {
-                for dir in &page.directories {
-                    let digest = Digest::of(&dir.encode_to_vec());
-                    known.insert(digest, listing_from_proto(dir)?);
-                }
-                page_token = page.next_page_token;
-            }
-            if page_token.is_empty() {
-                return Ok(known);
-            }
-        }
+        Ok(layout)
     }
 
     /// Fetches each distinct file blob once and writes it to every path that
-    /// holds it. Returns how many blobs were fetched.
+    /// holds it. Returns how many blobs, and bytes, were fetched.
     async fn write_files(
         &self,
         files: &BTreeMap<Digest, Vec<FileTarget>>,
-    ) -> Result<u64, CacheError> {
+    ) -> Result<(u64, u64), CacheError> {
         let mut fetched = 0u64;
+        let mut fetched_bytes = 0u64;
         let mut batch: Vec<Digest> = Vec::new();
         let mut batch_bytes = 0u64;
         for (digest, targets) in files {
@@ -144,7 +139,9 @@ impl CasClient {
                     copy_file(&first.path, target).await?;
                 }
                 fetched += 1;
+                fetched_bytes += digest.size_bytes;
             } else {
+                fetched_bytes += digest.size_bytes;
                 if batch_bytes + digest.size_bytes > BATCH_TARGET_BYTES {
                     fetched += self.fetch_batch(&std::mem::take(&mut batch), files).await?;
                     batch_bytes = 0;
@@ -156,7 +153,7 @@ impl CasClient {
         if !batch.is_empty() {
             fetched += self.fetch_batch(&batch, files).await?;
         }
-        Ok(fetched)
+        Ok((fetched, fetched_bytes))
     }
 
     async fn fetch_batch(
@@ -174,7 +171,17 @@ impl CasClient {
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+/// Creates the symlinks of a layout; returns how many.
+pub(super) async fn make_symlinks(symlinks: Vec<(PathBuf, String)>) -> Result<u64, CacheError> {
+    let mut made = 0;
+    for (path, target) in symlinks {
+        make_symlink(&target, &path).await?;
+        made += 1;
+    }
+    Ok(made)
+}
+
+pub(super) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
     move |source| CacheError::Io {
         path: path.to_owned(),
         source,

@@ -3,9 +3,14 @@
 //! faulty or hostile server can't plant content.
 
 mod action_cache;
+mod blobs;
 mod index;
 mod listings;
+#[cfg(unix)]
+mod local_cas;
 mod materialise;
+#[cfg(unix)]
+mod materialise_local;
 mod transfer;
 mod upload;
 
@@ -22,6 +27,8 @@ use crate::server::MAX_MESSAGE_BYTES;
 
 pub use action_cache::{OutputDirectory, OutputFile, StepResult};
 pub use index::{IndexEntry, IndexHit};
+#[cfg(unix)]
+pub use local_cas::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
 pub use materialise::MaterialiseStats;
 pub use upload::UploadStats;
 

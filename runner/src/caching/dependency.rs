@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use buildfleet_cache::{CasClient, Digest, Ignores, IndexEntry};
+use buildfleet_cache::{CasClient, Digest, Ignores, IndexEntry, LocalCas};
 
 use super::explain;
 use super::records::Manifest;
@@ -181,12 +181,17 @@ pub async fn find(cas: &CasClient, keyed: &Keyed) -> Found {
 /// Restores the best entry into the working directory. Never fails the
 /// step: a lookup or restore problem is a miss that says what went wrong,
 /// and a half-restored path is removed rather than left behind.
-pub async fn restore(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> (Report, Restored) {
+pub async fn restore(
+    cas: &CasClient,
+    local: Option<&LocalCas>,
+    keyed: &Keyed,
+    work_dir: &Path,
+) -> (Report, Restored) {
     let found = find(cas, keyed).await;
     let Some(manifest) = &found.manifest else {
         return (found.report, found.restored);
     };
-    if let Err(e) = materialise_paths(cas, manifest, &keyed.spec.paths, work_dir).await {
+    if let Err(e) = materialise_paths(cas, local, manifest, &keyed.spec.paths, work_dir).await {
         let report = Report {
             outcome: Outcome::Miss,
             detail: format!("restore failed, running without it: {e}"),
@@ -199,6 +204,7 @@ pub async fn restore(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> (Report
 
 async fn materialise_paths(
     cas: &CasClient,
+    local: Option<&LocalCas>,
     stored: &Manifest,
     wanted: &[String],
     work_dir: &Path,
@@ -212,7 +218,7 @@ async fn materialise_paths(
             if tokio::fs::symlink_metadata(&dest).await.is_ok() {
                 remove(&dest).await?;
             }
-            cas.materialise(root, &dest)
+            cas.materialise_with(root, &dest, local)
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("`{path}`: {e}"))

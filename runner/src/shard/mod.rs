@@ -9,7 +9,7 @@ mod log;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use buildfleet_cache::{CasClient, Digest};
+use buildfleet_cache::{CasClient, Digest, LocalCas};
 use buildfleet_proto::v1 as pb;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -25,6 +25,7 @@ pub struct ShardContext {
     pub cas: CasClient,
     pub kill_grace: Duration,
     pub out: mpsc::Sender<pb::RunnerMessage>,
+    pub local: Option<LocalCas>,
 }
 
 fn state(kind: pb::StateKind, reason: String) -> pb::State {
@@ -247,10 +248,17 @@ async fn run_in(
 ) -> Result<pb::State, String> {
     let stats = ctx
         .cas
-        .materialise(&root, dir)
+        .materialise_with(&root, dir, ctx.local.as_ref())
         .await
         .map_err(|e| format!("could not materialise inputs {root}: {e}"))?;
     tracing::debug!(?stats, "inputs materialised");
+    if stats.copied_files > 0 {
+        log.system(format!(
+            "{} input file(s) copied instead of hard-linked from the runner's cache (another filesystem?)",
+            stats.copied_files
+        ))
+        .await;
+    }
 
     let mut env: Vec<(String, String)> = lease
         .env
@@ -260,7 +268,8 @@ async fn run_in(
     let mut to_save: Vec<Keyed> = Vec::new();
     for spec in cache_specs(lease) {
         let keyed = dependency::key(&spec, dir, &platform())?;
-        let (report, restored) = dependency::restore(&ctx.cas, &keyed, dir).await;
+        let (report, restored) =
+            dependency::restore(&ctx.cas, ctx.local.as_ref(), &keyed, dir).await;
         note(log, reports, report).await;
         env.push((
             dependency::env_name(&spec.name),

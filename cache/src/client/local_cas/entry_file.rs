@@ -1,0 +1,336 @@
+//! The on-disk side of a local cache entry: naming, writing and sealing a
+//! temporary file, the one-`stat` integrity check, and placing an entry into
+//! a work directory by hard link with a copy fallback.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::index::{EntryKey, EntryStat};
+use crate::digest::Digest;
+
+/// Every entry's mtime: 2000-01-01T00:00:00Z. Any write to an entry (through
+/// any of its hard links) sets the mtime to "now", so an entry whose mtime
+/// is not this stamp was written to. A fixed stamp, unlike a recorded one,
+/// also survives restarts and can't collide with a write in the same clock
+/// tick as the insert. (npm stamps package files with a fixed date too, so
+/// build tools cope with old input mtimes.)
+pub const ENTRY_MTIME_SECS: u64 = 946_684_800;
+
+pub fn entry_mtime() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(ENTRY_MTIME_SECS)
+}
+
+/// Read-only modes: permission bits don't stop root, but they do stop an
+/// unprivileged step and make a linked input look like what it is.
+pub fn entry_mode(executable: bool) -> u32 {
+    if executable {
+        0o555
+    } else {
+        0o444
+    }
+}
+
+/// `<hash>-<size>-x` for executables, `<hash>-<size>-r` otherwise.
+pub fn entry_name(key: &EntryKey) -> String {
+    let kind = if key.executable { 'x' } else { 'r' };
+    format!("{}-{}-{kind}", key.digest.to_hex(), key.digest.size_bytes)
+}
+
+/// The inverse of [`entry_name`]; `None` for anything else.
+pub fn parse_entry_name(name: &str) -> Option<EntryKey> {
+    let (rest, kind) = name.rsplit_once('-')?;
+    let executable = match kind {
+        "x" => true,
+        "r" => false,
+        _ => return None,
+    };
+    let (hash, size) = rest.split_once('-')?;
+    let digest = Digest::parse_parts(hash, size).ok()?;
+    Some(EntryKey { digest, executable })
+}
+
+/// Fan-out directory: the first byte of the hash, as two hex digits, so no
+/// directory holds more than 1/256 of the entries.
+pub fn fan_out(digest: &Digest) -> String {
+    hex::encode(&digest.hash[..1])
+}
+
+pub fn stat_of(meta: &std::fs::Metadata) -> EntryStat {
+    EntryStat {
+        size: meta.len(),
+        mtime_secs: meta.mtime(),
+        mtime_nanos: meta.mtime_nsec(),
+        ino: meta.ino(),
+        mode: meta.mode() & 0o7777,
+    }
+}
+
+/// The one `stat` (not following links) an entry gets before use.
+pub fn stat_entry(path: &Path) -> io::Result<EntryStat> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "cache entry is not a regular file",
+        ));
+    }
+    Ok(stat_of(&meta))
+}
+
+/// True if `stat` is what an intact entry for `key` shows on its own, with
+/// nothing recorded about it (used when reopening a cache directory).
+pub fn looks_intact(key: &EntryKey, stat: &EntryStat) -> bool {
+    stat.size == key.digest.size_bytes
+        && stat.mtime_secs == ENTRY_MTIME_SECS as i64
+        && stat.mtime_nanos == 0
+        && stat.mode == entry_mode(key.executable)
+}
+
+/// Creates `path` (which must not exist) with `data`, then seals it.
+pub fn write_new(path: &Path, data: &[u8], executable: bool) -> io::Result<EntryStat> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(data)?;
+    seal(&file, executable)
+}
+
+/// Gives an open entry file its final mode and the fixed mtime, and returns
+/// what its `stat` now shows.
+pub fn seal(file: &File, executable: bool) -> io::Result<EntryStat> {
+    file.set_permissions(std::fs::Permissions::from_mode(entry_mode(executable)))?;
+    file.set_modified(entry_mtime())?;
+    Ok(stat_of(&file.metadata()?))
+}
+
+/// Streams a file through BLAKE3; the size is what was read.
+#[cfg(test)]
+pub fn hash_file(path: &Path) -> io::Result<Digest> {
+    let mut file = File::open(path)?;
+    hash_reader(&mut file)
+}
+
+pub fn hash_reader(reader: &mut impl Read) -> io::Result<Digest> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(Digest {
+        function: crate::digest::DigestFunction::Blake3,
+        hash: *hasher.finalize().as_bytes(),
+        size_bytes: size,
+    })
+}
+
+/// Copies `from` to the new file `to` while hashing the bytes copied, then
+/// seals it. Used where a hard link can't be made (another filesystem).
+pub fn copy_hashing(from: &Path, to: &Path, executable: bool) -> io::Result<(Digest, EntryStat)> {
+    struct Tee<'a, R> {
+        inner: R,
+        hasher: &'a mut blake3::Hasher,
+        size: u64,
+    }
+    impl<R: Read> Read for Tee<'_, R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.hasher.update(&buf[..n]);
+            self.size += n as u64;
+            Ok(n)
+        }
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut tee = Tee {
+        inner: File::open(from)?,
+        hasher: &mut hasher,
+        size: 0,
+    };
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)?;
+    io::copy(&mut tee, &mut out)?;
+    out.flush()?;
+    let size = tee.size;
+    let digest = Digest {
+        function: crate::digest::DigestFunction::Blake3,
+        hash: *hasher.finalize().as_bytes(),
+        size_bytes: size,
+    };
+    Ok((digest, seal(&out, executable)?))
+}
+
+/// How a file got into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A hard link: no bytes copied, shares the inode.
+    Linked,
+    /// A copy, because linking failed (e.g. `EXDEV`: another filesystem).
+    Copied,
+}
+
+/// Why a file could not be placed.
+#[derive(Debug)]
+pub enum PlaceError {
+    /// The entry itself is gone (dropped or evicted concurrently).
+    SourceGone,
+    /// Writing the destination failed.
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Hard-links `entry` at `dest`, replacing a file already there. If linking
+/// fails for another reason than a missing entry, copies instead and reports
+/// [`Placement::Copied`] with the link error, so the caller can log and
+/// count it.
+pub fn link_or_copy(
+    entry: &Path,
+    dest: &Path,
+    executable: bool,
+) -> Result<(Placement, Option<io::Error>), PlaceError> {
+    let link_err = match std::fs::hard_link(entry, dest) {
+        Ok(()) => return Ok((Placement::Linked, None)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Materialising over an existing tree: the new content wins, as
+            // with a plain write.
+            std::fs::remove_file(dest).map_err(|source| PlaceError::Io {
+                path: dest.to_owned(),
+                source,
+            })?;
+            match std::fs::hard_link(entry, dest) {
+                Ok(()) => return Ok((Placement::Linked, None)),
+                Err(e) => e,
+            }
+        }
+        Err(e) => e,
+    };
+    if !entry.exists() {
+        return Err(PlaceError::SourceGone);
+    }
+    copy_entry(entry, dest, executable).map_err(|source| PlaceError::Io {
+        path: dest.to_owned(),
+        source,
+    })?;
+    Ok((Placement::Copied, Some(link_err)))
+}
+
+/// The copy fallback: a private copy of an entry with the same mode a link
+/// would have had, so a step sees the same tree whichever way it was made.
+pub fn copy_entry(entry: &Path, dest: &Path, executable: bool) -> io::Result<()> {
+    match std::fs::remove_file(dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::copy(entry, dest)?;
+    std::fs::set_permissions(
+        dest,
+        std::fs::Permissions::from_mode(entry_mode(executable)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_reject_others() {
+        for executable in [false, true] {
+            let key = EntryKey {
+                digest: Digest::of(b"abc"),
+                executable,
+            };
+            assert_eq!(parse_entry_name(&entry_name(&key)), Some(key));
+        }
+        assert_eq!(parse_entry_name("junk"), None);
+        assert_eq!(parse_entry_name(".tmp-1-2"), None);
+        let d = Digest::of(b"abc");
+        assert_eq!(parse_entry_name(&format!("{}-3-q", d.to_hex())), None);
+    }
+
+    #[test]
+    fn sealed_files_look_intact_until_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = EntryKey {
+            digest: Digest::of(b"content"),
+            executable: true,
+        };
+        let path = dir.path().join("e");
+        let stat = write_new(&path, b"content", true).unwrap();
+        assert_eq!(stat, stat_entry(&path).unwrap());
+        assert!(looks_intact(&key, &stat));
+        assert_eq!(stat.mode, 0o555);
+
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"!").unwrap();
+        drop(f);
+        let after = stat_entry(&path).unwrap();
+        assert_ne!(after, stat);
+        assert!(!looks_intact(&key, &after));
+    }
+
+    #[test]
+    fn copy_entry_gives_a_private_copy_with_the_entry_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("entry");
+        write_new(&entry, b"data", false).unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::write(&dest, b"old contents").unwrap();
+        copy_entry(&entry, &dest, false).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"data");
+        let (e, d) = (
+            std::fs::metadata(&entry).unwrap(),
+            std::fs::metadata(&dest).unwrap(),
+        );
+        assert_ne!(e.ino(), d.ino(), "a copy, not a link");
+        assert_eq!(d.mode() & 0o7777, 0o444);
+        assert_eq!(e.nlink(), 1);
+    }
+
+    #[test]
+    fn copy_hashing_reports_the_copied_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&from, &data).unwrap();
+        let to = dir.path().join("to");
+        let (digest, stat) = copy_hashing(&from, &to, true).unwrap();
+        assert_eq!(digest, Digest::of(&data));
+        assert_eq!(stat.size, data.len() as u64);
+        assert_eq!(std::fs::read(&to).unwrap(), data);
+        assert_eq!(hash_file(&to).unwrap(), digest);
+    }
+
+    #[test]
+    fn link_or_copy_links_and_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("entry");
+        write_new(&entry, b"data", false).unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::write(&dest, b"stale").unwrap();
+        let (placement, err) = link_or_copy(&entry, &dest, false).unwrap();
+        assert_eq!(placement, Placement::Linked);
+        assert!(err.is_none());
+        assert_eq!(
+            std::fs::metadata(&entry).unwrap().ino(),
+            std::fs::metadata(&dest).unwrap().ino()
+        );
+        assert!(matches!(
+            link_or_copy(&dir.path().join("gone"), &dir.path().join("d2"), false),
+            Err(PlaceError::SourceGone)
+        ));
+    }
+}

@@ -1,0 +1,587 @@
+//! A runner-local content-addressed blob cache, so a warm runner restores a
+//! tree by hard-linking files it already holds instead of downloading and
+//! writing them again.
+//!
+//! Layout: `<dir>/<first hash byte as hex>/<hash>-<size>-<x|r>`, plus
+//! `<dir>/tmp/` for inserts in progress. Every entry is verified before it
+//! becomes visible (BLAKE3 of its bytes), published atomically (a hard link
+//! from the temporary file, so two concurrent inserts of one blob can't
+//! clobber each other), read-only (0o555 / 0o444) and stamped with a fixed
+//! mtime. Executable and plain copies of one content are separate entries
+//! because hard links share the inode, hence the mode.
+//!
+//! Runners run steps as root, so permission bits don't stop a step from
+//! writing into a linked input — and so into the entry. Before an entry is
+//! used, one `stat` compares size, mtime, inode and mode with what was
+//! recorded when it was sealed; a changed entry is dropped (logged and
+//! counted) and the blob fetched again. The check can't see a write that
+//! also restores the mtime (e.g. `touch -d 2000-01-01`); hashing every input
+//! on every restore would cost more than it saves.
+//!
+//! One process should own a directory: the index lives in memory (rebuilt
+//! from the directory by [`LocalCas::open`]) and `open` clears `tmp/`. Share
+//! one [`LocalCas`] between tasks by cloning it.
+
+mod entry_file;
+mod index;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use thiserror::Error;
+
+use crate::digest::Digest;
+use crate::error::CacheError;
+pub use entry_file::{copy_entry, Placement};
+use entry_file::{entry_name, fan_out, looks_intact, parse_entry_name, stat_entry, stat_of};
+pub(crate) use entry_file::{link_or_copy, PlaceError};
+use index::{EntryKey, EntryStat, Index};
+
+/// Why a local cache operation failed.
+#[derive(Debug, Error)]
+pub enum LocalCasError {
+    #[error("local cache I/O on {path} failed")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes offered under a digest hash to something else.
+    #[error("{what} does not match {expected}: it hashes to {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    /// The entry is not in the cache (or was dropped as changed).
+    #[error("{0} is not in the local cache")]
+    NotCached(Digest),
+}
+
+impl From<LocalCasError> for CacheError {
+    fn from(err: LocalCasError) -> Self {
+        match err {
+            LocalCasError::Io { path, source } => CacheError::Io { path, source },
+            LocalCasError::DigestMismatch {
+                expected, actual, ..
+            } => CacheError::CorruptDownload { expected, actual },
+            LocalCasError::NotCached(digest) => CacheError::NotFound(digest),
+        }
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LocalCasError + '_ {
+    move |source| LocalCasError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Counters since [`LocalCas::open`], plus the current size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalCasStats {
+    pub entries: u64,
+    pub bytes: u64,
+    /// Lookups that found an intact entry.
+    pub hits: u64,
+    /// Lookups that found nothing (including dropped entries).
+    pub misses: u64,
+    pub inserted: u64,
+    /// Entries found changed (written to, chmod-ed, replaced) and dropped,
+    /// at lookup or when reopening the directory.
+    pub stale_dropped: u64,
+    /// Entries removed to stay under the size cap.
+    pub evicted: u64,
+    pub evicted_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inserted: AtomicU64,
+    stale_dropped: AtomicU64,
+    evicted: AtomicU64,
+    evicted_bytes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    tmp_dir: PathBuf,
+    max_bytes: Option<u64>,
+    /// Held for bookkeeping and for every change to entry *names* (publish,
+    /// drop, evict), so a name is never removed while another thread is
+    /// recording it. Never held across reads of file contents.
+    index: Mutex<Index>,
+    counters: Counters,
+    next_tmp: AtomicU64,
+}
+
+/// A directory of verified blobs, shared by every materialisation on a
+/// runner. Cheap to clone; clones share the index.
+#[derive(Debug, Clone)]
+pub struct LocalCas {
+    inner: Arc<Inner>,
+}
+
+impl LocalCas {
+    /// Opens (creating if needed) the cache in `dir`. Existing entries are
+    /// kept if their `stat` still looks sealed; others are removed (logged).
+    /// `max_bytes` caps the total size of entries, evicting least recently
+    /// used ones; `None` means no cap.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        max_bytes: Option<u64>,
+    ) -> Result<LocalCas, LocalCasError> {
+        let dir = dir.into();
+        let tmp_dir = dir.join("tmp");
+        match std::fs::remove_dir_all(&tmp_dir) {
+            Ok(()) => tracing::debug!(dir = %tmp_dir.display(), "cleared leftover inserts"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_at(&tmp_dir)(e)),
+        }
+        std::fs::create_dir_all(&tmp_dir).map_err(io_at(&tmp_dir))?;
+        let cas = LocalCas {
+            inner: Arc::new(Inner {
+                dir,
+                tmp_dir,
+                max_bytes,
+                index: Mutex::new(Index::default()),
+                counters: Counters::default(),
+                next_tmp: AtomicU64::new(0),
+            }),
+        };
+        cas.load_existing()?;
+        if let Some(cap) = max_bytes {
+            let mut index = cas.inner.index.lock();
+            cas.evict_locked(&mut index, cap);
+        }
+        Ok(cas)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Where the entry for `digest` (as executable or not) lives, whether
+    /// or not it exists.
+    pub fn entry_path(&self, digest: &Digest, executable: bool) -> PathBuf {
+        self.path_of(&EntryKey {
+            digest: *digest,
+            executable,
+        })
+    }
+
+    /// True if an intact entry is present; a changed one is dropped.
+    pub fn contains(&self, digest: &Digest, executable: bool) -> bool {
+        self.check(&EntryKey {
+            digest: *digest,
+            executable,
+        })
+        .is_some()
+    }
+
+    /// Adds `data` under `digest`, verifying it first.
+    pub fn insert_bytes(
+        &self,
+        digest: &Digest,
+        data: &[u8],
+        executable: bool,
+    ) -> Result<(), LocalCasError> {
+        let actual = Digest::of(data);
+        if actual != *digest {
+            return Err(LocalCasError::DigestMismatch {
+                what: "inserted bytes".into(),
+                expected: *digest,
+                actual,
+            });
+        }
+        self.insert_verified(
+            EntryKey {
+                digest: *digest,
+                executable,
+            },
+            data,
+            false,
+        )
+    }
+
+    /// Adopts the existing file at `path` as the entry for `digest`: by hard
+    /// link where possible (the file then *is* the entry: it becomes
+    /// read-only with the fixed mtime, and later writes to it will be
+    /// noticed), by copy across filesystems (logged). The bytes are hashed
+    /// after sealing, so a write racing with the adoption is caught either
+    /// by the hash or by the `stat` check. Used after a step saves a
+    /// dependency cache, so the next restore on this runner is warm.
+    pub fn insert_file(
+        &self,
+        path: &Path,
+        digest: &Digest,
+        executable: bool,
+    ) -> Result<Placement, LocalCasError> {
+        let key = EntryKey {
+            digest: *digest,
+            executable,
+        };
+        let tmp = self.temp_path();
+        let (placement, hashed, sealed) = match std::fs::hard_link(path, &tmp) {
+            Ok(()) => {
+                let file = std::fs::File::open(&tmp).map_err(io_at(&tmp))?;
+                let sealed = entry_file::seal(&file, executable).map_err(io_at(&tmp))?;
+                let hashed = entry_file::hash_reader(&mut &file).map_err(io_at(path))?;
+                (Placement::Linked, hashed, sealed)
+            }
+            Err(link_err) => {
+                tracing::info!(
+                    path = %path.display(),
+                    error = %link_err,
+                    "cannot hard-link into the local cache; copying"
+                );
+                let (hashed, sealed) =
+                    entry_file::copy_hashing(path, &tmp, executable).map_err(io_at(path))?;
+                (Placement::Copied, hashed, sealed)
+            }
+        };
+        let now = stat_entry(&tmp).map_err(io_at(&tmp));
+        let unchanged = matches!(&now, Ok(stat) if *stat == sealed);
+        if hashed != *digest || !unchanged {
+            let _ = std::fs::remove_file(&tmp);
+            now?;
+            return Err(LocalCasError::DigestMismatch {
+                what: path.display().to_string(),
+                expected: *digest,
+                actual: hashed,
+            });
+        }
+        self.publish(&tmp, key, sealed, false)?;
+        Ok(placement)
+    }
+
+    /// Checks the entry with one `stat`, then hard-links it at `dest` (copy
+    /// if linking fails, logged). The entry must exist.
+    pub fn link_into(
+        &self,
+        digest: &Digest,
+        executable: bool,
+        dest: &Path,
+    ) -> Result<Placement, LocalCasError> {
+        let key = EntryKey {
+            digest: *digest,
+            executable,
+        };
+        let entry = self.check(&key).ok_or(LocalCasError::NotCached(*digest))?;
+        match link_or_copy(&entry, dest, executable) {
+            Ok((placement, link_err)) => {
+                if let Some(err) = link_err {
+                    tracing::info!(dest = %dest.display(), error = %err, "hard link failed; copied");
+                }
+                Ok(placement)
+            }
+            Err(PlaceError::SourceGone) => Err(LocalCasError::NotCached(*digest)),
+            Err(PlaceError::Io { path, source }) => Err(LocalCasError::Io { path, source }),
+        }
+    }
+
+    pub fn stats(&self) -> LocalCasStats {
+        let (entries, bytes) = {
+            let index = self.inner.index.lock();
+            (index.len() as u64, index.total_bytes())
+        };
+        let c = &self.inner.counters;
+        LocalCasStats {
+            entries,
+            bytes,
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            inserted: c.inserted.load(Ordering::Relaxed),
+            stale_dropped: c.stale_dropped.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            evicted_bytes: c.evicted_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The entry's path if it is intact, else `None` (a changed entry is
+    /// dropped and logged).
+    fn check(&self, key: &EntryKey) -> Option<PathBuf> {
+        let counters = &self.inner.counters;
+        let Some(recorded) = self.inner.index.lock().get(key) else {
+            counters.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let path = self.path_of(key);
+        match stat_entry(&path) {
+            Ok(now) if now == recorded => {
+                self.inner.index.lock().touch(key);
+                counters.hits.fetch_add(1, Ordering::Relaxed);
+                Some(path)
+            }
+            seen => {
+                tracing::warn!(
+                    entry = %path.display(),
+                    ?recorded,
+                    ?seen,
+                    "local cache entry changed since it was stored (a step wrote to a linked \
+                     input?); dropping it, the blob will be fetched again"
+                );
+                self.drop_entry(key, &recorded, &path);
+                counters.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// The entry's path after the one-`stat` check, for a materialisation
+    /// that links from it right away (a concurrent eviction between check
+    /// and link shows up as a missing source and is handled by fetching).
+    pub(crate) fn checked_entry(&self, digest: &Digest, executable: bool) -> Option<PathBuf> {
+        self.check(&EntryKey {
+            digest: *digest,
+            executable,
+        })
+    }
+
+    /// Releases a pin; evicts if pins had kept the cache over its cap, so a
+    /// finished materialisation leaves the cache within it.
+    pub(crate) fn unpin(&self, digest: &Digest, executable: bool) {
+        let mut index = self.inner.index.lock();
+        index.unpin(&EntryKey {
+            digest: *digest,
+            executable,
+        });
+        if let Some(cap) = self.inner.max_bytes {
+            if index.total_bytes() > cap {
+                self.evict_locked(&mut index, cap);
+            }
+        }
+    }
+
+    /// Inserts bytes the caller has just verified against `key.digest` (a
+    /// download checked by the client), sparing a second hash.
+    fn insert_verified(&self, key: EntryKey, data: &[u8], pin: bool) -> Result<(), LocalCasError> {
+        let tmp = self.temp_path();
+        let sealed = match entry_file::write_new(&tmp, data, key.executable) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_at(&tmp)(e));
+            }
+        };
+        self.publish(&tmp, key, sealed, pin)
+    }
+
+    /// Inserts and pins in one step, for a materialisation that will link
+    /// from the entry next.
+    pub(crate) fn insert_verified_pinned(
+        &self,
+        digest: &Digest,
+        executable: bool,
+        data: &[u8],
+    ) -> Result<(), LocalCasError> {
+        let key = EntryKey {
+            digest: *digest,
+            executable,
+        };
+        self.insert_verified(key, data, true)
+    }
+
+    /// A fresh path in `tmp/` for an insert in progress.
+    pub(crate) fn temp_path(&self) -> PathBuf {
+        let n = self.inner.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .tmp_dir
+            .join(format!("{}-{n}", std::process::id()))
+    }
+
+    /// Seals a verified temporary file (e.g. a streamed download) and
+    /// publishes it pinned.
+    pub(crate) fn publish_verified_temp_pinned(
+        &self,
+        tmp: &Path,
+        digest: &Digest,
+        executable: bool,
+    ) -> Result<(), LocalCasError> {
+        let key = EntryKey {
+            digest: *digest,
+            executable,
+        };
+        let sealed = std::fs::File::open(tmp).and_then(|f| entry_file::seal(&f, executable));
+        let sealed = match sealed {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(tmp);
+                return Err(io_at(tmp)(e));
+            }
+        };
+        self.publish(tmp, key, sealed, true)
+    }
+
+    /// Makes a sealed temporary file the entry for `key`. If an intact entry
+    /// is already there (a concurrent insert of the same blob), that one is
+    /// kept and the temporary file discarded.
+    fn publish(
+        &self,
+        tmp: &Path,
+        key: EntryKey,
+        sealed: EntryStat,
+        pin: bool,
+    ) -> Result<(), LocalCasError> {
+        let path = self.path_of(&key);
+        let result = {
+            let mut index = self.inner.index.lock();
+            let result = match std::fs::hard_link(tmp, &path) {
+                Ok(()) => {
+                    index.record(key, sealed);
+                    Ok(true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match (index.get(&key), stat_entry(&path)) {
+                        (Some(recorded), Ok(now)) if recorded == now => Ok(false),
+                        (_, seen) => {
+                            // Not recorded or changed: ours replaces it.
+                            tracing::warn!(
+                                entry = %path.display(),
+                                ?seen,
+                                "replacing an unrecorded or changed local cache entry"
+                            );
+                            self.inner
+                                .counters
+                                .stale_dropped
+                                .fetch_add(1, Ordering::Relaxed);
+                            std::fs::rename(tmp, &path).map(|()| {
+                                index.record(key, sealed);
+                                true
+                            })
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            if pin && result.is_ok() {
+                index.pin(&key);
+            }
+            if let (Ok(true), Some(cap)) = (&result, self.inner.max_bytes) {
+                self.evict_locked(&mut index, cap);
+            }
+            result
+        };
+        // After a rename the temporary name is gone already.
+        match std::fs::remove_file(tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(tmp = %tmp.display(), error = %e, "cannot remove temporary file")
+            }
+        }
+        if matches!(result, Ok(true)) {
+            self.inner.counters.inserted.fetch_add(1, Ordering::Relaxed);
+        }
+        result.map(|_| ()).map_err(io_at(&path))
+    }
+
+    /// Forgets and removes an entry that no longer shows `recorded`.
+    fn drop_entry(&self, key: &EntryKey, recorded: &EntryStat, path: &Path) {
+        let mut index = self.inner.index.lock();
+        if !index.remove_if(key, recorded) {
+            return; // Someone else already dropped or replaced it.
+        }
+        self.inner
+            .counters
+            .stale_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(entry = %path.display(), error = %e, "cannot remove a dropped entry")
+            }
+        }
+    }
+
+    fn evict_locked(&self, index: &mut Index, cap: u64) {
+        let victims = index.evict_to(cap);
+        if victims.is_empty() {
+            if index.total_bytes() > cap {
+                tracing::debug!(
+                    bytes = index.total_bytes(),
+                    cap,
+                    "local cache over its cap; the rest is pinned by running materialisations"
+                );
+            }
+            return;
+        }
+        let mut bytes = 0u64;
+        for (key, stat) in &victims {
+            bytes += stat.size;
+            let path = self.path_of(key);
+            tracing::debug!(entry = %path.display(), "evicting");
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(entry = %path.display(), error = %e, "cannot remove an evicted entry");
+            }
+        }
+        let c = &self.inner.counters;
+        c.evicted.fetch_add(victims.len() as u64, Ordering::Relaxed);
+        c.evicted_bytes.fetch_add(bytes, Ordering::Relaxed);
+        tracing::info!(
+            entries = victims.len(),
+            bytes,
+            remaining = index.total_bytes(),
+            cap,
+            "local cache evicted least recently used entries"
+        );
+    }
+
+    /// Rebuilds the index from the directory. Entries keep no record across
+    /// restarts, so only those whose `stat` still looks sealed are kept.
+    fn load_existing(&self) -> Result<(), LocalCasError> {
+        let mut kept = 0u64;
+        let mut removed = 0u64;
+        for byte in 0..=255u8 {
+            let sub = self.inner.dir.join(hex::encode([byte]));
+            std::fs::create_dir_all(&sub).map_err(io_at(&sub))?;
+            for dirent in std::fs::read_dir(&sub).map_err(io_at(&sub))? {
+                let dirent = dirent.map_err(io_at(&sub))?;
+                let path = dirent.path();
+                let name = dirent.file_name();
+                let Some(key) = name.to_str().and_then(parse_entry_name) else {
+                    tracing::warn!(path = %path.display(), "ignoring a stranger in the local cache");
+                    continue;
+                };
+                let meta = std::fs::symlink_metadata(&path).map_err(io_at(&path))?;
+                let stat = stat_of(&meta);
+                if meta.is_file()
+                    && looks_intact(&key, &stat)
+                    && fan_out(&key.digest) == *sub_name(&sub)
+                {
+                    self.inner.index.lock().record(key, stat);
+                    kept += 1;
+                } else {
+                    tracing::warn!(entry = %path.display(), ?stat, "dropping a changed local cache entry");
+                    std::fs::remove_file(&path).map_err(io_at(&path))?;
+                    removed += 1;
+                }
+            }
+        }
+        self.inner
+            .counters
+            .stale_dropped
+            .fetch_add(removed, Ordering::Relaxed);
+        tracing::info!(dir = %self.inner.dir.display(), kept, removed, "opened local cache");
+        Ok(())
+    }
+
+    fn path_of(&self, key: &EntryKey) -> PathBuf {
+        let mut path = self.inner.dir.join(fan_out(&key.digest));
+        path.push(entry_name(key));
+        path
+    }
+}
+
+fn sub_name(sub: &Path) -> &str {
+    sub.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+}

@@ -1,0 +1,260 @@
+//! LocalCas on real directories: verification, the in-place-write check,
+//! reopening, eviction, adoption and the cross-filesystem fallbacks.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn meta(path: &Path) -> std::fs::Metadata {
+    std::fs::symlink_metadata(path).unwrap()
+}
+
+fn tmp_files(cas: &LocalCas) -> usize {
+    std::fs::read_dir(cas.dir().join("tmp")).unwrap().count()
+}
+
+/// A directory on another filesystem than the temp dir, for the `EXDEV`
+/// paths. Linux machines (and CI) have a tmpfs at /dev/shm.
+fn other_filesystem() -> tempfile::TempDir {
+    let home_dev = meta(&std::env::temp_dir()).dev();
+    for candidate in ["/dev/shm", "/run"] {
+        let Ok(m) = std::fs::metadata(candidate) else {
+            continue;
+        };
+        if m.dev() != home_dev {
+            if let Ok(dir) = tempfile::tempdir_in(candidate) {
+                return dir;
+            }
+        }
+    }
+    panic!("cross-filesystem tests need a writable filesystem other than the temp dir's (/dev/shm or /run)");
+}
+
+#[test]
+fn insert_rejects_bytes_that_do_not_match_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let digest = Digest::of(b"right");
+    let err = cas.insert_bytes(&digest, b"wrong", false).unwrap_err();
+    assert!(matches!(err, LocalCasError::DigestMismatch { .. }), "{err}");
+    assert!(!cas.contains(&digest, false));
+    assert!(!cas.entry_path(&digest, false).exists());
+    assert_eq!(tmp_files(&cas), 0);
+    assert_eq!(cas.stats().entries, 0);
+}
+
+#[test]
+fn executable_and_plain_entries_are_separate_read_only_inodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let digest = Digest::of(b"#!/bin/sh\n");
+    cas.insert_bytes(&digest, b"#!/bin/sh\n", false).unwrap();
+    cas.insert_bytes(&digest, b"#!/bin/sh\n", true).unwrap();
+    let (plain, exec) = (
+        cas.entry_path(&digest, false),
+        cas.entry_path(&digest, true),
+    );
+    assert_ne!(meta(&plain).ino(), meta(&exec).ino());
+    assert_eq!(meta(&plain).mode() & 0o7777, 0o444);
+    assert_eq!(meta(&exec).mode() & 0o7777, 0o555);
+
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    assert_eq!(
+        cas.link_into(&digest, true, &out.join("run.sh")).unwrap(),
+        Placement::Linked
+    );
+    assert_eq!(meta(&out.join("run.sh")).ino(), meta(&exec).ino());
+    assert_eq!(meta(&exec).nlink(), 2);
+    assert_eq!(meta(&plain).nlink(), 1, "the plain entry is untouched");
+    let stats = cas.stats();
+    assert_eq!((stats.entries, stats.inserted, stats.bytes), (2, 2, 20));
+}
+
+#[test]
+fn a_write_through_a_link_is_detected_and_the_entry_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let digest = Digest::of(b"pristine");
+    cas.insert_bytes(&digest, b"pristine", false).unwrap();
+    let linked = dir.path().join("linked");
+    cas.link_into(&digest, false, &linked).unwrap();
+
+    // What a step running as root might do to an input.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&linked)
+        .unwrap();
+    f.write_all(b" and then some").unwrap();
+    drop(f);
+
+    assert!(!cas.contains(&digest, false));
+    assert!(
+        !cas.entry_path(&digest, false).exists(),
+        "dropped from disk"
+    );
+    assert_eq!(cas.stats().stale_dropped, 1);
+    assert!(matches!(
+        cas.link_into(&digest, false, &dir.path().join("again")),
+        Err(LocalCasError::NotCached(_))
+    ));
+    // Stored again, it is whole, and the step's file keeps its own bytes.
+    cas.insert_bytes(&digest, b"pristine", false).unwrap();
+    let fresh = dir.path().join("fresh");
+    cas.link_into(&digest, false, &fresh).unwrap();
+    assert_eq!(std::fs::read(&fresh).unwrap(), b"pristine");
+    assert_eq!(std::fs::read(&linked).unwrap(), b"pristine and then some");
+}
+
+#[test]
+fn a_chmod_through_a_link_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let digest = Digest::of(b"script");
+    cas.insert_bytes(&digest, b"script", false).unwrap();
+    let linked = dir.path().join("linked");
+    cas.link_into(&digest, false, &linked).unwrap();
+    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(!cas.contains(&digest, false));
+    assert_eq!(cas.stats().stale_dropped, 1);
+}
+
+#[test]
+fn reopening_keeps_sealed_entries_and_drops_changed_ones_and_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cas");
+    let (a, b) = (Digest::of(b"aaaa"), Digest::of(b"bbbb"));
+    {
+        let cas = LocalCas::open(&root, None).unwrap();
+        cas.insert_bytes(&a, b"aaaa", false).unwrap();
+        cas.insert_bytes(&b, b"bbbb", true).unwrap();
+        // Changed while no runner was watching.
+        let path = cas.entry_path(&b, true);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all(b"BBBB").unwrap();
+        std::fs::write(root.join("tmp").join("crashed-insert"), b"half").unwrap();
+        std::fs::write(root.join("00").join("README"), b"not ours").unwrap();
+    }
+    let cas = LocalCas::open(&root, None).unwrap();
+    assert!(cas.contains(&a, false));
+    assert!(!cas.contains(&b, true));
+    assert!(!cas.entry_path(&b, true).exists());
+    assert_eq!(cas.stats().stale_dropped, 1);
+    assert_eq!(tmp_files(&cas), 0, "leftover inserts are cleared");
+    assert!(
+        root.join("00").join("README").exists(),
+        "strangers are left alone"
+    );
+    assert_eq!(cas.stats().entries, 1);
+}
+
+#[test]
+fn the_cap_evicts_least_recently_used_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), Some(25)).unwrap();
+    let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 10]).collect();
+    let digests: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
+    cas.insert_bytes(&digests[0], &blobs[0], false).unwrap();
+    cas.insert_bytes(&digests[1], &blobs[1], false).unwrap();
+    assert!(cas.contains(&digests[0], false)); // now the most recent
+    cas.insert_bytes(&digests[2], &blobs[2], false).unwrap();
+    let stats = cas.stats();
+    assert_eq!((stats.evicted, stats.evicted_bytes), (1, 10));
+    assert_eq!((stats.entries, stats.bytes), (2, 20));
+    assert!(!cas.entry_path(&digests[1], false).exists());
+    assert!(cas.contains(&digests[0], false));
+    assert!(cas.contains(&digests[2], false));
+}
+
+#[test]
+fn insert_file_adopts_by_hard_link_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let saved = dir.path().join("saved.bin");
+    std::fs::write(&saved, b"dependency").unwrap();
+    let digest = Digest::of(b"dependency");
+    assert_eq!(
+        cas.insert_file(&saved, &digest, false).unwrap(),
+        Placement::Linked
+    );
+    let entry = cas.entry_path(&digest, false);
+    assert_eq!(meta(&entry).ino(), meta(&saved).ino());
+    assert_eq!(meta(&entry).mode() & 0o7777, 0o444);
+    assert!(cas.contains(&digest, false));
+    assert_eq!(tmp_files(&cas), 0);
+
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, b"not what you said").unwrap();
+    let wrong = Digest::of(b"something else");
+    let err = cas.insert_file(&other, &wrong, false).unwrap_err();
+    assert!(matches!(err, LocalCasError::DigestMismatch { .. }), "{err}");
+    assert!(!cas.entry_path(&wrong, false).exists());
+    assert_eq!(tmp_files(&cas), 0);
+}
+
+#[test]
+fn insert_file_copies_across_filesystems() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = other_filesystem();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let saved = elsewhere.path().join("saved.bin");
+    std::fs::write(&saved, b"far away").unwrap();
+    let digest = Digest::of(b"far away");
+    assert_eq!(
+        cas.insert_file(&saved, &digest, true).unwrap(),
+        Placement::Copied
+    );
+    let entry = cas.entry_path(&digest, true);
+    assert_ne!(meta(&entry).dev(), meta(&saved).dev());
+    assert_eq!(std::fs::read(&entry).unwrap(), b"far away");
+    assert_eq!(meta(&entry).mode() & 0o7777, 0o555);
+    assert!(cas.contains(&digest, true));
+}
+
+#[test]
+fn linking_across_filesystems_falls_back_to_a_copy() {
+    let elsewhere = other_filesystem();
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(elsewhere.path().join("cas"), None).unwrap();
+    let digest = Digest::of(b"content");
+    cas.insert_bytes(&digest, b"content", true).unwrap();
+    let dest = dir.path().join("dest");
+    assert_eq!(
+        cas.link_into(&digest, true, &dest).unwrap(),
+        Placement::Copied
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), b"content");
+    assert_eq!(meta(&dest).mode() & 0o7777, 0o555);
+    assert_eq!(meta(&cas.entry_path(&digest, true)).nlink(), 1);
+}
+
+#[test]
+fn concurrent_inserts_of_one_blob_leave_one_intact_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 97) as u8).collect();
+    let digest = Digest::of(&data);
+    let outs: Vec<PathBuf> = (0..8).map(|i| dir.path().join(format!("out{i}"))).collect();
+    std::thread::scope(|scope| {
+        for out in &outs {
+            let (cas, data) = (cas.clone(), &data);
+            scope.spawn(move || {
+                cas.insert_bytes(&digest, data, false).unwrap();
+                cas.link_into(&digest, false, out).unwrap();
+            });
+        }
+    });
+    let stats = cas.stats();
+    assert_eq!(stats.entries, 1);
+    assert_eq!(stats.inserted, 1, "later inserts keep the first entry");
+    assert_eq!(stats.stale_dropped, 0);
+    let entry = cas.entry_path(&digest, false);
+    assert_eq!(meta(&entry).nlink(), 1 + outs.len() as u64);
+    for out in &outs {
+        assert_eq!(meta(out).ino(), meta(&entry).ino());
+    }
+    assert_eq!(std::fs::read(&entry).unwrap(), data);
+    assert_eq!(tmp_files(&cas), 0);
+}
