@@ -41,11 +41,14 @@ impl Capabilities for CapabilitiesService {
             }),
             ..Default::default()
         };
-        // BLAKE3 digests arrived in REAPI 2.3.
+        // v2 is backwards compatible within the major version: a 2.0 client
+        // (Bazel 2.x) sends no digest function and gets SHA-256, which is
+        // what 2.0 means; BLAKE3 needs 2.3, the newest we speak.
         let mut low = caps.low_api_version.take().unwrap_or_default();
         low.major = 2;
-        low.minor = 3;
-        let high = low.clone();
+        low.minor = 0;
+        let mut high = low.clone();
+        high.minor = 3;
         caps.low_api_version = Some(low);
         caps.high_api_version = Some(high);
         Ok(Response::new(caps))
