@@ -414,6 +414,12 @@ async fn health_and_capabilities_report_serving_both_functions() {
         .await
         .unwrap()
         .into_inner();
+    // 2.0 clients (Bazel 2.x) are served; 2.3 is needed for BLAKE3.
+    let (low, high) = (
+        response.low_api_version.unwrap(),
+        response.high_api_version.unwrap(),
+    );
+    assert_eq!((low.major, low.minor, high.major, high.minor), (2, 0, 2, 3));
     let cache = response.cache_capabilities.unwrap();
     assert_eq!(
         cache.digest_functions,
