@@ -162,3 +162,70 @@ fn run_refuses_a_data_dir_inside_the_inputs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is inside the input directory"));
     assert!(!dir.path().join("cache-data").exists());
 }
+
+#[test]
+fn second_run_is_cached_and_cache_explain_names_the_changed_input() {
+    let inputs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let f = write(
+        inputs.path(),
+        "buildfleet.yaml",
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: t, run: 'cat a.txt', shards: 2 }\n",
+    );
+    write(inputs.path(), "a.txt", "one\n");
+    let run = || {
+        buildfleet()
+            .args(["run", "--runners", "2", "--data"])
+            .arg(data.path())
+            .arg(&f)
+            .output()
+            .unwrap()
+    };
+    let explain = || {
+        let out = buildfleet()
+            .args(["cache", "explain", "--data"])
+            .arg(data.path())
+            .arg(&f)
+            .arg("t")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(run().status.code(), Some(0));
+    let second = run();
+    let text = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(second.status.code(), Some(0), "{text}");
+    assert!(text.contains("succeeded (1 from cache)"), "{text}");
+    assert!(text.contains("t#0              step result: hit"), "{text}");
+
+    let before = explain();
+    assert!(
+        before.contains("t#0              step result: hit"),
+        "{before}"
+    );
+    assert!(
+        before.contains("t#1              step result: hit"),
+        "{before}"
+    );
+    write(inputs.path(), "a.txt", "two\n");
+    let after = explain();
+    assert!(
+        after.contains("step result: miss") && after.contains("input path a.txt (changed)"),
+        "{after}"
+    );
+    let unknown = buildfleet()
+        .args(["cache", "explain", "--data"])
+        .arg(data.path())
+        .arg(&f)
+        .arg("nope")
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no step `nope`"));
+}
