@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use buildfleet_cache::{CasClient, Digest, Ignores, IndexEntry, LocalCas};
+use buildfleet_cache::{
+    CasClient, Digest, DirectoryListing, Ignores, IndexEntry, LocalCas, Snapshot,
+};
 
 use super::explain;
 use super::records::Manifest;
@@ -261,21 +263,32 @@ async fn explain_miss(cas: &CasClient, keyed: &Keyed) -> String {
     }
 }
 
-/// Saves the paths under the exact key.
-pub async fn save(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> Report {
+/// Saves the paths under the exact key; with a local cache, the saved files
+/// are adopted into it so the next restore on this runner links them.
+pub async fn save(
+    cas: &CasClient,
+    local: Option<&LocalCas>,
+    keyed: &Keyed,
+    work_dir: &Path,
+) -> Report {
     let report = |outcome, detail: String| Report {
         cache: keyed.spec.name.clone(),
         outcome,
         key: keyed.key.clone(),
         detail,
     };
-    match save_paths(cas, keyed, work_dir).await {
+    match save_paths(cas, local, keyed, work_dir).await {
         Ok(summary) => report(Outcome::Saved, summary),
         Err(e) => report(Outcome::SaveFailed, e),
     }
 }
 
-async fn save_paths(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> Result<String, String> {
+async fn save_paths(
+    cas: &CasClient,
+    local: Option<&LocalCas>,
+    keyed: &Keyed,
+    work_dir: &Path,
+) -> Result<String, String> {
     let mut manifest = keyed.manifest.clone();
     let (mut files, mut bytes) = (0u64, 0u64);
     for rel in &keyed.spec.paths {
@@ -297,6 +310,16 @@ async fn save_paths(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> Result<S
         files += snap.file_count;
         bytes += snap.total_bytes;
         manifest.paths.push((rel.clone(), snap.root));
+        if let Some(local) = local.cloned() {
+            let dir = work_dir.join(rel);
+            let (adopted, failed) = tokio::task::spawn_blocking(move || adopt(&local, &dir, &snap))
+                .await
+                .unwrap_or((0, 1));
+            tracing::debug!(path = %rel, adopted, "saved files adopted into the local cache");
+            if failed > 0 {
+                tracing::warn!(path = %rel, failed, "saved files not adopted into the local cache; the next restore downloads them");
+            }
+        }
     }
     let entry = IndexEntry {
         key: keyed.index_key(),
@@ -309,6 +332,45 @@ async fn save_paths(cas: &CasClient, keyed: &Keyed, work_dir: &Path) -> Result<S
         .await
         .map_err(|e| format!("could not record the entry: {e}"))?;
     Ok(format!("{files} files, {bytes} bytes"))
+}
+
+/// Adds every file of a saved tree to the local cache; returns how many
+/// were adopted and how many could not be (each failure is logged by the
+/// local cache, and costs only a download later).
+fn adopt(local: &LocalCas, dir: &Path, snap: &Snapshot) -> (u64, u64) {
+    let (mut adopted, mut failed) = (0, 0);
+    let mut queue = vec![(snap.root, dir.to_path_buf())];
+    while let Some((digest, path)) = queue.pop() {
+        let listing = match snap.source(&digest).map(|s| s.read()) {
+            Some(Ok(bytes)) => match DirectoryListing::decode(&digest, &bytes) {
+                Ok(l) => l,
+                Err(_) => {
+                    failed += 1;
+                    continue;
+                }
+            },
+            _ => {
+                failed += 1;
+                continue;
+            }
+        };
+        for f in &listing.files {
+            if local.contains(&f.digest, f.executable) {
+                continue;
+            }
+            match local.insert_file(&path.join(&f.name), &f.digest, f.executable) {
+                Ok(_) => adopted += 1,
+                Err(e) => {
+                    tracing::debug!(file = %path.join(&f.name).display(), error = %e, "not adopted");
+                    failed += 1;
+                }
+            }
+        }
+        for d in listing.directories {
+            queue.push((d.digest, path.join(&d.name)));
+        }
+    }
+    (adopted, failed)
 }
 
 #[cfg(test)]

@@ -316,7 +316,7 @@ async fn run_in(
                         .await;
                     }
                     for keyed in &to_save {
-                        let r = dependency::save(&ctx.cas, keyed, dir).await;
+                        let r = dependency::save(&ctx.cas, ctx.local.as_ref(), keyed, dir).await;
                         note(log, reports, r).await;
                     }
                     if let Some((spec, key)) = action.as_deref() {
