@@ -5,6 +5,7 @@
 //! entries, index entries) so that one store holds all of a cache's state and
 //! the services need no second database.
 
+mod large_files;
 mod limits;
 mod memory;
 mod rocks;

@@ -5,7 +5,10 @@
 //!   marker. Presence checks dominate cache traffic (FindMissingBlobs on
 //!   every submit), and reading the marker keeps them from pulling large
 //!   values out of blob files.
-//! - `d` blob → the data.
+//! - `d` blob → the data, for blobs under 1 MiB; larger ones
+//!   are plain files (see `large_files`), which cost one write instead of a
+//!   WAL copy, a memtable copy and a flush, and free their disk space the
+//!   moment they are evicted.
 //! - `u` last-use blob → nothing: the LRU order, oldest first, so eviction is
 //!   a forward scan.
 //! - `t` table key → a metadata value.
@@ -25,6 +28,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use rocksdb::{DBCompressionType, Direction, IteratorMode, Options, WriteBatch, DB};
 
+use super::large_files::LargeFiles;
 use super::limits::log_eviction;
 use super::{verify, BlobStore, MetaTable, StoreError, StoreLimits};
 use crate::digest::Digest;
@@ -50,6 +54,7 @@ const STRIPES: usize = 64;
 /// A RocksDB-backed [`BlobStore`].
 pub struct RocksStore {
     db: DB,
+    large: LargeFiles,
     limits: StoreLimits,
     total: AtomicU64,
     next_use: AtomicU64,
@@ -145,13 +150,24 @@ impl RocksStore {
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_enable_blob_files(true);
         opts.set_min_blob_size(MIN_BLOB_SIZE);
-        opts.set_blob_compression_type(DBCompressionType::Lz4);
+        // Blob-file values are mid-sized file contents, often already
+        // compressed; LZ4 would cost CPU on every flush for little gain.
+        opts.set_blob_compression_type(DBCompressionType::None);
+        // Deleted (evicted) values in blob files are only reclaimed by blob
+        // garbage collection during compaction.
+        opts.set_enable_blob_gc(true);
         let db = DB::open(&opts, path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
+        let large_dir = path.join("large-blobs");
+        let large = LargeFiles::open(large_dir.clone()).map_err(|source| StoreError::Open {
+            path: large_dir,
+            source: Box::new(source),
+        })?;
         let store = RocksStore {
             db,
+            large,
             limits,
             total: AtomicU64::new(0),
             next_use: AtomicU64::new(1),
@@ -172,6 +188,7 @@ impl RocksStore {
         let mut blobs = 0u64;
         let mut legacy = WriteBatch::default();
         let mut legacy_count = 0u64;
+        let mut lost_files = 0u64;
         // Only markers are read: data values may live in blob files, and
         // opening must not read every blob.
         for item in self
@@ -191,16 +208,43 @@ impl RocksStore {
                 continue;
             }
             if let Some(digest) = digest_of_key(&k) {
+                if LargeFiles::is_large(&digest)
+                    && !self.large.exists(&digest)
+                    && !self.has_data_key(&digest)?
+                {
+                    // The file is gone (deleted by hand, lost disk): a marker
+                    // without data would make FindMissing lie.
+                    tracing::error!(%digest, "large blob file missing; forgetting the blob");
+                    legacy.delete(&k);
+                    legacy.delete(use_key(parse_last_use(&v), &digest));
+                    lost_files += 1;
+                    continue;
+                }
                 total += digest.size_bytes;
                 max_use = max_use.max(parse_last_use(&v));
                 blobs += 1;
             }
+        }
+        let orphans = self
+            .large
+            .sweep(|d| matches!(self.db.get_pinned(key(MARKER, d)), Ok(Some(_))))
+            .map_err(|e| StoreError::Backend {
+                operation: "sweep large blobs",
+                source: Box::new(e),
+            })?;
+        if orphans > 0 {
+            tracing::warn!(
+                files = orphans,
+                "removed large blob files no marker names (interrupted writes)"
+            );
         }
         if legacy_count > 0 {
             tracing::warn!(
                 blobs = legacy_count,
                 "dropping blobs stored in the pre-digest-function layout"
             );
+        }
+        if legacy_count + lost_files > 0 {
             self.db.write(legacy).map_err(backend("drop legacy"))?;
         }
         self.total.store(total, Ordering::SeqCst);
@@ -213,6 +257,14 @@ impl RocksStore {
             "opened blob store"
         );
         Ok(())
+    }
+
+    fn has_data_key(&self, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_pinned(key(DATA, digest))
+            .map_err(backend("get"))?
+            .is_some())
     }
 
     fn stripe(&self, digest: &Digest) -> MutexGuard<'_, ()> {
@@ -290,6 +342,13 @@ impl RocksStore {
             batch.delete(use_key(last_use, digest));
         }
         self.db.write(batch).map_err(backend("delete"))?;
+        if LargeFiles::is_large(digest) {
+            // After the marker is gone, so a crash in between leaves an
+            // orphan file (swept at open), never a marker without a file.
+            if let Err(e) = self.large.remove(digest) {
+                tracing::warn!(%digest, error = %e, "large blob file not removed; swept at next open");
+            }
+        }
         if marker.is_some() {
             self.total.fetch_sub(digest.size_bytes, Ordering::SeqCst);
         }
@@ -355,7 +414,11 @@ impl RocksStore {
             batch.put(use_key(last_use, digest), b"");
             self.total.fetch_add(digest.size_bytes, Ordering::SeqCst);
         }
-        batch.put(key(DATA, digest), data);
+        if LargeFiles::is_large(digest) {
+            self.large.write_raw(digest, data);
+        } else {
+            batch.put(key(DATA, digest), data);
+        }
         self.db.write(batch).expect("raw write");
     }
 
@@ -395,24 +458,47 @@ impl BlobStore for RocksStore {
         if digest.is_empty_blob() {
             return Ok(Some(Bytes::new()));
         }
-        let Some(value) = self
-            .db
-            .get_pinned(key(DATA, digest))
-            .map_err(backend("get"))?
-        else {
-            return Ok(None);
+        let data = if LargeFiles::is_large(digest) {
+            match self.large.read(digest).map_err(|e| StoreError::Backend {
+                operation: "read large blob",
+                source: Box::new(e),
+            })? {
+                Some(data) => data,
+                // Written before large blobs became files.
+                None => match self
+                    .db
+                    .get_pinned(key(DATA, digest))
+                    .map_err(backend("get"))?
+                {
+                    Some(v) => Bytes::copy_from_slice(&v),
+                    None => {
+                        let _guard = self.stripe(digest);
+                        if self.marker(digest)?.is_some() {
+                            tracing::error!(%digest, "large blob file missing; forgetting the blob");
+                            self.delete_locked(digest)?;
+                        }
+                        return Ok(None);
+                    }
+                },
+            }
+        } else {
+            let Some(value) = self
+                .db
+                .get_pinned(key(DATA, digest))
+                .map_err(backend("get"))?
+            else {
+                return Ok(None);
+            };
+            Bytes::copy_from_slice(&value)
         };
-        if let Err(err) = verify(digest, &value) {
+        if let Err(err) = verify(digest, &data) {
             // Disk rot or a bug: serving it would spread the damage to every
             // client, and keeping it would block a clean re-upload.
             tracing::error!(%digest, %err, "corrupt blob in RocksDB store; deleting");
-            drop(value);
             let _guard = self.stripe(digest);
             self.delete_locked(digest)?;
             return Ok(None);
         }
-        let data = Bytes::copy_from_slice(&value);
-        drop(value);
         // Evicted between the read and now: the bytes read are still valid.
         self.touch(digest)?;
         Ok(Some(data))
@@ -436,9 +522,18 @@ impl BlobStore for RocksStore {
             if let Some(old) = self.marker(digest)? {
                 return self.touch_locked(digest, old);
             }
-            let last_use = self.next_use.fetch_add(1, Ordering::SeqCst);
             let mut batch = WriteBatch::default();
-            batch.put(key(DATA, digest), &data);
+            if LargeFiles::is_large(digest) {
+                self.large
+                    .write(digest, &data)
+                    .map_err(|e| StoreError::Backend {
+                        operation: "write large blob",
+                        source: Box::new(e),
+                    })?;
+            } else {
+                batch.put(key(DATA, digest), &data);
+            }
+            let last_use = self.next_use.fetch_add(1, Ordering::SeqCst);
             batch.put(use_key(last_use, digest), b"");
             batch.put(key(MARKER, digest), last_use.to_be_bytes());
             self.db.write(batch).map_err(backend("put"))?;
@@ -494,6 +589,7 @@ impl BlobStore for RocksStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::large_files::LARGE_BLOB_BYTES;
     use super::*;
 
     #[test]
@@ -550,6 +646,81 @@ mod tests {
         // Reopened with a smaller limit, the store trims itself at once.
         let store = RocksStore::open_with_limits(dir.path(), StoreLimits::max_bytes(500)).unwrap();
         assert!(store.total_bytes() <= 450, "{}", store.total_bytes());
+    }
+
+    fn large_files(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for fan in std::fs::read_dir(dir.join("large-blobs")).unwrap() {
+            let fan = fan.unwrap().path();
+            if fan.ends_with("tmp") {
+                continue;
+            }
+            for f in std::fs::read_dir(fan).unwrap() {
+                out.push(f.unwrap().path());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn large_blobs_are_files_verified_on_read_and_freed_on_eviction() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = |seed: u8| Bytes::from(vec![seed; LARGE_BLOB_BYTES as usize + 10]);
+        let store =
+            RocksStore::open_with_limits(dir.path(), StoreLimits::max_bytes(3 * LARGE_BLOB_BYTES))
+                .unwrap();
+        let (a, b) = (Digest::of(&big(1)), Digest::of(&big(2)));
+        store.put(&a, big(1)).unwrap();
+        assert_eq!(large_files(dir.path()).len(), 1);
+        assert_eq!(store.get(&a).unwrap(), Some(big(1)));
+
+        // Rot on disk: reported, deleted, treated as missing.
+        let mut rotten = big(1).to_vec();
+        rotten[7] ^= 1;
+        store.write_unverified(&a, &rotten);
+        assert_eq!(store.get(&a).unwrap(), None);
+        assert_eq!(store.contains_many(&[a]).unwrap(), vec![false]);
+        assert!(
+            large_files(dir.path()).is_empty(),
+            "the corrupt file is gone"
+        );
+
+        // Eviction removes the file, so the limit is a limit on disk too.
+        store.put(&a, big(1)).unwrap();
+        store.put(&b, big(2)).unwrap();
+        let c = Digest::of(&big(3));
+        store.put(&c, big(3)).unwrap();
+        assert_eq!(
+            store.contains_many(&[a, b, c]).unwrap(),
+            vec![false, true, true]
+        );
+        assert_eq!(large_files(dir.path()).len(), 2);
+    }
+
+    #[test]
+    fn orphaned_and_missing_large_files_are_reconciled_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Bytes::from(vec![9u8; LARGE_BLOB_BYTES as usize]);
+        let digest = Digest::of(&data);
+        let orphan = Bytes::from(vec![8u8; LARGE_BLOB_BYTES as usize]);
+        let orphan_digest = Digest::of(&orphan);
+        {
+            let store = RocksStore::open(dir.path()).unwrap();
+            store.put(&digest, data.clone()).unwrap();
+            // A crash between the file's rename and its marker.
+            store.large.write(&orphan_digest, &orphan).unwrap();
+        }
+        let store = RocksStore::open(dir.path()).unwrap();
+        assert_eq!(large_files(dir.path()).len(), 1, "orphan swept");
+        assert_eq!(store.get(&digest).unwrap(), Some(data));
+        drop(store);
+
+        for f in large_files(dir.path()) {
+            std::fs::remove_file(f).unwrap();
+        }
+        let store = RocksStore::open(dir.path()).unwrap();
+        assert_eq!(store.contains_many(&[digest]).unwrap(), vec![false]);
+        assert_eq!(store.total_bytes(), 0);
     }
 
     #[test]
