@@ -4,6 +4,8 @@
 
 mod blobs;
 #[cfg(unix)]
+mod link_tree;
+#[cfg(unix)]
 mod local_cas;
 mod materialise;
 #[cfg(unix)]
