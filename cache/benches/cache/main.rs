@@ -62,6 +62,78 @@ impl Timings {
     }
 }
 
+/// CPU time (user + system) of this process's threads so far, grouped by
+/// what they do: the client runtime (`bf-client`), the server runtime
+/// (`bf-server`), RocksDB's background threads, and the rest. Read from
+/// /proc, to tell which side a CPU-bound transfer spends its time on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSplit {
+    pub client: Duration,
+    pub server: Duration,
+    pub rocksdb: Duration,
+    pub other: Duration,
+}
+
+impl CpuSplit {
+    pub fn now() -> CpuSplit {
+        let mut split = CpuSplit::default();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return split;
+        };
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let name = head.split_once(" (").map_or("", |(_, n)| n);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            // utime and stime: fields 14 and 15 of the line, 11 and 12 after
+            // the name; in USER_HZ (100 on Linux).
+            let cpu = Duration::from_millis((ticks(11) + ticks(12)) * 10);
+            let bucket = if name.starts_with("bf-client") {
+                &mut split.client
+            } else if name.starts_with("bf-server") {
+                &mut split.server
+            } else if name.starts_with("rocksdb") {
+                &mut split.rocksdb
+            } else {
+                &mut split.other
+            };
+            *bucket += cpu;
+        }
+        split
+    }
+
+    pub fn total(&self) -> Duration {
+        self.client + self.server + self.rocksdb + self.other
+    }
+
+    /// Cores each group kept busy over `wall`, since `earlier`.
+    pub fn busy_since(&self, earlier: &CpuSplit, wall: Duration) -> [f64; 4] {
+        let per = |a: Duration, b: Duration| a.saturating_sub(b).as_secs_f64() / wall.as_secs_f64();
+        [
+            per(self.client, earlier.client),
+            per(self.server, earlier.server),
+            per(self.rocksdb, earlier.rocksdb),
+            per(self.other, earlier.other),
+        ]
+    }
+}
+
+/// Wall time and cores kept busy per thread group while `f` runs. Threads
+/// that ended meanwhile are not counted, so the figures are lower bounds.
+pub fn time_cpu<T>(f: impl FnOnce() -> T) -> (Duration, [f64; 4], T) {
+    let before = CpuSplit::now();
+    let (wall, out) = time(f);
+    (wall, CpuSplit::now().busy_since(&before, wall), out)
+}
+
 pub fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     let start = Instant::now();
     let out = f();
@@ -157,6 +229,7 @@ fn main() {
     let scratch = Scratch::create();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("bf-client")
         .enable_all()
         .build()
         .expect("client runtime");

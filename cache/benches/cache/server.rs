@@ -17,10 +17,11 @@ impl BenchServer {
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("bench-server".into())
+            .name("bf-server-main".into())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
+                    .thread_name("bf-server")
                     .enable_all()
                     .build()
                     .expect("server runtime");

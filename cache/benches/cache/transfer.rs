@@ -8,7 +8,7 @@ use buildfleet_cache::{BlobStore, CasClient, MemoryStore, RocksStore};
 use bytes::Bytes;
 
 use crate::server::BenchServer;
-use crate::{ms, remove_tree, reps, time, verdict, Timings};
+use crate::{ms, remove_tree, reps, time_cpu, verdict, Timings};
 
 const LARGE_COUNT: usize = 64;
 const LARGE_SIZE: usize = 16 * 1024 * 1024;
@@ -58,6 +58,28 @@ fn split(data: &Bytes, size: usize) -> Vec<Bytes> {
 struct Row {
     up: Timings,
     down: Timings,
+    /// Cores kept busy per thread group (client, server, RocksDB, other),
+    /// per rep.
+    up_cores: Vec<[f64; 4]>,
+    down_cores: Vec<[f64; 4]>,
+}
+
+impl Row {
+    /// Per-group medians, as "client c + server s + rocksdb r".
+    fn cores(v: &[[f64; 4]]) -> String {
+        let median = |g: usize| {
+            let mut col: Vec<f64> = v.iter().map(|c| c[g]).collect();
+            col.sort_by(f64::total_cmp);
+            col[col.len() / 2]
+        };
+        format!(
+            "cores: client {:.1}, server {:.1}, rocksdb {:.1}, other {:.1}",
+            median(0),
+            median(1),
+            median(2),
+            median(3)
+        )
+    }
 }
 
 pub fn run(rt: &tokio::runtime::Runtime, scratch: &Path) {
@@ -78,30 +100,13 @@ pub fn run(rt: &tokio::runtime::Runtime, scratch: &Path) {
                 &random_bytes(&format!("large {rep} {k}"), LARGE_COUNT * LARGE_SIZE),
                 LARGE_SIZE,
             );
-            let (t, (digests, stats)) = time(|| {
-                rt.block_on(client.upload_blobs(blobs.clone()))
-                    .expect("upload")
-            });
-            assert_eq!(stats.uploaded_blobs, LARGE_COUNT as u64);
-            large[k].up.push(t);
-            let (t, read) = time(|| rt.block_on(client.read_blobs(&digests)).expect("download"));
-            assert_eq!(read, blobs, "downloads match (and were verified)");
-            large[k].down.push(t);
-            drop((blobs, read));
-
+            measure(rt, &client, &blobs, &mut large[k]);
+            drop(blobs);
             let blobs = split(
                 &random_bytes(&format!("small {rep} {k}"), SMALL_COUNT * SMALL_SIZE),
                 SMALL_SIZE,
             );
-            let (t, (digests, stats)) = time(|| {
-                rt.block_on(client.upload_blobs(blobs.clone()))
-                    .expect("upload")
-            });
-            assert_eq!(stats.uploaded_blobs, SMALL_COUNT as u64);
-            small[k].up.push(t);
-            let (t, read) = time(|| rt.block_on(client.read_blobs(&digests)).expect("download"));
-            assert_eq!(read, blobs);
-            small[k].down.push(t);
+            measure(rt, &client, &blobs, &mut small[k]);
 
             drop(server);
             remove_tree(&dir);
@@ -110,6 +115,7 @@ pub fn run(rt: &tokio::runtime::Runtime, scratch: &Path) {
 
     let large_bytes = (LARGE_COUNT * LARGE_SIZE) as f64;
     let small_bytes = (SMALL_COUNT * SMALL_SIZE) as f64;
+    println!("cores = CPU time / wall time per thread group (client runtime, server runtime, RocksDB and other threads); 2 cores here");
     println!("| store | workload | upload | download |");
     println!("| --- | --- | ---: | ---: |");
     let gbs = |bytes: f64, t: &Timings| bytes / t.median().as_secs_f64() / 1e9;
@@ -121,19 +127,23 @@ pub fn run(rt: &tokio::runtime::Runtime, scratch: &Path) {
         );
         worst_large = worst_large.min(up).min(down);
         println!(
-            "| {} | {LARGE_COUNT} × 16 MiB | {up:.2} GB/s ({:.0} ms) | {down:.2} GB/s ({:.0} ms) |",
+            "| {} | {LARGE_COUNT} × 16 MiB | {up:.2} GB/s ({:.0} ms, {}) | {down:.2} GB/s ({:.0} ms, {}) |",
             kind.label(),
             ms(large[k].up.median()),
+            Row::cores(&large[k].up_cores),
             ms(large[k].down.median()),
+            Row::cores(&large[k].down_cores),
         );
         let per_s = |t: &Timings| SMALL_COUNT as f64 / t.median().as_secs_f64();
         println!(
-            "| {} | {SMALL_COUNT} × 2 KiB | {:.0} blobs/s, {:.2} GB/s | {:.0} blobs/s, {:.2} GB/s |",
+            "| {} | {SMALL_COUNT} × 2 KiB | {:.0} blobs/s, {:.2} GB/s ({}) | {:.0} blobs/s, {:.2} GB/s ({}) |",
             kind.label(),
             per_s(&small[k].up),
             gbs(small_bytes, &small[k].up),
+            Row::cores(&small[k].up_cores),
             per_s(&small[k].down),
             gbs(small_bytes, &small[k].down),
+            Row::cores(&small[k].down_cores),
         );
     }
     println!(
@@ -141,6 +151,30 @@ pub fn run(rt: &tokio::runtime::Runtime, scratch: &Path) {
         verdict(worst_large >= 1.0)
     );
     latency(rt, scratch);
+}
+
+/// Uploads `blobs` (all new to the server), then downloads them, timing
+/// both and checking what came back. The client runs on its own runtime's
+/// threads, so the CPU split can tell it from the server.
+fn measure(rt: &tokio::runtime::Runtime, client: &CasClient, blobs: &[Bytes], row: &mut Row) {
+    let (c, owned) = (client.clone(), blobs.to_vec());
+    let (t, busy, (digests, stats)) = time_cpu(|| {
+        rt.block_on(rt.spawn(async move { c.upload_blobs(owned).await }))
+            .expect("upload task")
+            .expect("upload")
+    });
+    assert_eq!(stats.uploaded_blobs, blobs.len() as u64);
+    row.up.push(t);
+    row.up_cores.push(busy);
+    let (c, wanted) = (client.clone(), digests.clone());
+    let (t, busy, read) = time_cpu(|| {
+        rt.block_on(rt.spawn(async move { c.read_blobs(&wanted).await }))
+            .expect("download task")
+            .expect("download")
+    });
+    assert_eq!(read, blobs, "downloads match (and were verified)");
+    row.down.push(t);
+    row.down_cores.push(busy);
 }
 
 /// One small RPC at a time, interleaved, against RocksStore.
