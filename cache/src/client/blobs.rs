@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use tracing::Instrument;
 
 use super::{CasClient, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
 use crate::digest::Digest;
@@ -78,6 +79,16 @@ async fn digests_of(blobs: &[Bytes]) -> Result<Vec<Digest>, CacheError> {
     Ok(digests)
 }
 
+/// Runs one transfer as its own task: decoding, copying and verifying
+/// happen where the transfer is polled, and in one task they would all
+/// share a single thread.
+async fn spawn_transfer<T: Send + 'static>(
+    what: &'static str,
+    transfer: impl std::future::Future<Output = Result<T, CacheError>> + Send + 'static,
+) -> Result<T, CacheError> {
+    tokio::spawn(transfer.instrument(tracing::debug_span!("transfer", what))).await?
+}
+
 impl CasClient {
     /// Uploads every blob the server lacks. Returns their digests in input
     /// order, and what was sent.
@@ -100,11 +111,14 @@ impl CasClient {
         }
         stats.skipped_blobs = distinct.len() as u64 - stats.uploaded_blobs;
         futures::stream::iter(plan(todo))
-            .map(|transfer| async move {
-                match transfer {
-                    Transfer::Batch(blobs) => self.batch_update(blobs).await,
-                    Transfer::Large((digest, data)) => self.write_bytes(digest, data).await,
-                }
+            .map(|transfer| {
+                let client = self.clone();
+                spawn_transfer("upload", async move {
+                    match transfer {
+                        Transfer::Batch(blobs) => client.batch_update(blobs).await,
+                        Transfer::Large((digest, data)) => client.write_bytes(digest, data).await,
+                    }
+                })
             })
             .buffer_unordered(IN_FLIGHT)
             .try_collect::<Vec<()>>()
@@ -123,13 +137,16 @@ impl CasClient {
         distinct.dedup();
         let fetched: Vec<Vec<(Digest, Bytes)>> =
             futures::stream::iter(plan(distinct.into_iter().map(|d| (d.size_bytes, d))))
-                .map(|transfer| async move {
-                    match transfer {
-                        Transfer::Batch(batch) => self.batch_read(&batch).await,
-                        Transfer::Large(digest) => {
-                            Ok(vec![(digest, self.stream_read(&digest).await?)])
+                .map(|transfer| {
+                    let client = self.clone();
+                    spawn_transfer("download", async move {
+                        match transfer {
+                            Transfer::Batch(batch) => client.batch_read(&batch).await,
+                            Transfer::Large(digest) => {
+                                Ok(vec![(digest, client.stream_read(&digest).await?)])
+                            }
                         }
-                    }
+                    })
                 })
                 .buffer_unordered(IN_FLIGHT)
                 .try_collect()
