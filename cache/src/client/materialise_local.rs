@@ -2,7 +2,8 @@
 //! runner already holds are hard-linked, not downloaded and written again;
 //! only the rest is fetched (batched and verified as usual), stored in the
 //! local cache, then linked. This is what makes a warm runner's restore of a
-//! large dependency tree cost little more than `cp -al`.
+//! large dependency tree cost about what `cp -al` does (less, on the
+//! 2-core runners: see BENCHMARKS.md).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
