@@ -5,7 +5,7 @@
 //! large dependency tree cost about what `cp -al` does (less, on the
 //! 2-core runners: see BENCHMARKS.md).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -153,7 +153,7 @@ impl CasClient {
         missing: Vec<Wanted>,
     ) -> Result<Tally, CacheError> {
         let mut tally = Tally::default();
-        let mut pending: Option<JoinHandle<Result<Tally, CacheError>>> = None;
+        let mut pending = Pending::default();
         let mut batch: Vec<Wanted> = Vec::new();
         let mut batch_bytes = 0u64;
         for wanted in missing {
@@ -168,8 +168,7 @@ impl CasClient {
                 tally.fetched_bytes += digest.size_bytes;
                 let local = local.clone();
                 let job = move || store_streamed(&local, wanted, &tmp);
-                merge_pending(&mut tally, pending.take()).await?;
-                pending = Some(spawn_store(job));
+                pending.push(&mut tally, spawn_store(job)).await?;
                 continue;
             }
             if batch_bytes + digest.size_bytes > BATCH_TARGET_BYTES && !batch.is_empty() {
@@ -177,8 +176,8 @@ impl CasClient {
                 tally.fetched_blobs += blobs.len() as u64;
                 tally.fetched_bytes += batch_bytes;
                 let (local, items) = (local.clone(), pair(std::mem::take(&mut batch), blobs)?);
-                merge_pending(&mut tally, pending.take()).await?;
-                pending = Some(spawn_store(move || store_batch(&local, items)));
+                let job = spawn_store(move || store_batch(&local, items));
+                pending.push(&mut tally, job).await?;
                 batch_bytes = 0;
             }
             batch_bytes += digest.size_bytes;
@@ -189,10 +188,10 @@ impl CasClient {
             tally.fetched_blobs += blobs.len() as u64;
             tally.fetched_bytes += batch_bytes;
             let (local, items) = (local.clone(), pair(batch, blobs)?);
-            merge_pending(&mut tally, pending.take()).await?;
-            pending = Some(spawn_store(move || store_batch(&local, items)));
+            let job = spawn_store(move || store_batch(&local, items));
+            pending.push(&mut tally, job).await?;
         }
-        merge_pending(&mut tally, pending).await?;
+        pending.finish(&mut tally).await?;
         Ok(tally)
     }
 
@@ -218,14 +217,36 @@ fn spawn_store(
     tokio::task::spawn_blocking(move || span.in_scope(job))
 }
 
-async fn merge_pending(
-    tally: &mut Tally,
-    pending: Option<JoinHandle<Result<Tally, CacheError>>>,
-) -> Result<(), CacheError> {
-    if let Some(handle) = pending {
-        tally.merge(handle.await??);
+/// Store jobs in flight: writing an entry creates an inode, which costs
+/// far more than the download of a small blob, and inode creations in
+/// different fan-out directories overlap; the next batch is fetched
+/// meanwhile.
+const STORES_IN_FLIGHT: usize = 4;
+
+#[derive(Default)]
+struct Pending(VecDeque<JoinHandle<Result<Tally, CacheError>>>);
+
+impl Pending {
+    /// Adds a job, first waiting for the oldest if enough are running.
+    async fn push(
+        &mut self,
+        tally: &mut Tally,
+        job: JoinHandle<Result<Tally, CacheError>>,
+    ) -> Result<(), CacheError> {
+        while self.0.len() >= STORES_IN_FLIGHT {
+            let oldest = self.0.pop_front().expect("non-empty");
+            tally.merge(oldest.await??);
+        }
+        self.0.push_back(job);
+        Ok(())
     }
-    Ok(())
+
+    async fn finish(self, tally: &mut Tally) -> Result<(), CacheError> {
+        for job in self.0 {
+            tally.merge(job.await??);
+        }
+        Ok(())
+    }
 }
 
 /// Matches fetched blobs (in the server's order) with what wanted them.
