@@ -9,7 +9,7 @@ use buildfleet_cache::{snapshot, CasClient, LocalCas, MaterialiseStats, RocksSto
 
 use crate::dataset::{count_files, Dataset};
 use crate::server::BenchServer;
-use crate::{ms, remove_tree, reps, time, verdict, Timings};
+use crate::{ms, remove_tree, reps, time, time_cpu, verdict, Timings};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Method {
@@ -82,6 +82,9 @@ pub fn run(rt: &tokio::runtime::Runtime, data: &Dataset, scratch: &Path) {
     let dest = dest_root.join("node_modules");
     let cold_dir = scratch.join("cas-cold");
     let mut timings: Vec<Timings> = METHODS.iter().map(|_| Timings::new()).collect();
+    // Cores busy in this process (client and server threads); the external
+    // commands run in child processes and show as 0.
+    let mut cores: Vec<Vec<f64>> = METHODS.iter().map(|_| Vec::new()).collect();
     for rep in 0..reps {
         // Rotate the order so no method always runs right after another.
         for k in 0..METHODS.len() {
@@ -91,9 +94,10 @@ pub fn run(rt: &tokio::runtime::Runtime, data: &Dataset, scratch: &Path) {
             std::fs::create_dir_all(&dest_root).expect("dest");
             remove_tree(&cold_dir);
             let cold = LocalCas::open(&cold_dir, None).expect("cold cas");
-            let (elapsed, stats) =
-                time(|| restore(rt, &client, &snap.root, method, data, &dest, &warm, &cold));
+            let (elapsed, busy, stats) =
+                time_cpu(|| restore(rt, &client, &snap.root, method, data, &dest, &warm, &cold));
             timings[i].push(elapsed);
+            cores[i].push(busy.iter().sum());
             if rep == 0 {
                 check(method, &dest, &snap.root, stats);
             }
@@ -102,18 +106,23 @@ pub fn run(rt: &tokio::runtime::Runtime, data: &Dataset, scratch: &Path) {
     remove_tree(&dest_root);
     remove_tree(&cold_dir);
 
-    println!("| method | median | vs tar+zstd | vs cp -al |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!("| method | median | min–max | vs tar+zstd | vs cp -al | cores busy (in-process) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let median = |m: Method| timings[METHODS.iter().position(|&x| x == m).unwrap()].median();
     let (tar, cpal) = (median(Method::Tar), median(Method::CpAl));
-    for (method, t) in METHODS.iter().zip(&timings) {
+    for ((method, t), busy) in METHODS.iter().zip(&timings).zip(&cores) {
         let m = t.median();
+        let mut busy = busy.clone();
+        busy.sort_by(f64::total_cmp);
         println!(
-            "| {} | {:.0} ms | {:.2}× faster | {:.2}× its time |",
+            "| {} | {:.0} ms | {:.0}–{:.0} ms | {:.2}× faster | {:.2}× its time | {:.1} |",
             method.label(),
             ms(m),
+            ms(t.percentile(0.0)),
+            ms(t.max()),
             tar.as_secs_f64() / m.as_secs_f64(),
-            m.as_secs_f64() / cpal.as_secs_f64()
+            m.as_secs_f64() / cpal.as_secs_f64(),
+            busy[busy.len() / 2]
         );
     }
     let w = median(Method::Warm).as_secs_f64();
