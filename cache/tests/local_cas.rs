@@ -359,3 +359,58 @@ async fn without_a_local_cache_materialise_with_writes_files_as_before() {
     assert_eq!(snapshot(&dest).unwrap().root, snap.root);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_wide_and_deep_tree_is_placed_whole() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let src = tempfile::tempdir().unwrap();
+    // 6 × 6 × 6 directories, a file in each, some contents shared.
+    for a in 0..6 {
+        for b in 0..6 {
+            for c in 0..6 {
+                let rel = format!("p{a}/q{b}/r{c}/file.txt");
+                write(
+                    src.path(),
+                    &rel,
+                    format!("{}\n", (a + b + c) % 5).as_bytes(),
+                );
+            }
+        }
+    }
+    let (client, snap) = uploaded(&server, src.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    let local = LocalCas::open(work.path().join("cas"), None).unwrap();
+    for round in ["cold", "warm"] {
+        let dest = work.path().join(round);
+        let stats = client
+            .materialise_with(&snap.root, &dest, Some(&local))
+            .await
+            .unwrap();
+        assert_eq!(stats.directories, 1 + 6 + 36 + 216, "{round}");
+        assert_eq!(stats.linked_files, 216, "{round}");
+        assert_eq!(snapshot(&dest).unwrap().root, snap.root, "{round}");
+    }
+    assert_eq!(local.stats().entries, 5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_in_the_way_of_a_directory_fails_the_materialisation() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let (client, snap) = uploaded(&server, src.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    let local = LocalCas::open(work.path().join("cas"), None).unwrap();
+    let dest = work.path().join("out");
+    write(&dest, "src", b"a file where the tree has a directory");
+    let err = client
+        .materialise_with(&snap.root, &dest, Some(&local))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, buildfleet_cache::CacheError::Io { path, .. } if path.ends_with("src")),
+        "{err:?}"
+    );
+    server.stop().await;
+}

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use tracing::Instrument;
 
 use super::{CasClient, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
 use crate::digest::Digest;
@@ -45,6 +46,49 @@ fn plan<T>(items: impl IntoIterator<Item = (u64, T)>) -> Vec<Transfer<T>> {
     plan
 }
 
+/// Hashes blobs on a few blocking threads: hashing a large upload on one
+/// core before the first byte is sent would take a third of the time.
+async fn digests_of(blobs: &[Bytes]) -> Result<Vec<Digest>, CacheError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let total: u64 = blobs.iter().map(|b| b.len() as u64).sum();
+    // Contiguous groups of about equal bytes, so results stay in order.
+    let share = total / threads as u64 + 1;
+    let mut groups: Vec<Vec<Bytes>> = vec![Vec::new()];
+    let mut group_bytes = 0u64;
+    for blob in blobs {
+        if group_bytes >= share {
+            groups.push(Vec::new());
+            group_bytes = 0;
+        }
+        group_bytes += blob.len() as u64;
+        groups.last_mut().expect("never empty").push(blob.clone());
+    }
+    let handles: Vec<_> = groups
+        .into_iter()
+        .map(|group| {
+            let span = tracing::debug_span!("hash_blobs", blobs = group.len());
+            tokio::task::spawn_blocking(move || {
+                span.in_scope(|| group.iter().map(|b| Digest::of(b)).collect::<Vec<_>>())
+            })
+        })
+        .collect();
+    let mut digests = Vec::with_capacity(blobs.len());
+    for handle in handles {
+        digests.extend(handle.await?);
+    }
+    Ok(digests)
+}
+
+/// Runs one transfer as its own task: decoding, copying and verifying
+/// happen where the transfer is polled, and in one task they would all
+/// share a single thread.
+async fn spawn_transfer<T: Send + 'static>(
+    what: &'static str,
+    transfer: impl std::future::Future<Output = Result<T, CacheError>> + Send + 'static,
+) -> Result<T, CacheError> {
+    tokio::spawn(transfer.instrument(tracing::debug_span!("transfer", what))).await?
+}
+
 impl CasClient {
     /// Uploads every blob the server lacks. Returns their digests in input
     /// order, and what was sent.
@@ -52,7 +96,7 @@ impl CasClient {
         &self,
         blobs: Vec<Bytes>,
     ) -> Result<(Vec<Digest>, UploadStats), CacheError> {
-        let digests: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
+        let digests = digests_of(&blobs).await?;
         let mut by_digest: HashMap<Digest, Bytes> = digests.iter().copied().zip(blobs).collect();
         let distinct: Vec<Digest> = by_digest.keys().copied().collect();
         let missing = self.find_missing(&distinct).await?;
@@ -67,11 +111,14 @@ impl CasClient {
         }
         stats.skipped_blobs = distinct.len() as u64 - stats.uploaded_blobs;
         futures::stream::iter(plan(todo))
-            .map(|transfer| async move {
-                match transfer {
-                    Transfer::Batch(blobs) => self.batch_update(blobs).await,
-                    Transfer::Large((digest, data)) => self.write_bytes(digest, data).await,
-                }
+            .map(|transfer| {
+                let client = self.clone();
+                spawn_transfer("upload", async move {
+                    match transfer {
+                        Transfer::Batch(blobs) => client.batch_update(blobs).await,
+                        Transfer::Large((digest, data)) => client.write_bytes(digest, data).await,
+                    }
+                })
             })
             .buffer_unordered(IN_FLIGHT)
             .try_collect::<Vec<()>>()
@@ -90,13 +137,16 @@ impl CasClient {
         distinct.dedup();
         let fetched: Vec<Vec<(Digest, Bytes)>> =
             futures::stream::iter(plan(distinct.into_iter().map(|d| (d.size_bytes, d))))
-                .map(|transfer| async move {
-                    match transfer {
-                        Transfer::Batch(batch) => self.batch_read(&batch).await,
-                        Transfer::Large(digest) => {
-                            Ok(vec![(digest, self.stream_read(&digest).await?)])
+                .map(|transfer| {
+                    let client = self.clone();
+                    spawn_transfer("download", async move {
+                        match transfer {
+                            Transfer::Batch(batch) => client.batch_read(&batch).await,
+                            Transfer::Large(digest) => {
+                                Ok(vec![(digest, client.stream_read(&digest).await?)])
+                            }
                         }
-                    }
+                    })
                 })
                 .buffer_unordered(IN_FLIGHT)
                 .try_collect()

@@ -35,13 +35,42 @@ pub(super) struct FileTarget {
     pub(super) executable: bool,
 }
 
-/// A tree laid out under its destination, before anything is written:
-/// directories parents first, and every file grouped by blob.
+/// One directory of a layout: where it goes, its files, and its
+/// subdirectories (indexes into [`Layout::dirs`]).
+pub(super) struct DirPlan {
+    pub(super) path: PathBuf,
+    pub(super) files: Vec<PlannedFile>,
+    pub(super) children: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub(super) struct PlannedFile {
+    pub(super) path: PathBuf,
+    pub(super) digest: Digest,
+    pub(super) executable: bool,
+}
+
+/// A tree laid out under its destination, before anything is written.
+/// `dirs` is breadth first, so parents come before children; the
+/// destination itself is `dirs[0]`.
 pub(super) struct Layout {
-    pub(super) directories: Vec<PathBuf>,
-    pub(super) files: BTreeMap<Digest, Vec<FileTarget>>,
+    pub(super) dirs: Vec<DirPlan>,
     pub(super) symlinks: Vec<(PathBuf, String)>,
     pub(super) stats: MaterialiseStats,
+}
+
+impl Layout {
+    /// Every file path, grouped by blob.
+    pub(super) fn files_by_digest(&self) -> BTreeMap<Digest, Vec<FileTarget>> {
+        let mut files: BTreeMap<Digest, Vec<FileTarget>> = BTreeMap::new();
+        for file in self.dirs.iter().flat_map(|d| &d.files) {
+            files.entry(file.digest).or_default().push(FileTarget {
+                path: file.path.clone(),
+                executable: file.executable,
+            });
+        }
+        files
+    }
 }
 
 impl CasClient {
@@ -53,19 +82,16 @@ impl CasClient {
         root: &Digest,
         dest: &Path,
     ) -> Result<MaterialiseStats, CacheError> {
-        let Layout {
-            directories,
-            files,
-            symlinks,
-            mut stats,
-        } = self.layout(root, dest).await?;
-        for dir in &directories {
-            create_dir(dir).await?;
+        let layout = self.layout(root, dest).await?;
+        for dir in &layout.dirs {
+            create_dir(&dir.path).await?;
         }
+        let files = layout.files_by_digest();
+        let mut stats = layout.stats;
         let (fetched, fetched_bytes) = self.write_files(&files).await?;
         stats.fetched_blobs = fetched;
         stats.fetched_bytes = fetched_bytes;
-        stats.symlinks = make_symlinks(symlinks).await?;
+        stats.symlinks = make_symlinks(layout.symlinks).await?;
         Ok(stats)
     }
 
@@ -74,13 +100,12 @@ impl CasClient {
     pub(super) async fn layout(&self, root: &Digest, dest: &Path) -> Result<Layout, CacheError> {
         let known = self.tree_listings(root).await?;
         let mut layout = Layout {
-            directories: Vec::new(),
-            files: BTreeMap::new(),
+            dirs: Vec::new(),
             symlinks: Vec::new(),
             stats: MaterialiseStats::default(),
         };
-        let mut queue = VecDeque::from([(*root, dest.to_owned())]);
-        while let Some((digest, dir_path)) = queue.pop_front() {
+        let mut queue = VecDeque::from([(*root, dest.to_owned(), None::<usize>)]);
+        while let Some((digest, dir_path, parent)) = queue.pop_front() {
             let listing = match known.get(&digest) {
                 Some(listing) => listing.clone(),
                 // Not in GetTree's answer (e.g. another encoder's bytes, or
@@ -90,27 +115,33 @@ impl CasClient {
                     DirectoryListing::decode(&digest, &bytes)?
                 }
             };
+            let index = layout.dirs.len();
+            if let Some(parent) = parent {
+                layout.dirs[parent].children.push(index);
+            }
+            let mut plan = DirPlan {
+                path: dir_path,
+                files: Vec::with_capacity(listing.files.len()),
+                children: Vec::new(),
+            };
             for file in listing.files {
                 layout.stats.files += 1;
                 layout.stats.bytes += file.digest.size_bytes;
-                layout
-                    .files
-                    .entry(file.digest)
-                    .or_default()
-                    .push(FileTarget {
-                        path: dir_path.join(&file.name),
-                        executable: file.executable,
-                    });
+                plan.files.push(PlannedFile {
+                    path: plan.path.join(&file.name),
+                    digest: file.digest,
+                    executable: file.executable,
+                });
             }
             for link in listing.symlinks {
                 layout
                     .symlinks
-                    .push((dir_path.join(&link.name), link.target));
+                    .push((plan.path.join(&link.name), link.target));
             }
             for sub in listing.directories {
-                queue.push_back((sub.digest, dir_path.join(&sub.name)));
+                queue.push_back((sub.digest, plan.path.join(&sub.name), Some(index)));
             }
-            layout.directories.push(dir_path);
+            layout.dirs.push(plan);
             layout.stats.directories += 1;
         }
         Ok(layout)

@@ -2,24 +2,21 @@
 //! runner already holds are hard-linked, not downloaded and written again;
 //! only the rest is fetched (batched and verified as usual), stored in the
 //! local cache, then linked. This is what makes a warm runner's restore of a
-//! large dependency tree cost little more than `cp -al`.
+//! large dependency tree cost about what `cp -al` does (less, on the
+//! 2-core runners: see BENCHMARKS.md).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::local_cas::{link_or_copy, LocalCas, PlaceError, Placement};
-use super::materialise::{io_error, make_symlinks, FileTarget, Layout, MaterialiseStats};
+use super::link_tree::{link_tree, Placed};
+use super::local_cas::LocalCas;
+use super::materialise::{io_error, make_symlinks, Layout, MaterialiseStats, PlannedFile};
 use super::{CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
 use crate::digest::Digest;
 use crate::error::CacheError;
-
-/// Most threads placing files at once: linking is metadata work, so a few
-/// threads help even on small machines, and more only contend on the
-/// directory locks.
-const MAX_LINK_WORKERS: usize = 4;
 
 /// One blob's destinations, by mode: each mode is its own cache entry.
 #[derive(Debug, Clone)]
@@ -58,28 +55,19 @@ impl Wanted {
     }
 }
 
-/// What a group of placements did.
+/// What fetching and placing the missing blobs did.
 #[derive(Debug, Default)]
 struct Tally {
-    linked: u64,
-    copied: u64,
-    /// The first link failure that led to a copy, for the log.
-    first_copy_error: Option<(PathBuf, String)>,
-    local_blobs: u64,
+    placed: Placed,
     fetched_blobs: u64,
     fetched_bytes: u64,
-    /// Destinations still to fill: not cached, or the entry vanished.
+    /// Destinations still to fill: the entry vanished before linking.
     missing: Vec<Wanted>,
 }
 
 impl Tally {
     fn merge(&mut self, other: Tally) {
-        self.linked += other.linked;
-        self.copied += other.copied;
-        if self.first_copy_error.is_none() {
-            self.first_copy_error = other.first_copy_error;
-        }
-        self.local_blobs += other.local_blobs;
+        self.placed.merge(other.placed);
         self.fetched_blobs += other.fetched_blobs;
         self.fetched_bytes += other.fetched_bytes;
         self.missing.extend(other.missing);
@@ -104,16 +92,22 @@ impl CasClient {
             return self.materialise(root, dest).await;
         };
         let Layout {
-            directories,
-            files,
+            dirs,
             symlinks,
             mut stats,
         } = self.layout(root, dest).await?;
-        let span = tracing::debug_span!("create_dirs", count = directories.len());
-        tokio::task::spawn_blocking(move || span.in_scope(|| create_dirs(&directories))).await??;
-
-        let wanted = group_by_mode(files);
-        let mut tally = link_cached(local, wanted).await?;
+        let distinct: HashSet<Digest> = dirs
+            .iter()
+            .flat_map(|d| d.files.iter().map(|f| f.digest))
+            .collect();
+        let placed_tree = link_tree(local, dirs).await?;
+        let missing = group_by_digest(placed_tree.missing);
+        stats.local_blobs = (distinct.len() - missing.len()) as u64;
+        let mut tally = Tally {
+            placed: placed_tree.placed,
+            missing,
+            ..Tally::default()
+        };
         // A second round covers entries that vanished between insert and
         // link (dropped by a concurrent check); a third would mean something
         // keeps removing them.
@@ -131,19 +125,19 @@ impl CasClient {
                 tally.missing.len()
             )));
         }
-        if tally.copied > 0 {
-            let (path, error) = tally.first_copy_error.clone().unwrap_or_default();
+        let placed = &tally.placed;
+        if placed.copied > 0 {
+            let (path, error) = placed.first_copy_error.clone().unwrap_or_default();
             tracing::warn!(
-                copied = tally.copied,
-                linked = tally.linked,
+                copied = placed.copied,
+                linked = placed.linked,
                 first = %path.display(),
                 %error,
                 "some files were copied from the local cache because hard-linking failed"
             );
         }
-        stats.linked_files = tally.linked;
-        stats.copied_files = tally.copied;
-        stats.local_blobs = tally.local_blobs;
+        stats.linked_files = placed.linked;
+        stats.copied_files = placed.copied;
         stats.fetched_blobs = tally.fetched_blobs;
         stats.fetched_bytes = tally.fetched_bytes;
         stats.symlinks = make_symlinks(symlinks).await?;
@@ -159,7 +153,7 @@ impl CasClient {
         missing: Vec<Wanted>,
     ) -> Result<Tally, CacheError> {
         let mut tally = Tally::default();
-        let mut pending: Option<JoinHandle<Result<Tally, CacheError>>> = None;
+        let mut pending = Pending::default();
         let mut batch: Vec<Wanted> = Vec::new();
         let mut batch_bytes = 0u64;
         for wanted in missing {
@@ -174,8 +168,7 @@ impl CasClient {
                 tally.fetched_bytes += digest.size_bytes;
                 let local = local.clone();
                 let job = move || store_streamed(&local, wanted, &tmp);
-                merge_pending(&mut tally, pending.take()).await?;
-                pending = Some(spawn_store(job));
+                pending.push(&mut tally, spawn_store(job)).await?;
                 continue;
             }
             if batch_bytes + digest.size_bytes > BATCH_TARGET_BYTES && !batch.is_empty() {
@@ -183,8 +176,8 @@ impl CasClient {
                 tally.fetched_blobs += blobs.len() as u64;
                 tally.fetched_bytes += batch_bytes;
                 let (local, items) = (local.clone(), pair(std::mem::take(&mut batch), blobs)?);
-                merge_pending(&mut tally, pending.take()).await?;
-                pending = Some(spawn_store(move || store_batch(&local, items)));
+                let job = spawn_store(move || store_batch(&local, items));
+                pending.push(&mut tally, job).await?;
                 batch_bytes = 0;
             }
             batch_bytes += digest.size_bytes;
@@ -195,10 +188,10 @@ impl CasClient {
             tally.fetched_blobs += blobs.len() as u64;
             tally.fetched_bytes += batch_bytes;
             let (local, items) = (local.clone(), pair(batch, blobs)?);
-            merge_pending(&mut tally, pending.take()).await?;
-            pending = Some(spawn_store(move || store_batch(&local, items)));
+            let job = spawn_store(move || store_batch(&local, items));
+            pending.push(&mut tally, job).await?;
         }
-        merge_pending(&mut tally, pending).await?;
+        pending.finish(&mut tally).await?;
         Ok(tally)
     }
 
@@ -224,14 +217,36 @@ fn spawn_store(
     tokio::task::spawn_blocking(move || span.in_scope(job))
 }
 
-async fn merge_pending(
-    tally: &mut Tally,
-    pending: Option<JoinHandle<Result<Tally, CacheError>>>,
-) -> Result<(), CacheError> {
-    if let Some(handle) = pending {
-        tally.merge(handle.await??);
+/// Store jobs in flight: writing an entry creates an inode, which costs
+/// far more than the download of a small blob, and inode creations in
+/// different fan-out directories overlap; the next batch is fetched
+/// meanwhile.
+const STORES_IN_FLIGHT: usize = 4;
+
+#[derive(Default)]
+struct Pending(VecDeque<JoinHandle<Result<Tally, CacheError>>>);
+
+impl Pending {
+    /// Adds a job, first waiting for the oldest if enough are running.
+    async fn push(
+        &mut self,
+        tally: &mut Tally,
+        job: JoinHandle<Result<Tally, CacheError>>,
+    ) -> Result<(), CacheError> {
+        while self.0.len() >= STORES_IN_FLIGHT {
+            let oldest = self.0.pop_front().expect("non-empty");
+            tally.merge(oldest.await??);
+        }
+        self.0.push_back(job);
+        Ok(())
     }
-    Ok(())
+
+    async fn finish(self, tally: &mut Tally) -> Result<(), CacheError> {
+        for job in self.0 {
+            tally.merge(job.await??);
+        }
+        Ok(())
+    }
 }
 
 /// Matches fetched blobs (in the server's order) with what wanted them.
@@ -254,81 +269,17 @@ fn pair(
         .collect()
 }
 
-/// Groups a layout's files by blob, then by mode.
-fn group_by_mode(files: std::collections::BTreeMap<Digest, Vec<FileTarget>>) -> Vec<Wanted> {
-    files
-        .into_iter()
-        .map(|(digest, targets)| {
-            let mut wanted = Wanted::new(digest);
-            for target in targets {
-                wanted.targets_mut(target.executable).push(target.path);
-            }
-            wanted
-        })
-        .collect()
-}
-
-fn create_dirs(directories: &[PathBuf]) -> Result<(), CacheError> {
-    let mut dirs = directories.iter();
-    if let Some(dest) = dirs.next() {
-        std::fs::create_dir_all(dest).map_err(io_error(dest))?;
+/// Groups files still to fill by blob, then by mode.
+fn group_by_digest(files: Vec<PlannedFile>) -> Vec<Wanted> {
+    let mut by_digest: BTreeMap<Digest, Wanted> = BTreeMap::new();
+    for file in files {
+        by_digest
+            .entry(file.digest)
+            .or_insert_with(|| Wanted::new(file.digest))
+            .targets_mut(file.executable)
+            .push(file.path);
     }
-    // Parents come first (breadth-first layout), so one mkdir each.
-    for dir in dirs {
-        match std::fs::create_dir(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
-            Err(e) => return Err(io_error(dir)(e)),
-        }
-    }
-    Ok(())
-}
-
-/// Links every blob the local cache already holds, spread over a few
-/// blocking threads; the rest comes back in [`Tally::missing`].
-async fn link_cached(local: &LocalCas, wanted: Vec<Wanted>) -> Result<Tally, CacheError> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_LINK_WORKERS)
-        .min(wanted.len().max(1));
-    let mut shares: Vec<Vec<Wanted>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, w) in wanted.into_iter().enumerate() {
-        shares[i % workers].push(w);
-    }
-    let handles: Vec<_> = shares
-        .into_iter()
-        .enumerate()
-        .map(|(worker, share)| {
-            let local = local.clone();
-            let span = tracing::debug_span!("link_cached", worker, blobs = share.len());
-            tokio::task::spawn_blocking(move || span.in_scope(|| link_share(&local, share)))
-        })
-        .collect();
-    let mut tally = Tally::default();
-    for handle in handles {
-        tally.merge(handle.await??);
-    }
-    Ok(tally)
-}
-
-fn link_share(local: &LocalCas, share: Vec<Wanted>) -> Result<Tally, CacheError> {
-    let mut tally = Tally::default();
-    for wanted in share {
-        let mut missing = Wanted::new(wanted.digest);
-        for (executable, targets) in wanted.variants() {
-            let rest = match local.checked_entry(&wanted.digest, executable) {
-                Some(entry) => place_all(&entry, targets, executable, &mut tally)?,
-                None => targets,
-            };
-            missing.targets_mut(executable).extend_from_slice(rest);
-        }
-        if missing.is_empty() {
-            tally.local_blobs += 1;
-        } else {
-            tally.missing.push(missing);
-        }
-    }
-    Ok(tally)
+    by_digest.into_values().collect()
 }
 
 /// Adds fetched (already verified) small blobs to the cache and places
@@ -387,21 +338,8 @@ fn place_all<'a>(
     tally: &mut Tally,
 ) -> Result<&'a [PathBuf], CacheError> {
     for (i, dest) in targets.iter().enumerate() {
-        match link_or_copy(entry, dest, executable) {
-            Ok((Placement::Linked, _)) => tally.linked += 1,
-            Ok((Placement::Copied, err)) => {
-                tally.copied += 1;
-                let err = err.map(|e| e.to_string()).unwrap_or_default();
-                tracing::debug!(dest = %dest.display(), error = %err, "copied instead of linked");
-                if tally.first_copy_error.is_none() {
-                    tally.first_copy_error = Some((dest.clone(), err));
-                }
-            }
-            Err(PlaceError::SourceGone) => {
-                tracing::info!(entry = %entry.display(), "local cache entry vanished before linking; fetching again");
-                return Ok(&targets[i..]);
-            }
-            Err(PlaceError::Io { path, source }) => return Err(CacheError::Io { path, source }),
+        if !tally.placed.place(entry, dest, executable)? {
+            return Ok(&targets[i..]);
         }
     }
     Ok(&[])

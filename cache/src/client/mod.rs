@@ -7,6 +7,8 @@ mod blobs;
 mod index;
 mod listings;
 #[cfg(unix)]
+mod link_tree;
+#[cfg(unix)]
 mod local_cas;
 mod materialise;
 #[cfg(unix)]
