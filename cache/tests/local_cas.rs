@@ -414,3 +414,62 @@ async fn a_file_in_the_way_of_a_directory_fails_the_materialisation() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn adopting_an_input_a_step_rewrote_in_place_does_not_hide_the_change() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let (client, snap) = uploaded(&server, src.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    let local = LocalCas::open(work.path().join("cas"), None).unwrap();
+    let step = work.path().join("step");
+    client
+        .materialise_with(&snap.root, &step, Some(&local))
+        .await
+        .unwrap();
+
+    // A step rewrites a restored (hard-linked) input in place, same size,
+    // then its directory is saved and adopted, as a dependency cache is.
+    let readme = step.join("README.md");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&readme)
+        .unwrap();
+    f.write_all(b"# changed!").unwrap();
+    drop(f);
+    let saved = snapshot(&step).unwrap();
+    client.upload_snapshot(&saved).await.unwrap();
+    let changed = Digest::of(b"# changed!");
+    assert!(!local.contains(&changed, false));
+    assert_eq!(
+        local.insert_file(&readme, &changed, false).unwrap(),
+        buildfleet_cache::Placement::Copied,
+        "a shared inode is copied, never sealed in place"
+    );
+
+    // The original entry's change is still visible, so the original tree
+    // comes back right, and the saved tree too.
+    let again = work.path().join("again");
+    let stats = client
+        .materialise_with(&snap.root, &again, Some(&local))
+        .await
+        .unwrap();
+    assert_eq!(
+        stats.fetched_blobs, 1,
+        "the rewritten README is fetched again"
+    );
+    assert_eq!(
+        std::fs::read(again.join("README.md")).unwrap(),
+        b"# project\n"
+    );
+    assert_eq!(snapshot(&again).unwrap().root, snap.root);
+    let restored = work.path().join("restored-save");
+    let stats = client
+        .materialise_with(&saved.root, &restored, Some(&local))
+        .await
+        .unwrap();
+    assert_eq!(stats.fetched_blobs, 0);
+    assert_eq!(snapshot(&restored).unwrap().root, saved.root);
+    server.stop().await;
+}

@@ -28,6 +28,7 @@ mod index;
 mod tests;
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,6 +99,9 @@ pub struct LocalCasStats {
     /// Entries removed to stay under the size cap.
     pub evicted: u64,
     pub evicted_bytes: u64,
+    /// [`LocalCas::insert_file`] calls that had to copy (shared inode or
+    /// another filesystem) instead of linking.
+    pub adopted_by_copy: u64,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +112,7 @@ struct Counters {
     stale_dropped: AtomicU64,
     evicted: AtomicU64,
     evicted_bytes: AtomicU64,
+    adopted_by_copy: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -212,13 +217,22 @@ impl LocalCas {
         )
     }
 
-    /// Adopts the existing file at `path` as the entry for `digest`: by hard
-    /// link where possible (the file then *is* the entry: it becomes
-    /// read-only with the fixed mtime, and later writes to it will be
-    /// noticed), by copy across filesystems (logged). The bytes are hashed
-    /// after sealing, so a write racing with the adoption is caught either
-    /// by the hash or by the `stat` check. Used after a step saves a
-    /// dependency cache, so the next restore on this runner is warm.
+    /// Adopts the existing file at `path` as the entry for `digest`. Used
+    /// after a step saves a dependency cache, so the next restore on this
+    /// runner is warm without downloading.
+    ///
+    /// A file with no other hard link is adopted by linking it (the file
+    /// then *is* the entry: it becomes read-only with the fixed mtime, and
+    /// later writes to it will be noticed). A file that shares its inode —
+    /// typically one a restore linked from this cache and a step then
+    /// rewrote in place — is copied instead: sealing it would reset the
+    /// mtime of every other link, including the entry it came from, and hide
+    /// that entry's change. A file that already is the intact entry for
+    /// `digest` needs nothing. Files on another filesystem are copied too.
+    /// Copies return [`Placement::Copied`] and are counted in
+    /// [`LocalCasStats::adopted_by_copy`]. The bytes are hashed after
+    /// sealing, so a write racing with the adoption is caught by the hash
+    /// or by the `stat` check.
     pub fn insert_file(
         &self,
         path: &Path,
@@ -229,20 +243,32 @@ impl LocalCas {
             digest: *digest,
             executable,
         };
+        let meta = std::fs::symlink_metadata(path).map_err(io_at(path))?;
+        if meta.nlink() > 1 {
+            let is_entry = self
+                .check(&key)
+                .is_some_and(|entry| stat_entry(&entry).is_ok_and(|stat| stat.ino == meta.ino()));
+            if is_entry {
+                return Ok(Placement::Linked);
+            }
+        }
         let tmp = self.temp_path();
-        let (placement, hashed, sealed) = match std::fs::hard_link(path, &tmp) {
+        let linked = if meta.nlink() == 1 {
+            std::fs::hard_link(path, &tmp)
+        } else {
+            Err(io::Error::other(
+                "the file shares its inode with other links",
+            ))
+        };
+        let (placement, hashed, sealed) = match linked {
             Ok(()) => {
                 let file = std::fs::File::open(&tmp).map_err(io_at(&tmp))?;
                 let sealed = entry_file::seal(&file, executable).map_err(io_at(&tmp))?;
                 let hashed = entry_file::hash_reader(&mut &file).map_err(io_at(path))?;
                 (Placement::Linked, hashed, sealed)
             }
-            Err(link_err) => {
-                tracing::info!(
-                    path = %path.display(),
-                    error = %link_err,
-                    "cannot hard-link into the local cache; copying"
-                );
+            Err(reason) => {
+                tracing::debug!(path = %path.display(), %reason, "adopting into the local cache by copy");
                 let (hashed, sealed) =
                     entry_file::copy_hashing(path, &tmp, executable).map_err(io_at(path))?;
                 (Placement::Copied, hashed, sealed)
@@ -260,6 +286,12 @@ impl LocalCas {
             });
         }
         self.publish(&tmp, key, sealed, false)?;
+        if placement == Placement::Copied {
+            self.inner
+                .counters
+                .adopted_by_copy
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Ok(placement)
     }
 
@@ -303,6 +335,7 @@ impl LocalCas {
             stale_dropped: c.stale_dropped.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
             evicted_bytes: c.evicted_bytes.load(Ordering::Relaxed),
+            adopted_by_copy: c.adopted_by_copy.load(Ordering::Relaxed),
         }
     }
 

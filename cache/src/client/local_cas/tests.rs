@@ -258,3 +258,46 @@ fn concurrent_inserts_of_one_blob_leave_one_intact_entry() {
     assert_eq!(std::fs::read(&entry).unwrap(), data);
     assert_eq!(tmp_files(&cas), 0);
 }
+
+#[test]
+fn insert_file_copies_a_file_that_shares_its_inode_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let saved = dir.path().join("saved.bin");
+    std::fs::write(&saved, b"shared").unwrap();
+    std::fs::set_permissions(&saved, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::hard_link(&saved, dir.path().join("other-link")).unwrap();
+    let before = meta(&saved);
+    let digest = Digest::of(b"shared");
+    assert_eq!(
+        cas.insert_file(&saved, &digest, false).unwrap(),
+        Placement::Copied
+    );
+    let after = meta(&saved);
+    assert_eq!(
+        after.mode() & 0o7777,
+        0o644,
+        "the source's mode is untouched"
+    );
+    assert_eq!(after.mtime(), before.mtime(), "and so is its mtime");
+    assert_ne!(meta(&cas.entry_path(&digest, false)).ino(), after.ino());
+    assert!(cas.contains(&digest, false));
+    assert_eq!(cas.stats().adopted_by_copy, 1);
+}
+
+#[test]
+fn insert_file_of_the_entry_itself_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let digest = Digest::of(b"restored");
+    cas.insert_bytes(&digest, b"restored", true).unwrap();
+    let restored = dir.path().join("restored");
+    cas.link_into(&digest, true, &restored).unwrap();
+    assert_eq!(
+        cas.insert_file(&restored, &digest, true).unwrap(),
+        Placement::Linked
+    );
+    let stats = cas.stats();
+    assert_eq!((stats.inserted, stats.adopted_by_copy), (1, 0));
+    assert_eq!(meta(&cas.entry_path(&digest, true)).nlink(), 2);
+}
