@@ -5,9 +5,9 @@
 mod action_cache;
 mod blobs;
 mod index;
-mod listings;
 #[cfg(unix)]
 mod link_tree;
+mod listings;
 #[cfg(unix)]
 mod local_cas;
 mod materialise;
