@@ -58,12 +58,7 @@ impl TestFleet {
         files: &[(&str, &str)],
         key: &str,
     ) -> pb::SubmitResponse {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, body) in files {
-            let p = dir.path().join(name);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, body).unwrap();
-        }
+        let dir = write_files(files);
         let root = upload(&self.fleet.cache_url, dir.path()).await;
         self.submit_root(yaml, root, key)
             .await
@@ -133,12 +128,7 @@ impl TestFleet {
         files: &[(&str, &str)],
         no_cache: bool,
     ) -> (pb::RunStatus, Vec<pb::RunEvent>) {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, body) in files {
-            let p = dir.path().join(name);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, body).unwrap();
-        }
+        let dir = write_files(files);
         let root = upload(&self.fleet.cache_url, dir.path()).await;
         let id = self
             .client()
@@ -173,6 +163,17 @@ impl TestFleet {
     pub async fn stop(self) {
         self.fleet.shutdown().await;
     }
+}
+
+/// A fresh directory holding `files` (relative path, contents).
+pub fn write_files(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    dir
 }
 
 pub async fn upload(cache_url: &str, dir: &Path) -> pb::Digest {

@@ -5,6 +5,8 @@ mod diff;
 mod encoding;
 mod file_hash;
 mod subset;
+#[cfg(test)]
+mod test_files;
 mod walk;
 
 use std::collections::BTreeMap;
@@ -120,5 +122,17 @@ impl Snapshot {
 
     pub fn source(&self, digest: &Digest) -> Option<&BlobSource> {
         self.blobs.get(digest)
+    }
+
+    /// Every directory of the snapshot as a listing, keyed by digest: the
+    /// same shape GetTree gives, so subsetting and diffing work on either.
+    pub fn listings(&self) -> Result<Listings, TreeError> {
+        let mut listings = Listings::new();
+        for (digest, source) in &self.blobs {
+            if let BlobSource::Inline(bytes) = source {
+                listings.insert(*digest, DirectoryListing::decode(digest, bytes)?);
+            }
+        }
+        Ok(listings)
     }
 }

@@ -88,17 +88,12 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::{snapshot, BlobSource};
+    use crate::tree::snapshot;
+    use crate::tree::test_files::write;
 
     fn listings_of(root: &std::path::Path) -> (Digest, Listings) {
         let snap = snapshot(root).unwrap();
-        let mut listings = Listings::new();
-        for (digest, source) in snap.blobs() {
-            if let BlobSource::Inline(bytes) = source {
-                listings.insert(*digest, DirectoryListing::decode(digest, bytes).unwrap());
-            }
-        }
-        (snap.root, listings)
+        (snap.root, snap.listings().unwrap())
     }
 
     fn globs(patterns: &[&str]) -> GlobSet {
@@ -107,12 +102,6 @@ mod tests {
             b.add(globset::Glob::new(p).unwrap());
         }
         b.build().unwrap()
-    }
-
-    fn write(root: &std::path::Path, rel: &str, data: &[u8]) {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, data).unwrap();
     }
 
     #[test]

@@ -209,13 +209,8 @@ fn is_executable(_meta: &std::fs::Metadata) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::test_files::write;
     use std::fs;
-
-    fn write(root: &Path, rel: &str, data: &[u8]) {
-        let path = root.join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, data).unwrap();
-    }
 
     fn sample(root: &Path) {
         write(root, "README.md", b"hello\n");
