@@ -228,8 +228,15 @@ async fn materialise_paths(
         .await;
         if let Err(e) = result {
             // A partial tree is worse than none: the step would trust it.
-            let _ = remove(&dest).await;
-            return Err(e);
+            return match remove(&dest).await {
+                Ok(()) => Err(e),
+                Err(cleanup) if tokio::fs::symlink_metadata(&dest).await.is_err() => {
+                    Err(format!("{e} (nothing was left at `{path}`: {cleanup})"))
+                }
+                Err(cleanup) => Err(format!(
+                    "{e}; the partial tree at `{path}` could not be removed ({cleanup}) and is still there"
+                )),
+            };
         }
     }
     Ok(())
