@@ -11,6 +11,7 @@ pub mod hub;
 pub mod pipeline;
 pub mod run;
 pub mod scheduler;
+pub mod split;
 pub mod state;
 
 pub use error::CoordinatorError;
