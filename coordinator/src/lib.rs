@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod hub;
+pub mod junit;
 pub mod pipeline;
 pub mod run;
 pub mod scheduler;
