@@ -166,10 +166,8 @@ impl ContentAddressableStorage for CasService {
             .into());
         }
         let found = on_store(&self.store, move |store| {
-            digests
-                .into_iter()
-                .map(|d| Ok((d, store.get(&d)?)))
-                .collect::<Result<Vec<_>, _>>()
+            let blobs = store.get_many(&digests)?;
+            Ok(digests.into_iter().zip(blobs).collect::<Vec<_>>())
         })
         .await?;
         let responses = found

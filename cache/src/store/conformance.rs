@@ -251,6 +251,30 @@ fn corrupt_blobs_are_never_served<S: Corruptible>(store: &S) {
     }
 }
 
+/// `get_many` answers in order, counts as use like `get`, and never serves
+/// corrupt data.
+fn get_many_reads_in_order_marks_use_and_rejects_corruption<S: Corruptible>(store: &S) {
+    let [a, b, c, d] = [40, 41, 42, 43].map(|seed| blob(seed, 300));
+    let [da, db, dc, dd] = [&a, &b, &c, &d].map(|x| Digest::of(x));
+    store.put(&da, a.clone()).unwrap();
+    store.put(&db, b.clone()).unwrap();
+    store.put(&dc, c.clone()).unwrap();
+    let absent = Digest::of(b"never stored");
+    assert_eq!(
+        store.get_many(&[dc, absent, da, Digest::empty()]).unwrap(),
+        vec![Some(c.clone()), None, Some(a), Some(Bytes::new())]
+    );
+    // Use order, oldest first: b, c, a. A fourth blob evicts b.
+    store.put(&dd, d).unwrap();
+    assert_eq!(
+        store.contains_many(&[da, db, dc, dd]).unwrap(),
+        vec![true, false, true, true]
+    );
+    store.corrupt(&dc, b"garbage of another size");
+    assert_eq!(store.get_many(&[dc]).unwrap(), vec![None]);
+    assert_eq!(store.contains_many(&[dc]).unwrap(), vec![false]);
+}
+
 fn metadata_tables(store: &dyn BlobStore) {
     let put = |t, k: &str, v: &'static str| {
         store
@@ -317,6 +341,7 @@ fn conformance<S: Corruptible>(make: impl Fn(StoreLimits) -> S) {
     sha256_blobs_are_verified_and_kept_apart(&unlimited());
     corrupt_blobs_are_never_served(&unlimited());
     metadata_tables(&unlimited());
+    get_many_reads_in_order_marks_use_and_rejects_corruption(&tiny());
 }
 
 #[test]

@@ -92,6 +92,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The blob's bytes, or `None` if absent or found corrupt (then deleted).
     fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError>;
 
+    /// [`get`](Self::get) for many blobs, in the order asked. Stores
+    /// override it to read and record use in bulk (a BatchReadBlobs names
+    /// hundreds of small blobs).
+    fn get_many(&self, digests: &[Digest]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        digests.iter().map(|d| self.get(d)).collect()
+    }
+
     /// Stores `data` under `digest` after checking that it hashes to it.
     fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
 
