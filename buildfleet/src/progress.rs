@@ -112,6 +112,7 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{}", cells.join("  ").trim_end())?;
     }
     cache_section(status, out)?;
+    failed_tests_section(status, out)?;
     let run_state = status.state.as_ref().map(state_from_pb);
     match run_state {
         Some(Ok(State::Succeeded)) => {
@@ -164,6 +165,43 @@ fn outcome_name(outcome: i32) -> &'static str {
         Ok(pb::CacheOutcome::Disabled) => "off",
         Ok(pb::CacheOutcome::Unspecified) | Err(_) => "unknown",
     }
+}
+
+/// Tests the reports say failed or errored, with the shard whose log
+/// (`step#shard` lines above) holds their output.
+fn failed_tests_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+    let mut lines = Vec::new();
+    let mut total = 0usize;
+    for step in &status.steps {
+        for sh in &step.shards {
+            total += sh.tests.len();
+            for t in &sh.tests {
+                let what = match pb::TestOutcome::try_from(t.outcome) {
+                    Ok(pb::TestOutcome::Failed) => "failed",
+                    Ok(pb::TestOutcome::Error) => "error",
+                    _ => continue,
+                };
+                let mut line = format!(
+                    "  {:<16} {} {what} (report {})",
+                    shard_label(&step.name, sh.index),
+                    t.id,
+                    t.report
+                );
+                if !t.message.is_empty() {
+                    line.push_str(&format!(": {}", t.message));
+                }
+                lines.push(line);
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nFAILED TESTS ({} of {total})", lines.len())?;
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }
 
 /// Every cache hit, fallback and miss (with its reason) and every failed

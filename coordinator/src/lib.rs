@@ -8,12 +8,12 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod hub;
-pub mod junit;
 pub mod pipeline;
 pub mod run;
 pub mod scheduler;
 pub mod split;
 pub mod state;
+pub mod test_result;
 
 pub use error::CoordinatorError;
 pub use hub::CoordinatorConfig;

@@ -40,6 +40,7 @@ pub struct ShardRun {
     /// Last log chunk sequence number accepted for the current lease.
     pub log_seq: u64,
     pub cache: Vec<CacheReport>,
+    pub tests: Vec<crate::test_result::TestResult>,
 }
 
 #[derive(Debug)]
@@ -107,6 +108,7 @@ impl Run {
                         duration_ms: 0,
                         log_seq: 0,
                         cache: Vec::new(),
+                        tests: Vec::new(),
                     })
                     .collect(),
                 // Validation guarantees every dependency names a step; dropping

@@ -13,6 +13,7 @@ use crate::events::{Event, EventKind, LogEntry, LogStream};
 use crate::pipeline::{CacheDef, Pipeline};
 use crate::run::{InputRoot, Run, RunOptions};
 use crate::state::State;
+use crate::test_result::TestResult;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -58,6 +59,7 @@ pub struct LeaseSpec {
     pub use_action_cache: bool,
     pub inputs: Vec<String>,
     pub project: String,
+    pub reports: Vec<String>,
 }
 
 /// What a runner reported when a shard ended.
@@ -68,6 +70,7 @@ pub struct ShardReport {
     /// Sequence number of the last log chunk sent, to detect lost chunks.
     pub last_log_seq: u64,
     pub cache: Vec<CacheReport>,
+    pub tests: Vec<TestResult>,
 }
 
 impl ShardReport {
@@ -78,6 +81,7 @@ impl ShardReport {
             duration_ms,
             last_log_seq: 0,
             cache: Vec::new(),
+            tests: Vec::new(),
         }
     }
 }
@@ -312,12 +316,14 @@ impl Scheduler {
             duration_ms,
             last_log_seq,
             cache,
+            tests,
         } = report;
         let (run, step, shard) = self.lease_target(runner_id, lease_id)?;
         let step_name = run.steps[step].name.clone();
         let sh = &mut run.steps[step].shards[shard];
         sh.duration_ms = duration_ms;
         sh.cache = cache;
+        sh.tests = tests;
         if last_log_seq > sh.log_seq {
             let gap = last_log_seq - sh.log_seq;
             sh.log_seq = last_log_seq;
@@ -499,5 +505,6 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
         use_action_cache: def.cache && !run.options.no_cache,
         inputs: def.inputs.clone(),
         project: run.options.project.clone(),
+        reports: def.reports.clone(),
     }
 }

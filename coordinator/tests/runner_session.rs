@@ -72,6 +72,7 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
         duration_ms: 1,
         last_log_seq: 0,
         cache: Vec::new(),
+        tests: Vec::new(),
     })))
     .await
     .unwrap();

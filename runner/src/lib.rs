@@ -7,7 +7,9 @@ pub mod agent;
 pub mod caching;
 pub mod error;
 pub mod exec;
+pub mod junit;
 pub mod outputs;
+pub mod reports;
 pub mod shard;
 
 pub use agent::{run, RunnerConfig};

@@ -7,6 +7,7 @@ use crate::events::{Event, EventKind, LogStream};
 use crate::run::{InputRoot, Run};
 use crate::scheduler::{LeaseSpec, RunnerView};
 use crate::state::{Failure, State};
+use crate::test_result::{TestOutcome, TestResult};
 
 pub fn state_to_pb(s: &State) -> pb::State {
     use pb::StateKind as K;
@@ -128,6 +129,7 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
                         duration_ms: sh.duration_ms,
                         attempt: sh.attempt,
                         cache: sh.cache.iter().map(cache_report_to_pb).collect(),
+                        tests: sh.tests.iter().map(test_to_pb).collect(),
                     })
                     .collect(),
             })
@@ -167,6 +169,45 @@ pub fn lease_to_pb(l: LeaseSpec) -> pb::Lease {
         use_action_cache: l.use_action_cache,
         inputs: l.inputs,
         project: l.project,
+        reports: l.reports,
+    }
+}
+
+pub fn test_to_pb(t: &TestResult) -> pb::TestCaseResult {
+    let outcome = match t.outcome {
+        TestOutcome::Passed => pb::TestOutcome::Passed,
+        TestOutcome::Failed => pb::TestOutcome::Failed,
+        TestOutcome::Error => pb::TestOutcome::Error,
+        TestOutcome::Skipped => pb::TestOutcome::Skipped,
+    };
+    pb::TestCaseResult {
+        id: t.id.clone(),
+        outcome: outcome as i32,
+        duration_ms: t.duration_ms,
+        message: t.message.clone(),
+        report: t.report.clone(),
+    }
+}
+
+/// An unknown outcome is kept as an error with its number, never dropped
+/// and never counted as a pass.
+pub fn test_from_pb(t: &pb::TestCaseResult) -> TestResult {
+    let (outcome, message) = match pb::TestOutcome::try_from(t.outcome) {
+        Ok(pb::TestOutcome::Passed) => (TestOutcome::Passed, t.message.clone()),
+        Ok(pb::TestOutcome::Failed) => (TestOutcome::Failed, t.message.clone()),
+        Ok(pb::TestOutcome::Error) => (TestOutcome::Error, t.message.clone()),
+        Ok(pb::TestOutcome::Skipped) => (TestOutcome::Skipped, t.message.clone()),
+        Ok(pb::TestOutcome::Unspecified) | Err(_) => (
+            TestOutcome::Error,
+            format!("unknown test outcome {}; {}", t.outcome, t.message),
+        ),
+    };
+    TestResult {
+        id: t.id.clone(),
+        outcome,
+        duration_ms: t.duration_ms,
+        message,
+        report: t.report.clone(),
     }
 }
 

@@ -148,6 +148,7 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                         duration_ms: r.duration_ms,
                         last_log_seq: r.last_log_seq,
                         cache: r.cache.iter().map(convert::cache_report_from_pb).collect(),
+                        tests: r.tests.iter().map(convert::test_from_pb).collect(),
                     },
                     Instant::now(),
                 )

@@ -85,6 +85,9 @@ pub struct Step {
     pub inputs: Vec<String>,
     /// `cache: false` turns off step-result caching for this step.
     pub cache: bool,
+    /// JUnit XML reports the step writes (relative paths), read after it
+    /// exits for per-test outcomes.
+    pub reports: Vec<String>,
 }
 
 /// Parses and validates a pipeline; `file_name` is only used in errors.

@@ -18,7 +18,7 @@ const TOP_KEYS: &[&str] = &["version", "target_minutes", "env", "caches", "stage
 const STAGE_KEYS: &[&str] = &["name", "steps"];
 const STEP_KEYS: &[&str] = &[
     "name", "run", "shards", "timeout", "env", "outputs", "needs", "labels", "caches", "inputs",
-    "cache",
+    "cache", "reports",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -281,6 +281,10 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .get("cache")
             .and_then(|node| caches::enabled(node, errors))
             .unwrap_or(true),
+        reports: map
+            .get("reports")
+            .and_then(|node| relative_paths(node, "reports", "JUnit XML report paths", errors))
+            .unwrap_or_default(),
     };
     Some((step, positions))
 }
@@ -307,14 +311,25 @@ fn step_name(node: &Node, errors: &mut Collector) -> Option<String> {
 }
 
 fn outputs(node: &Node, errors: &mut Collector) -> Option<Vec<String>> {
-    let entries = fields::string_list(node, "outputs", "relative paths", errors)?;
+    relative_paths(node, "outputs", "relative paths", errors)
+}
+
+/// A list of paths that must stay inside the workspace.
+fn relative_paths(
+    node: &Node,
+    key: &str,
+    what: &str,
+    errors: &mut Collector,
+) -> Option<Vec<String>> {
+    let entries = fields::string_list(node, key, what, errors)?;
     let mut paths = Vec::with_capacity(entries.len());
     for (path, pos) in entries {
         if let Some(problem) = fields::output_path_problem(&path) {
+            let noun = if key == "outputs" { "output" } else { "report" };
             errors.error_with_hint(
                 pos,
-                format!("output path `{path}` {problem}"),
-                "outputs must be relative paths inside the workspace",
+                format!("{noun} path `{path}` {problem}"),
+                format!("{key} must be relative paths inside the workspace"),
             );
         }
         paths.push(path);

@@ -45,7 +45,8 @@ pub async fn run_lease(
     let started = Instant::now();
     let mut log = LogSender::new(lease.lease_id.clone(), ctx.out.clone());
     let mut reports = Vec::new();
-    let outcome = execute_lease(ctx, &lease, cancel, &mut log, &mut reports).await;
+    let mut tests = Vec::new();
+    let outcome = execute_lease(ctx, &lease, cancel, &mut log, &mut reports, &mut tests).await;
     let result_state = match outcome {
         Ok(s) => s,
         Err(reason) => {
@@ -61,6 +62,7 @@ pub async fn run_lease(
             duration_ms: started.elapsed().as_millis() as u64,
             last_log_seq: log.seq,
             cache: reports.iter().map(report_to_pb).collect(),
+            tests,
         })),
     };
     if ctx.out.send(msg).await.is_err() {
@@ -198,6 +200,7 @@ async fn execute_lease(
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
     reports: &mut Vec<Report>,
+    tests: &mut Vec<pb::TestCaseResult>,
 ) -> Result<pb::State, String> {
     let root = lease.input_root.as_ref().ok_or("lease has no input root")?;
     let root = Digest::try_from(root).map_err(|e| format!("bad input root: {e}"))?;
@@ -209,7 +212,7 @@ async fn execute_lease(
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| format!("cannot create work directory {}: {e}", dir.display()))?;
-    let result = run_in(ctx, lease, root, &dir, cancel, log, reports, action).await;
+    let result = run_in(ctx, lease, root, &dir, cancel, log, reports, tests, action).await;
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
         warn!(dir = %dir.display(), error = %e, "work directory not removed");
         log.system(format!(
@@ -244,6 +247,7 @@ async fn run_in(
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
     reports: &mut Vec<Report>,
+    tests: &mut Vec<pb::TestCaseResult>,
     action: Option<Box<(ActionSpec, ActionKey)>>,
 ) -> Result<pb::State, String> {
     let stats = ctx
@@ -302,6 +306,25 @@ async fn run_in(
         forward(log, chunk).await;
     }
     let report = report.map_err(|e| format!("could not start the command: {e}"))?;
+    if !lease.reports.is_empty() {
+        let (found, problems) = crate::reports::read(dir, &lease.reports).await;
+        for p in problems {
+            log.system(p).await;
+        }
+        let failed = found
+            .iter()
+            .filter(|t| {
+                t.outcome == pb::TestOutcome::Failed as i32
+                    || t.outcome == pb::TestOutcome::Error as i32
+            })
+            .count();
+        log.system(format!(
+            "reports: {} tests, {failed} failed or errored",
+            found.len()
+        ))
+        .await;
+        *tests = found;
+    }
     Ok(match report.outcome {
         ExecOutcome::Exited { code: 0 } => {
             match crate::outputs::collect(&ctx.cas, dir, &lease.outputs).await {

@@ -117,3 +117,19 @@ fn unknown_key_in_a_cache_suggests_the_right_one() {
         ],
     );
 }
+
+#[test]
+fn reports_parse_and_must_stay_in_the_workspace() {
+    let ok = parse(FILE, &one_step(&["run: make", "reports: [out/junit.xml]"])).unwrap();
+    assert_eq!(
+        ok.step("compile").unwrap().reports,
+        strings(&["out/junit.xml"])
+    );
+    let text = one_step(&["run: make", "reports: [../junit.xml]"]);
+    single_error(
+        &text,
+        7,
+        19,
+        &["report path `../junit.xml` escapes the workspace"],
+    );
+}

@@ -57,6 +57,7 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         caches: Vec::new(),
         inputs: Vec::new(),
         cache: true,
+        reports: Vec::new(),
     }
 }
 

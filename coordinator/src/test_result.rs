@@ -1,0 +1,20 @@
+//! Per-test outcomes a runner read from a shard's JUnit reports, kept on the
+//! shard so the summary can list failed tests with where to find them.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestOutcome {
+    Passed,
+    Failed,
+    Error,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    pub id: String,
+    pub outcome: TestOutcome,
+    pub duration_ms: u64,
+    pub message: String,
+    /// The report file it came from.
+    pub report: String,
+}
