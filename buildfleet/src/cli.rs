@@ -51,11 +51,12 @@ pub struct RunArgs {
     #[command(flatten)]
     pub sched: SchedArgs,
     #[command(flatten)]
-    pub caching: CachingArgs,
+    pub flags: SubmitFlags,
 }
 
+/// Flags shared by `run` and `submit`.
 #[derive(Args, Debug, Clone)]
-pub struct CachingArgs {
+pub struct SubmitFlags {
     /// Run every step even when an identical earlier result is cached
     /// (dependency caches are still restored and saved).
     #[arg(long)]
@@ -64,6 +65,10 @@ pub struct CachingArgs {
     /// explained (default: the input directory's name).
     #[arg(long)]
     pub project: Option<String>,
+    /// Write one JUnit XML report for the whole run (every shard's tests,
+    /// and each shard without a report as one test case) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -184,5 +189,5 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub idempotency_key: Option<String>,
     #[command(flatten)]
-    pub caching: CachingArgs,
+    pub flags: SubmitFlags,
 }

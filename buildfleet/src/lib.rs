@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod explain;
 pub mod fleet;
+pub mod junit_out;
 pub mod logging;
 pub mod progress;
 pub mod roles;

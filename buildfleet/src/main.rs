@@ -132,8 +132,9 @@ async fn run(args: RunArgs) -> Result<i32> {
             coordinator_url: &fleet.coordinator_url,
             cache_url: &fleet.cache_url,
             idempotency_key: None,
-            no_cache: args.caching.no_cache,
-            project: project_name(args.caching.project.as_deref(), &work_dir),
+            no_cache: args.flags.no_cache,
+            project: project_name(args.flags.project.as_deref(), &work_dir),
+            junit: args.flags.junit.as_deref(),
         },
         &mut stdout,
     )
@@ -157,8 +158,9 @@ async fn submit(args: SubmitArgs) -> Result<i32> {
             coordinator_url: &args.coordinator,
             cache_url: &args.cache,
             idempotency_key: args.idempotency_key,
-            no_cache: args.caching.no_cache,
-            project: project_name(args.caching.project.as_deref(), &work_dir),
+            no_cache: args.flags.no_cache,
+            project: project_name(args.flags.project.as_deref(), &work_dir),
+            junit: args.flags.junit.as_deref(),
         },
         &mut stdout,
     )

@@ -28,6 +28,8 @@ pub struct SubmitOptions<'a> {
     pub no_cache: bool,
     /// Names the project in step history; see [`project_name`].
     pub project: String,
+    /// Where to write the run's merged JUnit XML, if asked.
+    pub junit: Option<&'a Path>,
 }
 
 /// The default project name: the input directory's own name, which is the
@@ -95,6 +97,11 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
         .context("fetching the run's final state")?
         .into_inner();
     crate::progress::summary(&status, out)?;
+    if let Some(path) = opts.junit {
+        std::fs::write(path, crate::junit_out::render(&status))
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+        writeln!(out, "JUnit report written to {}", path.display())?;
+    }
     Ok(Outcome::Finished(status))
 }
 

@@ -56,9 +56,12 @@ fn the_summary_lists_failed_tests_with_their_shard() {
     let data = tempfile::tempdir().unwrap();
     let file = dir.path().join("buildfleet.yaml");
     std::fs::write(&file, pipeline()).unwrap();
+    let junit = dir.path().join("run-junit.xml");
     let out = Command::new(env!("CARGO_BIN_EXE_buildfleet"))
         .args(["run", "--runners", "1", "--data"])
         .arg(data.path())
+        .arg("--junit")
+        .arg(&junit)
         .arg(&file)
         .env_remove("BUILDFLEET_LOG")
         .output()
@@ -72,4 +75,20 @@ fn the_summary_lists_failed_tests_with_their_shard() {
         ),
         "{text}"
     );
+    // The merged report reads back with the same outcomes, shard as suite.
+    use buildfleet_runner::junit::{parse, Outcome as O};
+    let merged = std::fs::read_to_string(&junit).unwrap();
+    let cases = parse("run-junit.xml", &merged).unwrap();
+    let got: Vec<(String, String, O)> = cases
+        .iter()
+        .map(|c| (c.suite.clone(), c.name.clone(), c.outcome))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("t#0".into(), "tests.test_a::test_ok".into(), O::Passed),
+            ("t#0".into(), "tests.test_a::test_bad".into(), O::Failed),
+        ]
+    );
+    assert_eq!(cases[1].message, "assert 1 == 2");
 }

@@ -1,0 +1,138 @@
+//! `--junit FILE`: one JUnit XML for the whole run, so a CI system shows
+//! every shard's tests in one place. One `testsuite` per shard, named
+//! `step#shard`; shards that ended without a report are listed as a single
+//! test case carrying their state, so a crashed shard cannot disappear from
+//! the CI's view.
+
+use std::fmt::Write as _;
+
+use buildfleet_coordinator::grpc::state_from_pb;
+use buildfleet_proto::v1 as pb;
+use quick_xml::escape::escape;
+
+pub fn render(status: &pb::RunStatus) -> String {
+    let mut suites = String::new();
+    let (mut total, mut failures, mut errors, mut skipped) = (0usize, 0usize, 0usize, 0usize);
+    for step in &status.steps {
+        for sh in &step.shards {
+            let label = format!("{}#{}", step.name, sh.index);
+            let mut cases = String::new();
+            let (mut n, mut f, mut e, mut s) = (0usize, 0usize, 0usize, 0usize);
+            for t in &sh.tests {
+                n += 1;
+                let body = match pb::TestOutcome::try_from(t.outcome) {
+                    Ok(pb::TestOutcome::Failed) => {
+                        f += 1;
+                        format!("<failure message=\"{}\"/>", escape(t.message.as_str()))
+                    }
+                    Ok(pb::TestOutcome::Skipped) => {
+                        s += 1;
+                        format!("<skipped message=\"{}\"/>", escape(t.message.as_str()))
+                    }
+                    Ok(pb::TestOutcome::Passed) => String::new(),
+                    _ => {
+                        e += 1;
+                        format!("<error message=\"{}\"/>", escape(t.message.as_str()))
+                    }
+                };
+                let _ = write!(
+                    cases,
+                    "<testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">{body}</testcase>",
+                    escape(label.as_str()),
+                    escape(t.id.as_str()),
+                    t.duration_ms as f64 / 1000.0
+                );
+            }
+            if sh.tests.is_empty() {
+                // No report: the shard itself is the test case.
+                n += 1;
+                let state = sh.state.as_ref().map(state_from_pb);
+                let body = match &state {
+                    Some(Ok(st)) if st.is_green() => String::new(),
+                    Some(Ok(st)) => {
+                        f += 1;
+                        format!("<failure message=\"{}\"/>", escape(st.to_string().as_str()))
+                    }
+                    _ => {
+                        e += 1;
+                        "<error message=\"no valid state\"/>".to_owned()
+                    }
+                };
+                let _ = write!(
+                    cases,
+                    "<testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">{body}</testcase>",
+                    escape(step.name.as_str()),
+                    escape(label.as_str()),
+                    sh.duration_ms as f64 / 1000.0
+                );
+            }
+            let _ = write!(
+                suites,
+                "<testsuite name=\"{}\" tests=\"{n}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\" time=\"{:.3}\">{cases}</testsuite>\n",
+                escape(label.as_str()),
+                sh.duration_ms as f64 / 1000.0
+            );
+            total += n;
+            failures += f;
+            errors += e;
+            skipped += s;
+        }
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"buildfleet {}\" tests=\"{total}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\">\n{suites}</testsuites>\n",
+        escape(status.run_id.as_str()),
+        status.duration_ms as f64 / 1000.0
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_without_reports_are_one_case_carrying_their_state() {
+        let failed = pb::State {
+            kind: pb::StateKind::TimedOut as i32,
+            timeout_ms: Some(5000),
+            ..Default::default()
+        };
+        let green = pb::State {
+            kind: pb::StateKind::Cached as i32,
+            ..Default::default()
+        };
+        let status = pb::RunStatus {
+            run_id: "run-1".into(),
+            steps: vec![pb::StepStatus {
+                name: "build<x>".into(),
+                shards: vec![
+                    pb::ShardStatus {
+                        index: 0,
+                        state: Some(failed),
+                        duration_ms: 5000,
+                        ..Default::default()
+                    },
+                    pb::ShardStatus {
+                        index: 1,
+                        state: Some(green),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let xml = render(&status);
+        assert!(
+            xml.contains("tests=\"2\" failures=\"1\" errors=\"0\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"build&lt;x&gt;#0\" time=\"5.000\"><failure message=\"timed out after 5.0s\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"build&lt;x&gt;#1\" time=\"0.000\"></testcase>"),
+            "{xml}"
+        );
+    }
+}
