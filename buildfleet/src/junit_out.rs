@@ -66,9 +66,9 @@ pub fn render(status: &pb::RunStatus) -> String {
                     sh.duration_ms as f64 / 1000.0
                 );
             }
-            let _ = write!(
+            let _ = writeln!(
                 suites,
-                "<testsuite name=\"{}\" tests=\"{n}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\" time=\"{:.3}\">{cases}</testsuite>\n",
+                "<testsuite name=\"{}\" tests=\"{n}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\" time=\"{:.3}\">{cases}</testsuite>",
                 escape(label.as_str()),
                 sh.duration_ms as f64 / 1000.0
             );
