@@ -91,17 +91,28 @@ async fn explain_step(
         .await
         .context("uploading inputs")?;
     let platform = platform();
-    for shard in (0..step.shards).filter(|s| only.is_none_or(|o| o == *s)) {
+    // Split steps: the same items and the same plan a submission would make.
+    let items = crate::split_items::for_pipeline(pipeline, &snap)?;
+    let shard_items: Vec<Vec<String>> = match items.get(&step.name) {
+        Some(list) if !list.is_empty() => buildfleet_coordinator::split::assign(list, step.shards)?
+            .shards
+            .into_iter()
+            .map(|s| s.items)
+            .collect(),
+        _ => vec![Vec::new(); step.shards as usize],
+    };
+    let shard_count = shard_items.len() as u32;
+    for shard in (0..shard_count).filter(|s| only.is_none_or(|o| o == *s)) {
         let label = format!("{}#{shard}", step.name);
         let spec = ActionSpec {
             project: project.to_owned(),
             step: step.name.clone(),
             command: step.run.clone(),
-            env: pipeline.shard_env(step, shard, step.shards),
+            env: pipeline.shard_env(step, shard, shard_count, &shard_items[shard as usize]),
             input_root: snap.root,
             input_globs: step.inputs.clone(),
             shard_index: shard,
-            shard_count: step.shards,
+            shard_count,
             outputs: step.outputs.clone(),
             platform: platform.clone(),
         };

@@ -9,6 +9,7 @@ pub mod junit_out;
 pub mod logging;
 pub mod progress;
 pub mod roles;
+pub mod split_items;
 pub mod submit;
 
 /// Exit statuses are part of the interface: 0 only when every step succeeded.

@@ -59,6 +59,15 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
         "inputs: {} files, {} bytes, root {} ({} blobs uploaded, {} already cached)",
         snap.file_count, snap.total_bytes, snap.root, up.uploaded_blobs, up.skipped_blobs
     )?;
+    // The coordinator parses and validates the file; here it is only read
+    // to find split steps, so a broken file still gets the server's errors.
+    let split_items = match buildfleet_coordinator::pipeline::parse(
+        &opts.pipeline_file.display().to_string(),
+        &yaml,
+    ) {
+        Ok(pipeline) => crate::split_items::for_pipeline(&pipeline, &snap)?,
+        Err(_) => Default::default(),
+    };
     let mut client = crate::client::pipelines(opts.coordinator_url).await?;
     let submitted = client
         .submit(pb::SubmitRequest {
@@ -68,6 +77,10 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             idempotency_key: opts.idempotency_key.unwrap_or_default(),
             no_cache: opts.no_cache,
             project: opts.project,
+            split_items: split_items
+                .into_iter()
+                .map(|(step, items)| (step, pb::SplitItems { items }))
+                .collect(),
         })
         .await;
     let run_id = match submitted {

@@ -26,6 +26,8 @@ pub struct RunOptions {
     /// Names the project in step history, so misses are explained against
     /// the same project's earlier runs.
     pub project: String,
+    /// Items of `split: { files }` steps, by step name.
+    pub split_items: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -41,6 +43,9 @@ pub struct ShardRun {
     pub log_seq: u64,
     pub cache: Vec<CacheReport>,
     pub tests: Vec<crate::test_result::TestResult>,
+    /// This shard's share of a split step's items (recorded once, at
+    /// submission, so a retry gets exactly the same ones).
+    pub items: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -76,6 +81,17 @@ pub struct Run {
     pub events: EventLog,
 }
 
+/// Each shard's items: the split plan for `split:` steps (validated at
+/// submission to have items), else no items for each of the step's shards.
+fn shard_items(step: &crate::pipeline::Step, options: &RunOptions) -> Vec<Vec<String>> {
+    match (&step.split_files, options.split_items.get(&step.name)) {
+        (Some(_), Some(items)) if !items.is_empty() => crate::split::assign(items, step.shards)
+            .map(|plan| plan.shards.into_iter().map(|s| s.items).collect())
+            .unwrap_or_else(|_| vec![Vec::new()]),
+        _ => vec![Vec::new(); step.shards as usize],
+    }
+}
+
 impl Run {
     pub fn new(
         id: String,
@@ -97,8 +113,10 @@ impl Run {
                 name: s.name.clone(),
                 stage: s.stage.clone(),
                 state: State::Pending,
-                shards: (0..s.shards)
-                    .map(|index| ShardRun {
+                shards: shard_items(s, &options)
+                    .into_iter()
+                    .zip(0..)
+                    .map(|(items, index)| ShardRun {
                         index,
                         state: State::Pending,
                         runner: None,
@@ -109,6 +127,7 @@ impl Run {
                         log_seq: 0,
                         cache: Vec::new(),
                         tests: Vec::new(),
+                        items,
                     })
                     .collect(),
                 // Validation guarantees every dependency names a step; dropping

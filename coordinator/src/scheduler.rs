@@ -60,6 +60,7 @@ pub struct LeaseSpec {
     pub inputs: Vec<String>,
     pub project: String,
     pub reports: Vec<String>,
+    pub items: Vec<String>,
 }
 
 /// What a runner reported when a shard ended.
@@ -481,9 +482,10 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
         .pipeline
         .step(&st.name)
         .expect("run steps come from the pipeline");
+    let items = st.shards[shard].items.clone();
     let mut env = run
         .pipeline
-        .shard_env(def, shard as u32, st.shards.len() as u32);
+        .shard_env(def, shard as u32, st.shards.len() as u32, &items);
     env.insert("BUILDFLEET_RUN_ID".into(), run.id.clone());
     LeaseSpec {
         lease_id,
@@ -506,5 +508,6 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
         inputs: def.inputs.clone(),
         project: run.options.project.clone(),
         reports: def.reports.clone(),
+        items,
     }
 }

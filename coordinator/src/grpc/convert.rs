@@ -170,6 +170,7 @@ pub fn lease_to_pb(l: LeaseSpec) -> pb::Lease {
         inputs: l.inputs,
         project: l.project,
         reports: l.reports,
+        items: l.items,
     }
 }
 

@@ -41,9 +41,26 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         let root =
             convert::input_root_from_pb(req.input_root).map_err(CoordinatorError::BadRequest)?;
         let key = Some(req.idempotency_key).filter(|k| !k.is_empty());
+        let split_items: std::collections::BTreeMap<String, Vec<String>> = req
+            .split_items
+            .into_iter()
+            .map(|(step, items)| (step, items.items))
+            .collect();
+        for step in pipeline.steps() {
+            if let Some(glob) = &step.split_files {
+                if split_items.get(&step.name).is_none_or(|i| i.is_empty()) {
+                    return Err(CoordinatorError::BadRequest(format!(
+                        "step `{}` splits by files, but `{glob}` matches no files in the submitted inputs",
+                        step.name
+                    ))
+                    .into());
+                }
+            }
+        }
         let options = RunOptions {
             no_cache: req.no_cache,
             project: req.project,
+            split_items,
         };
         let submitted = self
             .hub

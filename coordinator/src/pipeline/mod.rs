@@ -88,6 +88,9 @@ pub struct Step {
     /// JUnit XML reports the step writes (relative paths), read after it
     /// exits for per-test outcomes.
     pub reports: Vec<String>,
+    /// `split: { files: GLOB }`: the matching files are divided among the
+    /// shards, each file in exactly one.
+    pub split_files: Option<String>,
 }
 
 /// Parses and validates a pipeline; `file_name` is only used in errors.
@@ -157,12 +160,24 @@ impl Pipeline {
     /// `BUILDFLEET_RUN_ID`: the pipeline's env, the step's own (winning on
     /// conflicts), and the step/shard variables. One definition, because
     /// action digests computed by `cache explain` must match the runners'.
-    pub fn shard_env(&self, step: &Step, shard: u32, shard_count: u32) -> BTreeMap<String, String> {
+    pub fn shard_env(
+        &self,
+        step: &Step,
+        shard: u32,
+        shard_count: u32,
+        items: &[String],
+    ) -> BTreeMap<String, String> {
         let mut env = self.env.clone();
         env.extend(step.env.clone());
         env.insert("BUILDFLEET_STEP".into(), step.name.clone());
         env.insert("BUILDFLEET_SHARD_INDEX".into(), shard.to_string());
         env.insert("BUILDFLEET_SHARD_COUNT".into(), shard_count.to_string());
+        if step.split_files.is_some() {
+            env.insert(
+                "BUILDFLEET_SHARD_ITEMS".into(),
+                crate::split::shell_words(items),
+            );
+        }
         env
     }
 }

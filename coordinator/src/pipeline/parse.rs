@@ -18,7 +18,7 @@ const TOP_KEYS: &[&str] = &["version", "target_minutes", "env", "caches", "stage
 const STAGE_KEYS: &[&str] = &["name", "steps"];
 const STEP_KEYS: &[&str] = &[
     "name", "run", "shards", "timeout", "env", "outputs", "needs", "labels", "caches", "inputs",
-    "cache", "reports",
+    "cache", "reports", "split",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -281,6 +281,9 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .get("cache")
             .and_then(|node| caches::enabled(node, errors))
             .unwrap_or(true),
+        split_files: map
+            .get("split")
+            .and_then(|node| caches::split(node, errors)),
         reports: map
             .get("reports")
             .and_then(|node| relative_paths(node, "reports", "JUnit XML report paths", errors))

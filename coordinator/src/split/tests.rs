@@ -113,6 +113,28 @@ proptest! {
 }
 
 #[test]
+fn shell_words_quote_only_what_needs_it() {
+    let items = vec![
+        "tests/test_a.py".to_string(),
+        "it's here.py".to_string(),
+        "a b".to_string(),
+    ];
+    assert_eq!(
+        shell_words(&items),
+        "tests/test_a.py 'it'\\''s here.py' 'a b'"
+    );
+}
+
+#[test]
+fn assign_never_makes_empty_shards() {
+    let items: Vec<String> = (0..3).map(|i| format!("f{i}")).collect();
+    let plan = assign(&items, 8).unwrap();
+    assert_eq!(plan.shards.len(), 3);
+    assert!(plan.shards.iter().all(|s| s.items.len() == 1));
+    assert_eq!(assign(&items, 2).unwrap().shards.len(), 2);
+}
+
+#[test]
 fn unknown_items_are_predicted_at_the_median_and_counted() {
     let items = items(&[Some(10), Some(30), Some(20), None, None]);
     let plan = plan(&items, 2).unwrap();

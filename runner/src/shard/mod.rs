@@ -284,6 +284,28 @@ async fn run_in(
         }
     }
 
+    // Split items, one per line, beside (not inside) the working directory
+    // so they are neither an input nor an output of the step.
+    let items_file = ctx.work_root.join(format!("{}.items", lease.lease_id));
+    if !lease.items.is_empty() {
+        let mut text = lease.items.join("\n");
+        text.push('\n');
+        tokio::fs::write(&items_file, text).await.map_err(|e| {
+            format!(
+                "cannot write the shard's item list {}: {e}",
+                items_file.display()
+            )
+        })?;
+        env.push((
+            "BUILDFLEET_SHARD_ITEMS_FILE".to_owned(),
+            items_file.display().to_string(),
+        ));
+        log.system(format!(
+            "split: {} item(s) in this shard",
+            lease.items.len()
+        ))
+        .await;
+    }
     let spec = ExecSpec {
         command: lease.command.clone(),
         cwd: dir.to_path_buf(),
@@ -304,6 +326,11 @@ async fn run_in(
     // The process is done; deliver what it printed last, in order.
     while let Some(chunk) = rx.recv().await {
         forward(log, chunk).await;
+    }
+    if !lease.items.is_empty() {
+        if let Err(e) = tokio::fs::remove_file(&items_file).await {
+            warn!(file = %items_file.display(), error = %e, "item list not removed");
+        }
     }
     let report = report.map_err(|e| format!("could not start the command: {e}"))?;
     if !lease.reports.is_empty() {

@@ -133,3 +133,25 @@ fn reports_parse_and_must_stay_in_the_workspace() {
         &["report path `../junit.xml` escapes the workspace"],
     );
 }
+
+#[test]
+fn split_takes_a_files_glob_and_refuses_list_for_now() {
+    let ok = parse(
+        FILE,
+        &one_step(&["run: make", "split: { files: \"tests/**/test_*.py\" }"]),
+    )
+    .unwrap();
+    assert_eq!(
+        ok.step("compile").unwrap().split_files.as_deref(),
+        Some("tests/**/test_*.py")
+    );
+    let text = one_step(&["run: make", "split: { list: \"pytest --collect-only -q\" }"]);
+    single_error(
+        &text,
+        7,
+        24,
+        &["`split.list` is not supported yet", "split: { files:"],
+    );
+    let text = one_step(&["run: make", "split: { files: \"[\" }"]);
+    single_error(&text, 7, 25, &["invalid glob `[` in `split.files`"]);
+}

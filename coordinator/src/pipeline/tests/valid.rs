@@ -58,6 +58,7 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         inputs: Vec::new(),
         cache: true,
         reports: Vec::new(),
+        split_files: None,
     }
 }
 
