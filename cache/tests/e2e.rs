@@ -1,11 +1,15 @@
 //! End to end over a real tonic server on loopback.
 
+mod support;
+
+use support::{set_mode, write, TestServer};
+
 use std::path::Path;
 use std::sync::Arc;
 
 use buildfleet_cache::{
-    read_resource_name, serve, snapshot, write_resource_name, BlobStore, CasClient, Digest,
-    DigestFunction, MemoryStore, RocksStore,
+    read_resource_name, snapshot, write_resource_name, CasClient, Digest, DigestFunction,
+    MemoryStore, RocksStore,
 };
 use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
 use buildfleet_proto::bytestream::{ReadRequest, WriteRequest};
@@ -16,59 +20,7 @@ use buildfleet_proto::reapi::{
     GetTreeRequest,
 };
 use bytes::Bytes;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Code;
-
-struct TestServer {
-    url: String,
-    store: Arc<dyn BlobStore>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), buildfleet_cache::CacheError>>>,
-}
-
-impl TestServer {
-    async fn start(store: Arc<dyn BlobStore>) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, Arc::clone(&store), async {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            url,
-            store,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn channel(&self) -> tonic::transport::Channel {
-        tonic::transport::Endpoint::from_shared(self.url.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    /// Stops the server and checks it shut down cleanly.
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-}
-
-fn write(root: &Path, rel: &str, data: &[u8]) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;

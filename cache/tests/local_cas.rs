@@ -1,54 +1,16 @@
 //! Materialising through a runner's LocalCas, end to end over a real tonic
 //! server on loopback.
 
+mod support;
+
+use support::{set_mode, write, TestServer};
+
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use buildfleet_cache::{
-    serve, snapshot, BlobStore, CasClient, Digest, LocalCas, MemoryStore, RocksStore, Snapshot,
-};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-struct TestServer {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), buildfleet_cache::CacheError>>>,
-}
-
-impl TestServer {
-    async fn start(store: Arc<dyn BlobStore>) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, store, async {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            url,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-}
-
-fn write(root: &Path, rel: &str, data: &[u8]) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
+use buildfleet_cache::{snapshot, CasClient, Digest, LocalCas, MemoryStore, RocksStore, Snapshot};
 
 fn meta(path: &Path) -> std::fs::Metadata {
     std::fs::symlink_metadata(path).unwrap()

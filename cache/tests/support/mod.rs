@@ -14,7 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub struct TestServer {
     pub store: Arc<dyn BlobStore>,
-    url: String,
+    pub url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), CacheError>>>,
 }
@@ -59,4 +59,16 @@ pub fn blob(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+/// Writes `data` at `rel` under `root`, creating parent directories.
+pub fn write(root: &std::path::Path, rel: &str, data: &[u8]) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+pub fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
