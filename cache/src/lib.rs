@@ -32,7 +32,7 @@
 //!   `client`), the tree encoding module and the wire conversions of
 //!   [`Digest`] touch generated protobuf types; storage and the rest of the
 //!   crate are plain Rust (metadata tables hold opaque bytes).
-//! - **Only the storage layer knows RocksDB** (`store/rocks.rs`); its errors
+//! - **Only the storage layer knows RocksDB** (`store/rocks/`); its errors
 //!   are boxed into [`StoreError`] so nothing else names RocksDB types.
 //! - gRPC status codes are chosen in one place, [`CacheError::code`].
 

@@ -287,17 +287,18 @@ fn group_by_digest(files: Vec<PlannedFile>) -> Vec<Wanted> {
 fn store_batch(local: &LocalCas, items: Vec<(Wanted, Bytes)>) -> Result<Tally, CacheError> {
     let mut tally = Tally::default();
     for (wanted, data) in items {
-        let mut missing = Wanted::new(wanted.digest);
-        for (executable, targets) in wanted.variants() {
-            local.insert_verified_pinned(&wanted.digest, executable, &data)?;
-            let entry = local.entry_path(&wanted.digest, executable);
-            let placed = place_all(&entry, targets, executable, &mut tally);
-            local.unpin(&wanted.digest, executable);
-            missing.targets_mut(executable).extend_from_slice(placed?);
+        let mut pinned = Vec::new();
+        for (executable, _) in wanted.variants() {
+            if let Err(e) = local.insert_verified_pinned(&wanted.digest, executable, &data) {
+                // Unpin what was stored, or the cap could never evict it.
+                for exec in pinned {
+                    local.unpin(&wanted.digest, exec);
+                }
+                return Err(e.into());
+            }
+            pinned.push(executable);
         }
-        if !missing.is_empty() {
-            tally.missing.push(missing);
-        }
+        place_pinned(local, &wanted, &mut tally)?;
     }
     Ok(tally)
 }
@@ -316,17 +317,25 @@ fn store_streamed(local: &LocalCas, wanted: Wanted, tmp: &Path) -> Result<Tally,
     for (executable, tmp) in modes.iter().zip(&temps) {
         local.publish_verified_temp_pinned(tmp, &wanted.digest, *executable)?;
     }
+    place_pinned(local, &wanted, &mut tally)?;
+    Ok(tally)
+}
+
+/// Places the freshly stored (and pinned) entries of `wanted` at their
+/// targets, unpinning each; targets whose entry vanished are recorded as
+/// still missing.
+fn place_pinned(local: &LocalCas, wanted: &Wanted, tally: &mut Tally) -> Result<(), CacheError> {
     let mut missing = Wanted::new(wanted.digest);
     for (executable, targets) in wanted.variants() {
         let entry = local.entry_path(&wanted.digest, executable);
-        let placed = place_all(&entry, targets, executable, &mut tally);
+        let placed = place_all(&entry, targets, executable, tally);
         local.unpin(&wanted.digest, executable);
         missing.targets_mut(executable).extend_from_slice(placed?);
     }
     if !missing.is_empty() {
         tally.missing.push(missing);
     }
-    Ok(tally)
+    Ok(())
 }
 
 /// Places `entry` at every target. Returns the targets not placed because

@@ -77,11 +77,11 @@ fn definition(name: &str, node: &Node, errors: &mut Collector) -> Option<CacheDe
     };
     let key_files = map
         .require("key_files", &owner, errors)
-        .and_then(|n| relative_paths(n, "key_files", "files whose contents form the key", errors))
+        .and_then(|n| relative_paths(n, "key_files", errors))
         .unwrap_or_default();
     let paths = map
         .require("paths", &owner, errors)
-        .and_then(|n| relative_paths(n, "paths", "directories to restore and save", errors))
+        .and_then(|n| relative_paths(n, "paths", errors))
         .unwrap_or_default();
     if let Some(node) = map.get("paths") {
         if paths.is_empty() && matches!(&node.value, Value::Sequence(items) if items.is_empty()) {
@@ -119,36 +119,23 @@ fn definition(name: &str, node: &Node, errors: &mut Collector) -> Option<CacheDe
     })
 }
 
-fn relative_paths(
-    node: &Node,
-    key: &str,
-    what: &str,
-    errors: &mut Collector,
-) -> Option<Vec<String>> {
-    let entries = fields::string_list(node, key, what, errors)?;
-    let mut out = Vec::with_capacity(entries.len());
-    for (path, pos) in entries {
+fn relative_paths(node: &Node, key: &str, errors: &mut Collector) -> Option<Vec<String>> {
+    let entries = fields::workspace_paths(node, key, "cache", errors)?;
+    for (path, pos) in &entries {
         if path.starts_with('~') {
             errors.error_with_hint(
-                pos,
+                *pos,
                 format!("`{key}` entry `{path}` is in the home directory"),
                 "cache paths are restored inside the step's working directory, which no other shard shares; point the tool there instead (e.g. `CARGO_HOME=.cargo`, `npm_config_cache=.npm`)",
             );
-        } else if let Some(problem) = fields::output_path_problem(&path) {
-            errors.error_with_hint(
-                pos,
-                format!("`{key}` entry `{path}` {problem}"),
-                "use a path relative to the step's working directory",
-            );
         } else if path.trim_end_matches('/').is_empty() || path == "." {
             errors.error(
-                pos,
+                *pos,
                 format!("`{key}` entry `{path}` names the whole working directory"),
             );
         }
-        out.push(path);
     }
-    Some(out)
+    Some(entries.into_iter().map(|(p, _)| p).collect())
 }
 
 /// A step's `caches:` list, with positions for "unknown cache" errors.

@@ -291,6 +291,27 @@ pub(super) fn timeout(node: &Node, errors: &mut Collector) -> Option<Duration> {
 
 /// Why an output path is unsafe to collect, if it is: outputs are read from
 /// the step's workspace, so anything that could leave it is refused.
+/// A list of paths that must stay inside the workspace, each with its
+/// position; `noun` names an entry in errors ("output path `x` …").
+pub(super) fn workspace_paths(
+    node: &Node,
+    key: &str,
+    noun: &str,
+    errors: &mut Collector,
+) -> Option<Vec<(String, Pos)>> {
+    let entries = string_list(node, key, "relative paths", errors)?;
+    for (path, pos) in &entries {
+        if let Some(problem) = output_path_problem(path) {
+            errors.error_with_hint(
+                *pos,
+                format!("{noun} path `{path}` {problem}"),
+                format!("`{key}` must be relative paths inside the workspace"),
+            );
+        }
+    }
+    Some(entries)
+}
+
 pub(super) fn output_path_problem(path: &str) -> Option<&'static str> {
     if path.starts_with('/') || path.starts_with('\\') || Path::new(path).is_absolute() {
         return Some("is absolute");

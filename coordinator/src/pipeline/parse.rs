@@ -286,7 +286,8 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .and_then(|node| caches::split(node, errors)),
         reports: map
             .get("reports")
-            .and_then(|node| relative_paths(node, "reports", "JUnit XML report paths", errors))
+            .and_then(|node| fields::workspace_paths(node, "reports", "report", errors))
+            .map(|paths| paths.into_iter().map(|(p, _)| p).collect())
             .unwrap_or_default(),
     };
     Some((step, positions))
@@ -314,28 +315,6 @@ fn step_name(node: &Node, errors: &mut Collector) -> Option<String> {
 }
 
 fn outputs(node: &Node, errors: &mut Collector) -> Option<Vec<String>> {
-    relative_paths(node, "outputs", "relative paths", errors)
-}
-
-/// A list of paths that must stay inside the workspace.
-fn relative_paths(
-    node: &Node,
-    key: &str,
-    what: &str,
-    errors: &mut Collector,
-) -> Option<Vec<String>> {
-    let entries = fields::string_list(node, key, what, errors)?;
-    let mut paths = Vec::with_capacity(entries.len());
-    for (path, pos) in entries {
-        if let Some(problem) = fields::output_path_problem(&path) {
-            let noun = if key == "outputs" { "output" } else { "report" };
-            errors.error_with_hint(
-                pos,
-                format!("{noun} path `{path}` {problem}"),
-                format!("{key} must be relative paths inside the workspace"),
-            );
-        }
-        paths.push(path);
-    }
-    Some(paths)
+    fields::workspace_paths(node, "outputs", "output", errors)
+        .map(|paths| paths.into_iter().map(|(p, _)| p).collect())
 }
