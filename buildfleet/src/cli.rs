@@ -69,6 +69,10 @@ pub struct SubmitFlags {
     /// and each shard without a report as one test case) to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Fail a shard whose test failed and then passed on a
+    /// `retries: { flaky: N }` re-run, instead of only marking it flaky.
+    #[arg(long)]
+    pub fail_on_flaky: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -92,6 +96,10 @@ pub struct CoordinatorArgs {
     /// Print the bound address as `listening on ADDR` (useful with port 0).
     #[arg(long)]
     pub print_addr: bool,
+    /// Where the coordinator keeps duration and flaky-test history
+    /// (`coordinator/` inside; default: the per-user data directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

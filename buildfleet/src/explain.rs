@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use buildfleet_cache::CasClient;
+use buildfleet_coordinator::pipeline::Split;
 use buildfleet_runner::caching::action::{self, ActionSpec, STEP_CACHE};
 use buildfleet_runner::caching::{dependency, explain, platform, Outcome, Report};
 
@@ -32,11 +33,19 @@ pub async fn run(args: ExplainArgs) -> Result<i32> {
         );
         return Ok(exit::USAGE);
     };
+    if let Some(Split::List(command)) = &step.split {
+        eprintln!(
+            "error: step `{}` takes its items from `{command}`, which a runner lists at run time; its shards' keys cannot be computed before a run",
+            step.name
+        );
+        return Ok(exit::USAGE);
+    }
     if let Some(shard) = args.shard {
-        if shard >= step.shards {
+        if shard >= step.shards.max() {
             eprintln!(
-                "error: step `{}` has {} shard(s); --shard {shard} does not exist",
-                step.name, step.shards
+                "error: step `{}` has at most {} shard(s); --shard {shard} does not exist",
+                step.name,
+                step.shards.max()
             );
             return Ok(exit::USAGE);
         }
@@ -94,12 +103,18 @@ async fn explain_step(
     // Split steps: the same items and the same plan a submission would make.
     let items = crate::split_items::for_pipeline(pipeline, &snap)?;
     let shard_items: Vec<Vec<String>> = match items.get(&step.name) {
-        Some(list) if !list.is_empty() => buildfleet_coordinator::split::assign(list, step.shards)?
-            .shards
-            .into_iter()
-            .map(|s| s.items)
-            .collect(),
-        _ => vec![Vec::new(); step.shards as usize],
+        Some(list) if !list.is_empty() => {
+            writeln!(
+                out,
+                "note: split computed without the coordinator's duration history; a run balanced by history may give shards other items"
+            )?;
+            buildfleet_coordinator::split::assign(list, step.shards.max())?
+                .shards
+                .into_iter()
+                .map(|s| s.items)
+                .collect()
+        }
+        _ => vec![Vec::new(); step.shards.max() as usize],
     };
     let shard_count = shard_items.len() as u32;
     for shard in (0..shard_count).filter(|s| only.is_none_or(|o| o == *s)) {

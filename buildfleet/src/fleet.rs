@@ -50,16 +50,25 @@ impl EmbeddedFleet {
         let mut tasks = Vec::new();
         let cache_url = start_cache(&opts.data_dir, opts.cache_limits, &stop, &mut tasks).await?;
 
+        let mut config = opts.coordinator.clone();
+        if config.history_dir.is_none() {
+            config.history_dir = Some(opts.data_dir.join("coordinator"));
+        }
+        let history = buildfleet_coordinator::history::History::open(config.history_dir.as_deref())
+            .context("opening the coordinator's history (is another buildfleet using it? pass --data DIR)")?;
         let (coord_l, coord_addr) = bind_loopback().await?;
         let s = stop.clone();
-        let config = opts.coordinator.clone();
         tasks.push((
             "coordinator".to_string(),
             tokio::spawn(
                 async move {
-                    if let Err(e) =
-                        buildfleet_coordinator::grpc::serve(coord_l, config, s.cancelled_owned())
-                            .await
+                    if let Err(e) = buildfleet_coordinator::grpc::serve(
+                        coord_l,
+                        config,
+                        history,
+                        s.cancelled_owned(),
+                    )
+                    .await
                     {
                         tracing::error!(error = %e, "coordinator stopped");
                     }

@@ -20,7 +20,23 @@ pub fn render(status: &pb::RunStatus) -> String {
             let (mut n, mut f, mut e, mut s) = (0usize, 0usize, 0usize, 0usize);
             for t in &sh.tests {
                 n += 1;
-                let body = match pb::TestOutcome::try_from(t.outcome) {
+                let outcome = pb::TestOutcome::try_from(t.outcome);
+                let failed = matches!(
+                    outcome,
+                    Ok(pb::TestOutcome::Failed | pb::TestOutcome::Error)
+                );
+                let body = match outcome {
+                    // Muted, not hidden: a skip whose message says it failed.
+                    _ if t.quarantined && failed => {
+                        s += 1;
+                        let msg = format!("quarantined; failed: {}", t.message);
+                        format!("<skipped message=\"{}\"/>", escape(msg.as_str()))
+                    }
+                    // Surefire's convention: a pass that needed a re-run.
+                    Ok(pb::TestOutcome::Passed) if t.flaky => format!(
+                        "<flakyFailure message=\"failed, then passed on attempt {}\"/>",
+                        t.attempt
+                    ),
                     Ok(pb::TestOutcome::Failed) => {
                         f += 1;
                         format!("<failure message=\"{}\"/>", escape(t.message.as_str()))

@@ -8,9 +8,11 @@ pub mod fleet;
 pub mod junit_out;
 pub mod logging;
 pub mod progress;
+pub mod quarantine;
 pub mod roles;
 pub mod split_items;
 pub mod submit;
+pub mod test_sections;
 
 /// Exit statuses are part of the interface: 0 only when every step succeeded.
 pub mod exit {

@@ -135,6 +135,7 @@ async fn run(args: RunArgs) -> Result<i32> {
             no_cache: args.flags.no_cache,
             project: project_name(args.flags.project.as_deref(), &work_dir),
             junit: args.flags.junit.as_deref(),
+            fail_on_flaky: args.flags.fail_on_flaky,
         },
         &mut stdout,
     )
@@ -161,6 +162,7 @@ async fn submit(args: SubmitArgs) -> Result<i32> {
             no_cache: args.flags.no_cache,
             project: project_name(args.flags.project.as_deref(), &work_dir),
             junit: args.flags.junit.as_deref(),
+            fail_on_flaky: args.flags.fail_on_flaky,
         },
         &mut stdout,
     )

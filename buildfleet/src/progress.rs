@@ -25,7 +25,7 @@ fn state_of(s: &Option<pb::State>) -> String {
     }
 }
 
-fn shard_label(step: &str, shard: u32) -> String {
+pub(crate) fn shard_label(step: &str, shard: u32) -> String {
     format!("{step}#{shard}")
 }
 
@@ -79,24 +79,41 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
         "SHARD".into(),
         "STATE".into(),
         "DURATION".into(),
+        "PREDICTED".into(),
+        "ITEMS".into(),
         "RUNNER".into(),
     ]];
+    let dash = |show: bool, text: String| if show { text } else { "-".to_owned() };
     for step in &status.steps {
         for sh in &step.shards {
+            let mut state = state_of(&sh.state);
+            if sh.attempt > 1 {
+                state.push_str(&format!(" ({} attempts)", sh.attempt));
+            }
             rows.push([
                 step.name.clone(),
                 format!("{}/{}", sh.index, step.shards.len()),
-                state_of(&sh.state),
+                state,
                 fmt_ms(sh.duration_ms),
-                if sh.runner.is_empty() {
-                    "-".into()
-                } else {
-                    sh.runner.clone()
-                },
+                dash(sh.predicted_ms > 0, fmt_ms(sh.predicted_ms)),
+                dash(step.split.is_some(), sh.items.to_string()),
+                dash(!sh.runner.is_empty(), sh.runner.clone()),
+            ]);
+        }
+        if step.shards.is_empty() {
+            let state = state_of(&step.state);
+            rows.push([
+                step.name.clone(),
+                "-".into(),
+                state,
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
             ]);
         }
     }
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 7];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -112,7 +129,10 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{}", cells.join("  ").trim_end())?;
     }
     cache_section(status, out)?;
-    failed_tests_section(status, out)?;
+    crate::test_sections::split_section(status, out)?;
+    crate::test_sections::failed_tests_section(status, out)?;
+    crate::test_sections::flaky_section(status, out)?;
+    crate::test_sections::quarantine_section(status, out)?;
     let run_state = status.state.as_ref().map(state_from_pb);
     match run_state {
         Some(Ok(State::Succeeded)) => {
@@ -165,43 +185,6 @@ fn outcome_name(outcome: i32) -> &'static str {
         Ok(pb::CacheOutcome::Disabled) => "off",
         Ok(pb::CacheOutcome::Unspecified) | Err(_) => "unknown",
     }
-}
-
-/// Tests the reports say failed or errored, with the shard whose log
-/// (`step#shard` lines above) holds their output.
-fn failed_tests_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
-    let mut lines = Vec::new();
-    let mut total = 0usize;
-    for step in &status.steps {
-        for sh in &step.shards {
-            total += sh.tests.len();
-            for t in &sh.tests {
-                let what = match pb::TestOutcome::try_from(t.outcome) {
-                    Ok(pb::TestOutcome::Failed) => "failed",
-                    Ok(pb::TestOutcome::Error) => "error",
-                    _ => continue,
-                };
-                let mut line = format!(
-                    "  {:<16} {} {what} (report {})",
-                    shard_label(&step.name, sh.index),
-                    t.id,
-                    t.report
-                );
-                if !t.message.is_empty() {
-                    line.push_str(&format!(": {}", t.message));
-                }
-                lines.push(line);
-            }
-        }
-    }
-    if lines.is_empty() {
-        return Ok(());
-    }
-    writeln!(out, "\nFAILED TESTS ({} of {total})", lines.len())?;
-    for line in lines {
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
 }
 
 /// Every cache hit, fallback and miss (with its reason) and every failed

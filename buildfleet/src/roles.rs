@@ -45,11 +45,18 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
             label_wait: args.label_wait,
         },
         heartbeat_interval: args.heartbeat_interval,
+        history_dir: Some(
+            args.data
+                .unwrap_or_else(crate::fleet::default_data_dir)
+                .join("coordinator"),
+        ),
         ..CoordinatorConfig::default()
     };
     config.validate()?;
+    let history = buildfleet_coordinator::history::History::open(config.history_dir.as_deref())
+        .context("opening the coordinator's history (pass --data DIR for another location)")?;
     let listener = bind(&args.listen, args.print_addr).await?;
-    buildfleet_coordinator::grpc::serve(listener, config, shutdown_signal()).await?;
+    buildfleet_coordinator::grpc::serve(listener, config, history, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use buildfleet_cache::{Digest, Listings, Snapshot};
-use buildfleet_coordinator::pipeline::Pipeline;
+use buildfleet_coordinator::pipeline::{Pipeline, Split};
 
 /// Matching files per split step, sorted.
 pub fn for_pipeline(pipeline: &Pipeline, snap: &Snapshot) -> Result<BTreeMap<String, Vec<String>>> {
     let split_steps: Vec<_> = pipeline
         .steps()
-        .filter_map(|s| s.split_files.as_ref().map(|g| (s.name.clone(), g.clone())))
+        .filter_map(|s| match &s.split {
+            Some(Split::Files(glob)) => Some((s.name.clone(), glob.clone())),
+            _ => None,
+        })
         .collect();
     if split_steps.is_empty() {
         return Ok(BTreeMap::new());

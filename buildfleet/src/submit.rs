@@ -30,6 +30,7 @@ pub struct SubmitOptions<'a> {
     pub project: String,
     /// Where to write the run's merged JUnit XML, if asked.
     pub junit: Option<&'a Path>,
+    pub fail_on_flaky: bool,
 }
 
 /// The default project name: the input directory's own name, which is the
@@ -61,13 +62,23 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
     )?;
     // The coordinator parses and validates the file; here it is only read
     // to find split steps, so a broken file still gets the server's errors.
-    let split_items = match buildfleet_coordinator::pipeline::parse(
+    let (split_items, quarantine) = match buildfleet_coordinator::pipeline::parse(
         &opts.pipeline_file.display().to_string(),
         &yaml,
     ) {
-        Ok(pipeline) => crate::split_items::for_pipeline(&pipeline, &snap)?,
+        Ok(pipeline) => (
+            crate::split_items::for_pipeline(&pipeline, &snap)?,
+            crate::quarantine::read(&pipeline, opts.work_dir)?,
+        ),
         Err(_) => Default::default(),
     };
+    if !quarantine.is_empty() {
+        writeln!(
+            out,
+            "quarantine: {} test(s) whose failures are shown but do not fail their step",
+            quarantine.len()
+        )?;
+    }
     let mut client = crate::client::pipelines(opts.coordinator_url).await?;
     let submitted = client
         .submit(pb::SubmitRequest {
@@ -81,6 +92,8 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
                 .into_iter()
                 .map(|(step, items)| (step, pb::SplitItems { items }))
                 .collect(),
+            quarantine,
+            fail_on_flaky: opts.fail_on_flaky,
         })
         .await;
     let run_id = match submitted {

@@ -19,6 +19,9 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval: Duration,
     /// Missed-heartbeat multiple after which a silent runner counts as lost.
     pub heartbeat_misses: u32,
+    /// Where duration and flaky history persist (a RocksDB directory);
+    /// `None` keeps it in memory for the process's life.
+    pub history_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CoordinatorConfig {
@@ -27,6 +30,7 @@ impl Default for CoordinatorConfig {
             scheduler: SchedulerConfig::default(),
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_misses: 5,
+            history_dir: None,
         }
     }
 }
@@ -70,9 +74,9 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(config: CoordinatorConfig) -> Hub {
+    pub fn new(config: CoordinatorConfig, history: crate::history::History) -> Hub {
         Hub {
-            sched: Mutex::new(Scheduler::new(config.scheduler.clone())),
+            sched: Mutex::new(Scheduler::with_history(config.scheduler.clone(), history)),
             config,
             connections: Mutex::new(HashMap::new()),
         }

@@ -7,6 +7,7 @@ pub mod cache_report;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod history;
 pub mod hub;
 pub mod pipeline;
 pub mod run;

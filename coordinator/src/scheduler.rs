@@ -10,8 +10,9 @@ use tracing::{info, warn};
 use crate::cache_report::CacheReport;
 use crate::error::CoordinatorError;
 use crate::events::{Event, EventKind, LogEntry, LogStream};
-use crate::pipeline::{CacheDef, Pipeline};
-use crate::run::{InputRoot, Run, RunOptions};
+use crate::history::History;
+use crate::pipeline::{CacheDef, Pipeline, Split};
+use crate::run::{InputRoot, Listing, Run, RunOptions};
 use crate::state::State;
 use crate::test_result::TestResult;
 
@@ -61,6 +62,9 @@ pub struct LeaseSpec {
     pub project: String,
     pub reports: Vec<String>,
     pub items: Vec<String>,
+    /// A listing lease: run the list command and return its lines.
+    pub list_items: bool,
+    pub attempt: u32,
 }
 
 /// What a runner reported when a shard ended.
@@ -72,6 +76,8 @@ pub struct ShardReport {
     pub last_log_seq: u64,
     pub cache: Vec<CacheReport>,
     pub tests: Vec<TestResult>,
+    /// What a listing lease's command printed.
+    pub items: Vec<String>,
 }
 
 impl ShardReport {
@@ -83,6 +89,7 @@ impl ShardReport {
             last_log_seq: 0,
             cache: Vec::new(),
             tests: Vec::new(),
+            items: Vec::new(),
         }
     }
 }
@@ -110,8 +117,11 @@ pub struct Submitted {
 struct LeaseRef {
     run_id: String,
     step: usize,
-    shard: usize,
+    /// `None` for a listing lease.
+    shard: Option<usize>,
     runner_id: String,
+    /// Last log chunk sequence number accepted for this lease.
+    log_seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -123,14 +133,63 @@ pub struct Scheduler {
     idempotency: HashMap<String, String>,
     runners: BTreeMap<String, RunnerView>,
     leases: HashMap<String, LeaseRef>,
+    history: History,
 }
 
 impl Scheduler {
+    /// A scheduler whose history lasts as long as it does.
     pub fn new(config: SchedulerConfig) -> Scheduler {
+        Scheduler::with_history(config, History::default())
+    }
+
+    pub fn with_history(config: SchedulerConfig, history: History) -> Scheduler {
         Scheduler {
             config,
+            history,
             ..Scheduler::default()
         }
+    }
+
+    /// Runner slots that could run a step with these labels.
+    fn slots_for(&self, labels: &[String]) -> u32 {
+        self.runners
+            .values()
+            .filter(|r| labels.iter().all(|l| r.labels.contains(l)))
+            .map(|r| r.slots)
+            .sum()
+    }
+
+    /// Divides a split step's items over shards using what history knows.
+    fn plan_step(&self, run: &mut Run, step: usize, items: &[String], now: Instant) {
+        let def = run
+            .pipeline
+            .step(&run.steps[step].name)
+            .expect("run steps come from the pipeline")
+            .clone();
+        let source = match def.split {
+            Some(Split::List(_)) => "list",
+            _ => "files",
+        };
+        let known = match self.history.durations(&run.options.project, &def.name) {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(run = %run.id, step = %def.name, error = %e, "duration history unreadable; splitting without it");
+                let line = format!("duration history unreadable ({e}); splitting without it");
+                run.system_log(step, 0, &line);
+                BTreeMap::new()
+            }
+        };
+        let slots = self.slots_for(&run.steps[step].labels);
+        let planned = crate::run::plan_split(
+            source,
+            def.shards,
+            items,
+            &known,
+            slots,
+            run.pipeline.stage_budget(),
+        );
+        info!(run = %run.id, step = %def.name, items = items.len(), shards = planned.shards.len(), without_history = planned.info.without_history, "split planned");
+        run.set_split(step, planned, now);
     }
 
     pub fn submit(
@@ -160,6 +219,17 @@ impl Scheduler {
             options,
             now,
         );
+        for step in 0..run.steps.len() {
+            if run.steps[step].listing == Listing::Files {
+                let items = run
+                    .options
+                    .split_items
+                    .get(&run.steps[step].name)
+                    .cloned()
+                    .unwrap_or_default();
+                self.plan_step(&mut run, step, &items, now);
+            }
+        }
         run.advance(now);
         info!(run = %run_id, steps = run.steps.len(), "run submitted");
         self.runs.insert(run_id.clone(), run);
@@ -200,7 +270,10 @@ impl Scheduler {
                 let state = State::RunnerLost {
                     runner: view.name.clone(),
                 };
-                run.set_shard_state(l.step, l.shard, state, now);
+                match l.shard {
+                    Some(shard) => run.set_shard_state(l.step, shard, state, now),
+                    None => run.end_step_unrun(l.step, state),
+                }
                 run.advance(now);
             }
         }
@@ -225,16 +298,40 @@ impl Scheduler {
                 if !matches!(run.steps[step].state, State::Waiting | State::Running) {
                     continue;
                 }
+                if run.steps[step].listing == Listing::Needed {
+                    let Some(runner) = pick_runner(&mut self.runners, &run.steps[step].labels)
+                    else {
+                        continue;
+                    };
+                    runner.busy += 1;
+                    let lease_id = uuid::Uuid::new_v4().simple().to_string();
+                    run.steps[step].listing = Listing::Leased(lease_id.clone());
+                    run.steps[step].state = State::Running;
+                    run.steps[step].started = Some(now);
+                    let line = format!("listing the step's items on runner {}", runner.name);
+                    run.system_log(step, 0, &line);
+                    let lease = listing_spec(run, step, lease_id.clone());
+                    self.leases.insert(
+                        lease_id,
+                        LeaseRef {
+                            run_id: run_id.clone(),
+                            step,
+                            shard: None,
+                            runner_id: runner.id.clone(),
+                            log_seq: 0,
+                        },
+                    );
+                    out.push(Assignment {
+                        runner_id: runner.id.clone(),
+                        lease,
+                    });
+                    continue;
+                }
                 for shard in 0..run.steps[step].shards.len() {
                     if run.steps[step].shards[shard].state != State::Waiting {
                         continue;
                     }
-                    let labels = &run.steps[step].labels;
-                    let Some(runner) = self
-                        .runners
-                        .values_mut()
-                        .filter(|r| r.busy < r.slots && labels.iter().all(|l| r.labels.contains(l)))
-                        .max_by_key(|r| (r.slots - r.busy, std::cmp::Reverse(r.id.clone())))
+                    let Some(runner) = pick_runner(&mut self.runners, &run.steps[step].labels)
                     else {
                         break;
                     };
@@ -244,7 +341,6 @@ impl Scheduler {
                     sh.runner = Some(runner.name.clone());
                     sh.lease = Some(lease_id.clone());
                     sh.attempt += 1;
-                    sh.log_seq = 0;
                     let lease = lease_spec(run, step, shard, lease_id.clone());
                     run.set_shard_state(step, shard, State::Running, now);
                     self.leases.insert(
@@ -252,8 +348,9 @@ impl Scheduler {
                         LeaseRef {
                             run_id: run_id.clone(),
                             step,
-                            shard,
+                            shard: Some(shard),
                             runner_id: runner.id.clone(),
+                            log_seq: 0,
                         },
                     );
                     out.push(Assignment {
@@ -276,25 +373,31 @@ impl Scheduler {
         stream: LogStream,
         data: Vec<u8>,
     ) -> Result<(), CoordinatorError> {
-        let (run, step, shard) = self.lease_target(runner_id, lease_id)?;
-        let step_name = run.steps[step].name.clone();
-        let sh = &mut run.steps[step].shards[shard];
-        if seq <= sh.log_seq {
+        let lease = self
+            .leases
+            .get_mut(lease_id)
+            .filter(|l| l.runner_id == runner_id)
+            .ok_or_else(|| CoordinatorError::UnknownLease(lease_id.to_string()))?;
+        if seq <= lease.log_seq {
             warn!(lease = %lease_id, seq, "duplicate log chunk dropped");
             return Ok(());
         }
-        let gap = seq - sh.log_seq - 1;
-        sh.log_seq = seq;
-        let index = sh.index;
+        let gap = seq - lease.log_seq - 1;
+        lease.log_seq = seq;
+        let (step, shard) = (lease.step, lease.shard);
+        let run = self
+            .runs
+            .get_mut(&lease.run_id)
+            .ok_or_else(|| CoordinatorError::UnknownRun(lease.run_id.clone()))?;
+        let step_name = run.steps[step].name.clone();
+        let index = shard.map_or(0, |s| run.steps[step].shards[s].index);
         if gap > 0 {
-            let note = format!("buildfleet: {gap} log chunk(s) before #{seq} never arrived\n");
             warn!(run = %run.id, step = %step_name, shard = index, gap, "log chunks missing");
-            run.events.push(EventKind::Log(LogEntry {
-                step: step_name.clone(),
-                shard: index,
-                stream: LogStream::System,
-                data: note.into_bytes(),
-            }));
+            run.system_log(
+                step,
+                index,
+                &format!("{gap} log chunk(s) before #{seq} never arrived"),
+            );
         }
         run.events.push(EventKind::Log(LogEntry {
             step: step_name,
@@ -312,33 +415,32 @@ impl Scheduler {
         report: ShardReport,
         now: Instant,
     ) -> Result<(), CoordinatorError> {
-        let ShardReport {
-            state,
-            duration_ms,
-            last_log_seq,
-            cache,
-            tests,
-        } = report;
-        let (run, step, shard) = self.lease_target(runner_id, lease_id)?;
-        let step_name = run.steps[step].name.clone();
-        let sh = &mut run.steps[step].shards[shard];
-        sh.duration_ms = duration_ms;
-        sh.cache = cache;
-        sh.tests = tests;
-        if last_log_seq > sh.log_seq {
-            let gap = last_log_seq - sh.log_seq;
-            sh.log_seq = last_log_seq;
-            let index = sh.index;
-            run.events.push(EventKind::Log(LogEntry {
-                step: step_name,
-                shard: index,
-                stream: LogStream::System,
-                data: format!("buildfleet: the last {gap} log chunk(s) never arrived\n")
-                    .into_bytes(),
-            }));
+        let lease = self
+            .leases
+            .get(lease_id)
+            .filter(|l| l.runner_id == runner_id)
+            .ok_or_else(|| CoordinatorError::UnknownLease(lease_id.to_string()))?;
+        let (run_id, step, shard, seen_seq) =
+            (lease.run_id.clone(), lease.step, lease.shard, lease.log_seq);
+        let mut run = self
+            .runs
+            .remove(&run_id)
+            .ok_or_else(|| CoordinatorError::UnknownRun(run_id.clone()))?;
+        if report.last_log_seq > seen_seq {
+            let gap = report.last_log_seq - seen_seq;
+            let index = shard.map_or(0, |s| run.steps[step].shards[s].index);
+            run.system_log(
+                step,
+                index,
+                &format!("the last {gap} log chunk(s) never arrived"),
+            );
         }
-        run.set_shard_state(step, shard, state, now);
+        match shard {
+            Some(shard) => self.end_attempt(&mut run, step, shard, report, now),
+            None => self.end_listing(&mut run, step, report, now),
+        }
         run.advance(now);
+        self.runs.insert(run_id, run);
         self.leases.remove(lease_id);
         if let Some(r) = self.runners.get_mut(runner_id) {
             r.busy = r.busy.saturating_sub(1);
@@ -346,21 +448,179 @@ impl Scheduler {
         Ok(())
     }
 
-    fn lease_target(
+    /// A listing lease ended: plan the shards from its items, or fail the
+    /// step saying why there are none.
+    fn end_listing(&mut self, run: &mut Run, step: usize, report: ShardReport, now: Instant) {
+        let command = match &run
+            .pipeline
+            .step(&run.steps[step].name)
+            .and_then(|d| d.split.clone())
+        {
+            Some(Split::List(c)) => c.clone(),
+            _ => String::new(),
+        };
+        let failed = |why: String| State::failed(format!("listing items with `{command}` {why}"));
+        let state = match report.state {
+            State::Succeeded if report.items.is_empty() => Some(failed("printed no items".into())),
+            State::Succeeded => None,
+            State::Failed(f) => Some(failed(State::Failed(f).to_string())),
+            other @ (State::Cancelled { .. } | State::RunnerLost { .. }) => Some(other),
+            other => Some(failed(other.to_string())),
+        };
+        match state {
+            Some(state) => {
+                warn!(run = %run.id, step = %run.steps[step].name, %state, "listing failed");
+                run.system_log(step, 0, &state.to_string());
+                run.end_step_unrun(step, state);
+            }
+            None => {
+                let line = format!(
+                    "`{command}` listed {} item(s) in {}",
+                    report.items.len(),
+                    crate::state::fmt_ms(report.duration_ms)
+                );
+                run.system_log(step, 0, &line);
+                self.plan_step(run, step, &report.items, now);
+            }
+        }
+    }
+
+    /// A shard's attempt ended: learn durations, then let the verdict say
+    /// whether it ends (and how) or re-runs its failed items.
+    fn end_attempt(
         &mut self,
-        runner_id: &str,
-        lease_id: &str,
-    ) -> Result<(&mut Run, usize, usize), CoordinatorError> {
-        let l = self
-            .leases
-            .get(lease_id)
-            .filter(|l| l.runner_id == runner_id)
-            .ok_or_else(|| CoordinatorError::UnknownLease(lease_id.to_string()))?;
-        let run = self
-            .runs
-            .get_mut(&l.run_id)
-            .ok_or_else(|| CoordinatorError::UnknownRun(l.run_id.clone()))?;
-        Ok((run, l.step, l.shard))
+        run: &mut Run,
+        step: usize,
+        shard: usize,
+        report: ShardReport,
+        now: Instant,
+    ) {
+        let ShardReport {
+            state,
+            duration_ms,
+            cache,
+            mut tests,
+            ..
+        } = report;
+        let def = run
+            .pipeline
+            .step(&run.steps[step].name)
+            .expect("run steps come from the pipeline");
+        let flaky_retries = def.flaky_retries;
+        let is_split = def.split.is_some();
+        let (project, step_name) = (run.options.project.clone(), def.name.clone());
+        let sh = &mut run.steps[step].shards[shard];
+        let attempt = sh.attempt;
+        for t in &mut tests {
+            t.attempt = attempt;
+        }
+        sh.duration_ms += duration_ms;
+        sh.cache = cache;
+        let ran = matches!(&state, State::Succeeded)
+            || matches!(&state, State::Failed(f) if f.exit_code.is_some());
+        if is_split && attempt == 1 && ran {
+            let times: Vec<(String, Duration)> = tests
+                .iter()
+                .map(|t| (t.id.clone(), Duration::from_millis(t.duration_ms)))
+                .collect();
+            let learned = crate::split::attribute::learn(
+                &sh.items,
+                &times,
+                Duration::from_millis(duration_ms),
+            );
+            let index = sh.index;
+            let mut line = format!(
+                "history: learned {} item duration(s)",
+                learned.samples.len()
+            );
+            if learned.spread_items > 0 {
+                line.push_str(&format!(
+                    "; {} item(s) had no test in the reports and share the shard's remaining time",
+                    learned.spread_items
+                ));
+            }
+            if learned.unmatched_tests > 0 {
+                line.push_str(&format!(
+                    "; {} test(s) matched no item",
+                    learned.unmatched_tests
+                ));
+            }
+            if let Err(e) = self
+                .history
+                .record_durations(&project, &step_name, &learned.samples)
+            {
+                warn!(run = %run.id, step = %step_name, error = %e, "durations not recorded");
+                line = format!("history: durations not recorded: {e}");
+            }
+            run.system_log(step, index, &line);
+        }
+        let sh = &run.steps[step].shards[shard];
+        let verdict = crate::run::verdict::judge(crate::run::verdict::Inputs {
+            state,
+            tests,
+            earlier: &sh.tests,
+            items: &sh.items,
+            quarantine: &run.options.quarantine,
+            retries_left: flaky_retries.saturating_sub(attempt.saturating_sub(1)),
+            fail_on_flaky: run.options.fail_on_flaky,
+        });
+        let index = sh.index;
+        match verdict {
+            crate::run::verdict::Verdict::Final {
+                state,
+                tests,
+                notes,
+            } => {
+                for n in &notes {
+                    run.system_log(step, index, n);
+                }
+                let flaky: Vec<String> = tests
+                    .iter()
+                    .filter(|t| t.flaky)
+                    .map(|t| t.id.clone())
+                    .collect();
+                if !flaky.is_empty() {
+                    let unix = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    if let Err(e) = self
+                        .history
+                        .record_flaky(&project, &step_name, &flaky, unix)
+                    {
+                        warn!(run = %run.id, step = %step_name, error = %e, "flaky tests not recorded");
+                        run.system_log(
+                            step,
+                            index,
+                            &format!("flaky tests not recorded in history: {e}"),
+                        );
+                    }
+                }
+                run.steps[step].shards[shard].tests = tests;
+                run.set_shard_state(step, shard, state, now);
+            }
+            crate::run::verdict::Verdict::Retry {
+                items,
+                tests,
+                notes,
+            } => {
+                for n in &notes {
+                    run.system_log(step, index, n);
+                }
+                let sh = &mut run.steps[step].shards[shard];
+                sh.tests = tests;
+                if !items.is_empty() {
+                    sh.attempt_items = items;
+                }
+                let line = format!(
+                    "attempt {} of {} (flaky re-run) is queued",
+                    sh.attempt + 1,
+                    flaky_retries + 1
+                );
+                info!(run = %run.id, step = %step_name, shard = index, "flaky re-run queued");
+                run.system_log(step, index, &line);
+                run.set_shard_state(step, shard, State::Waiting, now);
+            }
+        }
     }
 
     /// Cancels a run: unstarted work ends now, running shards are told to stop
@@ -476,13 +736,56 @@ impl Scheduler {
     }
 }
 
+/// The runner with the most free slots among those whose labels match.
+fn pick_runner<'a>(
+    runners: &'a mut BTreeMap<String, RunnerView>,
+    labels: &[String],
+) -> Option<&'a mut RunnerView> {
+    runners
+        .values_mut()
+        .filter(|r| r.busy < r.slots && labels.iter().all(|l| r.labels.contains(l)))
+        .max_by_key(|r| (r.slots - r.busy, std::cmp::Reverse(r.id.clone())))
+}
+
+/// A listing lease: the list command on the step's inputs and caches, with
+/// the step's env but no shard variables (there are no shards yet).
+fn listing_spec(run: &Run, step: usize, lease_id: String) -> LeaseSpec {
+    let mut spec = lease_spec(run, step, usize::MAX, lease_id);
+    let def = run
+        .pipeline
+        .step(&spec.step)
+        .expect("run steps come from the pipeline");
+    if let Some(Split::List(command)) = &def.split {
+        spec.command = command.clone();
+    }
+    for var in [
+        "BUILDFLEET_SHARD_INDEX",
+        "BUILDFLEET_SHARD_COUNT",
+        "BUILDFLEET_SHARD_ITEMS",
+    ] {
+        spec.env.remove(var);
+    }
+    spec.env.insert("BUILDFLEET_LISTING".into(), "1".into());
+    spec.shard_index = 0;
+    spec.shard_count = 1;
+    spec.outputs.clear();
+    spec.reports.clear();
+    spec.use_action_cache = false;
+    spec.list_items = true;
+    spec.attempt = 1;
+    spec
+}
+
 fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSpec {
     let st = &run.steps[step];
     let def = run
         .pipeline
         .step(&st.name)
         .expect("run steps come from the pipeline");
-    let items = st.shards[shard].items.clone();
+    let (items, attempt) = st
+        .shards
+        .get(shard)
+        .map_or((Vec::new(), 1), |s| (s.attempt_items.clone(), s.attempt));
     let mut env = run
         .pipeline
         .shard_env(def, shard as u32, st.shards.len() as u32, &items);
@@ -504,10 +807,14 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
             .iter()
             .filter_map(|name| run.pipeline.caches.get(name).cloned())
             .collect(),
-        use_action_cache: def.cache && !run.options.no_cache,
+        // A re-run must really run: a stored pass of the same subset would
+        // hide that the test failed again.
+        use_action_cache: def.cache && !run.options.no_cache && attempt <= 1,
         inputs: def.inputs.clone(),
         project: run.options.project.clone(),
         reports: def.reports.clone(),
         items,
+        list_items: false,
+        attempt,
     }
 }

@@ -9,6 +9,12 @@ pub enum TestOutcome {
     Skipped,
 }
 
+impl TestOutcome {
+    pub fn is_failure(self) -> bool {
+        matches!(self, TestOutcome::Failed | TestOutcome::Error)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestResult {
     pub id: String,
@@ -17,4 +23,10 @@ pub struct TestResult {
     pub message: String,
     /// The report file it came from.
     pub report: String,
+    /// Failed on an earlier attempt, passed on a flaky re-run.
+    pub flaky: bool,
+    /// Listed in the quarantine file.
+    pub quarantined: bool,
+    /// The attempt this outcome comes from (1 = first run).
+    pub attempt: u32,
 }

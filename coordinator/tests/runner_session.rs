@@ -16,9 +16,14 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(grpc::serve(listener, CoordinatorConfig::default(), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(grpc::serve(
+        listener,
+        CoordinatorConfig::default(),
+        Default::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let channel = loop {
         match tonic::transport::Endpoint::from_shared(url.clone())
             .unwrap()
@@ -73,6 +78,7 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
         last_log_seq: 0,
         cache: Vec::new(),
         tests: Vec::new(),
+        items: Vec::new(),
     })))
     .await
     .unwrap();

@@ -3,17 +3,36 @@
 //! quietly; the step's state still comes from its exit status.
 
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use buildfleet_proto::v1 as pb;
 
 use crate::junit::{self, Outcome};
 
 /// Per-test outcomes from every report, and a note for each problem.
-pub async fn read(dir: &Path, reports: &[String]) -> (Vec<pb::TestCaseResult>, Vec<String>) {
+///
+/// A report last written before the step started came with the inputs (a
+/// committed or restored file), not from this run; counting its tests could
+/// show a pass that never happened, so it is refused.
+pub async fn read(
+    dir: &Path,
+    reports: &[String],
+    not_before: SystemTime,
+) -> (Vec<pb::TestCaseResult>, Vec<String>) {
     let mut tests = Vec::new();
     let mut problems = Vec::new();
     for rel in reports {
-        let text = match tokio::fs::read_to_string(dir.join(rel)).await {
+        let path = dir.join(rel);
+        if let Ok(modified) = tokio::fs::metadata(&path).await.and_then(|m| m.modified()) {
+            // Filesystem timestamps can be coarser than the clock.
+            if modified + Duration::from_secs(2) < not_before {
+                problems.push(format!(
+                    "report `{rel}` was not written by this run (it predates the step); its tests are not counted"
+                ));
+                continue;
+            }
+        }
+        let text = match tokio::fs::read_to_string(&path).await {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 problems.push(format!(
@@ -40,6 +59,8 @@ pub async fn read(dir: &Path, reports: &[String]) -> (Vec<pb::TestCaseResult>, V
                     duration_ms: c.duration.as_millis() as u64,
                     message: c.message,
                     report: rel.clone(),
+                    // The coordinator knows attempts, history and quarantine.
+                    ..pb::TestCaseResult::default()
                 }
             })),
             Err(e) => problems.push(format!("report unusable: {e}")),
@@ -64,6 +85,7 @@ mod tests {
         let (tests, problems) = read(
             dir.path(),
             &["ok.xml".into(), "gone.xml".into(), "bad.xml".into()],
+            SystemTime::now(),
         )
         .await;
         assert_eq!(tests.len(), 5);
@@ -72,5 +94,22 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("`gone.xml` was not written"));
         assert!(problems[1].contains("bad.xml") && problems[1].contains("JUnit"));
+    }
+
+    #[tokio::test]
+    async fn a_report_older_than_the_step_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.xml");
+        std::fs::write(&path, include_str!("junit/fixtures/pytest.xml")).unwrap();
+        let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        let (tests, problems) = read(dir.path(), &["old.xml".into()], SystemTime::now()).await;
+        assert!(tests.is_empty());
+        assert!(problems[0].contains("predates the step"), "{problems:?}");
     }
 }

@@ -149,6 +149,32 @@ impl TestFleet {
         (self.get(&id).await, events)
     }
 
+    /// Submits `req` (pipeline text and options) against `files`, under the
+    /// project "tests", and waits for the end.
+    pub async fn run_request(
+        &self,
+        req: pb::SubmitRequest,
+        files: &[(&str, &str)],
+    ) -> (pb::RunStatus, Vec<pb::RunEvent>) {
+        let dir = write_files(files);
+        let root = upload(&self.fleet.cache_url, dir.path()).await;
+        let id = self
+            .client()
+            .await
+            .submit(pb::SubmitRequest {
+                pipeline_path: "test.yaml".into(),
+                input_root: Some(root),
+                project: "tests".into(),
+                ..req
+            })
+            .await
+            .expect("submit accepted")
+            .into_inner()
+            .run_id;
+        let events = self.watch_all(&id).await;
+        (self.get(&id).await, events)
+    }
+
     /// Submits, waits for the end, returns the final status and all events.
     pub async fn run(
         &self,

@@ -130,8 +130,19 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
                         attempt: sh.attempt,
                         cache: sh.cache.iter().map(cache_report_to_pb).collect(),
                         tests: sh.tests.iter().map(test_to_pb).collect(),
+                        items: sh.attempt_items.len() as u32,
+                        predicted_ms: sh.predicted.as_millis() as u64,
                     })
                     .collect(),
+                split: s.split.as_ref().map(|i| pb::SplitStatus {
+                    source: i.source.to_owned(),
+                    items: i.items as u32,
+                    without_history: i.without_history as u32,
+                    estimate_ms: i.estimate.as_millis() as u64,
+                    predicted_ms: i.predicted.as_millis() as u64,
+                    shard_choice: i.shard_choice.clone(),
+                    duplicates: i.duplicates.clone(),
+                }),
             })
             .collect(),
         created_unix_ms: unix_ms(run.created_wall),
@@ -171,6 +182,8 @@ pub fn lease_to_pb(l: LeaseSpec) -> pb::Lease {
         project: l.project,
         reports: l.reports,
         items: l.items,
+        list_items: l.list_items,
+        attempt: l.attempt,
     }
 }
 
@@ -187,6 +200,9 @@ pub fn test_to_pb(t: &TestResult) -> pb::TestCaseResult {
         duration_ms: t.duration_ms,
         message: t.message.clone(),
         report: t.report.clone(),
+        flaky: t.flaky,
+        quarantined: t.quarantined,
+        attempt: t.attempt,
     }
 }
 
@@ -209,6 +225,9 @@ pub fn test_from_pb(t: &pb::TestCaseResult) -> TestResult {
         duration_ms: t.duration_ms,
         message,
         report: t.report.clone(),
+        flaky: t.flaky,
+        quarantined: t.quarantined,
+        attempt: t.attempt,
     }
 }
 

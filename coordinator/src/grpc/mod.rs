@@ -15,6 +15,7 @@ use tracing::{info, info_span, Instrument};
 
 pub use convert::{state_from_pb, state_to_pb};
 
+use crate::history::History;
 use crate::hub::{CoordinatorConfig, Hub};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum ServeError {
     Config(#[from] crate::error::CoordinatorError),
     #[error("coordinator server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    History(#[from] crate::history::HistoryError),
 }
 
 /// Serves the coordinator on an already-bound listener (tests bind port 0)
@@ -30,10 +33,11 @@ pub enum ServeError {
 pub async fn serve(
     listener: TcpListener,
     config: CoordinatorConfig,
+    history: History,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    let hub = Arc::new(Hub::new(config));
+    let hub = Arc::new(Hub::new(config, history));
     let ticker = {
         let hub = hub.clone();
         let mut every = tokio::time::interval(Duration::from_millis(200));

@@ -47,7 +47,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
             .map(|(step, items)| (step, items.items))
             .collect();
         for step in pipeline.steps() {
-            if let Some(glob) = &step.split_files {
+            if let Some(crate::pipeline::Split::Files(glob)) = &step.split {
                 if split_items.get(&step.name).is_none_or(|i| i.is_empty()) {
                     return Err(CoordinatorError::BadRequest(format!(
                         "step `{}` splits by files, but `{glob}` matches no files in the submitted inputs",
@@ -61,6 +61,13 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
             no_cache: req.no_cache,
             project: req.project,
             split_items,
+            quarantine: req
+                .quarantine
+                .into_iter()
+                .map(|id| id.trim().to_owned())
+                .filter(|id| !id.is_empty())
+                .collect(),
+            fail_on_flaky: req.fail_on_flaky,
         };
         let submitted = self
             .hub

@@ -149,6 +149,7 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                         last_log_seq: r.last_log_seq,
                         cache: r.cache.iter().map(convert::cache_report_from_pb).collect(),
                         tests: r.tests.iter().map(convert::test_from_pb).collect(),
+                        items: r.items.clone(),
                     },
                     Instant::now(),
                 )

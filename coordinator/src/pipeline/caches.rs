@@ -175,41 +175,6 @@ pub(super) fn inputs(node: &Node, errors: &mut Collector) -> Vec<String> {
     out
 }
 
-/// `split: { files: GLOB }`. `list:` (items printed by a command) needs a
-/// runner to run it and is refused with a clear message until it exists.
-pub(super) fn split(node: &Node, errors: &mut Collector) -> Option<String> {
-    let map = Fields::of(node, "in `split`", &["files", "list"], errors)?;
-    if let Some(list) = map.get("list") {
-        errors.error_with_hint(
-            list.pos,
-            "`split.list` is not supported yet",
-            "use `split: { files: \"tests/**/test_*.py\" }` to split by files",
-        );
-        return None;
-    }
-    let files = map.require("files", "in `split`", errors)?;
-    let glob = fields::string(files, "files", errors)?;
-    match globset::Glob::new(&glob) {
-        Ok(_) if !glob.starts_with('/') => Some(glob),
-        Ok(_) => {
-            errors.error(
-                files.pos,
-                format!(
-                    "`split.files` glob `{glob}` is absolute; globs are relative to the workspace"
-                ),
-            );
-            None
-        }
-        Err(e) => {
-            errors.error(
-                files.pos,
-                format!("invalid glob `{glob}` in `split.files`: {}", e.kind()),
-            );
-            None
-        }
-    }
-}
-
 /// `cache: true|false` on a step.
 pub(super) fn enabled(node: &Node, errors: &mut Collector) -> Option<bool> {
     match (node.scalar_kind(), node.scalar()) {

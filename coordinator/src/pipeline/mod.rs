@@ -10,6 +10,7 @@ mod dag;
 mod error;
 mod fields;
 mod parse;
+mod sharding;
 mod suggest;
 mod validate;
 mod yaml;
@@ -29,6 +30,9 @@ pub use error::{PipelineError, PipelineErrors};
 pub struct Pipeline {
     pub version: u32,
     pub target_minutes: Option<u32>,
+    /// `quarantine: FILE`: a file in the repository listing test ids whose
+    /// failures are shown but do not fail their step.
+    pub quarantine: Option<String>,
     /// Applies to every step; a step's own `env` wins on conflicts.
     pub env: BTreeMap<String, String>,
     /// Dependency caches by name, as declared in `caches:`.
@@ -67,7 +71,7 @@ pub struct Step {
     /// Run later under `bash -euo pipefail -c`.
     pub run: String,
     /// How many parallel shards to split the step into; 1 when not given.
-    pub shards: u32,
+    pub shards: Shards,
     pub timeout: Option<Duration>,
     /// Numbers and bools are kept as written, so `1.10` stays `1.10`.
     pub env: BTreeMap<String, String>,
@@ -88,9 +92,41 @@ pub struct Step {
     /// JUnit XML reports the step writes (relative paths), read after it
     /// exits for per-test outcomes.
     pub reports: Vec<String>,
-    /// `split: { files: GLOB }`: the matching files are divided among the
-    /// shards, each file in exactly one.
-    pub split_files: Option<String>,
+    /// `split:`: the step's work items, each given to exactly one shard.
+    pub split: Option<Split>,
+    /// `retries: { flaky: N }`: a shard whose tests failed re-runs the
+    /// failed items up to N times; a test that then passes is flaky.
+    pub flaky_retries: u32,
+}
+
+/// `shards:` on a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    Fixed(u32),
+    /// `shards: auto`: as many as the step's share of `target_minutes`
+    /// needs by history, at most `max` (`max_shards`).
+    Auto {
+        max: u32,
+    },
+}
+
+impl Shards {
+    /// The count when fixed, the upper bound when automatic.
+    pub fn max(self) -> u32 {
+        match self {
+            Shards::Fixed(n) | Shards::Auto { max: n } => n,
+        }
+    }
+}
+
+/// Where a split step's items come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Split {
+    /// Files of the submitted tree matching a glob (`.gitignore` applied).
+    Files(String),
+    /// The non-empty lines a command prints, run by a runner on the
+    /// step's inputs and caches before the shards are made.
+    List(String),
 }
 
 /// Parses and validates a pipeline; `file_name` is only used in errors.
@@ -156,6 +192,14 @@ impl Pipeline {
         self.steps().find(|step| step.name == name)
     }
 
+    /// Each stage's share of `target_minutes`: stages run one after the
+    /// other, so a stage gets an equal part and its shards should fit it.
+    pub fn stage_budget(&self) -> Option<Duration> {
+        let stages = self.stages.len().max(1) as u32;
+        self.target_minutes
+            .map(|m| Duration::from_secs(u64::from(m) * 60) / stages)
+    }
+
     /// The environment a shard of `step` runs with, apart from the per-run
     /// `BUILDFLEET_RUN_ID`: the pipeline's env, the step's own (winning on
     /// conflicts), and the step/shard variables. One definition, because
@@ -172,7 +216,7 @@ impl Pipeline {
         env.insert("BUILDFLEET_STEP".into(), step.name.clone());
         env.insert("BUILDFLEET_SHARD_INDEX".into(), shard.to_string());
         env.insert("BUILDFLEET_SHARD_COUNT".into(), shard_count.to_string());
-        if step.split_files.is_some() {
+        if step.split.is_some() {
             env.insert(
                 "BUILDFLEET_SHARD_ITEMS".into(),
                 crate::split::shell_words(items),

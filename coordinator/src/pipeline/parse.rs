@@ -8,17 +8,37 @@
 
 use std::collections::BTreeMap;
 
-use super::caches;
 use super::error::Collector;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Pos, Value};
-use super::{Pipeline, Stage, Step};
+use super::{caches, sharding};
+use super::{Pipeline, Shards, Stage, Step};
 
-const TOP_KEYS: &[&str] = &["version", "target_minutes", "env", "caches", "stages"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "target_minutes",
+    "env",
+    "caches",
+    "quarantine",
+    "stages",
+];
 const STAGE_KEYS: &[&str] = &["name", "steps"];
 const STEP_KEYS: &[&str] = &[
-    "name", "run", "shards", "timeout", "env", "outputs", "needs", "labels", "caches", "inputs",
-    "cache", "reports", "split",
+    "name",
+    "run",
+    "shards",
+    "timeout",
+    "env",
+    "outputs",
+    "needs",
+    "labels",
+    "caches",
+    "inputs",
+    "cache",
+    "reports",
+    "split",
+    "max_shards",
+    "retries",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -45,12 +65,15 @@ pub(super) struct StepPositions {
     pub needs: Vec<Pos>,
     /// The step's `caches` entries with their positions.
     pub caches: Vec<(String, Pos)>,
+    /// Where `shards: auto` is written, if it is.
+    pub auto_shards: Option<Pos>,
 }
 
 pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positions) {
     let mut pipeline = Pipeline {
         version: 1,
         target_minutes: None,
+        quarantine: None,
         env: BTreeMap::new(),
         caches: BTreeMap::new(),
         stages: Vec::new(),
@@ -86,6 +109,9 @@ pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positi
             errors,
         );
     }
+    if let Some(node) = top.get("quarantine") {
+        pipeline.quarantine = sharding::quarantine(node, errors);
+    }
     if let Some(node) = top.get("env") {
         pipeline.env = fields::env(node, errors).unwrap_or_default();
     }
@@ -98,6 +124,16 @@ pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positi
     for (stage, stage_pos) in pipeline.stages.iter().zip(&positions.stages) {
         for (step, step_pos) in stage.steps.iter().zip(&stage_pos.steps) {
             caches::check_references(&step.name, &step_pos.caches, &pipeline.caches, errors);
+            if let (Some(pos), None) = (step_pos.auto_shards, pipeline.target_minutes) {
+                errors.error_with_hint(
+                    pos,
+                    format!(
+                        "`shards: auto` on step `{}` needs `target_minutes` at the top level",
+                        step.name
+                    ),
+                    "add e.g. `target_minutes: 10`; each stage's shards aim to fit its share of it",
+                );
+            }
         }
     }
     (pipeline, positions)
@@ -216,6 +252,7 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .get("caches")
             .map(|node| caches::step_caches(node, errors))
             .unwrap_or_default(),
+        auto_shards: None,
     };
     let name = map
         .require("name", "in step", errors)
@@ -234,10 +271,17 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
         }
         Some(text)
     });
-    let shards = map.get("shards").map(|node| {
-        let range = format!("an integer from 1 to {MAX_SHARDS}");
-        fields::integer(node, "shards", (1, MAX_SHARDS), &range, errors)
-    });
+    let shards = sharding::shards(map.get("shards"), map.get("max_shards"), errors);
+    if let (Shards::Auto { .. }, Some(node)) = (shards, map.get("shards")) {
+        positions.auto_shards = Some(node.pos);
+        if map.get("split").is_none() {
+            errors.error_with_hint(
+                node.pos,
+                "`shards: auto` needs `split:` so there are items to learn durations for",
+                "add `split: { files: GLOB }` or `split: { list: COMMAND }`, or write a fixed `shards: N`",
+            );
+        }
+    }
     let needs = map
         .get("needs")
         .and_then(|node| fields::string_list(node, "needs", "step names", errors))
@@ -254,7 +298,7 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
         name: name.map(|(name, _)| name).unwrap_or_default(),
         stage: stage.to_owned(),
         run: run.unwrap_or_default(),
-        shards: shards.flatten().unwrap_or(1),
+        shards,
         timeout: map
             .get("timeout")
             .and_then(|node| fields::timeout(node, errors)),
@@ -281,9 +325,13 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .get("cache")
             .and_then(|node| caches::enabled(node, errors))
             .unwrap_or(true),
-        split_files: map
+        split: map
             .get("split")
-            .and_then(|node| caches::split(node, errors)),
+            .and_then(|node| sharding::split(node, errors)),
+        flaky_retries: map
+            .get("retries")
+            .and_then(|node| sharding::retries(node, errors))
+            .unwrap_or(0),
         reports: map
             .get("reports")
             .and_then(|node| fields::workspace_paths(node, "reports", "report", errors))

@@ -3,6 +3,7 @@
 //!
 //! Plain Rust, no I/O: durations come in from history, a plan goes out.
 
+pub mod attribute;
 mod partition;
 
 #[cfg(test)]

@@ -44,9 +44,16 @@ pub async fn run_lease(
 ) {
     let started = Instant::now();
     let mut log = LogSender::new(lease.lease_id.clone(), ctx.out.clone());
-    let mut reports = Vec::new();
-    let mut tests = Vec::new();
-    let outcome = execute_lease(ctx, &lease, cancel, &mut log, &mut reports, &mut tests).await;
+    if lease.attempt > 1 {
+        log.system(format!(
+            "attempt {}: re-running {} item(s)",
+            lease.attempt,
+            lease.items.len()
+        ))
+        .await;
+    }
+    let mut found = Collected::default();
+    let outcome = execute_lease(ctx, &lease, cancel, &mut log, &mut found).await;
     let result_state = match outcome {
         Ok(s) => s,
         Err(reason) => {
@@ -61,14 +68,27 @@ pub async fn run_lease(
             state: Some(result_state),
             duration_ms: started.elapsed().as_millis() as u64,
             last_log_seq: log.seq,
-            cache: reports.iter().map(report_to_pb).collect(),
-            tests,
+            cache: found.reports.iter().map(report_to_pb).collect(),
+            tests: found.tests,
+            items: found.items,
         })),
     };
     if ctx.out.send(msg).await.is_err() {
         warn!("result not delivered: coordinator stream closed");
     }
 }
+
+/// What a lease found besides its state: cache activity, test outcomes,
+/// and (for a listing lease) the items its command printed.
+#[derive(Default)]
+struct Collected {
+    reports: Vec<Report>,
+    tests: Vec<pb::TestCaseResult>,
+    items: Vec<String>,
+}
+
+/// A list command printing more than this is almost certainly not a list.
+const MAX_LISTING_BYTES: usize = 16 << 20;
 
 fn report_to_pb(r: &Report) -> pb::CacheReport {
     let outcome = match r.outcome {
@@ -199,12 +219,11 @@ async fn execute_lease(
     lease: &pb::Lease,
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
-    reports: &mut Vec<Report>,
-    tests: &mut Vec<pb::TestCaseResult>,
+    found: &mut Collected,
 ) -> Result<pb::State, String> {
     let root = lease.input_root.as_ref().ok_or("lease has no input root")?;
     let root = Digest::try_from(root).map_err(|e| format!("bad input root: {e}"))?;
-    let action = match check_action_cache(ctx, lease, root, log, reports).await {
+    let action = match check_action_cache(ctx, lease, root, log, &mut found.reports).await {
         Prepared::Cached(s) => return Ok(s),
         Prepared::Run(action) => action,
     };
@@ -212,7 +231,7 @@ async fn execute_lease(
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| format!("cannot create work directory {}: {e}", dir.display()))?;
-    let result = run_in(ctx, lease, root, &dir, cancel, log, reports, tests, action).await;
+    let result = run_in(ctx, lease, root, &dir, cancel, log, found, action).await;
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
         warn!(dir = %dir.display(), error = %e, "work directory not removed");
         log.system(format!(
@@ -246,10 +265,10 @@ async fn run_in(
     dir: &Path,
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
-    reports: &mut Vec<Report>,
-    tests: &mut Vec<pb::TestCaseResult>,
+    found: &mut Collected,
     action: Option<Box<(ActionSpec, ActionKey)>>,
 ) -> Result<pb::State, String> {
+    let reports = &mut found.reports;
     let stats = ctx
         .cas
         .materialise_with(&root, dir, ctx.local.as_ref())
@@ -279,7 +298,8 @@ async fn run_in(
             dependency::env_name(&spec.name),
             restored.env_value().to_owned(),
         ));
-        if restored != dependency::Restored::Exact {
+        // A listing only reads; saving is the step's job once it succeeds.
+        if restored != dependency::Restored::Exact && !lease.list_items {
             to_save.push(keyed);
         }
     }
@@ -314,18 +334,21 @@ async fn run_in(
         kill_grace: ctx.kill_grace,
     };
     let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
+    let started_at = std::time::SystemTime::now();
     let exec = exec::execute(spec, tx, cancel);
     tokio::pin!(exec);
+    // A listing's stdout is its item list, kept rather than logged.
+    let mut listing = lease.list_items.then(Vec::<u8>::new);
     let report = loop {
         tokio::select! {
             biased;
-            Some(chunk) = rx.recv() => forward(log, chunk).await,
+            Some(chunk) = rx.recv() => forward(log, chunk, listing.as_mut()).await,
             r = &mut exec => break r,
         }
     };
     // The process is done; deliver what it printed last, in order.
     while let Some(chunk) = rx.recv().await {
-        forward(log, chunk).await;
+        forward(log, chunk, listing.as_mut()).await;
     }
     if !lease.items.is_empty() {
         if let Err(e) = tokio::fs::remove_file(&items_file).await {
@@ -333,8 +356,12 @@ async fn run_in(
         }
     }
     let report = report.map_err(|e| format!("could not start the command: {e}"))?;
+    if let Some(printed) = listing {
+        return listing_result(report.outcome, &printed, found, log).await;
+    }
+    let tests = &mut found.tests;
     if !lease.reports.is_empty() {
-        let (found, problems) = crate::reports::read(dir, &lease.reports).await;
+        let (found, problems) = crate::reports::read(dir, &lease.reports, started_at).await;
         for p in problems {
             log.system(p).await;
         }
@@ -400,7 +427,63 @@ async fn run_in(
     })
 }
 
-async fn forward(log: &mut LogSender, chunk: OutputChunk) {
+/// A listing lease's end: its items when the command succeeded, else the
+/// state that says why there are none.
+async fn listing_result(
+    outcome: ExecOutcome,
+    printed: &[u8],
+    found: &mut Collected,
+    log: &mut LogSender,
+) -> Result<pb::State, String> {
+    match outcome {
+        ExecOutcome::Exited { code: 0 } => {
+            if printed.len() > MAX_LISTING_BYTES {
+                return Err(format!(
+                    "the list command printed more than {} MiB; that is not an item list",
+                    MAX_LISTING_BYTES >> 20
+                ));
+            }
+            let text = std::str::from_utf8(printed)
+                .map_err(|e| format!("the list command printed bytes that are not UTF-8: {e}"))?;
+            found.items = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            log.system(format!("listed {} item(s)", found.items.len()))
+                .await;
+            Ok(state(pb::StateKind::Succeeded, String::new()))
+        }
+        ExecOutcome::Exited { code } => {
+            // What it printed may explain the failure; show it.
+            if !printed.is_empty() {
+                log.send(pb::LogStream::Stdout, printed.to_vec()).await;
+            }
+            Ok(pb::State {
+                exit_code: Some(code),
+                ..state(pb::StateKind::Failed, String::new())
+            })
+        }
+        ExecOutcome::Signalled { signal } => Ok(pb::State {
+            signal: Some(signal),
+            ..state(pb::StateKind::Failed, String::new())
+        }),
+        ExecOutcome::TimedOut { after } => Ok(pb::State {
+            timeout_ms: Some(after.as_millis() as u64),
+            ..state(pb::StateKind::TimedOut, String::new())
+        }),
+        ExecOutcome::Cancelled { reason } => Ok(state(pb::StateKind::Cancelled, reason)),
+    }
+}
+
+async fn forward(log: &mut LogSender, chunk: OutputChunk, listing: Option<&mut Vec<u8>>) {
+    if let (Some(buf), Stream::Stdout) = (listing, chunk.stream) {
+        // Keep one byte past the cap so "too long" can be told apart.
+        let room = (MAX_LISTING_BYTES + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk.data[..chunk.data.len().min(room)]);
+        return;
+    }
     let stream = match chunk.stream {
         Stream::Stdout => pb::LogStream::Stdout,
         Stream::Stderr => pb::LogStream::Stderr,

@@ -142,15 +142,8 @@ fn split_takes_a_files_glob_and_refuses_list_for_now() {
     )
     .unwrap();
     assert_eq!(
-        ok.step("compile").unwrap().split_files.as_deref(),
-        Some("tests/**/test_*.py")
-    );
-    let text = one_step(&["run: make", "split: { list: \"pytest --collect-only -q\" }"]);
-    single_error(
-        &text,
-        7,
-        24,
-        &["`split.list` is not supported yet", "split: { files:"],
+        ok.step("compile").unwrap().split,
+        Some(Split::Files("tests/**/test_*.py".into()))
     );
     let text = one_step(&["run: make", "split: { files: \"[\" }"]);
     single_error(&text, 7, 25, &["invalid glob `[` in `split.files`"]);

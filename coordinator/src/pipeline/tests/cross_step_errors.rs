@@ -179,7 +179,7 @@ fn all_errors_are_reported_in_position_order() {
         messages,
         [
             "`version` must be 1, found integer 2",
-            "`shards` must be an integer from 1 to 1024, found string \"many\"",
+            "`shards` must be an integer from 1 to 1024 or `auto`, found string \"many\"",
             "unknown key `timout` in step",
             "duplicate step name `compile` (first defined at line 5)",
             "`needs` names unknown step `nope`",

@@ -8,6 +8,7 @@ mod caches;
 mod cross_step_errors;
 mod files;
 mod shape_errors;
+mod sharding;
 mod valid;
 
 pub(super) const FILE: &str = "buildfleet.yaml";

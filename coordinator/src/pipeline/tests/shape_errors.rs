@@ -46,7 +46,7 @@ fn unknown_top_level_key_suggests_and_does_not_also_report_it_missing() {
         &[
             "unknown key `versoin` at the top level",
             "did you mean `version`?",
-            "(allowed: version, target_minutes, env, caches, stages)",
+            "(allowed: version, target_minutes, env, caches, quarantine, stages)",
         ],
     );
     assert!(!error.to_string().contains("missing"));
@@ -76,7 +76,7 @@ fn unknown_key_without_a_close_match_lists_allowed_keys() {
     );
     assert_eq!(
         error.hint.as_deref(),
-        Some("allowed keys: name, run, shards, timeout, env, outputs, needs, labels, caches, inputs, cache, reports, split")
+        Some("allowed keys: name, run, shards, timeout, env, outputs, needs, labels, caches, inputs, cache, reports, split, max_shards, retries")
     );
 }
 
@@ -85,7 +85,7 @@ fn shards_given_as_a_word_is_a_type_error() {
     let error = single_error(&one_step(&["run: make", "shards: four"]), 7, 17, &[]);
     assert_eq!(
         error.message,
-        "`shards` must be an integer from 1 to 1024, found string \"four\""
+        "`shards` must be an integer from 1 to 1024 or `auto`, found string \"four\""
     );
 }
 

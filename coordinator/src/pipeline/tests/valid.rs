@@ -48,7 +48,7 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         name: name.to_string(),
         stage: stage.to_string(),
         run: run.to_string(),
-        shards: 1,
+        shards: Shards::Fixed(1),
         timeout: None,
         env: BTreeMap::new(),
         outputs: Vec::new(),
@@ -58,7 +58,8 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         inputs: Vec::new(),
         cache: true,
         reports: Vec::new(),
-        split_files: None,
+        split: None,
+        flaky_retries: 0,
     }
 }
 
@@ -68,6 +69,7 @@ fn full_pipeline_parses_into_expected_structs() {
     let expected = Pipeline {
         version: 1,
         target_minutes: Some(20),
+        quarantine: None,
         env: map(&[("RUST_LOG", "info"), ("JOBS", "8")]),
         caches: BTreeMap::new(),
         stages: vec![
@@ -87,7 +89,7 @@ fn full_pipeline_parses_into_expected_structs() {
                 name: "test".into(),
                 steps: vec![
                     Step {
-                        shards: 4,
+                        shards: Shards::Fixed(4),
                         timeout: Some(Duration::from_secs(5400)),
                         env: map(&[("RUST_BACKTRACE", "1")]),
                         labels: strings(&["linux", "gpu"]),
@@ -117,7 +119,7 @@ fn steps_and_step_lookup_follow_declaration_order() {
     let pipeline = parse(FILE, FULL).unwrap();
     let names: Vec<&str> = pipeline.steps().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["compile", "lint", "unit", "integration", "publish"]);
-    assert_eq!(pipeline.step("unit").unwrap().shards, 4);
+    assert_eq!(pipeline.step("unit").unwrap().shards, Shards::Fixed(4));
     assert_eq!(pipeline.step("unit").unwrap().stage, "test");
     assert!(pipeline.step("missing").is_none());
 }
@@ -248,7 +250,7 @@ fn shards_bounds_are_inclusive() {
         let text = one_step(&["run: make", &format!("shards: {shards}")]);
         assert_eq!(
             parse(FILE, &text).unwrap().stages[0].steps[0].shards,
-            shards
+            Shards::Fixed(shards)
         );
     }
 }

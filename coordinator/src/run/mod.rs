@@ -3,13 +3,18 @@
 //! The run owns state transitions so every change is recorded as an event in
 //! the same place it happens — no state can move without watchers seeing it.
 
-use std::collections::{BTreeMap, HashMap};
+mod split_step;
+pub mod verdict;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cache_report::CacheReport;
-use crate::events::{EventKind, EventLog, StateChange};
-use crate::pipeline::Pipeline;
+use crate::events::{EventKind, EventLog, LogEntry, LogStream, StateChange};
+use crate::pipeline::{Pipeline, Split};
 use crate::state::{combine, State};
+
+pub use split_step::{plan_split, Planned, SplitInfo};
 
 /// Content address of the submitted input tree, passed through to runners.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -28,6 +33,23 @@ pub struct RunOptions {
     pub project: String,
     /// Items of `split: { files }` steps, by step name.
     pub split_items: BTreeMap<String, Vec<String>>,
+    /// Test ids from the quarantine file.
+    pub quarantine: BTreeSet<String>,
+    /// A flaky test fails its shard.
+    pub fail_on_flaky: bool,
+}
+
+/// Where a split step is in getting its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// Not a split step, or its shards exist.
+    Done,
+    /// `split: { files }`: planned by the scheduler right after submission.
+    Files,
+    /// `split: { list }`: a runner must run the list command first.
+    Needed,
+    /// The list command is running under this lease.
+    Leased(String),
 }
 
 #[derive(Debug)]
@@ -39,13 +61,35 @@ pub struct ShardRun {
     pub attempt: u32,
     pub started: Option<Instant>,
     pub duration_ms: u64,
-    /// Last log chunk sequence number accepted for the current lease.
-    pub log_seq: u64,
     pub cache: Vec<CacheReport>,
     pub tests: Vec<crate::test_result::TestResult>,
-    /// This shard's share of a split step's items (recorded once, at
-    /// submission, so a retry gets exactly the same ones).
+    /// This shard's share of a split step's items (recorded once, when
+    /// the step is planned, so any re-run stays within exactly these).
     pub items: Vec<String>,
+    /// The items the current attempt runs: all of `items` at first, the
+    /// failed ones on a flaky re-run.
+    pub attempt_items: Vec<String>,
+    /// Predicted from history (zero without).
+    pub predicted: Duration,
+}
+
+impl ShardRun {
+    fn new(index: u32, items: Vec<String>, predicted: Duration, state: State) -> ShardRun {
+        ShardRun {
+            index,
+            state,
+            runner: None,
+            lease: None,
+            attempt: 0,
+            started: None,
+            duration_ms: 0,
+            cache: Vec::new(),
+            tests: Vec::new(),
+            attempt_items: items.clone(),
+            items,
+            predicted,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -62,6 +106,9 @@ pub struct StepRun {
     pub ready_at: Option<Instant>,
     pub started: Option<Instant>,
     pub duration_ms: u64,
+    pub listing: Listing,
+    /// How a split step's items were divided, once they were.
+    pub split: Option<SplitInfo>,
 }
 
 #[derive(Debug)]
@@ -79,17 +126,6 @@ pub struct Run {
     pub by_name: HashMap<String, usize>,
     pub cancel_reason: Option<String>,
     pub events: EventLog,
-}
-
-/// Each shard's items: the split plan for `split:` steps (validated at
-/// submission to have items), else no items for each of the step's shards.
-fn shard_items(step: &crate::pipeline::Step, options: &RunOptions) -> Vec<Vec<String>> {
-    match (&step.split_files, options.split_items.get(&step.name)) {
-        (Some(_), Some(items)) if !items.is_empty() => crate::split::assign(items, step.shards)
-            .map(|plan| plan.shards.into_iter().map(|s| s.items).collect())
-            .unwrap_or_else(|_| vec![Vec::new()]),
-        _ => vec![Vec::new(); step.shards as usize],
-    }
 }
 
 impl Run {
@@ -113,23 +149,13 @@ impl Run {
                 name: s.name.clone(),
                 stage: s.stage.clone(),
                 state: State::Pending,
-                shards: shard_items(s, &options)
-                    .into_iter()
-                    .zip(0..)
-                    .map(|(items, index)| ShardRun {
-                        index,
-                        state: State::Pending,
-                        runner: None,
-                        lease: None,
-                        attempt: 0,
-                        started: None,
-                        duration_ms: 0,
-                        log_seq: 0,
-                        cache: Vec::new(),
-                        tests: Vec::new(),
-                        items,
-                    })
-                    .collect(),
+                // A split step's shards are made once its items are known.
+                shards: match s.split {
+                    Some(_) => Vec::new(),
+                    None => (0..s.shards.max())
+                        .map(|i| ShardRun::new(i, Vec::new(), Duration::ZERO, State::Pending))
+                        .collect(),
+                },
                 // Validation guarantees every dependency names a step; dropping
                 // one silently would start a step before its dependency.
                 deps: deps_by_name
@@ -140,6 +166,12 @@ impl Run {
                 ready_at: None,
                 started: None,
                 duration_ms: 0,
+                listing: match &s.split {
+                    None => Listing::Done,
+                    Some(Split::Files(_)) => Listing::Files,
+                    Some(Split::List(_)) => Listing::Needed,
+                },
+                split: None,
             })
             .collect();
         let mut run = Run {
@@ -211,6 +243,10 @@ impl Run {
     /// Recomputes a step's state from its shards.
     fn refresh_step(&mut self, step: usize, now: Instant) {
         let st = &mut self.steps[step];
+        if st.listing != Listing::Done {
+            // No shards yet: nothing to combine (an empty set is not green).
+            return;
+        }
         let next = if let Some(done) = combine(st.shards.iter().map(|s| &s.state)) {
             done
         } else if st
@@ -234,6 +270,37 @@ impl Run {
             st.state = next;
             self.emit_step_state(step);
         }
+    }
+
+    /// A line from buildfleet itself in a shard's log.
+    pub fn system_log(&mut self, step: usize, shard: u32, text: &str) {
+        self.events.push(EventKind::Log(LogEntry {
+            step: self.steps[step].name.clone(),
+            shard,
+            stream: LogStream::System,
+            data: format!("buildfleet: {text}\n").into_bytes(),
+        }));
+    }
+
+    /// Makes a split step's shards from its plan; they can start at once if
+    /// the step is ready.
+    pub fn set_split(&mut self, step: usize, planned: Planned, now: Instant) {
+        let st = &mut self.steps[step];
+        let state = match st.state {
+            State::Waiting | State::Running => State::Waiting,
+            _ => State::Pending,
+        };
+        st.shards = planned
+            .shards
+            .into_iter()
+            .zip(0..)
+            .map(|((items, predicted), i)| ShardRun::new(i, items, predicted, state.clone()))
+            .collect();
+        st.listing = Listing::Done;
+        let line = planned.info.describe(st.shards.len());
+        st.split = Some(planned.info);
+        self.system_log(step, 0, &line);
+        self.refresh_step(step, now);
     }
 
     /// Sets a whole step (and all its shards) to a state, for steps that end
