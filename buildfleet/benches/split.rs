@@ -26,7 +26,9 @@ const TOTAL_MS: f64 = 40.0 * 60.0 * 1000.0 / 60.0;
 /// Zipf-like durations (weight 1/(i+8)^1.1), summing to TOTAL_MS; listed
 /// in a scrambled order so the input order carries no hint.
 fn items() -> Vec<(String, u64)> {
-    let weights: Vec<f64> = (0..ITEMS).map(|i| 1.0 / ((i + 8) as f64).powf(1.1)).collect();
+    let weights: Vec<f64> = (0..ITEMS)
+        .map(|i| 1.0 / ((i + 8) as f64).powf(1.1))
+        .collect();
     let sum: f64 = weights.iter().sum();
     let mut out: Vec<(String, u64)> = weights
         .iter()
@@ -79,14 +81,29 @@ fn run(file: &Path, data: &Path) -> (Duration, Duration) {
         .expect("buildfleet runs");
     let whole = t.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "pipeline failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pipeline failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stamp = |word: &str| -> Vec<f64> {
         text.lines()
-            .filter_map(|l| l.split_once(" | ")?.1.strip_prefix(word)?.trim().parse().ok())
+            .filter_map(|l| {
+                l.split_once(" | ")?
+                    .1
+                    .strip_prefix(word)?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .collect()
     };
     let (starts, ends) = (stamp("start "), stamp("end "));
-    assert_eq!((starts.len(), ends.len()), (RUNNERS as usize, RUNNERS as usize), "{text}");
+    assert_eq!(
+        (starts.len(), ends.len()),
+        (RUNNERS as usize, RUNNERS as usize),
+        "{text}"
+    );
     let first = starts.iter().copied().fold(f64::MAX, f64::min);
     let last = ends.iter().copied().fold(0.0, f64::max);
     (whole, Duration::from_secs_f64(last - first))

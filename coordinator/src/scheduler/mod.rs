@@ -11,10 +11,14 @@ use crate::cache_report::CacheReport;
 use crate::error::CoordinatorError;
 use crate::events::{Event, EventKind, LogEntry, LogStream};
 use crate::history::History;
-use crate::pipeline::{CacheDef, Pipeline, Split};
+use crate::pipeline::{CacheDef, Pipeline};
 use crate::run::{InputRoot, Listing, Run, RunOptions};
 use crate::state::State;
 use crate::test_result::TestResult;
+
+mod split;
+
+use split::listing_spec;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -157,39 +161,6 @@ impl Scheduler {
             .filter(|r| labels.iter().all(|l| r.labels.contains(l)))
             .map(|r| r.slots)
             .sum()
-    }
-
-    /// Divides a split step's items over shards using what history knows.
-    fn plan_step(&self, run: &mut Run, step: usize, items: &[String], now: Instant) {
-        let def = run
-            .pipeline
-            .step(&run.steps[step].name)
-            .expect("run steps come from the pipeline")
-            .clone();
-        let source = match def.split {
-            Some(Split::List(_)) => "list",
-            _ => "files",
-        };
-        let known = match self.history.durations(&run.options.project, &def.name) {
-            Ok(k) => k,
-            Err(e) => {
-                warn!(run = %run.id, step = %def.name, error = %e, "duration history unreadable; splitting without it");
-                let line = format!("duration history unreadable ({e}); splitting without it");
-                run.system_log(step, 0, &line);
-                BTreeMap::new()
-            }
-        };
-        let slots = self.slots_for(&run.steps[step].labels);
-        let planned = crate::run::plan_split(
-            source,
-            def.shards,
-            items,
-            &known,
-            slots,
-            run.pipeline.stage_budget(),
-        );
-        info!(run = %run.id, step = %def.name, items = items.len(), shards = planned.shards.len(), without_history = planned.info.without_history, "split planned");
-        run.set_split(step, planned, now);
     }
 
     pub fn submit(
@@ -448,181 +419,6 @@ impl Scheduler {
         Ok(())
     }
 
-    /// A listing lease ended: plan the shards from its items, or fail the
-    /// step saying why there are none.
-    fn end_listing(&mut self, run: &mut Run, step: usize, report: ShardReport, now: Instant) {
-        let command = match &run
-            .pipeline
-            .step(&run.steps[step].name)
-            .and_then(|d| d.split.clone())
-        {
-            Some(Split::List(c)) => c.clone(),
-            _ => String::new(),
-        };
-        let failed = |why: String| State::failed(format!("listing items with `{command}` {why}"));
-        let state = match report.state {
-            State::Succeeded if report.items.is_empty() => Some(failed("printed no items".into())),
-            State::Succeeded => None,
-            State::Failed(f) => Some(failed(State::Failed(f).to_string())),
-            other @ (State::Cancelled { .. } | State::RunnerLost { .. }) => Some(other),
-            other => Some(failed(other.to_string())),
-        };
-        match state {
-            Some(state) => {
-                warn!(run = %run.id, step = %run.steps[step].name, %state, "listing failed");
-                run.system_log(step, 0, &state.to_string());
-                run.end_step_unrun(step, state);
-            }
-            None => {
-                let line = format!(
-                    "`{command}` listed {} item(s) in {}",
-                    report.items.len(),
-                    crate::state::fmt_ms(report.duration_ms)
-                );
-                run.system_log(step, 0, &line);
-                self.plan_step(run, step, &report.items, now);
-            }
-        }
-    }
-
-    /// A shard's attempt ended: learn durations, then let the verdict say
-    /// whether it ends (and how) or re-runs its failed items.
-    fn end_attempt(
-        &mut self,
-        run: &mut Run,
-        step: usize,
-        shard: usize,
-        report: ShardReport,
-        now: Instant,
-    ) {
-        let ShardReport {
-            state,
-            duration_ms,
-            cache,
-            mut tests,
-            ..
-        } = report;
-        let def = run
-            .pipeline
-            .step(&run.steps[step].name)
-            .expect("run steps come from the pipeline");
-        let flaky_retries = def.flaky_retries;
-        let is_split = def.split.is_some();
-        let (project, step_name) = (run.options.project.clone(), def.name.clone());
-        let sh = &mut run.steps[step].shards[shard];
-        let attempt = sh.attempt;
-        for t in &mut tests {
-            t.attempt = attempt;
-        }
-        sh.duration_ms += duration_ms;
-        sh.cache = cache;
-        let ran = matches!(&state, State::Succeeded)
-            || matches!(&state, State::Failed(f) if f.exit_code.is_some());
-        if is_split && attempt == 1 && ran {
-            let times: Vec<(String, Duration)> = tests
-                .iter()
-                .map(|t| (t.id.clone(), Duration::from_millis(t.duration_ms)))
-                .collect();
-            let learned = crate::split::attribute::learn(
-                &sh.items,
-                &times,
-                Duration::from_millis(duration_ms),
-            );
-            let index = sh.index;
-            let mut line = format!(
-                "history: learned {} item duration(s)",
-                learned.samples.len()
-            );
-            if learned.spread_items > 0 {
-                line.push_str(&format!(
-                    "; {} item(s) had no test in the reports and share the shard's remaining time",
-                    learned.spread_items
-                ));
-            }
-            if learned.unmatched_tests > 0 {
-                line.push_str(&format!(
-                    "; {} test(s) matched no item",
-                    learned.unmatched_tests
-                ));
-            }
-            if let Err(e) = self
-                .history
-                .record_durations(&project, &step_name, &learned.samples)
-            {
-                warn!(run = %run.id, step = %step_name, error = %e, "durations not recorded");
-                line = format!("history: durations not recorded: {e}");
-            }
-            run.system_log(step, index, &line);
-        }
-        let sh = &run.steps[step].shards[shard];
-        let verdict = crate::run::verdict::judge(crate::run::verdict::Inputs {
-            state,
-            tests,
-            earlier: &sh.tests,
-            items: &sh.items,
-            quarantine: &run.options.quarantine,
-            retries_left: flaky_retries.saturating_sub(attempt.saturating_sub(1)),
-            fail_on_flaky: run.options.fail_on_flaky,
-        });
-        let index = sh.index;
-        match verdict {
-            crate::run::verdict::Verdict::Final {
-                state,
-                tests,
-                notes,
-            } => {
-                for n in &notes {
-                    run.system_log(step, index, n);
-                }
-                let flaky: Vec<String> = tests
-                    .iter()
-                    .filter(|t| t.flaky)
-                    .map(|t| t.id.clone())
-                    .collect();
-                if !flaky.is_empty() {
-                    let unix = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    if let Err(e) = self
-                        .history
-                        .record_flaky(&project, &step_name, &flaky, unix)
-                    {
-                        warn!(run = %run.id, step = %step_name, error = %e, "flaky tests not recorded");
-                        run.system_log(
-                            step,
-                            index,
-                            &format!("flaky tests not recorded in history: {e}"),
-                        );
-                    }
-                }
-                run.steps[step].shards[shard].tests = tests;
-                run.set_shard_state(step, shard, state, now);
-            }
-            crate::run::verdict::Verdict::Retry {
-                items,
-                tests,
-                notes,
-            } => {
-                for n in &notes {
-                    run.system_log(step, index, n);
-                }
-                let sh = &mut run.steps[step].shards[shard];
-                sh.tests = tests;
-                if !items.is_empty() {
-                    sh.attempt_items = items;
-                }
-                let line = format!(
-                    "attempt {} of {} (flaky re-run) is queued",
-                    sh.attempt + 1,
-                    flaky_retries + 1
-                );
-                info!(run = %run.id, step = %step_name, shard = index, "flaky re-run queued");
-                run.system_log(step, index, &line);
-                run.set_shard_state(step, shard, State::Waiting, now);
-            }
-        }
-    }
-
     /// Cancels a run: unstarted work ends now, running shards are told to stop
     /// and end when their runner reports back.
     pub fn cancel(
@@ -745,35 +541,6 @@ fn pick_runner<'a>(
         .values_mut()
         .filter(|r| r.busy < r.slots && labels.iter().all(|l| r.labels.contains(l)))
         .max_by_key(|r| (r.slots - r.busy, std::cmp::Reverse(r.id.clone())))
-}
-
-/// A listing lease: the list command on the step's inputs and caches, with
-/// the step's env but no shard variables (there are no shards yet).
-fn listing_spec(run: &Run, step: usize, lease_id: String) -> LeaseSpec {
-    let mut spec = lease_spec(run, step, usize::MAX, lease_id);
-    let def = run
-        .pipeline
-        .step(&spec.step)
-        .expect("run steps come from the pipeline");
-    if let Some(Split::List(command)) = &def.split {
-        spec.command = command.clone();
-    }
-    for var in [
-        "BUILDFLEET_SHARD_INDEX",
-        "BUILDFLEET_SHARD_COUNT",
-        "BUILDFLEET_SHARD_ITEMS",
-    ] {
-        spec.env.remove(var);
-    }
-    spec.env.insert("BUILDFLEET_LISTING".into(), "1".into());
-    spec.shard_index = 0;
-    spec.shard_count = 1;
-    spec.outputs.clear();
-    spec.reports.clear();
-    spec.use_action_cache = false;
-    spec.list_items = true;
-    spec.attempt = 1;
-    spec
 }
 
 fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSpec {

@@ -1,0 +1,164 @@
+//! Split steps in the scheduler, in plain Rust: listing leases, plans from
+//! history, and flaky re-runs that lease exactly the failed items.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use buildfleet_coordinator::history::History;
+use buildfleet_coordinator::pipeline;
+use buildfleet_coordinator::run::{InputRoot, RunOptions};
+use buildfleet_coordinator::scheduler::{RunnerView, Scheduler, SchedulerConfig, ShardReport};
+use buildfleet_coordinator::state::{Failure, State};
+use buildfleet_coordinator::test_result::{TestOutcome, TestResult};
+
+fn runner(id: &str, slots: u32) -> RunnerView {
+    RunnerView {
+        id: id.into(),
+        name: id.into(),
+        labels: Vec::new(),
+        slots,
+        busy: 0,
+        connected_at: SystemTime::now(),
+    }
+}
+
+fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
+    let p = pipeline::parse("t.yaml", yaml).expect("valid pipeline");
+    let options = RunOptions {
+        project: "p".into(),
+        ..RunOptions::default()
+    };
+    s.submit(p, "t.yaml".into(), InputRoot::default(), options, None, now)
+        .run_id
+}
+
+fn test(id: &str, outcome: TestOutcome, ms: u64) -> TestResult {
+    TestResult {
+        id: id.into(),
+        outcome,
+        duration_ms: ms,
+        message: String::new(),
+        report: "r.xml".into(),
+        flaky: false,
+        quarantined: false,
+        attempt: 0,
+    }
+}
+
+const LISTED: &str = r#"version: 1
+stages:
+  - name: s
+    steps:
+      - name: t
+        shards: 2
+        split: { list: "cat items" }
+        retries: { flaky: 1 }
+        reports: [r.xml]
+        run: run-tests
+"#;
+
+fn items(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_listing_lease_comes_first_and_its_items_become_balanced_shards() {
+    let now = Instant::now();
+    let history = History::default();
+    history
+        .record_durations(
+            "p",
+            "t",
+            &[
+                ("k/big".into(), Duration::from_secs(9)),
+                ("k/a".into(), Duration::from_secs(3)),
+                ("k/b".into(), Duration::from_secs(3)),
+                ("k/c".into(), Duration::from_secs(3)),
+            ],
+        )
+        .unwrap();
+    let mut s = Scheduler::with_history(SchedulerConfig::default(), history);
+    s.register_runner(runner("r", 4));
+    let run = submit(&mut s, LISTED, now);
+    let leases = s.assign(now);
+    assert_eq!(leases.len(), 1, "only the listing until items are known");
+    let listing = &leases[0].lease;
+    assert!(listing.list_items && !listing.use_action_cache);
+    assert_eq!(listing.command, "cat items");
+    assert!(!listing.env.contains_key("BUILDFLEET_SHARD_INDEX"));
+    assert!(s.assign(now).is_empty(), "nothing to lease while listing");
+
+    let mut report = ShardReport::of(State::Succeeded, 5);
+    report.items = items(&["k/a", "k/big", "k/b", "k/c", "k/new"]);
+    s.record_result("r", &listing.lease_id, report, now)
+        .unwrap();
+    let r = s.run(&run).unwrap();
+    let split = r.steps[0].split.clone().expect("planned");
+    assert_eq!((split.items, split.without_history), (5, 1));
+    assert_eq!(
+        split.estimate,
+        Duration::from_secs(3),
+        "the median of the known"
+    );
+    let mut shards: Vec<Vec<String>> = r.steps[0].shards.iter().map(|s| s.items.clone()).collect();
+    shards.sort();
+    // 9 + 4 × 3 s over two shards: LPT gives big alone until the 3 s items
+    // fill the other to 9, then the new one (ties go to shard 0) — 12 s.
+    assert_eq!(
+        shards,
+        [items(&["k/a", "k/b", "k/c"]), items(&["k/big", "k/new"])]
+    );
+    assert_eq!(split.predicted, Duration::from_secs(12));
+    let leases = s.assign(now);
+    assert_eq!(leases.len(), 2);
+    assert!(leases
+        .iter()
+        .all(|a| !a.lease.list_items && a.lease.attempt == 1));
+}
+
+#[test]
+fn a_flaky_rerun_leases_only_the_failed_items_without_the_result_cache() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    s.register_runner(runner("r", 4));
+    let run = submit(
+        &mut s,
+        LISTED.replace("shards: 2", "shards: 1").as_str(),
+        now,
+    );
+    let listing = s.assign(now).remove(0).lease;
+    let mut report = ShardReport::of(State::Succeeded, 5);
+    report.items = items(&["k/a", "k/b"]);
+    s.record_result("r", &listing.lease_id, report, now)
+        .unwrap();
+    let first = s.assign(now).remove(0).lease;
+    assert_eq!(first.items, items(&["k/a", "k/b"]));
+    assert!(first.use_action_cache);
+
+    let failed = State::Failed(Failure {
+        exit_code: Some(1),
+        signal: None,
+        reason: String::new(),
+    });
+    let mut report = ShardReport::of(failed, 20);
+    report.tests = vec![
+        test("k::a", TestOutcome::Passed, 5),
+        test("k::b", TestOutcome::Failed, 15),
+    ];
+    s.record_result("r", &first.lease_id, report, now).unwrap();
+    let again = s.assign(now).remove(0).lease;
+    assert_eq!(again.items, items(&["k/b"]), "only the failed item");
+    assert_eq!(again.env["BUILDFLEET_SHARD_ITEMS"], "k/b");
+    assert_eq!(again.attempt, 2);
+    assert!(!again.use_action_cache, "a re-run must really run");
+
+    let mut report = ShardReport::of(State::Succeeded, 15);
+    report.tests = vec![test("k::b", TestOutcome::Passed, 15)];
+    s.record_result("r", &again.lease_id, report, now).unwrap();
+    let r = s.run(&run).unwrap();
+    let shard = &r.steps[0].shards[0];
+    assert_eq!(shard.state, State::Succeeded);
+    assert_eq!(shard.duration_ms, 35, "both attempts count");
+    let b = shard.tests.iter().find(|t| t.id == "k::b").unwrap();
+    assert!(b.flaky && b.attempt == 2);
+    assert_eq!(r.state, State::Succeeded);
+}
