@@ -108,7 +108,7 @@ impl Hub {
 
     pub fn disconnect_runner(&self, runner_id: &str) {
         self.connections.lock().remove(runner_id);
-        self.with(|s| s.runner_gone(runner_id, Instant::now()));
+        self.with(|s| s.runner_gone(runner_id, false, Instant::now()));
         self.dispatch();
     }
 

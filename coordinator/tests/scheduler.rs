@@ -288,17 +288,17 @@ fn busy_matching_runners_mean_waiting_not_failing() {
 }
 
 #[test]
-fn a_lost_runner_loses_its_shards() {
+fn a_lost_runner_loses_its_shards_once_infra_retries_are_used_up() {
     let now = Instant::now();
     let mut s = sched();
     s.register_runner(runner("r1", 1, &[]));
     let run = submit(
         &mut s,
-        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true' }\n",
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true', retries: { infra: 0 } }\n",
         now,
     );
     let lease = s.assign(now).remove(0).lease.lease_id;
-    s.runner_gone("r1", now);
+    s.runner_gone("r1", false, now);
     assert_eq!(
         step_state(&s, &run, "x"),
         State::RunnerLost {
@@ -311,6 +311,53 @@ fn a_lost_runner_loses_its_shards() {
         "late result refused"
     );
     assert!(!s.run(&run).unwrap().state.is_green());
+}
+
+#[test]
+fn a_lost_runners_shard_is_leased_again_and_its_late_result_never_counts() {
+    let now = Instant::now();
+    let mut s = sched();
+    s.register_runner(runner("r1", 1, &[]));
+    s.register_runner(runner("r2", 1, &[]));
+    let run = submit(
+        &mut s,
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true', retries: { infra: 1 } }\n",
+        now,
+    );
+    let first = s.assign(now).remove(0);
+    s.runner_gone(&first.runner_id, false, now);
+    let second = s.assign(now).remove(0);
+    assert_ne!(second.runner_id, first.runner_id);
+    assert_eq!(second.lease.attempt, 2);
+    assert!(s
+        .record_result(
+            &first.runner_id,
+            &first.lease.lease_id,
+            ShardReport::of(State::Succeeded, 1),
+            now
+        )
+        .is_err());
+    assert_eq!(
+        step_state(&s, &run, "x"),
+        State::Running,
+        "the late result changed nothing"
+    );
+    // The coordinator dropping a runner costs no retry: the budget of 1 is
+    // used, yet the shard is leased again.
+    s.register_runner(runner("r3", 1, &[]));
+    s.runner_gone(&second.runner_id, true, now);
+    let third = s.assign(now).remove(0);
+    assert_eq!(third.lease.attempt, 3);
+    s.record_result(
+        &third.runner_id,
+        &third.lease.lease_id,
+        ShardReport::of(State::Succeeded, 1),
+        now,
+    )
+    .unwrap();
+    let r = s.run(&run).unwrap();
+    assert_eq!(r.state, State::Succeeded);
+    assert_eq!(r.steps[0].shards[0].infra_retries, 1);
 }
 
 #[test]

@@ -97,6 +97,9 @@ pub struct Step {
     /// `retries: { flaky: N }`: a shard whose tests failed re-runs the
     /// failed items up to N times; a test that then passes is flaky.
     pub flaky_retries: u32,
+    /// `retries: { infra: N }` (default 2): how many times a shard whose
+    /// runner was lost is leased again elsewhere.
+    pub infra_retries: u32,
 }
 
 /// `shards:` on a step.

@@ -272,6 +272,11 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
         Some(text)
     });
     let shards = sharding::shards(map.get("shards"), map.get("max_shards"), errors);
+    let retries = map
+        .get("retries")
+        .map_or((0, sharding::DEFAULT_INFRA_RETRIES), |node| {
+            sharding::retries(node, errors)
+        });
     if let (Shards::Auto { .. }, Some(node)) = (shards, map.get("shards")) {
         positions.auto_shards = Some(node.pos);
         if map.get("split").is_none() {
@@ -328,10 +333,8 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
         split: map
             .get("split")
             .and_then(|node| sharding::split(node, errors)),
-        flaky_retries: map
-            .get("retries")
-            .and_then(|node| sharding::retries(node, errors))
-            .unwrap_or(0),
+        flaky_retries: retries.0,
+        infra_retries: retries.1,
         reports: map
             .get("reports")
             .and_then(|node| fields::workspace_paths(node, "reports", "report", errors))

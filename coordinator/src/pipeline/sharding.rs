@@ -118,19 +118,36 @@ fn files_glob(files: &Node, errors: &mut Collector) -> Option<String> {
     }
 }
 
-/// `retries: { flaky: N }`.
-pub(super) fn retries(node: &Node, errors: &mut Collector) -> Option<u32> {
-    let map = Fields::of(node, "in `retries`", &["flaky", "infra"], errors)?;
-    if let Some(infra) = map.get("infra") {
-        errors.error_with_hint(
-            infra.pos,
-            "`retries.infra` is not supported yet",
-            "a shard whose runner is lost ends `runner lost` (never green); re-run the pipeline",
-        );
-    }
-    let range = format!("an integer from 0 to {MAX_FLAKY_RETRIES}");
-    map.get("flaky")
-        .and_then(|n| fields::integer(n, "flaky", (0, MAX_FLAKY_RETRIES), &range, errors))
+/// Lost runners are re-tried this many times unless the step says otherwise.
+pub(super) const DEFAULT_INFRA_RETRIES: u32 = 2;
+
+const MAX_INFRA_RETRIES: u32 = 10;
+
+/// `retries: { flaky: N, infra: M }` → (flaky, infra).
+pub(super) fn retries(node: &Node, errors: &mut Collector) -> (u32, u32) {
+    let Some(map) = Fields::of(node, "in `retries`", &["flaky", "infra"], errors) else {
+        return (0, DEFAULT_INFRA_RETRIES);
+    };
+    let range = |max: u32| format!("an integer from 0 to {max}");
+    let flaky = map.get("flaky").and_then(|n| {
+        fields::integer(
+            n,
+            "flaky",
+            (0, MAX_FLAKY_RETRIES),
+            &range(MAX_FLAKY_RETRIES),
+            errors,
+        )
+    });
+    let infra = map.get("infra").and_then(|n| {
+        fields::integer(
+            n,
+            "infra",
+            (0, MAX_INFRA_RETRIES),
+            &range(MAX_INFRA_RETRIES),
+            errors,
+        )
+    });
+    (flaky.unwrap_or(0), infra.unwrap_or(DEFAULT_INFRA_RETRIES))
 }
 
 /// `quarantine: FILE` at the top level: one path inside the workspace.

@@ -71,6 +71,10 @@ pub struct ShardRun {
     pub attempt_items: Vec<String>,
     /// Predicted from history (zero without).
     pub predicted: Duration,
+    /// Flaky re-runs used (`retries: { flaky }`).
+    pub flaky_reruns: u32,
+    /// Re-leases after a lost runner (`retries: { infra }`).
+    pub infra_retries: u32,
 }
 
 impl ShardRun {
@@ -88,6 +92,8 @@ impl ShardRun {
             attempt_items: items.clone(),
             items,
             predicted,
+            flaky_reruns: 0,
+            infra_retries: 0,
         }
     }
 }

@@ -219,8 +219,12 @@ impl Scheduler {
         self.runners.insert(view.id.clone(), view);
     }
 
-    /// A runner's stream ended: every shard it held is lost with it.
-    pub fn runner_gone(&mut self, runner_id: &str, now: Instant) {
+    /// A runner's stream ended: every shard it held is lost with it. Each
+    /// is leased again elsewhere while its step's `retries: { infra }`
+    /// lasts — unless `by_coordinator`, when the loss is ours and costs the
+    /// shard nothing — and ends `runner lost` after that. Its lease is gone,
+    /// so a late result from it is refused by lease id.
+    pub fn runner_gone(&mut self, runner_id: &str, by_coordinator: bool, now: Instant) {
         let Some(view) = self.runners.remove(runner_id) else {
             return;
         };
@@ -233,18 +237,12 @@ impl Scheduler {
         if lost.is_empty() {
             info!(runner = %runner_id, name = %view.name, "runner disconnected");
         } else {
-            warn!(runner = %runner_id, name = %view.name, leases = lost.len(), "runner disconnected holding leases; their shards are lost");
+            warn!(runner = %runner_id, name = %view.name, leases = lost.len(), "runner disconnected holding leases");
         }
         for lease_id in lost {
             let l = self.leases.remove(&lease_id).expect("lease listed above");
             if let Some(run) = self.runs.get_mut(&l.run_id) {
-                let state = State::RunnerLost {
-                    runner: view.name.clone(),
-                };
-                match l.shard {
-                    Some(shard) => run.set_shard_state(l.step, shard, state, now),
-                    None => run.end_step_unrun(l.step, state),
-                }
+                lose_lease(run, l.step, l.shard, &view.name, by_coordinator, now);
                 run.advance(now);
             }
         }
@@ -530,6 +528,64 @@ impl Scheduler {
         let last = events.last().map_or(after, |e| e.seq);
         Ok((events, run.is_finished() && last >= run.events.last_seq()))
     }
+}
+
+/// One lease of a lost runner: its shard (or listing) is queued again if
+/// the infra budget allows, else it ends `runner lost`. Either way the log
+/// says what happened, so the retry's output is told apart from the loss.
+fn lose_lease(
+    run: &mut Run,
+    step: usize,
+    shard: Option<usize>,
+    runner: &str,
+    by_coordinator: bool,
+    now: Instant,
+) {
+    let budget = run
+        .pipeline
+        .step(&run.steps[step].name)
+        .map_or(0, |d| d.infra_retries);
+    let lost = State::RunnerLost {
+        runner: runner.to_owned(),
+    };
+    let Some(shard) = shard else {
+        if by_coordinator || budget > 0 {
+            run.system_log(
+                step,
+                0,
+                &format!("runner {runner} lost while listing; listing again"),
+            );
+            run.steps[step].listing = crate::run::Listing::Needed;
+        } else {
+            run.end_step_unrun(step, lost);
+        }
+        return;
+    };
+    let sh = &mut run.steps[step].shards[shard];
+    let index = sh.index;
+    let attempt = sh.attempt;
+    let retry = by_coordinator || sh.infra_retries < budget;
+    if !retry {
+        warn!(run = %run.id, step = %run.steps[step].name, shard = index, runner, "runner lost; infra retries used up");
+        let line = format!(
+            "runner {runner} lost during attempt {attempt}; no infra retry left ({budget} used)"
+        );
+        run.system_log(step, index, &line);
+        run.set_shard_state(step, shard, lost, now);
+        return;
+    }
+    let line = if by_coordinator {
+        format!("attempt {attempt} ended when the coordinator dropped runner {runner}; leasing again (no retry used)")
+    } else {
+        sh.infra_retries += 1;
+        format!(
+            "runner {runner} lost during attempt {attempt}; leasing again elsewhere (infra retry {} of {budget})",
+            sh.infra_retries
+        )
+    };
+    warn!(run = %run.id, step = %run.steps[step].name, shard = index, runner, "runner lost; shard queued again");
+    run.system_log(step, index, &line);
+    run.set_shard_state(step, shard, State::Waiting, now);
 }
 
 /// The runner with the most free slots among those whose labels match.

@@ -165,7 +165,7 @@ impl Scheduler {
             earlier: &sh.tests,
             items: &sh.items,
             quarantine: &run.options.quarantine,
-            retries_left: flaky_retries.saturating_sub(attempt.saturating_sub(1)),
+            retries_left: flaky_retries.saturating_sub(sh.flaky_reruns),
             fail_on_flaky: run.options.fail_on_flaky,
         });
         let index = sh.index;
@@ -223,13 +223,14 @@ impl Scheduler {
                 }
                 let sh = &mut run.steps[step].shards[shard];
                 sh.tests = tests;
+                sh.flaky_reruns += 1;
                 if !items.is_empty() {
                     sh.attempt_items = items;
                 }
                 let line = format!(
-                    "attempt {} of {} (flaky re-run) is queued",
+                    "attempt {} (flaky re-run {} of {flaky_retries}) is queued",
                     sh.attempt + 1,
-                    flaky_retries + 1
+                    sh.flaky_reruns
                 );
                 info!(run = %run.id, step = %step_name, shard = index, "flaky re-run queued");
                 run.system_log(step, index, &line);

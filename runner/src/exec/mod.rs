@@ -288,6 +288,15 @@ fn command(spec: &ExecSpec) -> Command {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // If the runner itself dies (kill -9, OOM), its shell dies with it:
+    // work whose lease is gone must not go on writing, pushing or
+    // deploying behind the retry that replaces it.
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(io::Error::from)
+        });
+    }
     cmd
 }
 

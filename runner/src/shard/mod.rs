@@ -46,7 +46,7 @@ pub async fn run_lease(
     let mut log = LogSender::new(lease.lease_id.clone(), ctx.out.clone());
     if lease.attempt > 1 {
         log.system(format!(
-            "attempt {}: re-running {} item(s)",
+            "attempt {} of this shard ({} item(s))",
             lease.attempt,
             lease.items.len()
         ))

@@ -26,7 +26,11 @@ fn auto_shards_list_split_retries_and_quarantine_parse() {
         step.split,
         Some(Split::List("pytest --collect-only -q | grep ::".into()))
     );
-    assert_eq!(step.flaky_retries, 2);
+    assert_eq!(
+        (step.flaky_retries, step.infra_retries),
+        (2, 2),
+        "infra defaults to 2"
+    );
     assert_eq!(p.quarantine.as_deref(), Some(".buildfleet/quarantine"));
     assert_eq!(p.stage_budget(), Some(Duration::from_secs(600)));
 
@@ -104,10 +108,10 @@ fn bad_split_and_retries_are_refused_at_their_position() {
         &["`flaky` must be an integer from 0 to 5"],
     );
     single_error(
-        &one_step(&["run: t", "retries: { infra: 1 }"]),
+        &one_step(&["run: t", "retries: { infra: 11 }"]),
         7,
         27,
-        &["`retries.infra` is not supported yet"],
+        &["`infra` must be an integer from 0 to 10"],
     );
 }
 

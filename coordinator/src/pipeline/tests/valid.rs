@@ -60,6 +60,7 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         reports: Vec::new(),
         split: None,
         flaky_retries: 0,
+        infra_retries: 2,
     }
 }
 

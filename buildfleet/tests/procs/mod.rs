@@ -1,0 +1,86 @@
+//! Fleet roles as separate OS processes on 127.0.0.1, for tests that kill,
+//! restart or cut them off.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Kills its process when dropped, so a failing test leaves nothing behind.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_buildfleet"))
+}
+
+/// Starts a server role and reads the `listening on ADDR` line it prints.
+pub fn server(args: &[&str]) -> (Proc, String) {
+    let mut child = bin()
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--print-addr"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("got {line:?}"))
+        .to_string();
+    (Proc(child), format!("http://{addr}"))
+}
+
+/// Runners register asynchronously: wait until both are listed, so the test
+/// can check that the work was spread.
+pub fn wait_for_runners(coordinator: &str, n: usize) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = buildfleet::client::pipelines(coordinator).await.unwrap();
+        for _ in 0..500 {
+            let listed = client
+                .list_runners(buildfleet_proto::v1::ListRunnersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .runners;
+            if listed.len() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{n} runners did not register within 10s");
+    });
+}
+
+/// Starts a runner process with its own work directory.
+pub fn runner(coordinator: &str, cache: &str, name: &str, work: &std::path::Path) -> Proc {
+    Proc(
+        bin()
+            .args([
+                "runner",
+                "--coordinator",
+                coordinator,
+                "--cache",
+                cache,
+                "--name",
+                name,
+            ])
+            .args(["--slots", "1"])
+            .arg("--work-dir")
+            .arg(work)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
