@@ -30,6 +30,46 @@ pub enum Command {
     Runner(RunnerArgs),
     /// Upload inputs, submit a pipeline to a running fleet, and watch it.
     Submit(SubmitArgs),
+    /// Print a shard's whole log from the cache (also what a log cap cut).
+    Logs(LogsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub run: String,
+    pub step: String,
+    #[arg(long, default_value_t = 0)]
+    pub shard: u32,
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: String,
+    #[arg(long, env = "BUILDFLEET_CACHE")]
+    pub cache: String,
+}
+
+/// Coordinator policies shared by `coordinator` and the embedded `run`.
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// The secret store: one file per secret (`NAME`), with an optional
+    /// `NAME.expires` holding an RFC 3339 expiry.
+    #[arg(long)]
+    pub secrets_dir: Option<PathBuf>,
+    /// Warn (in the run, and by notification) about secrets expiring this soon.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub secret_warning: Duration,
+    /// Output streamed per shard before the head/tail cut (a step's
+    /// `log_cap` wins); the whole log is always kept in the cache.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub log_cap: u64,
+}
+
+impl PolicyArgs {
+    pub fn apply(&self, config: &mut buildfleet_coordinator::CoordinatorConfig) {
+        config.secrets = buildfleet_coordinator::secrets::SecretConfig {
+            dir: self.secrets_dir.clone(),
+            warn_within: self.secret_warning,
+        };
+        config.log_cap = self.log_cap;
+    }
 }
 
 #[derive(Args, Debug)]
@@ -50,6 +90,8 @@ pub struct RunArgs {
     pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub sched: SchedArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     #[command(flatten)]
     pub flags: SubmitFlags,
 }
@@ -100,6 +142,8 @@ pub struct CoordinatorArgs {
     /// (`coordinator/` inside; default: the per-user data directory).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -125,7 +169,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .parse()
         .map_err(|e| format!("`{text}` is not a size like 500MB or 50GiB: {e}"))?;
     if size.as_u64() == 0 {
-        return Err("the cache size limit must be above zero".into());
+        return Err("the size must be above zero".into());
     }
     Ok(size.as_u64())
 }

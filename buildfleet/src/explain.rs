@@ -130,6 +130,13 @@ async fn explain_step(
             shard_count,
             outputs: step.outputs.clone(),
             platform: platform.clone(),
+            verify: step.verify.clone(),
+            secret_names: {
+                let mut names = step.secrets.clone();
+                names.sort();
+                names.dedup();
+                names
+            },
         };
         let report = if !step.cache {
             Report {

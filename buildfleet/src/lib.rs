@@ -7,6 +7,7 @@ pub mod explain;
 pub mod fleet;
 pub mod junit_out;
 pub mod logging;
+pub mod logs;
 pub mod progress;
 pub mod quarantine;
 pub mod roles;

@@ -16,7 +16,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
-        Command::Run(_) | Command::Validate { .. } | Command::Submit(_) => "warn",
+        Command::Run(_) | Command::Validate { .. } | Command::Submit(_) | Command::Logs(_) => {
+            "warn"
+        }
         _ => "info",
     };
     buildfleet::logging::init(default_log);
@@ -61,6 +63,7 @@ fn tokio_main(cmd: Command) -> Result<i32> {
         match cmd {
             Command::Run(args) => run(args).await,
             Command::Submit(args) => submit(args).await,
+            Command::Logs(args) => buildfleet::logs::print(args).await,
             Command::Coordinator(args) => buildfleet::roles::coordinator(args)
                 .await
                 .map(|_| exit::GREEN),
@@ -114,11 +117,15 @@ async fn run(args: RunArgs) -> Result<i32> {
             max_bytes: args.cache_max_size,
         },
         runners,
-        coordinator: CoordinatorConfig {
-            scheduler: SchedulerConfig {
-                label_wait: args.sched.label_wait,
-            },
-            ..CoordinatorConfig::default()
+        coordinator: {
+            let mut config = CoordinatorConfig {
+                scheduler: SchedulerConfig {
+                    label_wait: args.sched.label_wait,
+                },
+                ..CoordinatorConfig::default()
+            };
+            args.policy.apply(&mut config);
+            config
         },
         kill_grace: args.sched.kill_grace,
         runner_labels: Vec::new(),

@@ -54,6 +54,9 @@ impl Progress {
                     }
                 }
             }
+            Some(pb::run_event::Event::Notice(n)) => {
+                writeln!(out, "[{t:7.2}s] {}: {}", n.kind.to_uppercase(), n.text)
+            }
             Some(pb::run_event::Event::Log(l)) => {
                 let tag = match pb::LogStream::try_from(l.stream) {
                     Ok(pb::LogStream::Stderr) => "!",
@@ -127,6 +130,12 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         writeln!(out, "{}", cells.join("  ").trim_end())?;
+    }
+    if !status.notices.is_empty() {
+        writeln!(out, "\nNOTICES")?;
+        for n in &status.notices {
+            writeln!(out, "  {}: {}", n.kind, n.text)?;
+        }
     }
     cache_section(status, out)?;
     crate::test_sections::split_section(status, out)?;

@@ -40,7 +40,7 @@ async fn bind(addr: &str, print: bool) -> Result<TcpListener> {
 }
 
 pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
-    let config = CoordinatorConfig {
+    let mut config = CoordinatorConfig {
         scheduler: SchedulerConfig {
             label_wait: args.label_wait,
         },
@@ -52,6 +52,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         ),
         ..CoordinatorConfig::default()
     };
+    args.policy.apply(&mut config);
     config.validate()?;
     let history = buildfleet_coordinator::history::History::open(config.history_dir.as_deref())
         .context("opening the coordinator's history (pass --data DIR for another location)")?;

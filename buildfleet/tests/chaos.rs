@@ -93,3 +93,193 @@ stages:
         "the lost shard started again: {started:?}"
     );
 }
+
+/// `buildfleet run` as its own process on a fresh data directory.
+fn run_cli(dir: &Path, data: &Path, yaml: &str, extra: &[&str]) -> (i32, String) {
+    std::fs::write(dir.join("buildfleet.yaml"), yaml).unwrap();
+    let out = bin()
+        .args(["run", "--runners", "2", "--data"])
+        .arg(data)
+        .args(extra)
+        .arg(dir.join("buildfleet.yaml"))
+        .env_remove("BUILDFLEET_LOG")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_push_that_exits_0_without_its_output_or_failing_its_verify_is_not_green() {
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let yaml = r#"version: 1
+stages:
+  - name: release
+    steps:
+      - name: push
+        cache: false
+        outputs: [image.digest]
+        run: echo "pushed (it says)"
+      - name: push-checked
+        cache: false
+        outputs: [image.digest]
+        verify: "grep -q '^sha256:' image.digest"
+        run: |
+          echo "pushed (it says)"
+          : > image.digest
+"#;
+    let (code, text) = run_cli(dir.path(), data.path(), yaml, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("push shard 0: failed (exit code 0): missing-output: declared output `image.digest` does not exist"),
+        "{text}"
+    );
+    assert!(
+        text.contains("push-checked shard 0: failed (exit code 0): verify-failed: `grep -q '^sha256:' image.digest` exited with code 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_expired_secret_fails_the_run_before_any_step_and_live_ones_reach_only_their_step() {
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let secrets = tempfile::tempdir().unwrap();
+    let mark = tempfile::tempdir().unwrap();
+    let s = secrets.path();
+    std::fs::write(s.join("REGISTRY_TOKEN"), "s3cr3t-value\n").unwrap();
+    std::fs::write(s.join("REGISTRY_TOKEN.expires"), "2020-01-01T00:00:00Z").unwrap();
+    std::fs::write(s.join("DEPLOY_KEY"), "k3y-value").unwrap();
+    let soon = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(2 * 24 * 3600),
+    );
+    std::fs::write(s.join("DEPLOY_KEY.expires"), soon.to_string()).unwrap();
+    let secrets_dir = s.to_str().unwrap();
+    let expired = format!(
+        r#"version: 1
+stages:
+  - name: build
+    steps:
+      - {{ name: compile, cache: false, run: 'touch "{mark}/compiled"' }}
+  - name: release
+    steps:
+      - {{ name: push, cache: false, secrets: [REGISTRY_TOKEN], run: 'echo pushing' }}
+"#,
+        mark = mark.path().display()
+    );
+    let (code, text) = run_cli(
+        dir.path(),
+        data.path(),
+        &expired,
+        &["--secrets-dir", secrets_dir],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "push shard 0: failed: secret REGISTRY_TOKEN expired at 2020-01-01T00:00:00Z"
+        ),
+        "{text}"
+    );
+    assert!(
+        !mark.path().join("compiled").exists(),
+        "no step started: {text}"
+    );
+
+    let live = r#"version: 1
+stages:
+  - name: release
+    steps:
+      - { name: deploy, cache: false, secrets: [DEPLOY_KEY], run: 'echo "key=$DEPLOY_KEY"' }
+      - { name: other, cache: false, run: 'echo "other sees ${DEPLOY_KEY:-nothing}"' }
+"#;
+    let (code, text) = run_cli(
+        dir.path(),
+        data.path(),
+        live,
+        &["--secrets-dir", secrets_dir],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("deploy#0 | key=***"),
+        "masked in the log: {text}"
+    );
+    assert!(!text.contains("k3y-value"), "{text}");
+    assert!(text.contains("other#0 | other sees nothing"), "{text}");
+    assert!(
+        text.contains("WARNING: secret DEPLOY_KEY expires at"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_10_mb_log_under_a_1_mb_cap_is_marked_and_retrievable_whole() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let (_coord, coord_url) = server(&["coordinator", "--data", d]);
+    let _r = runner(&coord_url, &cache_url, "r1", &data.path().join("r1"));
+    wait_for_runners(&coord_url, 1);
+    let dir = tempfile::tempdir().unwrap();
+    // 10,000,000 bytes of `x` in lines of 99: just over 10 MB of log.
+    let yaml = r#"version: 1
+stages:
+  - name: s
+    steps:
+      - name: loud
+        cache: false
+        log_cap: 1MiB
+        run: "head -c 10000000 /dev/zero | tr '\\0' x | fold -w 99; echo; echo the-last-line"
+"#;
+    std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
+    let out = bin()
+        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+        .arg(dir.path().join("buildfleet.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        &text[text.len().saturating_sub(2000)..]
+    );
+    assert!(text.contains("[log cap reached: "), "marker present");
+    assert!(text.contains("loud#0 | the-last-line"), "the tail is kept");
+    assert!(
+        text.len() < 1_500_000,
+        "the streamed log respects the cap: {} bytes",
+        text.len()
+    );
+    let run = text
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
+        .expect("run id printed")
+        .to_owned();
+    let logs = bin()
+        .args([
+            "logs",
+            &run,
+            "loud",
+            "--shard",
+            "0",
+            "--coordinator",
+            &coord_url,
+            "--cache",
+            &cache_url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        logs.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let whole = String::from_utf8_lossy(&logs.stdout);
+    let xs = whole.bytes().filter(|b| *b == b'x').count();
+    assert_eq!(xs, 10_000_000, "every byte of output is in the stored log");
+    assert!(whole.ends_with("the-last-line\n"));
+}

@@ -39,10 +39,36 @@ pub struct LogEntry {
     pub data: Vec<u8>,
 }
 
+/// About the run as a whole: a warning, a notification attempt, a stall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub text: String,
+    pub at: std::time::SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Warning,
+    Notification,
+    Stalled,
+}
+
+impl NoticeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeKind::Warning => "warning",
+            NoticeKind::Notification => "notification",
+            NoticeKind::Stalled => "stalled",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
     State(StateChange),
     Log(LogEntry),
+    Notice(Notice),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +104,10 @@ impl EventLog {
     pub fn after(&self, after: u64, max: usize) -> Vec<Arc<Event>> {
         let start = (after as usize).min(self.events.len());
         self.events[start..].iter().take(max).cloned().collect()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter().map(|e| e.as_ref())
     }
 
     pub fn last_seq(&self) -> u64 {

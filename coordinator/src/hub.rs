@@ -22,7 +22,15 @@ pub struct CoordinatorConfig {
     /// Where duration and flaky history persist (a RocksDB directory);
     /// `None` keeps it in memory for the process's life.
     pub history_dir: Option<std::path::PathBuf>,
+    pub secrets: crate::secrets::SecretConfig,
+    /// Output streamed live per shard before the head/tail cut, unless a
+    /// step sets `log_cap`.
+    pub log_cap: u64,
 }
+
+/// 16 MiB: enough for nearly every step, small enough that a runaway loop
+/// does not flood watchers.
+pub const DEFAULT_LOG_CAP: u64 = 16 << 20;
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
@@ -31,6 +39,8 @@ impl Default for CoordinatorConfig {
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_misses: 5,
             history_dir: None,
+            secrets: Default::default(),
+            log_cap: DEFAULT_LOG_CAP,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod hub;
 pub mod pipeline;
 pub mod run;
 pub mod scheduler;
+pub mod secrets;
 pub mod split;
 pub mod state;
 pub mod test_result;

@@ -78,7 +78,7 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
         last_log_seq: 0,
         cache: Vec::new(),
         tests: Vec::new(),
-        items: Vec::new(),
+        ..Default::default()
     })))
     .await
     .unwrap();

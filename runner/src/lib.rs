@@ -11,6 +11,7 @@ pub mod junit;
 pub mod outputs;
 pub mod reports;
 pub mod shard;
+pub mod verify;
 
 pub use agent::{run, RunnerConfig};
 pub use error::RunnerError;

@@ -39,6 +39,8 @@ pub enum OutputError {
     Missing(String),
     #[error("output `{path}` could not be uploaded: {reason}")]
     Upload { path: String, reason: String },
+    #[error("output `{path}`: the cache does not hold {digest} after the upload; the stored output differs from this one or was lost")]
+    NotStored { path: String, digest: Digest },
 }
 
 /// Checks every declared output exists (all are checked before any upload,
@@ -95,5 +97,34 @@ pub async fn collect(
             kind,
         });
     }
+    confirm(cas, &uploaded).await?;
     Ok(uploaded)
+}
+
+/// Asks the cache for every digest we computed. The cache stores a blob
+/// only under the digest it verified itself, so presence under ours means
+/// it holds exactly our bytes; absence means a mismatch or a lost upload.
+async fn confirm(cas: &CasClient, uploaded: &[Uploaded]) -> Result<(), OutputError> {
+    let mut wanted: Vec<(&str, Digest)> = Vec::new();
+    for u in uploaded {
+        wanted.push((&u.path, u.digest));
+        if let OutputKind::Directory { tree } = u.kind {
+            wanted.push((&u.path, tree));
+        }
+    }
+    let digests: Vec<Digest> = wanted.iter().map(|(_, d)| *d).collect();
+    let missing = cas
+        .find_missing(&digests)
+        .await
+        .map_err(|e| OutputError::Upload {
+            path: wanted.first().map_or(String::new(), |w| w.0.to_owned()),
+            reason: format!("the cache could not confirm the upload: {e}"),
+        })?;
+    match wanted.iter().find(|(_, d)| missing.contains(d)) {
+        Some((path, digest)) => Err(OutputError::NotStored {
+            path: (*path).to_owned(),
+            digest: *digest,
+        }),
+        None => Ok(()),
+    }
 }

@@ -95,6 +95,7 @@ pub fn event_to_pb(e: &Event) -> pb::RunEvent {
             duration_ms: c.duration_ms,
             cache: c.cache.iter().map(cache_report_to_pb).collect(),
         }),
+        EventKind::Notice(n) => pb::run_event::Event::Notice(notice_to_pb(n)),
         EventKind::Log(l) => pb::run_event::Event::Log(pb::LogChunk {
             step: l.step.clone(),
             shard: l.shard,
@@ -105,6 +106,14 @@ pub fn event_to_pb(e: &Event) -> pb::RunEvent {
     pb::RunEvent {
         seq: e.seq,
         event: Some(event),
+    }
+}
+
+pub fn notice_to_pb(n: &crate::events::Notice) -> pb::Notice {
+    pb::Notice {
+        kind: n.kind.name().to_owned(),
+        text: n.text.clone(),
+        unix_ms: unix_ms(n.at),
     }
 }
 
@@ -132,6 +141,11 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
                         tests: sh.tests.iter().map(test_to_pb).collect(),
                         items: sh.attempt_items.len() as u32,
                         predicted_ms: sh.predicted.as_millis() as u64,
+                        full_log: sh.full_log.as_ref().map(|d| pb::Digest {
+                            hash: d.hash.clone(),
+                            size_bytes: d.size_bytes as i64,
+                        }),
+                        log_dropped_bytes: sh.log_dropped,
                     })
                     .collect(),
                 split: s.split.as_ref().map(|i| pb::SplitStatus {
@@ -148,6 +162,7 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
         created_unix_ms: unix_ms(run.created_wall),
         duration_ms: run.duration_ms,
         pipeline_path: run.pipeline_path.clone(),
+        notices: run.notices().map(notice_to_pb).collect(),
     }
 }
 
@@ -184,6 +199,9 @@ pub fn lease_to_pb(l: LeaseSpec) -> pb::Lease {
         items: l.items,
         list_items: l.list_items,
         attempt: l.attempt,
+        verify: l.verify,
+        secrets: l.secrets.into_iter().collect(),
+        log_cap_bytes: l.log_cap,
     }
 }
 

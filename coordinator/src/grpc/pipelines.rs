@@ -57,6 +57,28 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
                 }
             }
         }
+        // Secrets are read now, outside the scheduler's lock; a run that
+        // needs an unusable one still becomes a run, failed before any step.
+        let needed: std::collections::BTreeSet<String> = pipeline
+            .steps()
+            .flat_map(|s| s.secrets.iter().cloned())
+            .collect();
+        let resolved = self
+            .hub
+            .config
+            .secrets
+            .resolve(&needed, std::time::SystemTime::now());
+        let secret_problems = pipeline
+            .steps()
+            .filter_map(|s| {
+                let why: Vec<&str> = s
+                    .secrets
+                    .iter()
+                    .filter_map(|n| resolved.unusable.get(n).map(String::as_str))
+                    .collect();
+                (!why.is_empty()).then(|| (s.name.clone(), why.join("; ")))
+            })
+            .collect();
         let options = RunOptions {
             no_cache: req.no_cache,
             project: req.project,
@@ -68,6 +90,10 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
                 .filter(|id| !id.is_empty())
                 .collect(),
             fail_on_flaky: req.fail_on_flaky,
+            secrets: resolved.values,
+            secret_problems,
+            warnings: resolved.expiring,
+            log_cap: self.hub.config.log_cap,
         };
         let submitted = self
             .hub

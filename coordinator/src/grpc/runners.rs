@@ -150,6 +150,11 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                         cache: r.cache.iter().map(convert::cache_report_from_pb).collect(),
                         tests: r.tests.iter().map(convert::test_from_pb).collect(),
                         items: r.items.clone(),
+                        full_log: r.full_log.as_ref().map(|d| crate::run::InputRoot {
+                            hash: d.hash.clone(),
+                            size_bytes: d.size_bytes.max(0) as u64,
+                        }),
+                        log_dropped: r.log_dropped_bytes,
                     },
                     Instant::now(),
                 )

@@ -100,6 +100,15 @@ pub struct Step {
     /// `retries: { infra: N }` (default 2): how many times a shard whose
     /// runner was lost is leased again elsewhere.
     pub infra_retries: u32,
+    /// Commands run after the step exits 0 and its outputs are stored (e.g.
+    /// `docker manifest inspect` after a push); any failing fails the step.
+    pub verify: Vec<String>,
+    /// Names of secrets from the coordinator's store that this step (and
+    /// only this step) receives as environment variables.
+    pub secrets: Vec<String>,
+    /// `log_cap: SIZE`: output streamed live before the head/tail cut;
+    /// `None` takes the coordinator's default.
+    pub log_cap: Option<u64>,
 }
 
 /// `shards:` on a step.

@@ -39,6 +39,9 @@ const STEP_KEYS: &[&str] = &[
     "split",
     "max_shards",
     "retries",
+    "verify",
+    "secrets",
+    "log_cap",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -335,6 +338,17 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .and_then(|node| sharding::split(node, errors)),
         flaky_retries: retries.0,
         infra_retries: retries.1,
+        verify: map
+            .get("verify")
+            .map(|node| commands(node, errors))
+            .unwrap_or_default(),
+        secrets: map
+            .get("secrets")
+            .map(|node| secret_names(node, errors))
+            .unwrap_or_default(),
+        log_cap: map
+            .get("log_cap")
+            .and_then(|node| size(node, "log_cap", errors)),
         reports: map
             .get("reports")
             .and_then(|node| fields::workspace_paths(node, "reports", "report", errors))
@@ -363,6 +377,75 @@ fn step_name(node: &Node, errors: &mut Collector) -> Option<String> {
     // Still usable as a name: `needs` entries naming it should resolve
     // rather than pile up "unknown step" errors on top of this one.
     Some(name)
+}
+
+/// `verify: CMD` or `verify: [CMD, ...]`.
+fn commands(node: &Node, errors: &mut Collector) -> Vec<String> {
+    let list = match &node.value {
+        Value::Sequence(_) => fields::string_list(node, "verify", "commands", errors)
+            .map(|l| l.into_iter().collect::<Vec<_>>())
+            .unwrap_or_default(),
+        _ => fields::string(node, "verify", errors)
+            .map(|c| vec![(c, node.pos)])
+            .unwrap_or_default(),
+    };
+    let mut out = Vec::new();
+    for (command, pos) in list {
+        if command.trim().is_empty() {
+            errors.error(pos, "a `verify` command must not be empty");
+        } else {
+            out.push(command);
+        }
+    }
+    out
+}
+
+/// A byte size such as `1MiB` or `500KB`, at least 1 KiB.
+fn size(node: &Node, key: &str, errors: &mut Collector) -> Option<u64> {
+    let text = fields::string(node, key, errors)?;
+    match text.parse::<bytesize::ByteSize>() {
+        Ok(s) if s.as_u64() >= 1024 => Some(s.as_u64()),
+        Ok(_) => {
+            errors.error(
+                node.pos,
+                format!("`{key}` must be at least 1KiB, found `{text}`"),
+            );
+            None
+        }
+        Err(_) => {
+            errors.error_with_hint(
+                node.pos,
+                format!("`{key}` must be a size, found `{text}`"),
+                "write e.g. `1MiB` or `500KB`",
+            );
+            None
+        }
+    }
+}
+
+/// Secret names become environment variable names.
+fn secret_names(node: &Node, errors: &mut Collector) -> Vec<String> {
+    let names = fields::string_list(node, "secrets", "secret names", errors).unwrap_or_default();
+    let valid = |n: &str| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && n.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut out = Vec::new();
+    for (name, pos) in names {
+        if valid(&name) {
+            out.push(name);
+        } else {
+            errors.error_with_hint(
+                pos,
+                format!("invalid secret name `{name}`"),
+                "secret names are environment variable names: A-Z, 0-9 and `_`, not starting with a digit",
+            );
+        }
+    }
+    out
 }
 
 fn outputs(node: &Node, errors: &mut Collector) -> Option<Vec<String>> {

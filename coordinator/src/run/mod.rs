@@ -35,6 +35,15 @@ pub struct RunOptions {
     pub split_items: BTreeMap<String, Vec<String>>,
     /// Test ids from the quarantine file.
     pub quarantine: BTreeSet<String>,
+    /// Secret values resolved at submission, by name.
+    pub secrets: BTreeMap<String, String>,
+    /// Steps that cannot start because a secret they need is expired or
+    /// missing, with the reason: the run fails before any step starts.
+    pub secret_problems: BTreeMap<String, String>,
+    /// Warnings found at submission (secrets about to expire).
+    pub warnings: Vec<String>,
+    /// The coordinator's default log cap (bytes; 0 = none).
+    pub log_cap: u64,
     /// A flaky test fails its shard.
     pub fail_on_flaky: bool,
 }
@@ -71,6 +80,9 @@ pub struct ShardRun {
     pub attempt_items: Vec<String>,
     /// Predicted from history (zero without).
     pub predicted: Duration,
+    /// The last attempt's whole log in the cache, and what its cap dropped.
+    pub full_log: Option<InputRoot>,
+    pub log_dropped: u64,
     /// Flaky re-runs used (`retries: { flaky }`).
     pub flaky_reruns: u32,
     /// Re-leases after a lost runner (`retries: { infra }`).
@@ -94,6 +106,8 @@ impl ShardRun {
             predicted,
             flaky_reruns: 0,
             infra_retries: 0,
+            full_log: None,
+            log_dropped: 0,
         }
     }
 }
@@ -276,6 +290,39 @@ impl Run {
             st.state = next;
             self.emit_step_state(step);
         }
+    }
+
+    /// A notice about the whole run (warnings, notification attempts).
+    pub fn notice(&mut self, kind: crate::events::NoticeKind, text: String) {
+        self.events.push(EventKind::Notice(crate::events::Notice {
+            kind,
+            text,
+            at: SystemTime::now(),
+        }));
+    }
+
+    pub fn notices(&self) -> impl Iterator<Item = &crate::events::Notice> {
+        self.events.all().filter_map(|e| match &e.kind {
+            EventKind::Notice(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    /// Ends a run before any step starts (an expired or missing secret):
+    /// the steps that needed it fail with the reason, the others are
+    /// skipped because of it, and nothing is leased.
+    pub fn fail_before_start(&mut self, needs: &BTreeMap<String, String>, now: Instant) {
+        for step in 0..self.steps.len() {
+            let state = match needs.get(&self.steps[step].name) {
+                Some(reason) => State::failed(reason.clone()),
+                None => State::Skipped {
+                    reason: "the run failed before any step started".into(),
+                },
+            };
+            self.steps[step].listing = Listing::Done;
+            self.end_step_unrun(step, state);
+        }
+        self.refresh_run(now);
     }
 
     /// A line from buildfleet itself in a shard's log.

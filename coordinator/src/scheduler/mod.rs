@@ -69,6 +69,10 @@ pub struct LeaseSpec {
     /// A listing lease: run the list command and return its lines.
     pub list_items: bool,
     pub attempt: u32,
+    pub verify: Vec<String>,
+    /// Only the secrets this step declared.
+    pub secrets: BTreeMap<String, String>,
+    pub log_cap: u64,
 }
 
 /// What a runner reported when a shard ended.
@@ -82,6 +86,9 @@ pub struct ShardReport {
     pub tests: Vec<TestResult>,
     /// What a listing lease's command printed.
     pub items: Vec<String>,
+    /// The attempt's whole log in the cache, and what the cap dropped.
+    pub full_log: Option<InputRoot>,
+    pub log_dropped: u64,
 }
 
 impl ShardReport {
@@ -94,6 +101,8 @@ impl ShardReport {
             cache: Vec::new(),
             tests: Vec::new(),
             items: Vec::new(),
+            full_log: None,
+            log_dropped: 0,
         }
     }
 }
@@ -190,8 +199,17 @@ impl Scheduler {
             options,
             now,
         );
+        for w in run.options.warnings.clone() {
+            warn!(run = %run_id, warning = %w, "run warning");
+            run.notice(crate::events::NoticeKind::Warning, w);
+        }
+        if !run.options.secret_problems.is_empty() {
+            let problems = run.options.secret_problems.clone();
+            warn!(run = %run_id, ?problems, "run fails before any step starts");
+            run.fail_before_start(&problems, now);
+        }
         for step in 0..run.steps.len() {
-            if run.steps[step].listing == Listing::Files {
+            if run.steps[step].listing == Listing::Files && !run.is_finished() {
                 let items = run
                     .options
                     .split_items
@@ -639,5 +657,12 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
         items,
         list_items: false,
         attempt,
+        verify: def.verify.clone(),
+        secrets: def
+            .secrets
+            .iter()
+            .filter_map(|n| run.options.secrets.get(n).map(|v| (n.clone(), v.clone())))
+            .collect(),
+        log_cap: def.log_cap.unwrap_or(run.options.log_cap),
     }
 }

@@ -104,6 +104,8 @@ impl Scheduler {
             duration_ms,
             cache,
             mut tests,
+            full_log,
+            log_dropped,
             ..
         } = report;
         let def = run
@@ -120,6 +122,8 @@ impl Scheduler {
         }
         sh.duration_ms += duration_ms;
         sh.cache = cache;
+        sh.full_log = full_log;
+        sh.log_dropped = log_dropped;
         let ran = matches!(&state, State::Succeeded)
             || matches!(&state, State::Failed(f) if f.exit_code.is_some());
         if is_split && attempt == 1 && ran {

@@ -28,6 +28,8 @@ pub struct ActionSpec {
     pub shard_count: u32,
     pub outputs: Vec<String>,
     pub platform: String,
+    pub verify: Vec<String>,
+    pub secret_names: Vec<String>,
 }
 
 /// A computed action: its digest, its record, and the directory blobs of the
@@ -83,6 +85,8 @@ pub async fn compute(cas: &CasClient, spec: &ActionSpec) -> Result<ActionKey, St
         shard_count: spec.shard_count,
         platform: spec.platform.clone(),
         outputs: spec.outputs.clone(),
+        verify: spec.verify.clone(),
+        secret_names: spec.secret_names.clone(),
     };
     let encoded = record.encode();
     Ok(ActionKey {

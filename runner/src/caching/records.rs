@@ -25,6 +25,9 @@ pub struct ActionRecord {
     pub shard_count: u32,
     pub platform: String,
     pub outputs: Vec<String>,
+    pub verify: Vec<String>,
+    /// Names only: a secret's value never goes into a stored record.
+    pub secret_names: Vec<String>,
 }
 
 impl ActionRecord {
@@ -46,6 +49,8 @@ impl ActionRecord {
             shard_count: self.shard_count,
             platform: self.platform.clone(),
             outputs: self.outputs.clone(),
+            verify: self.verify.clone(),
+            secret_names: self.secret_names.clone(),
         };
         Bytes::from(msg.encode_to_vec())
     }
@@ -68,6 +73,8 @@ impl ActionRecord {
             shard_count: msg.shard_count,
             platform: msg.platform,
             outputs: msg.outputs,
+            verify: msg.verify,
+            secret_names: msg.secret_names,
         })
     }
 }
@@ -166,6 +173,8 @@ mod tests {
             shard_count: 2,
             platform: "linux-x86_64".into(),
             outputs: vec!["dist".into()],
+            verify: vec!["test -s dist/ok".into()],
+            secret_names: vec!["TOKEN".into()],
         };
         let bytes = record.encode();
         assert_eq!(ActionRecord::decode(&bytes).unwrap(), record);

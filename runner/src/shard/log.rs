@@ -1,6 +1,16 @@
 //! The shard's log: numbered chunks to the coordinator, and a copy of what
 //! the command printed, kept for the action cache.
+//!
+//! Logs are never cut silently: past the lease's cap only the head has been
+//! streamed; the tail is kept and sent at the end after a marker that says
+//! how many bytes were dropped and where the whole log is. The whole log is
+//! always spooled to disk and stored in the cache by digest.
 
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use buildfleet_cache::{CasClient, Digest};
 use buildfleet_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -20,6 +30,50 @@ pub struct LogSender {
     out: mpsc::Sender<pb::RunnerMessage>,
     captured: Vec<u8>,
     overflowed: bool,
+    /// Secret values, replaced by `***` wherever they appear.
+    masks: Vec<Vec<u8>>,
+    cap: Option<Cap>,
+    /// Every byte of output, for the cache: a file beside the work dir.
+    spool: Option<(PathBuf, std::fs::File)>,
+    spooled: u64,
+}
+
+/// Head streamed, tail kept, middle counted.
+struct Cap {
+    head_left: usize,
+    tail_max: usize,
+    tail: VecDeque<(pb::LogStream, Vec<u8>)>,
+    tail_len: usize,
+    dropped: u64,
+}
+
+/// What the log came to: the whole log's digest and what the cap dropped.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub full_log: Option<Digest>,
+    pub dropped: u64,
+}
+
+fn mask(data: Vec<u8>, masks: &[Vec<u8>]) -> Vec<u8> {
+    let mut data = data;
+    for m in masks.iter().filter(|m| !m.is_empty()) {
+        if data.windows(m.len()).all(|w| w != m.as_slice()) {
+            continue;
+        }
+        let mut out = Vec::with_capacity(data.len());
+        let mut i = 0;
+        while i < data.len() {
+            if data[i..].starts_with(m) {
+                out.extend_from_slice(b"***");
+                i += m.len();
+            } else {
+                out.push(data[i]);
+                i += 1;
+            }
+        }
+        data = out;
+    }
+    data
 }
 
 impl LogSender {
@@ -30,17 +84,144 @@ impl LogSender {
             out,
             captured: Vec::new(),
             overflowed: false,
+            masks: Vec::new(),
+            cap: None,
+            spool: None,
+            spooled: 0,
         }
     }
 
+    /// Masks these secret values in everything sent and stored.
+    pub fn mask_secrets<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) {
+        self.masks = values.into_iter().map(|v| v.as_bytes().to_vec()).collect();
+    }
+
+    /// Streams at most `bytes` of output live (half head, half tail).
+    pub fn cap_at(&mut self, bytes: usize) {
+        self.cap = Some(Cap {
+            head_left: bytes / 2,
+            tail_max: bytes - bytes / 2,
+            tail: VecDeque::new(),
+            tail_len: 0,
+            dropped: 0,
+        });
+    }
+
+    /// Spools the whole log to `path` (removed by `finish`).
+    pub fn spool_to(&mut self, path: PathBuf) -> std::io::Result<()> {
+        let file = std::fs::File::create(&path)?;
+        self.spool = Some((path, file));
+        Ok(())
+    }
+
     pub async fn send(&mut self, stream: pb::LogStream, data: Vec<u8>) {
-        if stream != pb::LogStream::System {
-            if self.captured.len() + data.len() > CAPTURE_LIMIT {
-                self.overflowed = true;
-            } else if !self.overflowed {
-                self.captured.extend_from_slice(&data);
+        let data = mask(data, &self.masks);
+        if let Some((path, file)) = &mut self.spool {
+            if let Err(e) = file.write_all(&data) {
+                warn!(file = %path.display(), error = %e, "log spool write failed; the stored log will be marked incomplete");
+                self.spool = None;
+            } else {
+                self.spooled += data.len() as u64;
             }
         }
+        if stream != pb::LogStream::System {
+            if let Some(cap) = &mut self.cap {
+                if data.len() > cap.head_left {
+                    let (head, rest) = data.split_at(cap.head_left);
+                    let head = head.to_vec();
+                    cap.head_left = 0;
+                    cap.tail_len += rest.len();
+                    cap.tail.push_back((stream, rest.to_vec()));
+                    while cap.tail_len > cap.tail_max {
+                        let (s, mut front) = cap.tail.pop_front().expect("non-empty while over");
+                        let over = cap.tail_len - cap.tail_max;
+                        if front.len() > over {
+                            front.drain(..over);
+                            cap.dropped += over as u64;
+                            cap.tail_len -= over;
+                            cap.tail.push_front((s, front));
+                        } else {
+                            cap.dropped += front.len() as u64;
+                            cap.tail_len -= front.len();
+                        }
+                    }
+                    self.capture(&data);
+                    if !head.is_empty() {
+                        self.transmit(stream, head).await;
+                    }
+                    return;
+                }
+                cap.head_left -= data.len();
+            }
+        }
+        if stream != pb::LogStream::System {
+            self.capture(&data);
+        }
+        self.transmit(stream, data).await;
+    }
+
+    fn capture(&mut self, data: &[u8]) {
+        if self.captured.len() + data.len() > CAPTURE_LIMIT {
+            self.overflowed = true;
+        } else if !self.overflowed {
+            self.captured.extend_from_slice(data);
+        }
+    }
+
+    /// Sends what the cap kept back (after a marker), stores the whole log
+    /// in the cache, and says where it is.
+    pub async fn finish(&mut self, cas: &CasClient, locator: &str) -> Finished {
+        let mut done = Finished::default();
+        if let Some((path, file)) = self.spool.take() {
+            drop(file);
+            match tokio::fs::read(&path).await {
+                Ok(bytes) => match cas.upload_blob(bytes.into()).await {
+                    Ok(d) => done.full_log = Some(d),
+                    Err(e) => {
+                        self.system(format!(
+                            "the full log could not be stored in the cache: {e}"
+                        ))
+                        .await
+                    }
+                },
+                Err(e) => {
+                    self.system(format!("the full log could not be read back: {e}"))
+                        .await
+                }
+            }
+            if let Err(e) = tokio::fs::remove_file(&path).await {
+                warn!(file = %path.display(), error = %e, "log spool not removed");
+            }
+        }
+        let Some(cap) = self.cap.take() else {
+            return done;
+        };
+        if cap.dropped == 0 {
+            for (stream, data) in cap.tail {
+                self.transmit(stream, data).await;
+            }
+            return done;
+        }
+        done.dropped = cap.dropped;
+        let whole = match &done.full_log {
+            Some(d) => format!(
+                "the full log ({} bytes) is stored as {d}: `{locator}`",
+                self.spooled
+            ),
+            None => "the full log could not be stored".to_owned(),
+        };
+        let marker = format!(
+            "[log cap reached: {} bytes dropped between the first and last part; {whole}]",
+            cap.dropped
+        );
+        self.system(marker).await;
+        for (stream, data) in cap.tail {
+            self.transmit(stream, data).await;
+        }
+        done
+    }
+
+    async fn transmit(&mut self, stream: pb::LogStream, data: Vec<u8>) {
         self.seq += 1;
         let msg = pb::RunnerMessage {
             msg: Some(pb::runner_message::Msg::Log(pb::ShardLog {

@@ -4,7 +4,7 @@
 //! every field was checked.
 
 mod cached;
-mod log;
+pub(crate) mod log;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,6 +44,18 @@ pub async fn run_lease(
 ) {
     let started = Instant::now();
     let mut log = LogSender::new(lease.lease_id.clone(), ctx.out.clone());
+    log.mask_secrets(lease.secrets.values());
+    if lease.log_cap_bytes > 0 {
+        log.cap_at(lease.log_cap_bytes as usize);
+    }
+    let spool = ctx.work_root.join(format!("{}.log", lease.lease_id));
+    if let Err(e) = log.spool_to(spool.clone()) {
+        log.system(format!(
+            "the full log cannot be kept ({}: {e}); only the streamed log exists",
+            spool.display()
+        ))
+        .await;
+    }
     if lease.attempt > 1 {
         log.system(format!(
             "attempt {} of this shard ({} item(s))",
@@ -61,6 +73,11 @@ pub async fn run_lease(
             state(pb::StateKind::Failed, reason)
         }
     };
+    let locator = format!(
+        "buildfleet logs {} {} --shard {}",
+        lease.run_id, lease.step, lease.shard_index
+    );
+    let finished = log.finish(&ctx.cas, &locator).await;
     info!(state = ?pb::StateKind::try_from(result_state.kind), "shard finished");
     let msg = pb::RunnerMessage {
         msg: Some(pb::runner_message::Msg::Result(pb::ShardResult {
@@ -71,6 +88,8 @@ pub async fn run_lease(
             cache: found.reports.iter().map(report_to_pb).collect(),
             tests: found.tests,
             items: found.items,
+            full_log: finished.full_log.map(Into::into),
+            log_dropped_bytes: finished.dropped,
         })),
     };
     if ctx.out.send(msg).await.is_err() {
@@ -160,6 +179,14 @@ async fn check_action_cache(
         shard_count: lease.shard_count,
         outputs: lease.outputs.clone(),
         platform: platform(),
+        verify: lease.verify.clone(),
+        secret_names: lease
+            .secrets
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
     };
     let key = match action::compute(&ctx.cas, &spec).await {
         Ok(key) => key,
@@ -288,6 +315,8 @@ async fn run_in(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // Secrets only reach the process, never the action record.
+    env.extend(lease.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut to_save: Vec<Keyed> = Vec::new();
     for spec in cache_specs(lease) {
         let keyed = dependency::key(&spec, dir, &platform())?;
@@ -326,10 +355,11 @@ async fn run_in(
         ))
         .await;
     }
+    let verify_cancel = cancel.clone();
     let spec = ExecSpec {
         command: lease.command.clone(),
         cwd: dir.to_path_buf(),
-        env,
+        env: env.clone(),
         timeout: (lease.timeout_ms > 0).then(|| Duration::from_millis(lease.timeout_ms)),
         kill_grace: ctx.kill_grace,
     };
@@ -385,12 +415,26 @@ async fn run_in(
                 Ok(uploaded) => {
                     for u in &uploaded {
                         log.system(format!(
-                            "output {} ({}) stored as {}",
+                            "output {} ({}) stored as {} (confirmed by the cache)",
                             u.path,
                             u.kind.name(),
                             u.digest
                         ))
                         .await;
+                    }
+                    let checks = crate::verify::Checks {
+                        commands: &lease.verify,
+                        dir,
+                        env: &env,
+                        timeout: (lease.timeout_ms > 0)
+                            .then(|| Duration::from_millis(lease.timeout_ms)),
+                        kill_grace: ctx.kill_grace,
+                    };
+                    if let Err(reason) = crate::verify::run(checks, verify_cancel, log).await {
+                        return Ok(pb::State {
+                            exit_code: Some(0),
+                            ..state(pb::StateKind::Failed, reason)
+                        });
                     }
                     for keyed in &to_save {
                         let r = dependency::save(&ctx.cas, ctx.local.as_ref(), keyed, dir).await;
@@ -477,7 +521,11 @@ async fn listing_result(
     }
 }
 
-async fn forward(log: &mut LogSender, chunk: OutputChunk, listing: Option<&mut Vec<u8>>) {
+pub(crate) async fn forward(
+    log: &mut LogSender,
+    chunk: OutputChunk,
+    listing: Option<&mut Vec<u8>>,
+) {
     if let (Some(buf), Stream::Stdout) = (listing, chunk.stream) {
         // Keep one byte past the cap so "too long" can be told apart.
         let room = (MAX_LISTING_BYTES + 1).saturating_sub(buf.len());

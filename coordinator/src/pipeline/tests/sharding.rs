@@ -125,3 +125,27 @@ fn a_quarantine_file_outside_the_workspace_is_refused() {
         &["quarantine file `../q.txt` escapes the workspace"],
     );
 }
+
+#[test]
+fn verify_and_secrets_parse_and_bad_names_are_refused() {
+    let p = parse(
+        FILE,
+        &one_step(&[
+            "run: push",
+            "verify: docker manifest inspect img",
+            "secrets: [REGISTRY_TOKEN]",
+        ]),
+    )
+    .unwrap();
+    let step = p.step("compile").unwrap();
+    assert_eq!(step.verify, ["docker manifest inspect img"]);
+    assert_eq!(step.secrets, ["REGISTRY_TOKEN"]);
+    let list = parse(FILE, &one_step(&["run: push", "verify: [a, b]"])).unwrap();
+    assert_eq!(list.step("compile").unwrap().verify, ["a", "b"]);
+    single_error(
+        &one_step(&["run: push", "secrets: [token]"]),
+        7,
+        19,
+        &["invalid secret name `token`"],
+    );
+}

@@ -61,6 +61,9 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         split: None,
         flaky_retries: 0,
         infra_retries: 2,
+        verify: Vec::new(),
+        secrets: Vec::new(),
+        log_cap: None,
     }
 }
 

@@ -1,0 +1,56 @@
+//! `buildfleet logs RUN STEP [--shard N]`: a shard's whole log, read from
+//! the cache by the digest its runner stored — including everything a log
+//! cap kept out of the live stream.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use buildfleet_cache::{CasClient, Digest};
+use buildfleet_proto::v1 as pb;
+
+use crate::cli::LogsArgs;
+
+pub async fn print(args: LogsArgs) -> Result<i32> {
+    let mut client = crate::client::pipelines(&args.coordinator).await?;
+    let status = client
+        .get(pb::GetRequest {
+            run_id: args.run.clone(),
+        })
+        .await
+        .with_context(|| format!("looking up run {}", args.run))?
+        .into_inner();
+    let Some(step) = status.steps.iter().find(|s| s.name == args.step) else {
+        let names: Vec<&str> = status.steps.iter().map(|s| s.name.as_str()).collect();
+        eprintln!(
+            "error: run {} has no step `{}` (steps: {})",
+            args.run,
+            args.step,
+            names.join(", ")
+        );
+        return Ok(crate::exit::USAGE);
+    };
+    let Some(shard) = step.shards.iter().find(|s| s.index == args.shard) else {
+        eprintln!(
+            "error: step `{}` has {} shard(s); there is no shard {}",
+            step.name,
+            step.shards.len(),
+            args.shard
+        );
+        return Ok(crate::exit::USAGE);
+    };
+    let Some(digest) = &shard.full_log else {
+        bail!(
+            "shard {} of `{}` has no stored log (it did not run, or its runner could not store it)",
+            args.shard,
+            step.name
+        );
+    };
+    let digest = Digest::try_from(digest).context("the run names a malformed log digest")?;
+    let cas = CasClient::connect(&args.cache).await?;
+    let log = cas
+        .read_blob(&digest)
+        .await
+        .with_context(|| format!("reading log {digest} from the cache"))?;
+    std::io::stdout().write_all(&log)?;
+    Ok(crate::exit::GREEN)
+}

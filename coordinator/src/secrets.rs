@@ -1,0 +1,154 @@
+//! The coordinator's secret store: one file per secret in a configured
+//! directory (`NAME` holds the value), with an optional expiry in
+//! `NAME.expires` (RFC 3339). Read at each submission, so rotating a file
+//! takes effect without a restart.
+//!
+//! Expired credentials are the seed's first failure: a run that needs an
+//! expired or missing secret must fail before any step starts, naming it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Where secrets come from and how early an expiry is warned about.
+#[derive(Debug, Clone)]
+pub struct SecretConfig {
+    pub dir: Option<PathBuf>,
+    pub warn_within: Duration,
+}
+
+impl Default for SecretConfig {
+    fn default() -> Self {
+        SecretConfig {
+            dir: None,
+            warn_within: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What a run's secrets resolved to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub values: BTreeMap<String, String>,
+    /// Per secret that cannot be used: why (missing, expired, unreadable).
+    pub unusable: BTreeMap<String, String>,
+    /// Secrets that work today but expire within the warning window.
+    pub expiring: Vec<String>,
+}
+
+fn when(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn read_one(
+    dir: &Path,
+    name: &str,
+    now: SystemTime,
+    warn_within: Duration,
+) -> Result<(String, Option<String>), String> {
+    let path = dir.join(name);
+    let mut value = match std::fs::read_to_string(&path) {
+        Ok(v) => v,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "secret {name} is not in the secret store ({})",
+                dir.display()
+            ))
+        }
+        Err(e) => return Err(format!("secret {name} cannot be read: {e}")),
+    };
+    if value.ends_with('\n') {
+        value.pop();
+    }
+    let expires_path = dir.join(format!("{name}.expires"));
+    let expires = match std::fs::read_to_string(&expires_path) {
+        Ok(text) => Some(humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
+            format!(
+                "secret {name}: expiry `{}` in {} is not an RFC 3339 time: {e}",
+                text.trim(),
+                expires_path.display()
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("secret {name}: expiry cannot be read: {e}")),
+    };
+    match expires {
+        Some(at) if at <= now => Err(format!("secret {name} expired at {}", when(at))),
+        Some(at) if at <= now + warn_within => {
+            let left = at.duration_since(now).unwrap_or_default();
+            let left = humantime::format_duration(Duration::from_secs(left.as_secs()));
+            Ok((
+                value,
+                Some(format!("secret {name} expires at {} (in {left})", when(at))),
+            ))
+        }
+        _ => Ok((value, None)),
+    }
+}
+
+impl SecretConfig {
+    pub fn resolve(&self, names: &BTreeSet<String>, now: SystemTime) -> Resolved {
+        let mut out = Resolved::default();
+        for name in names {
+            let Some(dir) = &self.dir else {
+                out.unusable.insert(
+                    name.clone(),
+                    format!("secret {name} is needed, but the coordinator has no secret store (--secrets-dir)"),
+                );
+                continue;
+            };
+            match read_one(dir, name, now, self.warn_within) {
+                Ok((value, warning)) => {
+                    out.values.insert(name.clone(), value);
+                    out.expiring.extend(warning);
+                }
+                Err(why) => {
+                    out.unusable.insert(name.clone(), why);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_expiry_and_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("OK"), "v1\n").unwrap();
+        std::fs::write(d.join("OLD"), "v2").unwrap();
+        std::fs::write(d.join("OLD.expires"), "2026-01-01T00:00:00Z\n").unwrap();
+        std::fs::write(d.join("SOON"), "v3").unwrap();
+        std::fs::write(d.join("SOON.expires"), "2026-06-03T00:00:00Z").unwrap();
+        std::fs::write(d.join("BAD"), "v4").unwrap();
+        std::fs::write(d.join("BAD.expires"), "next tuesday").unwrap();
+        let cfg = SecretConfig {
+            dir: Some(d.to_path_buf()),
+            warn_within: Duration::from_secs(3 * 24 * 3600),
+        };
+        let now = humantime::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
+        let names: BTreeSet<String> = ["OK", "OLD", "SOON", "BAD", "GONE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let r = cfg.resolve(&names, now);
+        assert_eq!(r.values["OK"], "v1");
+        assert_eq!(r.values["SOON"], "v3");
+        assert_eq!(
+            r.unusable["OLD"],
+            "secret OLD expired at 2026-01-01T00:00:00Z"
+        );
+        assert!(r.unusable["BAD"].contains("not an RFC 3339 time"));
+        assert!(r.unusable["GONE"].contains("not in the secret store"));
+        assert_eq!(
+            r.expiring,
+            ["secret SOON expires at 2026-06-03T00:00:00Z (in 2days)"]
+        );
+        let none = SecretConfig::default().resolve(&names, now);
+        assert!(none.unusable["OK"].contains("no secret store"));
+    }
+}
