@@ -60,6 +60,20 @@ pub struct PolicyArgs {
     /// `log_cap` wins); the whole log is always kept in the cache.
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     pub log_cap: u64,
+    /// Send notifications to `[EVENT,...=]URL` (repeatable). Events:
+    /// run-failed, run-recovered, secret-expiring, run-stalled, runner-lost
+    /// (default: all).
+    #[arg(long = "webhook", value_parser = buildfleet_coordinator::notify::Webhook::parse)]
+    pub webhooks: Vec<buildfleet_coordinator::notify::Webhook>,
+    /// Attempts per webhook delivery before it is reported as not delivered.
+    #[arg(long, default_value_t = 5)]
+    pub webhook_attempts: u32,
+    /// Wait before the second attempt; doubled after each failure.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub webhook_backoff: Duration,
+    /// A run with no state change or log line for this long is `stalled`.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub stall_after: Duration,
 }
 
 impl PolicyArgs {
@@ -69,6 +83,12 @@ impl PolicyArgs {
             warn_within: self.secret_warning,
         };
         config.log_cap = self.log_cap;
+        config.notify = buildfleet_coordinator::notify::NotifyConfig {
+            webhooks: self.webhooks.clone(),
+            attempts: self.webhook_attempts,
+            backoff: self.webhook_backoff,
+        };
+        config.scheduler.stall_after = self.stall_after;
     }
 }
 

@@ -121,6 +121,7 @@ async fn run(args: RunArgs) -> Result<i32> {
             let mut config = CoordinatorConfig {
                 scheduler: SchedulerConfig {
                     label_wait: args.sched.label_wait,
+                    ..SchedulerConfig::default()
                 },
                 ..CoordinatorConfig::default()
             };

@@ -43,6 +43,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let mut config = CoordinatorConfig {
         scheduler: SchedulerConfig {
             label_wait: args.label_wait,
+            ..SchedulerConfig::default()
         },
         heartbeat_interval: args.heartbeat_interval,
         history_dir: Some(

@@ -283,3 +283,126 @@ stages:
     assert_eq!(xs, 10_000_000, "every byte of output is in the stored log");
     assert!(whole.ends_with("the-last-line\n"));
 }
+
+/// An HTTP receiver on 127.0.0.1:0 answering `statuses` in turn (then 200),
+/// recording each request body.
+fn receiver(statuses: Vec<u16>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut answers = statuses.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let status = answers.next().unwrap_or(200);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_attempts() {
+    let (url, seen) = receiver(vec![500, 503]);
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let hook = format!("run-failed={url}");
+    let (_coord, coord_url) = server(&[
+        "coordinator",
+        "--data",
+        d,
+        "--webhook",
+        &hook,
+        "--webhook-backoff",
+        "50ms",
+    ]);
+    let _r = runner(&coord_url, &cache_url, "r1", &data.path().join("r1"));
+    wait_for_runners(&coord_url, 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("buildfleet.yaml"),
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: deploy, cache: false, run: 'exit 4' }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+        .arg(dir.path().join("buildfleet.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let run = text
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
+        .unwrap()
+        .to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let notices = rt.block_on(async {
+        let mut client = buildfleet::client::pipelines(&coord_url).await.unwrap();
+        let start = Instant::now();
+        loop {
+            let status = client
+                .get(buildfleet_proto::v1::GetRequest {
+                    run_id: run.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let texts: Vec<String> = status.notices.iter().map(|n| n.text.clone()).collect();
+            if texts.iter().any(|t| t.contains("delivered"))
+                || start.elapsed() > Duration::from_secs(20)
+            {
+                return texts;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let attempts: Vec<&String> = notices.iter().filter(|t| t.contains("attempt")).collect();
+    assert_eq!(attempts.len(), 3, "{notices:#?}");
+    assert!(
+        attempts[0].contains("attempt 1 of 5 failed: HTTP 500"),
+        "{notices:#?}"
+    );
+    assert!(
+        attempts[1].contains("attempt 2 of 5 failed: HTTP 503"),
+        "{notices:#?}"
+    );
+    assert!(
+        attempts[2].contains("attempt 3 of 5: delivered (HTTP 200)"),
+        "{notices:#?}"
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(
+        bodies.len(),
+        3,
+        "three attempts reached the receiver, one accepted"
+    );
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.contains("\"run-failed\"") && b.contains(&run)),
+        "{bodies:?}"
+    );
+}

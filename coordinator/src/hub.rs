@@ -22,6 +22,7 @@ pub struct CoordinatorConfig {
     /// Where duration and flaky history persist (a RocksDB directory);
     /// `None` keeps it in memory for the process's life.
     pub history_dir: Option<std::path::PathBuf>,
+    pub notify: crate::notify::NotifyConfig,
     pub secrets: crate::secrets::SecretConfig,
     /// Output streamed live per shard before the head/tail cut, unless a
     /// step sets `log_cap`.
@@ -39,6 +40,7 @@ impl Default for CoordinatorConfig {
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_misses: 5,
             history_dir: None,
+            notify: Default::default(),
             secrets: Default::default(),
             log_cap: DEFAULT_LOG_CAP,
         }
@@ -56,6 +58,12 @@ impl CoordinatorConfig {
         }
         if self.scheduler.label_wait.is_zero() {
             return bad("label wait must be positive");
+        }
+        if self.scheduler.stall_after.is_zero() {
+            return bad("the stall time must be positive");
+        }
+        if self.notify.attempts == 0 {
+            return bad("webhook attempts must be at least 1");
         }
         Ok(())
     }
@@ -81,6 +89,8 @@ pub struct Hub {
     pub config: CoordinatorConfig,
     sched: Mutex<Scheduler>,
     connections: Mutex<HashMap<String, Connection>>,
+    /// The delivery task's inbox, once it runs.
+    notifications: Mutex<Option<mpsc::UnboundedSender<crate::notify::Notification>>>,
 }
 
 impl Hub {
@@ -89,6 +99,33 @@ impl Hub {
             sched: Mutex::new(Scheduler::with_history(config.scheduler.clone(), history)),
             config,
             connections: Mutex::new(HashMap::new()),
+            notifications: Mutex::new(None),
+        }
+    }
+
+    /// Where notifications go; until set (and after `close_notifications`)
+    /// they are logged and dropped.
+    pub fn set_notifications(&self, tx: mpsc::UnboundedSender<crate::notify::Notification>) {
+        *self.notifications.lock() = Some(tx);
+    }
+
+    pub fn close_notifications(&self) {
+        self.flush_notifications();
+        self.notifications.lock().take();
+    }
+
+    fn flush_notifications(&self) {
+        let pending = self.with(|s| s.take_notifications());
+        let tx = self.notifications.lock();
+        for n in pending {
+            let event = n.event.name();
+            match tx.as_ref() {
+                Some(tx) if tx.send(n.clone()).is_ok() => {}
+                _ if self.config.notify.webhooks.is_empty() => {
+                    debug!(event, text = %n.text, "no webhook configured for this notification");
+                }
+                _ => warn!(event, text = %n.text, "notification dropped: delivery has stopped"),
+            }
         }
     }
 
@@ -143,6 +180,7 @@ impl Hub {
             warn!(runner = %runner, "lease could not be delivered: runner stream closed");
             self.disconnect_runner(&runner);
         }
+        self.flush_notifications();
     }
 
     pub fn cancel_leases(&self, orders: Vec<CancelOrder>) {

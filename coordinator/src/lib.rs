@@ -9,6 +9,7 @@ pub mod events;
 pub mod grpc;
 pub mod history;
 pub mod hub;
+pub mod notify;
 pub mod pipeline;
 pub mod run;
 pub mod scheduler;

@@ -10,6 +10,7 @@ use buildfleet_coordinator::state::{Failure, State};
 fn sched() -> Scheduler {
     Scheduler::new(SchedulerConfig {
         label_wait: Duration::from_secs(5),
+        ..SchedulerConfig::default()
     })
 }
 
@@ -227,11 +228,11 @@ fn log_repeats_are_dropped_and_gaps_marked() {
         now,
     );
     let l = s.assign(now).remove(0).lease.lease_id;
-    s.record_log("r1", &l, 1, LogStream::Stdout, b"one\n".to_vec())
+    s.record_log("r1", &l, 1, LogStream::Stdout, b"one\n".to_vec(), now)
         .unwrap();
-    s.record_log("r1", &l, 1, LogStream::Stdout, b"one\n".to_vec())
+    s.record_log("r1", &l, 1, LogStream::Stdout, b"one\n".to_vec(), now)
         .unwrap();
-    s.record_log("r1", &l, 3, LogStream::Stdout, b"three\n".to_vec())
+    s.record_log("r1", &l, 3, LogStream::Stdout, b"three\n".to_vec(), now)
         .unwrap();
     let logs: Vec<(LogStream, String)> = s
         .run(&run)
@@ -422,4 +423,51 @@ fn idempotency_key_returns_the_first_run() {
     );
     assert_eq!(a.run_id, b.run_id);
     assert!(b.deduplicated && !a.deduplicated);
+}
+
+#[test]
+fn a_silent_run_is_stalled_once_and_failures_and_recoveries_are_notified() {
+    use buildfleet_coordinator::notify::Event;
+    let now = Instant::now();
+    let mut s = Scheduler::new(SchedulerConfig {
+        stall_after: Duration::from_secs(60),
+        ..SchedulerConfig::default()
+    });
+    s.register_runner(runner("r1", 1, &[]));
+    let yaml = "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true' }\n";
+    let run = submit(&mut s, yaml, now);
+    let lease = s.assign(now).remove(0).lease.lease_id;
+    s.tick(now + Duration::from_secs(59));
+    assert!(s.take_notifications().is_empty(), "not yet stalled");
+    s.tick(now + Duration::from_secs(61));
+    s.tick(now + Duration::from_secs(200));
+    let stalled = s.take_notifications();
+    assert_eq!(stalled.len(), 1, "once: {stalled:?}");
+    assert_eq!(stalled[0].event, Event::RunStalled);
+    assert_eq!(stalled[0].runs, [run.clone()]);
+    let r = s.run(&run).unwrap();
+    assert!(r.notices().any(|n| n.text.contains("made no progress")));
+
+    let failed = State::Failed(Failure {
+        exit_code: Some(1),
+        signal: None,
+        reason: String::new(),
+    });
+    s.record_result("r1", &lease, ShardReport::of(failed, 1), now)
+        .unwrap();
+    let ended = s.take_notifications();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].event, Event::RunFailed);
+    assert!(s.take_notifications().is_empty(), "said once");
+
+    let again = submit(&mut s, yaml, now);
+    let lease = s.assign(now).remove(0).lease.lease_id;
+    s.record_result("r1", &lease, ShardReport::of(State::Succeeded, 1), now)
+        .unwrap();
+    let recovered = s.take_notifications();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(
+        (recovered[0].event, recovered[0].runs.clone()),
+        (Event::RunRecovered, vec![again])
+    );
 }

@@ -29,7 +29,10 @@ pub async fn start_with(runners: u32, label_wait: Duration) -> TestFleet {
         cache_limits: buildfleet_cache::StoreLimits::unlimited(),
         runners,
         coordinator: CoordinatorConfig {
-            scheduler: SchedulerConfig { label_wait },
+            scheduler: SchedulerConfig {
+                label_wait,
+                ..SchedulerConfig::default()
+            },
             ..CoordinatorConfig::default()
         },
         kill_grace: Duration::from_millis(500),

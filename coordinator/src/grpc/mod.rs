@@ -37,7 +37,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
+    let notify = config.notify.clone();
     let hub = Arc::new(Hub::new(config, history));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    hub.set_notifications(tx);
+    let deliveries = crate::notify::spawn(hub.clone(), notify.clone(), rx);
     let ticker = {
         let hub = hub.clone();
         let mut every = tokio::time::interval(Duration::from_millis(200));
@@ -66,7 +70,7 @@ pub async fn serve(
             pipelines::PipelinesService { hub: hub.clone() },
         ))
         .add_service(pb::runner_service_server::RunnerServiceServer::new(
-            runners::RunnerService { hub },
+            runners::RunnerService { hub: hub.clone() },
         ))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -74,5 +78,15 @@ pub async fn serve(
         )
         .await;
     ticker.abort();
+    // Alerts about the last runs still go out: close the inbox and give
+    // the delivery task the time its retries need (bounded).
+    hub.close_notifications();
+    let budget = (1..notify.attempts)
+        .map(|n| crate::notify::backoff(notify.backoff, n))
+        .sum::<Duration>()
+        + Duration::from_secs(10 * u64::from(notify.attempts));
+    if tokio::time::timeout(budget, deliveries.task).await.is_err() {
+        tracing::warn!("stopped before every notification was delivered");
+    }
     Ok(result?)
 }

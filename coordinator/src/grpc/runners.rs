@@ -124,6 +124,7 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                 l.seq,
                 convert::stream_from_pb(l.stream),
                 l.data,
+                Instant::now(),
             )
         }),
         Some(Msg::Result(r)) => {

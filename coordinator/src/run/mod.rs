@@ -146,6 +146,11 @@ pub struct Run {
     pub by_name: HashMap<String, usize>,
     pub cancel_reason: Option<String>,
     pub events: EventLog,
+    /// The last state change or log line, for stall detection.
+    pub last_progress: Instant,
+    pub stall_notified: bool,
+    /// Whether `run-failed`/`run-recovered` was handed out for its end.
+    pub end_notified: bool,
 }
 
 impl Run {
@@ -208,6 +213,9 @@ impl Run {
             by_name,
             cancel_reason: None,
             events: EventLog::default(),
+            last_progress: now,
+            stall_notified: false,
+            end_notified: false,
         };
         run.emit_run_state();
         run
@@ -239,6 +247,7 @@ impl Run {
     }
 
     pub fn set_shard_state(&mut self, step: usize, shard: usize, state: State, now: Instant) {
+        self.last_progress = now;
         let step_name = self.steps[step].name.clone();
         let s = &mut self.steps[step].shards[shard];
         if s.state == state {

@@ -25,12 +25,16 @@ pub struct SchedulerConfig {
     /// How long a ready step may wait for a runner whose labels match before
     /// it fails; queueing forever hides a misconfigured fleet.
     pub label_wait: Duration,
+    /// A run with no state change and no log line for this long is
+    /// `stalled`: said in the run and notified, once.
+    pub stall_after: Duration,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             label_wait: Duration::from_secs(60),
+            stall_after: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -147,6 +151,11 @@ pub struct Scheduler {
     runners: BTreeMap<String, RunnerView>,
     leases: HashMap<String, LeaseRef>,
     history: History,
+    /// Notifications not yet handed to the delivery task.
+    outbox: Vec<crate::notify::Notification>,
+    /// Whether the last finished run of each (project, pipeline) was green,
+    /// to tell a recovery.
+    last_green: HashMap<(String, String), bool>,
 }
 
 impl Scheduler {
@@ -201,7 +210,12 @@ impl Scheduler {
         );
         for w in run.options.warnings.clone() {
             warn!(run = %run_id, warning = %w, "run warning");
-            run.notice(crate::events::NoticeKind::Warning, w);
+            run.notice(crate::events::NoticeKind::Warning, w.clone());
+            self.outbox.push(crate::notify::Notification {
+                event: crate::notify::Event::SecretExpiring,
+                runs: vec![run_id.clone()],
+                text: w,
+            });
         }
         if !run.options.secret_problems.is_empty() {
             let problems = run.options.secret_problems.clone();
@@ -257,6 +271,22 @@ impl Scheduler {
         } else {
             warn!(runner = %runner_id, name = %view.name, leases = lost.len(), "runner disconnected holding leases");
         }
+        let mut affected: Vec<String> = lost
+            .iter()
+            .filter_map(|id| self.leases.get(id).map(|l| l.run_id.clone()))
+            .collect();
+        affected.dedup();
+        if !affected.is_empty() && !by_coordinator {
+            self.outbox.push(crate::notify::Notification {
+                event: crate::notify::Event::RunnerLost,
+                runs: affected,
+                text: format!(
+                    "runner {} was lost holding {} lease(s)",
+                    view.name,
+                    lost.len()
+                ),
+            });
+        }
         for lease_id in lost {
             let l = self.leases.remove(&lease_id).expect("lease listed above");
             if let Some(run) = self.runs.get_mut(&l.run_id) {
@@ -264,6 +294,47 @@ impl Scheduler {
                 run.advance(now);
             }
         }
+    }
+
+    /// Records a notice (e.g. a delivery attempt) in a run's events.
+    pub fn record_notice(&mut self, run_id: &str, kind: crate::events::NoticeKind, text: String) {
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.notice(kind, text);
+        }
+    }
+
+    /// Notifications to deliver: queued ones, plus a `run-failed` or
+    /// `run-recovered` for each run that ended since the last call.
+    pub fn take_notifications(&mut self) -> Vec<crate::notify::Notification> {
+        use crate::notify::{Event, Notification};
+        let mut out = std::mem::take(&mut self.outbox);
+        for id in &self.order {
+            let Some(run) = self.runs.get_mut(id) else {
+                continue;
+            };
+            if !run.is_finished() || run.end_notified {
+                continue;
+            }
+            run.end_notified = true;
+            let key = (run.options.project.clone(), run.pipeline_path.clone());
+            let green = run.state.is_green();
+            let was_green = self.last_green.insert(key, green);
+            let event = match (green, was_green) {
+                (false, _) => Event::RunFailed,
+                (true, Some(false)) => Event::RunRecovered,
+                (true, _) => continue,
+            };
+            let text = format!(
+                "run {} of {} ({}): {}",
+                run.id, run.pipeline_path, run.options.project, run.state
+            );
+            out.push(Notification {
+                event,
+                runs: vec![run.id.clone()],
+                text,
+            });
+        }
+        out
     }
 
     pub fn runners(&self) -> Vec<RunnerView> {
@@ -359,6 +430,7 @@ impl Scheduler {
         seq: u64,
         stream: LogStream,
         data: Vec<u8>,
+        now: Instant,
     ) -> Result<(), CoordinatorError> {
         let lease = self
             .leases
@@ -376,6 +448,7 @@ impl Scheduler {
             .runs
             .get_mut(&lease.run_id)
             .ok_or_else(|| CoordinatorError::UnknownRun(lease.run_id.clone()))?;
+        run.last_progress = now;
         let step_name = run.steps[step].name.clone();
         let index = shard.map_or(0, |s| run.steps[step].shards[s].index);
         if gap > 0 {
@@ -495,6 +568,22 @@ impl Scheduler {
             };
             if run.is_finished() {
                 continue;
+            }
+            let idle = now.saturating_duration_since(run.last_progress);
+            if idle >= self.config.stall_after && !run.stall_notified {
+                run.stall_notified = true;
+                let text = format!(
+                    "run {} made no progress (no state change, no log line) for {}",
+                    run.id,
+                    humantime::format_duration(Duration::from_secs(idle.as_secs()))
+                );
+                warn!(run = %run.id, "run stalled");
+                run.notice(crate::events::NoticeKind::Stalled, text.clone());
+                self.outbox.push(crate::notify::Notification {
+                    event: crate::notify::Event::RunStalled,
+                    runs: vec![run.id.clone()],
+                    text,
+                });
             }
             for step in 0..run.steps.len() {
                 let st = &run.steps[step];

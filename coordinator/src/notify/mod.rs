@@ -1,0 +1,144 @@
+//! Notifications: what must reach people when a pipeline goes wrong (a
+//! failed run, a recovery, an expiring secret, a stall, a lost runner) and
+//! the webhooks configured to receive them. A failing pipeline that alerts
+//! nobody is one of the seed's failures; so is an alert that silently
+//! failed to send, so every delivery attempt is recorded in the run.
+
+mod deliver;
+
+use std::time::Duration;
+
+pub use deliver::{spawn, Deliveries};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Event {
+    RunFailed,
+    RunRecovered,
+    SecretExpiring,
+    RunStalled,
+    RunnerLost,
+}
+
+impl Event {
+    pub const ALL: [Event; 5] = [
+        Event::RunFailed,
+        Event::RunRecovered,
+        Event::SecretExpiring,
+        Event::RunStalled,
+        Event::RunnerLost,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::RunFailed => "run-failed",
+            Event::RunRecovered => "run-recovered",
+            Event::SecretExpiring => "secret-expiring",
+            Event::RunStalled => "run-stalled",
+            Event::RunnerLost => "runner-lost",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.name() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    pub events: Vec<Event>,
+}
+
+impl Webhook {
+    /// `[EVENT,EVENT=]URL`; without events, every event.
+    pub fn parse(spec: &str) -> Result<Webhook, String> {
+        let (events, url) = match spec.split_once('=') {
+            Some((events, url)) if !events.contains("://") => (Some(events), url),
+            _ => (None, spec),
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "webhook `{spec}`: the URL must start with http:// or https://"
+            ));
+        }
+        let events = match events {
+            None => Event::ALL.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(|e| {
+                    Event::parse(e.trim()).ok_or_else(|| {
+                        let known: Vec<&str> = Event::ALL.iter().map(|e| e.name()).collect();
+                        format!(
+                            "webhook `{spec}`: unknown event `{e}` (known: {})",
+                            known.join(", ")
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Webhook {
+            url: url.to_owned(),
+            events,
+        })
+    }
+}
+
+/// Webhooks and how hard to try.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub webhooks: Vec<Webhook>,
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled each time, at most a minute.
+    pub backoff: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhooks: Vec::new(),
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Wait after failed attempt `n` (1-based).
+pub fn backoff(base: Duration, n: u32) -> Duration {
+    base.saturating_mul(1 << n.saturating_sub(1).min(16))
+        .min(Duration::from_secs(60))
+}
+
+/// Something to tell the webhooks about, and the runs whose record keeps
+/// the delivery attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub event: Event,
+    pub runs: Vec<String>,
+    pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_specs_name_events_or_take_all() {
+        let all = Webhook::parse("https://hooks.example/x?a=b").unwrap();
+        assert_eq!(all.events.len(), 5);
+        assert_eq!(all.url, "https://hooks.example/x?a=b");
+        let some = Webhook::parse("run-failed,runner-lost=http://127.0.0.1:9/h").unwrap();
+        assert_eq!(some.events, [Event::RunFailed, Event::RunnerLost]);
+        assert!(Webhook::parse("run-faild=http://x")
+            .unwrap_err()
+            .contains("unknown event `run-faild`"));
+        assert!(Webhook::parse("ftp://x").unwrap_err().contains("http://"));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let b = Duration::from_millis(100);
+        assert_eq!(backoff(b, 1), b);
+        assert_eq!(backoff(b, 3), Duration::from_millis(400));
+        assert_eq!(backoff(b, 30), Duration::from_secs(60));
+    }
+}
