@@ -444,7 +444,7 @@ fn a_silent_run_is_stalled_once_and_failures_and_recoveries_are_notified() {
     let stalled = s.take_notifications();
     assert_eq!(stalled.len(), 1, "once: {stalled:?}");
     assert_eq!(stalled[0].event, Event::RunStalled);
-    assert_eq!(stalled[0].runs, [run.clone()]);
+    assert_eq!(stalled[0].runs, vec![run.clone()]);
     let r = s.run(&run).unwrap();
     assert!(r.notices().any(|n| n.text.contains("made no progress")));
 
