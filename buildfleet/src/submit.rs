@@ -12,6 +12,9 @@ use futures::StreamExt;
 
 use crate::progress::Progress;
 
+/// How long a broken watch is retried before giving up.
+const RESUME_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What the command line needs to pick an exit status.
 pub enum Outcome {
     Finished(pb::RunStatus),
@@ -104,18 +107,52 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
         Err(s) => return Err(s).context("submitting the pipeline"),
     };
     writeln!(out, "run {run_id} submitted")?;
-    let mut events = client
-        .watch(pb::WatchRequest {
-            run_id: run_id.clone(),
-            after_seq: 0,
-        })
-        .await
-        .context("watching the run")?
-        .into_inner();
     let mut progress = Progress::new();
-    while let Some(ev) = events.next().await {
-        let ev = ev.context("watch stream broke before the run ended")?;
-        progress.print(&ev, out)?;
+    let mut last_seq = 0;
+    // A lost stream (say, the coordinator restarted) is resumed from the
+    // last event seen, for up to `RESUME_FOR`; nothing is shown twice.
+    let mut lost_since: Option<std::time::Instant> = None;
+    loop {
+        let watched = client
+            .watch(pb::WatchRequest {
+                run_id: run_id.clone(),
+                after_seq: last_seq,
+            })
+            .await;
+        let broke = match watched {
+            Ok(stream) => {
+                let mut events = stream.into_inner();
+                let mut broke = None;
+                while let Some(ev) = events.next().await {
+                    match ev {
+                        Ok(ev) => {
+                            lost_since = None;
+                            last_seq = ev.seq;
+                            progress.print(&ev, out)?;
+                        }
+                        Err(e) => {
+                            broke = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                broke
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        let Some(why) = broke else { break };
+        let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() > RESUME_FOR {
+            anyhow::bail!("watch stream broke before the run ended and could not be resumed for {RESUME_FOR:?}: {why}");
+        }
+        writeln!(
+            out,
+            "(watch interrupted: {why}; resuming after event {last_seq})"
+        )?;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Ok(c) = crate::client::pipelines(opts.coordinator_url).await {
+            client = c;
+        }
     }
     let status = client
         .get(pb::GetRequest { run_id })

@@ -406,3 +406,69 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
         "{bodies:?}"
     );
 }
+
+#[test]
+fn a_coordinator_killed_mid_run_restarts_and_the_run_completes() {
+    let data = tempfile::tempdir().unwrap();
+    let mark = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let addr = format!("127.0.0.1:{}", procs::free_port());
+    let coord_url = format!("http://{addr}");
+    let coordinator = ["coordinator", "--data", d];
+    let mut coord = procs::server_at(&coordinator, &addr);
+    let _r = runner(&coord_url, &cache_url, "r1", &data.path().join("r1"));
+    wait_for_runners(&coord_url, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"version: 1
+env: {{ MARK: "{}" }}
+stages:
+  - name: a
+    steps:
+      - name: one
+        cache: false
+        run: |
+          echo started >> "$MARK/one-started"
+          sleep 2
+          echo done >> "$MARK/one"
+  - name: b
+    steps:
+      - {{ name: two, cache: false, run: 'echo done >> "$MARK/two"' }}
+"#,
+        mark.path().display()
+    );
+    std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
+    let submit = bin()
+        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+        .arg(dir.path().join("buildfleet.yaml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("step one to start", Duration::from_secs(20), || {
+        mark.path().join("one-started").exists()
+    });
+    coord.0.kill().unwrap(); // SIGKILL: no chance to save anything more
+    coord.0.wait().unwrap();
+    let _coord = procs::server_at(&coordinator, &addr);
+    let out = submit.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("watch interrupted"),
+        "the watcher resumed: {stdout}"
+    );
+    assert!(
+        stdout.contains("the coordinator restarted during attempt 1"),
+        "{stdout}"
+    );
+    // The killed attempt died with the connection; the retry finished once.
+    assert_eq!(lines(&mark.path().join("one")), ["done"]);
+    assert_eq!(lines(&mark.path().join("two")), ["done"]);
+}

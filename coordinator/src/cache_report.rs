@@ -2,7 +2,7 @@
 //! shard and sent with its final state so the summary can say, for every
 //! miss, why — and so a failed save is never invisible.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CacheOutcome {
     Hit,
     Fallback,
@@ -25,7 +25,7 @@ impl CacheOutcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CacheReport {
     /// `step` for the step-result cache, else the dependency cache's name.
     pub cache: String,

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::state::State;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LogStream {
     Stdout,
     Stderr,
@@ -18,7 +18,7 @@ pub enum LogStream {
     System,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateChange {
     /// `None` = the run itself.
     pub step: Option<String>,
@@ -31,7 +31,7 @@ pub struct StateChange {
     pub cache: Vec<crate::cache_report::CacheReport>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     pub step: String,
     pub shard: u32,
@@ -40,14 +40,14 @@ pub struct LogEntry {
 }
 
 /// About the run as a whole: a warning, a notification attempt, a stall.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Notice {
     pub kind: NoticeKind,
     pub text: String,
     pub at: std::time::SystemTime,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NoticeKind {
     Warning,
     Notification,
@@ -64,14 +64,14 @@ impl NoticeKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     State(StateChange),
     Log(LogEntry),
     Notice(Notice),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub seq: u64,
     pub kind: EventKind,
@@ -116,6 +116,16 @@ impl EventLog {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.newest.subscribe()
+    }
+
+    /// A log restored from storage, numbered as it was.
+    pub fn restore(events: Vec<Event>) -> EventLog {
+        let log = EventLog::default();
+        let last = events.len() as u64;
+        let mut log = log;
+        log.events = events.into_iter().map(Arc::new).collect();
+        log.newest.send_replace(last);
+        log
     }
 
     /// Wakes watchers without a new event (the run became terminal).

@@ -94,9 +94,22 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The hub, with the runs a durable history database holds restored.
     pub fn new(config: CoordinatorConfig, history: crate::history::History) -> Hub {
+        let store = history.run_store();
+        let mut sched = Scheduler::with_history(config.scheduler.clone(), history);
+        if let Some(store) = store {
+            let secrets = config.secrets.clone();
+            let resolve = move |names: &std::collections::BTreeSet<String>| {
+                secrets.resolve(names, std::time::SystemTime::now()).values
+            };
+            if let Err(e) = sched.restore(&store, &resolve, Instant::now()) {
+                warn!(error = %e, "stored runs could not be read; starting without them");
+            }
+            sched.persist_to(store);
+        }
         Hub {
-            sched: Mutex::new(Scheduler::with_history(config.scheduler.clone(), history)),
+            sched: Mutex::new(sched),
             config,
             connections: Mutex::new(HashMap::new()),
             notifications: Mutex::new(None),
@@ -129,9 +142,13 @@ impl Hub {
         }
     }
 
-    /// Runs `f` with the scheduler locked. Keep `f` short: no awaits, no I/O.
+    /// Runs `f` with the scheduler locked, then stores what it changed
+    /// (when runs are persisted). Keep `f` short: no awaits, no I/O.
     pub fn with<R>(&self, f: impl FnOnce(&mut Scheduler) -> R) -> R {
-        f(&mut self.sched.lock())
+        let mut s = self.sched.lock();
+        let r = f(&mut s);
+        s.persist();
+        r
     }
 
     pub fn connect_runner(&self, view: RunnerView, outbox: mpsc::UnboundedSender<Outbound>) {

@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod history;
 pub mod hub;
 pub mod notify;
+pub mod persist;
 pub mod pipeline;
 pub mod run;
 pub mod scheduler;

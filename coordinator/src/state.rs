@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// Not yet startable: dependencies still running.
     Pending,
@@ -33,7 +33,7 @@ pub enum State {
 }
 
 /// Why a shard, step or run failed.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,

@@ -1,7 +1,7 @@
 //! Per-test outcomes a runner read from a shard's JUnit reports, kept on the
 //! shard so the summary can list failed tests with where to find them.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TestOutcome {
     Passed,
     Failed,
@@ -15,7 +15,7 @@ impl TestOutcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TestResult {
     pub id: String,
     pub outcome: TestOutcome,

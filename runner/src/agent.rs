@@ -52,9 +52,20 @@ impl RunnerConfig {
 
 type CancelMap = Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>;
 
-/// Serves one coordinator connection until it ends or `shutdown` resolves.
-/// Running shards are cancelled when the connection ends: their results
-/// could not be delivered, and the coordinator counts them as lost.
+/// How a session with the coordinator ended.
+enum Ended {
+    Shutdown,
+    /// The stream ended or could not be opened: try again.
+    Lost(String),
+}
+
+/// First and longest wait between reconnection attempts.
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Serves the coordinator until `shutdown` resolves, reconnecting (with
+/// backoff, each failure logged) whenever the connection is lost — a
+/// coordinator restart must not take the fleet down with it.
 pub async fn run(
     config: RunnerConfig,
     shutdown: impl Future<Output = ()> + Send,
@@ -69,18 +80,42 @@ pub async fn run(
         path: config.work_root.clone(),
         source,
     })?;
-    let channel = Endpoint::from_shared(config.coordinator_url.clone())
-        .map_err(|e| RunnerError::Config(e.to_string()))?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|source| RunnerError::Connect {
-            url: config.coordinator_url.clone(),
-            source,
-        })?;
-    let cas = CasClient::connect(&config.cache_url)
-        .await
-        .map_err(|e| RunnerError::Config(format!("cache {}: {e}", config.cache_url)))?;
+    tokio::pin!(shutdown);
+    let mut wait = RECONNECT_MIN;
+    loop {
+        match session(&config, &mut shutdown).await {
+            Ended::Shutdown => return Ok(()),
+            Ended::Lost(why) => {
+                warn!(reason = %why, retry_in = ?wait, "coordinator connection lost; reconnecting");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+        wait = (wait * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// One connection: register, take leases, until it ends. Running shards
+/// are cancelled when it ends: their results could not be delivered, and
+/// the coordinator leases them again.
+async fn session(
+    config: &RunnerConfig,
+    shutdown: &mut std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
+) -> Ended {
+    let channel = match Endpoint::from_shared(config.coordinator_url.clone()) {
+        Ok(e) => e.tcp_nodelay(true).connect().await,
+        Err(e) => return Ended::Lost(format!("coordinator URL: {e}")),
+    };
+    let channel = match channel {
+        Ok(c) => c,
+        Err(e) => return Ended::Lost(format!("connecting to {}: {e}", config.coordinator_url)),
+    };
+    let cas = match CasClient::connect(&config.cache_url).await {
+        Ok(c) => c,
+        Err(e) => return Ended::Lost(format!("cache {}: {e}", config.cache_url)),
+    };
     let mut client = pb::runner_service_client::RunnerServiceClient::new(channel);
     let (out_tx, out_rx) = mpsc::channel::<pb::RunnerMessage>(1024);
     out_tx
@@ -93,11 +128,13 @@ pub async fn run(
         })
         .await
         .expect("receiver held above");
-    let mut inbound = client
+    let mut inbound = match client
         .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
         .await
-        .map_err(RunnerError::Refused)?
-        .into_inner();
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return Ended::Lost(format!("session refused: {status}")),
+    };
     let ctx = Arc::new(ShardContext {
         work_root: config.work_root.clone(),
         cas,
@@ -107,16 +144,15 @@ pub async fn run(
     });
     let cancels: CancelMap = Arc::default();
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
-    tokio::pin!(shutdown);
-    let result = loop {
+    let ended = loop {
         let msg = tokio::select! {
             m = inbound.message() => m,
-            _ = &mut shutdown => break Ok(()),
+            _ = shutdown.as_mut() => break Ended::Shutdown,
         };
         let msg = match msg {
             Ok(Some(m)) => m,
-            Ok(None) => break Ok(()),
-            Err(status) => break Err(RunnerError::Stream(status)),
+            Ok(None) => break Ended::Lost("the coordinator closed the stream".into()),
+            Err(status) => break Ended::Lost(format!("stream error: {status}")),
         };
         use pb::coordinator_message::Msg;
         match msg.msg {
@@ -142,7 +178,7 @@ pub async fn run(
         warn!(%lease, "cancelling shard: runner is leaving the coordinator");
         tx.send_replace(Some("runner disconnected from the coordinator".into()));
     }
-    result
+    ended
 }
 
 fn spawn_heartbeat(

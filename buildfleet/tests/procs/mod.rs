@@ -62,6 +62,34 @@ pub fn wait_for_runners(coordinator: &str, n: usize) {
     });
 }
 
+/// A port that was free a moment ago, for a role that must come back on
+/// the same address after a restart.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a server role on a fixed address and waits until it accepts.
+pub fn server_at(args: &[&str], addr: &str) -> Proc {
+    let child = bin()
+        .args(args)
+        .args(["--listen", addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Proc(child);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{args:?} did not listen on {addr} within 10s");
+}
+
 /// Starts a runner process with its own work directory.
 pub fn runner(coordinator: &str, cache: &str, name: &str, work: &std::path::Path) -> Proc {
     Proc(

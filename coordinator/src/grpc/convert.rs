@@ -149,7 +149,7 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
                     })
                     .collect(),
                 split: s.split.as_ref().map(|i| pb::SplitStatus {
-                    source: i.source.to_owned(),
+                    source: i.source.clone(),
                     items: i.items as u32,
                     without_history: i.without_history as u32,
                     estimate_ms: i.estimate.as_millis() as u64,

@@ -94,6 +94,8 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
             secret_problems,
             warnings: resolved.expiring,
             log_cap: self.hub.config.log_cap,
+            pipeline_yaml: req.pipeline_yaml.clone(),
+            idempotency_key: key.clone(),
         };
         let submitted = self
             .hub

@@ -42,6 +42,8 @@ pub struct ItemHistory {
 #[derive(Clone)]
 pub struct History {
     kv: Arc<dyn Kv>,
+    /// Backed by disk (RocksDB) rather than memory.
+    durable: bool,
 }
 
 impl std::fmt::Debug for History {
@@ -89,7 +91,10 @@ impl History {
     /// is bound, so a locked or broken database stops start-up.
     pub fn open(dir: Option<&std::path::Path>) -> Result<History, HistoryError> {
         match dir {
-            Some(dir) => Ok(History::new(Arc::new(RocksKv::open(dir)?))),
+            Some(dir) => Ok(History {
+                kv: Arc::new(RocksKv::open(dir)?),
+                durable: true,
+            }),
             None => {
                 tracing::info!("no history directory: durations and flaky marks last until this coordinator stops");
                 Ok(History::default())
@@ -98,7 +103,14 @@ impl History {
     }
 
     pub fn new(kv: Arc<dyn Kv>) -> History {
-        History { kv }
+        History { kv, durable: false }
+    }
+
+    /// The run store on the same database, when it is on disk (keeping
+    /// every log twice in memory would buy nothing).
+    pub fn run_store(&self) -> Option<crate::persist::RunStore> {
+        self.durable
+            .then(|| crate::persist::RunStore::new(self.kv.clone()))
     }
 
     /// Every item of `step` with a known duration.

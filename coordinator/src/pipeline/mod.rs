@@ -26,7 +26,7 @@ pub use error::{PipelineError, PipelineErrors};
 
 /// A whole pipeline file after validation: every invariant the schema
 /// promises (unique step names, `needs` that resolve, no cycles) holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Pipeline {
     pub version: u32,
     pub target_minutes: Option<u32>,

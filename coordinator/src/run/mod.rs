@@ -3,6 +3,7 @@
 //! The run owns state transitions so every change is recorded as an event in
 //! the same place it happens — no state can move without watchers seeing it.
 
+mod clock;
 mod split_step;
 pub mod verdict;
 
@@ -17,14 +18,14 @@ use crate::state::{combine, State};
 pub use split_step::{plan_split, Planned, SplitInfo};
 
 /// Content address of the submitted input tree, passed through to runners.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct InputRoot {
     pub hash: String,
     pub size_bytes: u64,
 }
 
 /// Per-run choices made at submission.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunOptions {
     /// Run every step even if an identical earlier result exists.
     pub no_cache: bool,
@@ -35,7 +36,12 @@ pub struct RunOptions {
     pub split_items: BTreeMap<String, Vec<String>>,
     /// Test ids from the quarantine file.
     pub quarantine: BTreeSet<String>,
-    /// Secret values resolved at submission, by name.
+    /// The pipeline file as submitted, so a restored run can be rebuilt.
+    pub pipeline_yaml: String,
+    pub idempotency_key: Option<String>,
+    /// Secret values resolved at submission, by name. Never stored: after
+    /// a restart they are read again from the secret store.
+    #[serde(skip)]
     pub secrets: BTreeMap<String, String>,
     /// Steps that cannot start because a secret they need is expired or
     /// missing, with the reason: the run fails before any step starts.
@@ -49,7 +55,7 @@ pub struct RunOptions {
 }
 
 /// Where a split step is in getting its items.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Listing {
     /// Not a split step, or its shards exist.
     Done,
@@ -61,13 +67,14 @@ pub enum Listing {
     Leased(String),
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ShardRun {
     pub index: u32,
     pub state: State,
     pub runner: Option<String>,
     pub lease: Option<String>,
     pub attempt: u32,
+    #[serde(with = "clock::option")]
     pub started: Option<Instant>,
     pub duration_ms: u64,
     pub cache: Vec<CacheReport>,
@@ -112,7 +119,7 @@ impl ShardRun {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct StepRun {
     pub name: String,
     pub stage: String,
@@ -123,7 +130,9 @@ pub struct StepRun {
     pub labels: Vec<String>,
     /// When the step became ready; bounds how long it may wait for a runner
     /// with matching labels.
+    #[serde(with = "clock::option")]
     pub ready_at: Option<Instant>,
+    #[serde(with = "clock::option")]
     pub started: Option<Instant>,
     pub duration_ms: u64,
     pub listing: Listing,
@@ -131,13 +140,16 @@ pub struct StepRun {
     pub split: Option<SplitInfo>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Run {
     pub id: String,
+    /// Rebuilt from `options.pipeline_yaml` when a run is restored.
+    #[serde(skip)]
     pub pipeline: Pipeline,
     pub pipeline_path: String,
     pub input_root: InputRoot,
     pub options: RunOptions,
+    #[serde(with = "clock")]
     pub created: Instant,
     pub created_wall: SystemTime,
     pub state: State,
@@ -145,8 +157,11 @@ pub struct Run {
     pub steps: Vec<StepRun>,
     pub by_name: HashMap<String, usize>,
     pub cancel_reason: Option<String>,
+    /// Stored event by event, beside the run.
+    #[serde(skip)]
     pub events: EventLog,
     /// The last state change or log line, for stall detection.
+    #[serde(with = "clock")]
     pub last_progress: Instant,
     pub stall_notified: bool,
     /// Whether `run-failed`/`run-recovered` was handed out for its end.

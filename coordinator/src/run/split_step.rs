@@ -11,10 +11,10 @@ use crate::split::{choose_shard_count, plan, Estimate, Plan};
 use crate::state::fmt_ms;
 
 /// How a split step's items were divided, for the summary and the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SplitInfo {
     /// `files` or `list`.
-    pub source: &'static str,
+    pub source: String,
     pub items: usize,
     pub without_history: usize,
     /// What an item without history was predicted to take.
@@ -117,7 +117,7 @@ pub fn plan_split(
     // `plan` only fails for zero shards, which the counts above rule out.
     let plan: Plan = plan.expect("at least one shard");
     let info = SplitInfo {
-        source,
+        source: source.to_owned(),
         items: items.len() - plan.duplicates.len().min(items.len()),
         without_history: plan.without_history,
         estimate: match plan.estimate {

@@ -16,6 +16,7 @@ use crate::run::{InputRoot, Listing, Run, RunOptions};
 use crate::state::State;
 use crate::test_result::TestResult;
 
+mod restore;
 mod split;
 
 use split::listing_spec;
@@ -156,6 +157,9 @@ pub struct Scheduler {
     /// Whether the last finished run of each (project, pipeline) was green,
     /// to tell a recovery.
     last_green: HashMap<(String, String), bool>,
+    /// Where runs are persisted, and how far each one is stored.
+    store: Option<crate::persist::RunStore>,
+    saved: HashMap<String, u64>,
 }
 
 impl Scheduler {

@@ -1,0 +1,104 @@
+//! Runs survive a coordinator restart: each run's state is stored as a
+//! snapshot and its events one by one, in the coordinator's RocksDB (through
+//! the same `Kv` as history). After `kill -9` and a restart the runs are
+//! read back, shards that were in flight are leased again, and watchers
+//! resume from the last event they saw, numbered as before.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::events::Event;
+use crate::history::{HistoryError, Kv};
+use crate::run::Run;
+
+const RUN: &[u8] = b"run\0";
+const EVENT: &[u8] = b"ev\0";
+
+/// Where runs are kept.
+#[derive(Clone)]
+pub struct RunStore {
+    kv: Arc<dyn Kv>,
+}
+
+impl std::fmt::Debug for RunStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunStore")
+    }
+}
+
+fn key(prefix: &[u8], run: &str, seq: Option<u64>) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(run.as_bytes());
+    if let Some(seq) = seq {
+        k.push(0);
+        k.extend_from_slice(&seq.to_be_bytes());
+    }
+    k
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, HistoryError> {
+    postcard::to_allocvec(v).map_err(|e| HistoryError::Io(format!("cannot encode: {e}")))
+}
+
+/// A run read back: its state (the pipeline still to be parsed again from
+/// `options.pipeline_yaml`) and its events in order.
+pub struct Stored {
+    pub run: Run,
+    pub events: Vec<Event>,
+}
+
+impl RunStore {
+    pub fn new(kv: Arc<dyn Kv>) -> RunStore {
+        RunStore { kv }
+    }
+
+    /// Appends `events` and, if `snapshot`, replaces the run's state: one
+    /// atomic write, so a crash never leaves a state ahead of its events.
+    pub fn save(
+        &self,
+        run: &Run,
+        events: &[Arc<Event>],
+        snapshot: bool,
+    ) -> Result<(), HistoryError> {
+        let mut writes = Vec::with_capacity(events.len() + 1);
+        for e in events {
+            writes.push((key(EVENT, &run.id, Some(e.seq)), encode(e.as_ref())?));
+        }
+        if snapshot {
+            writes.push((key(RUN, &run.id, None), encode(run)?));
+        }
+        self.kv.put(writes)
+    }
+
+    /// Every stored run; undecodable entries are skipped with a warning.
+    pub fn load(&self) -> Result<Vec<Stored>, HistoryError> {
+        let mut events: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        for (k, v) in self.kv.scan(EVENT)? {
+            let rest = &k[EVENT.len()..];
+            let Some(split) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let run = String::from_utf8_lossy(&rest[..split]).into_owned();
+            match postcard::from_bytes::<Event>(&v) {
+                Ok(e) => events.entry(run).or_default().push(e),
+                Err(e) => tracing::warn!(%run, error = %e, "stored event unreadable; skipped"),
+            }
+        }
+        let mut out = Vec::new();
+        for (k, v) in self.kv.scan(RUN)? {
+            let id = String::from_utf8_lossy(&k[RUN.len()..]).into_owned();
+            match postcard::from_bytes::<Run>(&v) {
+                Ok(run) => {
+                    let mut evs = events.remove(&id).unwrap_or_default();
+                    evs.sort_by_key(|e| e.seq);
+                    // Keep the gap-free prefix: numbering must stay dense.
+                    let dense = evs.iter().zip(1..).take_while(|(e, n)| e.seq == *n).count();
+                    evs.truncate(dense);
+                    out.push(Stored { run, events: evs });
+                }
+                Err(e) => tracing::warn!(run = %id, error = %e, "stored run unreadable; skipped"),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,128 @@
+//! The scheduler's side of persistence: storing what changed after each
+//! operation, and rebuilding runs after a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::Scheduler;
+use crate::events::{EventKind, EventLog, NoticeKind};
+use crate::persist::RunStore;
+use crate::run::Listing;
+use crate::state::State;
+
+impl Scheduler {
+    /// Stores runs in `store` from now on.
+    pub fn persist_to(&mut self, store: RunStore) {
+        self.store = Some(store);
+    }
+
+    /// Writes every run's new events (and its state, when anything but log
+    /// lines changed) since the last call.
+    pub fn persist(&mut self) {
+        let Some(store) = &self.store else { return };
+        for id in &self.order {
+            let Some(run) = self.runs.get(id) else {
+                continue;
+            };
+            let saved = self.saved.get(id).copied().unwrap_or(0);
+            let last = run.events.last_seq();
+            if last <= saved {
+                continue;
+            }
+            let new = run.events.after(saved, usize::MAX);
+            let snapshot = saved == 0 || new.iter().any(|e| !matches!(e.kind, EventKind::Log(_)));
+            match store.save(run, &new, snapshot) {
+                Ok(()) => {
+                    self.saved.insert(id.clone(), last);
+                }
+                Err(e) => {
+                    warn!(run = %id, error = %e, "run not persisted; a restart would lose its latest events")
+                }
+            }
+        }
+    }
+
+    /// Reads stored runs back. Unfinished ones go on: shards and listings
+    /// that were in flight are leased again (the coordinator's restart
+    /// costs them no retry), and `resolve` supplies secrets again.
+    pub fn restore(
+        &mut self,
+        store: &RunStore,
+        resolve: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, String>,
+        now: Instant,
+    ) -> Result<usize, crate::history::HistoryError> {
+        let mut stored = store.load()?;
+        stored.sort_by_key(|s| s.run.created_wall);
+        let mut count = 0;
+        for s in stored {
+            let mut run = s.run;
+            let pipeline = match crate::pipeline::parse(
+                &run.pipeline_path,
+                &run.options.pipeline_yaml,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(run = %run.id, error = %e, "stored run's pipeline no longer parses; not restored");
+                    continue;
+                }
+            };
+            run.pipeline = pipeline;
+            run.events = EventLog::restore(s.events);
+            self.saved.insert(run.id.clone(), run.events.last_seq());
+            if !run.is_finished() {
+                let needed: BTreeSet<String> = run
+                    .pipeline
+                    .steps()
+                    .flat_map(|st| st.secrets.iter().cloned())
+                    .collect();
+                run.options.secrets = resolve(&needed);
+                let mut requeued = 0;
+                for step in 0..run.steps.len() {
+                    if let Listing::Leased(_) = run.steps[step].listing {
+                        run.steps[step].listing = Listing::Needed;
+                        run.system_log(
+                            step,
+                            0,
+                            "the coordinator restarted while listing; listing again",
+                        );
+                        requeued += 1;
+                    }
+                    for shard in 0..run.steps[step].shards.len() {
+                        if run.steps[step].shards[shard].state != State::Running {
+                            continue;
+                        }
+                        let sh = &run.steps[step].shards[shard];
+                        let line = format!(
+                            "the coordinator restarted during attempt {} on {}; leasing again (no retry used)",
+                            sh.attempt,
+                            sh.runner.clone().unwrap_or_default()
+                        );
+                        let index = sh.index;
+                        run.system_log(step, index, &line);
+                        run.set_shard_state(step, shard, State::Waiting, now);
+                        requeued += 1;
+                    }
+                }
+                run.notice(
+                    NoticeKind::Warning,
+                    format!("the coordinator restarted; {requeued} shard(s) or listing(s) in flight were leased again"),
+                );
+                run.last_progress = now;
+            } else {
+                let key = (run.options.project.clone(), run.pipeline_path.clone());
+                self.last_green.insert(key, run.state.is_green());
+            }
+            if let Some(k) = &run.options.idempotency_key {
+                self.idempotency.insert(k.clone(), run.id.clone());
+            }
+            self.order.push(run.id.clone());
+            self.runs.insert(run.id.clone(), run);
+            count += 1;
+        }
+        info!(runs = count, "runs restored");
+        self.persist();
+        Ok(count)
+    }
+}
