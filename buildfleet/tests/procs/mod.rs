@@ -74,16 +74,19 @@ pub fn free_port() -> u16 {
 
 /// Starts a server role on a fixed address and waits until it accepts.
 pub fn server_at(args: &[&str], addr: &str) -> Proc {
-    let child = bin()
-        .args(args)
-        .args(["--listen", addr])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Wrapped at once, so the process is killed and reaped on every path.
+    let proc = Proc(
+        bin()
+            .args(args)
+            .args(["--listen", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..500 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return Proc(child);
+            return proc;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
