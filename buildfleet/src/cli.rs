@@ -101,6 +101,10 @@ pub struct RunArgs {
     /// Where the cache keeps its data (default: a per-user data directory).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Embedded runners take no leases below this much free disk (`0` for
+    /// no floor).
+    #[arg(long, default_value = "256MiB", value_parser = parse_floor)]
+    pub min_free_disk: u64,
     /// Keep the embedded cache under this size (e.g. `20GiB`), evicting the
     /// least recently used blobs; default: no limit.
     #[arg(long, value_parser = parse_size)]
@@ -245,6 +249,21 @@ pub struct RunnerArgs {
     /// Size cap of the local blob cache (e.g. `20GiB`); default: no cap.
     #[arg(long, value_parser = parse_size)]
     pub local_cache_max_size: Option<u64>,
+    /// Take no new leases while the work directory's disk has less free
+    /// space than this (`0` for no floor); `ListRunners` says why.
+    #[arg(long, default_value = "1GiB", value_parser = parse_floor)]
+    pub min_free_disk: u64,
+    /// On SIGTERM, how long running shards may go on; after that they are
+    /// handed back and leased again elsewhere.
+    #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
+    pub drain_grace: Duration,
+}
+
+fn parse_floor(text: &str) -> Result<u64, String> {
+    if text == "0" {
+        return Ok(0);
+    }
+    parse_size(text)
 }
 
 #[derive(Args, Debug)]

@@ -22,6 +22,8 @@ pub struct FleetOptions {
     pub runners: u32,
     pub coordinator: CoordinatorConfig,
     pub kill_grace: Duration,
+    /// Runners below this much free disk take no leases (0 = no floor).
+    pub min_free_disk: u64,
     pub runner_labels: Vec<String>,
 }
 
@@ -96,6 +98,9 @@ impl EmbeddedFleet {
                 work_root: work_base.join(format!("{}-{}", name, std::process::id())),
                 kill_grace: opts.kill_grace,
                 local_cas: Some(local_cas.clone()),
+                min_free_disk: opts.min_free_disk,
+                // The embedded fleet stops when its run has ended.
+                drain_grace: Duration::from_secs(5),
             };
             let s = stop.clone();
             tasks.push((

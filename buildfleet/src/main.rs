@@ -129,6 +129,7 @@ async fn run(args: RunArgs) -> Result<i32> {
             config
         },
         kill_grace: args.sched.kill_grace,
+        min_free_disk: args.min_free_disk,
         runner_labels: Vec::new(),
     })
     .await?;

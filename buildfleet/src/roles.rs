@@ -103,6 +103,8 @@ pub async fn runner(args: RunnerArgs) -> Result<()> {
         work_root,
         kill_grace: args.kill_grace,
         local_cas: Some(local_cas),
+        min_free_disk: args.min_free_disk,
+        drain_grace: args.drain_grace,
     };
     config.validate()?;
     buildfleet_runner::run(config, shutdown_signal()).await?;

@@ -409,6 +409,15 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
 
 #[test]
 fn a_coordinator_killed_mid_run_restarts_and_the_run_completes() {
+    restart_mid_run(false);
+}
+
+#[test]
+fn a_coordinator_stopped_by_sigterm_exits_promptly_and_the_run_completes_after_restart() {
+    restart_mid_run(true);
+}
+
+fn restart_mid_run(graceful: bool) {
     let data = tempfile::tempdir().unwrap();
     let mark = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();
@@ -449,8 +458,20 @@ stages:
     wait_for("step one to start", Duration::from_secs(20), || {
         mark.path().join("one-started").exists()
     });
-    coord.0.kill().unwrap(); // SIGKILL: no chance to save anything more
-    coord.0.wait().unwrap();
+    if graceful {
+        coord.terminate();
+        let start = Instant::now();
+        while coord.0.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "SIGTERM stops the coordinator promptly"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    } else {
+        coord.0.kill().unwrap(); // SIGKILL: no chance to save anything more
+        coord.0.wait().unwrap();
+    }
     let _coord = procs::server_at(&coordinator, &addr);
     let out = submit.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -464,11 +485,142 @@ stages:
         stdout.contains("watch interrupted"),
         "the watcher resumed: {stdout}"
     );
-    assert!(
-        stdout.contains("the coordinator restarted during attempt 1"),
-        "{stdout}"
-    );
+    let requeued = if graceful {
+        "ended without a result, through no fault of the step"
+    } else {
+        "the coordinator restarted during attempt 1"
+    };
+    assert!(stdout.contains(requeued), "{stdout}");
     // The killed attempt died with the connection; the retry finished once.
     assert_eq!(lines(&mark.path().join("one")), ["done"]);
     assert_eq!(lines(&mark.path().join("two")), ["done"]);
+}
+
+/// A fleet of cache + coordinator on a fresh data dir, and a pipeline
+/// whose one step marks its start and end in `mark`.
+struct Drained {
+    data: tempfile::TempDir,
+    mark: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    cache_url: String,
+    coord_url: String,
+    _servers: (procs::Proc, procs::Proc),
+}
+
+fn drain_fleet(sleep_s: u32) -> Drained {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap().to_owned();
+    let (cache, cache_url) = server(&["cache", "--data", &d]);
+    let (coord, coord_url) = server(&["coordinator", "--data", &d]);
+    let mark = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"version: 1
+env: {{ MARK: "{}" }}
+stages:
+  - name: s
+    steps:
+      - name: job
+        cache: false
+        run: |
+          echo started >> "$MARK/started"
+          sleep {sleep_s}
+          echo done >> "$MARK/done"
+"#,
+        mark.path().display()
+    );
+    std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
+    Drained {
+        data,
+        mark,
+        dir,
+        cache_url,
+        coord_url,
+        _servers: (cache, coord),
+    }
+}
+
+impl Drained {
+    fn submit(&self) -> std::process::Child {
+        bin()
+            .args([
+                "submit",
+                "--coordinator",
+                &self.coord_url,
+                "--cache",
+                &self.cache_url,
+            ])
+            .arg(self.dir.path().join("buildfleet.yaml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_sigtermed_runner_finishes_its_shard_within_the_grace_then_exits() {
+    let f = drain_fleet(1);
+    let mut r1 = procs::runner_with(
+        &f.coord_url,
+        &f.cache_url,
+        "r1",
+        &f.data.path().join("r1"),
+        &["--drain-grace", "20s"],
+    );
+    wait_for_runners(&f.coord_url, 1);
+    let submit = f.submit();
+    wait_for("the shard to start", Duration::from_secs(20), || {
+        f.mark.path().join("started").exists()
+    });
+    r1.terminate();
+    let out = submit.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(lines(&f.mark.path().join("done")), ["done"]);
+    assert!(
+        !stdout.contains("2 attempts"),
+        "finished on its first attempt: {stdout}"
+    );
+    let start = Instant::now();
+    while r1.0.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the drained runner exits"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_sigtermed_runner_hands_back_what_outlives_its_grace_and_another_runs_it() {
+    let f = drain_fleet(3);
+    let r1 = procs::runner_with(
+        &f.coord_url,
+        &f.cache_url,
+        "r1",
+        &f.data.path().join("r1"),
+        &["--drain-grace", "300ms"],
+    );
+    wait_for_runners(&f.coord_url, 1);
+    let submit = f.submit();
+    wait_for("the shard to start", Duration::from_secs(20), || {
+        f.mark.path().join("started").exists()
+    });
+    let _r2 = runner(&f.coord_url, &f.cache_url, "r2", &f.data.path().join("r2"));
+    r1.terminate();
+    let out = submit.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("runner r1 handed the lease back"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no retry used"), "{stdout}");
+    assert_eq!(
+        lines(&f.mark.path().join("done")),
+        ["done"],
+        "the handed-back attempt never finished"
+    );
+    assert_eq!(lines(&f.mark.path().join("started")).len(), 2);
 }

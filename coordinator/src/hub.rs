@@ -91,6 +91,9 @@ pub struct Hub {
     connections: Mutex<HashMap<String, Connection>>,
     /// The delivery task's inbox, once it runs.
     notifications: Mutex<Option<mpsc::UnboundedSender<crate::notify::Notification>>>,
+    /// True once shutdown began: no submissions, watchers told to resume
+    /// elsewhere, runner streams closed (at no cost to their shards).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
@@ -113,6 +116,27 @@ impl Hub {
             config,
             connections: Mutex::new(HashMap::new()),
             notifications: Mutex::new(None),
+            closing: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// SIGTERM: stop taking submissions, end watch streams (watchers resume
+    /// from their last event on the next coordinator) and runner streams.
+    /// Runs are already stored after every change, so nothing is lost.
+    pub fn begin_shutdown(&self) {
+        tracing::info!("shutting down: no new submissions; closing watch and runner streams");
+        self.closing.send_replace(true);
+        let runners: Vec<String> = self.connections.lock().keys().cloned().collect();
+        for id in runners {
+            self.disconnect_runner(&id);
         }
     }
 
@@ -172,7 +196,8 @@ impl Hub {
 
     pub fn disconnect_runner(&self, runner_id: &str) {
         self.connections.lock().remove(runner_id);
-        self.with(|s| s.runner_gone(runner_id, false, Instant::now()));
+        let ours = self.is_closing();
+        self.with(|s| s.runner_gone(runner_id, ours, Instant::now()));
         self.dispatch();
     }
 

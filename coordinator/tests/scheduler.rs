@@ -22,6 +22,7 @@ fn runner(id: &str, slots: u32, labels: &[&str]) -> RunnerView {
         slots,
         busy: 0,
         connected_at: SystemTime::now(),
+        unavailable: None,
     }
 }
 

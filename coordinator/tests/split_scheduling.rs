@@ -18,6 +18,7 @@ fn runner(id: &str, slots: u32) -> RunnerView {
         slots,
         busy: 0,
         connected_at: SystemTime::now(),
+        unavailable: None,
     }
 }
 

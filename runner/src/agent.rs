@@ -32,6 +32,11 @@ pub struct RunnerConfig {
     /// hard-linked from it, so a warm restore costs metadata, not bytes.
     /// `None` downloads and writes every file.
     pub local_cas: Option<LocalCas>,
+    /// Below this much free disk on `work_root`, take no new leases (0 = no floor).
+    pub min_free_disk: u64,
+    /// On SIGTERM, how long running shards may go on before they are
+    /// handed back to the coordinator.
+    pub drain_grace: Duration,
 }
 
 impl RunnerConfig {
@@ -144,10 +149,32 @@ async fn session(
     });
     let cancels: CancelMap = Arc::default();
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
+    // Set on SIGTERM: no new leases, running ones get until the deadline.
+    let mut draining: Option<tokio::time::Instant> = None;
     let ended = loop {
         let msg = tokio::select! {
             m = inbound.message() => m,
-            _ = shutdown.as_mut() => break Ended::Shutdown,
+            _ = shutdown.as_mut(), if draining.is_none() => {
+                let deadline = tokio::time::Instant::now() + config.drain_grace;
+                draining = Some(deadline);
+                let running = cancels.lock().len();
+                info!(running, grace = ?config.drain_grace, "draining: no new leases");
+                let drain = pb::runner_message::Msg::Drain(pb::Drain {
+                    grace_ms: config.drain_grace.as_millis() as u64,
+                });
+                let _ = out_tx.send(pb::RunnerMessage { msg: Some(drain) }).await;
+                continue;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)), if draining.is_some() => {
+                if cancels.lock().is_empty() {
+                    break Ended::Shutdown;
+                }
+                if draining.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    hand_back_all(&cancels, &out_tx, "the runner is stopping and its drain grace ran out").await;
+                    break Ended::Shutdown;
+                }
+                continue;
+            }
         };
         let msg = match msg {
             Ok(Some(m)) => m,
@@ -159,9 +186,21 @@ async fn session(
             Some(Msg::Registered(r)) => {
                 info!(runner_id = %r.runner_id, "registered with the coordinator");
                 let every = Duration::from_millis(r.heartbeat_interval_ms.max(10));
-                heartbeat = Some(spawn_heartbeat(out_tx.clone(), every, &config.name));
+                heartbeat = Some(spawn_heartbeat(out_tx.clone(), every, config));
             }
-            Some(Msg::Lease(lease)) => spawn_shard(ctx.clone(), cancels.clone(), lease),
+            Some(Msg::Lease(lease)) => {
+                let refuse = match draining {
+                    Some(_) => Some("the runner is draining".to_owned()),
+                    None => crate::disk::below_floor(&config.work_root, config.min_free_disk),
+                };
+                match refuse {
+                    Some(reason) => {
+                        warn!(lease = %lease.lease_id, %reason, "lease handed back");
+                        send_hand_back(&out_tx, lease.lease_id, reason).await;
+                    }
+                    None => spawn_shard(ctx.clone(), cancels.clone(), lease),
+                }
+            }
             Some(Msg::Cancel(c)) => match cancels.lock().get(&c.lease_id) {
                 Some(tx) => {
                     tx.send_replace(Some(c.reason));
@@ -178,21 +217,49 @@ async fn session(
         warn!(%lease, "cancelling shard: runner is leaving the coordinator");
         tx.send_replace(Some("runner disconnected from the coordinator".into()));
     }
+    if matches!(ended, Ended::Shutdown) {
+        // Everything queued (results, hand-backs) must reach the coordinator
+        // before the stream closes: close our side once the shards are done
+        // with it, then wait for the coordinator to close its own.
+        drop(ctx);
+        drop(out_tx);
+        let flush = config.kill_grace + Duration::from_secs(5);
+        let drained = tokio::time::timeout(flush, async {
+            while let Ok(Some(_)) = inbound.message().await {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                ?flush,
+                "the coordinator did not close the stream; leaving anyway"
+            );
+        }
+    }
     ended
 }
 
+/// Heartbeats carry the runner's availability: below its disk floor it
+/// says so, and the coordinator stops leasing to it until it recovers.
 fn spawn_heartbeat(
     out: mpsc::Sender<pb::RunnerMessage>,
     every: Duration,
-    name: &str,
+    config: &RunnerConfig,
 ) -> tokio::task::JoinHandle<()> {
+    let (dir, floor, name) = (
+        config.work_root.clone(),
+        config.min_free_disk,
+        config.name.clone(),
+    );
     tokio::spawn(
         async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                let unavailable = crate::disk::below_floor(&dir, floor).unwrap_or_default();
                 let hb = pb::RunnerMessage {
-                    msg: Some(pb::runner_message::Msg::Heartbeat(pb::Heartbeat {})),
+                    msg: Some(pb::runner_message::Msg::Heartbeat(pb::Heartbeat {
+                        unavailable,
+                    })),
                 };
                 if out.send(hb).await.is_err() {
                     return;
@@ -201,6 +268,28 @@ fn spawn_heartbeat(
         }
         .instrument(info_span!("heartbeat", runner = %name)),
     )
+}
+
+async fn send_hand_back(out: &mpsc::Sender<pb::RunnerMessage>, lease_id: String, reason: String) {
+    let msg = pb::runner_message::Msg::HandBack(pb::HandBack { lease_id, reason });
+    if out
+        .send(pb::RunnerMessage { msg: Some(msg) })
+        .await
+        .is_err()
+    {
+        warn!("hand-back not delivered: coordinator stream closed");
+    }
+}
+
+/// Gives every running lease back (so the coordinator leases it again at
+/// once), then stops its shard.
+async fn hand_back_all(cancels: &CancelMap, out: &mpsc::Sender<pb::RunnerMessage>, reason: &str) {
+    let held: Vec<(String, watch::Sender<Option<String>>)> = cancels.lock().drain().collect();
+    for (lease, tx) in held {
+        warn!(%lease, reason, "handing the lease back");
+        send_hand_back(out, lease, reason.to_owned()).await;
+        tx.send_replace(Some(format!("handed back: {reason}")));
+    }
 }
 
 fn spawn_shard(ctx: Arc<ShardContext>, cancels: CancelMap, lease: pb::Lease) {

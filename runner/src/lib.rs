@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod caching;
+pub mod disk;
 pub mod error;
 pub mod exec;
 pub mod junit;

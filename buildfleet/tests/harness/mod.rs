@@ -36,6 +36,7 @@ pub async fn start_with(runners: u32, label_wait: Duration) -> TestFleet {
             ..CoordinatorConfig::default()
         },
         kill_grace: Duration::from_millis(500),
+        min_free_disk: 0,
         runner_labels: vec!["linux".into()],
     })
     .await

@@ -8,6 +8,17 @@ use std::process::{Child, Command, Stdio};
 /// Kills its process when dropped, so a failing test leaves nothing behind.
 pub struct Proc(pub Child);
 
+impl Proc {
+    /// Sends SIGTERM, as Kubernetes does before it kills a pod.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -95,18 +106,21 @@ pub fn server_at(args: &[&str], addr: &str) -> Proc {
 
 /// Starts a runner process with its own work directory.
 pub fn runner(coordinator: &str, cache: &str, name: &str, work: &std::path::Path) -> Proc {
+    runner_with(coordinator, cache, name, work, &[])
+}
+
+pub fn runner_with(
+    coordinator: &str,
+    cache: &str,
+    name: &str,
+    work: &std::path::Path,
+    extra: &[&str],
+) -> Proc {
     Proc(
         bin()
-            .args([
-                "runner",
-                "--coordinator",
-                coordinator,
-                "--cache",
-                cache,
-                "--name",
-                name,
-            ])
-            .args(["--slots", "1"])
+            .args(["runner", "--coordinator", coordinator, "--cache", cache])
+            .args(["--name", name, "--slots", "1"])
+            .args(extra)
             .arg("--work-dir")
             .arg(work)
             .stdout(Stdio::null())

@@ -318,6 +318,7 @@ pub fn runner_to_pb(r: &RunnerView) -> pb::RunnerInfo {
         slots: r.slots,
         busy_slots: r.busy,
         connected_unix_ms: unix_ms(r.connected_at),
+        unavailable: r.unavailable.clone().unwrap_or_default(),
     }
 }
 

@@ -72,10 +72,13 @@ pub async fn serve(
         .add_service(pb::runner_service_server::RunnerServiceServer::new(
             runners::RunnerService { hub: hub.clone() },
         ))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), {
+            let hub = hub.clone();
+            async move {
+                shutdown.await;
+                hub.begin_shutdown();
+            }
+        })
         .await;
     ticker.abort();
     // Alerts about the last runs still go out: close the inbox and give

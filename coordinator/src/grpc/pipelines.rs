@@ -30,6 +30,11 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        if self.hub.is_closing() {
+            return Err(Status::unavailable(
+                "the coordinator is shutting down; submit again (with the same idempotency key) when it is back",
+            ));
+        }
         let req = req.into_inner();
         let path = if req.pipeline_path.is_empty() {
             "buildfleet.yaml".to_string()
@@ -119,6 +124,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
             .hub
             .with(|s| s.run(&run_id).map(|r| r.events.subscribe()))?;
         let hub = self.hub.clone();
+        let mut closing = self.hub.closing();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let span = info_span!("watch", run = %run_id);
         tokio::spawn(
@@ -143,8 +149,21 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
                     if finished {
                         return;
                     }
-                    if events.is_empty() && newest.changed().await.is_err() {
-                        return;
+                    if events.is_empty() {
+                        tokio::select! {
+                            changed = newest.changed() => if changed.is_err() { return },
+                            _ = async {
+                                while !closing_now(&closing) {
+                                    if closing.changed().await.is_err() {
+                                        break;
+                                    }
+                                }
+                            } => {
+                                let msg = format!("the coordinator is shutting down; watch again with after_seq {after}");
+                                let _ = tx.send(Err(Status::unavailable(msg))).await;
+                                return;
+                            }
+                        }
                     }
                 }
             }
@@ -182,4 +201,8 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
             runners: runners.iter().map(convert::runner_to_pb).collect(),
         }))
     }
+}
+
+fn closing_now(rx: &tokio::sync::watch::Receiver<bool>) -> bool {
+    *rx.borrow()
 }

@@ -69,6 +69,7 @@ impl pb::runner_service_server::RunnerService for RunnerService {
             slots: reg.slots,
             busy: 0,
             connected_at: SystemTime::now(),
+            unavailable: None,
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let registered = pb::CoordinatorMessage {
@@ -115,7 +116,25 @@ impl pb::runner_service_server::RunnerService for RunnerService {
 fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), CoordinatorError> {
     use pb::runner_message::Msg;
     match m.msg {
-        Some(Msg::Heartbeat(_)) | None => Ok(()),
+        Some(Msg::Heartbeat(h)) => {
+            let why = Some(h.unavailable).filter(|w| !w.is_empty());
+            hub.with(|s| s.set_unavailable(runner_id, why));
+            Ok(())
+        }
+        None => Ok(()),
+        Some(Msg::Drain(d)) => {
+            let why = format!(
+                "draining: stopping within {}",
+                humantime::format_duration(std::time::Duration::from_millis(d.grace_ms))
+            );
+            hub.with(|s| s.set_unavailable(runner_id, Some(why)));
+            Ok(())
+        }
+        Some(Msg::HandBack(h)) => {
+            hub.with(|s| s.hand_back(runner_id, &h.lease_id, &h.reason, Instant::now()))?;
+            hub.dispatch();
+            Ok(())
+        }
         Some(Msg::Register(_)) => Err(CoordinatorError::BadRequest("registered twice".into())),
         Some(Msg::Log(l)) => hub.with(|s| {
             s.record_log(

@@ -48,6 +48,8 @@ pub struct RunnerView {
     pub slots: u32,
     pub busy: u32,
     pub connected_at: std::time::SystemTime,
+    /// Why it takes no new leases (draining, low disk); `None` = it does.
+    pub unavailable: Option<String>,
 }
 
 /// What a runner is told to do.
@@ -298,6 +300,50 @@ impl Scheduler {
                 run.advance(now);
             }
         }
+    }
+
+    /// A runner says whether it can take leases (and why not).
+    pub fn set_unavailable(&mut self, runner_id: &str, why: Option<String>) {
+        if let Some(r) = self.runners.get_mut(runner_id) {
+            if r.unavailable != why {
+                match &why {
+                    Some(w) => warn!(runner = %r.name, reason = %w, "runner takes no new leases"),
+                    None => info!(runner = %r.name, "runner takes leases again"),
+                }
+                r.unavailable = why;
+            }
+        }
+    }
+
+    /// A runner gives a lease back unfinished (draining, low disk): the
+    /// shard is leased again elsewhere, at no cost to its retries.
+    pub fn hand_back(
+        &mut self,
+        runner_id: &str,
+        lease_id: &str,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(), CoordinatorError> {
+        let l = match self.leases.get(lease_id) {
+            Some(l) if l.runner_id == runner_id => self.leases.remove(lease_id).expect("just seen"),
+            _ => return Err(CoordinatorError::UnknownLease(lease_id.to_string())),
+        };
+        let name = self.runners.get_mut(runner_id).map(|r| {
+            r.busy = r.busy.saturating_sub(1);
+            r.name.clone()
+        });
+        if let Some(run) = self.runs.get_mut(&l.run_id) {
+            let who = name.unwrap_or_else(|| runner_id.to_owned());
+            let index = l.shard.map_or(0, |s| run.steps[l.step].shards[s].index);
+            run.system_log(
+                l.step,
+                index,
+                &format!("runner {who} handed the lease back ({reason})"),
+            );
+            lose_lease(run, l.step, l.shard, &who, true, now);
+            run.advance(now);
+        }
+        Ok(())
     }
 
     /// Records a notice (e.g. a delivery attempt) in a run's events.
@@ -595,24 +641,45 @@ impl Scheduler {
                     continue;
                 }
                 let labels = &st.labels;
-                if self
+                let matching: Vec<&RunnerView> = self
                     .runners
                     .values()
-                    .any(|r| labels.iter().all(|l| r.labels.contains(l)))
-                {
+                    .filter(|r| labels.iter().all(|l| r.labels.contains(l)))
+                    .collect();
+                if matching.iter().any(|r| r.unavailable.is_none()) {
                     continue;
                 }
                 let connected: Vec<String> = self
                     .runners
                     .values()
-                    .map(|r| format!("{} [{}]", r.name, r.labels.join(", ")))
+                    .map(|r| match &r.unavailable {
+                        Some(why) => format!(
+                            "{} [{}] (takes no leases: {why})",
+                            r.name,
+                            r.labels.join(", ")
+                        ),
+                        None => format!("{} [{}]", r.name, r.labels.join(", ")),
+                    })
                     .collect();
-                let reason =
-                    format!(
-                    "no connected runner has labels [{}] after waiting {}; connected runners: {}",
+                let what = if matching.is_empty() {
+                    "no connected runner has"
+                } else {
+                    "every runner with"
+                };
+                let reason = format!(
+                    "{what} labels [{}] after waiting {}{}; connected runners: {}",
                     labels.join(", "),
                     humantime::format_duration(self.config.label_wait),
-                    if connected.is_empty() { "none".to_string() } else { connected.join(", ") }
+                    if matching.is_empty() {
+                        ""
+                    } else {
+                        " takes no new leases"
+                    },
+                    if connected.is_empty() {
+                        "none".to_string()
+                    } else {
+                        connected.join(", ")
+                    }
                 );
                 warn!(run = %run.id, step = %st.name, %reason, "step unschedulable");
                 run.end_step_unrun(step, State::failed(reason));
@@ -686,7 +753,7 @@ fn lose_lease(
         return;
     }
     let line = if by_coordinator {
-        format!("attempt {attempt} ended when the coordinator dropped runner {runner}; leasing again (no retry used)")
+        format!("attempt {attempt} on runner {runner} ended without a result, through no fault of the step; leasing again (no retry used)")
     } else {
         sh.infra_retries += 1;
         format!(
@@ -706,7 +773,11 @@ fn pick_runner<'a>(
 ) -> Option<&'a mut RunnerView> {
     runners
         .values_mut()
-        .filter(|r| r.busy < r.slots && labels.iter().all(|l| r.labels.contains(l)))
+        .filter(|r| {
+            r.unavailable.is_none()
+                && r.busy < r.slots
+                && labels.iter().all(|l| r.labels.contains(l))
+        })
         .max_by_key(|r| (r.slots - r.busy, std::cmp::Reverse(r.id.clone())))
 }
 
