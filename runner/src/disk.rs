@@ -11,7 +11,7 @@ pub fn below_floor(dir: &Path, floor: u64) -> Option<String> {
     }
     match nix::sys::statvfs::statvfs(dir) {
         Ok(st) => {
-            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+            let free = st.blocks_available().saturating_mul(st.fragment_size());
             (free < floor).then(|| {
                 format!(
                     "free disk on {} is {} MiB, below the floor of {} MiB",
