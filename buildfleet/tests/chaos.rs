@@ -624,3 +624,108 @@ fn a_sigtermed_runner_hands_back_what_outlives_its_grace_and_another_runs_it() {
     );
     assert_eq!(lines(&f.mark.path().join("started")).len(), 2);
 }
+
+#[test]
+fn a_runner_below_its_disk_floor_takes_no_leases_and_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let (_coord, coord_url) = server(&[
+        "coordinator",
+        "--data",
+        d,
+        "--label-wait",
+        "1s",
+        "--heartbeat-interval",
+        "100ms",
+    ]);
+    let _r = procs::runner_with(
+        &coord_url,
+        &cache_url,
+        "full",
+        &data.path().join("full"),
+        &["--min-free-disk", "1000000TiB"],
+    );
+    wait_for_runners(&coord_url, 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let why = rt.block_on(async {
+        let mut client = buildfleet::client::pipelines(&coord_url).await.unwrap();
+        let start = Instant::now();
+        loop {
+            let runners = client
+                .list_runners(buildfleet_proto::v1::ListRunnersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .runners;
+            if let Some(r) = runners.iter().find(|r| !r.unavailable.is_empty()) {
+                return r.unavailable.clone();
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{runners:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(why.contains("below the floor"), "{why}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("buildfleet.yaml"),
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: build, run: 'true' }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+        .arg(dir.path().join("buildfleet.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("takes no new leases") && stdout.contains("below the floor"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_corrupted_stored_blob_is_detected_and_never_served() {
+    let data = tempfile::tempdir().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", data.path().to_str().unwrap()]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let blob: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let cas = rt
+        .block_on(buildfleet_cache::CasClient::connect(&cache_url))
+        .unwrap();
+    let digest = rt.block_on(cas.upload_blob(blob.clone().into())).unwrap();
+    assert_eq!(
+        rt.block_on(cas.read_blob(&digest)).unwrap().as_ref(),
+        &blob[..]
+    );
+    // Rot one byte of the stored file, as a failing disk would.
+    let stored = walk(&data.path().join("cache/large-blobs"))
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == blob.len() as u64))
+        .expect("the blob's file");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[1_000_000] ^= 0xff;
+    std::fs::write(&stored, bytes).unwrap();
+    let read = rt.block_on(cas.read_blob(&digest));
+    assert!(read.is_err(), "a corrupt blob must not be served");
+    let missing = rt.block_on(cas.find_missing(&[digest])).unwrap();
+    assert_eq!(
+        missing,
+        [digest],
+        "and it is gone, so clients upload it again"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

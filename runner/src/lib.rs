@@ -9,6 +9,7 @@ pub mod disk;
 pub mod error;
 pub mod exec;
 pub mod junit;
+pub mod oom;
 pub mod outputs;
 pub mod reports;
 pub mod shard;

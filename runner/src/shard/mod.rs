@@ -365,6 +365,7 @@ async fn run_in(
     };
     let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
     let started_at = std::time::SystemTime::now();
+    let oom = crate::oom::OomWatch::start();
     let exec = exec::execute(spec, tx, cancel);
     tokio::pin!(exec);
     // A listing's stdout is its item list, kept rather than logged.
@@ -459,10 +460,16 @@ async fn run_in(
             exit_code: Some(code),
             ..state(pb::StateKind::Failed, String::new())
         },
-        ExecOutcome::Signalled { signal } => pb::State {
-            signal: Some(signal),
-            ..state(pb::StateKind::Failed, String::new())
-        },
+        ExecOutcome::Signalled { signal } => {
+            let why = crate::oom::explain_signal(signal, &oom);
+            if !why.is_empty() {
+                log.system(why.clone()).await;
+            }
+            pb::State {
+                signal: Some(signal),
+                ..state(pb::StateKind::Failed, why)
+            }
+        }
         ExecOutcome::TimedOut { after } => pb::State {
             timeout_ms: Some(after.as_millis() as u64),
             ..state(pb::StateKind::TimedOut, String::new())
