@@ -36,7 +36,9 @@ fn time(mut f: impl FnMut()) -> Duration {
 
 fn run_pipeline(file: &Path, runners: u32, data: &Path) {
     let out = Command::new(buildfleet_bin())
-        .args(["run", "--runners", &runners.to_string(), "--data"])
+        // `--no-cache`: every repetition must run its steps, not replay
+        // the previous repetition's results from the step cache.
+        .args(["run", "--no-cache", "--runners", &runners.to_string(), "--data"])
         .arg(data)
         .arg(file)
         .output()
