@@ -38,7 +38,13 @@ fn run_pipeline(file: &Path, runners: u32, data: &Path) {
     let out = Command::new(buildfleet_bin())
         // `--no-cache`: every repetition must run its steps, not replay
         // the previous repetition's results from the step cache.
-        .args(["run", "--no-cache", "--runners", &runners.to_string(), "--data"])
+        .args([
+            "run",
+            "--no-cache",
+            "--runners",
+            &runners.to_string(),
+            "--data",
+        ])
         .arg(data)
         .arg(file)
         .output()

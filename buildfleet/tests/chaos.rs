@@ -729,3 +729,70 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A memory cgroup (v1, as on this machine) below the test's own, limited
+/// to `limit` bytes; removed on drop once empty.
+struct MemCgroup(std::path::PathBuf);
+
+impl MemCgroup {
+    fn new(limit: u64) -> MemCgroup {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let own = cgroup
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_owned()))
+            .expect("this machine has a cgroup v1 memory controller");
+        let dir = Path::new("/sys/fs/cgroup/memory")
+            .join(own.trim_start_matches('/'))
+            .join(format!("buildfleet-oom-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("the tests run as root with a writable memory cgroup");
+        std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+        MemCgroup(dir)
+    }
+
+    fn adopt(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn a_step_killed_by_the_oom_killer_is_reported_as_such() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let (_coord, coord_url) = server(&["coordinator", "--data", d]);
+    // The runner (and so its shards) lives in a 256 MiB memory cgroup.
+    let cgroup = MemCgroup::new(256 << 20);
+    let mut r = runner(&coord_url, &cache_url, "small", &data.path().join("small"));
+    cgroup.adopt(r.0.id());
+    wait_for_runners(&coord_url, 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("buildfleet.yaml"),
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: hungry, cache: false, run: 'python3 -c \"b = bytearray(1024 ** 3); print(len(b))\"' }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+        .arg(dir.path().join("buildfleet.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("killed by the kernel's OOM killer"),
+        "{stdout}"
+    );
+    r.0.kill().unwrap();
+    r.0.wait().unwrap();
+}

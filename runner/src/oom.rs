@@ -77,6 +77,14 @@ pub fn explain_signal(signal: i32, watch: &OomWatch) -> String {
     }
 }
 
+/// For a shell that exited 137 (its child died of SIGKILL): the OOM
+/// reason if the cgroup counted a kill meanwhile, else nothing (137 may be
+/// the program's own exit code).
+pub fn explain_exit(code: i32, watch: &OomWatch) -> Option<String> {
+    (code == 128 + 9 && watch.kills_since().is_some_and(|n| n > 0))
+        .then(|| explain_signal(9, watch))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

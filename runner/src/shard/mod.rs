@@ -456,10 +456,16 @@ async fn run_in(
                 }
             }
         }
-        ExecOutcome::Exited { code } => pb::State {
-            exit_code: Some(code),
-            ..state(pb::StateKind::Failed, String::new())
-        },
+        ExecOutcome::Exited { code } => {
+            let why = crate::oom::explain_exit(code, &oom).unwrap_or_default();
+            if !why.is_empty() {
+                log.system(why.clone()).await;
+            }
+            pb::State {
+                exit_code: Some(code),
+                ..state(pb::StateKind::Failed, why)
+            }
+        }
         ExecOutcome::Signalled { signal } => {
             let why = crate::oom::explain_signal(signal, &oom);
             if !why.is_empty() {
