@@ -74,6 +74,9 @@ pub struct PolicyArgs {
     /// A run with no state change or log line for this long is `stalled`.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub stall_after: Duration,
+    /// Finished runs kept across restarts (older ones are deleted at start).
+    #[arg(long, default_value_t = 200)]
+    pub keep_runs: usize,
 }
 
 impl PolicyArgs {
@@ -89,6 +92,7 @@ impl PolicyArgs {
             backoff: self.webhook_backoff,
         };
         config.scheduler.stall_after = self.stall_after;
+        config.keep_runs = self.keep_runs;
     }
 }
 

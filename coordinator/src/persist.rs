@@ -4,7 +4,6 @@
 //! read back, shards that were in flight are leased again, and watchers
 //! resume from the last event they saw, numbered as before.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::events::Event;
@@ -40,13 +39,6 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, HistoryError> {
     postcard::to_allocvec(v).map_err(|e| HistoryError::Io(format!("cannot encode: {e}")))
 }
 
-/// A run read back: its state (the pipeline still to be parsed again from
-/// `options.pipeline_yaml`) and its events in order.
-pub struct Stored {
-    pub run: Run,
-    pub events: Vec<Event>,
-}
-
 impl RunStore {
     pub fn new(kv: Arc<dyn Kv>) -> RunStore {
         RunStore { kv }
@@ -70,35 +62,47 @@ impl RunStore {
         self.kv.put(writes)
     }
 
-    /// Every stored run; undecodable entries are skipped with a warning.
-    pub fn load(&self) -> Result<Vec<Stored>, HistoryError> {
-        let mut events: BTreeMap<String, Vec<Event>> = BTreeMap::new();
-        for (k, v) in self.kv.scan(EVENT)? {
-            let rest = &k[EVENT.len()..];
-            let Some(split) = rest.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let run = String::from_utf8_lossy(&rest[..split]).into_owned();
-            match postcard::from_bytes::<Event>(&v) {
-                Ok(e) => events.entry(run).or_default().push(e),
-                Err(e) => tracing::warn!(%run, error = %e, "stored event unreadable; skipped"),
-            }
-        }
+    /// Every stored run's state (without events); undecodable entries are
+    /// skipped with a warning.
+    pub fn load_runs(&self) -> Result<Vec<Run>, HistoryError> {
         let mut out = Vec::new();
         for (k, v) in self.kv.scan(RUN)? {
             let id = String::from_utf8_lossy(&k[RUN.len()..]).into_owned();
             match postcard::from_bytes::<Run>(&v) {
-                Ok(run) => {
-                    let mut evs = events.remove(&id).unwrap_or_default();
-                    evs.sort_by_key(|e| e.seq);
-                    // Keep the gap-free prefix: numbering must stay dense.
-                    let dense = evs.iter().zip(1..).take_while(|(e, n)| e.seq == *n).count();
-                    evs.truncate(dense);
-                    out.push(Stored { run, events: evs });
-                }
+                Ok(run) => out.push(run),
                 Err(e) => tracing::warn!(run = %id, error = %e, "stored run unreadable; skipped"),
             }
         }
         Ok(out)
+    }
+
+    /// A run's events in order, up to the first gap (numbering stays dense).
+    pub fn load_events(&self, run: &str) -> Result<Vec<Event>, HistoryError> {
+        let mut prefix = key(EVENT, run, None);
+        prefix.push(0);
+        let mut events = Vec::new();
+        for (_, v) in self.kv.scan(&prefix)? {
+            match postcard::from_bytes::<Event>(&v) {
+                Ok(e) => events.push(e),
+                Err(e) => tracing::warn!(%run, error = %e, "stored event unreadable; skipped"),
+            }
+        }
+        events.sort_by_key(|e| e.seq);
+        let dense = events
+            .iter()
+            .zip(1..)
+            .take_while(|(e, n)| e.seq == *n)
+            .count();
+        events.truncate(dense);
+        Ok(events)
+    }
+
+    /// Deletes a run and its events.
+    pub fn forget(&self, run: &str) -> Result<(), HistoryError> {
+        let mut prefix = key(EVENT, run, None);
+        prefix.push(0);
+        let mut keys: Vec<Vec<u8>> = self.kv.scan(&prefix)?.into_iter().map(|(k, _)| k).collect();
+        keys.push(key(RUN, run, None));
+        self.kv.delete(keys)
     }
 }

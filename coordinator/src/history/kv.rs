@@ -15,6 +15,8 @@ pub trait Kv: Send + Sync {
     /// All writes land together or not at all.
     fn put(&self, writes: Vec<Entry>) -> Result<(), HistoryError>;
     fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, HistoryError>;
+    /// Removes these keys together.
+    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), HistoryError>;
 }
 
 /// For a coordinator started without a data directory, and for tests: the
@@ -31,6 +33,14 @@ impl Kv for MemoryKv {
 
     fn put(&self, writes: Vec<Entry>) -> Result<(), HistoryError> {
         self.map.lock().extend(writes);
+        Ok(())
+    }
+
+    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), HistoryError> {
+        let mut map = self.map.lock();
+        for k in keys {
+            map.remove(&k);
+        }
         Ok(())
     }
 

@@ -41,6 +41,14 @@ impl Kv for RocksKv {
         self.db.write(batch).map_err(io)
     }
 
+    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), HistoryError> {
+        let mut batch = WriteBatch::default();
+        for k in keys {
+            batch.delete(k);
+        }
+        self.db.write(batch).map_err(io)
+    }
+
     fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, HistoryError> {
         let mut out = Vec::new();
         for entry in self

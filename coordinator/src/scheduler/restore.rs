@@ -47,17 +47,36 @@ impl Scheduler {
     /// Reads stored runs back. Unfinished ones go on: shards and listings
     /// that were in flight are leased again (the coordinator's restart
     /// costs them no retry), and `resolve` supplies secrets again.
+    /// Finished runs beyond the newest `keep` are deleted from the store
+    /// rather than restored, so start-up and memory stay bounded.
     pub fn restore(
         &mut self,
         store: &RunStore,
+        keep: usize,
         resolve: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, String>,
         now: Instant,
     ) -> Result<usize, crate::history::HistoryError> {
-        let mut stored = store.load()?;
-        stored.sort_by_key(|s| s.run.created_wall);
+        let mut stored = store.load_runs()?;
+        stored.sort_by_key(|r| std::cmp::Reverse(r.created_wall));
+        let mut finished_kept = 0;
+        let mut chosen = Vec::new();
+        for run in stored {
+            if run.is_finished() {
+                if finished_kept >= keep {
+                    info!(run = %run.id, "finished run beyond the retention; deleted");
+                    if let Err(e) = store.forget(&run.id) {
+                        warn!(run = %run.id, error = %e, "old run not deleted");
+                    }
+                    continue;
+                }
+                finished_kept += 1;
+            }
+            chosen.push(run);
+        }
+        chosen.reverse();
         let mut count = 0;
-        for s in stored {
-            let mut run = s.run;
+        for mut run in chosen {
+            let events = store.load_events(&run.id)?;
             let pipeline = match crate::pipeline::parse(
                 &run.pipeline_path,
                 &run.options.pipeline_yaml,
@@ -69,7 +88,7 @@ impl Scheduler {
                 }
             };
             run.pipeline = pipeline;
-            run.events = EventLog::restore(s.events);
+            run.events = EventLog::restore(events);
             self.saved.insert(run.id.clone(), run.events.last_seq());
             if !run.is_finished() {
                 let needed: BTreeSet<String> = run

@@ -1,0 +1,173 @@
+//! Runs stored in RocksDB and read back, as after a coordinator restart:
+//! the same events with the same numbers, in-flight shards leased again at
+//! no cost, and old finished runs deleted beyond the retention.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Instant, SystemTime};
+
+use buildfleet_coordinator::events::LogStream;
+use buildfleet_coordinator::history::History;
+use buildfleet_coordinator::pipeline;
+use buildfleet_coordinator::run::{InputRoot, RunOptions};
+use buildfleet_coordinator::scheduler::{RunnerView, Scheduler, SchedulerConfig, ShardReport};
+use buildfleet_coordinator::state::State;
+
+const YAML: &str =
+    "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true', shards: 2 }\n";
+
+fn runner() -> RunnerView {
+    RunnerView {
+        id: "r".into(),
+        name: "r".into(),
+        labels: Vec::new(),
+        slots: 4,
+        busy: 0,
+        connected_at: SystemTime::now(),
+        unavailable: None,
+    }
+}
+
+fn open(dir: &std::path::Path) -> (Scheduler, buildfleet_coordinator::persist::RunStore) {
+    let history = History::open(Some(dir)).unwrap();
+    let store = history.run_store().expect("a RocksDB history is durable");
+    (
+        Scheduler::with_history(SchedulerConfig::default(), history),
+        store,
+    )
+}
+
+fn submit(s: &mut Scheduler, key: &str, now: Instant) -> String {
+    let options = RunOptions {
+        pipeline_yaml: YAML.into(),
+        idempotency_key: Some(key.into()),
+        project: "p".into(),
+        ..RunOptions::default()
+    };
+    let p = pipeline::parse("t.yaml", YAML).unwrap();
+    s.submit(
+        p,
+        "t.yaml".into(),
+        InputRoot::default(),
+        options,
+        Some(key.into()),
+        now,
+    )
+    .run_id
+}
+
+fn no_secrets(_: &BTreeSet<String>) -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+#[test]
+fn a_restored_run_keeps_its_events_and_leases_in_flight_shards_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Instant::now();
+    let (run, events_before) = {
+        let (mut s, store) = open(dir.path());
+        s.persist_to(store);
+        s.register_runner(runner());
+        let run = submit(&mut s, "k1", now);
+        let leases = s.assign(now);
+        let first = &leases[0].lease.lease_id;
+        s.record_log("r", first, 1, LogStream::Stdout, b"hello\n".to_vec(), now)
+            .unwrap();
+        s.record_result("r", first, ShardReport::of(State::Succeeded, 5), now)
+            .unwrap();
+        s.persist();
+        let events: Vec<u64> = s
+            .events_after(&run, 0, usize::MAX)
+            .unwrap()
+            .0
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        (run, events)
+    }; // the process "dies" here: nothing else is written
+    let (mut s, store) = open(dir.path());
+    assert_eq!(s.restore(&store, 10, &no_secrets, now).unwrap(), 1);
+    let r = s.run(&run).unwrap();
+    let shards: Vec<State> = r.steps[0]
+        .shards
+        .iter()
+        .map(|sh| sh.state.clone())
+        .collect();
+    assert_eq!(shards[0], State::Succeeded);
+    assert_eq!(
+        shards[1],
+        State::Waiting,
+        "the in-flight shard is leased again"
+    );
+    let seqs: Vec<u64> = s
+        .events_after(&run, 0, usize::MAX)
+        .unwrap()
+        .0
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        &seqs[..events_before.len()],
+        &events_before[..],
+        "same numbers"
+    );
+    assert!(
+        seqs.len() > events_before.len(),
+        "the restart is said in the run"
+    );
+    assert!(r
+        .notices()
+        .any(|n| n.text.contains("coordinator restarted")));
+    // The idempotency key still finds the run.
+    assert_eq!(submit(&mut s, "k1", now), run);
+    s.register_runner(runner());
+    let again = s.assign(now);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].lease.shard_index, 1);
+    assert_eq!(again[0].lease.attempt, 2);
+    assert_eq!(
+        s.run(&run).unwrap().steps[0].shards[1].infra_retries,
+        0,
+        "no retry used"
+    );
+}
+
+#[test]
+fn finished_runs_beyond_the_retention_are_deleted_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Instant::now();
+    let ids: Vec<String> = {
+        let (mut s, store) = open(dir.path());
+        s.persist_to(store);
+        s.register_runner(runner());
+        (0..3)
+            .map(|i| {
+                let id = submit(&mut s, &format!("k{i}"), now);
+                for a in s.assign(now) {
+                    s.record_result(
+                        "r",
+                        &a.lease.lease_id,
+                        ShardReport::of(State::Succeeded, 1),
+                        now,
+                    )
+                    .unwrap();
+                }
+                s.persist();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                id
+            })
+            .collect()
+    };
+    {
+        let (mut s, store) = open(dir.path());
+        assert_eq!(s.restore(&store, 1, &no_secrets, now).unwrap(), 1);
+        assert!(s.run(&ids[2]).is_ok(), "the newest is kept");
+        assert!(s.run(&ids[0]).is_err());
+    }
+    let (mut s, store) = open(dir.path());
+    assert_eq!(
+        s.restore(&store, 10, &no_secrets, now).unwrap(),
+        1,
+        "the others are gone from disk"
+    );
+    assert!(store.load_events(&ids[0]).unwrap().is_empty());
+}
