@@ -129,3 +129,82 @@ pub fn runner_with(
             .unwrap(),
     )
 }
+
+/// Writes `yaml` as a pipeline file and runs `buildfleet submit` on it;
+/// returns the exit code and stdout.
+pub fn submit_yaml(coordinator: &str, cache: &str, yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
+    let out = bin()
+        .args(["submit", "--coordinator", coordinator, "--cache", cache])
+        .arg(dir.path().join("buildfleet.yaml"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// A cache and a coordinator as processes on one fresh data directory.
+pub struct Servers {
+    pub data: tempfile::TempDir,
+    pub cache_url: String,
+    pub coord_url: String,
+    _procs: (Proc, Proc),
+}
+
+impl Servers {
+    /// `coordinator` holds extra coordinator flags.
+    pub fn start(coordinator: &[&str]) -> Servers {
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path().to_str().unwrap().to_owned();
+        let (cache, cache_url) = server(&["cache", "--data", &d]);
+        let mut args = vec!["coordinator", "--data", &d];
+        args.extend_from_slice(coordinator);
+        let (coord, coord_url) = server(&args);
+        Servers {
+            data,
+            cache_url,
+            coord_url,
+            _procs: (cache, coord),
+        }
+    }
+
+    pub fn runner(&self, name: &str, extra: &[&str]) -> Proc {
+        runner_with(
+            &self.coord_url,
+            &self.cache_url,
+            name,
+            &self.data.path().join(name),
+            extra,
+        )
+    }
+
+    pub fn submit(&self, yaml: &str) -> (i32, String) {
+        submit_yaml(&self.coord_url, &self.cache_url, yaml)
+    }
+}
+
+/// Polls until `ready` or `limit` passes (then fails, naming `what`).
+pub fn wait_for(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A file's lines, sorted (empty if it does not exist).
+pub fn lines(path: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}

@@ -17,8 +17,10 @@ use crate::state::State;
 use crate::test_result::TestResult;
 
 mod restore;
+mod runners;
 mod split;
 
+use runners::pick_runner;
 use split::listing_spec;
 
 #[derive(Debug, Clone)]
@@ -252,100 +254,6 @@ impl Scheduler {
         }
     }
 
-    pub fn register_runner(&mut self, view: RunnerView) {
-        info!(runner = %view.id, name = %view.name, slots = view.slots, labels = ?view.labels, "runner registered");
-        self.runners.insert(view.id.clone(), view);
-    }
-
-    /// A runner's stream ended: every shard it held is lost with it. Each
-    /// is leased again elsewhere while its step's `retries: { infra }`
-    /// lasts — unless `by_coordinator`, when the loss is ours and costs the
-    /// shard nothing — and ends `runner lost` after that. Its lease is gone,
-    /// so a late result from it is refused by lease id.
-    pub fn runner_gone(&mut self, runner_id: &str, by_coordinator: bool, now: Instant) {
-        let Some(view) = self.runners.remove(runner_id) else {
-            return;
-        };
-        let lost: Vec<String> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| l.runner_id == runner_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        if lost.is_empty() {
-            info!(runner = %runner_id, name = %view.name, "runner disconnected");
-        } else {
-            warn!(runner = %runner_id, name = %view.name, leases = lost.len(), "runner disconnected holding leases");
-        }
-        let mut affected: Vec<String> = lost
-            .iter()
-            .filter_map(|id| self.leases.get(id).map(|l| l.run_id.clone()))
-            .collect();
-        affected.dedup();
-        if !affected.is_empty() && !by_coordinator {
-            self.outbox.push(crate::notify::Notification {
-                event: crate::notify::Event::RunnerLost,
-                runs: affected,
-                text: format!(
-                    "runner {} was lost holding {} lease(s)",
-                    view.name,
-                    lost.len()
-                ),
-            });
-        }
-        for lease_id in lost {
-            let l = self.leases.remove(&lease_id).expect("lease listed above");
-            if let Some(run) = self.runs.get_mut(&l.run_id) {
-                lose_lease(run, l.step, l.shard, &view.name, by_coordinator, now);
-                run.advance(now);
-            }
-        }
-    }
-
-    /// A runner says whether it can take leases (and why not).
-    pub fn set_unavailable(&mut self, runner_id: &str, why: Option<String>) {
-        if let Some(r) = self.runners.get_mut(runner_id) {
-            if r.unavailable != why {
-                match &why {
-                    Some(w) => warn!(runner = %r.name, reason = %w, "runner takes no new leases"),
-                    None => info!(runner = %r.name, "runner takes leases again"),
-                }
-                r.unavailable = why;
-            }
-        }
-    }
-
-    /// A runner gives a lease back unfinished (draining, low disk): the
-    /// shard is leased again elsewhere, at no cost to its retries.
-    pub fn hand_back(
-        &mut self,
-        runner_id: &str,
-        lease_id: &str,
-        reason: &str,
-        now: Instant,
-    ) -> Result<(), CoordinatorError> {
-        let l = match self.leases.get(lease_id) {
-            Some(l) if l.runner_id == runner_id => self.leases.remove(lease_id).expect("just seen"),
-            _ => return Err(CoordinatorError::UnknownLease(lease_id.to_string())),
-        };
-        let name = self.runners.get_mut(runner_id).map(|r| {
-            r.busy = r.busy.saturating_sub(1);
-            r.name.clone()
-        });
-        if let Some(run) = self.runs.get_mut(&l.run_id) {
-            let who = name.unwrap_or_else(|| runner_id.to_owned());
-            let index = l.shard.map_or(0, |s| run.steps[l.step].shards[s].index);
-            run.system_log(
-                l.step,
-                index,
-                &format!("runner {who} handed the lease back ({reason})"),
-            );
-            lose_lease(run, l.step, l.shard, &who, true, now);
-            run.advance(now);
-        }
-        Ok(())
-    }
-
     /// Records a notice (e.g. a delivery attempt) in a run's events.
     pub fn record_notice(&mut self, run_id: &str, kind: crate::events::NoticeKind, text: String) {
         if let Some(run) = self.runs.get_mut(run_id) {
@@ -385,10 +293,6 @@ impl Scheduler {
             });
         }
         out
-    }
-
-    pub fn runners(&self) -> Vec<RunnerView> {
-        self.runners.values().cloned().collect()
     }
 
     /// Hands ready shards to runners with free slots and matching labels:
@@ -706,79 +610,6 @@ impl Scheduler {
         let last = events.last().map_or(after, |e| e.seq);
         Ok((events, run.is_finished() && last >= run.events.last_seq()))
     }
-}
-
-/// One lease of a lost runner: its shard (or listing) is queued again if
-/// the infra budget allows, else it ends `runner lost`. Either way the log
-/// says what happened, so the retry's output is told apart from the loss.
-fn lose_lease(
-    run: &mut Run,
-    step: usize,
-    shard: Option<usize>,
-    runner: &str,
-    by_coordinator: bool,
-    now: Instant,
-) {
-    let budget = run
-        .pipeline
-        .step(&run.steps[step].name)
-        .map_or(0, |d| d.infra_retries);
-    let lost = State::RunnerLost {
-        runner: runner.to_owned(),
-    };
-    let Some(shard) = shard else {
-        if by_coordinator || budget > 0 {
-            run.system_log(
-                step,
-                0,
-                &format!("runner {runner} lost while listing; listing again"),
-            );
-            run.steps[step].listing = crate::run::Listing::Needed;
-        } else {
-            run.end_step_unrun(step, lost);
-        }
-        return;
-    };
-    let sh = &mut run.steps[step].shards[shard];
-    let index = sh.index;
-    let attempt = sh.attempt;
-    let retry = by_coordinator || sh.infra_retries < budget;
-    if !retry {
-        warn!(run = %run.id, step = %run.steps[step].name, shard = index, runner, "runner lost; infra retries used up");
-        let line = format!(
-            "runner {runner} lost during attempt {attempt}; no infra retry left ({budget} used)"
-        );
-        run.system_log(step, index, &line);
-        run.set_shard_state(step, shard, lost, now);
-        return;
-    }
-    let line = if by_coordinator {
-        format!("attempt {attempt} on runner {runner} ended without a result, through no fault of the step; leasing again (no retry used)")
-    } else {
-        sh.infra_retries += 1;
-        format!(
-            "runner {runner} lost during attempt {attempt}; leasing again elsewhere (infra retry {} of {budget})",
-            sh.infra_retries
-        )
-    };
-    warn!(run = %run.id, step = %run.steps[step].name, shard = index, runner, "runner lost; shard queued again");
-    run.system_log(step, index, &line);
-    run.set_shard_state(step, shard, State::Waiting, now);
-}
-
-/// The runner with the most free slots among those whose labels match.
-fn pick_runner<'a>(
-    runners: &'a mut BTreeMap<String, RunnerView>,
-    labels: &[String],
-) -> Option<&'a mut RunnerView> {
-    runners
-        .values_mut()
-        .filter(|r| {
-            r.unavailable.is_none()
-                && r.busy < r.slots
-                && labels.iter().all(|l| r.labels.contains(l))
-        })
-        .max_by_key(|r| (r.slots - r.busy, std::cmp::Reverse(r.id.clone())))
 }
 
 fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSpec {
