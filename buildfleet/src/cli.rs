@@ -74,7 +74,8 @@ pub struct PolicyArgs {
     /// A run with no state change or log line for this long is `stalled`.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub stall_after: Duration,
-    /// Finished runs kept across restarts (older ones are deleted at start).
+    /// Finished runs kept, in memory and across restarts; older ones are
+    /// forgotten.
     #[arg(long, default_value_t = 200)]
     pub keep_runs: usize,
 }
@@ -92,7 +93,7 @@ impl PolicyArgs {
             backoff: self.webhook_backoff,
         };
         config.scheduler.stall_after = self.stall_after;
-        config.keep_runs = self.keep_runs;
+        config.scheduler.keep_runs = self.keep_runs;
     }
 }
 

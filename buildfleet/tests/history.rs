@@ -78,7 +78,7 @@ async fn a_listed_split_learns_durations_and_the_next_split_balances_by_them() {
     );
     let log = system_of(&events, "t", 0);
     assert!(log.contains("`cat items.txt` listed 5 item(s)"), "{log}");
-    assert!(log.contains("none with duration history yet"), "{log}");
+    assert!(log.contains("no duration history used"), "{log}");
 
     let (second, events) = fleet.run_with(&yaml, &files, false).await;
     assert_eq!(kind(&second.state), pb::StateKind::Succeeded);

@@ -17,6 +17,7 @@ stages:
         shards: 3
         split: { files: "tests/**/test_*.py" }
         run: |
+          test "$BUILDFLEET_SHARD_FILES" = "$BUILDFLEET_SHARD_ITEMS"
           for f in $BUILDFLEET_SHARD_ITEMS; do echo "env $f"; done
           while read -r f; do echo "file $f"; test -f "$f"; done < "$BUILDFLEET_SHARD_ITEMS_FILE"
 "#;

@@ -23,9 +23,6 @@ pub struct CoordinatorConfig {
     /// `None` keeps it in memory for the process's life.
     pub history_dir: Option<std::path::PathBuf>,
     pub notify: crate::notify::NotifyConfig,
-    /// Finished runs kept (and restored) across restarts; older ones are
-    /// deleted at start-up.
-    pub keep_runs: usize,
     pub secrets: crate::secrets::SecretConfig,
     /// Output streamed live per shard before the head/tail cut, unless a
     /// step sets `log_cap`.
@@ -44,7 +41,6 @@ impl Default for CoordinatorConfig {
             heartbeat_misses: 5,
             history_dir: None,
             notify: Default::default(),
-            keep_runs: 200,
             secrets: Default::default(),
             log_cap: DEFAULT_LOG_CAP,
         }
@@ -110,7 +106,7 @@ impl Hub {
             let resolve = move |names: &std::collections::BTreeSet<String>| {
                 secrets.resolve(names, std::time::SystemTime::now()).values
             };
-            if let Err(e) = sched.restore(&store, config.keep_runs, &resolve, Instant::now()) {
+            if let Err(e) = sched.restore(&store, &resolve, Instant::now()) {
                 warn!(error = %e, "stored runs could not be read; starting without them");
             }
             sched.persist_to(store);

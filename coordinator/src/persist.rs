@@ -13,6 +13,12 @@ use crate::run::Run;
 const RUN: &[u8] = b"run\0";
 const EVENT: &[u8] = b"ev\0";
 
+/// The first byte of every stored value. postcard is not self-describing:
+/// bytes written by another layout could decode into wrong values, so a
+/// value of another format is skipped, with a warning, rather than read.
+/// Bump it whenever a stored type changes shape.
+const FORMAT: u8 = 1;
+
 /// Where runs are kept.
 #[derive(Clone)]
 pub struct RunStore {
@@ -36,7 +42,21 @@ fn key(prefix: &[u8], run: &str, seq: Option<u64>) -> Vec<u8> {
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, HistoryError> {
-    postcard::to_allocvec(v).map_err(|e| HistoryError::Io(format!("cannot encode: {e}")))
+    let mut out = vec![FORMAT];
+    out.extend(
+        postcard::to_allocvec(v).map_err(|e| HistoryError::Io(format!("cannot encode: {e}")))?,
+    );
+    Ok(out)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((other, _)) => Err(format!(
+            "stored in format {other}, this version reads {FORMAT}"
+        )),
+        None => Err("empty value".into()),
+    }
 }
 
 impl RunStore {
@@ -68,7 +88,7 @@ impl RunStore {
         let mut out = Vec::new();
         for (k, v) in self.kv.scan(RUN)? {
             let id = String::from_utf8_lossy(&k[RUN.len()..]).into_owned();
-            match postcard::from_bytes::<Run>(&v) {
+            match decode::<Run>(&v) {
                 Ok(run) => out.push(run),
                 Err(e) => tracing::warn!(run = %id, error = %e, "stored run unreadable; skipped"),
             }
@@ -82,7 +102,7 @@ impl RunStore {
         prefix.push(0);
         let mut events = Vec::new();
         for (_, v) in self.kv.scan(&prefix)? {
-            match postcard::from_bytes::<Event>(&v) {
+            match decode::<Event>(&v) {
                 Ok(e) => events.push(e),
                 Err(e) => tracing::warn!(%run, error = %e, "stored event unreadable; skipped"),
             }

@@ -27,13 +27,21 @@ fn runner() -> RunnerView {
     }
 }
 
-fn open(dir: &std::path::Path) -> (Scheduler, buildfleet_coordinator::persist::RunStore) {
+fn open_keeping(
+    dir: &std::path::Path,
+    keep_runs: usize,
+) -> (Scheduler, buildfleet_coordinator::persist::RunStore) {
     let history = History::open(Some(dir)).unwrap();
     let store = history.run_store().expect("a RocksDB history is durable");
-    (
-        Scheduler::with_history(SchedulerConfig::default(), history),
-        store,
-    )
+    let config = SchedulerConfig {
+        keep_runs,
+        ..SchedulerConfig::default()
+    };
+    (Scheduler::with_history(config, history), store)
+}
+
+fn open(dir: &std::path::Path) -> (Scheduler, buildfleet_coordinator::persist::RunStore) {
+    open_keeping(dir, 10)
 }
 
 fn submit(s: &mut Scheduler, key: &str, now: Instant) -> String {
@@ -85,7 +93,7 @@ fn a_restored_run_keeps_its_events_and_leases_in_flight_shards_again() {
         (run, events)
     }; // the process "dies" here: nothing else is written
     let (mut s, store) = open(dir.path());
-    assert_eq!(s.restore(&store, 10, &no_secrets, now).unwrap(), 1);
+    assert_eq!(s.restore(&store, &no_secrets, now).unwrap(), 1);
     let r = s.run(&run).unwrap();
     let shards: Vec<State> = r.steps[0]
         .shards
@@ -158,16 +166,51 @@ fn finished_runs_beyond_the_retention_are_deleted_at_start() {
             .collect()
     };
     {
-        let (mut s, store) = open(dir.path());
-        assert_eq!(s.restore(&store, 1, &no_secrets, now).unwrap(), 1);
+        let (mut s, store) = open_keeping(dir.path(), 1);
+        assert_eq!(s.restore(&store, &no_secrets, now).unwrap(), 1);
         assert!(s.run(&ids[2]).is_ok(), "the newest is kept");
         assert!(s.run(&ids[0]).is_err());
     }
     let (mut s, store) = open(dir.path());
     assert_eq!(
-        s.restore(&store, 10, &no_secrets, now).unwrap(),
+        s.restore(&store, &no_secrets, now).unwrap(),
         1,
         "the others are gone from disk"
     );
     assert!(store.load_events(&ids[0]).unwrap().is_empty());
+}
+
+#[test]
+fn a_long_lived_scheduler_forgets_finished_runs_beyond_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Instant::now();
+    let (mut s, store) = open_keeping(dir.path(), 2);
+    s.persist_to(store.clone());
+    s.register_runner(runner());
+    let ids: Vec<String> = (0..4)
+        .map(|i| {
+            let id = submit(&mut s, &format!("k{i}"), now);
+            for a in s.assign(now) {
+                s.record_result(
+                    "r",
+                    &a.lease.lease_id,
+                    ShardReport::of(State::Succeeded, 1),
+                    now,
+                )
+                .unwrap();
+            }
+            s.persist();
+            id
+        })
+        .collect();
+    s.tick(now);
+    assert!(
+        s.run(&ids[0]).is_err() && s.run(&ids[1]).is_err(),
+        "the two oldest are forgotten"
+    );
+    assert!(s.run(&ids[2]).is_ok() && s.run(&ids[3]).is_ok());
+    assert!(
+        store.load_events(&ids[0]).unwrap().is_empty(),
+        "and deleted from the store"
+    );
 }

@@ -94,6 +94,9 @@ pub struct Step {
     pub reports: Vec<String>,
     /// `split:`: the step's work items, each given to exactly one shard.
     pub split: Option<Split>,
+    /// `split: { by: timings | count }`: balance by learned durations (the
+    /// default) or by item count alone.
+    pub split_by: SplitBy,
     /// `retries: { flaky: N }`: a shard whose tests failed re-runs the
     /// failed items up to N times; a test that then passes is flaky.
     pub flaky_retries: u32,
@@ -129,6 +132,13 @@ impl Shards {
             Shards::Fixed(n) | Shards::Auto { max: n } => n,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SplitBy {
+    #[default]
+    Timings,
+    Count,
 }
 
 /// Where a split step's items come from.
@@ -228,11 +238,15 @@ impl Pipeline {
         env.insert("BUILDFLEET_STEP".into(), step.name.clone());
         env.insert("BUILDFLEET_SHARD_INDEX".into(), shard.to_string());
         env.insert("BUILDFLEET_SHARD_COUNT".into(), shard_count.to_string());
-        if step.split.is_some() {
-            env.insert(
-                "BUILDFLEET_SHARD_ITEMS".into(),
-                crate::split::shell_words(items),
-            );
+        if let Some(split) = &step.split {
+            let words = crate::split::shell_words(items);
+            // A file split also answers to the name its sketch in the
+            // brief uses, so `$BUILDFLEET_SHARD_FILES` is never silently
+            // empty (which a test runner would read as "run everything").
+            if matches!(split, Split::Files(_)) {
+                env.insert("BUILDFLEET_SHARD_FILES".into(), words.clone());
+            }
+            env.insert("BUILDFLEET_SHARD_ITEMS".into(), words);
         }
         env
     }

@@ -12,7 +12,7 @@ use super::error::Collector;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Pos, Value};
 use super::{caches, sharding};
-use super::{Pipeline, Shards, Stage, Step};
+use super::{Pipeline, Shards, SplitBy, Stage, Step};
 
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -275,6 +275,9 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
         Some(text)
     });
     let shards = sharding::shards(map.get("shards"), map.get("max_shards"), errors);
+    let split = map
+        .get("split")
+        .and_then(|node| sharding::split(node, errors));
     let retries = map
         .get("retries")
         .map_or((0, sharding::DEFAULT_INFRA_RETRIES), |node| {
@@ -333,9 +336,8 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .get("cache")
             .and_then(|node| caches::enabled(node, errors))
             .unwrap_or(true),
-        split: map
-            .get("split")
-            .and_then(|node| sharding::split(node, errors)),
+        split: split.as_ref().map(|(s, _)| s.clone()),
+        split_by: split.map_or(SplitBy::Timings, |(_, by)| by),
         flaky_retries: retries.0,
         infra_retries: retries.1,
         verify: map

@@ -6,7 +6,7 @@ use super::error::Collector;
 use super::fields::{self, Fields};
 use super::parse::MAX_SHARDS;
 use super::yaml::Node;
-use super::{Shards, Split};
+use super::{Shards, Split, SplitBy};
 
 /// `max_shards` when `shards: auto` gives none: enough for large suites, and
 /// the runner slots that exist cap it anyway.
@@ -63,9 +63,28 @@ pub(super) fn shards(
     Shards::Fixed(fixed.unwrap_or(1))
 }
 
-/// `split: { files: GLOB }` or `split: { list: COMMAND }`.
-pub(super) fn split(node: &Node, errors: &mut Collector) -> Option<Split> {
-    let map = Fields::of(node, "in `split`", &["files", "list"], errors)?;
+/// `split: { files: GLOB | list: COMMAND [, by: timings | count] }`.
+pub(super) fn split(node: &Node, errors: &mut Collector) -> Option<(Split, SplitBy)> {
+    let map = Fields::of(node, "in `split`", &["files", "list", "by"], errors)?;
+    let by = match map.get("by").map(|n| (n, n.scalar())) {
+        None | Some((_, Some("timings"))) => SplitBy::Timings,
+        Some((_, Some("count"))) => SplitBy::Count,
+        Some((n, _)) => {
+            errors.error_with_hint(
+                n.pos,
+                format!(
+                    "`split.by` must be `timings` or `count`, found {}",
+                    n.describe()
+                ),
+                "`timings` balances by durations learned from reports; `count` by item count",
+            );
+            SplitBy::Timings
+        }
+    };
+    split_source(node, &map, errors).map(|s| (s, by))
+}
+
+fn split_source(node: &Node, map: &Fields<'_>, errors: &mut Collector) -> Option<Split> {
     match (map.get("files"), map.get("list")) {
         (Some(_), Some(list)) => {
             errors.error_with_hint(

@@ -30,7 +30,7 @@ impl SplitInfo {
     pub fn describe(&self, shards: usize) -> String {
         let history = match (self.without_history, self.items) {
             (0, _) => "all with duration history".to_owned(),
-            (n, m) if n == m => "none with duration history yet, so balanced by count".to_owned(),
+            (n, m) if n == m => "no duration history used, so balanced by count".to_owned(),
             (n, _) => format!(
                 "{n} without duration history, predicted at the median {}",
                 fmt_ms(self.estimate.as_millis() as u64)
@@ -182,7 +182,7 @@ mod tests {
         );
         assert_eq!(p.shards.len(), 3);
         assert_eq!(p.info.without_history, 3);
-        assert!(p.info.describe(3).contains("none with duration history"));
+        assert!(p.info.describe(3).contains("no duration history used"));
 
         let h = known(&[("i00", 9), ("i01", 5), ("i02", 4)]);
         let p = plan_split("files", Shards::Fixed(2), &names(3), &h, 4, None);

@@ -31,6 +31,9 @@ pub struct SchedulerConfig {
     /// A run with no state change and no log line for this long is
     /// `stalled`: said in the run and notified, once.
     pub stall_after: Duration,
+    /// Finished runs kept (in memory, and in the store across restarts);
+    /// the oldest beyond this are forgotten.
+    pub keep_runs: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -38,6 +41,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             label_wait: Duration::from_secs(60),
             stall_after: Duration::from_secs(30 * 60),
+            keep_runs: 200,
         }
     }
 }
@@ -516,6 +520,7 @@ impl Scheduler {
 
     /// Fails steps that waited too long for a runner with matching labels.
     pub fn tick(&mut self, now: Instant) {
+        self.retire_old_runs();
         for run_id in &self.order {
             let Some(run) = self.runs.get_mut(run_id) else {
                 continue;

@@ -13,6 +13,35 @@ use crate::run::Listing;
 use crate::state::State;
 
 impl Scheduler {
+    /// Forgets the oldest finished runs beyond `keep_runs`, in memory and
+    /// in the store, so a long-lived coordinator stays bounded.
+    pub(super) fn retire_old_runs(&mut self) {
+        let finished: Vec<String> = self
+            .order
+            .iter()
+            .filter(|id| self.runs.get(*id).is_some_and(|r| r.is_finished()))
+            .cloned()
+            .collect();
+        let Some(excess) = finished.len().checked_sub(self.config.keep_runs) else {
+            return;
+        };
+        for id in finished.into_iter().take(excess) {
+            info!(run = %id, "finished run beyond the retention forgotten");
+            if let Some(run) = self.runs.remove(&id) {
+                if let Some(k) = &run.options.idempotency_key {
+                    self.idempotency.remove(k);
+                }
+            }
+            self.order.retain(|o| o != &id);
+            self.saved.remove(&id);
+            if let Some(store) = &self.store {
+                if let Err(e) = store.forget(&id) {
+                    warn!(run = %id, error = %e, "old run not deleted from the store");
+                }
+            }
+        }
+    }
+
     /// Stores runs in `store` from now on.
     pub fn persist_to(&mut self, store: RunStore) {
         self.store = Some(store);
@@ -47,12 +76,11 @@ impl Scheduler {
     /// Reads stored runs back. Unfinished ones go on: shards and listings
     /// that were in flight are leased again (the coordinator's restart
     /// costs them no retry), and `resolve` supplies secrets again.
-    /// Finished runs beyond the newest `keep` are deleted from the store
-    /// rather than restored, so start-up and memory stay bounded.
+    /// Finished runs beyond the newest `keep_runs` are deleted from the
+    /// store rather than restored, so start-up and memory stay bounded.
     pub fn restore(
         &mut self,
         store: &RunStore,
-        keep: usize,
         resolve: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, String>,
         now: Instant,
     ) -> Result<usize, crate::history::HistoryError> {
@@ -62,7 +90,7 @@ impl Scheduler {
         let mut chosen = Vec::new();
         for run in stored {
             if run.is_finished() {
-                if finished_kept >= keep {
+                if finished_kept >= self.config.keep_runs {
                     info!(run = %run.id, "finished run beyond the retention; deleted");
                     if let Err(e) = store.forget(&run.id) {
                         warn!(run = %run.id, error = %e, "old run not deleted");

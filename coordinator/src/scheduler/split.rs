@@ -24,17 +24,21 @@ impl Scheduler {
             Some(Split::List(_)) => "list",
             _ => "files",
         };
-        let known = match self.history.durations(&run.options.project, &def.name) {
-            Ok(k) => k,
-            Err(e) => {
-                warn!(run = %run.id, step = %def.name, error = %e, "duration history unreadable; splitting without it");
-                let line = format!("duration history unreadable ({e}); splitting without it");
-                run.system_log(step, 0, &line);
-                BTreeMap::new()
+        let known = if def.split_by == crate::pipeline::SplitBy::Count {
+            BTreeMap::new()
+        } else {
+            match self.history.durations(&run.options.project, &def.name) {
+                Ok(k) => k,
+                Err(e) => {
+                    warn!(run = %run.id, step = %def.name, error = %e, "duration history unreadable; splitting without it");
+                    let line = format!("duration history unreadable ({e}); splitting without it");
+                    run.system_log(step, 0, &line);
+                    BTreeMap::new()
+                }
             }
         };
         let slots = self.slots_for(&run.steps[step].labels);
-        let planned = crate::run::plan_split(
+        let mut planned = crate::run::plan_split(
             source,
             def.shards,
             items,
@@ -42,6 +46,9 @@ impl Scheduler {
             slots,
             run.pipeline.stage_budget(),
         );
+        if def.split_by == crate::pipeline::SplitBy::Count {
+            planned.info.shard_choice.push_str("; `by: count`");
+        }
         info!(run = %run.id, step = %def.name, items = items.len(), shards = planned.shards.len(), without_history = planned.info.without_history, "split planned");
         run.set_split(step, planned, now);
     }
@@ -126,7 +133,10 @@ impl Scheduler {
         sh.log_dropped = log_dropped;
         let ran = matches!(&state, State::Succeeded)
             || matches!(&state, State::Failed(f) if f.exit_code.is_some());
-        if is_split && attempt == 1 && ran {
+        // Learn from attempts that ran all of the shard's items (the first,
+        // or one after a lost runner), not from a flaky re-run's subset.
+        let whole = sh.attempt_items.len() == sh.items.len();
+        if is_split && whole && ran {
             let times: Vec<(String, Duration)> = tests
                 .iter()
                 .map(|t| (t.id.clone(), Duration::from_millis(t.duration_ms)))
@@ -259,6 +269,7 @@ pub(super) fn listing_spec(run: &Run, step: usize, lease_id: String) -> LeaseSpe
         "BUILDFLEET_SHARD_INDEX",
         "BUILDFLEET_SHARD_COUNT",
         "BUILDFLEET_SHARD_ITEMS",
+        "BUILDFLEET_SHARD_FILES",
     ] {
         spec.env.remove(var);
     }

@@ -247,8 +247,17 @@ impl LogSender {
         .await;
     }
 
-    /// Sends a stored log again, as stdout. Not captured: it is already stored.
+    /// Sends a stored log again, as stdout. Not captured: it is already
+    /// stored; spooled, so the shard's whole log includes it.
     pub async fn replay(&mut self, log: &[u8]) {
+        if let Some((path, file)) = &mut self.spool {
+            if let Err(e) = file.write_all(log) {
+                warn!(file = %path.display(), error = %e, "log spool write failed");
+                self.spool = None;
+            } else {
+                self.spooled += log.len() as u64;
+            }
+        }
         for chunk in log.chunks(REPLAY_CHUNK) {
             self.seq += 1;
             let msg = pb::RunnerMessage {

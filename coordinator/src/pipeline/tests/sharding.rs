@@ -149,3 +149,21 @@ fn verify_and_secrets_parse_and_bad_names_are_refused() {
         &["invalid secret name `token`"],
     );
 }
+
+#[test]
+fn split_by_count_or_timings_and_anything_else_is_refused() {
+    let p = parse(
+        FILE,
+        &one_step(&["run: t", "split: { files: \"*.py\", by: count }"]),
+    )
+    .unwrap();
+    assert_eq!(p.step("compile").unwrap().split_by, SplitBy::Count);
+    let p = parse(FILE, &one_step(&["run: t", "split: { files: \"*.py\" }"])).unwrap();
+    assert_eq!(p.step("compile").unwrap().split_by, SplitBy::Timings);
+    single_error(
+        &one_step(&["run: t", "split: { files: \"*.py\", by: speed }"]),
+        7,
+        37,
+        &["`split.by` must be `timings` or `count`"],
+    );
+}

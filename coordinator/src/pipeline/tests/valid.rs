@@ -59,6 +59,7 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         cache: true,
         reports: Vec::new(),
         split: None,
+        split_by: SplitBy::Timings,
         flaky_retries: 0,
         infra_retries: 2,
         verify: Vec::new(),
