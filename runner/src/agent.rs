@@ -162,7 +162,9 @@ async fn session(
                 let drain = pb::runner_message::Msg::Drain(pb::Drain {
                     grace_ms: config.drain_grace.as_millis() as u64,
                 });
-                let _ = out_tx.send(pb::RunnerMessage { msg: Some(drain) }).await;
+                if out_tx.send(pb::RunnerMessage { msg: Some(drain) }).await.is_err() {
+                    warn!("drain notice not delivered: coordinator stream closed");
+                }
                 continue;
             }
             _ = tokio::time::sleep(Duration::from_millis(50)), if draining.is_some() => {
