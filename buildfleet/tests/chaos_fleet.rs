@@ -7,10 +7,9 @@
 mod procs;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use procs::{bin, lines, runner, server, wait_for, wait_for_runners};
+use procs::{lines, runner, server, wait_for, wait_for_runners};
 
 #[test]
 fn a_runner_killed_mid_shard_is_replaced_and_every_shard_counts_once() {
@@ -40,13 +39,7 @@ stages:
         mark.path().display()
     );
     std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
-    let submit = bin()
-        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
-        .arg(dir.path().join("buildfleet.yaml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let submit = procs::spawn_submit(&coord_url, &cache_url, &dir.path().join("buildfleet.yaml"));
     // Both shards running, one per runner (one slot each): kill r1 mid-shard.
     wait_for("both shards to start", Duration::from_secs(20), || {
         lines(&mark.path().join("started")).len() == 2
@@ -115,13 +108,7 @@ stages:
         mark.path().display()
     );
     std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
-    let submit = bin()
-        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
-        .arg(dir.path().join("buildfleet.yaml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let submit = procs::spawn_submit(&coord_url, &cache_url, &dir.path().join("buildfleet.yaml"));
     wait_for("step one to start", Duration::from_secs(20), || {
         mark.path().join("one-started").exists()
     });
@@ -209,19 +196,8 @@ stages:
 
 impl Drained {
     fn submit(&self) -> std::process::Child {
-        bin()
-            .args([
-                "submit",
-                "--coordinator",
-                &self.coord_url,
-                "--cache",
-                &self.cache_url,
-            ])
-            .arg(self.dir.path().join("buildfleet.yaml"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        let file = self.dir.path().join("buildfleet.yaml");
+        procs::spawn_submit(&self.coord_url, &self.cache_url, &file)
     }
 }
 

@@ -139,6 +139,24 @@ fn a_restored_run_keeps_its_events_and_leases_in_flight_shards_again() {
     );
 }
 
+/// Submits `n` runs and lets every shard succeed, persisting each; the
+/// runs' ids, oldest first.
+fn finished_runs(s: &mut Scheduler, n: usize, now: Instant) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let id = submit(s, &format!("k{i}"), now);
+            for a in s.assign(now) {
+                let done = ShardReport::of(State::Succeeded, 1);
+                s.record_result("r", &a.lease.lease_id, done, now).unwrap();
+            }
+            s.persist();
+            // Distinct creation times, so "oldest" is well defined.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            id
+        })
+        .collect()
+}
+
 #[test]
 fn finished_runs_beyond_the_retention_are_deleted_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,23 +165,7 @@ fn finished_runs_beyond_the_retention_are_deleted_at_start() {
         let (mut s, store) = open(dir.path());
         s.persist_to(store);
         s.register_runner(runner());
-        (0..3)
-            .map(|i| {
-                let id = submit(&mut s, &format!("k{i}"), now);
-                for a in s.assign(now) {
-                    s.record_result(
-                        "r",
-                        &a.lease.lease_id,
-                        ShardReport::of(State::Succeeded, 1),
-                        now,
-                    )
-                    .unwrap();
-                }
-                s.persist();
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                id
-            })
-            .collect()
+        finished_runs(&mut s, 3, now)
     };
     {
         let (mut s, store) = open_keeping(dir.path(), 1);
@@ -187,22 +189,7 @@ fn a_long_lived_scheduler_forgets_finished_runs_beyond_the_retention() {
     let (mut s, store) = open_keeping(dir.path(), 2);
     s.persist_to(store.clone());
     s.register_runner(runner());
-    let ids: Vec<String> = (0..4)
-        .map(|i| {
-            let id = submit(&mut s, &format!("k{i}"), now);
-            for a in s.assign(now) {
-                s.record_result(
-                    "r",
-                    &a.lease.lease_id,
-                    ShardReport::of(State::Succeeded, 1),
-                    now,
-                )
-                .unwrap();
-            }
-            s.persist();
-            id
-        })
-        .collect();
+    let ids = finished_runs(&mut s, 4, now);
     s.tick(now);
     assert!(
         s.run(&ids[0]).is_err() && s.run(&ids[1]).is_err(),

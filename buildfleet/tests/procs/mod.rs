@@ -208,3 +208,14 @@ pub fn lines(path: &std::path::Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// `buildfleet submit FILE` running in the background, output captured.
+pub fn spawn_submit(coordinator: &str, cache: &str, file: &std::path::Path) -> std::process::Child {
+    bin()
+        .args(["submit", "--coordinator", coordinator, "--cache", cache])
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
