@@ -56,6 +56,8 @@ impl EmbeddedFleet {
         if config.history_dir.is_none() {
             config.history_dir = Some(opts.data_dir.join("coordinator"));
         }
+        // Runs of an embedded fleet end with it; only history is kept.
+        config.persist_runs = false;
         let history = buildfleet_coordinator::history::History::open(config.history_dir.as_deref())
             .context("opening the coordinator's history (is another buildfleet using it? pass --data DIR)")?;
         let (coord_l, coord_addr) = bind_loopback().await?;

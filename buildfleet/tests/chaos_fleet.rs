@@ -357,3 +357,48 @@ fn a_step_killed_by_the_oom_killer_is_reported_as_such() {
     );
     drop(r); // killed and reaped, so the cgroup can be removed
 }
+
+#[test]
+fn an_interrupted_embedded_run_is_not_picked_up_by_the_next_run() {
+    let data = tempfile::tempdir().unwrap();
+    let mark = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let slow = format!(
+        "version: 1\nenv: {{ MARK: \"{}\" }}\nstages:\n  - name: s\n    steps:\n      - name: slow\n        cache: false\n        run: |\n          touch \"$MARK/started\"\n          sleep 3\n          touch \"$MARK/finished\"\n",
+        mark.path().display()
+    );
+    std::fs::write(dir.path().join("slow.yaml"), slow).unwrap();
+    std::fs::write(
+        dir.path().join("quick.yaml"),
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: quick, cache: false, run: 'true' }\n",
+    )
+    .unwrap();
+    let run = |file: &str| {
+        procs::bin()
+            .args(["run", "--runners", "1", "--data"])
+            .arg(data.path())
+            .arg(dir.path().join(file))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = procs::Proc(run("slow.yaml"));
+    wait_for("the slow step to start", Duration::from_secs(20), || {
+        mark.path().join("started").exists()
+    });
+    first.terminate();
+    drop(first);
+    let out = run("quick.yaml").wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        !stdout.contains("slow"),
+        "the old run is not resumed: {stdout}"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !mark.path().join("finished").exists(),
+        "the interrupted step never ran to its end behind the user's back"
+    );
+}

@@ -23,6 +23,10 @@ pub struct CoordinatorConfig {
     /// `None` keeps it in memory for the process's life.
     pub history_dir: Option<std::path::PathBuf>,
     pub notify: crate::notify::NotifyConfig,
+    /// Store runs and restore them after a restart. Off for the embedded
+    /// fleet of `buildfleet run`: its runs end with the process, and a
+    /// later `run` must not pick up and execute an interrupted one.
+    pub persist_runs: bool,
     pub secrets: crate::secrets::SecretConfig,
     /// Output streamed live per shard before the head/tail cut, unless a
     /// step sets `log_cap`.
@@ -41,6 +45,7 @@ impl Default for CoordinatorConfig {
             heartbeat_misses: 5,
             history_dir: None,
             notify: Default::default(),
+            persist_runs: true,
             secrets: Default::default(),
             log_cap: DEFAULT_LOG_CAP,
         }
@@ -99,7 +104,7 @@ pub struct Hub {
 impl Hub {
     /// The hub, with the runs a durable history database holds restored.
     pub fn new(config: CoordinatorConfig, history: crate::history::History) -> Hub {
-        let store = history.run_store();
+        let store = history.run_store().filter(|_| config.persist_runs);
         let mut sched = Scheduler::with_history(config.scheduler.clone(), history);
         if let Some(store) = store {
             let secrets = config.secrets.clone();
