@@ -114,14 +114,10 @@ stages:
     });
     if graceful {
         coord.terminate();
-        let start = Instant::now();
-        while coord.0.try_wait().unwrap().is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "SIGTERM stops the coordinator promptly"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        coord.wait_exit(
+            Duration::from_secs(10),
+            "SIGTERM stops the coordinator promptly",
+        );
     } else {
         coord.0.kill().unwrap(); // SIGKILL: no chance to save anything more
         coord.0.wait().unwrap();
@@ -150,22 +146,16 @@ stages:
     assert_eq!(lines(&mark.path().join("two")), ["done"]);
 }
 
-/// A fleet of cache + coordinator on a fresh data dir, and a pipeline
-/// whose one step marks its start and end in `mark`.
+/// A cache and coordinator, and a pipeline whose one step marks its start
+/// and end in `mark`.
 struct Drained {
-    data: tempfile::TempDir,
+    fleet: procs::Servers,
     mark: tempfile::TempDir,
     dir: tempfile::TempDir,
-    cache_url: String,
-    coord_url: String,
-    _servers: (procs::Proc, procs::Proc),
 }
 
 fn drain_fleet(sleep_s: u32) -> Drained {
-    let data = tempfile::tempdir().unwrap();
-    let d = data.path().to_str().unwrap().to_owned();
-    let (cache, cache_url) = server(&["cache", "--data", &d]);
-    let (coord, coord_url) = server(&["coordinator", "--data", &d]);
+    let fleet = procs::Servers::start(&[]);
     let mark = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
@@ -184,38 +174,27 @@ stages:
         mark.path().display()
     );
     std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
-    Drained {
-        data,
-        mark,
-        dir,
-        cache_url,
-        coord_url,
-        _servers: (cache, coord),
-    }
+    Drained { fleet, mark, dir }
 }
 
 impl Drained {
-    fn submit(&self) -> std::process::Child {
+    /// Starts runner `name` and submits once it is registered.
+    fn runner_then_submit(&self, name: &str, grace: &str) -> (procs::Proc, std::process::Child) {
+        let r = self.fleet.runner(name, &["--drain-grace", grace]);
+        wait_for_runners(&self.fleet.coord_url, 1);
         let file = self.dir.path().join("buildfleet.yaml");
-        procs::spawn_submit(&self.coord_url, &self.cache_url, &file)
+        let submit = procs::spawn_submit(&self.fleet.coord_url, &self.fleet.cache_url, &file);
+        wait_for("the shard to start", Duration::from_secs(20), || {
+            self.mark.path().join("started").exists()
+        });
+        (r, submit)
     }
 }
 
 #[test]
 fn a_sigtermed_runner_finishes_its_shard_within_the_grace_then_exits() {
     let f = drain_fleet(1);
-    let mut r1 = procs::runner_with(
-        &f.coord_url,
-        &f.cache_url,
-        "r1",
-        &f.data.path().join("r1"),
-        &["--drain-grace", "20s"],
-    );
-    wait_for_runners(&f.coord_url, 1);
-    let submit = f.submit();
-    wait_for("the shard to start", Duration::from_secs(20), || {
-        f.mark.path().join("started").exists()
-    });
+    let (mut r1, submit) = f.runner_then_submit("r1", "20s");
     r1.terminate();
     let out = submit.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -225,32 +204,14 @@ fn a_sigtermed_runner_finishes_its_shard_within_the_grace_then_exits() {
         !stdout.contains("2 attempts"),
         "finished on its first attempt: {stdout}"
     );
-    let start = Instant::now();
-    while r1.0.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the drained runner exits"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    r1.wait_exit(Duration::from_secs(10), "the drained runner exits");
 }
 
 #[test]
 fn a_sigtermed_runner_hands_back_what_outlives_its_grace_and_another_runs_it() {
     let f = drain_fleet(3);
-    let r1 = procs::runner_with(
-        &f.coord_url,
-        &f.cache_url,
-        "r1",
-        &f.data.path().join("r1"),
-        &["--drain-grace", "300ms"],
-    );
-    wait_for_runners(&f.coord_url, 1);
-    let submit = f.submit();
-    wait_for("the shard to start", Duration::from_secs(20), || {
-        f.mark.path().join("started").exists()
-    });
-    let _r2 = runner(&f.coord_url, &f.cache_url, "r2", &f.data.path().join("r2"));
+    let (r1, submit) = f.runner_then_submit("r1", "300ms");
+    let _r2 = f.fleet.runner("r2", &[]);
     r1.terminate();
     let out = submit.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -132,25 +132,12 @@ impl TestFleet {
         files: &[(&str, &str)],
         no_cache: bool,
     ) -> (pb::RunStatus, Vec<pb::RunEvent>) {
-        let dir = write_files(files);
-        let root = upload(&self.fleet.cache_url, dir.path()).await;
-        let id = self
-            .client()
-            .await
-            .submit(pb::SubmitRequest {
-                pipeline_yaml: yaml.to_string(),
-                pipeline_path: "test.yaml".into(),
-                input_root: Some(root),
-                no_cache,
-                project: "tests".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("submit accepted")
-            .into_inner()
-            .run_id;
-        let events = self.watch_all(&id).await;
-        (self.get(&id).await, events)
+        let req = pb::SubmitRequest {
+            pipeline_yaml: yaml.to_string(),
+            no_cache,
+            ..Default::default()
+        };
+        self.run_request(req, files).await
     }
 
     /// Submits `req` (pipeline text and options) against `files`, under the

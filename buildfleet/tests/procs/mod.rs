@@ -9,6 +9,18 @@ use std::process::{Child, Command, Stdio};
 pub struct Proc(pub Child);
 
 impl Proc {
+    /// Waits for the process to exit by itself within `limit`.
+    pub fn wait_exit(&mut self, limit: std::time::Duration, what: &str) {
+        let start = std::time::Instant::now();
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < limit,
+                "{what}: still running after {limit:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM, as Kubernetes does before it kills a pod.
     pub fn terminate(&self) {
         let status = Command::new("kill")
