@@ -138,15 +138,22 @@ async fn explain_step(
                 names
             },
         };
-        let report = if !step.cache {
-            Report {
+        let report = match pipeline.result_cache(step) {
+            Err(why) => Report {
                 cache: STEP_CACHE.into(),
                 outcome: Outcome::Disabled,
                 key: String::new(),
-                detail: "`cache: false`: the step always runs".into(),
+                detail: why,
+            },
+            Ok(()) => {
+                let mut r = step_report(cas, &spec).await;
+                if r.outcome == Outcome::Hit && !step.verify.is_empty() {
+                    r.detail.push_str(
+                        "; `verify:` still runs after the hit, and a failing check fails the step (cached result no longer holds)",
+                    );
+                }
+                r
             }
-        } else {
-            step_report(cas, &spec).await
         };
         writeln!(out, "{label:<16} {}", report.log_line())?;
         for name in &step.caches {

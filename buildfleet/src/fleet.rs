@@ -25,6 +25,10 @@ pub struct FleetOptions {
     /// Runners below this much free disk take no leases (0 = no floor).
     pub min_free_disk: u64,
     pub runner_labels: Vec<String>,
+    /// The binary holding the shard supervisor: this one
+    /// (`/proc/self/exe`), or the built `buildfleet` when a test embeds the
+    /// fleet in its own binary.
+    pub supervisor: PathBuf,
 }
 
 /// A running embedded fleet. Dropping it without `shutdown` aborts nothing
@@ -32,8 +36,12 @@ pub struct FleetOptions {
 pub struct EmbeddedFleet {
     pub coordinator_url: String,
     pub cache_url: String,
+    /// Stops the coordinator and the cache.
     stop: CancellationToken,
+    /// Stops the runners, which are stopped (and gone) first.
+    stop_runners: CancellationToken,
     tasks: Vec<(String, JoinHandle<()>)>,
+    runner_tasks: Vec<(String, JoinHandle<()>)>,
 }
 
 async fn bind_loopback() -> Result<(TcpListener, SocketAddr)> {
@@ -89,6 +97,8 @@ impl EmbeddedFleet {
         let local_cas = LocalCas::open(&cas_dir, None).with_context(|| {
             format!("opening the runners' local cache at {}", cas_dir.display())
         })?;
+        let stop_runners = CancellationToken::new();
+        let mut runner_tasks = Vec::new();
         for i in 1..=opts.runners {
             let name = format!("runner-{i}");
             let config = RunnerConfig {
@@ -103,9 +113,10 @@ impl EmbeddedFleet {
                 min_free_disk: opts.min_free_disk,
                 // The embedded fleet stops when its run has ended.
                 drain_grace: Duration::from_secs(5),
+                supervisor: opts.supervisor.clone(),
             };
-            let s = stop.clone();
-            tasks.push((
+            let s = stop_runners.clone();
+            runner_tasks.push((
                 name.clone(),
                 tokio::spawn(
                     async move {
@@ -121,7 +132,9 @@ impl EmbeddedFleet {
             coordinator_url,
             cache_url,
             stop,
+            stop_runners,
             tasks,
+            runner_tasks,
         };
         fleet.wait_for_runners(opts.runners).await?;
         Ok(fleet)
@@ -137,7 +150,9 @@ impl EmbeddedFleet {
             coordinator_url: String::new(),
             cache_url,
             stop,
+            stop_runners: CancellationToken::new(),
             tasks,
+            runner_tasks: Vec::new(),
         })
     }
 
@@ -164,7 +179,16 @@ impl EmbeddedFleet {
         }
     }
 
+    /// Stops the fleet in order: runners drain and leave the coordinator
+    /// first (so none of them sees its coordinator vanish and tries to
+    /// reconnect), then the coordinator and the cache.
     pub async fn shutdown(self) {
+        self.stop_runners.cancel();
+        for (name, t) in self.runner_tasks {
+            if let Err(e) = t.await {
+                warn!(task = %name, error = %e, "fleet task ended abnormally");
+            }
+        }
         self.stop.cancel();
         for (name, t) in self.tasks {
             if let Err(e) = t.await {

@@ -14,6 +14,16 @@ use buildfleet_coordinator::CoordinatorConfig;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The shard supervisor is started by runners, not people: no clap, no
+    // runtime, no logging — it must be small and start fast.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(
+            buildfleet_runner::supervisor::SUBCOMMAND,
+        ))
+    {
+        let code = buildfleet_runner::supervisor::main(std::env::args_os().skip(2));
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Run(_) | Command::Validate { .. } | Command::Submit(_) | Command::Logs(_) => {
@@ -131,6 +141,7 @@ async fn run(args: RunArgs) -> Result<i32> {
         kill_grace: args.sched.kill_grace,
         min_free_disk: args.min_free_disk,
         runner_labels: Vec::new(),
+        supervisor: buildfleet::roles::supervisor(),
     })
     .await?;
     let mut stdout = std::io::stdout().lock();

@@ -44,6 +44,18 @@ impl Progress {
                 match (c.step.is_empty(), c.shard) {
                     (true, _) => writeln!(out, "[{t:7.2}s] run {state}"),
                     (false, None) => writeln!(out, "[{t:7.2}s] step {} {state}", c.step),
+                    // Shards become ready with their step; only a shard
+                    // queued again after an attempt is news of its own.
+                    (false, Some(_))
+                        if c.runner.is_empty()
+                            && matches!(
+                                c.state.as_ref().map(|s| s.kind),
+                                Some(k) if k == pb::StateKind::Waiting as i32
+                                    || k == pb::StateKind::Pending as i32
+                            ) =>
+                    {
+                        Ok(())
+                    }
                     (false, Some(i)) => {
                         let on = if c.runner.is_empty() {
                             String::new()
@@ -90,6 +102,12 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
     for step in &status.steps {
         for sh in &step.shards {
             let mut state = state_of(&sh.state);
+            if sh.muted_exit_code != 0 {
+                state.push_str(&format!(
+                    " (exit code {} muted: its failed tests are quarantined)",
+                    sh.muted_exit_code
+                ));
+            }
             if sh.attempt > 1 {
                 state.push_str(&format!(" ({} attempts)", sh.attempt));
             }

@@ -12,6 +12,13 @@ use tokio::net::TcpListener;
 
 use crate::cli::{CacheArgs, CoordinatorArgs, RunnerArgs};
 
+/// The shard supervisor is this very binary, under a hidden subcommand.
+/// `/proc/self/exe` still names it if the file was replaced (an upgrade)
+/// while the runner runs.
+pub fn supervisor() -> std::path::PathBuf {
+    std::path::PathBuf::from("/proc/self/exe")
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -105,6 +112,7 @@ pub async fn runner(args: RunnerArgs) -> Result<()> {
         local_cas: Some(local_cas),
         min_free_disk: args.min_free_disk,
         drain_grace: args.drain_grace,
+        supervisor: supervisor(),
     };
     config.validate()?;
     buildfleet_runner::run(config, shutdown_signal()).await?;

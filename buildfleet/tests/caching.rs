@@ -283,3 +283,73 @@ stages:
     assert!(system_of(&events, "install", 0).contains("cache-save-failed"));
     fleet.stop().await;
 }
+
+/// The stdout and stderr chunks of one shard, in the order sent.
+fn output_chunks(events: &[pb::RunEvent], step: &str) -> Vec<(i32, Vec<u8>)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(pb::run_event::Event::Log(l))
+                if l.step == step && l.stream != pb::LogStream::System as i32 =>
+            {
+                Some((l.stream, l.data.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_log_is_the_stream_watchers_saw_when_the_step_ran() {
+    let fleet = harness::start(1).await;
+    // 100,000 numbered lines with stderr lines among them: enough chunks
+    // that any re-cutting of the stored log would split some line.
+    let yaml = r#"version: 1
+stages:
+  - name: s
+    steps:
+      - name: loud
+        run: |
+          seq -f 'seq-%g' 1 50000
+          echo "err-1" >&2
+          seq -f 'seq-%g' 50001 100000
+          echo "err-2" >&2
+          printf 'no newline at the end'
+"#;
+    let (first, ran) = fleet.run_with(yaml, &[], false).await;
+    assert_eq!(kind(&first.state), K::Succeeded, "{first:?}");
+    let (second, replayed) = fleet.run_with(yaml, &[], false).await;
+    assert_eq!(kind(&step(&second, "loud").state), K::Cached);
+    let live = output_chunks(&ran, "loud");
+    let again = output_chunks(&replayed, "loud");
+    assert!(live.len() > 10, "the run streamed {} chunks", live.len());
+    assert_eq!(
+        live.len(),
+        again.len(),
+        "the replay sends the chunks the run sent"
+    );
+    for (i, (a, b)) in live.iter().zip(&again).enumerate() {
+        assert_eq!(a, b, "chunk {i} differs between the run and its replay");
+    }
+    let stderr: Vec<&[u8]> = again
+        .iter()
+        .filter(|(s, _)| *s == pb::LogStream::Stderr as i32)
+        .map(|(_, d)| d.as_slice())
+        .collect();
+    assert_eq!(
+        stderr,
+        [&b"err-1\n"[..], &b"err-2\n"[..]],
+        "stderr kept apart"
+    );
+    let stdout: Vec<u8> = again
+        .iter()
+        .filter(|(s, _)| *s == pb::LogStream::Stdout as i32)
+        .flat_map(|(_, d)| d.clone())
+        .collect();
+    let expected: String = (1..=100_000)
+        .map(|i| format!("seq-{i}\n"))
+        .chain(std::iter::once("no newline at the end".to_owned()))
+        .collect();
+    assert!(stdout == expected.as_bytes(), "every line, whole and once");
+    fleet.stop().await;
+}

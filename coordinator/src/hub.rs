@@ -109,7 +109,7 @@ impl Hub {
         if let Some(store) = store {
             let secrets = config.secrets.clone();
             let resolve = move |names: &std::collections::BTreeSet<String>| {
-                secrets.resolve(names, std::time::SystemTime::now()).values
+                secrets.resolve(names, std::time::SystemTime::now())
             };
             if let Err(e) = sched.restore(&store, &resolve, Instant::now()) {
                 warn!(error = %e, "stored runs could not be read; starting without them");

@@ -17,7 +17,8 @@ const EVENT: &[u8] = b"ev\0";
 /// bytes written by another layout could decode into wrong values, so a
 /// value of another format is skipped, with a warning, rather than read.
 /// Bump it whenever a stored type changes shape.
-const FORMAT: u8 = 1;
+/// 2: secret expiries on the run, muted exit codes on shards.
+const FORMAT: u8 = 2;
 
 /// Where runs are kept.
 #[derive(Clone)]

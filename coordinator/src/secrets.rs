@@ -34,18 +34,23 @@ pub struct Resolved {
     pub unusable: BTreeMap<String, String>,
     /// Secrets that work today but expire within the warning window.
     pub expiring: Vec<String>,
+    /// When each usable secret that has an expiry stops working.
+    pub expires: BTreeMap<String, SystemTime>,
 }
 
 fn when(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// A usable secret: its value, a warning if it expires soon, its expiry.
+type Usable = (String, Option<String>, Option<SystemTime>);
+
 fn read_one(
     dir: &Path,
     name: &str,
     now: SystemTime,
     warn_within: Duration,
-) -> Result<(String, Option<String>), String> {
+) -> Result<Usable, String> {
     let path = dir.join(name);
     let mut value = match std::fs::read_to_string(&path) {
         Ok(v) => v,
@@ -80,9 +85,11 @@ fn read_one(
             Ok((
                 value,
                 Some(format!("secret {name} expires at {} (in {left})", when(at))),
+                Some(at),
             ))
         }
-        _ => Ok((value, None)),
+        Some(at) => Ok((value, None, Some(at))),
+        None => Ok((value, None, None)),
     }
 }
 
@@ -98,9 +105,12 @@ impl SecretConfig {
                 continue;
             };
             match read_one(dir, name, now, self.warn_within) {
-                Ok((value, warning)) => {
+                Ok((value, warning, expires)) => {
                     out.values.insert(name.clone(), value);
                     out.expiring.extend(warning);
+                    if let Some(at) = expires {
+                        out.expires.insert(name.clone(), at);
+                    }
                 }
                 Err(why) => {
                     out.unusable.insert(name.clone(), why);
@@ -147,6 +157,11 @@ mod tests {
         assert_eq!(
             r.expiring,
             ["secret SOON expires at 2026-06-03T00:00:00Z (in 2days)"]
+        );
+        assert_eq!(
+            r.expires.keys().collect::<Vec<_>>(),
+            ["SOON"],
+            "usable secrets with an expiry keep it"
         );
         let none = SecretConfig::default().resolve(&names, now);
         assert!(none.unusable["OK"].contains("no secret store"));

@@ -2,7 +2,7 @@
 //! the same events with the same numbers, in-flight shards leased again at
 //! no cost, and old finished runs deleted beyond the retention.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Instant, SystemTime};
 
 use buildfleet_coordinator::events::LogStream;
@@ -24,6 +24,7 @@ fn runner() -> RunnerView {
         busy: 0,
         connected_at: SystemTime::now(),
         unavailable: None,
+        isolation: String::new(),
     }
 }
 
@@ -63,8 +64,8 @@ fn submit(s: &mut Scheduler, key: &str, now: Instant) -> String {
     .run_id
 }
 
-fn no_secrets(_: &BTreeSet<String>) -> BTreeMap<String, String> {
-    BTreeMap::new()
+fn no_secrets(_: &BTreeSet<String>) -> buildfleet_coordinator::secrets::Resolved {
+    buildfleet_coordinator::secrets::Resolved::default()
 }
 
 #[test]

@@ -39,6 +39,7 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
         name: "hand".into(),
         labels: vec![],
         slots: 1,
+        isolation: String::new(),
     })))
     .await
     .unwrap();

@@ -23,6 +23,7 @@ fn runner(id: &str, slots: u32, labels: &[&str]) -> RunnerView {
         busy: 0,
         connected_at: SystemTime::now(),
         unavailable: None,
+        isolation: String::new(),
     }
 }
 

@@ -37,6 +37,9 @@ pub struct RunnerConfig {
     /// On SIGTERM, how long running shards may go on before they are
     /// handed back to the coordinator.
     pub drain_grace: Duration,
+    /// The binary holding the shard supervisor (`buildfleet` itself): every
+    /// shard runs under it, so nothing it starts outlives the runner.
+    pub supervisor: PathBuf,
 }
 
 impl RunnerConfig {
@@ -50,6 +53,12 @@ impl RunnerConfig {
         ] {
             Endpoint::from_shared(url.clone())
                 .map_err(|e| RunnerError::Config(format!("{what} URL `{url}`: {e}")))?;
+        }
+        if !self.supervisor.is_file() {
+            return Err(RunnerError::Config(format!(
+                "the shard supervisor `{}` is not a file (it is the buildfleet binary itself)",
+                self.supervisor.display()
+            )));
         }
         Ok(())
     }
@@ -85,11 +94,16 @@ pub async fn run(
         path: config.work_root.clone(),
         source,
     })?;
+    // Said once, in the log and to the coordinator (ListRunners).
+    let isolation = Arc::new(crate::cgroup::Isolation::detect(&config.name));
     tokio::pin!(shutdown);
     let mut wait = RECONNECT_MIN;
     loop {
-        match session(&config, &mut shutdown).await {
-            Ended::Shutdown => return Ok(()),
+        match session(&config, &isolation, &mut shutdown).await {
+            Ended::Shutdown => {
+                isolation.remove();
+                return Ok(());
+            }
             Ended::Lost(why) => {
                 warn!(reason = %why, retry_in = ?wait, "coordinator connection lost; reconnecting");
             }
@@ -107,6 +121,7 @@ pub async fn run(
 /// the coordinator leases them again.
 async fn session(
     config: &RunnerConfig,
+    isolation: &Arc<crate::cgroup::Isolation>,
     shutdown: &mut std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
 ) -> Ended {
     let channel = match Endpoint::from_shared(config.coordinator_url.clone()) {
@@ -129,6 +144,7 @@ async fn session(
                 name: config.name.clone(),
                 labels: config.labels.clone(),
                 slots: config.slots,
+                isolation: isolation.describe(),
             })),
         })
         .await
@@ -146,6 +162,8 @@ async fn session(
         kill_grace: config.kill_grace,
         out: out_tx.clone(),
         local: config.local_cas.clone(),
+        supervisor: config.supervisor.clone(),
+        isolation: isolation.clone(),
     });
     let cancels: CancelMap = Arc::default();
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;

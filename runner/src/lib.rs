@@ -1,10 +1,13 @@
-//! A runner node: one stream to the coordinator; each shard runs in its own process group.
+//! A runner node: one stream to the coordinator; each shard runs under a
+//! supervisor, in its own process group and (where the host allows) cgroup.
 //!
-//! Invariant: a result is reported only after the shard's process group is
-//! gone and its last log chunk was sent ahead of it.
+//! Invariant: a result is reported only after the shard's processes are
+//! gone and its last log chunk was sent ahead of it; no process of a shard
+//! outlives its runner.
 
 pub mod agent;
 pub mod caching;
+pub mod cgroup;
 pub mod disk;
 pub mod error;
 pub mod exec;
@@ -13,6 +16,7 @@ pub mod oom;
 pub mod outputs;
 pub mod reports;
 pub mod shard;
+pub mod supervisor;
 pub mod verify;
 
 pub use agent::{run, RunnerConfig};

@@ -4,13 +4,38 @@
 //! read before and after a shard; if it rose while the shard died of
 //! SIGKILL that buildfleet did not send, the shard is reported as killed
 //! by the OOM killer rather than as an unexplained signal.
+//!
+//! Where the shard has a memory cgroup of its own, its counter is the one
+//! read: a kill in a neighbouring shard of the same runner is not this
+//! shard's. Without one, the runner's cgroup is all there is, and the
+//! explanation says so.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// The runner's `memory.events` and its `oom_kill` count when read.
-pub struct OomWatch {
-    path: Option<PathBuf>,
+/// Where a counter is and what it read when the shard started.
+#[derive(Debug)]
+struct Counter {
+    path: PathBuf,
     before: u64,
+}
+
+impl Counter {
+    fn at(path: PathBuf) -> Option<Counter> {
+        let before = parse_oom_kill(&std::fs::read_to_string(&path).ok()?)?;
+        Some(Counter { path, before })
+    }
+
+    fn since(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        Some(parse_oom_kill(&text)?.saturating_sub(self.before))
+    }
+}
+
+/// The OOM counters of a shard's cgroup and of the runner's.
+#[derive(Debug)]
+pub struct OomWatch {
+    shard: Option<Counter>,
+    runner: Option<Counter>,
 }
 
 fn parse_oom_kill(text: &str) -> Option<u64> {
@@ -46,20 +71,24 @@ fn events_path() -> Option<PathBuf> {
 }
 
 impl OomWatch {
-    pub fn start() -> OomWatch {
-        let path = events_path();
-        let before = path
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| parse_oom_kill(&t))
-            .unwrap_or(0);
-        OomWatch { path, before }
+    /// Reads the counters now; `shard` is the shard cgroup's counter file.
+    pub fn start(shard: Option<&Path>) -> OomWatch {
+        OomWatch {
+            shard: shard.and_then(|p| Counter::at(p.to_path_buf())),
+            runner: events_path().and_then(Counter::at),
+        }
     }
 
-    /// OOM kills in the cgroup since `start`; `None` if they cannot be read.
-    pub fn kills_since(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.path.as_ref()?).ok()?;
-        Some(parse_oom_kill(&text)?.saturating_sub(self.before))
+    /// OOM kills since `start`, and whose cgroup counted them; `None` if
+    /// no counter can be read.
+    pub fn kills_since(&self) -> Option<(u64, &'static str)> {
+        if let Some(n) = self.shard.as_ref().and_then(Counter::since) {
+            return Some((n, "the shard's cgroup"));
+        }
+        self.runner
+            .as_ref()
+            .and_then(Counter::since)
+            .map(|n| (n, "the runner's cgroup"))
     }
 }
 
@@ -69,11 +98,11 @@ pub fn explain_signal(signal: i32, watch: &OomWatch) -> String {
         return String::new();
     }
     match watch.kills_since() {
-        Some(n) if n > 0 => format!(
-            "killed by the kernel's OOM killer (oom_kill +{n} in the runner's cgroup): the step ran out of memory"
+        Some((n, whose)) if n > 0 => format!(
+            "killed by the kernel's OOM killer (oom_kill +{n} in {whose}): the step ran out of memory"
         ),
-        Some(_) => "killed by SIGKILL from outside buildfleet (no OOM kill was counted in the runner's cgroup)".into(),
-        None => "killed by SIGKILL from outside buildfleet (OOM kills cannot be counted here: no cgroup v2 memory.events)".into(),
+        Some((_, whose)) => format!("killed by SIGKILL from outside buildfleet (no OOM kill was counted in {whose})"),
+        None => "killed by SIGKILL from outside buildfleet (OOM kills cannot be counted here: no cgroup memory counter)".into(),
     }
 }
 
@@ -81,7 +110,7 @@ pub fn explain_signal(signal: i32, watch: &OomWatch) -> String {
 /// reason if the cgroup counted a kill meanwhile, else nothing (137 may be
 /// the program's own exit code).
 pub fn explain_exit(code: i32, watch: &OomWatch) -> Option<String> {
-    (code == 128 + 9 && watch.kills_since().is_some_and(|n| n > 0))
+    (code == 128 + 9 && watch.kills_since().is_some_and(|(n, _)| n > 0))
         .then(|| explain_signal(9, watch))
 }
 
@@ -100,7 +129,7 @@ mod tests {
     fn this_machines_cgroup_counter_is_found() {
         // Every Linux host this runs on has one or the other; a runner that
         // cannot find it says so in each explanation instead.
-        let watch = OomWatch::start();
+        let watch = OomWatch::start(None);
         if std::path::Path::new("/sys/fs/cgroup").exists() {
             assert!(watch.kills_since().is_some(), "no oom_kill counter found");
         }
@@ -108,18 +137,20 @@ mod tests {
 
     #[test]
     fn a_sigkill_is_explained_either_way_and_other_signals_are_left_alone() {
-        let watch = OomWatch::start();
+        let watch = OomWatch::start(None);
         let why = explain_signal(9, &watch);
         assert!(why.contains("SIGKILL") || why.contains("OOM"), "{why}");
         assert_eq!(explain_signal(15, &watch), "");
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), "oom_kill 1\n").unwrap();
-        let fake = OomWatch {
-            path: Some(file.path().to_path_buf()),
-            before: 1,
-        };
-        assert!(explain_signal(9, &fake).contains("no OOM kill"));
-        std::fs::write(file.path(), "oom_kill 3\n").unwrap();
-        assert!(explain_signal(9, &fake).contains("OOM killer (oom_kill +2"));
+        let shard = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(shard.path(), "oom_kill 1\n").unwrap();
+        let watch = OomWatch::start(Some(shard.path()));
+        assert!(
+            explain_signal(9, &watch).contains("no OOM kill was counted in the shard's cgroup"),
+            "a neighbour's kill in the runner's cgroup does not count"
+        );
+        std::fs::write(shard.path(), "oom_kill 3\n").unwrap();
+        assert!(
+            explain_signal(9, &watch).contains("OOM killer (oom_kill +2 in the shard's cgroup)")
+        );
     }
 }

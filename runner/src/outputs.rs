@@ -1,4 +1,4 @@
-//! Declared outputs: a step that exits 0 without producing what it promised
+//! Declared outputs: a step that ends without producing what it promised
 //! has not succeeded (a `docker push` that exited 0 and uploaded nothing).
 //! Each output must exist; each is uploaded to the cache and its digest logged.
 
@@ -35,7 +35,7 @@ impl OutputKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("missing-output: declared output `{0}` does not exist after the step exited 0")]
+    #[error("missing-output: declared output `{0}` does not exist when the step ended")]
     Missing(String),
     #[error("output `{path}` could not be uploaded: {reason}")]
     Upload { path: String, reason: String },

@@ -1,38 +1,37 @@
-//! `verify:` commands: run after a step exited 0 and its outputs were
-//! stored, in the same directory and environment. A push that "succeeded"
-//! is checked from the outside (`docker manifest inspect …`); if any check
-//! fails, the step fails as `verify-failed`, whatever the step itself said.
-
-use std::path::Path;
-use std::time::Duration;
+//! `verify:` commands: checks of the world after a step, in the same
+//! directory and environment. A push that "succeeded" is checked from the
+//! outside (`docker manifest inspect …`); if any check fails, the step fails
+//! as `verify-failed`, whatever the step itself said. They run after a
+//! successful exit (once its outputs are stored), after an exit the
+//! quarantine mutes, and after a step-cache hit: a post-condition of the
+//! world can stop holding while a cached result stays the same.
 
 use tokio::sync::{mpsc, watch};
 
 use crate::exec::{self, ExecOutcome, ExecSpec, OutputChunk};
 use crate::shard::log::LogSender;
 
-pub struct Checks<'a> {
-    pub commands: &'a [String],
-    pub dir: &'a Path,
-    pub env: &'a [(String, String)],
-    pub timeout: Option<Duration>,
-    pub kill_grace: Duration,
+/// A check that did not pass, and how.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("verify-failed: `{command}` {why}")]
+pub struct VerifyFailed {
+    pub command: String,
+    pub why: String,
 }
 
-/// Runs each check in order; the first failure is the step's reason.
+/// Runs each of `commands` in order with `base`'s directory, environment,
+/// limits and supervision; the first failure is the step's reason.
 pub async fn run(
-    checks: Checks<'_>,
+    commands: &[String],
+    base: &ExecSpec,
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
-) -> Result<(), String> {
-    for command in checks.commands {
+) -> Result<(), VerifyFailed> {
+    for command in commands {
         log.system(format!("verify: running `{command}`")).await;
         let spec = ExecSpec {
             command: command.clone(),
-            cwd: checks.dir.to_path_buf(),
-            env: checks.env.to_vec(),
-            timeout: checks.timeout,
-            kill_grace: checks.kill_grace,
+            ..base.clone()
         };
         let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
         let exec = exec::execute(spec, tx, cancel.clone());
@@ -57,9 +56,12 @@ pub async fn run(
             Ok(ExecOutcome::Cancelled { reason }) => format!("was cancelled: {reason}"),
             Err(e) => format!("could not start: {e}"),
         };
-        let reason = format!("verify-failed: `{command}` {why}");
-        log.system(reason.clone()).await;
-        return Err(reason);
+        let failed = VerifyFailed {
+            command: command.clone(),
+            why,
+        };
+        log.system(failed.to_string()).await;
+        return Err(failed);
     }
     Ok(())
 }

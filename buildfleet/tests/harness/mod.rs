@@ -23,21 +23,32 @@ pub async fn start(runners: u32) -> TestFleet {
 }
 
 pub async fn start_with(runners: u32, label_wait: Duration) -> TestFleet {
+    start_configured(runners, |c| c.scheduler.label_wait = label_wait).await
+}
+
+/// A fleet whose coordinator config `configure` adjusts (secrets, …).
+pub async fn start_configured(
+    runners: u32,
+    configure: impl FnOnce(&mut CoordinatorConfig),
+) -> TestFleet {
     let data = tempfile::tempdir().unwrap();
+    let mut coordinator = CoordinatorConfig {
+        scheduler: SchedulerConfig {
+            label_wait: Duration::from_secs(30),
+            ..SchedulerConfig::default()
+        },
+        ..CoordinatorConfig::default()
+    };
+    configure(&mut coordinator);
     let fleet = EmbeddedFleet::start(FleetOptions {
         data_dir: data.path().to_path_buf(),
         cache_limits: buildfleet_cache::StoreLimits::unlimited(),
         runners,
-        coordinator: CoordinatorConfig {
-            scheduler: SchedulerConfig {
-                label_wait,
-                ..SchedulerConfig::default()
-            },
-            ..CoordinatorConfig::default()
-        },
+        coordinator,
         kill_grace: Duration::from_millis(500),
         min_free_disk: 0,
         runner_labels: vec!["linux".into()],
+        supervisor: env!("CARGO_BIN_EXE_buildfleet").into(),
     })
     .await
     .expect("fleet starts");

@@ -146,6 +146,7 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
                             size_bytes: d.size_bytes as i64,
                         }),
                         log_dropped_bytes: sh.log_dropped,
+                        muted_exit_code: sh.muted_exit.unwrap_or(0),
                     })
                     .collect(),
                 split: s.split.as_ref().map(|i| pb::SplitStatus {
@@ -192,7 +193,11 @@ pub fn lease_to_pb(l: LeaseSpec) -> pb::Lease {
                 restore: c.restore,
             })
             .collect(),
-        use_action_cache: l.use_action_cache,
+        use_action_cache: l.action_cache_off.is_none(),
+        action_cache_off: l.action_cache_off.unwrap_or_default(),
+        quarantine: l.quarantine,
+        memory_bytes: l.resources.memory_bytes.unwrap_or(0),
+        cpu_millis: l.resources.cpu_millis.unwrap_or(0),
         inputs: l.inputs,
         project: l.project,
         reports: l.reports,
@@ -319,6 +324,7 @@ pub fn runner_to_pb(r: &RunnerView) -> pb::RunnerInfo {
         busy_slots: r.busy,
         connected_unix_ms: unix_ms(r.connected_at),
         unavailable: r.unavailable.clone().unwrap_or_default(),
+        isolation: r.isolation.clone(),
     }
 }
 

@@ -95,6 +95,11 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
                 .filter(|id| !id.is_empty())
                 .collect(),
             fail_on_flaky: req.fail_on_flaky,
+            secret_expiry: resolved
+                .expires
+                .iter()
+                .map(|(name, at)| (name.clone(), crate::run::Expiry::of(*at, Instant::now())))
+                .collect(),
             secrets: resolved.values,
             secret_problems,
             warnings: resolved.expiring,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use kv::{Kv, MemoryKv};
+pub use kv::{Entry, Kv, MemoryKv};
 pub use rocks::RocksKv;
 
 #[derive(Debug, Error)]

@@ -10,6 +10,7 @@ mod dag;
 mod error;
 mod fields;
 mod parse;
+mod resources;
 mod sharding;
 mod suggest;
 mod validate;
@@ -87,8 +88,9 @@ pub struct Step {
     /// Globs naming the inputs that count for the step's action digest;
     /// empty means the whole input tree.
     pub inputs: Vec<String>,
-    /// `cache: false` turns off step-result caching for this step.
-    pub cache: bool,
+    /// `cache: false` / `cache: true`; unset, the step-result cache is on
+    /// unless the step acts on the world (see [`Step::result_cache`]).
+    pub cache: Option<bool>,
     /// JUnit XML reports the step writes (relative paths), read after it
     /// exits for per-test outcomes.
     pub reports: Vec<String>,
@@ -112,7 +114,20 @@ pub struct Step {
     /// `log_cap: SIZE`: output streamed live before the head/tail cut;
     /// `None` takes the coordinator's default.
     pub log_cap: Option<u64>,
+    /// `resources:`: cgroup limits for each shard, where runners can.
+    pub resources: Resources,
 }
+
+/// `resources:` on a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub memory_bytes: Option<u64>,
+    /// Thousandths of a CPU.
+    pub cpu_millis: Option<u32>,
+}
+
+/// The variable whose value differs on every run by design.
+pub const RUN_ID_VAR: &str = "BUILDFLEET_RUN_ID";
 
 /// `shards:` on a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +213,35 @@ pub fn parse_file(path: &Path) -> Result<Pipeline, PipelineErrors> {
 }
 
 impl Pipeline {
+    /// Whether a shard of `step` may be served from (and stored in) the
+    /// step-result cache, and if not, why — one rule for the coordinator
+    /// and `buildfleet cache explain`.
+    ///
+    /// A step that receives secrets acts on the outside world (a push, a
+    /// deploy): replaying its log would report green for a side effect that
+    /// did not happen, so it always runs unless it says `cache: true`. So
+    /// does a step whose command, checks or environment use the run id,
+    /// which the action digest leaves out because it differs on every run.
+    pub fn result_cache(&self, step: &Step) -> Result<(), String> {
+        let uses_run_id = std::iter::once(&step.run)
+            .chain(&step.verify)
+            .chain(step.env.values())
+            .chain(self.env.values())
+            .any(|text| text.contains(RUN_ID_VAR));
+        match step.cache {
+            Some(true) => Ok(()),
+            Some(false) => Err("`cache: false`: the step always runs".into()),
+            None if !step.secrets.is_empty() => Err(format!(
+                "the step receives secrets ({}), so it acts on the outside world: it always runs (`cache: true` allows reuse)",
+                step.secrets.join(", ")
+            )),
+            None if uses_run_id => Err(format!(
+                "the step uses {RUN_ID_VAR}, which is different on every run: it always runs (`cache: true` allows reuse)"
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Each step's direct dependencies: its `needs` if given, else every step
     /// of the previous stage (the stage barrier). Every step has an entry;
     /// each list is in declaration order.

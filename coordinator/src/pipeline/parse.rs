@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use super::error::Collector;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Pos, Value};
-use super::{caches, sharding};
+use super::{caches, resources, sharding};
 use super::{Pipeline, Shards, SplitBy, Stage, Step};
 
 const TOP_KEYS: &[&str] = &[
@@ -42,6 +42,7 @@ const STEP_KEYS: &[&str] = &[
     "verify",
     "secrets",
     "log_cap",
+    "resources",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -334,8 +335,7 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .unwrap_or_default(),
         cache: map
             .get("cache")
-            .and_then(|node| caches::enabled(node, errors))
-            .unwrap_or(true),
+            .and_then(|node| caches::enabled(node, errors)),
         split: split.as_ref().map(|(s, _)| s.clone()),
         split_by: split.map_or(SplitBy::Timings, |(_, by)| by),
         flaky_retries: retries.0,
@@ -351,6 +351,10 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
         log_cap: map
             .get("log_cap")
             .and_then(|node| size(node, "log_cap", errors)),
+        resources: map
+            .get("resources")
+            .and_then(|node| resources::resources(node, errors))
+            .unwrap_or_default(),
         reports: map
             .get("reports")
             .and_then(|node| fields::workspace_paths(node, "reports", "report", errors))

@@ -48,10 +48,33 @@ pub struct RunOptions {
     pub secret_problems: BTreeMap<String, String>,
     /// Warnings found at submission (secrets about to expire).
     pub warnings: Vec<String>,
+    /// When each secret the run uses stops working: a step needing one
+    /// that expired while the run was under way fails before it starts.
+    pub secret_expiry: BTreeMap<String, Expiry>,
     /// The coordinator's default log cap (bytes; 0 = none).
     pub log_cap: u64,
     /// A flaky test fails its shard.
     pub fail_on_flaky: bool,
+}
+
+/// The moment a secret expires, and the same moment as people read it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Expiry {
+    #[serde(with = "clock")]
+    pub at: Instant,
+    /// RFC 3339, for the reason a step fails with.
+    pub wall: String,
+}
+
+impl Expiry {
+    /// The expiry of a secret at wall-clock `at`, against this process's clock.
+    pub fn of(at: SystemTime, now: Instant) -> Expiry {
+        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        Expiry {
+            at: now + left,
+            wall: humantime::format_rfc3339_seconds(at).to_string(),
+        }
+    }
 }
 
 /// Where a split step is in getting its items.
@@ -94,6 +117,9 @@ pub struct ShardRun {
     pub flaky_reruns: u32,
     /// Re-leases after a lost runner (`retries: { infra }`).
     pub infra_retries: u32,
+    /// The non-zero exit code the quarantine muted (the shard is green
+    /// only because every failed test is quarantined).
+    pub muted_exit: Option<i32>,
 }
 
 impl ShardRun {
@@ -115,6 +141,7 @@ impl ShardRun {
             infra_retries: 0,
             full_log: None,
             log_dropped: 0,
+            muted_exit: None,
         }
     }
 }
@@ -263,7 +290,6 @@ impl Run {
 
     pub fn set_shard_state(&mut self, step: usize, shard: usize, state: State, now: Instant) {
         self.last_progress = now;
-        let step_name = self.steps[step].name.clone();
         let s = &mut self.steps[step].shards[shard];
         if s.state == state {
             return;
@@ -271,17 +297,67 @@ impl Run {
         if state == State::Running {
             s.started = Some(now);
         }
-        s.state = state.clone();
+        s.state = state;
+        self.emit_shard_state(step, shard);
+        self.refresh_step(step, now);
+    }
+
+    fn emit_shard_state(&mut self, step: usize, shard: usize) {
+        let step_name = self.steps[step].name.clone();
+        let s = &self.steps[step].shards[shard];
         let change = StateChange {
             step: Some(step_name),
             shard: Some(s.index),
-            state,
+            state: s.state.clone(),
             runner: s.runner.clone(),
             duration_ms: s.duration_ms,
             cache: s.cache.clone(),
         };
         self.events.push(EventKind::State(change));
-        self.refresh_step(step, now);
+    }
+
+    /// A step-level state change that no shard drives (a listing lease
+    /// starting), recorded as an event like every other.
+    pub fn set_step_state(&mut self, step: usize, state: State, now: Instant) {
+        self.last_progress = now;
+        let st = &mut self.steps[step];
+        if st.state == state {
+            return;
+        }
+        if state == State::Running && st.started.is_none() {
+            st.started = Some(now);
+        }
+        st.state = state;
+        self.emit_step_state(step);
+    }
+
+    /// A listing lease that ended without items through no fault of the
+    /// step (lost runner, coordinator restart): the step waits for another.
+    pub fn list_again(&mut self, step: usize, why: &str, now: Instant) {
+        self.system_log(step, 0, why);
+        self.steps[step].listing = Listing::Needed;
+        self.set_step_state(step, State::Waiting, now);
+    }
+
+    /// A step that may not start (a secret it needs expired or vanished):
+    /// what has not run fails with `reason`; shards that already ended
+    /// keep their state.
+    pub fn fail_unstarted(&mut self, step: usize, reason: &str, now: Instant) {
+        let failed = State::failed(reason);
+        self.system_log(step, 0, reason);
+        if self.steps[step].listing != Listing::Done || self.steps[step].shards.is_empty() {
+            self.steps[step].listing = Listing::Done;
+            self.end_step_unrun(step, failed);
+            return;
+        }
+        for shard in 0..self.steps[step].shards.len() {
+            if matches!(
+                self.steps[step].shards[shard].state,
+                State::Pending | State::Waiting
+            ) {
+                self.set_shard_state(step, shard, failed.clone(), now);
+            }
+        }
     }
 
     /// Recomputes a step's state from its shards.
@@ -377,6 +453,10 @@ impl Run {
         let line = planned.info.describe(st.shards.len());
         st.split = Some(planned.info);
         self.system_log(step, 0, &line);
+        // The new shards are state changes of the run like any other.
+        for shard in 0..self.steps[step].shards.len() {
+            self.emit_shard_state(step, shard);
+        }
         self.refresh_step(step, now);
     }
 
@@ -386,6 +466,7 @@ impl Run {
         for shard in 0..self.steps[step].shards.len() {
             if !self.steps[step].shards[shard].state.is_terminal() {
                 self.steps[step].shards[shard].state = state.clone();
+                self.emit_shard_state(step, shard);
             }
         }
         self.steps[step].state = state;
@@ -422,6 +503,9 @@ impl Run {
                     st.ready_at = Some(now);
                     for sh in &mut st.shards {
                         sh.state = State::Waiting;
+                    }
+                    for shard in 0..self.steps[i].shards.len() {
+                        self.emit_shard_state(i, shard);
                     }
                     self.emit_step_state(i);
                     moved = true;

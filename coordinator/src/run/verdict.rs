@@ -24,6 +24,9 @@ pub struct Inputs<'a> {
     pub quarantine: &'a BTreeSet<String>,
     pub retries_left: u32,
     pub fail_on_flaky: bool,
+    /// The runner's check of the rest of the contract (outputs, verify)
+    /// for a non-zero exit whose failed tests are all quarantined.
+    pub muted: Option<Result<(), String>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -33,6 +36,8 @@ pub enum Verdict {
         state: State,
         tests: Vec<TestResult>,
         notes: Vec<String>,
+        /// The exit code the quarantine muted, when that made it green.
+        muted_exit: Option<i32>,
     },
     /// Run again with these items (empty: the whole shard, unsplit).
     Retry {
@@ -78,6 +83,7 @@ pub fn judge(input: Inputs<'_>) -> Verdict {
         t.quarantined = input.quarantine.contains(&t.id);
     }
     let mut notes = Vec::new();
+    let mut muted_exit = None;
     let failing: Vec<&TestResult> = tests.iter().filter(|t| t.outcome.is_failure()).collect();
     let unmuted: Vec<&str> = failing
         .iter()
@@ -114,10 +120,31 @@ pub fn judge(input: Inputs<'_>) -> Verdict {
                     reason,
                 })
             } else if unmuted.is_empty() {
-                notes.push(format!(
-                    "exit code {code} accepted: every failed test is quarantined"
-                ));
-                State::Succeeded
+                // Muting a test failure does not excuse the step's other
+                // promises: its outputs and checks must hold as for exit 0.
+                match &input.muted {
+                    Some(Ok(())) => {
+                        notes.push(format!(
+                            "exit code {code} muted: every failed test is quarantined, and the step's outputs and verify passed"
+                        ));
+                        muted_exit = Some(code);
+                        State::Succeeded
+                    }
+                    Some(Err(why)) => State::Failed(Failure {
+                        exit_code: Some(code),
+                        signal: None,
+                        reason: format!(
+                            "exit code {code} is not muted although every failed test is quarantined: {why}"
+                        ),
+                    }),
+                    None => State::Failed(Failure {
+                        exit_code: Some(code),
+                        signal: None,
+                        reason: format!(
+                            "exit code {code} is not muted although every failed test is quarantined: the runner did not check the step's outputs and verify for it"
+                        ),
+                    }),
+                }
             } else if input.retries_left > 0 {
                 let items = rerun_items(input.items, &unmuted);
                 notes.push(match items.is_empty() {
@@ -178,6 +205,7 @@ pub fn judge(input: Inputs<'_>) -> Verdict {
         state,
         tests,
         notes,
+        muted_exit,
     }
 }
 
@@ -245,6 +273,7 @@ mod tests {
             quarantine,
             retries_left,
             fail_on_flaky: false,
+            muted: Some(Ok(())),
         }
     }
 
@@ -267,6 +296,7 @@ mod tests {
             state,
             tests,
             notes,
+            ..
         } = judge(inputs(
             State::Succeeded,
             vec![t("t.b::y", Passed, 2)],
@@ -396,11 +426,13 @@ mod tests {
             state,
             tests,
             notes,
+            muted_exit,
         } = v
         else {
             panic!()
         };
         assert_eq!(state, State::Succeeded);
+        assert_eq!(muted_exit, Some(1));
         assert!(tests[0].quarantined);
         assert!(notes.iter().any(|n| n.contains("muted")));
 
@@ -413,6 +445,37 @@ mod tests {
             0,
         ));
         assert!(matches!(v, Verdict::Final { state, .. } if state == exit(1)));
+    }
+
+    #[test]
+    fn a_muted_exit_still_owes_its_outputs_and_verify() {
+        let items = items();
+        let q: BTreeSet<String> = ["t.a::x".to_string()].into();
+        let failed = || vec![t("t.a::x", Failed, 1)];
+        let mut missing = inputs(exit(1), failed(), &[], &items, &q, 0);
+        missing.muted = Some(Err(
+            "missing-output: declared output `dist/app` does not exist".into(),
+        ));
+        let Verdict::Final {
+            state, muted_exit, ..
+        } = judge(missing)
+        else {
+            panic!()
+        };
+        assert_eq!(muted_exit, None);
+        assert!(
+            matches!(&state, State::Failed(f) if f.exit_code == Some(1) && f.reason.contains("missing-output") && f.reason.contains("dist/app")),
+            "{state}"
+        );
+        let mut unchecked = inputs(exit(1), failed(), &[], &items, &q, 0);
+        unchecked.muted = None;
+        let Verdict::Final { state, .. } = judge(unchecked) else {
+            panic!()
+        };
+        assert!(
+            matches!(&state, State::Failed(f) if f.reason.contains("did not check")),
+            "an unchecked contract is not met: {state}"
+        );
     }
 
     #[test]

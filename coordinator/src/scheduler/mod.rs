@@ -56,6 +56,8 @@ pub struct RunnerView {
     pub connected_at: std::time::SystemTime,
     /// Why it takes no new leases (draining, low disk); `None` = it does.
     pub unavailable: Option<String>,
+    /// How it isolates shards (cgroups, limits) and what it cannot do.
+    pub isolation: String,
 }
 
 /// What a runner is told to do.
@@ -72,9 +74,9 @@ pub struct LeaseSpec {
     pub timeout: Option<Duration>,
     pub outputs: Vec<String>,
     pub caches: Vec<CacheDef>,
-    /// False under `--no-cache` or `cache: false`: the runner neither reuses
-    /// nor stores a step result.
-    pub use_action_cache: bool,
+    /// Why the runner neither reuses nor stores a step result for this
+    /// lease (`--no-cache`, `cache: false`, secrets, a re-run); `None` = it may.
+    pub action_cache_off: Option<String>,
     pub inputs: Vec<String>,
     pub project: String,
     pub reports: Vec<String>,
@@ -86,6 +88,16 @@ pub struct LeaseSpec {
     /// Only the secrets this step declared.
     pub secrets: BTreeMap<String, String>,
     pub log_cap: u64,
+    /// The quarantine file's test ids: the runner checks outputs and verify
+    /// for an exit they may mute.
+    pub quarantine: Vec<String>,
+    pub resources: crate::pipeline::Resources,
+}
+
+impl LeaseSpec {
+    pub fn use_action_cache(&self) -> bool {
+        self.action_cache_off.is_none()
+    }
 }
 
 /// What a runner reported when a shard ended.
@@ -102,6 +114,10 @@ pub struct ShardReport {
     /// The attempt's whole log in the cache, and what the cap dropped.
     pub full_log: Option<InputRoot>,
     pub log_dropped: u64,
+    /// For a non-zero exit whose failed tests are all quarantined: whether
+    /// the rest of the step's contract (outputs, verify) held; `None` when
+    /// the runner did not check it.
+    pub muted: Option<Result<(), String>>,
 }
 
 impl ShardReport {
@@ -116,6 +132,7 @@ impl ShardReport {
             items: Vec::new(),
             full_log: None,
             log_dropped: 0,
+            muted: None,
         }
     }
 }
@@ -168,6 +185,9 @@ pub struct Scheduler {
     /// Where runs are persisted, and how far each one is stored.
     store: Option<crate::persist::RunStore>,
     saved: HashMap<String, u64>,
+    /// Runs whose latest state could not be stored, with the error: no
+    /// new leases for them until it can, since a restart would lose them.
+    unsaved: HashMap<String, String>,
 }
 
 impl Scheduler {
@@ -307,11 +327,18 @@ impl Scheduler {
             let Some(run) = self.runs.get_mut(run_id) else {
                 continue;
             };
-            if run.is_finished() || run.cancel_reason.is_some() {
+            if run.is_finished() || run.cancel_reason.is_some() || self.unsaved.contains_key(run_id)
+            {
                 continue;
             }
             for step in 0..run.steps.len() {
                 if !matches!(run.steps[step].state, State::Waiting | State::Running) {
+                    continue;
+                }
+                if let Some(reason) = expired_secret(run, step, now) {
+                    warn!(run = %run.id, step = %run.steps[step].name, %reason, "secret expired before the step started");
+                    run.fail_unstarted(step, &reason, now);
+                    run.advance(now);
                     continue;
                 }
                 if run.steps[step].listing == Listing::Needed {
@@ -322,8 +349,7 @@ impl Scheduler {
                     runner.busy += 1;
                     let lease_id = uuid::Uuid::new_v4().simple().to_string();
                     run.steps[step].listing = Listing::Leased(lease_id.clone());
-                    run.steps[step].state = State::Running;
-                    run.steps[step].started = Some(now);
+                    run.set_step_state(step, State::Running, now);
                     let line = format!("listing the step's items on runner {}", runner.name);
                     run.system_log(step, 0, &line);
                     let lease = listing_spec(run, step, lease_id.clone());
@@ -617,6 +643,19 @@ impl Scheduler {
     }
 }
 
+/// Why a lease may not use the step-result cache; `None` = it may.
+fn action_cache_off(run: &Run, def: &crate::pipeline::Step, attempt: u32) -> Option<String> {
+    if run.options.no_cache {
+        return Some("`--no-cache`: the step always runs".into());
+    }
+    if attempt > 1 {
+        // A stored pass of the same subset would hide that the test
+        // failed again.
+        return Some(format!("attempt {attempt} is a re-run: it must really run"));
+    }
+    run.pipeline.result_cache(def).err()
+}
+
 fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSpec {
     let st = &run.steps[step];
     let def = run
@@ -648,9 +687,7 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
             .iter()
             .filter_map(|name| run.pipeline.caches.get(name).cloned())
             .collect(),
-        // A re-run must really run: a stored pass of the same subset would
-        // hide that the test failed again.
-        use_action_cache: def.cache && !run.options.no_cache && attempt <= 1,
+        action_cache_off: action_cache_off(run, def, attempt),
         inputs: def.inputs.clone(),
         project: run.options.project.clone(),
         reports: def.reports.clone(),
@@ -664,5 +701,22 @@ fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSp
             .filter_map(|n| run.options.secrets.get(n).map(|v| (n.clone(), v.clone())))
             .collect(),
         log_cap: def.log_cap.unwrap_or(run.options.log_cap),
+        quarantine: run.options.quarantine.iter().cloned().collect(),
+        resources: def.resources,
     }
+}
+
+/// The reason a step may not start because a secret it needs has expired
+/// since the run was submitted (or restored).
+fn expired_secret(run: &Run, step: usize, now: Instant) -> Option<String> {
+    let def = run.pipeline.step(&run.steps[step].name)?;
+    def.secrets.iter().find_map(|name| {
+        let e = run.options.secret_expiry.get(name)?;
+        (e.at <= now).then(|| {
+            format!(
+                "secret {name} expired at {} while the run was under way; the step did not start",
+                e.wall
+            )
+        })
+    })
 }

@@ -1,7 +1,7 @@
 //! The scheduler's side of persistence: storing what changed after each
 //! operation, and rebuilding runs after a restart.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use tracing::{info, warn};
@@ -9,7 +9,8 @@ use tracing::{info, warn};
 use super::Scheduler;
 use crate::events::{EventKind, EventLog, NoticeKind};
 use crate::persist::RunStore;
-use crate::run::Listing;
+use crate::run::{Listing, Run};
+use crate::secrets::Resolved;
 use crate::state::State;
 
 impl Scheduler {
@@ -51,6 +52,7 @@ impl Scheduler {
     /// lines changed) since the last call.
     pub fn persist(&mut self) {
         let Some(store) = &self.store else { return };
+        let (mut halted, mut resumed) = (Vec::new(), Vec::new());
         for id in &self.order {
             let Some(run) = self.runs.get(id) else {
                 continue;
@@ -65,12 +67,42 @@ impl Scheduler {
             match store.save(run, &new, snapshot) {
                 Ok(()) => {
                     self.saved.insert(id.clone(), last);
+                    if self.unsaved.remove(id).is_some() {
+                        info!(run = %id, "run stored again; leasing resumes");
+                        resumed.push(id.clone());
+                    }
                 }
                 Err(e) => {
-                    warn!(run = %id, error = %e, "run not persisted; a restart would lose its latest events")
+                    if self.unsaved.insert(id.clone(), e.to_string()).is_none() {
+                        warn!(run = %id, error = %e, "run not stored: no new leases for it until it is");
+                        halted.push((id.clone(), e.to_string()));
+                    }
                 }
             }
         }
+        // Said in the run itself (watchers read it from memory); stored
+        // with the next write that succeeds.
+        for (id, error) in halted {
+            if let Some(run) = self.runs.get_mut(&id) {
+                run.notice(
+                    NoticeKind::Warning,
+                    format!("the run's state could not be stored ({error}); a coordinator restart would lose it, so no new shards are leased for it until it can be stored again"),
+                );
+            }
+        }
+        for id in resumed {
+            if let Some(run) = self.runs.get_mut(&id) {
+                run.notice(
+                    NoticeKind::Warning,
+                    "the run's state is stored again; leasing resumes".to_owned(),
+                );
+            }
+        }
+    }
+
+    /// Why the run's state is not stored, while it is not (no new leases).
+    pub fn unsaved(&self, run_id: &str) -> Option<&str> {
+        self.unsaved.get(run_id).map(String::as_str)
     }
 
     /// Reads stored runs back. Unfinished ones go on: shards and listings
@@ -81,7 +113,7 @@ impl Scheduler {
     pub fn restore(
         &mut self,
         store: &RunStore,
-        resolve: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, String>,
+        resolve: &dyn Fn(&BTreeSet<String>) -> Resolved,
         now: Instant,
     ) -> Result<usize, crate::history::HistoryError> {
         let mut stored = store.load_runs()?;
@@ -124,15 +156,14 @@ impl Scheduler {
                     .steps()
                     .flat_map(|st| st.secrets.iter().cloned())
                     .collect();
-                run.options.secrets = resolve(&needed);
+                let resolved = resolve(&needed);
                 let mut requeued = 0;
                 for step in 0..run.steps.len() {
                     if let Listing::Leased(_) = run.steps[step].listing {
-                        run.steps[step].listing = Listing::Needed;
-                        run.system_log(
+                        run.list_again(
                             step,
-                            0,
                             "the coordinator restarted while listing; listing again",
+                            now,
                         );
                         requeued += 1;
                     }
@@ -156,6 +187,7 @@ impl Scheduler {
                     NoticeKind::Warning,
                     format!("the coordinator restarted; {requeued} shard(s) or listing(s) in flight were leased again"),
                 );
+                resecret(&mut run, resolved, now);
                 run.last_progress = now;
             } else {
                 let key = (run.options.project.clone(), run.pipeline_path.clone());
@@ -172,4 +204,43 @@ impl Scheduler {
         self.persist();
         Ok(count)
     }
+}
+
+/// A restored run's secrets, read again from the store: values and
+/// expiries as they are now. A step still to run that needs a secret that
+/// has since expired or been removed fails before it starts, naming it,
+/// exactly as at submission — it never runs without it.
+fn resecret(run: &mut Run, resolved: Resolved, now: Instant) {
+    for w in &resolved.expiring {
+        run.notice(NoticeKind::Warning, w.clone());
+    }
+    run.options.secret_expiry = resolved
+        .expires
+        .iter()
+        .map(|(name, at)| (name.clone(), crate::run::Expiry::of(*at, now)))
+        .collect();
+    for step in 0..run.steps.len() {
+        if run.steps[step].state.is_terminal() {
+            continue;
+        }
+        let Some(def) = run.pipeline.step(&run.steps[step].name) else {
+            continue;
+        };
+        let why: Vec<&str> = def
+            .secrets
+            .iter()
+            .filter_map(|n| resolved.unusable.get(n).map(String::as_str))
+            .collect();
+        if why.is_empty() {
+            continue;
+        }
+        let reason = format!(
+            "{} (read again after the coordinator restarted)",
+            why.join("; ")
+        );
+        warn!(run = %run.id, step = %def.name, %reason, "step cannot start after the restart");
+        run.fail_unstarted(step, &reason, now);
+    }
+    run.options.secrets = resolved.values;
+    run.advance(now);
 }

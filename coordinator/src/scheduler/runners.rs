@@ -131,12 +131,8 @@ pub(super) fn lose_lease(
     };
     let Some(shard) = shard else {
         if by_coordinator || budget > 0 {
-            run.system_log(
-                step,
-                0,
-                &format!("runner {runner} lost while listing; listing again"),
-            );
-            run.steps[step].listing = crate::run::Listing::Needed;
+            let line = format!("runner {runner} lost while listing; listing again");
+            run.list_again(step, &line, now);
         } else {
             run.end_step_unrun(step, lost);
         }

@@ -113,6 +113,7 @@ impl Scheduler {
             mut tests,
             full_log,
             log_dropped,
+            muted,
             ..
         } = report;
         let def = run
@@ -181,6 +182,7 @@ impl Scheduler {
             quarantine: &run.options.quarantine,
             retries_left: flaky_retries.saturating_sub(sh.flaky_reruns),
             fail_on_flaky: run.options.fail_on_flaky,
+            muted,
         });
         let index = sh.index;
         match verdict {
@@ -188,6 +190,7 @@ impl Scheduler {
                 state,
                 tests,
                 notes,
+                muted_exit,
             } => {
                 for n in &notes {
                     run.system_log(step, index, n);
@@ -225,6 +228,7 @@ impl Scheduler {
                     }
                 }
                 run.steps[step].shards[shard].tests = tests;
+                run.steps[step].shards[shard].muted_exit = muted_exit;
                 run.set_shard_state(step, shard, state, now);
             }
             crate::run::verdict::Verdict::Retry {
@@ -278,7 +282,13 @@ pub(super) fn listing_spec(run: &Run, step: usize, lease_id: String) -> LeaseSpe
     spec.shard_count = 1;
     spec.outputs.clear();
     spec.reports.clear();
-    spec.use_action_cache = false;
+    // A listing reads the tree; it acts on nothing. Its stdout becomes
+    // items that reach the summary, stored runs and history: a secret in
+    // its environment could be printed into all of them.
+    spec.secrets.clear();
+    spec.verify.clear();
+    spec.quarantine.clear();
+    spec.action_cache_off = Some("a listing lease always runs".into());
     spec.list_items = true;
     spec.attempt = 1;
     spec

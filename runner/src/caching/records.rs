@@ -11,7 +11,9 @@ use bytes::Bytes;
 use prost::Message;
 
 /// Bumped when the meaning of a record changes, so old entries stop matching.
-pub const ACTION_SCHEMA: u32 = 1;
+/// 2: a result's log is stored framed (chunks with their streams), so a
+/// replay is the stream watchers saw; schema-1 logs were flat bytes.
+pub const ACTION_SCHEMA: u32 = 2;
 
 /// A step shard, canonically: its BLAKE3 is the action digest.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -110,17 +110,24 @@ pub(crate) async fn clear_group(pgid: i32) -> Leftovers {
     }
 }
 
-/// SIGKILLs the whole group if [`execute`](super::execute) is abandoned.
+/// Kills the whole shard if [`execute`](super::execute) is abandoned.
 ///
 /// `kill_on_drop` only kills the leader; if the caller drops the future (or
 /// an error returns early) the rest of the group would otherwise live on.
+/// A supervised shard is told to kill itself (SIGUSR2), which reaches
+/// processes that left the group too; SIGKILLing the supervisor would
+/// leave exactly those behind.
 pub(crate) struct GroupGuard {
     pgid: Option<i32>,
+    supervised: bool,
 }
 
 impl GroupGuard {
-    pub(crate) fn new(pgid: i32) -> Self {
-        Self { pgid: Some(pgid) }
+    pub(crate) fn new(pgid: i32, supervised: bool) -> Self {
+        Self {
+            pgid: Some(pgid),
+            supervised,
+        }
     }
 
     /// The group has been cleaned up deliberately; nothing to do on drop.
@@ -131,10 +138,14 @@ impl GroupGuard {
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(pgid) = self.pgid {
-            if let Err(e) = signal_group(pgid, Signal::SIGKILL) {
-                tracing::warn!(pgid, error = %e, "could not kill abandoned process group");
-            }
+        let Some(pgid) = self.pgid else { return };
+        let result = if self.supervised {
+            nix::sys::signal::kill(Pid::from_raw(pgid), Signal::SIGUSR2).map(|_| true)
+        } else {
+            signal_group(pgid, Signal::SIGKILL)
+        };
+        if let Err(e) = result {
+            tracing::warn!(pgid, error = %e, "could not kill abandoned process group");
         }
     }
 }

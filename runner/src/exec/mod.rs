@@ -12,6 +12,7 @@
 
 mod kill;
 mod output;
+mod supervised;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 pub use kill::become_subreaper;
 use kill::{clear_group, signal_group, GroupGuard, Leftovers};
@@ -58,6 +60,14 @@ pub struct ExecSpec {
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when stopping the group.
     pub kill_grace: Duration,
+    /// The program holding the shard supervisor (this binary, see
+    /// [`crate::supervisor`]), which leads the process group and ends the
+    /// shard's whole tree if the runner dies. `None` runs the shell
+    /// directly: only this module's own tests do, as they cannot name the
+    /// binary.
+    pub supervisor: Option<PathBuf>,
+    /// cgroup directories the shell joins before it starts anything.
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// Where an [`OutputChunk`] came from.
@@ -132,6 +142,10 @@ pub enum ExecError {
     },
     #[error("cannot become child subreaper: {0}")]
     Subreaper(#[source] nix::errno::Errno),
+    #[error("cannot create the supervisor's report pipe: {0}")]
+    ReportPipe(#[source] io::Error),
+    #[error("the shard supervisor could not start the shell: {0}")]
+    Supervisor(String),
 }
 
 /// Why we stopped the group ourselves.
@@ -153,10 +167,18 @@ pub async fn execute(
     mut cancel: watch::Receiver<Option<String>>,
 ) -> Result<ExecReport, ExecError> {
     check_cwd(&spec).await?;
-    let mut child = command(&spec).spawn().map_err(|source| ExecError::Spawn {
+    let supervised = spec.supervisor.is_some();
+    let (mut cmd, report_pipe) = command(&spec)?;
+    let spawned = cmd.spawn().map_err(|source| ExecError::Spawn {
         cwd: spec.cwd.clone(),
         source,
-    })?;
+    });
+    // Our copy of the write end goes now, so the pipe ends with the child.
+    let report_read = report_pipe.map(|(read, write)| {
+        drop(write);
+        read
+    });
+    let mut child = spawned?;
     let started = Instant::now();
     let pgid = child
         .id()
@@ -164,28 +186,25 @@ pub async fn execute(
         .ok_or_else(|| ExecError::NoPid {
             cwd: spec.cwd.clone(),
         })?;
-    let mut guard = GroupGuard::new(pgid);
-    tracing::debug!(pgid, command = %spec.command, "shard started");
+    let mut guard = GroupGuard::new(pgid, supervised);
+    tracing::debug!(pgid, command = %spec.command, supervised, "shard started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers = JoinSet::new();
     if let Some(stdout) = child.stdout.take() {
-        readers.spawn(output::pump(
-            stdout,
-            Stream::Stdout,
-            output.clone(),
-            stop_rx.clone(),
-        ));
+        readers.spawn(
+            output::pump(stdout, Stream::Stdout, output.clone(), stop_rx.clone())
+                .instrument(tracing::info_span!("stdout", pgid)),
+        );
     }
     if let Some(stderr) = child.stderr.take() {
-        readers.spawn(output::pump(
-            stderr,
-            Stream::Stderr,
-            output.clone(),
-            stop_rx,
-        ));
+        readers.spawn(
+            output::pump(stderr, Stream::Stderr, output.clone(), stop_rx)
+                .instrument(tracing::info_span!("stderr", pgid)),
+        );
     }
     let (notes, forwarder) = Notes::start(output);
+    let reports = report_read.map(|read| supervised::read_reports(read, notes.clone()));
 
     let wait_error = |source| ExecError::Wait { pgid, source };
     let finished = tokio::select! {
@@ -198,7 +217,12 @@ pub async fn execute(
     let (status, interruption) = match finished {
         Ok(status) => (status, None),
         Err(why) => {
-            let status = terminate(&mut child, pgid, &why, spec.kill_grace, &notes)
+            let stop = Stop {
+                pgid,
+                supervised,
+                grace: spec.kill_grace,
+            };
+            let status = terminate(&mut child, &stop, &why, &notes)
                 .await
                 .map_err(wait_error)?;
             (status, Some(why))
@@ -234,11 +258,19 @@ pub async fn execute(
         let _ = stop_tx.send(true);
         join_all(&mut readers).await;
     }
+    // The supervisor is gone, so its report pipe is at EOF.
+    let supervisor_errors = match reports {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     drop(notes);
     if let Err(e) = forwarder.await {
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());
         }
+    }
+    if !supervisor_errors.is_empty() {
+        return Err(ExecError::Supervisor(supervisor_errors.join("; ")));
     }
 
     let outcome = match interruption {
@@ -272,11 +304,32 @@ async fn check_cwd(spec: &ExecSpec) -> Result<(), ExecError> {
     }
 }
 
-fn command(spec: &ExecSpec) -> Command {
-    let mut cmd = Command::new(SHELL);
-    cmd.args(["-euo", "pipefail", "-c", spec.command.as_str()])
-        .current_dir(&spec.cwd)
-        .env_clear();
+/// The read and write ends of the supervisor's report pipe.
+type ReportPipe = (std::os::fd::OwnedFd, std::os::fd::OwnedFd);
+
+fn command(spec: &ExecSpec) -> Result<(Command, Option<ReportPipe>), ExecError> {
+    let (mut cmd, pipe) = match &spec.supervisor {
+        Some(program) => {
+            let (cmd, read, write) =
+                supervised::command(spec, program).map_err(ExecError::ReportPipe)?;
+            (cmd, Some((read, write)))
+        }
+        None => {
+            let mut cmd = Command::new(SHELL);
+            cmd.args(["-euo", "pipefail", "-c", spec.command.as_str()]);
+            // If the runner itself dies (kill -9, OOM), its shell dies with
+            // it. Only the shell: the supervisor is what reaches the rest.
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(io::Error::from)
+                });
+            }
+            cmd.kill_on_drop(true);
+            (cmd, None)
+        }
+    };
+    cmd.current_dir(&spec.cwd).env_clear();
     for key in INHERITED_ENV {
         if let Some(value) = std::env::var_os(key) {
             cmd.env(key, value);
@@ -286,18 +339,8 @@ fn command(spec: &ExecSpec) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    // If the runner itself dies (kill -9, OOM), its shell dies with it:
-    // work whose lease is gone must not go on writing, pushing or
-    // deploying behind the retry that replaces it.
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(io::Error::from)
-        });
-    }
-    cmd
+        .process_group(0);
+    Ok((cmd, pipe))
 }
 
 async fn timeout_elapsed(timeout: Option<Duration>) {
@@ -320,15 +363,32 @@ async fn cancel_requested(cancel: &mut watch::Receiver<Option<String>>) -> Strin
     }
 }
 
-/// SIGTERM the group, give the leader `grace` to exit, then SIGKILL the group.
+/// How to stop one shard's processes.
+struct Stop {
+    pgid: i32,
+    supervised: bool,
+    grace: Duration,
+}
+
+/// How long the supervisor may take to kill everything after SIGUSR2
+/// before the group is SIGKILLed directly.
+const SUPERVISOR_KILL_BOUND: Duration = Duration::from_secs(10);
+
+/// SIGTERM the group, give the leader `grace` to exit, then kill the
+/// shard: through its supervisor, which also reaches processes that left
+/// the group, else (or if it does not answer) by SIGKILL to the group.
 /// Returns the leader's exit status.
 async fn terminate(
     child: &mut Child,
-    pgid: i32,
+    stop: &Stop,
     why: &Interruption,
-    grace: Duration,
     notes: &Notes,
 ) -> io::Result<ExitStatus> {
+    let Stop {
+        pgid,
+        supervised,
+        grace,
+    } = *stop;
     let what = match why {
         Interruption::TimedOut(after) => format!("timed out after {after:?}"),
         Interruption::Cancelled(reason) => format!("cancelled ({reason})"),
@@ -341,6 +401,20 @@ async fn terminate(
     }
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
         return status;
+    }
+    if supervised {
+        let sent = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), Signal::SIGUSR2);
+        if sent.is_ok() {
+            notes.note(format!(
+                "process group {pgid} still running {grace:?} after SIGTERM: sent SIGKILL to every process of the shard"
+            ));
+            if let Ok(status) = tokio::time::timeout(SUPERVISOR_KILL_BOUND, child.wait()).await {
+                return status;
+            }
+            notes.note(format!(
+                "the shard supervisor did not finish within {SUPERVISOR_KILL_BOUND:?}: sending SIGKILL to process group {pgid}"
+            ));
+        }
     }
     match signal_group(pgid, Signal::SIGKILL) {
         Ok(_) => notes.note(format!(

@@ -214,6 +214,7 @@ pub(crate) async fn pump<R>(
 /// Notes are produced by the task that enforces timeouts; if it awaited a
 /// slow output receiver, a stalled consumer could postpone the SIGKILL
 /// indefinitely. Notes are queued and forwarded in order by a separate task.
+#[derive(Clone)]
 pub(crate) struct Notes {
     queue: mpsc::UnboundedSender<String>,
 }

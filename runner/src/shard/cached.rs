@@ -25,15 +25,17 @@ pub async fn replay(
         .read_blob(&result.log)
         .await
         .map_err(|e| format!("stored log {} unreadable: {e}", result.log))?;
+    // Checked before anything is sent: a log that cannot be replayed whole
+    // means the step runs instead.
+    super::framed::read(&bytes).map_err(|e| format!("stored log {}: {e}", result.log))?;
     log.system(format!(
         "cached: reusing the result of action {} — the command did not run; its log follows",
         key.digest
     ))
     .await;
-    log.replay(&bytes).await;
-    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-        log.replay(b"\n").await;
-    }
+    log.replay(&bytes)
+        .await
+        .map_err(|e| format!("stored log {}: {e}", result.log))?;
     log.system("cached: end of the reused log".to_owned()).await;
     for f in &result.output_files {
         log.system(format!(

@@ -1,5 +1,6 @@
 //! The shard's log: numbered chunks to the coordinator, and a copy of what
-//! the command printed, kept for the action cache.
+//! the command printed — chunk by chunk, each with its stream — kept for
+//! the action cache, so a replay is the stream watchers saw.
 //!
 //! Logs are never cut silently: past the lease's cap only the head has been
 //! streamed; the tail is kept and sent at the end after a marker that says
@@ -15,12 +16,12 @@ use buildfleet_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::framed;
+use super::mask::Masker;
+
 /// A result whose log is larger than this is not cached: replaying a
 /// truncated log as if it were the whole would hide output.
 pub const CAPTURE_LIMIT: usize = 64 * 1024 * 1024;
-
-/// Bytes per replayed chunk of a cached log.
-const REPLAY_CHUNK: usize = 64 * 1024;
 
 /// Sends log chunks for one lease, numbering them from 1 so the coordinator
 /// can tell repeats and gaps apart.
@@ -28,10 +29,10 @@ pub struct LogSender {
     lease_id: String,
     pub seq: u64,
     out: mpsc::Sender<pb::RunnerMessage>,
-    captured: Vec<u8>,
+    captured: framed::Writer,
     overflowed: bool,
     /// Secret values, replaced by `***` wherever they appear.
-    masks: Vec<Vec<u8>>,
+    masker: Masker,
     cap: Option<Cap>,
     /// Every byte of output, for the cache: a file beside the work dir.
     spool: Option<(PathBuf, std::fs::File)>,
@@ -54,37 +55,15 @@ pub struct Finished {
     pub dropped: u64,
 }
 
-fn mask(data: Vec<u8>, masks: &[Vec<u8>]) -> Vec<u8> {
-    let mut data = data;
-    for m in masks.iter().filter(|m| !m.is_empty()) {
-        if data.windows(m.len()).all(|w| w != m.as_slice()) {
-            continue;
-        }
-        let mut out = Vec::with_capacity(data.len());
-        let mut i = 0;
-        while i < data.len() {
-            if data[i..].starts_with(m) {
-                out.extend_from_slice(b"***");
-                i += m.len();
-            } else {
-                out.push(data[i]);
-                i += 1;
-            }
-        }
-        data = out;
-    }
-    data
-}
-
 impl LogSender {
     pub fn new(lease_id: String, out: mpsc::Sender<pb::RunnerMessage>) -> LogSender {
         LogSender {
             lease_id,
             seq: 0,
             out,
-            captured: Vec::new(),
+            captured: framed::Writer::default(),
             overflowed: false,
-            masks: Vec::new(),
+            masker: Masker::default(),
             cap: None,
             spool: None,
             spooled: 0,
@@ -92,8 +71,8 @@ impl LogSender {
     }
 
     /// Masks these secret values in everything sent and stored.
-    pub fn mask_secrets<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) {
-        self.masks = values.into_iter().map(|v| v.as_bytes().to_vec()).collect();
+    pub fn mask_with(&mut self, masker: Masker) {
+        self.masker = masker;
     }
 
     /// Streams at most `bytes` of output live (half head, half tail).
@@ -115,7 +94,12 @@ impl LogSender {
     }
 
     pub async fn send(&mut self, stream: pb::LogStream, data: Vec<u8>) {
-        let data = mask(data, &self.masks);
+        self.emit(stream, data, true).await;
+    }
+
+    /// Sends (and spools) one chunk; `capture` keeps it for the action cache.
+    async fn emit(&mut self, stream: pb::LogStream, data: Vec<u8>, capture: bool) {
+        let data = self.masker.bytes(data);
         if let Some((path, file)) = &mut self.spool {
             if let Err(e) = file.write_all(&data) {
                 warn!(file = %path.display(), error = %e, "log spool write failed; the stored log will be marked incomplete");
@@ -145,7 +129,9 @@ impl LogSender {
                             cap.tail_len -= front.len();
                         }
                     }
-                    self.capture(&data);
+                    if capture {
+                        self.capture(stream, &data);
+                    }
                     if !head.is_empty() {
                         self.transmit(stream, head).await;
                     }
@@ -154,17 +140,23 @@ impl LogSender {
                 cap.head_left -= data.len();
             }
         }
-        if stream != pb::LogStream::System {
-            self.capture(&data);
+        if capture {
+            self.capture(stream, &data);
         }
         self.transmit(stream, data).await;
     }
 
-    fn capture(&mut self, data: &[u8]) {
-        if self.captured.len() + data.len() > CAPTURE_LIMIT {
+    fn capture(&mut self, stream: pb::LogStream, data: &[u8]) {
+        let stream = match stream {
+            pb::LogStream::Stdout => framed::Stream::Stdout,
+            pb::LogStream::Stderr => framed::Stream::Stderr,
+            _ => return,
+        };
+        // Framing costs 5 bytes a chunk.
+        if self.captured.len() + data.len() + 5 > CAPTURE_LIMIT {
             self.overflowed = true;
         } else if !self.overflowed {
-            self.captured.extend_from_slice(data);
+            self.captured.push(stream, data);
         }
     }
 
@@ -247,38 +239,25 @@ impl LogSender {
         .await;
     }
 
-    /// Sends a stored log again, as stdout. Not captured: it is already
-    /// stored; spooled, so the shard's whole log includes it.
-    pub async fn replay(&mut self, log: &[u8]) {
-        if let Some((path, file)) = &mut self.spool {
-            if let Err(e) = file.write_all(log) {
-                warn!(file = %path.display(), error = %e, "log spool write failed");
-                self.spool = None;
-            } else {
-                self.spooled += log.len() as u64;
-            }
-        }
-        for chunk in log.chunks(REPLAY_CHUNK) {
-            self.seq += 1;
-            let msg = pb::RunnerMessage {
-                msg: Some(pb::runner_message::Msg::Log(pb::ShardLog {
-                    lease_id: self.lease_id.clone(),
-                    seq: self.seq,
-                    stream: pb::LogStream::Stdout as i32,
-                    data: chunk.to_vec(),
-                })),
+    /// Sends a stored log again, chunk by chunk on the stream each was
+    /// first sent on: what a watcher saw when the step ran. Spooled, so the
+    /// shard's whole log includes it; not captured, as it is stored already.
+    /// A malformed log is refused before anything is sent.
+    pub async fn replay(&mut self, stored: &[u8]) -> Result<(), framed::FramingError> {
+        let chunks = framed::read(stored)?;
+        for (stream, data) in chunks {
+            let stream = match stream {
+                framed::Stream::Stdout => pb::LogStream::Stdout,
+                framed::Stream::Stderr => pb::LogStream::Stderr,
             };
-            if self.out.send(msg).await.is_err() {
-                warn!(
-                    seq = self.seq,
-                    "replayed log chunk not delivered: coordinator stream closed"
-                );
-            }
+            self.emit(stream, data.to_vec(), false).await;
         }
+        Ok(())
     }
 
-    /// The command's whole output, or `None` if it outgrew the capture limit.
+    /// The command's whole output in its stored form, or `None` if it
+    /// outgrew the capture limit.
     pub fn captured(&self) -> Option<&[u8]> {
-        (!self.overflowed).then_some(self.captured.as_slice())
+        (!self.overflowed).then_some(self.captured.bytes())
     }
 }

@@ -39,8 +39,70 @@ fn caches_and_step_cache_fields_parse() {
     let unit = p.step("unit").unwrap();
     assert_eq!(unit.caches, strings(&["deps", "npm"]));
     assert_eq!(unit.inputs, strings(&["src/**/*.py", "requirements.txt"]));
-    assert!(unit.cache);
-    assert!(!p.step("deploy").unwrap().cache);
+    assert_eq!(unit.cache, None);
+    assert_eq!(p.step("deploy").unwrap().cache, Some(false));
+    assert!(p.result_cache(unit).is_ok());
+    assert!(p
+        .result_cache(p.step("deploy").unwrap())
+        .unwrap_err()
+        .contains("`cache: false`"));
+}
+
+#[test]
+fn steps_that_act_on_the_world_are_not_served_from_the_step_cache_unless_they_say_so() {
+    let p = parse(
+        "t.yaml",
+        r#"version: 1
+stages:
+  - name: s
+    steps:
+      - { name: push, run: ./push.sh, secrets: [REGISTRY_TOKEN] }
+      - { name: push-cached, run: ./push.sh, secrets: [REGISTRY_TOKEN], cache: true }
+      - { name: tag, run: 'docker push app:$BUILDFLEET_RUN_ID' }
+      - { name: tag-env, run: ./tag.sh, env: { TAG: "${BUILDFLEET_RUN_ID}" } }
+      - { name: check, run: make, verify: 'test -e "out-$BUILDFLEET_RUN_ID"' }
+      - { name: build, run: make }
+"#,
+    )
+    .unwrap();
+    let why = |name: &str| p.result_cache(p.step(name).unwrap());
+    assert!(why("push")
+        .unwrap_err()
+        .contains("receives secrets (REGISTRY_TOKEN), so it acts on the outside world"));
+    assert_eq!(why("push-cached"), Ok(()));
+    for name in ["tag", "tag-env", "check"] {
+        assert!(
+            why(name).unwrap_err().contains("uses BUILDFLEET_RUN_ID"),
+            "{name}"
+        );
+    }
+    assert_eq!(why("build"), Ok(()));
+}
+
+#[test]
+fn resources_are_parsed_and_bad_ones_are_named() {
+    let p = parse(
+        "t.yaml",
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: a, run: x, resources: { memory: 2GiB, cpus: 1.5 } }\n      - { name: b, run: x, resources: { cpus: 2 } }\n",
+    )
+    .unwrap();
+    let a = p.step("a").unwrap().resources;
+    assert_eq!(a.memory_bytes, Some(2 << 30));
+    assert_eq!(a.cpu_millis, Some(1500));
+    let b = p.step("b").unwrap().resources;
+    assert_eq!((b.memory_bytes, b.cpu_millis), (None, Some(2000)));
+    let err = parse(
+        "t.yaml",
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: a, run: x, resources: { memory: lots, cpus: -1, disk: 1 } }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`memory` must be a size, found `lots`"),
+        "{err}"
+    );
+    assert!(err.contains("`cpus` must be a number of CPUs"), "{err}");
+    assert!(err.contains("disk"), "{err}");
 }
 
 #[test]

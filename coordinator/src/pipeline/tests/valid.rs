@@ -56,7 +56,7 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         labels: Vec::new(),
         caches: Vec::new(),
         inputs: Vec::new(),
-        cache: true,
+        cache: None,
         reports: Vec::new(),
         split: None,
         split_by: SplitBy::Timings,
@@ -65,6 +65,7 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         verify: Vec::new(),
         secrets: Vec::new(),
         log_cap: None,
+        resources: Default::default(),
     }
 }
 

@@ -1,0 +1,222 @@
+//! Shards as units: each in a cgroup of its own where the host allows,
+//! killed whole (processes that left the shard's process group included),
+//! its OOM kills told apart from its neighbours', `resources:` enforced,
+//! and what the runner cannot do said in `ListRunners`. Separate processes
+//! on 127.0.0.1; this machine kind has cgroup v2 (for killing) and v1
+//! memory and cpu controllers (for limits and counts), writable as root.
+
+mod procs;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use procs::{lines, wait_for, wait_for_runners, Proc};
+
+/// A memory cgroup (v1, as on this machine) below the test's own, limited
+/// to `limit` bytes; removed with everything under it on drop.
+struct MemCgroup(PathBuf);
+
+impl MemCgroup {
+    fn new(limit: u64) -> MemCgroup {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let own = cgroup
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_owned()))
+            .expect("this machine has a cgroup v1 memory controller");
+        let dir = Path::new("/sys/fs/cgroup/memory")
+            .join(own.trim_start_matches('/'))
+            .join(format!("buildfleet-oom-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("the tests run as root with a writable memory cgroup");
+        std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+        MemCgroup(dir)
+    }
+}
+
+/// Removes a cgroup tree bottom-up (a runner killed with SIGKILL leaves
+/// its own directories behind, empty).
+fn remove_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            remove_tree(&e.path());
+        }
+    }
+    for _ in 0..100 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        remove_tree(&self.0);
+    }
+}
+
+/// A runner with `slots`, inside `cgroup` (if any) from its first
+/// instruction, as under a container's limit (joining later would leave the
+/// cgroups it makes for its shards outside).
+fn runner_in(fleet: &procs::Servers, name: &str, slots: u32, cgroup: Option<&Path>) -> Proc {
+    let mut cmd = procs::bin();
+    cmd.args([
+        "runner",
+        "--coordinator",
+        &fleet.coord_url,
+        "--cache",
+        &fleet.cache_url,
+    ])
+    .args(["--name", name, "--slots", &slots.to_string()])
+    .arg("--work-dir")
+    .arg(fleet.data.path().join(name))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if let Some(cgroup) = cgroup {
+        let procs_file = cgroup.join("cgroup.procs");
+        // SAFETY: only writes a file in the child before exec.
+        unsafe {
+            cmd.pre_exec(move || std::fs::write(&procs_file, "0"));
+        }
+    }
+    Proc(cmd.spawn().unwrap())
+}
+
+#[test]
+fn a_step_killed_by_the_oom_killer_is_reported_as_such() {
+    let fleet = procs::Servers::start(&[]);
+    // The runner (and so its shards) lives in a 256 MiB memory cgroup.
+    let cgroup = MemCgroup::new(256 << 20);
+    let r = runner_in(&fleet, "small", 1, Some(&cgroup.0));
+    wait_for_runners(&fleet.coord_url, 1);
+    let (code, stdout) = fleet.submit(
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: hungry, cache: false, run: 'python3 -c \"b = bytearray(1024 ** 3); print(len(b))\"' }\n",
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("killed by the kernel's OOM killer"),
+        "{stdout}"
+    );
+    drop(r); // killed and reaped, so the cgroup can be removed
+}
+
+#[test]
+fn an_oom_kill_is_told_apart_from_a_sigkill_in_the_next_shard_and_limits_are_enforced() {
+    let fleet = procs::Servers::start(&[]);
+    let _r = runner_in(&fleet, "two", 2, None);
+    wait_for_runners(&fleet.coord_url, 1);
+    let mark = tempfile::tempdir().unwrap();
+    // Shard 0 outgrows its 64 MiB limit; shard 1, on the same runner at the
+    // same time, is SIGKILLed by someone else right after.
+    let yaml = format!(
+        r#"version: 1
+env: {{ MARK: "{}" }}
+stages:
+  - name: s
+    steps:
+      - name: pair
+        shards: 2
+        cache: false
+        resources: {{ memory: 64MiB }}
+        run: |
+          touch "$MARK/started-$BUILDFLEET_SHARD_INDEX"
+          while [ ! -e "$MARK/started-0" ] || [ ! -e "$MARK/started-1" ]; do sleep 0.02; done
+          if [ "$BUILDFLEET_SHARD_INDEX" = 0 ]; then
+            python3 -c "b = bytearray(512 * 1024 ** 2); print(len(b))" || {{ code=$?; touch "$MARK/oom"; exit $code; }}
+          else
+            while [ ! -e "$MARK/oom" ]; do sleep 0.02; done
+            kill -9 $$
+          fi
+"#,
+        mark.path().display()
+    );
+    let (code, stdout) = fleet.submit(&yaml);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("pair shard 0: failed (exit code 137): killed by the kernel's OOM killer (oom_kill +1 in the shard's cgroup)"),
+        "the limit was enforced, and the kill is shard 0's own: {stdout}"
+    );
+    assert!(
+        stdout.contains("pair shard 1: failed (killed by signal 9): killed by SIGKILL from outside buildfleet (no OOM kill was counted in the shard's cgroup)"),
+        "the neighbour's OOM kill is not shard 1's: {stdout}"
+    );
+}
+
+#[test]
+fn the_runner_says_how_it_isolates_shards_and_each_shard_has_cgroups_of_its_own() {
+    let fleet = procs::Servers::start(&[]);
+    let _r = fleet.runner("iso", &[]);
+    wait_for_runners(&fleet.coord_url, 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listed = rt.block_on(async {
+        let mut c = buildfleet::client::pipelines(&fleet.coord_url)
+            .await
+            .unwrap();
+        c.list_runners(buildfleet_proto::v1::ListRunnersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .runners
+    });
+    let isolation = &listed[0].isolation;
+    assert!(
+        isolation.contains("a cgroup per shard under")
+            && isolation.contains("killed as a unit")
+            && isolation.contains("memory limits and OOM counts per shard (cgroup v1)"),
+        "{isolation}"
+    );
+    let (code, stdout) = fleet.submit(
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: where, cache: false, run: 'cat /proc/self/cgroup' }\n",
+    );
+    assert_eq!(code, 0, "{stdout}");
+    let shard_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("where#0 | ") && l.contains("/shard-"))
+        .collect();
+    assert!(
+        shard_lines.iter().any(|l| l.contains("0::/"))
+            && shard_lines.iter().any(|l| l.contains(":memory:/")),
+        "the shard runs in its own v2 and memory cgroups: {stdout}"
+    );
+}
+
+#[test]
+fn a_timed_out_shard_is_killed_with_the_processes_that_left_its_group() {
+    let fleet = procs::Servers::start(&[]);
+    let _r = fleet.runner("r", &["--kill-grace", "200ms"]);
+    wait_for_runners(&fleet.coord_url, 1);
+    let mark = tempfile::tempdir().unwrap();
+    // A daemon in a session of its own ignores the group's SIGTERM and
+    // SIGKILL alike; only the shard as a unit reaches it.
+    let yaml = format!(
+        r#"version: 1
+env: {{ MARK: "{}" }}
+stages:
+  - name: s
+    steps:
+      - name: hang
+        cache: false
+        timeout: 1s
+        run: |
+          ( setsid bash -c 'trap "" TERM; echo $$ >> "$MARK/daemon"; while true; do sleep 0.05; done' & )
+          trap '' TERM
+          while true; do sleep 0.05; done
+"#,
+        mark.path().display()
+    );
+    let (code, stdout) = fleet.submit(&yaml);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("hang shard 0: timed out after 1.0s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sent SIGKILL to every process of the shard"),
+        "{stdout}"
+    );
+    let daemon: i32 = lines(&mark.path().join("daemon"))[0].parse().unwrap();
+    wait_for("the daemon to be gone", Duration::from_secs(5), || {
+        !procs::alive(daemon)
+    });
+}

@@ -1,0 +1,186 @@
+//! After the command: the step's other promises — declared outputs
+//! present and confirmed by the cache, `verify:` passing — then what is
+//! saved for later runs. The same promises hold for an exit the quarantine
+//! may mute and, for `verify:`, for a result reused from the step cache.
+
+use std::path::{Component, Path};
+
+use buildfleet_cache::StepResult;
+use buildfleet_proto::v1 as pb;
+use tokio::sync::watch;
+
+use super::judge::state;
+use super::log::LogSender;
+use super::{note, ShardContext};
+use crate::caching::action::{ActionKey, ActionSpec};
+use crate::caching::{dependency, Report};
+use crate::exec::ExecSpec;
+use crate::outputs::Uploaded;
+use crate::shard::workspace::Workspace;
+
+/// Outputs collected and confirmed, then every `verify:` check. `Err` is
+/// the reason the step fails (missing-output, verify-failed, …).
+pub async fn contract(
+    ctx: &ShardContext,
+    lease: &pb::Lease,
+    base: &ExecSpec,
+    cancel: watch::Receiver<Option<String>>,
+    log: &mut LogSender,
+) -> Result<Vec<Uploaded>, String> {
+    let uploaded = match crate::outputs::collect(&ctx.cas, &base.cwd, &lease.outputs).await {
+        Ok(u) => u,
+        Err(e) => {
+            log.system(e.to_string()).await;
+            return Err(e.to_string());
+        }
+    };
+    for u in &uploaded {
+        log.system(format!(
+            "output {} ({}) stored as {} (confirmed by the cache)",
+            u.path,
+            u.kind.name(),
+            u.digest
+        ))
+        .await;
+    }
+    crate::verify::run(&lease.verify, base, cancel, log)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(uploaded)
+}
+
+/// Exit 0: the contract, then dependency caches and the step result saved.
+#[allow(clippy::too_many_arguments)]
+pub async fn success(
+    ctx: &ShardContext,
+    lease: &pb::Lease,
+    base: &ExecSpec,
+    ws: &Workspace,
+    action: Option<&(ActionSpec, ActionKey)>,
+    cancel: watch::Receiver<Option<String>>,
+    log: &mut LogSender,
+    reports: &mut Vec<Report>,
+) -> pb::State {
+    let uploaded = match contract(ctx, lease, base, cancel, log).await {
+        Ok(u) => u,
+        Err(reason) => {
+            return pb::State {
+                exit_code: Some(0),
+                ..state(pb::StateKind::Failed, reason)
+            };
+        }
+    };
+    for keyed in &ws.to_save {
+        let r = dependency::save(&ctx.cas, ctx.local.as_ref(), keyed, &base.cwd).await;
+        note(log, reports, r).await;
+    }
+    if let Some((spec, key)) = action {
+        let r = super::cached::store(&ctx.cas, spec, key, &uploaded, log).await;
+        note(log, reports, r).await;
+    }
+    state(pb::StateKind::Succeeded, String::new())
+}
+
+/// A reused result whose step declares `verify:`: the checks run against
+/// the world now, in the inputs with the cached outputs and dependency
+/// caches restored. A check that fails means the result no longer holds.
+pub async fn verify_hit(
+    ctx: &ShardContext,
+    lease: &pb::Lease,
+    result: &StepResult,
+    base: &ExecSpec,
+    cancel: watch::Receiver<Option<String>>,
+    log: &mut LogSender,
+) -> pb::State {
+    if let Err(e) = restore_outputs(ctx, &base.cwd, result).await {
+        let reason = format!(
+            "verify-failed: cached result no longer holds: its outputs could not be restored to check it ({e})"
+        );
+        log.system(reason.clone()).await;
+        return state(pb::StateKind::Failed, reason);
+    }
+    log.system(
+        "cached: the result is reused, but `verify:` checks the world, so it runs now".to_owned(),
+    )
+    .await;
+    match crate::verify::run(&lease.verify, base, cancel, log).await {
+        Ok(()) => state(pb::StateKind::Cached, String::new()),
+        Err(failed) => state(
+            pb::StateKind::Failed,
+            format!(
+                "verify-failed: cached result no longer holds: `{}` {}",
+                failed.command, failed.why
+            ),
+        ),
+    }
+}
+
+/// A stored path must stay inside the working directory, whatever the
+/// cache holds.
+fn inside(dir: &Path, rel: &str) -> Result<std::path::PathBuf, String> {
+    let p = Path::new(rel);
+    if p.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        Ok(dir.join(p))
+    } else {
+        Err(format!(
+            "stored output path `{rel}` is not inside the working directory"
+        ))
+    }
+}
+
+async fn restore_outputs(
+    ctx: &ShardContext,
+    dir: &Path,
+    result: &StepResult,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for f in &result.output_files {
+        let path = inside(dir, &f.path)?;
+        let bytes = ctx
+            .cas
+            .read_blob(&f.digest)
+            .await
+            .map_err(|e| format!("output {}: {e}", f.path))?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| format!("output {}: {e}", f.path))?;
+        }
+        // An input of the same name may be a read-only hard link.
+        let _ = tokio::fs::remove_file(&path).await;
+        tokio::fs::write(&path, &bytes)
+            .await
+            .map_err(|e| format!("output {}: {e}", f.path))?;
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .await
+            .map_err(|e| format!("output {}: {e}", f.path))?;
+    }
+    for d in &result.output_directories {
+        let path = inside(dir, &d.path)?;
+        ctx.cas
+            .materialise_with(&d.root, &path, ctx.local.as_ref())
+            .await
+            .map_err(|e| format!("output {}: {e}", d.path))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_paths_cannot_leave_the_working_directory() {
+        let dir = Path::new("/work/x");
+        assert_eq!(
+            inside(dir, "dist/app").unwrap(),
+            Path::new("/work/x/dist/app")
+        );
+        for bad in ["../etc/passwd", "/etc/passwd", "a/../../b"] {
+            assert!(inside(dir, bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! A lease's working directory: the inputs materialised, dependency caches
+//! restored, and the environment the step (and its checks) run with.
+
+use std::path::{Path, PathBuf};
+
+use buildfleet_cache::Digest;
+use buildfleet_proto::v1 as pb;
+
+use super::log::LogSender;
+use super::{note, ShardContext};
+use crate::caching::dependency::{self, CacheSpec, Keyed};
+use crate::caching::{platform, Report};
+
+/// What the step runs with.
+pub struct Workspace {
+    pub env: Vec<(String, String)>,
+    /// Dependency caches whose exact key missed: saved if the step succeeds.
+    pub to_save: Vec<Keyed>,
+    /// The split items, one per line, beside (not inside) the directory.
+    pub items_file: Option<PathBuf>,
+}
+
+impl Workspace {
+    /// Removes what was written beside the working directory.
+    pub async fn tidy(&self) {
+        if let Some(f) = &self.items_file {
+            if let Err(e) = tokio::fs::remove_file(f).await {
+                tracing::warn!(file = %f.display(), error = %e, "item list not removed");
+            }
+        }
+    }
+}
+
+fn cache_specs(lease: &pb::Lease) -> Vec<CacheSpec> {
+    lease
+        .caches
+        .iter()
+        .map(|c| CacheSpec {
+            name: c.name.clone(),
+            key_files: c.key_files.clone(),
+            paths: c.paths.clone(),
+            version: c.version.clone(),
+            restore: c.restore.clone(),
+        })
+        .collect()
+}
+
+/// Materialises `root` into `dir`, restores the lease's dependency caches
+/// and builds the environment: the lease's variables, its secrets (only
+/// ever in the process, never in a record), one `BUILDFLEET_CACHE_<NAME>`
+/// per cache and the item list.
+pub async fn prepare(
+    ctx: &ShardContext,
+    lease: &pb::Lease,
+    root: Digest,
+    dir: &Path,
+    log: &mut LogSender,
+    reports: &mut Vec<Report>,
+) -> Result<Workspace, String> {
+    let stats = ctx
+        .cas
+        .materialise_with(&root, dir, ctx.local.as_ref())
+        .await
+        .map_err(|e| format!("could not materialise inputs {root}: {e}"))?;
+    tracing::debug!(?stats, "inputs materialised");
+    if stats.copied_files > 0 {
+        log.system(format!(
+            "{} input file(s) copied instead of hard-linked from the runner's cache (another filesystem?)",
+            stats.copied_files
+        ))
+        .await;
+    }
+    let mut env: Vec<(String, String)> = lease
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend(lease.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut to_save = Vec::new();
+    for spec in cache_specs(lease) {
+        let keyed = dependency::key(&spec, dir, &platform())?;
+        let (report, restored) =
+            dependency::restore(&ctx.cas, ctx.local.as_ref(), &keyed, dir).await;
+        note(log, reports, report).await;
+        env.push((
+            dependency::env_name(&spec.name),
+            restored.env_value().to_owned(),
+        ));
+        if restored != dependency::Restored::Exact {
+            to_save.push(keyed);
+        }
+    }
+    let mut items_file = None;
+    if !lease.items.is_empty() {
+        let file = ctx.work_root.join(format!("{}.items", lease.lease_id));
+        let mut text = lease.items.join("\n");
+        text.push('\n');
+        tokio::fs::write(&file, text)
+            .await
+            .map_err(|e| format!("cannot write the shard's item list {}: {e}", file.display()))?;
+        env.push((
+            "BUILDFLEET_SHARD_ITEMS_FILE".to_owned(),
+            file.display().to_string(),
+        ));
+        log.system(format!(
+            "split: {} item(s) in this shard",
+            lease.items.len()
+        ))
+        .await;
+        items_file = Some(file);
+    }
+    Ok(Workspace {
+        env,
+        to_save,
+        items_file,
+    })
+}

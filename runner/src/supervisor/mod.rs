@@ -1,0 +1,379 @@
+//! The shard supervisor: a small process between the runner and each
+//! shard's shell, started as a hidden subcommand of the same binary (like
+//! containerd's shim).
+//!
+//! Why it exists: a parent-death signal only reaches the one process it is
+//! set on. When a runner is `kill -9`ed, its shells can be told to die, but
+//! their children — a backgrounded subshell, the `docker push` in a
+//! pipeline — would live on while the coordinator leases the shard again
+//! elsewhere, and the push would happen twice. The supervisor is what
+//! outlives the runner just long enough to end the shard's whole tree:
+//!
+//! - it leads the shard's process group (the runner signals the group for
+//!   timeouts and cancels, as before) and is a child subreaper, so every
+//!   process the shard starts stays its descendant, even a double-forked
+//!   daemon that left the group;
+//! - it gets SIGUSR1 when the runner dies (parent-death signal), checks the
+//!   runner is really gone, and kills the shard's cgroup (where the runner
+//!   made one) and every descendant, repeating until none is left;
+//! - SIGUSR2 from the runner means "kill the shard now" (the SIGKILL stage
+//!   of a timeout), which reaches processes outside the group as well;
+//! - when the shell exits on its own, it kills what the shell left behind,
+//!   says so, and exits with the shell's own status.
+//!
+//! It reports to the runner on file descriptor 3: one line per message,
+//! `note TEXT` for the shard's log and `error TEXT` when it could not start
+//! the shell at all.
+
+pub mod procs;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::WaitStatus;
+
+/// The hidden subcommand that runs [`main`].
+pub const SUBCOMMAND: &str = "__shard-supervisor";
+
+/// The file descriptor the runner reads the supervisor's messages from.
+pub const REPORT_FD: i32 = 3;
+
+/// How long a kill sweep may take before it gives up on a process that
+/// keeps forking faster than it is killed (it says so).
+const SWEEP_BOUND: Duration = Duration::from_secs(5);
+
+/// Exit status when the runner vanished before the shell could start.
+const ORPHANED: i32 = 125;
+
+/// What the runner asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Args {
+    /// The runner's pid: if our parent is ever someone else, it died.
+    pub parent: i32,
+    /// cgroup directories the shell joins before it runs anything.
+    pub cgroups: Vec<PathBuf>,
+    /// The shell and its arguments.
+    pub program: Vec<OsString>,
+}
+
+impl Args {
+    pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
+        let mut parent = None;
+        let mut cgroups = Vec::new();
+        loop {
+            let Some(arg) = args.next() else {
+                return Err("missing `--` before the program".into());
+            };
+            match arg.to_str() {
+                Some("--") => break,
+                Some("--parent") => {
+                    let value = args.next().ok_or("--parent needs a pid")?;
+                    parent = Some(
+                        value
+                            .to_str()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| format!("--parent {value:?} is not a pid"))?,
+                    );
+                }
+                Some("--cgroup") => {
+                    cgroups.push(args.next().ok_or("--cgroup needs a directory")?.into())
+                }
+                _ => return Err(format!("unknown argument {arg:?}")),
+            }
+        }
+        let program: Vec<OsString> = args.collect();
+        if program.is_empty() {
+            return Err("no program after `--`".into());
+        }
+        Ok(Args {
+            parent: parent.ok_or("--parent is required")?,
+            cgroups,
+            program,
+        })
+    }
+}
+
+/// Messages to the runner; silently absent when fd 3 was not passed (run
+/// by hand), since there is nobody to tell.
+struct Report(Option<File>);
+
+impl Report {
+    fn open() -> Report {
+        // SAFETY: fcntl on a descriptor number that may not exist only
+        // returns an error; we take ownership only if it is open.
+        let open = unsafe { nix::libc::fcntl(REPORT_FD, nix::libc::F_GETFD) } >= 0;
+        if !open {
+            return Report(None);
+        }
+        // SAFETY: the descriptor is open and nobody else in this process owns it.
+        let file = unsafe { File::from_raw_fd(REPORT_FD) };
+        // The shell must not inherit it: a leftover holding it open would
+        // keep the runner waiting for our last message.
+        let _ = nix::fcntl::fcntl(
+            file.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+        Report(Some(file))
+    }
+
+    fn send(&mut self, kind: &str, text: &str) {
+        if let Some(f) = &mut self.0 {
+            // A runner that is gone cannot read it; that is not our failure.
+            let _ = writeln!(f, "{kind} {}", text.replace('\n', " "));
+        }
+    }
+}
+
+/// The signals the supervisor takes synchronously. Blocked here, and
+/// unblocked again in the shell before it starts.
+fn handled() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGPIPE,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// The supervisor's whole life; returns only when it must exit with this
+/// code (a shell killed by a signal is mirrored by dying of it instead).
+pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
+    let mut report = Report::open();
+    let args = match Args::parse(args) {
+        Ok(a) => a,
+        Err(e) => {
+            report.send("error", &format!("shard supervisor: {e}"));
+            eprintln!("buildfleet {SUBCOMMAND}: {e}");
+            return 2;
+        }
+    };
+    let set = handled();
+    if let Err(e) = set.thread_block() {
+        report.send(
+            "error",
+            &format!("shard supervisor cannot block signals: {e}"),
+        );
+        return 2;
+    }
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        report.send(
+            "error",
+            &format!("shard supervisor cannot become a subreaper: {e}"),
+        );
+        return 2;
+    }
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGUSR1)) {
+        report.send(
+            "error",
+            &format!("shard supervisor cannot watch its runner: {e}"),
+        );
+        return 2;
+    }
+    // The runner may have died between fork and the line above.
+    if nix::unistd::getppid().as_raw() != args.parent {
+        return ORPHANED;
+    }
+    let me = std::process::id() as i32;
+    let shell = match spawn(&args) {
+        Ok(pid) => pid,
+        Err(e) => {
+            report.send("error", &e);
+            return 127;
+        }
+    };
+    supervise(&args, me, shell, &set, &mut report)
+}
+
+/// Starts the shell in our process group, with default signal handling,
+/// inside the shard's cgroups, and dying if we die.
+fn spawn(args: &Args) -> Result<i32, String> {
+    let mut cmd = std::process::Command::new(&args.program[0]);
+    cmd.args(&args.program[1..]);
+    let cgroups: Vec<PathBuf> = args
+        .cgroups
+        .iter()
+        .map(|d| d.join("cgroup.procs"))
+        .collect();
+    // SAFETY: the supervisor is single-threaded, so the child may allocate
+    // between fork and exec; everything here only affects the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            SigSet::empty().thread_set_mask()?;
+            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))?;
+            for procs in &cgroups {
+                // "0" is the writing process: the shell joins before it
+                // can start anything, so nothing escapes the cgroup.
+                std::fs::write(procs, "0").map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("joining {}: {e}", procs.display()))
+                })?;
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("could not start {}: {e}", args.program[0].to_string_lossy()))?;
+    Ok(child.id() as i32)
+}
+
+/// Kills every process of a cgroup v2 directory at once (`cgroup.kill`);
+/// v1 directories have no such file and are covered by the sweep.
+fn kill_cgroups(args: &Args) {
+    for dir in &args.cgroups {
+        let file = dir.join("cgroup.kill");
+        if file.exists() {
+            let _ = std::fs::write(file, "1");
+        }
+    }
+}
+
+fn supervise(args: &Args, me: i32, shell: i32, set: &SigSet, report: &mut Report) -> i32 {
+    let mut status: Option<WaitStatus> = None;
+    let mut kill_now = false;
+    loop {
+        match wait_signal(set, Duration::from_secs(1)) {
+            Some(Signal::SIGUSR2) => kill_now = true,
+            // SIGCHLD, the parent-death signal (checked below) and the
+            // group's SIGTERM/SIGINT/SIGHUP, which the shell got as well.
+            _ => {}
+        }
+        for (pid, st) in procs::reap() {
+            if pid == shell {
+                status = Some(st);
+            }
+        }
+        if nix::unistd::getppid().as_raw() != args.parent {
+            // The runner is gone and its lease with it: nothing of this
+            // shard may go on working behind the retry that replaces it.
+            kill_cgroups(args);
+            procs::sweep(me, me, SWEEP_BOUND);
+            return ORPHANED;
+        }
+        if kill_now {
+            kill_cgroups(args);
+            let swept = procs::sweep(me, me, SWEEP_BOUND);
+            status = status.or_else(|| shell_status(&swept, shell));
+            if status.is_none() {
+                continue;
+            }
+        }
+        let Some(st) = status else { continue };
+        let swept = procs::sweep(me, me, SWEEP_BOUND);
+        if !kill_now && !swept.killed.is_empty() {
+            let mut text = format!(
+                "the shell exited but {} process(es) it started were still running (background jobs?): killed",
+                swept.killed.len()
+            );
+            if swept.outside_group > 0 {
+                text.push_str(&format!(
+                    "; {} of them had left the shard's process group (setsid?)",
+                    swept.outside_group
+                ));
+            }
+            report.send("note", &text);
+        }
+        if swept.survivors > 0 {
+            report.send(
+                "note",
+                &format!(
+                    "{} process(es) of the shard were still being created after {SWEEP_BOUND:?} of killing (a fork bomb?)",
+                    swept.survivors
+                ),
+            );
+        }
+        return mirror(st);
+    }
+}
+
+fn shell_status(swept: &procs::Swept, shell: i32) -> Option<WaitStatus> {
+    swept
+        .reaped
+        .iter()
+        .find(|(pid, _)| *pid == shell)
+        .map(|(_, st)| *st)
+}
+
+/// The next of `set`'s signals, or `None` after `timeout`.
+fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
+    let ts = nix::libc::timespec {
+        tv_sec: timeout.as_secs() as nix::libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as nix::libc::c_long,
+    };
+    // SAFETY: `set` is a valid sigset_t and `ts` lives across the call.
+    let n = unsafe { nix::libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+    Signal::try_from(n).ok()
+}
+
+/// Ends this process the way the shell ended, so the runner reads the
+/// shell's own exit code or signal.
+fn mirror(status: WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, signal, _) => {
+            // No core file of ours for a shell that dumped core.
+            let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+            // SAFETY: restoring the default action of a signal is sound.
+            unsafe {
+                let _ = nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl);
+            }
+            let mut only = SigSet::empty();
+            only.add(signal);
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
+            let _ = nix::sys::signal::raise(signal);
+            128 + signal as i32
+        }
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> impl Iterator<Item = OsString> {
+        args.iter()
+            .map(OsString::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn arguments_parse_and_mistakes_are_named() {
+        let a = Args::parse(os(&[
+            "--parent", "42", "--cgroup", "/cg/a", "--cgroup", "/cg/b", "--", "bash", "-c", "true",
+        ]))
+        .unwrap();
+        assert_eq!(a.parent, 42);
+        assert_eq!(a.cgroups, [PathBuf::from("/cg/a"), PathBuf::from("/cg/b")]);
+        assert_eq!(
+            a.program,
+            [OsString::from("bash"), "-c".into(), "true".into()]
+        );
+        assert!(Args::parse(os(&["--", "bash"]))
+            .unwrap_err()
+            .contains("--parent"));
+        assert!(Args::parse(os(&["--parent", "x", "--", "bash"]))
+            .unwrap_err()
+            .contains("not a pid"));
+        assert!(Args::parse(os(&["--parent", "1", "--"]))
+            .unwrap_err()
+            .contains("no program"));
+        assert!(Args::parse(os(&["--bogus"]))
+            .unwrap_err()
+            .contains("unknown"));
+    }
+}
