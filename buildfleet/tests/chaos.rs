@@ -162,18 +162,47 @@ stages:
         "{}",
         &text[text.len().saturating_sub(2000)..]
     );
-    assert!(text.contains("[log cap reached: "), "marker present");
+    let run = text
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
+        .expect("run id printed")
+        .to_owned();
+    // The exact bytes the step printed: 101,010 lines of 99 `x`, a line of
+    // 10 (ended by the lone `echo`), then the last line.
+    let mut expected = "x".repeat(99).add_line().repeat(101_010);
+    expected.push_str(&"x".repeat(10).add_line());
+    expected.push_str("the-last-line\n");
+    assert_eq!(expected.len(), 10_101_025);
+    let half = 512 * 1024;
+    // What watchers were sent, read back raw over gRPC.
+    let (head, marker, tail) = streamed_around_marker(&coord_url, &run, "loud");
+    assert_eq!(head.len(), half, "the head is half the cap");
+    assert!(
+        head == expected.as_bytes()[..half],
+        "the head survived intact"
+    );
+    assert_eq!(tail.len(), half, "the tail is the other half");
+    assert!(
+        tail == expected.as_bytes()[expected.len() - half..],
+        "the tail survived intact"
+    );
+    let dropped = expected.len() - 2 * half;
+    assert!(
+        marker.contains(&format!(
+            "[log cap reached: {dropped} bytes dropped between the first and last part"
+        )),
+        "the marker counts exactly what was left out: {marker}"
+    );
+    assert!(
+        text.contains("[log cap reached: "),
+        "the CLI shows the marker"
+    );
     assert!(text.contains("loud#0 | the-last-line"), "the tail is kept");
     assert!(
         text.len() < 1_500_000,
         "the streamed log respects the cap: {} bytes",
         text.len()
     );
-    let run = text
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
-        .expect("run id printed")
-        .to_owned();
     let logs = bin()
         .args([
             "logs",
@@ -198,6 +227,56 @@ stages:
     let xs = whole.bytes().filter(|b| *b == b'x').count();
     assert_eq!(xs, 10_000_000, "every byte of output is in the stored log");
     assert!(whole.ends_with("the-last-line\n"));
+}
+
+trait AddLine {
+    fn add_line(self) -> String;
+}
+
+impl AddLine for String {
+    fn add_line(mut self) -> String {
+        self.push('\n');
+        self
+    }
+}
+
+/// A shard's stdout as watchers received it, before and after the log-cap
+/// marker, and the marker itself.
+fn streamed_around_marker(coordinator: &str, run: &str, step: &str) -> (Vec<u8>, String, Vec<u8>) {
+    use buildfleet_proto::v1 as pb;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = buildfleet::client::pipelines(coordinator).await.unwrap();
+        let mut stream = client
+            .watch(pb::WatchRequest {
+                run_id: run.to_owned(),
+                after_seq: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let (mut head, mut marker, mut tail) = (Vec::new(), String::new(), Vec::new());
+        while let Some(ev) = stream.message().await.unwrap() {
+            let Some(pb::run_event::Event::Log(l)) = ev.event else {
+                continue;
+            };
+            if l.step != step {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&l.data);
+            if l.stream == pb::LogStream::System as i32 && text.contains("[log cap reached") {
+                marker = text.into_owned();
+            } else if l.stream == pb::LogStream::Stdout as i32 {
+                if marker.is_empty() {
+                    &mut head
+                } else {
+                    &mut tail
+                }
+                .extend_from_slice(&l.data);
+            }
+        }
+        (head, marker, tail)
+    })
 }
 
 /// An HTTP receiver on 127.0.0.1:0 answering `statuses` in turn (then 200),
@@ -325,32 +404,89 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
 
 #[test]
 fn a_corrupted_stored_blob_is_detected_and_never_served() {
+    use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
+    use buildfleet_proto::bytestream::ReadRequest;
+    use buildfleet_proto::reapi::content_addressable_storage_client::ContentAddressableStorageClient;
+    use buildfleet_proto::reapi::{digest_function, BatchReadBlobsRequest};
+
     let data = tempfile::tempdir().unwrap();
     let (_cache, cache_url) = server(&["cache", "--data", data.path().to_str().unwrap()]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let blob: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     let cas = rt
         .block_on(buildfleet_cache::CasClient::connect(&cache_url))
         .unwrap();
-    let digest = rt.block_on(cas.upload_blob(blob.clone().into())).unwrap();
-    assert_eq!(
-        rt.block_on(cas.read_blob(&digest)).unwrap().as_ref(),
-        &blob[..]
-    );
+    let big_digest = rt.block_on(cas.upload_blob(big.clone().into())).unwrap();
     // Rot one byte of the stored file, as a failing disk would.
     let stored = walk(&data.path().join("cache/large-blobs"))
         .into_iter()
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == blob.len() as u64))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == big.len() as u64))
         .expect("the blob's file");
     let mut bytes = std::fs::read(&stored).unwrap();
     bytes[1_000_000] ^= 0xff;
     std::fs::write(&stored, bytes).unwrap();
-    let read = rt.block_on(cas.read_blob(&digest));
-    assert!(read.is_err(), "a corrupt blob must not be served");
-    let missing = rt.block_on(cas.find_missing(&[digest])).unwrap();
+    // Read it as any REAPI client would, with nothing verifying on our side:
+    // the server must refuse, not stream the rotten bytes.
+    let (chunks, status) = rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(cache_url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let name = buildfleet_cache::read_resource_name("", &big_digest);
+        let mut bs = ByteStreamClient::new(channel.clone());
+        let mut received = Vec::new();
+        let status = match bs
+            .read(ReadRequest {
+                resource_name: name,
+                read_offset: 0,
+                read_limit: 0,
+            })
+            .await
+        {
+            Err(status) => status,
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(m)) => received.push(m.data),
+                        Ok(None) => break tonic::Status::ok("stream ended"),
+                        Err(status) => break status,
+                    }
+                }
+            }
+        };
+        // And through the batch API.
+        let mut raw_cas = ContentAddressableStorageClient::new(channel);
+        let batch = raw_cas
+            .batch_read_blobs(BatchReadBlobsRequest {
+                instance_name: String::new(),
+                digests: vec![big_digest.into()],
+                digest_function: digest_function::Value::Blake3 as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let per_blob = &batch.responses[0];
+        assert!(
+            per_blob.data.is_empty() && per_blob.status.as_ref().is_some_and(|s| s.code != 0),
+            "BatchReadBlobs returned the blob: {} bytes, status {:?}",
+            per_blob.data.len(),
+            per_blob.status
+        );
+        (received, status)
+    });
+    assert!(
+        chunks.is_empty(),
+        "no byte of the corrupt blob left the server ({} chunks did)",
+        chunks.len()
+    );
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    let missing = rt.block_on(cas.find_missing(&[big_digest])).unwrap();
     assert_eq!(
         missing,
-        [digest],
+        [big_digest],
         "and it is gone, so clients upload it again"
     );
 }
@@ -366,4 +502,160 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn lost_runners_and_expiring_secrets_are_notified_and_an_unreachable_webhook_is_not_delivered() {
+    use procs::{lines, runner, wait_for};
+    let (url, seen) = receiver(Vec::new());
+    // Nothing listens here: every attempt fails.
+    let dead = format!("http://127.0.0.1:{}/hook", procs::free_port());
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("TOKEN"), "t0ken").unwrap();
+    let soon = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(2 * 24 * 3600),
+    );
+    std::fs::write(secrets.path().join("TOKEN.expires"), soon.to_string()).unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let alive_hook = format!("runner-lost,secret-expiring={url}");
+    let dead_hook = format!("run-failed={dead}");
+    let (_coord, coord_url) = server(&[
+        "coordinator",
+        "--data",
+        d,
+        "--secrets-dir",
+        secrets.path().to_str().unwrap(),
+        "--webhook",
+        &alive_hook,
+        "--webhook",
+        &dead_hook,
+        "--webhook-attempts",
+        "2",
+        "--webhook-backoff",
+        "20ms",
+    ]);
+    let mut runners = vec![
+        runner(&coord_url, &cache_url, "r1", &data.path().join("r1")),
+        runner(&coord_url, &cache_url, "r2", &data.path().join("r2")),
+    ];
+    wait_for_runners(&coord_url, 2);
+    let mark = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("buildfleet.yaml"),
+        format!(
+            r#"version: 1
+env: {{ MARK: "{}" }}
+stages:
+  - name: s
+    steps:
+      - name: deploy
+        cache: false
+        secrets: [TOKEN]
+        run: |
+          echo $$ >> "$MARK/shells"
+          while [ ! -e "$MARK/go" ]; do sleep 0.05; done
+      - {{ name: broken, cache: false, run: 'exit 3' }}
+"#,
+            mark.path().display()
+        ),
+    )
+    .unwrap();
+    let submit = procs::spawn_submit(&coord_url, &cache_url, &dir.path().join("buildfleet.yaml"));
+    wait_for("deploy to start", Duration::from_secs(20), || {
+        !lines(&mark.path().join("shells")).is_empty()
+    });
+    let shell: i32 = lines(&mark.path().join("shells"))[0].parse().unwrap();
+    let holder = runners
+        .iter()
+        .position(|r| procs::descends_from(shell, r.0.id() as i32))
+        .expect("one runner holds deploy");
+    let mut lost = runners.remove(holder);
+    lost.0.kill().unwrap();
+    lost.0.wait().unwrap();
+    wait_for("deploy to be leased again", Duration::from_secs(20), || {
+        lines(&mark.path().join("shells")).len() == 2
+    });
+    std::fs::write(mark.path().join("go"), "").unwrap();
+    let out = submit.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let run = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
+        .unwrap()
+        .to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let notices = rt.block_on(async {
+        let mut client = buildfleet::client::pipelines(&coord_url).await.unwrap();
+        let start = Instant::now();
+        loop {
+            let status = client
+                .get(buildfleet_proto::v1::GetRequest {
+                    run_id: run.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let texts: Vec<String> = status.notices.iter().map(|n| n.text.clone()).collect();
+            if texts.iter().any(|t| t.contains("NOT DELIVERED"))
+                || start.elapsed() > Duration::from_secs(20)
+            {
+                return texts;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let to_dead = format!("webhook run-failed → {dead}");
+    assert!(
+        notices
+            .iter()
+            .any(|t| t.starts_with(&to_dead) && t.contains("attempt 1 of 2 failed")),
+        "{notices:#?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|t| t == &format!("{to_dead}: NOT DELIVERED after 2 attempts")),
+        "{notices:#?}"
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert!(
+        bodies.iter().any(|b| b.contains("\"runner-lost\"")
+            && b.contains("was lost holding 1 lease(s)")
+            && b.contains(&run)),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("\"secret-expiring\"") && b.contains("secret TOKEN expires at")),
+        "{bodies:?}"
+    );
+}
+
+#[test]
+fn an_output_the_cache_lost_after_its_upload_fails_the_step_naming_it() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    // Room for one of the two outputs only: storing the second evicts the
+    // first, which the runner's confirmation must notice.
+    let (_cache, cache_url) = server(&["cache", "--data", d, "--max-size", "1MiB"]);
+    let (_coord, coord_url) = server(&["coordinator", "--data", d]);
+    let _r = procs::runner(&coord_url, &cache_url, "r1", &data.path().join("r1"));
+    wait_for_runners(&coord_url, 1);
+    let (code, stdout) = procs::submit_yaml(
+        &coord_url,
+        &cache_url,
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: build, cache: false, outputs: [a.bin, b.bin], run: 'head -c 700000 /dev/urandom > a.bin; head -c 700000 /dev/urandom > b.bin' }\n",
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(
+            "build shard 0: failed (exit code 0): output `a.bin`: the cache does not hold"
+        ),
+        "{stdout}"
+    );
 }

@@ -144,7 +144,7 @@ stages:
         cache: false
         run: |
           echo started >> "$MARK/one-started"
-          sleep 2
+          while [ ! -e "$MARK/go" ]; do sleep 0.05; done
           echo done >> "$MARK/one"
   - name: b
     steps:
@@ -168,6 +168,12 @@ stages:
         coord.0.wait().unwrap();
     }
     let _coord = procs::server_at(&coordinator, &addr);
+    // The first attempt is waiting for `go` unless it died with the
+    // connection; the retry starts on the new coordinator.
+    wait_for("step one to start again", Duration::from_secs(20), || {
+        lines(&mark.path().join("one-started")).len() == 2
+    });
+    std::fs::write(mark.path().join("go"), "").unwrap();
     let out = submit.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -199,7 +205,7 @@ struct Drained {
     dir: tempfile::TempDir,
 }
 
-fn drain_fleet(sleep_s: u32) -> Drained {
+fn drain_fleet() -> Drained {
     let fleet = procs::Servers::start(&[]);
     let mark = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -213,7 +219,7 @@ stages:
         cache: false
         run: |
           echo started >> "$MARK/started"
-          sleep {sleep_s}
+          while [ ! -e "$MARK/go" ]; do sleep 0.05; done
           echo done >> "$MARK/done"
 "#,
         mark.path().display()
@@ -238,9 +244,12 @@ impl Drained {
 
 #[test]
 fn a_sigtermed_runner_finishes_its_shard_within_the_grace_then_exits() {
-    let f = drain_fleet(1);
+    let f = drain_fleet();
     let (mut r1, submit) = f.runner_then_submit("r1", "20s");
     r1.terminate();
+    wait_for_draining(&f.fleet.coord_url);
+    // The shard finishes while its runner drains.
+    std::fs::write(f.mark.path().join("go"), "").unwrap();
     let out = submit.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
@@ -254,10 +263,16 @@ fn a_sigtermed_runner_finishes_its_shard_within_the_grace_then_exits() {
 
 #[test]
 fn a_sigtermed_runner_hands_back_what_outlives_its_grace_and_another_runs_it() {
-    let f = drain_fleet(3);
+    let f = drain_fleet();
     let (r1, submit) = f.runner_then_submit("r1", "300ms");
     let _r2 = f.fleet.runner("r2", &[]);
     r1.terminate();
+    // Handed back after the grace, the shard starts again on r2; only then
+    // may it finish.
+    wait_for("the shard to start on r2", Duration::from_secs(20), || {
+        lines(&f.mark.path().join("started")).len() == 2
+    });
+    std::fs::write(f.mark.path().join("go"), "").unwrap();
     let out = submit.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
@@ -272,6 +287,31 @@ fn a_sigtermed_runner_hands_back_what_outlives_its_grace_and_another_runs_it() {
         "the handed-back attempt never finished"
     );
     assert_eq!(lines(&f.mark.path().join("started")).len(), 2);
+}
+
+/// Waits until the coordinator lists a runner as draining.
+fn wait_for_draining(coordinator: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = buildfleet::client::pipelines(coordinator).await.unwrap();
+        let start = Instant::now();
+        loop {
+            let runners = client
+                .list_runners(buildfleet_proto::v1::ListRunnersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .runners;
+            if runners
+                .iter()
+                .any(|r| r.unavailable.starts_with("draining"))
+            {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{runners:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
 }
 
 #[test]
@@ -316,7 +356,7 @@ fn an_interrupted_embedded_run_is_not_picked_up_by_the_next_run() {
     let mark = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let slow = format!(
-        "version: 1\nenv: {{ MARK: \"{}\" }}\nstages:\n  - name: s\n    steps:\n      - name: slow\n        cache: false\n        run: |\n          touch \"$MARK/started\"\n          sleep 3\n          touch \"$MARK/finished\"\n",
+        "version: 1\nenv: {{ MARK: \"{}\" }}\nstages:\n  - name: s\n    steps:\n      - name: slow\n        cache: false\n        run: |\n          echo $$ > \"$MARK/shell\"\n          while [ ! -e \"$MARK/go\" ]; do sleep 0.05; done\n          touch \"$MARK/finished\"\n",
         mark.path().display()
     );
     std::fs::write(dir.path().join("slow.yaml"), slow).unwrap();
@@ -337,10 +377,16 @@ fn an_interrupted_embedded_run_is_not_picked_up_by_the_next_run() {
     };
     let first = procs::Proc(run("slow.yaml"));
     wait_for("the slow step to start", Duration::from_secs(20), || {
-        mark.path().join("started").exists()
+        mark.path().join("shell").exists()
     });
+    let shell: i32 = lines(&mark.path().join("shell"))[0].parse().unwrap();
     first.terminate();
     drop(first);
+    wait_for(
+        "the interrupted step's shell to be gone",
+        Duration::from_secs(10),
+        || !procs::alive(shell),
+    );
     let out = run("quick.yaml").wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
@@ -348,9 +394,75 @@ fn an_interrupted_embedded_run_is_not_picked_up_by_the_next_run() {
         !stdout.contains("slow"),
         "the old run is not resumed: {stdout}"
     );
-    std::thread::sleep(Duration::from_secs(4));
+    // Were anything of the old step still alive, `go` would let it finish.
+    std::fs::write(mark.path().join("go"), "").unwrap();
     assert!(
-        !mark.path().join("finished").exists(),
+        !mark.path().join("finished").exists() && !procs::alive(shell),
         "the interrupted step never ran to its end behind the user's back"
     );
+}
+
+#[test]
+fn a_secret_removed_while_the_coordinator_was_down_fails_its_step_before_it_starts() {
+    let data = tempfile::tempdir().unwrap();
+    let mark = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("TOKEN"), "t0ken-v4lue\n").unwrap();
+    let d = data.path().to_str().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let addr = format!("127.0.0.1:{}", procs::free_port());
+    let coord_url = format!("http://{addr}");
+    let s = secrets.path().to_str().unwrap();
+    let coordinator = ["coordinator", "--data", d, "--secrets-dir", s];
+    let mut coord = procs::server_at(&coordinator, &addr);
+    let _r = runner(&coord_url, &cache_url, "r1", &data.path().join("r1"));
+    wait_for_runners(&coord_url, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"version: 1
+env: {{ MARK: "{}" }}
+stages:
+  - name: build
+    steps:
+      - name: compile
+        cache: false
+        run: |
+          touch "$MARK/compile-started"
+          while [ ! -e "$MARK/go" ]; do sleep 0.05; done
+  - name: release
+    steps:
+      - {{ name: push, cache: false, secrets: [TOKEN], run: 'echo "pushed with ${{TOKEN:-nothing}}" >> "$MARK/pushed"' }}
+  - name: after
+    steps:
+      - {{ name: announce, cache: false, run: 'touch "$MARK/announced"' }}
+"#,
+        mark.path().display()
+    );
+    std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
+    let submit = procs::spawn_submit(&coord_url, &cache_url, &dir.path().join("buildfleet.yaml"));
+    wait_for("compile to start", Duration::from_secs(20), || {
+        mark.path().join("compile-started").exists()
+    });
+    coord.0.kill().unwrap(); // kill -9
+    coord.0.wait().unwrap();
+    // Revoked while the coordinator was down.
+    std::fs::remove_file(secrets.path().join("TOKEN")).unwrap();
+    let _coord = procs::server_at(&coordinator, &addr);
+    std::fs::write(mark.path().join("go"), "").unwrap();
+    let out = submit.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("push shard 0: failed: secret TOKEN is not in the secret store"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("announce shard 0: skipped because needs `push`, which failed"),
+        "{stdout}"
+    );
+    assert!(
+        !mark.path().join("pushed").exists(),
+        "the push never ran, with or without its secret"
+    );
+    assert!(!mark.path().join("announced").exists());
 }

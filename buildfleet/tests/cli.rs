@@ -110,6 +110,22 @@ fn run_of_the_example_pipeline_is_green() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("PASSED"), "{stdout}");
+    // The fleet stops in order after the summary: runners drain and leave
+    // first, so none of them sees its coordinator vanish.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("PASSED: run "),
+        "a clean run ends on its summary: {stdout}"
+    );
+    assert!(
+        !stderr.contains("WARN") && !stderr.contains("ERROR"),
+        "a clean run warns about nothing: {stderr}"
+    );
     // Four shards of `unit`, each on the summary table.
     for i in 0..4 {
         let row = stdout
@@ -228,4 +244,67 @@ fn second_run_is_cached_and_cache_explain_names_the_changed_input() {
         .unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no step `nope`"));
+}
+
+#[test]
+fn cache_explain_reports_the_decisions_a_run_makes_about_side_effects() {
+    let inputs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("TOKEN"), "t").unwrap();
+    let f = write(
+        inputs.path(),
+        "buildfleet.yaml",
+        r#"version: 1
+stages:
+  - name: s
+    steps:
+      - { name: push, secrets: [TOKEN], run: 'true' }
+      - { name: checked, run: 'echo ok > out.txt', outputs: [out.txt], verify: 'test -s out.txt' }
+      - { name: tag, run: 'echo "app:$BUILDFLEET_RUN_ID"' }
+"#,
+    );
+    let run = buildfleet()
+        .args(["run", "--runners", "2", "--data"])
+        .arg(data.path())
+        .arg("--secrets-dir")
+        .arg(secrets.path())
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("push#0           step result: off — the step receives secrets (TOKEN)"),
+        "the run's summary says why it ran: {text}"
+    );
+    let explain = |step: &str| {
+        let out = buildfleet()
+            .args(["cache", "explain", "--data"])
+            .arg(data.path())
+            .arg(&f)
+            .arg(step)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let push = explain("push");
+    assert!(
+        push.contains(
+            "step result: off — the step receives secrets (TOKEN), so it acts on the outside world"
+        ),
+        "{push}"
+    );
+    let checked = explain("checked");
+    assert!(
+        checked.contains("step result: hit")
+            && checked.contains("`verify:` still runs after the hit"),
+        "{checked}"
+    );
+    let tag = explain("tag");
+    assert!(
+        tag.contains("off — the step uses BUILDFLEET_RUN_ID"),
+        "{tag}"
+    );
 }

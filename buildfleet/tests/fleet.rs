@@ -25,13 +25,17 @@ async fn stages_run_in_order_and_needs_skip_the_barrier() {
     steps:
       - name: fast
         run: echo fast-end >> "$TRACE"
+      # Ends only once `early` ran (or after 30s, which fails the test):
+      # no race with the machine's speed.
       - name: slow
-        run: sleep 1.5; echo slow-end >> "$TRACE"
+        run: |
+          for _ in $(seq 600); do [ -e "$TRACE.early" ] && break; sleep 0.05; done
+          echo slow-end >> "$TRACE"
   - name: two
     steps:
       - name: early
         needs: [fast]
-        run: echo early >> "$TRACE"
+        run: echo early >> "$TRACE"; touch "$TRACE.early"
       - name: barrier
         run: echo barrier >> "$TRACE"
 "#,

@@ -128,7 +128,7 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                 "draining: stopping within {}",
                 humantime::format_duration(std::time::Duration::from_millis(d.grace_ms))
             );
-            hub.with(|s| s.set_unavailable(runner_id, Some(why)));
+            hub.with(|s| s.drain(runner_id, why));
             Ok(())
         }
         Some(Msg::HandBack(h)) => {

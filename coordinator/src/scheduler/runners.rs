@@ -62,6 +62,15 @@ impl Scheduler {
         }
     }
 
+    /// A runner is stopping on purpose (a deploy, a scale-down): no new
+    /// leases, and nothing to warn about.
+    pub fn drain(&mut self, runner_id: &str, why: String) {
+        if let Some(r) = self.runners.get_mut(runner_id) {
+            info!(runner = %r.name, reason = %why, "runner draining: no new leases");
+            r.unavailable = Some(why);
+        }
+    }
+
     /// A runner says whether it can take leases (and why not).
     pub fn set_unavailable(&mut self, runner_id: &str, why: Option<String>) {
         if let Some(r) = self.runners.get_mut(runner_id) {
