@@ -6,7 +6,6 @@
 
 mod procs;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use procs::{lines, runner, server, wait_for, wait_for_runners};

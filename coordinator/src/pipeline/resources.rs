@@ -51,7 +51,7 @@ fn cpus(node: &Node, errors: &mut Collector) -> Option<u32> {
         _ => None,
     };
     match number {
-        Some(n) if n >= 0.001 && n <= MAX_CPUS => Some((n * 1000.0).round() as u32),
+        Some(n) if (0.001..=MAX_CPUS).contains(&n) => Some((n * 1000.0).round() as u32),
         _ => {
             errors.error_with_hint(
                 node.pos,

@@ -389,7 +389,7 @@ mod tests {
             std::fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap(),
             (64u64 << 20).to_string()
         );
-        assert_eq!(cg.dirs(), [dir.clone()]);
+        assert_eq!(cg.dirs(), std::slice::from_ref(&dir));
         assert_eq!(
             cg.memory_events(),
             Some(dir.join("memory.oom_control").as_path())

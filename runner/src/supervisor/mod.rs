@@ -245,11 +245,11 @@ fn supervise(args: &Args, me: i32, shell: i32, set: &SigSet, report: &mut Report
     let mut status: Option<WaitStatus> = None;
     let mut kill_now = false;
     loop {
-        match wait_signal(set, Duration::from_secs(1)) {
-            Some(Signal::SIGUSR2) => kill_now = true,
-            // SIGCHLD, the parent-death signal (checked below) and the
-            // group's SIGTERM/SIGINT/SIGHUP, which the shell got as well.
-            _ => {}
+        // Other signals need no action of their own: SIGCHLD (reaped
+        // below), the parent-death signal (checked below), and the group's
+        // SIGTERM/SIGINT/SIGHUP, which the shell got as well.
+        if wait_signal(set, Duration::from_secs(1)) == Some(Signal::SIGUSR2) {
+            kill_now = true;
         }
         for (pid, st) in procs::reap() {
             if pid == shell {
