@@ -10,7 +10,12 @@
 //! Both sides of each comparison run in the same process, one after the
 //! other, several times; medians are reported, because this machine is
 //! shared and noisy.
+//!
+//! `BUILDFLEET_BENCH_BASELINE=/path/to/an/older/buildfleet` also times that
+//! binary on the same pipelines, interleaved with this one, to show what a
+//! change costs per step.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -35,7 +40,11 @@ fn time(mut f: impl FnMut()) -> Duration {
 }
 
 fn run_pipeline(file: &Path, runners: u32, data: &Path) {
-    let out = Command::new(buildfleet_bin())
+    run_with(&buildfleet_bin(), file, runners, data)
+}
+
+fn run_with(bin: &Path, file: &Path, runners: u32, data: &Path) {
+    let out = Command::new(bin)
         // `--no-cache`: every repetition must run its steps, not replay
         // the previous repetition's results from the step cache.
         .args([
@@ -144,6 +153,75 @@ fn main() {
         (per_step - bash_per_cmd) * 1e3,
         (b50.saturating_sub(bs)).as_secs_f64() * 1e3 / 50.0
     );
+
+    // 1b. One command under the shard supervisor, as every shard runs now,
+    // against the bare shell.
+    let supervised = |_: ()| {
+        let parent = std::process::id().to_string();
+        for _ in 0..50 {
+            let s = Command::new(&bin)
+                .args(["__shard-supervisor", "--parent", &parent, "--"])
+                .args(["bash", "-euo", "pipefail", "-c", "true"])
+                .process_group(0)
+                .status()
+                .unwrap();
+            assert!(s.success());
+        }
+    };
+    let mut t_each = Vec::new();
+    let mut t_sup = Vec::new();
+    for _ in 0..REPS {
+        t_each.push(time(|| bash_one(())));
+        t_sup.push(time(|| supervised(())));
+    }
+    let (e, sup) = (median(t_each), median(t_sup));
+    println!("== the shard supervisor (median of {REPS}) ==");
+    println!(
+        "50 × `bash -euo pipefail -c true`:                 {:>8.1} ms",
+        e.as_secs_f64() * 1e3
+    );
+    println!(
+        "50 × the same under `buildfleet __shard-supervisor`: {:>8.1} ms",
+        sup.as_secs_f64() * 1e3
+    );
+    println!(
+        "supervisor cost per command: {:.2} ms",
+        sup.saturating_sub(e).as_secs_f64() * 1e3 / 50.0
+    );
+
+    if let Some(base) = std::env::var_os("BUILDFLEET_BENCH_BASELINE") {
+        let base = std::path::PathBuf::from(base);
+        let base_data = tempfile::tempdir().unwrap();
+        run_with(&base, &chain1, 1, base_data.path());
+        let (mut n1, mut n50, mut o1, mut o50) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..REPS {
+            o1.push(time(|| run_with(&base, &chain1, 1, base_data.path())));
+            n1.push(time(|| run_pipeline(&chain1, 1, &data)));
+            o50.push(time(|| run_with(&base, &chain50, 1, base_data.path())));
+            n50.push(time(|| run_pipeline(&chain50, 1, &data)));
+        }
+        let per = |a: Vec<Duration>, b: Vec<Duration>| {
+            (median(b).saturating_sub(median(a))).as_secs_f64() * 1e3 / 49.0
+        };
+        let (old_step, new_step) = (per(o1.clone(), o50.clone()), per(n1.clone(), n50.clone()));
+        println!(
+            "== against {} (interleaved, median of {REPS}) ==",
+            base.display()
+        );
+        println!(
+            "baseline: 1 step {:.1} ms, 50 steps {:.1} ms, {:.2} ms/step",
+            median(o1).as_secs_f64() * 1e3,
+            median(o50).as_secs_f64() * 1e3,
+            old_step
+        );
+        println!(
+            "this:     1 step {:.1} ms, 50 steps {:.1} ms, {:.2} ms/step",
+            median(n1).as_secs_f64() * 1e3,
+            median(n50).as_secs_f64() * 1e3,
+            new_step
+        );
+        println!("difference per step: {:+.2} ms", new_step - old_step);
+    }
 
     // 2. Parallel efficiency.
     let wide = dir.path().join("wide.yaml");

@@ -6,7 +6,7 @@
 mod procs;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use procs::{bin, runner, server, wait_for_runners};
 
@@ -162,11 +162,7 @@ stages:
         "{}",
         &text[text.len().saturating_sub(2000)..]
     );
-    let run = text
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
-        .expect("run id printed")
-        .to_owned();
+    let run = procs::run_id_of(&text);
     // The exact bytes the step printed: 101,010 lines of 99 `x`, a line of
     // 10 (ended by the lone `echo`), then the last line.
     let mut expected = "x".repeat(99).add_line().repeat(101_010);
@@ -348,32 +344,8 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
-    let run = text
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
-        .unwrap()
-        .to_owned();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let notices = rt.block_on(async {
-        let mut client = buildfleet::client::pipelines(&coord_url).await.unwrap();
-        let start = Instant::now();
-        loop {
-            let status = client
-                .get(buildfleet_proto::v1::GetRequest {
-                    run_id: run.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let texts: Vec<String> = status.notices.iter().map(|n| n.text.clone()).collect();
-            if texts.iter().any(|t| t.contains("delivered"))
-                || start.elapsed() > Duration::from_secs(20)
-            {
-                return texts;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let run = procs::run_id_of(&text);
+    let notices = procs::notices_until(&coord_url, &run, |t| t.contains("delivered"));
     let attempts: Vec<&String> = notices.iter().filter(|t| t.contains("attempt")).collect();
     assert_eq!(attempts.len(), 3, "{notices:#?}");
     assert!(
@@ -545,10 +517,9 @@ fn lost_runners_and_expiring_secrets_are_notified_and_an_unreachable_webhook_is_
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("buildfleet.yaml"),
-        format!(
-            r#"version: 1
-env: {{ MARK: "{}" }}
-stages:
+        procs::with_mark(
+            mark.path(),
+            r#"stages:
   - name: s
     steps:
       - name: deploy
@@ -557,9 +528,8 @@ stages:
         run: |
           echo $$ >> "$MARK/shells"
           while [ ! -e "$MARK/go" ]; do sleep 0.05; done
-      - {{ name: broken, cache: false, run: 'exit 3' }}
+      - { name: broken, cache: false, run: 'exit 3' }
 "#,
-            mark.path().display()
         ),
     )
     .unwrap();
@@ -582,32 +552,8 @@ stages:
     let out = submit.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let run = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
-        .unwrap()
-        .to_owned();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let notices = rt.block_on(async {
-        let mut client = buildfleet::client::pipelines(&coord_url).await.unwrap();
-        let start = Instant::now();
-        loop {
-            let status = client
-                .get(buildfleet_proto::v1::GetRequest {
-                    run_id: run.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let texts: Vec<String> = status.notices.iter().map(|n| n.text.clone()).collect();
-            if texts.iter().any(|t| t.contains("NOT DELIVERED"))
-                || start.elapsed() > Duration::from_secs(20)
-            {
-                return texts;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let run = procs::run_id_of(&stdout);
+    let notices = procs::notices_until(&coord_url, &run, |t| t.contains("NOT DELIVERED"));
     let to_dead = format!("webhook run-failed → {dead}");
     assert!(
         notices

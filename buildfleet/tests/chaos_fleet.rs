@@ -25,10 +25,9 @@ fn a_runner_killed_mid_shard_is_replaced_and_every_shard_counts_once() {
     // daemon outside the shard's process group, as a `docker push` in a
     // pipeline or a tool's background helper would be. Both wait for `go`,
     // which the test creates only once the killed runner's are gone.
-    let yaml = format!(
-        r#"version: 1
-env: {{ MARK: "{}" }}
-stages:
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
   - name: s
     steps:
       - name: work
@@ -46,7 +45,6 @@ stages:
           wait
           while [ ! -e "$MARK/daemon-$BUILDFLEET_SHARD_INDEX" ]; do sleep 0.05; done
 "#,
-        mark.path().display()
     );
     std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
     let submit = procs::spawn_submit(&coord_url, &cache_url, &dir.path().join("buildfleet.yaml"));
@@ -122,21 +120,15 @@ fn a_coordinator_stopped_by_sigterm_exits_promptly_and_the_run_completes_after_r
 }
 
 fn restart_mid_run(graceful: bool) {
-    let data = tempfile::tempdir().unwrap();
     let mark = tempfile::tempdir().unwrap();
-    let d = data.path().to_str().unwrap();
-    let (_cache, cache_url) = server(&["cache", "--data", d]);
-    let addr = format!("127.0.0.1:{}", procs::free_port());
-    let coord_url = format!("http://{addr}");
-    let coordinator = ["coordinator", "--data", d];
-    let mut coord = procs::server_at(&coordinator, &addr);
-    let _r = runner(&coord_url, &cache_url, "r1", &data.path().join("r1"));
-    wait_for_runners(&coord_url, 1);
+    let (fleet, mut coord) = procs::Restartable::start(&[]);
+    let (coord_url, cache_url) = (&fleet.coord_url, &fleet.cache_url);
+    let _r = fleet.runner("r1");
+    wait_for_runners(coord_url, 1);
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        r#"version: 1
-env: {{ MARK: "{}" }}
-stages:
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
   - name: a
     steps:
       - name: one
@@ -147,12 +139,11 @@ stages:
           echo done >> "$MARK/one"
   - name: b
     steps:
-      - {{ name: two, cache: false, run: 'echo done >> "$MARK/two"' }}
+      - { name: two, cache: false, run: 'echo done >> "$MARK/two"' }
 "#,
-        mark.path().display()
     );
     std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
-    let submit = procs::spawn_submit(&coord_url, &cache_url, &dir.path().join("buildfleet.yaml"));
+    let submit = procs::spawn_submit(coord_url, cache_url, &dir.path().join("buildfleet.yaml"));
     wait_for("step one to start", Duration::from_secs(20), || {
         mark.path().join("one-started").exists()
     });
@@ -166,7 +157,7 @@ stages:
         coord.0.kill().unwrap(); // SIGKILL: no chance to save anything more
         coord.0.wait().unwrap();
     }
-    let _coord = procs::server_at(&coordinator, &addr);
+    let _coord = fleet.coordinator();
     // The first attempt is waiting for `go` unless it died with the
     // connection; the retry starts on the new coordinator.
     wait_for("step one to start again", Duration::from_secs(20), || {
@@ -208,10 +199,9 @@ fn drain_fleet() -> Drained {
     let fleet = procs::Servers::start(&[]);
     let mark = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        r#"version: 1
-env: {{ MARK: "{}" }}
-stages:
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
   - name: s
     steps:
       - name: job
@@ -221,7 +211,6 @@ stages:
           while [ ! -e "$MARK/go" ]; do sleep 0.05; done
           echo done >> "$MARK/done"
 "#,
-        mark.path().display()
     );
     std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
     Drained { fleet, mark, dir }
@@ -403,24 +392,18 @@ fn an_interrupted_embedded_run_is_not_picked_up_by_the_next_run() {
 
 #[test]
 fn a_secret_removed_while_the_coordinator_was_down_fails_its_step_before_it_starts() {
-    let data = tempfile::tempdir().unwrap();
     let mark = tempfile::tempdir().unwrap();
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("TOKEN"), "t0ken-v4lue\n").unwrap();
-    let d = data.path().to_str().unwrap();
-    let (_cache, cache_url) = server(&["cache", "--data", d]);
-    let addr = format!("127.0.0.1:{}", procs::free_port());
-    let coord_url = format!("http://{addr}");
     let s = secrets.path().to_str().unwrap();
-    let coordinator = ["coordinator", "--data", d, "--secrets-dir", s];
-    let mut coord = procs::server_at(&coordinator, &addr);
-    let _r = runner(&coord_url, &cache_url, "r1", &data.path().join("r1"));
-    wait_for_runners(&coord_url, 1);
+    let (fleet, mut coord) = procs::Restartable::start(&["--secrets-dir", s]);
+    let (coord_url, cache_url) = (&fleet.coord_url, &fleet.cache_url);
+    let _r = fleet.runner("r1");
+    wait_for_runners(coord_url, 1);
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        r#"version: 1
-env: {{ MARK: "{}" }}
-stages:
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
   - name: build
     steps:
       - name: compile
@@ -430,15 +413,14 @@ stages:
           while [ ! -e "$MARK/go" ]; do sleep 0.05; done
   - name: release
     steps:
-      - {{ name: push, cache: false, secrets: [TOKEN], run: 'echo "pushed with ${{TOKEN:-nothing}}" >> "$MARK/pushed"' }}
+      - { name: push, cache: false, secrets: [TOKEN], run: 'echo "pushed with ${TOKEN:-nothing}" >> "$MARK/pushed"' }
   - name: after
     steps:
-      - {{ name: announce, cache: false, run: 'touch "$MARK/announced"' }}
+      - { name: announce, cache: false, run: 'touch "$MARK/announced"' }
 "#,
-        mark.path().display()
     );
     std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
-    let submit = procs::spawn_submit(&coord_url, &cache_url, &dir.path().join("buildfleet.yaml"));
+    let submit = procs::spawn_submit(coord_url, cache_url, &dir.path().join("buildfleet.yaml"));
     wait_for("compile to start", Duration::from_secs(20), || {
         mark.path().join("compile-started").exists()
     });
@@ -446,7 +428,7 @@ stages:
     coord.0.wait().unwrap();
     // Revoked while the coordinator was down.
     std::fs::remove_file(secrets.path().join("TOKEN")).unwrap();
-    let _coord = procs::server_at(&coordinator, &addr);
+    let _coord = fleet.coordinator();
     std::fs::write(mark.path().join("go"), "").unwrap();
     let out = submit.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -109,27 +109,25 @@ fn an_oom_kill_is_told_apart_from_a_sigkill_in_the_next_shard_and_limits_are_enf
     let mark = tempfile::tempdir().unwrap();
     // Shard 0 outgrows its 64 MiB limit; shard 1, on the same runner at the
     // same time, is SIGKILLed by someone else right after.
-    let yaml = format!(
-        r#"version: 1
-env: {{ MARK: "{}" }}
-stages:
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
   - name: s
     steps:
       - name: pair
         shards: 2
         cache: false
-        resources: {{ memory: 64MiB }}
+        resources: { memory: 64MiB }
         run: |
           touch "$MARK/started-$BUILDFLEET_SHARD_INDEX"
           while [ ! -e "$MARK/started-0" ] || [ ! -e "$MARK/started-1" ]; do sleep 0.02; done
           if [ "$BUILDFLEET_SHARD_INDEX" = 0 ]; then
-            python3 -c "b = bytearray(512 * 1024 ** 2); print(len(b))" || {{ code=$?; touch "$MARK/oom"; exit $code; }}
+            python3 -c "b = bytearray(512 * 1024 ** 2); print(len(b))" || { code=$?; touch "$MARK/oom"; exit $code; }
           else
             while [ ! -e "$MARK/oom" ]; do sleep 0.02; done
             kill -9 $$
           fi
 "#,
-        mark.path().display()
     );
     let (code, stdout) = fleet.submit(&yaml);
     assert_eq!(code, 1, "{stdout}");
@@ -189,10 +187,9 @@ fn a_timed_out_shard_is_killed_with_the_processes_that_left_its_group() {
     let mark = tempfile::tempdir().unwrap();
     // A daemon in a session of its own ignores the group's SIGTERM and
     // SIGKILL alike; only the shard as a unit reaches it.
-    let yaml = format!(
-        r#"version: 1
-env: {{ MARK: "{}" }}
-stages:
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
   - name: s
     steps:
       - name: hang
@@ -203,7 +200,6 @@ stages:
           trap '' TERM
           while true; do sleep 0.05; done
 "#,
-        mark.path().display()
     );
     let (code, stdout) = fleet.submit(&yaml);
     assert_eq!(code, 1, "{stdout}");

@@ -3,30 +3,20 @@
 //! no cost, and old finished runs deleted beyond the retention.
 
 use std::collections::BTreeSet;
-use std::time::{Instant, SystemTime};
+mod support;
+
+use std::time::Instant;
 
 use buildfleet_coordinator::events::LogStream;
 use buildfleet_coordinator::history::History;
 use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::{InputRoot, RunOptions};
-use buildfleet_coordinator::scheduler::{RunnerView, Scheduler, SchedulerConfig, ShardReport};
+use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
 use buildfleet_coordinator::state::State;
+use support::runner;
 
 const YAML: &str =
     "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: x, run: 'true', shards: 2 }\n";
-
-fn runner() -> RunnerView {
-    RunnerView {
-        id: "r".into(),
-        name: "r".into(),
-        labels: Vec::new(),
-        slots: 4,
-        busy: 0,
-        connected_at: SystemTime::now(),
-        unavailable: None,
-        isolation: String::new(),
-    }
-}
 
 fn open_keeping(
     dir: &std::path::Path,
@@ -75,7 +65,7 @@ fn a_restored_run_keeps_its_events_and_leases_in_flight_shards_again() {
     let (run, events_before) = {
         let (mut s, store) = open(dir.path());
         s.persist_to(store);
-        s.register_runner(runner());
+        s.register_runner(runner("r", 4, &[]));
         let run = submit(&mut s, "k1", now);
         let leases = s.assign(now);
         let first = &leases[0].lease.lease_id;
@@ -128,7 +118,7 @@ fn a_restored_run_keeps_its_events_and_leases_in_flight_shards_again() {
         .any(|n| n.text.contains("coordinator restarted")));
     // The idempotency key still finds the run.
     assert_eq!(submit(&mut s, "k1", now), run);
-    s.register_runner(runner());
+    s.register_runner(runner("r", 4, &[]));
     let again = s.assign(now);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].lease.shard_index, 1);
@@ -165,7 +155,7 @@ fn finished_runs_beyond_the_retention_are_deleted_at_start() {
     let ids: Vec<String> = {
         let (mut s, store) = open(dir.path());
         s.persist_to(store);
-        s.register_runner(runner());
+        s.register_runner(runner("r", 4, &[]));
         finished_runs(&mut s, 3, now)
     };
     {
@@ -189,7 +179,7 @@ fn a_long_lived_scheduler_forgets_finished_runs_beyond_the_retention() {
     let now = Instant::now();
     let (mut s, store) = open_keeping(dir.path(), 2);
     s.persist_to(store.clone());
-    s.register_runner(runner());
+    s.register_runner(runner("r", 4, &[]));
     let ids = finished_runs(&mut s, 4, now);
     s.tick(now);
     assert!(

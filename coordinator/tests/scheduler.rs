@@ -1,30 +1,20 @@
 //! The scheduling rules in plain Rust: no network, the clock passed in.
 
-use std::time::{Duration, Instant, SystemTime};
+mod support;
+
+use std::time::{Duration, Instant};
 
 use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::InputRoot;
-use buildfleet_coordinator::scheduler::{RunnerView, Scheduler, SchedulerConfig, ShardReport};
+use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
 use buildfleet_coordinator::state::{Failure, State};
+use support::runner;
 
 fn sched() -> Scheduler {
     Scheduler::new(SchedulerConfig {
         label_wait: Duration::from_secs(5),
         ..SchedulerConfig::default()
     })
-}
-
-fn runner(id: &str, slots: u32, labels: &[&str]) -> RunnerView {
-    RunnerView {
-        id: id.into(),
-        name: id.into(),
-        labels: labels.iter().map(|s| s.to_string()).collect(),
-        slots,
-        busy: 0,
-        connected_at: SystemTime::now(),
-        unavailable: None,
-        isolation: String::new(),
-    }
 }
 
 fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {

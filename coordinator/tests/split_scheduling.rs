@@ -1,27 +1,17 @@
 //! Split steps in the scheduler, in plain Rust: listing leases, plans from
 //! history, and flaky re-runs that lease exactly the failed items.
 
-use std::time::{Duration, Instant, SystemTime};
+mod support;
+
+use std::time::{Duration, Instant};
 
 use buildfleet_coordinator::history::History;
 use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::{InputRoot, RunOptions};
-use buildfleet_coordinator::scheduler::{RunnerView, Scheduler, SchedulerConfig, ShardReport};
+use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
 use buildfleet_coordinator::state::{Failure, State};
 use buildfleet_coordinator::test_result::{TestOutcome, TestResult};
-
-fn runner(id: &str, slots: u32) -> RunnerView {
-    RunnerView {
-        id: id.into(),
-        name: id.into(),
-        labels: Vec::new(),
-        slots,
-        busy: 0,
-        connected_at: SystemTime::now(),
-        unavailable: None,
-        isolation: String::new(),
-    }
-}
+use support::runner;
 
 fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
     let p = pipeline::parse("t.yaml", yaml).expect("valid pipeline");
@@ -79,7 +69,7 @@ fn a_listing_lease_comes_first_and_its_items_become_balanced_shards() {
         )
         .unwrap();
     let mut s = Scheduler::with_history(SchedulerConfig::default(), history);
-    s.register_runner(runner("r", 4));
+    s.register_runner(runner("r", 4, &[]));
     let run = submit(&mut s, LISTED, now);
     let leases = s.assign(now);
     assert_eq!(leases.len(), 1, "only the listing until items are known");
@@ -121,7 +111,7 @@ fn a_listing_lease_comes_first_and_its_items_become_balanced_shards() {
 fn a_flaky_rerun_leases_only_the_failed_items_without_the_result_cache() {
     let now = Instant::now();
     let mut s = Scheduler::new(SchedulerConfig::default());
-    s.register_runner(runner("r", 4));
+    s.register_runner(runner("r", 4, &[]));
     let run = submit(
         &mut s,
         LISTED.replace("shards: 2", "shards: 1").as_str(),

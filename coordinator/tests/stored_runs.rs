@@ -7,16 +7,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+mod support;
+
+use std::time::{Duration, Instant};
 
 use buildfleet_coordinator::history::{Entry, HistoryError, Kv, MemoryKv};
 use buildfleet_coordinator::persist::RunStore;
 use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::{InputRoot, Listing, Run, RunOptions};
-use buildfleet_coordinator::scheduler::{RunnerView, Scheduler, SchedulerConfig, ShardReport};
+use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
 use buildfleet_coordinator::secrets::Resolved;
 use buildfleet_coordinator::state::State;
 use proptest::prelude::*;
+use support::runner;
 
 /// A store whose writes can be made to fail, as a full or broken disk would.
 #[derive(Default)]
@@ -40,19 +43,6 @@ impl Kv for FailingKv {
     }
     fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), HistoryError> {
         self.inner.delete(keys)
-    }
-}
-
-fn runner(id: &str, slots: u32) -> RunnerView {
-    RunnerView {
-        id: id.into(),
-        name: id.into(),
-        labels: Vec::new(),
-        slots,
-        busy: 0,
-        connected_at: SystemTime::now(),
-        unavailable: None,
-        isolation: String::new(),
     }
 }
 
@@ -203,7 +193,7 @@ proptest! {
                 Op::Submit(which) => runs.push(submit(&mut s, *which, now)),
                 Op::Runner(slots) => {
                     let id = format!("r{i}");
-                    s.register_runner(runner(&id, *slots));
+                    s.register_runner(runner(&id, *slots, &[]));
                     runners.push(id);
                 }
                 Op::Assign => {
@@ -268,7 +258,7 @@ fn a_listing_lease_starting_is_an_event_and_is_stored() {
     s.persist_to(store.clone());
     let now = Instant::now();
     let id = submit(&mut s, 1, now);
-    s.register_runner(runner("r", 1));
+    s.register_runner(runner("r", 1, &[]));
     s.persist();
     let before = s.run(&id).unwrap().events.last_seq();
     let leases = s.assign(now);
@@ -317,7 +307,7 @@ fn a_failed_write_stops_leasing_for_the_run_until_it_is_stored_again() {
     let mut s = Scheduler::new(SchedulerConfig::default());
     s.persist_to(store);
     let now = Instant::now();
-    s.register_runner(runner("r", 4));
+    s.register_runner(runner("r", 4, &[]));
     let id = submit(&mut s, 0, now);
     s.persist();
     let first = s.assign(now);
@@ -407,7 +397,7 @@ fn a_secret_gone_after_a_restart_fails_its_step_before_it_starts() {
     let id = {
         let mut s = Scheduler::new(SchedulerConfig::default());
         s.persist_to(store.clone());
-        s.register_runner(runner("r", 1));
+        s.register_runner(runner("r", 1, &[]));
         let id = submit_secret(&mut s, now, None);
         let build = s.assign(now);
         assert_eq!(build[0].lease.step, "build");
@@ -428,7 +418,7 @@ fn a_secret_gone_after_a_restart_fails_its_step_before_it_starts() {
         ..Resolved::default()
     };
     s.restore(&store, &removed, now).unwrap();
-    s.register_runner(runner("r", 1));
+    s.register_runner(runner("r", 1, &[]));
     let again = s.assign(now);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].lease.step, "build", "what needs no secret goes on");
@@ -459,7 +449,7 @@ fn a_secret_gone_after_a_restart_fails_its_step_before_it_starts() {
 fn a_secret_that_expires_while_the_run_waits_fails_its_step_before_it_starts() {
     let mut s = Scheduler::new(SchedulerConfig::default());
     let now = Instant::now();
-    s.register_runner(runner("r", 1));
+    s.register_runner(runner("r", 1, &[]));
     let id = submit_secret(&mut s, now, Some(now + Duration::from_secs(60)));
     let build = s.assign(now);
     let later = now + Duration::from_secs(120);

@@ -183,6 +183,10 @@ async fn session(
                 if out_tx.send(pb::RunnerMessage { msg: Some(drain) }).await.is_err() {
                     warn!("drain notice not delivered: coordinator stream closed");
                 }
+                // Nothing running: leave now rather than at the next tick.
+                if running == 0 {
+                    break Ended::Shutdown;
+                }
                 continue;
             }
             _ = tokio::time::sleep(Duration::from_millis(50)), if draining.is_some() => {

@@ -267,3 +267,93 @@ pub fn descends_from(pid: i32, ancestor: i32) -> bool {
     }
     false
 }
+
+/// A pipeline whose steps see `$MARK`, a directory outside their inputs
+/// where they leave evidence of what they did.
+pub fn with_mark(mark: &std::path::Path, body: &str) -> String {
+    format!(
+        "version: 1\nenv: {{ MARK: \"{}\" }}\n{body}",
+        mark.display()
+    )
+}
+
+/// The run id `buildfleet submit` printed.
+pub fn run_id_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
+        .unwrap_or_else(|| panic!("no run id in: {stdout}"))
+        .to_owned()
+}
+
+/// The run's notices once one satisfies `done` (or after 20s, as they are).
+pub fn notices_until(coordinator: &str, run: &str, done: impl Fn(&str) -> bool) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = buildfleet::client::pipelines(coordinator).await.unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            let status = client
+                .get(buildfleet_proto::v1::GetRequest {
+                    run_id: run.to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let texts: Vec<String> = status.notices.iter().map(|n| n.text.clone()).collect();
+            if texts.iter().any(|t| done(t)) || start.elapsed() > std::time::Duration::from_secs(20)
+            {
+                return texts;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// A cache, and a coordinator on a fixed address so it can be killed and
+/// started again where its runners and watchers look for it.
+pub struct Restartable {
+    pub data: tempfile::TempDir,
+    pub cache_url: String,
+    pub coord_url: String,
+    addr: String,
+    args: Vec<String>,
+    _cache: Proc,
+}
+
+impl Restartable {
+    /// `coordinator` holds extra coordinator flags.
+    pub fn start(coordinator: &[&str]) -> (Restartable, Proc) {
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path().to_str().unwrap().to_owned();
+        let (cache, cache_url) = server(&["cache", "--data", &d]);
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut args = vec!["coordinator".to_owned(), "--data".into(), d];
+        args.extend(coordinator.iter().map(|s| s.to_string()));
+        let fleet = Restartable {
+            data,
+            cache_url,
+            coord_url: format!("http://{addr}"),
+            addr,
+            args,
+            _cache: cache,
+        };
+        let coord = fleet.coordinator();
+        (fleet, coord)
+    }
+
+    /// Starts the coordinator (again) on its address.
+    pub fn coordinator(&self) -> Proc {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        server_at(&args, &self.addr)
+    }
+
+    pub fn runner(&self, name: &str) -> Proc {
+        runner(
+            &self.coord_url,
+            &self.cache_url,
+            name,
+            &self.data.path().join(name),
+        )
+    }
+}

@@ -193,10 +193,13 @@ impl Isolation {
             }
         };
         cg.v2 = make(&self.v2, "cgroup v2");
+        // Joining a cgroup costs the shell a migration (an RCU grace period
+        // at worst): memory is worth it for every shard (OOM kills counted
+        // per shard), a v1 cpu cgroup only for a step that asks for a limit.
         if !self.v2_memory {
             cg.v1_memory = make(&self.v1_memory, "memory");
         }
-        if !self.v2_cpu {
+        if !self.v2_cpu && resources.cpu_millis.is_some() {
             cg.v1_cpu = make(&self.v1_cpu, "cpu");
         }
         if let Some(bytes) = resources.memory_bytes {

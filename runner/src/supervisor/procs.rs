@@ -101,6 +101,16 @@ pub fn reap() -> Vec<(i32, WaitStatus)> {
     }
 }
 
+/// Whether process `me` (single-threaded) has any child now, from
+/// `/proc/PID/task/PID/children`; `None` where the kernel does not offer
+/// that file. Once the shell is reaped, every process the shard left is a
+/// descendant of a child of ours (orphans come to us as subreaper), so "no
+/// child" means nothing to sweep, without reading the whole process table.
+pub fn has_children(me: i32) -> Option<bool> {
+    let text = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).ok()?;
+    Some(!text.trim().is_empty())
+}
+
 /// What a sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Swept {
@@ -122,6 +132,12 @@ pub fn sweep(me: i32, group: i32, bound: Duration) -> Swept {
     let mut swept = Swept::default();
     loop {
         swept.reaped.extend(reap());
+        // The common case — the shard left nothing behind — costs one
+        // read. (A process that joined the group from elsewhere without
+        // descending from us is left to the runner's own group check.)
+        if has_children(me) == Some(false) {
+            return swept;
+        }
         let procs = table();
         let live = shard_processes(&procs, me, group);
         if live.is_empty() {
@@ -154,6 +170,26 @@ mod tests {
             pgrp,
             state,
         }
+    }
+
+    #[test]
+    fn children_are_seen_without_the_process_table() {
+        use std::io::BufRead;
+        // A single-threaded parent (bash) with one child, and that child.
+        let mut parent = std::process::Command::new("bash")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(parent.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let child: i32 = line.trim().parse().unwrap();
+        assert_eq!(has_children(parent.id() as i32), Some(true));
+        assert_eq!(has_children(child), Some(false));
+        let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+        parent.wait().unwrap();
     }
 
     #[test]
