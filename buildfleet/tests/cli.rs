@@ -251,7 +251,7 @@ fn cache_explain_reports_the_decisions_a_run_makes_about_side_effects() {
     let inputs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("TOKEN"), "t").unwrap();
+    std::fs::write(secrets.path().join("TOKEN"), "t0ken-value").unwrap();
     let f = write(
         inputs.path(),
         "buildfleet.yaml",

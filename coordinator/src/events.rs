@@ -52,6 +52,8 @@ pub enum NoticeKind {
     Warning,
     Notification,
     Stalled,
+    /// Something worth knowing that needs no action (a halt that ended).
+    Info,
 }
 
 impl NoticeKind {
@@ -60,6 +62,7 @@ impl NoticeKind {
             NoticeKind::Warning => "warning",
             NoticeKind::Notification => "notification",
             NoticeKind::Stalled => "stalled",
+            NoticeKind::Info => "info",
         }
     }
 }

@@ -463,3 +463,31 @@ fn a_silent_run_is_stalled_once_and_failures_and_recoveries_are_notified() {
         (Event::RunRecovered, vec![again])
     );
 }
+
+#[test]
+fn a_draining_runner_stays_draining_through_its_heartbeats() {
+    let mut s = sched();
+    let now = Instant::now();
+    s.register_runner(runner("r1", 2, &[]));
+    s.drain("r1", "draining: stopping within 25s".into());
+    // Its heartbeats say nothing about draining; they must not undo it.
+    s.set_unavailable("r1", None);
+    let run = submit(
+        &mut s,
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: a, run: 'true' }\n",
+        now,
+    );
+    assert!(
+        s.assign(now).is_empty(),
+        "nothing is leased to a draining runner"
+    );
+    assert_eq!(
+        s.runners()[0].availability(),
+        Some("draining: stopping within 25s")
+    );
+    s.register_runner(runner("r2", 1, &[]));
+    let leased = s.assign(now);
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].runner_id, "r2");
+    assert_eq!(step_state(&s, &run, "a"), State::Running);
+}

@@ -74,7 +74,7 @@ fn a_listing_lease_comes_first_and_its_items_become_balanced_shards() {
     let leases = s.assign(now);
     assert_eq!(leases.len(), 1, "only the listing until items are known");
     let listing = &leases[0].lease;
-    assert!(listing.list_items && !listing.use_action_cache());
+    assert!(listing.list_items && listing.action_cache_off.is_some());
     assert_eq!(listing.command, "cat items");
     assert!(!listing.env.contains_key("BUILDFLEET_SHARD_INDEX"));
     assert!(s.assign(now).is_empty(), "nothing to lease while listing");
@@ -124,7 +124,7 @@ fn a_flaky_rerun_leases_only_the_failed_items_without_the_result_cache() {
         .unwrap();
     let first = s.assign(now).remove(0).lease;
     assert_eq!(first.items, items(&["k/a", "k/b"]));
-    assert!(first.use_action_cache());
+    assert!(first.action_cache_off.is_none());
 
     let failed = State::Failed(Failure {
         exit_code: Some(1),
@@ -141,7 +141,7 @@ fn a_flaky_rerun_leases_only_the_failed_items_without_the_result_cache() {
     assert_eq!(again.items, items(&["k/b"]), "only the failed item");
     assert_eq!(again.env["BUILDFLEET_SHARD_ITEMS"], "k/b");
     assert_eq!(again.attempt, 2);
-    assert!(!again.use_action_cache(), "a re-run must really run");
+    assert!(again.action_cache_off.is_some(), "a re-run must really run");
 
     let mut report = ShardReport::of(State::Succeeded, 15);
     report.tests = vec![test("k::b", TestOutcome::Passed, 15)];

@@ -472,3 +472,40 @@ fn a_secret_that_expires_while_the_run_waits_fails_its_step_before_it_starts() {
     );
     assert!(matches!(run.steps[2].state, State::Skipped { .. }));
 }
+
+#[test]
+fn a_secret_expiring_under_a_running_step_lets_it_finish_and_says_nothing_more() {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    let now = Instant::now();
+    s.register_runner(runner("r", 1, &[]));
+    let id = submit_secret(&mut s, now, Some(now + Duration::from_secs(60)));
+    let build = s.assign(now);
+    s.record_result(
+        "r",
+        &build[0].lease.lease_id,
+        ShardReport::of(State::Succeeded, 1),
+        now,
+    )
+    .unwrap();
+    let push = s.assign(now);
+    assert_eq!(
+        push[0].lease.step, "push",
+        "leased while the secret was valid"
+    );
+    // The secret expires while `push` runs: nothing of it is left to stop,
+    // and dispatching again and again must not add to the run.
+    let later = now + Duration::from_secs(120);
+    let before = s.run(&id).unwrap().events.last_seq();
+    for i in 0..50 {
+        assert!(s.assign(later + Duration::from_millis(i)).is_empty());
+    }
+    assert_eq!(s.run(&id).unwrap().events.last_seq(), before);
+    s.record_result(
+        "r",
+        &push[0].lease.lease_id,
+        ShardReport::of(State::Succeeded, 1),
+        later,
+    )
+    .unwrap();
+    assert_eq!(s.run(&id).unwrap().steps[1].state, State::Succeeded);
+}

@@ -66,12 +66,22 @@ impl RunnerConfig {
 
 type CancelMap = Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>;
 
+/// Leases being given back, with why: their shard is stopped first, and the
+/// hand-back goes to the coordinator only once its processes are gone, so
+/// the next attempt never runs beside this one.
+type HandBacks = Arc<Mutex<HashMap<String, String>>>;
+
 /// How a session with the coordinator ended.
 enum Ended {
     Shutdown,
     /// The stream ended or could not be opened: try again.
     Lost(String),
 }
+
+/// How often the runner pings its coordinator, and how long an unanswered
+/// ping may stay unanswered before the connection counts as lost.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// First and longest wait between reconnection attempts.
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
@@ -100,20 +110,19 @@ pub async fn run(
     let mut wait = RECONNECT_MIN;
     loop {
         match session(&config, &isolation, &mut shutdown).await {
-            Ended::Shutdown => {
-                isolation.remove();
-                return Ok(());
-            }
+            Ended::Shutdown => break,
             Ended::Lost(why) => {
                 warn!(reason = %why, retry_in = ?wait, "coordinator connection lost; reconnecting");
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
         }
         wait = (wait * 2).min(RECONNECT_MAX);
     }
+    isolation.remove();
+    Ok(())
 }
 
 /// One connection: register, take leases, until it ends. Running shards
@@ -124,8 +133,19 @@ async fn session(
     isolation: &Arc<crate::cgroup::Isolation>,
     shutdown: &mut std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
 ) -> Ended {
+    // HTTP/2 pings find a coordinator that went silent (a partition, a
+    // dead host) within seconds; the session then ends and its shards are
+    // stopped, well before the coordinator's heartbeat deadline (10s by
+    // default) leases them to another runner.
     let channel = match Endpoint::from_shared(config.coordinator_url.clone()) {
-        Ok(e) => e.tcp_nodelay(true).connect().await,
+        Ok(e) => {
+            e.tcp_nodelay(true)
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+                .connect()
+                .await
+        }
         Err(e) => return Ended::Lost(format!("coordinator URL: {e}")),
     };
     let channel = match channel {
@@ -166,6 +186,7 @@ async fn session(
         isolation: isolation.clone(),
     });
     let cancels: CancelMap = Arc::default();
+    let hand_backs: HandBacks = Arc::default();
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
     // Set on SIGTERM: no new leases, running ones get until the deadline.
     let mut draining: Option<tokio::time::Instant> = None;
@@ -194,7 +215,7 @@ async fn session(
                     break Ended::Shutdown;
                 }
                 if draining.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                    hand_back_all(&cancels, &out_tx, "the runner is stopping and its drain grace ran out").await;
+                    hand_back_all(&cancels, &hand_backs, "the runner is stopping and its drain grace ran out");
                     break Ended::Shutdown;
                 }
                 continue;
@@ -222,7 +243,7 @@ async fn session(
                         warn!(lease = %lease.lease_id, %reason, "lease handed back");
                         send_hand_back(&out_tx, lease.lease_id, reason).await;
                     }
-                    None => spawn_shard(ctx.clone(), cancels.clone(), lease),
+                    None => spawn_shard(ctx.clone(), cancels.clone(), hand_backs.clone(), lease),
                 }
             }
             Some(Msg::Cancel(c)) => match cancels.lock().get(&c.lease_id) {
@@ -307,16 +328,23 @@ async fn send_hand_back(out: &mpsc::Sender<pb::RunnerMessage>, lease_id: String,
 
 /// Gives every running lease back (so the coordinator leases it again at
 /// once), then stops its shard.
-async fn hand_back_all(cancels: &CancelMap, out: &mpsc::Sender<pb::RunnerMessage>, reason: &str) {
+/// Stops every running shard to give its lease back; each shard's task
+/// sends the hand-back once the shard's processes are gone.
+fn hand_back_all(cancels: &CancelMap, hand_backs: &HandBacks, reason: &str) {
     let held: Vec<(String, watch::Sender<Option<String>>)> = cancels.lock().drain().collect();
     for (lease, tx) in held {
-        warn!(%lease, reason, "handing the lease back");
-        send_hand_back(out, lease, reason.to_owned()).await;
+        warn!(%lease, reason, "stopping the shard to hand its lease back");
+        hand_backs.lock().insert(lease, reason.to_owned());
         tx.send_replace(Some(format!("handed back: {reason}")));
     }
 }
 
-fn spawn_shard(ctx: Arc<ShardContext>, cancels: CancelMap, lease: pb::Lease) {
+fn spawn_shard(
+    ctx: Arc<ShardContext>,
+    cancels: CancelMap,
+    hand_backs: HandBacks,
+    lease: pb::Lease,
+) {
     let (tx, rx) = watch::channel(None);
     let lease_id = lease.lease_id.clone();
     cancels.lock().insert(lease_id.clone(), tx);
@@ -324,8 +352,20 @@ fn spawn_shard(ctx: Arc<ShardContext>, cancels: CancelMap, lease: pb::Lease) {
         info_span!("shard", run = %lease.run_id, step = %lease.step, shard = lease.shard_index);
     tokio::spawn(
         async move {
-            run_lease(&ctx, lease, rx).await;
+            let result = run_lease(&ctx, lease, rx).await;
             cancels.lock().remove(&lease_id);
+            let reason = hand_backs.lock().remove(&lease_id);
+            match reason {
+                Some(reason) => send_hand_back(&ctx.out, lease_id, reason).await,
+                None => {
+                    let msg = pb::RunnerMessage {
+                        msg: Some(pb::runner_message::Msg::Result(result)),
+                    };
+                    if ctx.out.send(msg).await.is_err() {
+                        warn!("result not delivered: coordinator stream closed");
+                    }
+                }
+            }
         }
         .instrument(span),
     );

@@ -323,7 +323,7 @@ pub fn runner_to_pb(r: &RunnerView) -> pb::RunnerInfo {
         slots: r.slots,
         busy_slots: r.busy,
         connected_unix_ms: unix_ms(r.connected_at),
-        unavailable: r.unavailable.clone().unwrap_or_default(),
+        unavailable: r.availability().unwrap_or_default().to_owned(),
         isolation: r.isolation.clone(),
     }
 }

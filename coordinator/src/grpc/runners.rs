@@ -70,6 +70,7 @@ impl pb::runner_service_server::RunnerService for RunnerService {
             busy: 0,
             connected_at: SystemTime::now(),
             unavailable: None,
+            draining: None,
             isolation: reg.isolation,
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -176,9 +177,13 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                             size_bytes: d.size_bytes.max(0) as u64,
                         }),
                         log_dropped: r.log_dropped_bytes,
-                        muted: r.muted.as_ref().map(|m| match m.failure.as_str() {
-                            "" => Ok(()),
-                            why => Err(why.to_owned()),
+                        muted: r.muted.as_ref().map(|m| match (m.met, m.failure.as_str()) {
+                            (true, _) => Ok(()),
+                            (false, "") => Err(
+                                "the runner found the step's contract unmet without saying why"
+                                    .to_owned(),
+                            ),
+                            (false, why) => Err(why.to_owned()),
                         }),
                     },
                     Instant::now(),

@@ -89,7 +89,7 @@ pub struct Step {
     /// empty means the whole input tree.
     pub inputs: Vec<String>,
     /// `cache: false` / `cache: true`; unset, the step-result cache is on
-    /// unless the step acts on the world (see [`Step::result_cache`]).
+    /// unless the step acts on the world (see [`Pipeline::result_cache`]).
     pub cache: Option<bool>,
     /// JUnit XML reports the step writes (relative paths), read after it
     /// exits for per-test outcomes.

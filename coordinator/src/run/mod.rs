@@ -331,6 +331,19 @@ impl Run {
         self.emit_step_state(step);
     }
 
+    /// Whether any of a step's work has yet to start: a listing not yet
+    /// leased, or a shard pending or waiting.
+    pub fn has_unstarted(&self, step: usize) -> bool {
+        let st = &self.steps[step];
+        !st.state.is_terminal()
+            && (st.listing == Listing::Needed
+                || st.listing == Listing::Files
+                || st
+                    .shards
+                    .iter()
+                    .any(|sh| matches!(sh.state, State::Pending | State::Waiting)))
+    }
+
     /// A listing lease that ended without items through no fault of the
     /// step (lost runner, coordinator restart): the step waits for another.
     pub fn list_again(&mut self, step: usize, why: &str, now: Instant) {
@@ -343,9 +356,14 @@ impl Run {
     /// what has not run fails with `reason`; shards that already ended
     /// keep their state.
     pub fn fail_unstarted(&mut self, step: usize, reason: &str, now: Instant) {
+        if !self.has_unstarted(step) {
+            return;
+        }
         let failed = State::failed(reason);
         self.system_log(step, 0, reason);
-        if self.steps[step].listing != Listing::Done || self.steps[step].shards.is_empty() {
+        // Not yet listed: no shard exists to fail on its own. (A listing
+        // under way is started work: `has_unstarted` left it alone.)
+        if self.steps[step].listing == Listing::Needed || self.steps[step].shards.is_empty() {
             self.steps[step].listing = Listing::Done;
             self.end_step_unrun(step, failed);
             return;

@@ -137,12 +137,19 @@ pub fn judge(input: Inputs<'_>) -> Verdict {
                             "exit code {code} is not muted although every failed test is quarantined: {why}"
                         ),
                     }),
+                    // The runner did not treat this exit as mutable: it
+                    // explained it otherwise (an OOM kill), or this
+                    // attempt's own reports name no quarantined failure.
                     None => State::Failed(Failure {
                         exit_code: Some(code),
                         signal: None,
-                        reason: format!(
-                            "exit code {code} is not muted although every failed test is quarantined: the runner did not check the step's outputs and verify for it"
-                        ),
+                        reason: if reason.is_empty() {
+                            format!(
+                                "exit code {code} is not muted: this attempt's reports name no failed test the quarantine excuses, so its outputs and verify were not checked"
+                            )
+                        } else {
+                            format!("{reason} (not muted by the quarantine)")
+                        },
                     }),
                 }
             } else if input.retries_left > 0 {
@@ -473,7 +480,7 @@ mod tests {
             panic!()
         };
         assert!(
-            matches!(&state, State::Failed(f) if f.reason.contains("did not check")),
+            matches!(&state, State::Failed(f) if f.reason.contains("were not checked")),
             "an unchecked contract is not met: {state}"
         );
     }

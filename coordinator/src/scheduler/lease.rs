@@ -43,12 +43,6 @@ pub struct LeaseSpec {
     pub resources: crate::pipeline::Resources,
 }
 
-impl LeaseSpec {
-    pub fn use_action_cache(&self) -> bool {
-        self.action_cache_off.is_none()
-    }
-}
-
 /// Why a lease may not use the step-result cache; `None` = it may.
 fn action_cache_off(run: &Run, def: &crate::pipeline::Step, attempt: u32) -> Option<String> {
     if run.options.no_cache {
@@ -75,7 +69,7 @@ pub(super) fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String)
     let mut env = run
         .pipeline
         .shard_env(def, shard as u32, st.shards.len() as u32, &items);
-    env.insert("BUILDFLEET_RUN_ID".into(), run.id.clone());
+    env.insert(crate::pipeline::RUN_ID_VAR.into(), run.id.clone());
     LeaseSpec {
         lease_id,
         run_id: run.id.clone(),
@@ -107,7 +101,11 @@ pub(super) fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String)
             .filter_map(|n| run.options.secrets.get(n).map(|v| (n.clone(), v.clone())))
             .collect(),
         log_cap: def.log_cap.unwrap_or(run.options.log_cap),
-        quarantine: run.options.quarantine.iter().cloned().collect(),
+        // Only a step with reports can name the failed tests it would mute.
+        quarantine: match def.reports.is_empty() {
+            true => Vec::new(),
+            false => run.options.quarantine.iter().cloned().collect(),
+        },
         resources: def.resources,
     }
 }

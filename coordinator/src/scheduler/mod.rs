@@ -57,10 +57,20 @@ pub struct RunnerView {
     pub slots: u32,
     pub busy: u32,
     pub connected_at: std::time::SystemTime,
-    /// Why it takes no new leases (draining, low disk); `None` = it does.
+    /// Why it takes no new leases for now (low disk), as its heartbeats
+    /// say; `None` = it does.
     pub unavailable: Option<String>,
+    /// Set once the runner said it is stopping; heartbeats do not clear it.
+    pub draining: Option<String>,
     /// How it isolates shards (cgroups, limits) and what it cannot do.
     pub isolation: String,
+}
+
+impl RunnerView {
+    /// Why the runner takes no new leases, if it does not.
+    pub fn availability(&self) -> Option<&str> {
+        self.draining.as_deref().or(self.unavailable.as_deref())
+    }
 }
 
 /// What a runner reported when a shard ended.
@@ -298,7 +308,11 @@ impl Scheduler {
                 if !matches!(run.steps[step].state, State::Waiting | State::Running) {
                     continue;
                 }
-                if let Some(reason) = expired_secret(run, step, now) {
+                if let Some(reason) = run
+                    .has_unstarted(step)
+                    .then(|| expired_secret(run, step, now))
+                    .flatten()
+                {
                     warn!(run = %run.id, step = %run.steps[step].name, %reason, "secret expired before the step started");
                     run.fail_unstarted(step, &reason, now);
                     run.advance(now);
@@ -444,6 +458,15 @@ impl Scheduler {
         }
         match shard {
             Some(shard) => self.end_attempt(&mut run, step, shard, report, now),
+            // A step that has ended meanwhile (cancelled, failed before it
+            // could start) must not grow shards from a late listing.
+            None if run.steps[step].listing != Listing::Leased(lease_id.to_owned()) => {
+                run.system_log(
+                    step,
+                    0,
+                    "the listing ended after its step no longer waited for it; its items are not used",
+                );
+            }
             None => self.end_listing(&mut run, step, report, now),
         }
         run.advance(now);
@@ -544,13 +567,13 @@ impl Scheduler {
                     .values()
                     .filter(|r| labels.iter().all(|l| r.labels.contains(l)))
                     .collect();
-                if matching.iter().any(|r| r.unavailable.is_none()) {
+                if matching.iter().any(|r| r.availability().is_none()) {
                     continue;
                 }
                 let connected: Vec<String> = self
                     .runners
                     .values()
-                    .map(|r| match &r.unavailable {
+                    .map(|r| match r.availability() {
                         Some(why) => format!(
                             "{} [{}] (takes no leases: {why})",
                             r.name,

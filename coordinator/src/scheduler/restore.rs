@@ -35,6 +35,7 @@ impl Scheduler {
             }
             self.order.retain(|o| o != &id);
             self.saved.remove(&id);
+            self.unsaved.remove(&id);
             if let Some(store) = &self.store {
                 if let Err(e) = store.forget(&id) {
                     warn!(run = %id, error = %e, "old run not deleted from the store");
@@ -93,7 +94,7 @@ impl Scheduler {
         for id in resumed {
             if let Some(run) = self.runs.get_mut(&id) {
                 run.notice(
-                    NoticeKind::Warning,
+                    NoticeKind::Info,
                     "the run's state is stored again; leasing resumes".to_owned(),
                 );
             }

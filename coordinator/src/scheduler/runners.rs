@@ -67,7 +67,7 @@ impl Scheduler {
     pub fn drain(&mut self, runner_id: &str, why: String) {
         if let Some(r) = self.runners.get_mut(runner_id) {
             info!(runner = %r.name, reason = %why, "runner draining: no new leases");
-            r.unavailable = Some(why);
+            r.draining = Some(why);
         }
     }
 
@@ -182,7 +182,7 @@ pub(super) fn pick_runner<'a>(
     runners
         .values_mut()
         .filter(|r| {
-            r.unavailable.is_none()
+            r.availability().is_none()
                 && r.busy < r.slots
                 && labels.iter().all(|l| r.labels.contains(l))
         })

@@ -15,6 +15,7 @@ pub fn runner(id: &str, slots: u32, labels: &[&str]) -> RunnerView {
         busy: 0,
         connected_at: SystemTime::now(),
         unavailable: None,
+        draining: None,
         isolation: String::new(),
     }
 }

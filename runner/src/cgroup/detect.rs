@@ -81,7 +81,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// This process's cgroup path in the v2 hierarchy (`0::PATH`), if any.
-pub fn own_v2(proc_cgroup: &str) -> Option<String> {
+fn own_v2(proc_cgroup: &str) -> Option<String> {
     proc_cgroup
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
@@ -89,7 +89,7 @@ pub fn own_v2(proc_cgroup: &str) -> Option<String> {
 }
 
 /// This process's cgroup path in the v1 hierarchy holding `controller`.
-pub fn own_v1(proc_cgroup: &str, controller: &str) -> Option<String> {
+fn own_v1(proc_cgroup: &str, controller: &str) -> Option<String> {
     proc_cgroup.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -101,13 +101,35 @@ pub fn own_v1(proc_cgroup: &str, controller: &str) -> Option<String> {
 }
 
 /// The directory of cgroup `path` under `mount`, if the mount shows it.
-pub fn dir_of(mount: &Mount, path: &str) -> Option<PathBuf> {
+fn dir_of(mount: &Mount, path: &str) -> Option<PathBuf> {
     let root = mount.root.trim_end_matches('/');
     let rel = path.strip_prefix(root)?;
     if !(rel.is_empty() || rel.starts_with('/')) {
         return None;
     }
     Some(join(&mount.point, rel))
+}
+
+/// This process's own directory in the v2 hierarchy, if one is mounted.
+pub fn own_v2_dir(proc_cgroup: &str, mounts: &[Mount]) -> Option<PathBuf> {
+    let path = own_v2(proc_cgroup)?;
+    mounts
+        .iter()
+        .filter(|m| m.controllers.is_none())
+        .find_map(|m| dir_of(m, &path))
+}
+
+/// This process's own directory in the v1 hierarchy of `controller`.
+pub fn own_v1_dir(proc_cgroup: &str, mounts: &[Mount], controller: &str) -> Option<PathBuf> {
+    let path = own_v1(proc_cgroup, controller)?;
+    mounts
+        .iter()
+        .filter(|m| {
+            m.controllers
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|c| c == controller))
+        })
+        .find_map(|m| dir_of(m, &path))
 }
 
 fn join(base: &Path, rel: &str) -> PathBuf {

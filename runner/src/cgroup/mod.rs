@@ -11,11 +11,12 @@
 //! step asking for a limit the runner cannot enforce is told so in its log.
 
 mod detect;
+mod setup;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::warn;
 
 /// What a step asked for with `resources:`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,6 +34,8 @@ const CPU_PERIOD_US: u64 = 100_000;
 pub struct Isolation {
     /// cgroup v2 directory holding one child per running shard.
     v2: Option<PathBuf>,
+    /// Whether this kernel kills a v2 cgroup at once (`cgroup.kill`, 5.14+).
+    v2_kill: bool,
     v2_memory: bool,
     v2_cpu: bool,
     /// v1 directories for the same, where v2 lacks the controller.
@@ -60,88 +63,6 @@ fn dir_name(name: &str) -> String {
 }
 
 impl Isolation {
-    /// Looks at this process's cgroups and makes a directory for this
-    /// runner's shards in each usable hierarchy.
-    pub fn detect(runner: &str) -> Isolation {
-        let own = read(Path::new("/proc/self/cgroup"));
-        let mounts = detect::mounts(&read(Path::new("/proc/self/mountinfo")));
-        let leaf = format!("buildfleet-{}-{}", dir_name(runner), std::process::id());
-        let mut iso = Isolation::default();
-
-        let v2_own = detect::own_v2(&own).and_then(|path| {
-            mounts
-                .iter()
-                .filter(|m| m.controllers.is_none())
-                .find_map(|m| detect::dir_of(m, &path))
-        });
-        match v2_own {
-            None => iso
-                .gaps
-                .push("no cgroup v2 hierarchy holds this runner, so shards are not killed as a unit by cgroup (process group and ancestry only)".into()),
-            Some(own_dir) => match sweep_stale(&own_dir).and_then(|_| std::fs::create_dir_all(own_dir.join(&leaf))) {
-                Err(e) => iso.gaps.push(format!(
-                    "cgroup v2 {} is not writable ({e}), so shards are not killed as a unit by cgroup (process group and ancestry only)",
-                    own_dir.display()
-                )),
-                Ok(()) => {
-                    let base = own_dir.join(&leaf);
-                    let available = read(&own_dir.join("cgroup.controllers"));
-                    for (controller, flag) in [("memory", &mut iso.v2_memory), ("cpu", &mut iso.v2_cpu)] {
-                        if !available.split_whitespace().any(|c| c == controller) {
-                            continue;
-                        }
-                        let on = format!("+{controller}");
-                        // Ours must pass it down, then our leaf to the shards.
-                        let delegated = std::fs::write(own_dir.join("cgroup.subtree_control"), &on)
-                            .and_then(|_| std::fs::write(base.join("cgroup.subtree_control"), &on));
-                        match delegated {
-                            Ok(()) => *flag = true,
-                            Err(e) => iso.gaps.push(format!(
-                                "cgroup v2 {controller} controller not delegated to {} ({e})",
-                                own_dir.display()
-                            )),
-                        }
-                    }
-                    iso.v2 = Some(base);
-                }
-            },
-        }
-        for (controller, have_v2) in [("memory", iso.v2_memory), ("cpu", iso.v2_cpu)] {
-            if have_v2 {
-                continue;
-            }
-            let dir = detect::own_v1(&own, controller).and_then(|path| {
-                mounts
-                    .iter()
-                    .filter(|m| {
-                        m.controllers
-                            .as_ref()
-                            .is_some_and(|c| c.iter().any(|c| c == controller))
-                    })
-                    .find_map(|m| detect::dir_of(m, &path))
-            });
-            let made = dir.map(|d| {
-                sweep_stale(&d)?;
-                let d = d.join(&leaf);
-                std::fs::create_dir_all(&d).map(|_| d)
-            });
-            match made {
-                Some(Ok(d)) if controller == "memory" => iso.v1_memory = Some(d),
-                Some(Ok(d)) => iso.v1_cpu = Some(d),
-                Some(Err(e)) => iso.gaps.push(format!(
-                    "no {controller} limits or counts per shard: the cgroup v1 {controller} hierarchy is not writable ({e})"
-                )),
-                None => iso.gaps.push(format!(
-                    "no {controller} limits or counts per shard: no {controller} controller (cgroup v2 or v1) is available to this runner"
-                )),
-            }
-        }
-        // At info, not warn: on a laptop (`buildfleet run`) nothing can be
-        // done about it; a runner's log and ListRunners show it.
-        info!(isolation = %iso.describe(), "shard isolation");
-        iso
-    }
-
     /// One line for the runner's log and `ListRunners`.
     pub fn describe(&self) -> String {
         let mut have = Vec::new();
@@ -253,37 +174,17 @@ impl Isolation {
     }
 }
 
-/// Removes what runners that died without cleaning up left here: their
-/// directories (named with their pid) once that pid is gone and the
-/// cgroups are empty. Only a directory that cannot be listed is an error.
-fn sweep_stale(parent: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(parent)?.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("buildfleet-"))
-            .and_then(|n| n.rsplit_once('-'))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let dir = entry.path();
-        for shard in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if shard.path().is_dir() {
-                let _ = std::fs::remove_dir(shard.path());
-            }
-        }
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => info!(dir = %dir.display(), "removed the cgroup of a runner that is gone"),
-            Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "a gone runner's cgroup could not be removed")
-            }
-        }
-    }
-    Ok(())
+/// Where this process's own cgroup counts OOM kills: `memory.events` (v2)
+/// or `memory.oom_control` (v1), whichever has an `oom_kill` line.
+pub fn own_oom_counter() -> Option<PathBuf> {
+    let own = read(Path::new("/proc/self/cgroup"));
+    let mounts = detect::mounts(&read(Path::new("/proc/self/mountinfo")));
+    let v2 = detect::own_v2_dir(&own, &mounts).map(|d| d.join("memory.events"));
+    let v1 = detect::own_v1_dir(&own, &mounts, "memory").map(|d| d.join("memory.oom_control"));
+    [v2, v1]
+        .into_iter()
+        .flatten()
+        .find(|p| crate::oom::parse_oom_kill(&read(p)).is_some())
 }
 
 fn write(path: &Path, value: &str) -> Result<(), String> {

@@ -1,10 +1,12 @@
 //! Running one shard's command as its own process group.
 //!
 //! A shard is `bash -euo pipefail -c <command>`: strict mode so a failing
-//! step fails the shard instead of being silently ignored. It runs as the
-//! leader of a fresh process group so that timeouts, cancellation and the
-//! final cleanup can signal everything it started (background jobs,
-//! grandchildren) at once, and so nothing it leaves behind outlives the shard.
+//! step fails the shard instead of being silently ignored. It runs under
+//! the shard supervisor ([`crate::supervisor`]), which leads a fresh process
+//! group, so that timeouts, cancellation and the final cleanup can signal
+//! everything it started (background jobs, grandchildren) at once; the
+//! supervisor also reaches what left the group, and outlives the runner
+//! just long enough to end the shard if the runner dies.
 //!
 //! The environment is cleared except for a few variables needed to run at
 //! all, so a shard's result does not depend on what the runner process
@@ -110,7 +112,8 @@ pub struct ExecReport {
     /// From spawn until the shell (the group leader) was reaped; excludes the
     /// cleanup of leftovers and the final output drain.
     pub duration: Duration,
-    /// The shard's process group id (equal to the shell's pid).
+    /// The shard's process group id (the supervisor's pid; the shell's when
+    /// run directly).
     pub pgid: i32,
 }
 
@@ -126,7 +129,7 @@ pub enum ExecError {
     },
     #[error("working directory {} is not a directory", cwd.display())]
     CwdNotDirectory { cwd: PathBuf },
-    #[error("failed to spawn `{SHELL}` in {}: {source}", cwd.display())]
+    #[error("failed to start the shard (its supervisor or `{SHELL}`) in {}: {source}", cwd.display())]
     Spawn {
         cwd: PathBuf,
         #[source]

@@ -30,6 +30,7 @@ pub struct LogSender {
     pub seq: u64,
     out: mpsc::Sender<pb::RunnerMessage>,
     captured: framed::Writer,
+    capturing: bool,
     overflowed: bool,
     /// Secret values, replaced by `***` wherever they appear.
     masker: Masker,
@@ -62,6 +63,7 @@ impl LogSender {
             seq: 0,
             out,
             captured: framed::Writer::default(),
+            capturing: true,
             overflowed: false,
             masker: Masker::default(),
             cap: None,
@@ -147,6 +149,9 @@ impl LogSender {
     }
 
     fn capture(&mut self, stream: pb::LogStream, data: &[u8]) {
+        if !self.capturing {
+            return;
+        }
         let stream = match stream {
             pb::LogStream::Stdout => framed::Stream::Stdout,
             pb::LogStream::Stderr => framed::Stream::Stderr,
@@ -253,6 +258,11 @@ impl LogSender {
             self.emit(stream, data.to_vec(), false).await;
         }
         Ok(())
+    }
+
+    /// Nothing sent from now on is kept for the action cache.
+    pub fn stop_capture(&mut self) {
+        self.capturing = false;
     }
 
     /// The command's whole output in its stored form, or `None` if it

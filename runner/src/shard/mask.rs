@@ -1,21 +1,43 @@
 //! Secret values replaced by `***` wherever a shard's output could carry
-//! them: log chunks, and the test names and messages its reports hold.
+//! them: log chunks, the test names and messages its reports hold, and the
+//! reasons and details its result carries.
 
 /// The secret values of one lease.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Masker {
+    /// Longest first, so a secret that contains another is masked whole.
     values: Vec<Vec<u8>>,
+}
+
+/// Lines of a multi-line secret (a PEM key) shorter than this are not
+/// masked on their own: `-----` or a blank would mask half the log.
+const MIN_LINE: usize = 8;
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Masker({} values)", self.values.len())
+    }
 }
 
 impl Masker {
     pub fn new<'a>(values: impl IntoIterator<Item = &'a String>) -> Masker {
-        Masker {
-            values: values
-                .into_iter()
-                .filter(|v| !v.is_empty())
-                .map(|v| v.as_bytes().to_vec())
-                .collect(),
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        for v in values.into_iter().filter(|v| !v.is_empty()) {
+            all.push(v.as_bytes().to_vec());
+            // Output arrives in chunks of whole lines: a multi-line secret
+            // printed across two chunks is masked line by line.
+            if v.trim_end().contains('\n') {
+                all.extend(
+                    v.lines()
+                        .map(str::trim_end)
+                        .filter(|l| l.len() >= MIN_LINE)
+                        .map(|l| l.as_bytes().to_vec()),
+                );
+            }
         }
+        all.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        all.dedup();
+        Masker { values: all }
     }
 
     pub fn bytes(&self, data: Vec<u8>) -> Vec<u8> {
@@ -63,5 +85,27 @@ mod tests {
         );
         assert_eq!(m.text("nothing here".into()), "nothing here");
         assert_eq!(Masker::default().text("s3cr3t".into()), "s3cr3t");
+    }
+
+    #[test]
+    fn a_secret_containing_another_is_masked_whole_whatever_the_order() {
+        for order in [["tok", "tokensecret"], ["tokensecret", "tok"]] {
+            let values: Vec<String> = order.iter().map(|s| s.to_string()).collect();
+            let m = Masker::new(values.iter());
+            assert_eq!(m.text("x tokensecret y tok".into()), "x *** y ***");
+        }
+    }
+
+    #[test]
+    fn a_multi_line_secret_is_masked_line_by_line_too() {
+        let key = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----\n".to_string();
+        let m = Masker::new([&key]);
+        // As if the key was printed across two chunks.
+        assert_eq!(
+            m.text("-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n".into()),
+            "***\n***\n"
+        );
+        assert_eq!(m.text(key.clone()), "***");
+        assert!(!format!("{m:?}").contains("MIIE"), "Debug shows no value");
     }
 }

@@ -47,12 +47,14 @@ pub struct ShardContext {
     pub isolation: Arc<Isolation>,
 }
 
-/// Runs a lease to its end and reports the result on the coordinator stream.
+/// Runs a lease to its end: its processes are gone and its last log chunk
+/// was sent when this returns the result, which the caller reports (or,
+/// for a lease it handed back, does not).
 pub async fn run_lease(
     ctx: &ShardContext,
     lease: pb::Lease,
     cancel: watch::Receiver<Option<String>>,
-) {
+) -> pb::ShardResult {
     let started = Instant::now();
     let masker = Masker::new(lease.secrets.values());
     let mut log = LogSender::new(lease.lease_id.clone(), ctx.out.clone());
@@ -78,13 +80,16 @@ pub async fn run_lease(
     }
     let mut found = Collected::default();
     let outcome = execute_lease(ctx, &lease, cancel, &mut log, &mut found).await;
-    let result_state = match outcome {
+    let mut result_state = match outcome {
         Ok(s) => s,
         Err(reason) => {
             log.system(reason.clone()).await;
             state(pb::StateKind::Failed, reason)
         }
     };
+    // Reasons and cache details quote what the step printed or wrote (a
+    // verify command's words, a key file's path): masked like its log.
+    result_state.reason = masker.text(result_state.reason);
     let locator = format!(
         "buildfleet logs {} {} --shard {}",
         lease.run_id, lease.step, lease.shard_index
@@ -102,24 +107,27 @@ pub async fn run_lease(
             ..t
         })
         .collect();
-    let msg = pb::RunnerMessage {
-        msg: Some(pb::runner_message::Msg::Result(pb::ShardResult {
-            lease_id: lease.lease_id.clone(),
-            state: Some(result_state),
-            duration_ms: started.elapsed().as_millis() as u64,
-            last_log_seq: log.seq,
-            cache: found.reports.iter().map(report_to_pb).collect(),
-            tests,
-            items: found.items,
-            full_log: finished.full_log.map(Into::into),
-            log_dropped_bytes: finished.dropped,
-            muted: found.muted.map(|checked| pb::MutedCheck {
-                failure: masker.text(checked.err().unwrap_or_default()),
-            }),
-        })),
-    };
-    if ctx.out.send(msg).await.is_err() {
-        warn!("result not delivered: coordinator stream closed");
+    pb::ShardResult {
+        lease_id: lease.lease_id.clone(),
+        state: Some(result_state),
+        duration_ms: started.elapsed().as_millis() as u64,
+        last_log_seq: log.seq,
+        cache: found
+            .reports
+            .iter()
+            .map(|r| pb::CacheReport {
+                detail: masker.text(r.detail.clone()),
+                ..report_to_pb(r)
+            })
+            .collect(),
+        tests,
+        items: found.items,
+        full_log: finished.full_log.map(Into::into),
+        log_dropped_bytes: finished.dropped,
+        muted: found.muted.map(|checked| pb::MutedCheck {
+            met: checked.is_ok(),
+            failure: masker.text(checked.err().unwrap_or_default()),
+        }),
     }
 }
 
@@ -290,6 +298,9 @@ impl Run<'_> {
         let oom = OomWatch::start(self.cgroup.memory_events());
         let (report, printed) =
             run_command(base.clone(), cancel.clone(), log, lease.list_items).await;
+        // What is stored for a replay is the command's output: not the
+        // checks that follow, which run again after every hit.
+        log.stop_capture();
         ws.tidy().await;
         let report = report.map_err(|e| format!("could not start the command: {e}"))?;
         if let Some(printed) = printed {
@@ -319,7 +330,12 @@ impl Run<'_> {
         if !ended.reason.is_empty() {
             log.system(ended.reason.clone()).await;
         }
-        if let Some(code) = judge::mutable_exit(&report.outcome, &found.tests, &lease.quarantine) {
+        // An exit already explained otherwise (an OOM kill) is not the
+        // tests' doing, whatever they report: never mutable.
+        let explained = !ended.reason.is_empty();
+        if let Some(code) = judge::mutable_exit(&report.outcome, &found.tests, &lease.quarantine)
+            .filter(|_| !explained)
+        {
             log.system(format!(
                 "exit code {code}, and every failed test is in the quarantine file: the exit may be muted, so the step's outputs and verify are checked as for exit 0 (nothing is saved)"
             ))

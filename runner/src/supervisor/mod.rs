@@ -35,8 +35,10 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::wait::WaitStatus;
+use nix::libc;
+use nix::sys::signal::{SigSet, Signal};
+
+use procs::Ended;
 
 /// The hidden subcommand that runs [`main`].
 pub const SUBCOMMAND: &str = "__shard-supervisor";
@@ -143,6 +145,11 @@ fn handled() -> SigSet {
         Signal::SIGHUP,
         Signal::SIGQUIT,
         Signal::SIGPIPE,
+        // Job-control stops sent to the group must not freeze the one
+        // process that cleans up after it.
+        Signal::SIGTSTP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
     ] {
         set.add(s);
     }
@@ -242,7 +249,7 @@ fn kill_cgroups(args: &Args) {
 }
 
 fn supervise(args: &Args, me: i32, shell: i32, set: &SigSet, report: &mut Report) -> i32 {
-    let mut status: Option<WaitStatus> = None;
+    let mut status: Option<Ended> = None;
     let mut kill_now = false;
     loop {
         // Other signals need no action of their own: SIGCHLD (reaped
@@ -286,6 +293,15 @@ fn supervise(args: &Args, me: i32, shell: i32, set: &SigSet, report: &mut Report
             }
             report.send("note", &text);
         }
+        if !swept.not_ours.is_empty() {
+            report.send(
+                "note",
+                &format!(
+                    "{} process(es) started by the shard could not be killed: they are not ours to signal (another user's, e.g. through sudo)",
+                    swept.not_ours.len()
+                ),
+            );
+        }
         if swept.survivors > 0 {
             report.send(
                 "note",
@@ -299,7 +315,7 @@ fn supervise(args: &Args, me: i32, shell: i32, set: &SigSet, report: &mut Report
     }
 }
 
-fn shell_status(swept: &procs::Swept, shell: i32) -> Option<WaitStatus> {
+fn shell_status(swept: &procs::Swept, shell: i32) -> Option<Ended> {
     swept
         .reaped
         .iter()
@@ -319,24 +335,25 @@ fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
 }
 
 /// Ends this process the way the shell ended, so the runner reads the
-/// shell's own exit code or signal.
-fn mirror(status: WaitStatus) -> i32 {
-    match status {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, signal, _) => {
+/// shell's own exit code or signal (any signal number, real-time included).
+fn mirror(ended: Ended) -> i32 {
+    match ended {
+        Ended::Exited(code) => code,
+        Ended::Signalled(signal) => {
             // No core file of ours for a shell that dumped core.
             let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
-            // SAFETY: restoring the default action of a signal is sound.
+            // SAFETY: restoring a signal's default action, unblocking it and
+            // raising it only affect this process, which is about to end.
             unsafe {
-                let _ = nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl);
+                libc::signal(signal, libc::SIG_DFL);
+                let mut only: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut only);
+                libc::sigaddset(&mut only, signal);
+                libc::pthread_sigmask(libc::SIG_UNBLOCK, &only, std::ptr::null_mut());
+                libc::raise(signal);
             }
-            let mut only = SigSet::empty();
-            only.add(signal);
-            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
-            let _ = nix::sys::signal::raise(signal);
-            128 + signal as i32
+            128 + signal
         }
-        _ => 1,
     }
 }
 

@@ -1,0 +1,214 @@
+//! The chaos suite, alerts: a failing pipeline that does not alert is one of
+//! the seed's failures, and so is an alert that silently failed to send.
+//! Webhook receivers on 127.0.0.1, the fleet as separate processes.
+
+mod procs;
+
+use std::time::Duration;
+
+use procs::{bin, runner, server, wait_for_runners};
+
+/// An HTTP receiver on 127.0.0.1:0 answering `statuses` in turn (then 200),
+/// recording each request body.
+fn receiver(statuses: Vec<u16>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut answers = statuses.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let status = answers.next().unwrap_or(200);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_attempts() {
+    let (url, seen) = receiver(vec![500, 503]);
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let hook = format!("run-failed={url}");
+    let (_coord, coord_url) = server(&[
+        "coordinator",
+        "--data",
+        d,
+        "--webhook",
+        &hook,
+        "--webhook-backoff",
+        "50ms",
+    ]);
+    let _r = runner(&coord_url, &cache_url, "r1", &data.path().join("r1"));
+    wait_for_runners(&coord_url, 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("buildfleet.yaml"),
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: deploy, cache: false, run: 'exit 4' }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+        .arg(dir.path().join("buildfleet.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let run = procs::run_id_of(&text);
+    let notices = procs::notices_until(&coord_url, &run, |t| t.contains("delivered"));
+    let attempts: Vec<&String> = notices.iter().filter(|t| t.contains("attempt")).collect();
+    assert_eq!(attempts.len(), 3, "{notices:#?}");
+    assert!(
+        attempts[0].contains("attempt 1 of 5 failed: HTTP 500"),
+        "{notices:#?}"
+    );
+    assert!(
+        attempts[1].contains("attempt 2 of 5 failed: HTTP 503"),
+        "{notices:#?}"
+    );
+    assert!(
+        attempts[2].contains("attempt 3 of 5: delivered (HTTP 200)"),
+        "{notices:#?}"
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(
+        bodies.len(),
+        3,
+        "three attempts reached the receiver, one accepted"
+    );
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.contains("\"run-failed\"") && b.contains(&run)),
+        "{bodies:?}"
+    );
+}
+
+#[test]
+fn lost_runners_and_expiring_secrets_are_notified_and_an_unreachable_webhook_is_not_delivered() {
+    use procs::{lines, runner, wait_for};
+    let (url, seen) = receiver(Vec::new());
+    // Nothing listens here: every attempt fails.
+    let dead = format!("http://127.0.0.1:{}/hook", procs::free_port());
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("TOKEN"), "t0ken").unwrap();
+    let soon = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(2 * 24 * 3600),
+    );
+    std::fs::write(secrets.path().join("TOKEN.expires"), soon.to_string()).unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let alive_hook = format!("runner-lost,secret-expiring={url}");
+    let dead_hook = format!("run-failed={dead}");
+    let (_coord, coord_url) = server(&[
+        "coordinator",
+        "--data",
+        d,
+        "--secrets-dir",
+        secrets.path().to_str().unwrap(),
+        "--webhook",
+        &alive_hook,
+        "--webhook",
+        &dead_hook,
+        "--webhook-attempts",
+        "2",
+        "--webhook-backoff",
+        "20ms",
+    ]);
+    let mut runners = vec![
+        runner(&coord_url, &cache_url, "r1", &data.path().join("r1")),
+        runner(&coord_url, &cache_url, "r2", &data.path().join("r2")),
+    ];
+    wait_for_runners(&coord_url, 2);
+    let mark = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("buildfleet.yaml"),
+        procs::with_mark(
+            mark.path(),
+            r#"stages:
+  - name: s
+    steps:
+      - name: deploy
+        cache: false
+        secrets: [TOKEN]
+        run: |
+          echo $$ >> "$MARK/shells"
+          while [ ! -e "$MARK/go" ]; do sleep 0.05; done
+      - { name: broken, cache: false, run: 'exit 3' }
+"#,
+        ),
+    )
+    .unwrap();
+    let submit = procs::spawn_submit(&coord_url, &cache_url, &dir.path().join("buildfleet.yaml"));
+    wait_for("deploy to start", Duration::from_secs(20), || {
+        !lines(&mark.path().join("shells")).is_empty()
+    });
+    let shell: i32 = lines(&mark.path().join("shells"))[0].parse().unwrap();
+    let holder = runners
+        .iter()
+        .position(|r| procs::descends_from(shell, r.0.id() as i32))
+        .expect("one runner holds deploy");
+    let mut lost = runners.remove(holder);
+    lost.0.kill().unwrap();
+    lost.0.wait().unwrap();
+    wait_for("deploy to be leased again", Duration::from_secs(20), || {
+        lines(&mark.path().join("shells")).len() == 2
+    });
+    std::fs::write(mark.path().join("go"), "").unwrap();
+    let out = submit.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let run = procs::run_id_of(&stdout);
+    let notices = procs::notices_until(&coord_url, &run, |t| t.contains("NOT DELIVERED"));
+    let to_dead = format!("webhook run-failed → {dead}");
+    assert!(
+        notices
+            .iter()
+            .any(|t| t.starts_with(&to_dead) && t.contains("attempt 1 of 2 failed")),
+        "{notices:#?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|t| t == &format!("{to_dead}: NOT DELIVERED after 2 attempts")),
+        "{notices:#?}"
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert!(
+        bodies.iter().any(|b| b.contains("\"runner-lost\"")
+            && b.contains("was lost holding 1 lease(s)")
+            && b.contains(&run)),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("\"secret-expiring\"") && b.contains("secret TOKEN expires at")),
+        "{bodies:?}"
+    );
+}
