@@ -449,3 +449,126 @@ fn a_secret_removed_while_the_coordinator_was_down_fails_its_step_before_it_star
     );
     assert!(!mark.path().join("announced").exists());
 }
+
+#[test]
+fn a_handed_back_shard_is_gone_before_its_next_attempt_starts() {
+    let fleet = procs::Servers::start(&[]);
+    let mark = tempfile::tempdir().unwrap();
+    // The first attempt ignores SIGTERM and keeps working through the kill
+    // grace, stamping the timeline; the next attempt stamps its start.
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
+  - name: s
+    steps:
+      - name: job
+        cache: false
+        run: |
+          if [ ! -e "$MARK/first" ]; then
+            echo $$ > "$MARK/first"
+            trap 'echo term >> "$MARK/timeline"' TERM
+            while true; do echo "1 alive" >> "$MARK/timeline"; sleep 0.02 || true; done
+          fi
+          # Is the first attempt's shell still there as this one starts?
+          state=$(cut -d' ' -f3 "/proc/$(cat "$MARK/first")/stat" 2>/dev/null || echo gone)
+          case "$state" in Z|gone) echo "2 started; first gone" ;; *) echo "2 started; first alive ($state)" ;; esac >> "$MARK/timeline"
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
+    let r1 = fleet.runner("r1", &["--drain-grace", "200ms", "--kill-grace", "1s"]);
+    wait_for_runners(&fleet.coord_url, 1);
+    let submit = procs::spawn_submit(
+        &fleet.coord_url,
+        &fleet.cache_url,
+        &dir.path().join("buildfleet.yaml"),
+    );
+    wait_for("the first attempt to work", Duration::from_secs(20), || {
+        lines(&mark.path().join("timeline")).len() > 2
+    });
+    let _r2 = fleet.runner("r2", &[]);
+    wait_for_runners(&fleet.coord_url, 2);
+    r1.terminate();
+    let out = submit.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("handed the lease back"), "{stdout}");
+    let timeline: Vec<String> = std::fs::read_to_string(mark.path().join("timeline"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let started = timeline
+        .iter()
+        .position(|l| l.starts_with("2 started"))
+        .expect("the next attempt ran");
+    assert_eq!(
+        timeline[started], "2 started; first gone",
+        "the first attempt was still running when the next one started: {timeline:?}"
+    );
+    assert!(
+        timeline[..started].iter().any(|l| l == "term"),
+        "the first attempt was told to stop first: {timeline:?}"
+    );
+    assert!(
+        !timeline[started..].iter().any(|l| l == "1 alive"),
+        "the first attempt was still working when the next one started: {timeline:?}"
+    );
+}
+
+#[test]
+fn a_runner_cut_off_from_its_coordinator_stops_its_shards() {
+    let fleet = procs::Servers::start(&[]);
+    let _r = fleet.runner("r1", &["--kill-grace", "200ms"]);
+    wait_for_runners(&fleet.coord_url, 1);
+    let mark = tempfile::tempdir().unwrap();
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
+  - name: s
+    steps:
+      - name: long
+        cache: false
+        run: |
+          echo $$ > "$MARK/shell"
+          while true; do sleep 0.05; done
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
+    let mut submit = procs::spawn_submit(
+        &fleet.coord_url,
+        &fleet.cache_url,
+        &dir.path().join("buildfleet.yaml"),
+    );
+    wait_for("the shard to start", Duration::from_secs(20), || {
+        mark.path().join("shell").exists()
+    });
+    let shell: i32 = lines(&mark.path().join("shell"))[0].parse().unwrap();
+    // Freeze the coordinator: it answers nothing, as across a partition.
+    let coordinator = fleet.coordinator_pid();
+    let stop = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &coordinator.to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(stop("-STOP").success());
+    let gone = std::time::Instant::now();
+    let stopped = (0..400).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        !procs::alive(shell)
+    });
+    assert!(stop("-CONT").success());
+    let _ = submit.kill();
+    let _ = submit.wait();
+    assert!(
+        stopped,
+        "the shard was still running 10s after its coordinator went silent"
+    );
+    assert!(
+        gone.elapsed() < Duration::from_secs(8),
+        "stopped after {:?}: before a 10s heartbeat deadline re-leases it",
+        gone.elapsed()
+    );
+}

@@ -417,3 +417,19 @@ stages:
     );
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_killed_by_a_real_time_signal_ends_its_shard_with_that_signal() {
+    let fleet = harness::start(1).await;
+    let (status, _) = fleet
+        .run(
+            "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: rt, run: 'kill -s RTMIN+2 $$' }\n",
+            &[],
+        )
+        .await;
+    let shard = step(&status, "rt").shards[0].state.clone().unwrap();
+    assert_eq!(kind(&Some(shard.clone())), K::Failed);
+    // SIGRTMIN is 34 with glibc, so RTMIN+2 is 36.
+    assert_eq!(shard.signal, Some(36), "{shard:?}");
+    fleet.stop().await;
+}

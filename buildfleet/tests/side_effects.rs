@@ -109,7 +109,7 @@ async fn verify_runs_after_a_cache_hit_and_fails_the_step_when_the_world_changed
       - name: publish
         outputs: [out.txt]
         run: 'echo v1 > out.txt; cp out.txt "$MARK/published"'
-        verify: 'echo checked >> "$MARK/verified"; cmp out.txt "$MARK/published"'
+        verify: 'echo verifying-now; echo checked >> "$MARK/verified"; cmp out.txt "$MARK/published"'
 "#,
     );
     let files = [("src.txt", "x\n")];
@@ -123,6 +123,13 @@ async fn verify_runs_after_a_cache_hit_and_fails_the_step_when_the_world_changed
         "the check ran again after the hit, against the cached out.txt"
     );
     assert!(system_of(&events, "publish", 0).contains("`verify:` checks the world, so it runs now"));
+    assert_eq!(
+        harness::stdout_of(&events, "publish", 0)
+            .matches("verifying-now")
+            .count(),
+        1,
+        "the replay holds the command's output, not the first run's check"
+    );
     // The published artifact disappears: the cached result no longer holds.
     std::fs::remove_file(mark.path().join("published")).unwrap();
     let (third, _) = fleet.run_with(&yaml, &files, false).await;
@@ -130,7 +137,7 @@ async fn verify_runs_after_a_cache_hit_and_fails_the_step_when_the_world_changed
     let shard = &step(&third, "publish").shards[0];
     let reason = &shard.state.as_ref().unwrap().reason;
     assert!(
-        reason.starts_with("verify-failed: cached result no longer holds: `echo checked"),
+        reason.starts_with("verify-failed: cached result no longer holds: `echo verifying-now"),
         "{reason}"
     );
     assert_eq!(lines(&mark.path().join("verified")).len(), 3);

@@ -154,3 +154,30 @@ fn a_flaky_rerun_leases_only_the_failed_items_without_the_result_cache() {
     assert!(b.flaky && b.attempt == 2);
     assert_eq!(r.state, State::Succeeded);
 }
+
+#[test]
+fn a_listing_that_ends_after_its_step_did_grows_no_shards() {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    let now = Instant::now();
+    s.register_runner(runner("r", 2, &[]));
+    let yaml = "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: t, run: 'true', split: { list: 'ls' } }\n";
+    let p = pipeline::parse("t.yaml", yaml).unwrap();
+    let options = RunOptions {
+        pipeline_yaml: yaml.into(),
+        ..RunOptions::default()
+    };
+    let id = s
+        .submit(p, "t.yaml".into(), InputRoot::default(), options, None, now)
+        .run_id;
+    let listing = s.assign(now).remove(0);
+    assert!(listing.lease.list_items);
+    s.cancel(&id, "stop", now).unwrap();
+    let mut done = ShardReport::of(State::Succeeded, 5);
+    done.items = vec!["a".into(), "b".into()];
+    // The runner's listing ends after the cancel reached the step.
+    let _ = s.record_result("r", &listing.lease.lease_id, done, now);
+    let run = s.run(&id).unwrap();
+    assert!(run.steps[0].shards.is_empty(), "{:?}", run.steps[0].shards);
+    assert!(matches!(run.steps[0].state, State::Cancelled { .. }));
+    assert!(s.assign(now).is_empty());
+}

@@ -163,7 +163,7 @@ pub struct Servers {
     pub data: tempfile::TempDir,
     pub cache_url: String,
     pub coord_url: String,
-    _procs: (Proc, Proc),
+    procs: (Proc, Proc),
 }
 
 impl Servers {
@@ -179,8 +179,12 @@ impl Servers {
             data,
             cache_url,
             coord_url,
-            _procs: (cache, coord),
+            procs: (cache, coord),
         }
+    }
+
+    pub fn coordinator_pid(&self) -> u32 {
+        self.procs.1 .0.id()
     }
 
     pub fn runner(&self, name: &str, extra: &[&str]) -> Proc {

@@ -467,6 +467,12 @@ impl Scheduler {
                     "the listing ended after its step no longer waited for it; its items are not used",
                 );
             }
+            // A cancelled run plans nothing more: the step ends cancelled.
+            None if run.cancel_reason.is_some() => {
+                let reason = run.cancel_reason.clone().unwrap_or_default();
+                run.steps[step].listing = Listing::Done;
+                run.end_step_unrun(step, State::Cancelled { reason });
+            }
             None => self.end_listing(&mut run, step, report, now),
         }
         run.advance(now);
