@@ -42,6 +42,8 @@ pub struct EmbeddedFleet {
     stop_runners: CancellationToken,
     tasks: Vec<(String, JoinHandle<()>)>,
     runner_tasks: Vec<(String, JoinHandle<()>)>,
+    /// The runners' shared cgroups, removed once they have stopped.
+    isolation: Option<Arc<buildfleet_runner::cgroup::Isolation>>,
 }
 
 async fn bind_loopback() -> Result<(TcpListener, SocketAddr)> {
@@ -58,6 +60,11 @@ impl EmbeddedFleet {
         anyhow::ensure!(opts.runners >= 1, "--runners must be at least 1");
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
+        // One process, one set of cgroups to find, for all its runners;
+        // found (it moves a process about, some ms) while the servers start.
+        let isolation = tokio::task::spawn_blocking(|| {
+            buildfleet_runner::cgroup::Isolation::detect("embedded")
+        });
         let cache_url = start_cache(&opts.data_dir, opts.cache_limits, &stop, &mut tasks).await?;
 
         let mut config = opts.coordinator.clone();
@@ -99,6 +106,7 @@ impl EmbeddedFleet {
         })?;
         let stop_runners = CancellationToken::new();
         let mut runner_tasks = Vec::new();
+        let isolation = Arc::new(isolation.await.context("finding the runners' cgroups")?);
         for i in 1..=opts.runners {
             let name = format!("runner-{i}");
             let config = RunnerConfig {
@@ -114,6 +122,7 @@ impl EmbeddedFleet {
                 // The embedded fleet stops when its run has ended.
                 drain_grace: Duration::from_secs(5),
                 supervisor: opts.supervisor.clone(),
+                isolation: Some(isolation.clone()),
             };
             let s = stop_runners.clone();
             runner_tasks.push((
@@ -135,6 +144,7 @@ impl EmbeddedFleet {
             stop_runners,
             tasks,
             runner_tasks,
+            isolation: Some(isolation),
         };
         fleet.wait_for_runners(opts.runners).await?;
         Ok(fleet)
@@ -153,6 +163,7 @@ impl EmbeddedFleet {
             stop_runners: CancellationToken::new(),
             tasks,
             runner_tasks: Vec::new(),
+            isolation: None,
         })
     }
 
@@ -188,6 +199,9 @@ impl EmbeddedFleet {
             if let Err(e) = t.await {
                 warn!(task = %name, error = %e, "fleet task ended abnormally");
             }
+        }
+        if let Some(isolation) = &self.isolation {
+            isolation.remove();
         }
         self.stop.cancel();
         for (name, t) in self.tasks {

@@ -113,6 +113,7 @@ pub async fn runner(args: RunnerArgs) -> Result<()> {
         min_free_disk: args.min_free_disk,
         drain_grace: args.drain_grace,
         supervisor: supervisor(),
+        isolation: None,
     };
     config.validate()?;
     buildfleet_runner::run(config, shutdown_signal()).await?;

@@ -40,6 +40,9 @@ pub struct RunnerConfig {
     /// The binary holding the shard supervisor (`buildfleet` itself): every
     /// shard runs under it, so nothing it starts outlives the runner.
     pub supervisor: PathBuf,
+    /// The cgroups shards get, when found once for several runners of one
+    /// process (the embedded fleet); `None`: this runner finds its own.
+    pub isolation: Option<Arc<crate::cgroup::Isolation>>,
 }
 
 impl RunnerConfig {
@@ -105,7 +108,13 @@ pub async fn run(
         source,
     })?;
     // Said once, in the log and to the coordinator (ListRunners).
-    let isolation = Arc::new(crate::cgroup::Isolation::detect(&config.name));
+    let (isolation, own_isolation) = match &config.isolation {
+        Some(shared) => (shared.clone(), false),
+        None => (
+            Arc::new(crate::cgroup::Isolation::detect(&config.name)),
+            true,
+        ),
+    };
     tokio::pin!(shutdown);
     let mut wait = RECONNECT_MIN;
     loop {
@@ -121,7 +130,9 @@ pub async fn run(
         }
         wait = (wait * 2).min(RECONNECT_MAX);
     }
-    isolation.remove();
+    if own_isolation {
+        isolation.remove();
+    }
     Ok(())
 }
 

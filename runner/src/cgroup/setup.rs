@@ -19,8 +19,20 @@ impl Isolation {
         let mounts = detect::mounts(&read(Path::new("/proc/self/mountinfo")));
         let leaf = format!("buildfleet-{}-{}", dir_name(runner), std::process::id());
         let mut iso = Isolation::default();
+        // One short-lived process proves, for every hierarchy, that a
+        // process can be moved in.
+        let guinea = match Guinea::spawn() {
+            Ok(g) => g,
+            Err(e) => {
+                iso.gaps.push(format!(
+                    "no per-shard cgroups: a process to try them with could not be started ({e})"
+                ));
+                return iso;
+            }
+        };
+        let mut probes = Vec::new();
         let v2_own = detect::own_v2_dir(&own, &mounts);
-        match v2_own.map(|own_dir| (own_dir.clone(), make_base(&own_dir, &leaf))) {
+        match v2_own.map(|own_dir| (own_dir.clone(), make_base(&own_dir, &leaf, &guinea, &mut probes))) {
             None => iso.gaps.push(
                 "no cgroup v2 hierarchy holds this runner, so shards are not killed as a unit by cgroup (process group and ancestry only)"
                     .into(),
@@ -50,7 +62,7 @@ impl Isolation {
                 continue;
             }
             let dir = detect::own_v1_dir(&own, &mounts, controller);
-            match dir.map(|d| make_base(&d, &leaf)) {
+            match dir.map(|d| make_base(&d, &leaf, &guinea, &mut probes)) {
                 Some(Ok(d)) if controller == "memory" => iso.v1_memory = Some(d),
                 Some(Ok(d)) => iso.v1_cpu = Some(d),
                 Some(Err(e)) => iso.gaps.push(format!(
@@ -61,6 +73,21 @@ impl Isolation {
                 )),
             }
         }
+        // Gone, then its probe cgroups are empty and can go too.
+        drop(guinea);
+        for probe in probes {
+            // The kernel empties a cgroup as its last task is released:
+            // a moment after the reap, at most.
+            let removed = (0..50).any(|_| {
+                std::fs::remove_dir(&probe).is_ok() || {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    false
+                }
+            });
+            if !removed {
+                warn!(dir = %probe.display(), "probe cgroup not removed");
+            }
+        }
         // At info, not warn: on a laptop (`buildfleet run`) nothing can be
         // done about it; a runner's log and ListRunners show it.
         info!(isolation = %iso.describe(), "shard isolation");
@@ -68,36 +95,54 @@ impl Isolation {
     }
 }
 
-/// The runner's own directory below `parent`, once a process was moved
-/// into a cgroup there and out again.
-fn make_base(parent: &Path, leaf: &str) -> io::Result<PathBuf> {
+/// A process to move into cgroups at start, killed when dropped.
+struct Guinea(std::process::Child);
+
+impl Guinea {
+    fn spawn() -> io::Result<Guinea> {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map(Guinea)
+    }
+}
+
+impl Drop for Guinea {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The runner's own directory below `parent`, once `guinea` was moved
+/// into a cgroup there (`mkdir` is not the same permission as moving a
+/// process, and the shards' shells will have to do exactly that). The probe
+/// cgroup is left to remove once the guinea is gone.
+fn make_base(
+    parent: &Path,
+    leaf: &str,
+    guinea: &Guinea,
+    probes: &mut Vec<PathBuf>,
+) -> io::Result<PathBuf> {
     sweep_stale(parent)?;
     let base = parent.join(leaf);
     std::fs::create_dir_all(&base)?;
-    if let Err(e) = probe(&base) {
+    let probe = base.join("probe");
+    std::fs::create_dir_all(&probe)?;
+    probes.push(probe.clone());
+    if let Err(e) = std::fs::write(probe.join("cgroup.procs"), guinea.0.id().to_string()) {
+        probes.pop();
+        let _ = std::fs::remove_dir(&probe);
         let _ = std::fs::remove_dir(&base);
-        return Err(e);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot move a process into it: {e}"),
+        ));
     }
     Ok(base)
-}
-
-/// Moves a short-lived process into a fresh child of `base`: the shards'
-/// shells will have to do exactly that.
-fn probe(base: &Path) -> io::Result<()> {
-    let dir = base.join("probe");
-    std::fs::create_dir_all(&dir)?;
-    let mut child = std::process::Command::new("sleep")
-        .arg("30")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let moved = std::fs::write(dir.join("cgroup.procs"), child.id().to_string())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot move a process into it: {e}")));
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir(&dir);
-    moved
 }
 
 /// Enables `controller` for the shards' cgroups: in our own cgroup's
