@@ -335,6 +335,7 @@ async fn pipe_held_by_process_outside_the_group_does_not_block_forever() {
     let run = run(spec(
         r#"setsid sleep 30 & p=$!
         while [ "$(cut -d' ' -f5 /proc/$p/stat)" = "$$" ]; do sleep 0.01; done
+        echo "$p" >&2
         echo done"#,
     ))
     .await;
@@ -342,4 +343,8 @@ async fn pipe_held_by_process_outside_the_group_does_not_block_forever() {
     assert_eq!(run.text(Stream::Stdout), "done\n");
     let notes = run.text(Stream::System);
     assert!(notes.contains("stopped reading"), "{notes}");
+    // Run directly, without the supervisor that would have caught it, the
+    // escaped sleep is this test's to clean up.
+    let escaped: i32 = run.text(Stream::Stderr).trim().parse().unwrap();
+    let _ = nix::sys::signal::kill(Pid::from_raw(escaped), nix::sys::signal::Signal::SIGKILL);
 }
