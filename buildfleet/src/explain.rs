@@ -138,14 +138,14 @@ async fn explain_step(
                 names
             },
         };
-        let report = match pipeline.result_cache(step) {
-            Err(why) => Report {
+        let report = match pipeline.result_cache_off(step) {
+            Some(why) => Report {
                 cache: STEP_CACHE.into(),
                 outcome: Outcome::Disabled,
                 key: String::new(),
                 detail: why,
             },
-            Ok(()) => {
+            None => {
                 let mut r = step_report(cas, &spec).await;
                 if r.outcome == Outcome::Hit && !step.verify.is_empty() {
                     r.detail.push_str(

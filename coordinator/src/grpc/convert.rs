@@ -301,6 +301,18 @@ pub fn cache_report_from_pb(r: &pb::CacheReport) -> CacheReport {
     }
 }
 
+/// An unmet contract always says why, even from a runner that did not.
+pub fn contract_from_pb(m: &pb::MutedCheck) -> crate::run::verdict::Contract {
+    use crate::run::verdict::Contract;
+    match (m.met, m.failure.as_str()) {
+        (true, _) => Contract::Met,
+        (false, "") => {
+            Contract::Unmet("the runner found the step's contract unmet without saying why".into())
+        }
+        (false, why) => Contract::Unmet(why.to_owned()),
+    }
+}
+
 pub fn input_root_from_pb(d: Option<pb::Digest>) -> Result<InputRoot, String> {
     let d = d.ok_or("input_root is required: upload the working tree first")?;
     if d.hash.len() != 64 || !d.hash.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -177,14 +177,7 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                             size_bytes: d.size_bytes.max(0) as u64,
                         }),
                         log_dropped: r.log_dropped_bytes,
-                        muted: r.muted.as_ref().map(|m| match (m.met, m.failure.as_str()) {
-                            (true, _) => Ok(()),
-                            (false, "") => Err(
-                                "the runner found the step's contract unmet without saying why"
-                                    .to_owned(),
-                            ),
-                            (false, why) => Err(why.to_owned()),
-                        }),
+                        muted: r.muted.as_ref().map(convert::contract_from_pb),
                     },
                     Instant::now(),
                 )

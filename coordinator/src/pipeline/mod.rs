@@ -89,7 +89,7 @@ pub struct Step {
     /// empty means the whole input tree.
     pub inputs: Vec<String>,
     /// `cache: false` / `cache: true`; unset, the step-result cache is on
-    /// unless the step acts on the world (see [`Pipeline::result_cache`]).
+    /// unless the step acts on the world (see [`Pipeline::result_cache_off`]).
     pub cache: Option<bool>,
     /// JUnit XML reports the step writes (relative paths), read after it
     /// exits for per-test outcomes.
@@ -213,32 +213,32 @@ pub fn parse_file(path: &Path) -> Result<Pipeline, PipelineErrors> {
 }
 
 impl Pipeline {
-    /// Whether a shard of `step` may be served from (and stored in) the
-    /// step-result cache, and if not, why — one rule for the coordinator
-    /// and `buildfleet cache explain`.
+    /// Why a shard of `step` may not be served from (or stored in) the
+    /// step-result cache; `None` when it may — one rule for the
+    /// coordinator and `buildfleet cache explain`.
     ///
     /// A step that receives secrets acts on the outside world (a push, a
     /// deploy): replaying its log would report green for a side effect that
     /// did not happen, so it always runs unless it says `cache: true`. So
     /// does a step whose command, checks or environment use the run id,
     /// which the action digest leaves out because it differs on every run.
-    pub fn result_cache(&self, step: &Step) -> Result<(), String> {
+    pub fn result_cache_off(&self, step: &Step) -> Option<String> {
         let uses_run_id = std::iter::once(&step.run)
             .chain(&step.verify)
             .chain(step.env.values())
             .chain(self.env.values())
             .any(|text| text.contains(RUN_ID_VAR));
         match step.cache {
-            Some(true) => Ok(()),
-            Some(false) => Err("`cache: false`: the step always runs".into()),
-            None if !step.secrets.is_empty() => Err(format!(
+            Some(true) => None,
+            Some(false) => Some("`cache: false`: the step always runs".into()),
+            None if !step.secrets.is_empty() => Some(format!(
                 "the step receives secrets ({}), so it acts on the outside world: it always runs (`cache: true` allows reuse)",
                 step.secrets.join(", ")
             )),
-            None if uses_run_id => Err(format!(
+            None if uses_run_id => Some(format!(
                 "the step uses {RUN_ID_VAR}, which is different on every run: it always runs (`cache: true` allows reuse)"
             )),
-            None => Ok(()),
+            None => None,
         }
     }
 

@@ -26,7 +26,17 @@ pub struct Inputs<'a> {
     pub fail_on_flaky: bool,
     /// The runner's check of the rest of the contract (outputs, verify)
     /// for a non-zero exit whose failed tests are all quarantined.
-    pub muted: Option<Result<(), String>>,
+    pub muted: Option<Contract>,
+}
+
+/// What the runner found of a step's other promises (declared outputs
+/// present and confirmed, `verify:` passing) for an exit the quarantine
+/// may mute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contract {
+    Met,
+    /// What still failed.
+    Unmet(String),
 }
 
 #[derive(Debug, PartialEq)]
@@ -123,14 +133,14 @@ pub fn judge(input: Inputs<'_>) -> Verdict {
                 // Muting a test failure does not excuse the step's other
                 // promises: its outputs and checks must hold as for exit 0.
                 match &input.muted {
-                    Some(Ok(())) => {
+                    Some(Contract::Met) => {
                         notes.push(format!(
                             "exit code {code} muted: every failed test is quarantined, and the step's outputs and verify passed"
                         ));
                         muted_exit = Some(code);
                         State::Succeeded
                     }
-                    Some(Err(why)) => State::Failed(Failure {
+                    Some(Contract::Unmet(why)) => State::Failed(Failure {
                         exit_code: Some(code),
                         signal: None,
                         reason: format!(
@@ -280,7 +290,7 @@ mod tests {
             quarantine,
             retries_left,
             fail_on_flaky: false,
-            muted: Some(Ok(())),
+            muted: Some(Contract::Met),
         }
     }
 
@@ -460,7 +470,7 @@ mod tests {
         let q: BTreeSet<String> = ["t.a::x".to_string()].into();
         let failed = || vec![t("t.a::x", Failed, 1)];
         let mut missing = inputs(exit(1), failed(), &[], &items, &q, 0);
-        missing.muted = Some(Err(
+        missing.muted = Some(Contract::Unmet(
             "missing-output: declared output `dist/app` does not exist".into(),
         ));
         let Verdict::Final {

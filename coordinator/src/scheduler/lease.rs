@@ -53,7 +53,7 @@ fn action_cache_off(run: &Run, def: &crate::pipeline::Step, attempt: u32) -> Opt
         // failed again.
         return Some(format!("attempt {attempt} is a re-run: it must really run"));
     }
-    run.pipeline.result_cache(def).err()
+    run.pipeline.result_cache_off(def)
 }
 
 pub(super) fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSpec {

@@ -91,7 +91,7 @@ pub struct ShardReport {
     /// For a non-zero exit whose failed tests are all quarantined: whether
     /// the rest of the step's contract (outputs, verify) held; `None` when
     /// the runner did not check it.
-    pub muted: Option<Result<(), String>>,
+    pub muted: Option<crate::run::verdict::Contract>,
 }
 
 impl ShardReport {

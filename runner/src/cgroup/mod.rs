@@ -127,7 +127,9 @@ impl Isolation {
             let set = match (&cg.v2, self.v2_memory, &cg.v1_memory) {
                 (Some(d), true, _) => write(&d.join("memory.max"), &bytes.to_string()),
                 (_, _, Some(d)) => write(&d.join("memory.limit_in_bytes"), &bytes.to_string()),
-                _ => Err("this runner has no memory controller".into()),
+                _ => Err(std::io::Error::other(
+                    "this runner has no memory controller",
+                )),
             };
             if let Err(e) = set {
                 notes.push(format!(
@@ -144,7 +146,7 @@ impl Isolation {
                 }
                 (_, _, Some(d)) => write(&d.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())
                     .and_then(|_| write(&d.join("cpu.cfs_quota_us"), &quota.to_string())),
-                _ => Err("this runner has no cpu controller".into()),
+                _ => Err(std::io::Error::other("this runner has no cpu controller")),
             };
             if let Err(e) = set {
                 notes.push(format!(
@@ -187,8 +189,14 @@ pub fn own_oom_counter() -> Option<PathBuf> {
         .find(|p| crate::oom::parse_oom_kill(&read(p)).is_some())
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| format!("writing {value} to {}: {e}", path.display()))
+/// A control-file write whose error names the file and the value.
+fn write(path: &Path, value: &str) -> std::io::Result<()> {
+    std::fs::write(path, value).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("writing {value} to {}: {e}", path.display()),
+        )
+    })
 }
 
 /// One shard's cgroups; empty where the runner has none.

@@ -64,37 +64,53 @@ pub struct Args {
     pub program: Vec<OsString>,
 }
 
+/// A command line the supervisor cannot work with (only a runner starts
+/// it; a person running it by hand gets told).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UsageError {
+    #[error("missing `--` before the program")]
+    NoSeparator,
+    #[error("{0} needs a value")]
+    NoValue(&'static str),
+    #[error("--parent {0:?} is not a pid")]
+    BadPid(OsString),
+    #[error("unknown argument {0:?}")]
+    Unknown(OsString),
+    #[error("no program after `--`")]
+    NoProgram,
+    #[error("--parent is required")]
+    NoParent,
+}
+
 impl Args {
-    pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
+    pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, UsageError> {
         let mut parent = None;
         let mut cgroups = Vec::new();
         loop {
-            let Some(arg) = args.next() else {
-                return Err("missing `--` before the program".into());
-            };
+            let arg = args.next().ok_or(UsageError::NoSeparator)?;
             match arg.to_str() {
                 Some("--") => break,
                 Some("--parent") => {
-                    let value = args.next().ok_or("--parent needs a pid")?;
+                    let value = args.next().ok_or(UsageError::NoValue("--parent"))?;
                     parent = Some(
                         value
                             .to_str()
                             .and_then(|v| v.parse().ok())
-                            .ok_or_else(|| format!("--parent {value:?} is not a pid"))?,
+                            .ok_or(UsageError::BadPid(value))?,
                     );
                 }
                 Some("--cgroup") => {
-                    cgroups.push(args.next().ok_or("--cgroup needs a directory")?.into())
+                    cgroups.push(args.next().ok_or(UsageError::NoValue("--cgroup"))?.into())
                 }
-                _ => return Err(format!("unknown argument {arg:?}")),
+                _ => return Err(UsageError::Unknown(arg)),
             }
         }
         let program: Vec<OsString> = args.collect();
         if program.is_empty() {
-            return Err("no program after `--`".into());
+            return Err(UsageError::NoProgram);
         }
         Ok(Args {
-            parent: parent.ok_or("--parent is required")?,
+            parent: parent.ok_or(UsageError::NoParent)?,
             cgroups,
             program,
         })
@@ -198,7 +214,8 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
     let shell = match spawn(&args) {
         Ok(pid) => pid,
         Err(e) => {
-            report.send("error", &e);
+            let program = args.program[0].to_string_lossy();
+            report.send("error", &format!("could not start {program}: {e}"));
             return 127;
         }
     };
@@ -207,7 +224,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
 
 /// Starts the shell in our process group, with default signal handling,
 /// inside the shard's cgroups, and dying if we die.
-fn spawn(args: &Args) -> Result<i32, String> {
+fn spawn(args: &Args) -> std::io::Result<i32> {
     let mut cmd = std::process::Command::new(&args.program[0]);
     cmd.args(&args.program[1..]);
     let cgroups: Vec<PathBuf> = args
@@ -231,10 +248,7 @@ fn spawn(args: &Args) -> Result<i32, String> {
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("could not start {}: {e}", args.program[0].to_string_lossy()))?;
-    Ok(child.id() as i32)
+    Ok(cmd.spawn()?.id() as i32)
 }
 
 /// Kills every process of a cgroup v2 directory at once (`cgroup.kill`);
@@ -380,17 +394,22 @@ mod tests {
             a.program,
             [OsString::from("bash"), "-c".into(), "true".into()]
         );
-        assert!(Args::parse(os(&["--", "bash"]))
-            .unwrap_err()
-            .contains("--parent"));
-        assert!(Args::parse(os(&["--parent", "x", "--", "bash"]))
-            .unwrap_err()
-            .contains("not a pid"));
-        assert!(Args::parse(os(&["--parent", "1", "--"]))
-            .unwrap_err()
-            .contains("no program"));
-        assert!(Args::parse(os(&["--bogus"]))
-            .unwrap_err()
-            .contains("unknown"));
+        assert_eq!(Args::parse(os(&["--", "bash"])), Err(UsageError::NoParent));
+        assert_eq!(
+            Args::parse(os(&["--parent", "x", "--", "bash"])),
+            Err(UsageError::BadPid("x".into()))
+        );
+        assert_eq!(
+            Args::parse(os(&["--parent", "1", "--"])),
+            Err(UsageError::NoProgram)
+        );
+        assert_eq!(
+            Args::parse(os(&["--bogus"])),
+            Err(UsageError::Unknown("--bogus".into()))
+        );
+        assert_eq!(
+            UsageError::NoValue("--parent").to_string(),
+            "--parent needs a value"
+        );
     }
 }
