@@ -45,22 +45,60 @@ fn when(t: SystemTime) -> String {
 /// A usable secret: its value, a warning if it expires soon, its expiry.
 type Usable = (String, Option<String>, Option<SystemTime>);
 
+/// Why a secret cannot be used. The message names the secret, since it is
+/// what a step that needs it fails with.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {name} is not in the secret store ({})", dir.display())]
+    Missing {
+        name: String,
+        dir: std::path::PathBuf,
+    },
+    #[error("secret {name} cannot be read: {source}")]
+    Unreadable {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret {name}: expiry `{text}` in {} is not an RFC 3339 time: {reason}", path.display())]
+    BadExpiry {
+        name: String,
+        text: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("secret {name}: expiry cannot be read: {source}")]
+    ExpiryUnreadable {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret {name} expired at {}", when(*at))]
+    Expired { name: String, at: SystemTime },
+}
+
 fn read_one(
     dir: &Path,
     name: &str,
     now: SystemTime,
     warn_within: Duration,
-) -> Result<Usable, String> {
+) -> Result<Usable, SecretError> {
+    let name_of = || name.to_owned();
     let path = dir.join(name);
     let mut value = match std::fs::read_to_string(&path) {
         Ok(v) => v,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "secret {name} is not in the secret store ({})",
-                dir.display()
-            ))
+            return Err(SecretError::Missing {
+                name: name_of(),
+                dir: dir.to_path_buf(),
+            })
         }
-        Err(e) => return Err(format!("secret {name} cannot be read: {e}")),
+        Err(source) => {
+            return Err(SecretError::Unreadable {
+                name: name_of(),
+                source,
+            })
+        }
     };
     if value.ends_with('\n') {
         value.pop();
@@ -68,17 +106,26 @@ fn read_one(
     let expires_path = dir.join(format!("{name}.expires"));
     let expires = match std::fs::read_to_string(&expires_path) {
         Ok(text) => Some(humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
-            format!(
-                "secret {name}: expiry `{}` in {} is not an RFC 3339 time: {e}",
-                text.trim(),
-                expires_path.display()
-            )
+            SecretError::BadExpiry {
+                name: name_of(),
+                text: text.trim().to_owned(),
+                path: expires_path.clone(),
+                reason: e.to_string(),
+            }
         })?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("secret {name}: expiry cannot be read: {e}")),
+        Err(source) => {
+            return Err(SecretError::ExpiryUnreadable {
+                name: name_of(),
+                source,
+            })
+        }
     };
     match expires {
-        Some(at) if at <= now => Err(format!("secret {name} expired at {}", when(at))),
+        Some(at) if at <= now => Err(SecretError::Expired {
+            name: name_of(),
+            at,
+        }),
         Some(at) if at <= now + warn_within => {
             let left = at.duration_since(now).unwrap_or_default();
             let left = humantime::format_duration(Duration::from_secs(left.as_secs()));
@@ -113,7 +160,7 @@ impl SecretConfig {
                     }
                 }
                 Err(why) => {
-                    out.unusable.insert(name.clone(), why);
+                    out.unusable.insert(name.clone(), why.to_string());
                 }
             }
         }

@@ -199,6 +199,13 @@ fn write(path: &Path, value: &str) -> std::io::Result<()> {
     })
 }
 
+/// What [`ShardCgroup::clear`] found and left.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cleared {
+    pub left: usize,
+    pub remaining: usize,
+}
+
 /// One shard's cgroups; empty where the runner has none.
 #[derive(Debug, Default)]
 pub struct ShardCgroup {
@@ -225,19 +232,23 @@ impl ShardCgroup {
     }
 
     /// Kills whatever is still in the shard's cgroups and waits (bounded)
-    /// until they are empty. Returns how many processes were left.
-    pub async fn clear(&self) -> usize {
-        let mut left = 0;
+    /// until they are empty: how many processes were left, and how many of
+    /// them are still there after the kill (none, unless it failed).
+    pub async fn clear(&self) -> Cleared {
+        let mut cleared = Cleared::default();
         for dir in self.dirs() {
             let pids = procs_in(&dir);
             if pids.is_empty() {
                 continue;
             }
-            left = left.max(pids.len());
+            cleared.left = cleared.left.max(pids.len());
             if dir.join("cgroup.kill").exists() {
-                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+                if let Err(e) = std::fs::write(dir.join("cgroup.kill"), "1") {
+                    warn!(dir = %dir.display(), error = %e, "cgroup.kill failed");
+                }
             } else {
                 for pid in pids {
+                    // Gone already is the goal; a failure shows in `remaining`.
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
                         nix::sys::signal::Signal::SIGKILL,
@@ -246,10 +257,18 @@ impl ShardCgroup {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self.dirs().iter().any(|d| !procs_in(d).is_empty()) && Instant::now() < deadline {
+        let remaining = || {
+            self.dirs()
+                .iter()
+                .map(|d| procs_in(d).len())
+                .max()
+                .unwrap_or(0)
+        };
+        while remaining() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        left
+        cleared.remaining = remaining();
+        cleared
     }
 
     /// Removes the shard's directories; a cgroup that still holds a process

@@ -115,18 +115,35 @@ pub async fn verify_hit(
     }
 }
 
+/// Why a cached result's outputs could not be put back for its checks.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("stored output path `{0}` is not inside the working directory")]
+    Outside(String),
+    #[error("output {path}: {source}")]
+    Cache {
+        path: String,
+        #[source]
+        source: buildfleet_cache::CacheError,
+    },
+    #[error("output {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A stored path must stay inside the working directory, whatever the
 /// cache holds.
-fn inside(dir: &Path, rel: &str) -> Result<std::path::PathBuf, String> {
+fn inside(dir: &Path, rel: &str) -> Result<std::path::PathBuf, RestoreError> {
     let p = Path::new(rel);
     if p.components()
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
     {
         Ok(dir.join(p))
     } else {
-        Err(format!(
-            "stored output path `{rel}` is not inside the working directory"
-        ))
+        Err(RestoreError::Outside(rel.to_owned()))
     }
 }
 
@@ -134,36 +151,44 @@ async fn restore_outputs(
     ctx: &ShardContext,
     dir: &Path,
     result: &StepResult,
-) -> Result<(), String> {
+) -> Result<(), RestoreError> {
     use std::os::unix::fs::PermissionsExt;
+    let io = |path: &str| {
+        let path = path.to_owned();
+        move |source| RestoreError::Io { path, source }
+    };
     for f in &result.output_files {
         let path = inside(dir, &f.path)?;
         let bytes = ctx
             .cas
             .read_blob(&f.digest)
             .await
-            .map_err(|e| format!("output {}: {e}", f.path))?;
+            .map_err(|source| RestoreError::Cache {
+                path: f.path.clone(),
+                source,
+            })?;
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
-                .map_err(|e| format!("output {}: {e}", f.path))?;
+                .map_err(io(&f.path))?;
         }
         // An input of the same name may be a read-only hard link.
         let _ = tokio::fs::remove_file(&path).await;
-        tokio::fs::write(&path, &bytes)
-            .await
-            .map_err(|e| format!("output {}: {e}", f.path))?;
+        tokio::fs::write(&path, &bytes).await.map_err(io(&f.path))?;
         let mode = if f.executable { 0o755 } else { 0o644 };
         tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .await
-            .map_err(|e| format!("output {}: {e}", f.path))?;
+            .map_err(io(&f.path))?;
     }
     for d in &result.output_directories {
         let path = inside(dir, &d.path)?;
         ctx.cas
             .materialise_with(&d.root, &path, ctx.local.as_ref())
             .await
-            .map_err(|e| format!("output {}: {e}", d.path))?;
+            .map_err(|source| RestoreError::Cache {
+                path: d.path.clone(),
+                source,
+            })?;
     }
     Ok(())
 }

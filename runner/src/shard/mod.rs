@@ -124,11 +124,25 @@ pub async fn run_lease(
         items: found.items,
         full_log: finished.full_log.map(Into::into),
         log_dropped_bytes: finished.dropped,
-        muted: found.muted.map(|checked| pb::MutedCheck {
-            met: checked.is_ok(),
-            failure: masker.text(checked.err().unwrap_or_default()),
+        muted: found.muted.map(|checked| match checked {
+            Muted::Met => pb::MutedCheck {
+                met: true,
+                failure: String::new(),
+            },
+            Muted::Unmet(why) => pb::MutedCheck {
+                met: false,
+                failure: masker.text(why),
+            },
         }),
     }
+}
+
+/// What the runner found of the step's other promises for an exit the
+/// quarantine may mute.
+enum Muted {
+    Met,
+    /// What still failed.
+    Unmet(String),
 }
 
 /// What a lease found besides its state: cache activity, test outcomes,
@@ -139,7 +153,7 @@ struct Collected {
     reports: Vec<Report>,
     tests: Vec<pb::TestCaseResult>,
     items: Vec<String>,
-    muted: Option<Result<(), String>>,
+    muted: Option<Muted>,
 }
 
 fn report_to_pb(r: &Report) -> pb::CacheReport {
@@ -211,10 +225,17 @@ async fn execute_lease(
         Some(result) => run.verify_hit(&result, cancel, log, found).await,
         None => run.step(action.as_deref(), cancel, log, found).await,
     };
-    let left = cgroup.clear().await;
-    if left > 0 {
+    let cleared = cgroup.clear().await;
+    if cleared.remaining > 0 {
         log.system(format!(
-            "{left} process(es) were still in the shard's cgroup after it ended: killed"
+            "{} process(es) were still in the shard's cgroup after it ended, and {} of them are still there after SIGKILL",
+            cleared.left, cleared.remaining
+        ))
+        .await;
+    } else if cleared.left > 0 {
+        log.system(format!(
+            "{} process(es) were still in the shard's cgroup after it ended: killed",
+            cleared.left
         ))
         .await;
     }
@@ -345,7 +366,10 @@ impl Run<'_> {
                 log.system(format!("the muted exit does not stand: {why}"))
                     .await;
             }
-            found.muted = Some(checked.map(|_| ()));
+            found.muted = Some(match checked {
+                Ok(_) => Muted::Met,
+                Err(why) => Muted::Unmet(why),
+            });
         }
         Ok(ended)
     }
