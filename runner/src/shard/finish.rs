@@ -124,7 +124,7 @@ pub enum RestoreError {
     Cache {
         path: String,
         #[source]
-        source: buildfleet_cache::CacheError,
+        source: Box<buildfleet_cache::CacheError>,
     },
     #[error("output {path}: {source}")]
     Io {
@@ -165,7 +165,7 @@ async fn restore_outputs(
             .await
             .map_err(|source| RestoreError::Cache {
                 path: f.path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
@@ -187,7 +187,7 @@ async fn restore_outputs(
             .await
             .map_err(|source| RestoreError::Cache {
                 path: d.path.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
     Ok(())
