@@ -160,14 +160,7 @@ async fn explain_step(
             let Some(def) = pipeline.caches.get(name) else {
                 continue;
             };
-            let spec = dependency::CacheSpec {
-                name: def.name.clone(),
-                key_files: def.key_files.clone(),
-                paths: def.paths.clone(),
-                version: def.version.clone().unwrap_or_default(),
-                restore: def.restore.clone(),
-            };
-            let line = match dependency::key(&spec, work_dir, &platform) {
+            let line = match dependency::key(def, work_dir, &platform) {
                 Ok(keyed) => dependency::find(cas, &keyed).await.report.log_line(),
                 Err(e) => format!("cache `{name}`: {e}"),
             };

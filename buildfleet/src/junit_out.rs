@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use buildfleet_coordinator::grpc::state_from_pb;
+use buildfleet_proto::convert::state_from_wire;
 use buildfleet_proto::v1 as pb;
 use quick_xml::escape::escape;
 
@@ -62,7 +62,7 @@ pub fn render(status: &pb::RunStatus) -> String {
             if sh.tests.is_empty() {
                 // No report: the shard itself is the test case.
                 n += 1;
-                let state = sh.state.as_ref().map(state_from_pb);
+                let state = sh.state.as_ref().map(state_from_wire);
                 let body = match &state {
                     Some(Ok(st)) if st.is_green() => String::new(),
                     Some(Ok(st)) => {

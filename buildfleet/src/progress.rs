@@ -3,8 +3,9 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use buildfleet_coordinator::grpc::state_from_pb;
-use buildfleet_coordinator::state::{fmt_ms, State};
+use buildfleet_model::duration::fmt_ms;
+use buildfleet_model::state::State;
+use buildfleet_proto::convert::state_from_wire;
 use buildfleet_proto::v1 as pb;
 
 pub struct Progress {
@@ -18,7 +19,7 @@ impl Default for Progress {
 }
 
 fn state_of(s: &Option<pb::State>) -> String {
-    match s.as_ref().map(state_from_pb) {
+    match s.as_ref().map(state_from_wire) {
         Some(Ok(st)) => st.to_string(),
         Some(Err(e)) => format!("<bad state: {e}>"),
         None => "<no state>".into(),
@@ -160,13 +161,18 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
     crate::test_sections::failed_tests_section(status, out)?;
     crate::test_sections::flaky_section(status, out)?;
     crate::test_sections::quarantine_section(status, out)?;
-    let run_state = status.state.as_ref().map(state_from_pb);
+    let run_state = status.state.as_ref().map(state_from_wire);
     match run_state {
         Some(Ok(State::Succeeded)) => {
             let cached = status
                 .steps
                 .iter()
-                .filter(|s| matches!(s.state.as_ref().map(state_from_pb), Some(Ok(State::Cached))))
+                .filter(|s| {
+                    matches!(
+                        s.state.as_ref().map(state_from_wire),
+                        Some(Ok(State::Cached))
+                    )
+                })
                 .count();
             let cached = if cached > 0 {
                 format!(" ({cached} from cache)")
@@ -190,7 +196,7 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
             )?;
             for step in &status.steps {
                 for sh in &step.shards {
-                    if let Some(Ok(s)) = sh.state.as_ref().map(state_from_pb) {
+                    if let Some(Ok(s)) = sh.state.as_ref().map(state_from_wire) {
                         if !s.is_green() {
                             writeln!(out, "  {} shard {}: {s}", step.name, sh.index)?;
                         }
@@ -264,6 +270,6 @@ fn cache_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> 
 
 /// True only if the run and every step succeeded.
 pub fn is_green(status: &pb::RunStatus) -> bool {
-    let green = |s: &Option<pb::State>| matches!(s.as_ref().map(state_from_pb), Some(Ok(st)) if st.is_green());
+    let green = |s: &Option<pb::State>| matches!(s.as_ref().map(state_from_wire), Some(Ok(st)) if st.is_green());
     green(&status.state) && status.steps.iter().all(|s| green(&s.state))
 }

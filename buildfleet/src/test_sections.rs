@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use buildfleet_coordinator::state::fmt_ms;
+use buildfleet_model::duration::fmt_ms;
 use buildfleet_proto::v1 as pb;
 
 use crate::progress::shard_label;

@@ -5,6 +5,7 @@
 
 mod procs;
 
+use buildfleet_proto::convert::to_reapi;
 use std::path::Path;
 use std::time::Duration;
 
@@ -334,7 +335,7 @@ fn a_corrupted_stored_blob_is_detected_and_never_served() {
         let batch = raw_cas
             .batch_read_blobs(BatchReadBlobsRequest {
                 instance_name: String::new(),
-                digests: vec![big_digest.into()],
+                digests: vec![to_reapi(big_digest)],
                 digest_function: digest_function::Value::Blake3 as i32,
                 ..Default::default()
             })

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use thiserror::Error;
 use tonic::Code;
 
-use crate::digest::{Digest, DigestError};
 use crate::resource_name::ResourceNameError;
 use crate::store::StoreError;
 use crate::tree::TreeError;
+use buildfleet_model::digest::{Digest, DigestError};
 
 #[derive(Debug, Error)]
 pub enum CacheError {
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn missing_blobs_carry_precondition_failure_details() {
-        let sha = Digest::of_with(crate::digest::DigestFunction::Sha256, b"a");
+        let sha = Digest::of_with(buildfleet_model::digest::DigestFunction::Sha256, b"a");
         let b3 = Digest::of(b"b");
         let status = tonic::Status::from(CacheError::MissingBlobs(vec![sha, b3]));
         assert_eq!(status.code(), Code::FailedPrecondition);

@@ -37,20 +37,19 @@
 //! - gRPC status codes are chosen in one place, [`CacheError::code`].
 
 mod client;
-mod digest;
 mod error;
 mod resource_name;
 mod server;
 mod store;
 mod tree;
 
+pub use buildfleet_model::{Digest, DigestError, DigestFunction, DigestHasher};
 #[cfg(unix)]
 pub use client::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
 pub use client::{
     CasClient, IndexEntry, IndexHit, MaterialiseStats, OutputDirectory, OutputFile, StepResult,
     UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES,
 };
-pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};
 pub use error::CacheError;
 pub use resource_name::{
     parse_read, parse_write, read_resource_name, write_resource_name, ResourceNameError,

@@ -8,7 +8,7 @@
 
 use thiserror::Error;
 
-use crate::digest::{Digest, DigestError, DigestFunction};
+use buildfleet_model::digest::{Digest, DigestError, DigestFunction};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ResourceNameError {

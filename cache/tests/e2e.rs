@@ -2,6 +2,7 @@
 
 mod support;
 
+use buildfleet_proto::convert::to_reapi;
 use support::{set_mode, write, TestServer};
 
 use std::path::Path;
@@ -249,7 +250,7 @@ async fn batch_update_rejects_only_the_bad_blob() {
     let good_b = b"good b".to_vec();
     let bad_claim = Digest::of(b"bad claim");
     let request = |digest: Digest, data: Vec<u8>| batch_update_blobs_request::Request {
-        digest: Some(digest.into()),
+        digest: Some(to_reapi(digest)),
         data,
         compressor: 0,
     };
@@ -281,7 +282,7 @@ async fn batch_update_rejects_only_the_bad_blob() {
     );
     assert_eq!(
         response.responses[1].digest,
-        Some(bad_claim.into()),
+        Some(to_reapi(bad_claim)),
         "the failing entry names its digest"
     );
     assert_eq!(
@@ -308,7 +309,7 @@ async fn get_tree_pages_and_missing_root() {
     let mut cas = ContentAddressableStorageClient::new(server.channel().await);
     let mut stream = cas
         .get_tree(GetTreeRequest {
-            root_digest: Some(snap.root.into()),
+            root_digest: Some(to_reapi(snap.root)),
             page_size: 2,
             digest_function: digest_function::Value::Blake3 as i32,
             ..Default::default()
@@ -325,7 +326,7 @@ async fn get_tree_pages_and_missing_root() {
 
     let status = cas
         .get_tree(GetTreeRequest {
-            root_digest: Some(Digest::of(b"no such dir").into()),
+            root_digest: Some(to_reapi(Digest::of(b"no such dir"))),
             digest_function: digest_function::Value::Blake3 as i32,
             ..Default::default()
         })

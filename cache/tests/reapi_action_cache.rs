@@ -3,6 +3,7 @@
 
 mod support;
 
+use buildfleet_proto::convert::to_reapi;
 use std::sync::Arc;
 
 use buildfleet_cache::{
@@ -44,7 +45,7 @@ async fn upload(
                 .iter()
                 .zip(&digests)
                 .map(|(b, d)| batch_update_blobs_request::Request {
-                    digest: Some((*d).into()),
+                    digest: Some(to_reapi(*d)),
                     data: b.to_vec(),
                     compressor: 0,
                 })
@@ -68,7 +69,7 @@ async fn get(
 ) -> Result<ActionResult, tonic::Status> {
     ac.get_action_result(GetActionResultRequest {
         instance_name: instance.into(),
-        action_digest: Some(action.into()),
+        action_digest: Some(to_reapi(action)),
         digest_function: wire_function(function),
         ..Default::default()
     })
@@ -85,7 +86,7 @@ async fn update(
 ) -> Result<ActionResult, tonic::Status> {
     ac.update_action_result(UpdateActionResultRequest {
         instance_name: instance.into(),
-        action_digest: Some(action.into()),
+        action_digest: Some(to_reapi(action)),
         action_result: Some(result),
         digest_function: wire_function(function),
         ..Default::default()
@@ -97,7 +98,7 @@ async fn update(
 fn output_file(path: &str, digest: Digest) -> OutputFile {
     OutputFile {
         path: path.into(),
-        digest: Some(digest.into()),
+        digest: Some(to_reapi(digest)),
         is_executable: false,
         ..Default::default()
     }
@@ -113,7 +114,7 @@ async fn full_result(
     let child = Directory {
         files: vec![FileNode {
             name: "nested".into(),
-            digest: Some(blobs[2].into()),
+            digest: Some(to_reapi(blobs[2])),
             ..Default::default()
         }],
         ..Default::default()
@@ -122,7 +123,7 @@ async fn full_result(
         root: Some(Directory {
             directories: vec![DirectoryNode {
                 name: "sub".into(),
-                digest: Some(Digest::of_with(function, &child.encode_to_vec()).into()),
+                digest: Some(to_reapi(Digest::of_with(function, &child.encode_to_vec()))),
             }],
             ..Default::default()
         }),
@@ -138,11 +139,11 @@ async fn full_result(
         }],
         output_directories: vec![OutputDirectory {
             path: "out/dir".into(),
-            tree_digest: Some(tree_digest.into()),
+            tree_digest: Some(to_reapi(tree_digest)),
             ..Default::default()
         }],
         exit_code: 0,
-        stdout_digest: Some(blobs[1].into()),
+        stdout_digest: Some(to_reapi(blobs[1])),
         ..Default::default()
     };
     (result, vec![blobs[0], blobs[1], blobs[2], tree_digest])
@@ -196,7 +197,7 @@ async fn update_with_missing_blobs_fails_precondition_naming_them() {
         output_files: vec![output_file("a", present), output_file("b", absent)],
         output_directories: vec![OutputDirectory {
             path: "d".into(),
-            tree_digest: Some(absent_tree.into()),
+            tree_digest: Some(to_reapi(absent_tree)),
             ..Default::default()
         }],
         ..Default::default()
@@ -276,7 +277,7 @@ async fn entry_whose_output_was_evicted_is_never_served() {
     );
     let missing = cas
         .find_missing_blobs(FindMissingBlobsRequest {
-            blob_digests: vec![out.into()],
+            blob_digests: vec![to_reapi(out)],
             digest_function: BLAKE3,
             ..Default::default()
         })
@@ -285,7 +286,7 @@ async fn entry_whose_output_was_evicted_is_never_served() {
         .into_inner();
     assert_eq!(
         missing.missing_blob_digests,
-        vec![out.into()],
+        vec![to_reapi(out)],
         "really evicted"
     );
     assert!(server.store.total_bytes() <= 1000);
@@ -327,14 +328,14 @@ async fn serving_an_entry_keeps_its_blobs_from_eviction() {
     upload(&mut cas, DigestFunction::Blake3, &[&blob(4, 300)]).await;
     let missing = cas
         .find_missing_blobs(FindMissingBlobsRequest {
-            blob_digests: vec![kept.into(), other.into()],
+            blob_digests: vec![to_reapi(kept), to_reapi(other)],
             digest_function: BLAKE3,
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(missing.missing_blob_digests, vec![other.into()]);
+    assert_eq!(missing.missing_blob_digests, vec![to_reapi(other)]);
     server.stop().await;
 }
 
@@ -362,7 +363,7 @@ async fn missing_tree_file_makes_the_entry_not_found() {
         root: Some(Directory {
             files: vec![FileNode {
                 name: "f".into(),
-                digest: Some(absent.into()),
+                digest: Some(to_reapi(absent)),
                 ..Default::default()
             }],
             ..Default::default()
@@ -373,7 +374,7 @@ async fn missing_tree_file_makes_the_entry_not_found() {
     let broken = ActionResult {
         output_directories: vec![OutputDirectory {
             path: "d".into(),
-            tree_digest: Some(tree_digest.into()),
+            tree_digest: Some(to_reapi(tree_digest)),
             ..Default::default()
         }],
         ..Default::default()

@@ -3,6 +3,7 @@
 
 mod support;
 
+use buildfleet_proto::convert::to_reapi;
 use std::sync::Arc;
 
 use buildfleet_cache::{
@@ -56,7 +57,7 @@ async fn find_missing(
 ) -> Vec<buildfleet_proto::reapi::Digest> {
     cas.find_missing_blobs(FindMissingBlobsRequest {
         instance_name: "main".into(),
-        blob_digests: digests.iter().map(|d| (*d).into()).collect(),
+        blob_digests: digests.iter().map(|d| to_reapi(*d)).collect(),
         digest_function: function,
     })
     .await
@@ -79,7 +80,7 @@ async fn sha256_blobs_upload_read_and_stay_apart_from_blake3() {
         .batch_update_blobs(BatchUpdateBlobsRequest {
             instance_name: "main".into(),
             requests: vec![batch_update_blobs_request::Request {
-                digest: Some(sha.into()),
+                digest: Some(to_reapi(sha)),
                 data: data.clone(),
                 compressor: 0,
             }],
@@ -93,11 +94,14 @@ async fn sha256_blobs_upload_read_and_stay_apart_from_blake3() {
     assert!(find_missing(&mut cas, SHA256, &[sha]).await.is_empty());
     assert!(find_missing(&mut cas, 0, &[sha]).await.is_empty());
     // The same bytes were never uploaded under BLAKE3.
-    assert_eq!(find_missing(&mut cas, BLAKE3, &[b3]).await, vec![b3.into()]);
+    assert_eq!(
+        find_missing(&mut cas, BLAKE3, &[b3]).await,
+        vec![to_reapi(b3)]
+    );
 
     let read = cas
         .batch_read_blobs(BatchReadBlobsRequest {
-            digests: vec![sha.into()],
+            digests: vec![to_reapi(sha)],
             digest_function: SHA256,
             ..Default::default()
         })
@@ -133,7 +137,7 @@ async fn sha256_blobs_upload_read_and_stay_apart_from_blake3() {
     assert!(find_missing(&mut cas, BLAKE3, &[other_b3]).await.is_empty());
     assert_eq!(
         find_missing(&mut cas, SHA256, &[other_sha]).await,
-        vec![other_sha.into()]
+        vec![to_reapi(other_sha)]
     );
 
     // SHA-256 data is verified with SHA-256: a BLAKE3 hash under a SHA-256

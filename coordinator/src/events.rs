@@ -8,15 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::state::State;
+use buildfleet_model::state::State;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum LogStream {
-    Stdout,
-    Stderr,
-    /// buildfleet's own notes about a shard (timeouts, kills, lost chunks).
-    System,
-}
+pub use buildfleet_model::LogStream;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateChange {
@@ -28,7 +22,7 @@ pub struct StateChange {
     pub runner: Option<String>,
     pub duration_ms: u64,
     /// The shard's cache reports, on its terminal state change.
-    pub cache: Vec<crate::cache_report::CacheReport>,
+    pub cache: Vec<buildfleet_model::cache::CacheReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -9,7 +9,9 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::scheduler::{CancelOrder, LeaseSpec, RunnerView, Scheduler, SchedulerConfig};
+use buildfleet_model::Lease;
+
+use crate::scheduler::{CancelOrder, RunnerView, Scheduler, SchedulerConfig};
 
 /// Settings checked before any port is bound.
 #[derive(Debug, Clone)]
@@ -81,7 +83,7 @@ impl CoordinatorConfig {
 /// A message for one runner, converted to the wire by the gRPC adapter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
-    Lease(Box<LeaseSpec>),
+    Lease(Box<Lease>),
     Cancel(CancelOrder),
 }
 

@@ -1,9 +1,8 @@
 //! Pipeline parsing, the step DAG, shard scheduling and the coordinator's gRPC services.
 //!
-//! Invariant: scheduling (`scheduler`, `run`, `state`) is plain Rust with the
+//! Invariant: scheduling (`scheduler`, `run`) is plain Rust with the
 //! clock passed in; only `grpc` knows prost.
 
-pub mod cache_report;
 pub mod error;
 pub mod events;
 pub mod grpc;
@@ -16,8 +15,6 @@ pub mod run;
 pub mod scheduler;
 pub mod secrets;
 pub mod split;
-pub mod state;
-pub mod test_result;
 
 pub use error::CoordinatorError;
 pub use hub::CoordinatorConfig;

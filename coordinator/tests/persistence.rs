@@ -10,9 +10,10 @@ use std::time::Instant;
 use buildfleet_coordinator::events::LogStream;
 use buildfleet_coordinator::history::History;
 use buildfleet_coordinator::pipeline;
-use buildfleet_coordinator::run::{InputRoot, RunOptions};
+use buildfleet_coordinator::run::RunOptions;
 use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
-use buildfleet_coordinator::state::State;
+use buildfleet_model::state::State;
+use buildfleet_model::Digest;
 use support::runner;
 
 const YAML: &str =
@@ -46,7 +47,7 @@ fn submit(s: &mut Scheduler, key: &str, now: Instant) -> String {
     s.submit(
         p,
         "t.yaml".into(),
-        InputRoot::default(),
+        Digest::empty(),
         options,
         Some(key.into()),
         now,

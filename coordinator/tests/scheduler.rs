@@ -5,9 +5,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use buildfleet_coordinator::pipeline;
-use buildfleet_coordinator::run::InputRoot;
 use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
-use buildfleet_coordinator::state::{Failure, State};
+use buildfleet_model::state::{Failure, State};
+use buildfleet_model::Digest;
 use support::runner;
 
 fn sched() -> Scheduler {
@@ -22,7 +22,7 @@ fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
     s.submit(
         p,
         "t.yaml".into(),
-        InputRoot::default(),
+        Digest::empty(),
         Default::default(),
         None,
         now,
@@ -400,7 +400,7 @@ fn idempotency_key_returns_the_first_run() {
     let a = s.submit(
         p(),
         "t".into(),
-        InputRoot::default(),
+        Digest::empty(),
         Default::default(),
         Some("k".into()),
         now,
@@ -408,7 +408,7 @@ fn idempotency_key_returns_the_first_run() {
     let b = s.submit(
         p(),
         "t".into(),
-        InputRoot::default(),
+        Digest::empty(),
         Default::default(),
         Some("k".into()),
         now,

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use buildfleet_coordinator::history::History;
 use buildfleet_coordinator::pipeline;
-use buildfleet_coordinator::run::{InputRoot, RunOptions};
+use buildfleet_coordinator::run::RunOptions;
 use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
-use buildfleet_coordinator::state::{Failure, State};
-use buildfleet_coordinator::test_result::{TestOutcome, TestResult};
+use buildfleet_model::state::{Failure, State};
+use buildfleet_model::test_result::{TestOutcome, TestResult};
+use buildfleet_model::Digest;
 use support::runner;
 
 fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
@@ -19,7 +20,7 @@ fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
         project: "p".into(),
         ..RunOptions::default()
     };
-    s.submit(p, "t.yaml".into(), InputRoot::default(), options, None, now)
+    s.submit(p, "t.yaml".into(), Digest::empty(), options, None, now)
         .run_id
 }
 
@@ -74,7 +75,7 @@ fn a_listing_lease_comes_first_and_its_items_become_balanced_shards() {
     let leases = s.assign(now);
     assert_eq!(leases.len(), 1, "only the listing until items are known");
     let listing = &leases[0].lease;
-    assert!(listing.list_items && listing.action_cache_off.is_some());
+    assert!(listing.is_listing() && listing.action_cache_off.is_some());
     assert_eq!(listing.command, "cat items");
     assert!(!listing.env.contains_key("BUILDFLEET_SHARD_INDEX"));
     assert!(s.assign(now).is_empty(), "nothing to lease while listing");
@@ -104,7 +105,7 @@ fn a_listing_lease_comes_first_and_its_items_become_balanced_shards() {
     assert_eq!(leases.len(), 2);
     assert!(leases
         .iter()
-        .all(|a| !a.lease.list_items && a.lease.attempt == 1));
+        .all(|a| !a.lease.is_listing() && a.lease.attempt == 1));
 }
 
 #[test]
@@ -167,10 +168,10 @@ fn a_listing_that_ends_after_its_step_did_grows_no_shards() {
         ..RunOptions::default()
     };
     let id = s
-        .submit(p, "t.yaml".into(), InputRoot::default(), options, None, now)
+        .submit(p, "t.yaml".into(), Digest::empty(), options, None, now)
         .run_id;
     let listing = s.assign(now).remove(0);
-    assert!(listing.lease.list_items);
+    assert!(listing.lease.is_listing());
     s.cancel(&id, "stop", now).unwrap();
     let mut done = ShardReport::of(State::Succeeded, 5);
     done.items = vec!["a".into(), "b".into()];

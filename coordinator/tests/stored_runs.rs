@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use buildfleet_coordinator::history::{Entry, HistoryError, Kv, MemoryKv};
 use buildfleet_coordinator::persist::RunStore;
 use buildfleet_coordinator::pipeline;
-use buildfleet_coordinator::run::{InputRoot, Listing, Run, RunOptions};
+use buildfleet_coordinator::run::{Listing, Run, RunOptions};
 use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
 use buildfleet_coordinator::secrets::Resolved;
-use buildfleet_coordinator::state::State;
+use buildfleet_model::state::State;
+use buildfleet_model::Digest;
 use proptest::prelude::*;
 use support::runner;
 
@@ -63,7 +64,7 @@ fn submit(s: &mut Scheduler, which: usize, now: Instant) -> String {
         ..RunOptions::default()
     };
     let p = pipeline::parse("t.yaml", yaml).unwrap();
-    s.submit(p, "t.yaml".into(), InputRoot::default(), options, None, now)
+    s.submit(p, "t.yaml".into(), Digest::empty(), options, None, now)
         .run_id
 }
 
@@ -161,10 +162,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn failed_test() -> buildfleet_coordinator::test_result::TestResult {
-    buildfleet_coordinator::test_result::TestResult {
+fn failed_test() -> buildfleet_model::test_result::TestResult {
+    buildfleet_model::test_result::TestResult {
         id: "t::x".into(),
-        outcome: buildfleet_coordinator::test_result::TestOutcome::Failed,
+        outcome: buildfleet_model::test_result::TestOutcome::Failed,
         duration_ms: 1,
         message: "boom".into(),
         report: "r.xml".into(),
@@ -198,14 +199,15 @@ proptest! {
                 }
                 Op::Assign => {
                     for a in s.assign(now) {
-                        leases.push((a.runner_id, a.lease.lease_id, a.lease.list_items));
+                        let listing = a.lease.is_listing();
+                        leases.push((a.runner_id, a.lease.lease_id, listing));
                     }
                 }
                 Op::Finish(n, how) if !leases.is_empty() => {
                     let (r, lease, listing) = leases.remove(n % leases.len());
                     let mut report = match how {
                         0 => ShardReport::of(State::Succeeded, 10),
-                        _ => ShardReport::of(State::Failed(buildfleet_coordinator::state::Failure {
+                        _ => ShardReport::of(State::Failed(buildfleet_model::state::Failure {
                             exit_code: Some(1), signal: None, reason: String::new()
                         }), 10),
                     };
@@ -262,7 +264,7 @@ fn a_listing_lease_starting_is_an_event_and_is_stored() {
     s.persist();
     let before = s.run(&id).unwrap().events.last_seq();
     let leases = s.assign(now);
-    assert!(leases[0].lease.list_items);
+    assert!(leases[0].lease.is_listing());
     s.persist();
     let run = s.run(&id).unwrap();
     assert!(matches!(run.steps[0].listing, Listing::Leased(_)));
@@ -386,7 +388,7 @@ fn submit_secret(s: &mut Scheduler, now: Instant, expiry: Option<Instant>) -> St
         );
     }
     let p = pipeline::parse("t.yaml", SECRET_PIPELINE).unwrap();
-    s.submit(p, "t.yaml".into(), InputRoot::default(), options, None, now)
+    s.submit(p, "t.yaml".into(), Digest::empty(), options, None, now)
         .run_id
 }
 

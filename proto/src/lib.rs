@@ -10,3 +10,6 @@ pub mod v1 {
 pub use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 pub use bazel_remote_apis::google::bytestream;
 pub use bazel_remote_apis::google::rpc as google_rpc;
+
+/// Model ⇄ wire conversions of the shared vocabulary.
+pub mod convert;

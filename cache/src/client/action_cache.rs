@@ -5,8 +5,9 @@
 use buildfleet_proto::reapi;
 
 use super::{blake3_function, CasClient};
-use crate::digest::Digest;
 use crate::error::CacheError;
+use buildfleet_model::{Digest, DigestFunction};
+use buildfleet_proto::convert as wire;
 
 /// A successful step shard, as stored: what it produced and what it printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +43,7 @@ fn to_reapi(r: &StepResult) -> reapi::ActionResult {
             .iter()
             .map(|f| reapi::OutputFile {
                 path: f.path.clone(),
-                digest: Some(f.digest.into()),
+                digest: Some(wire::to_reapi(f.digest)),
                 is_executable: f.executable,
                 ..Default::default()
             })
@@ -52,12 +53,12 @@ fn to_reapi(r: &StepResult) -> reapi::ActionResult {
             .iter()
             .map(|d| reapi::OutputDirectory {
                 path: d.path.clone(),
-                tree_digest: Some(d.tree.into()),
-                root_directory_digest: Some(d.root.into()),
+                tree_digest: Some(wire::to_reapi(d.tree)),
+                root_directory_digest: Some(wire::to_reapi(d.root)),
                 ..Default::default()
             })
             .collect(),
-        stdout_digest: Some(r.log.into()),
+        stdout_digest: Some(wire::to_reapi(r.log)),
         ..Default::default()
     }
 }
@@ -67,7 +68,8 @@ fn from_reapi(r: &reapi::ActionResult) -> Result<StepResult, CacheError> {
         let d = d
             .as_ref()
             .ok_or_else(|| CacheError::InvalidEntry(format!("{what} has no digest")))?;
-        Digest::try_from(d).map_err(|e| CacheError::InvalidEntry(format!("{what}: {e}")))
+        wire::from_reapi(d, DigestFunction::Blake3)
+            .map_err(|e| CacheError::InvalidEntry(format!("{what}: {e}")))
     };
     Ok(StepResult {
         exit_code: r.exit_code,
@@ -104,7 +106,7 @@ impl CasClient {
     pub async fn get_step_result(&self, action: &Digest) -> Result<Option<StepResult>, CacheError> {
         let request = reapi::GetActionResultRequest {
             instance_name: self.instance.clone(),
-            action_digest: Some((*action).into()),
+            action_digest: Some(wire::to_reapi(*action)),
             inline_stdout: false,
             inline_stderr: false,
             inline_output_files: Vec::new(),
@@ -126,7 +128,7 @@ impl CasClient {
     ) -> Result<(), CacheError> {
         let request = reapi::UpdateActionResultRequest {
             instance_name: self.instance.clone(),
-            action_digest: Some((*action).into()),
+            action_digest: Some(wire::to_reapi(*action)),
             action_result: Some(to_reapi(result)),
             results_cache_policy: None,
             digest_function: blake3_function(),

@@ -9,8 +9,8 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::Instrument;
 
 use super::{CasClient, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
-use crate::digest::Digest;
 use crate::error::CacheError;
+use buildfleet_model::digest::Digest;
 
 /// Requests in flight at once. Enough to hide one round trip behind the
 /// transfer of another; more only queues on the server's blocking pool.

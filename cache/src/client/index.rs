@@ -5,8 +5,8 @@ use buildfleet_proto::v1 as pb;
 use bytes::Bytes;
 
 use super::CasClient;
-use crate::digest::Digest;
 use crate::error::CacheError;
+use buildfleet_model::digest::Digest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {

@@ -15,8 +15,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::local_cas::{link_or_copy, LocalCas, PlaceError, Placement};
 use super::materialise::{io_error, DirPlan, PlannedFile};
-use crate::digest::Digest;
 use crate::error::CacheError;
+use buildfleet_model::digest::Digest;
 
 /// Threads placing one tree. More than the 2 cores of a runner so a thread
 /// waiting on a directory lock (siblings share their parent's) does not

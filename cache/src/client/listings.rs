@@ -1,13 +1,14 @@
 //! Whole-tree listings in one GetTree stream: what subsetting and diffing
 //! need, without any file contents.
 
+use buildfleet_proto::convert::to_reapi;
 use buildfleet_proto::reapi::GetTreeRequest;
 use prost::Message;
 
 use super::{blake3_function, CasClient};
-use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::tree::{listing_from_proto, Listings};
+use buildfleet_model::digest::Digest;
 
 impl CasClient {
     /// Every directory under `root`, keyed by the digest of its encoding.
@@ -19,7 +20,7 @@ impl CasClient {
         loop {
             let request = GetTreeRequest {
                 instance_name: self.instance.clone(),
-                root_digest: Some((*root).into()),
+                root_digest: Some(to_reapi(*root)),
                 page_size: 0,
                 page_token: page_token.clone(),
                 digest_function: blake3_function(),

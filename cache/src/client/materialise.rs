@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use super::{CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
-use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::tree::DirectoryListing;
+use buildfleet_model::digest::Digest;
 
 /// What a materialisation wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

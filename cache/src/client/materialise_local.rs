@@ -15,8 +15,8 @@ use super::link_tree::{link_tree, Placed};
 use super::local_cas::LocalCas;
 use super::materialise::{io_error, make_symlinks, Layout, MaterialiseStats, PlannedFile};
 use super::{CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
-use crate::digest::Digest;
 use crate::error::CacheError;
+use buildfleet_model::digest::Digest;
 
 /// One blob's destinations, by mode: each mode is its own cache entry.
 #[derive(Debug, Clone)]

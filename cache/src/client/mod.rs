@@ -16,16 +16,18 @@ mod materialise_local;
 mod transfer;
 mod upload;
 
+use buildfleet_model::DigestFunction;
 use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
+use buildfleet_proto::convert::{from_reapi, to_reapi};
 use buildfleet_proto::reapi::action_cache_client::ActionCacheClient;
 use buildfleet_proto::reapi::content_addressable_storage_client::ContentAddressableStorageClient;
 use buildfleet_proto::v1::cache_index_client::CacheIndexClient;
 use bytes::Bytes;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::server::MAX_MESSAGE_BYTES;
+use buildfleet_model::digest::Digest;
 
 pub use action_cache::{OutputDirectory, OutputFile, StepResult};
 pub use index::{IndexEntry, IndexHit};
@@ -101,12 +103,12 @@ impl CasClient {
         for chunk in wanted.chunks(FIND_MISSING_CHUNK) {
             let request = buildfleet_proto::reapi::FindMissingBlobsRequest {
                 instance_name: self.instance.clone(),
-                blob_digests: chunk.iter().map(|d| (*d).into()).collect(),
+                blob_digests: chunk.iter().map(|d| to_reapi(*d)).collect(),
                 digest_function: blake3_function(),
             };
             let response = self.cas.clone().find_missing_blobs(request).await?;
             for wire in &response.get_ref().missing_blob_digests {
-                missing.push(Digest::try_from(wire)?);
+                missing.push(from_reapi(wire, DigestFunction::Blake3)?);
             }
         }
         Ok(missing)

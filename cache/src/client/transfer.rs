@@ -1,5 +1,7 @@
 //! The wire-level transfers behind [`CasClient`]: batches and ByteStream.
 
+use buildfleet_model::DigestFunction;
+use buildfleet_proto::convert::{from_reapi, to_reapi};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,10 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 use super::{blake3_function, verify_download, CasClient};
-use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::resource_name::{read_resource_name, write_resource_name};
 use crate::server::STREAM_CHUNK_BYTES;
+use buildfleet_model::digest::Digest;
 
 /// What the file-reading side of an upload saw, checked once the RPC ends.
 #[derive(Default)]
@@ -34,7 +36,7 @@ impl CasClient {
             requests: blobs
                 .into_iter()
                 .map(|(digest, data)| batch_update_blobs_request::Request {
-                    digest: Some(digest.into()),
+                    digest: Some(to_reapi(digest)),
                     data: data.to_vec(),
                     compressor: compressor::Value::Identity as i32,
                 })
@@ -48,8 +50,8 @@ impl CasClient {
                 let digest = item
                     .digest
                     .as_ref()
-                    .ok_or(crate::digest::DigestError::Missing)
-                    .and_then(Digest::try_from)?;
+                    .ok_or(buildfleet_model::digest::DigestError::Missing)
+                    .and_then(|d| from_reapi(&d, DigestFunction::Blake3))?;
                 return Err(CacheError::BlobRejected {
                     digest,
                     code: Code::from_i32(status.code),
@@ -67,15 +69,17 @@ impl CasClient {
     ) -> Result<Vec<(Digest, Bytes)>, CacheError> {
         let request = BatchReadBlobsRequest {
             instance_name: self.instance.clone(),
-            digests: digests.iter().map(|d| (*d).into()).collect(),
+            digests: digests.iter().map(|d| to_reapi(*d)).collect(),
             acceptable_compressors: vec![compressor::Value::Identity as i32],
             digest_function: blake3_function(),
         };
         let response = self.cas.clone().batch_read_blobs(request).await?;
         let mut out = Vec::with_capacity(digests.len());
         for item in response.into_inner().responses {
-            let wire = item.digest.ok_or(crate::digest::DigestError::Missing)?;
-            let digest = Digest::try_from(&wire)?;
+            let wire = item
+                .digest
+                .ok_or(buildfleet_model::digest::DigestError::Missing)?;
+            let digest = from_reapi(&wire, DigestFunction::Blake3)?;
             let status = item.status.unwrap_or_default();
             match Code::from_i32(status.code) {
                 Code::Ok => {}
@@ -227,7 +231,7 @@ impl CasClient {
         file.flush().await.map_err(io_err)?;
         drop(file);
         let actual = Digest {
-            function: crate::digest::DigestFunction::Blake3,
+            function: buildfleet_model::digest::DigestFunction::Blake3,
             hash: *hasher.finalize().as_bytes(),
             size_bytes: size,
         };
@@ -314,7 +318,7 @@ fn file_chunks(
             if finish_write {
                 st.done = true;
                 outcome.lock().hashed = Some(Digest {
-                    function: crate::digest::DigestFunction::Blake3,
+                    function: buildfleet_model::digest::DigestFunction::Blake3,
                     hash: *st.hasher.finalize().as_bytes(),
                     size_bytes: st.offset,
                 });

@@ -3,9 +3,9 @@
 use bytes::Bytes;
 
 use super::{CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
-use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::tree::{BlobSource, Snapshot};
+use buildfleet_model::digest::Digest;
 
 /// What an upload did; `skipped_blobs` were already on the server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! to download its outputs. Updates are refused with FAILED_PRECONDITION
 //! while any referenced blob is missing, so an entry is complete when stored.
 
+use buildfleet_proto::convert as wire;
 use std::sync::Arc;
 
 use buildfleet_proto::reapi::action_cache_server::ActionCache;
@@ -17,9 +18,9 @@ use tonic::{Request, Response, Status};
 use super::completeness::{describe, missing, References};
 use super::instance::instance_key;
 use super::{on_store, request_function};
-use crate::digest::{Digest, DigestError, DigestFunction};
 use crate::error::CacheError;
 use crate::store::{BlobStore, MetaTable};
+use buildfleet_model::digest::{Digest, DigestError, DigestFunction};
 
 pub(crate) struct ActionCacheService {
     store: Arc<dyn BlobStore>,
@@ -36,13 +37,13 @@ fn action_digest(
     function: DigestFunction,
 ) -> Result<Digest, CacheError> {
     let wire = wire.ok_or(DigestError::Missing)?;
-    Ok(Digest::from_reapi(wire, function)?)
+    Ok(wire::from_reapi(wire, function)?)
 }
 
 /// Everything `result` needs from the CAS. Output symlinks need nothing;
 /// inlined contents need nothing beyond their digests being valid.
 fn references(result: &ActionResult, function: DigestFunction) -> Result<References, CacheError> {
-    let parse = |d: &buildfleet_proto::reapi::Digest| Digest::from_reapi(d, function);
+    let parse = |d: &buildfleet_proto::reapi::Digest| wire::from_reapi(d, function);
     let mut refs = References::default();
     for file in &result.output_files {
         let wire = file.digest.as_ref().ok_or_else(|| {

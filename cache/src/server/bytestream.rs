@@ -16,10 +16,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::uploads::PartialUploads;
 use super::{on_store, STREAM_CHUNK_BYTES};
-use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::resource_name::{parse_read, parse_write};
 use crate::store::BlobStore;
+use buildfleet_model::digest::Digest;
 
 /// Cap on the buffer reserved up front from a client-declared size, so a
 /// lying header cannot make us allocate gigabytes before any data arrives.

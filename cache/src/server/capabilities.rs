@@ -10,7 +10,7 @@ use buildfleet_proto::reapi::{
 use tonic::{Request, Response, Status};
 
 use super::{wire_function, MAX_BATCH_BYTES};
-use crate::digest::DigestFunction;
+use buildfleet_model::digest::DigestFunction;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CapabilitiesService;

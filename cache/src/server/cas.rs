@@ -1,6 +1,7 @@
 //! The ContentAddressableStorage service: presence checks and small-blob
 //! batches. Large blobs go through ByteStream.
 
+use buildfleet_proto::convert::{from_reapi, to_reapi};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -19,9 +20,9 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{get_tree, on_store, request_function, MAX_BATCH_BYTES};
-use crate::digest::{Digest, DigestFunction};
 use crate::error::CacheError;
 use crate::store::BlobStore;
+use buildfleet_model::digest::{Digest, DigestFunction};
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -55,7 +56,7 @@ fn parse_digests(
     function: DigestFunction,
 ) -> Result<Vec<Digest>, CacheError> {
     wire.iter()
-        .map(|d| Digest::from_reapi(d, function).map_err(CacheError::from))
+        .map(|d| from_reapi(d, function).map_err(CacheError::from))
         .collect()
 }
 
@@ -71,8 +72,8 @@ fn parse_update(
             "compressor {compressor_id}"
         )));
     }
-    let wire = digest.ok_or(crate::digest::DigestError::Missing)?;
-    Ok((Digest::from_reapi(wire, function)?, Bytes::from(data)))
+    let wire = digest.ok_or(buildfleet_model::digest::DigestError::Missing)?;
+    Ok((from_reapi(wire, function)?, Bytes::from(data)))
 }
 
 fn unimplemented(what: &str) -> Status {
@@ -94,7 +95,7 @@ impl ContentAddressableStorage for CasService {
             .into_iter()
             .zip(present)
             .filter(|(_, present)| !present)
-            .map(|(d, _)| d.into())
+            .map(|(d, _)| to_reapi(d))
             .collect();
         Ok(Response::new(FindMissingBlobsResponse {
             missing_blob_digests,
@@ -178,7 +179,7 @@ impl ContentAddressableStorage for CasService {
                     None => (Vec::new(), Err(CacheError::NotFound(digest))),
                 };
                 batch_read_blobs_response::Response {
-                    digest: Some(digest.into()),
+                    digest: Some(to_reapi(digest)),
                     data,
                     compressor: compressor::Value::Identity as i32,
                     status: Some(rpc_status(outcome)),
@@ -199,8 +200,8 @@ impl ContentAddressableStorage for CasService {
         let root = request
             .root_digest
             .as_ref()
-            .ok_or(crate::digest::DigestError::Missing)
-            .and_then(|d| Digest::from_reapi(d, function))
+            .ok_or(buildfleet_model::digest::DigestError::Missing)
+            .and_then(|d| from_reapi(d, function))
             .map_err(CacheError::from)?;
         let pages =
             get_tree::pages(&self.store, root, request.page_size, &request.page_token).await?;

@@ -6,15 +6,16 @@
 //! Checking counts as use: `contains_many` and `get` mark what they touch, so
 //! an entry that is served keeps its content from being evicted before it.
 
+use buildfleet_proto::convert::from_reapi;
 use std::collections::{HashSet, VecDeque};
 
 use buildfleet_proto::reapi::{Directory, Tree};
 use prost::Message;
 
-use crate::digest::{Digest, DigestError, DigestFunction};
 use crate::error::CacheError;
 use crate::store::BlobStore;
 use crate::tree::TreeError;
+use buildfleet_model::digest::{Digest, DigestError, DigestFunction};
 
 /// What an entry needs present.
 #[derive(Debug, Default, Clone)]
@@ -83,7 +84,7 @@ fn walk_directories(
         wanted.extend(file_digests(&dir, digest.function)?);
         for child in &dir.directories {
             let wire = child.digest.as_ref().ok_or(DigestError::Missing)?;
-            let child = Digest::from_reapi(wire, digest.function)?;
+            let child = from_reapi(wire, digest.function)?;
             if seen.insert(child) {
                 queue.push_back(child);
             }
@@ -97,7 +98,7 @@ fn file_digests(dir: &Directory, function: DigestFunction) -> Result<Vec<Digest>
         .iter()
         .map(|f| {
             let wire = f.digest.as_ref().ok_or(DigestError::Missing)?;
-            Ok(Digest::from_reapi(wire, function)?)
+            Ok(from_reapi(wire, function)?)
         })
         .collect()
 }
@@ -119,6 +120,7 @@ mod tests {
 
     use super::*;
     use crate::store::MemoryStore;
+    use buildfleet_proto::convert::to_reapi;
 
     fn put(store: &MemoryStore, function: DigestFunction, data: &[u8]) -> Digest {
         let d = Digest::of_with(function, data);
@@ -129,7 +131,7 @@ mod tests {
     fn file(name: &str, d: Digest) -> FileNode {
         FileNode {
             name: name.into(),
-            digest: Some(d.into()),
+            digest: Some(to_reapi(d)),
             ..Default::default()
         }
     }
@@ -149,7 +151,7 @@ mod tests {
                 files: vec![file("here", present)],
                 directories: vec![DirectoryNode {
                     name: "sub".into(),
-                    digest: Some(leaf_d.into()),
+                    digest: Some(to_reapi(leaf_d)),
                 }],
                 ..Default::default()
             };

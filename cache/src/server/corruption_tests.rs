@@ -1,6 +1,7 @@
 //! Corrupt data on disk is never served over gRPC. In-crate because planting
 //! corrupt data needs the store's test-only raw write.
 
+use buildfleet_proto::convert::to_reapi;
 use std::sync::Arc;
 
 use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
@@ -12,9 +13,9 @@ use tokio::net::TcpListener;
 use tonic::Code;
 
 use super::{serve, wire_function};
-use crate::digest::{Digest, DigestFunction};
 use crate::resource_name::read_resource_name;
 use crate::store::{BlobStore, RocksStore};
+use buildfleet_model::digest::{Digest, DigestFunction};
 
 #[tokio::test]
 async fn corrupt_blobs_on_disk_are_never_served() {
@@ -48,7 +49,7 @@ async fn corrupt_blobs_on_disk_are_never_served() {
 
         let batch = cas
             .batch_read_blobs(BatchReadBlobsRequest {
-                digests: vec![digest.into()],
+                digests: vec![to_reapi(digest)],
                 digest_function: wire_function(function) as i32,
                 ..Default::default()
             })
@@ -66,14 +67,14 @@ async fn corrupt_blobs_on_disk_are_never_served() {
         // Once found corrupt it is deleted: presence checks agree.
         let missing = cas
             .find_missing_blobs(FindMissingBlobsRequest {
-                blob_digests: vec![digest.into()],
+                blob_digests: vec![to_reapi(digest)],
                 digest_function: wire_function(function) as i32,
                 ..Default::default()
             })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(missing.missing_blob_digests, vec![digest.into()]);
+        assert_eq!(missing.missing_blob_digests, vec![to_reapi(digest)]);
         assert_eq!(store.total_bytes(), 0, "{function}: size accounting fixed");
 
         // Corrupted again, ByteStream refuses it too.

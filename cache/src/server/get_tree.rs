@@ -3,6 +3,7 @@
 //! Page tokens are offsets into the breadth-first order. That order is a pure
 //! function of the root digest, so tokens need no server-side state.
 
+use buildfleet_proto::convert as wire;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -10,10 +11,10 @@ use buildfleet_proto::reapi::{Directory, GetTreeResponse};
 use prost::Message;
 
 use super::on_store;
-use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::store::BlobStore;
 use crate::tree::TreeError;
+use buildfleet_model::digest::Digest;
 
 /// Directories per page when the client does not choose.
 const DEFAULT_PAGE_SIZE: usize = 1000;
@@ -86,8 +87,8 @@ fn walk(store: &dyn BlobStore, root: Digest) -> Result<Vec<Directory>, CacheErro
             let wire = child
                 .digest
                 .as_ref()
-                .ok_or(crate::digest::DigestError::Missing)?;
-            let child = Digest::from_reapi(wire, root.function)?;
+                .ok_or(buildfleet_model::digest::DigestError::Missing)?;
+            let child = wire::from_reapi(wire, root.function)?;
             if seen.insert(child) {
                 queue.push_back(child);
             }

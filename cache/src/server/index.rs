@@ -23,9 +23,9 @@ use tonic::{Request, Response, Status};
 use super::completeness::{describe, missing, References};
 use super::instance::{instance_key, strip_instance};
 use super::on_store;
-use crate::digest::Digest;
 use crate::error::CacheError;
 use crate::store::{BlobStore, MetaTable, StoreError};
+use buildfleet_model::digest::Digest;
 
 pub(crate) struct IndexService {
     store: Arc<dyn BlobStore>,

@@ -34,9 +34,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::digest::DigestFunction;
 use crate::error::CacheError;
 use crate::store::{BlobStore, StoreError};
+use buildfleet_model::digest::DigestFunction;
 
 use action_cache::ActionCacheService;
 use bytestream::ByteStreamService;

@@ -7,8 +7,8 @@
 use bytes::Bytes;
 use prost::Message;
 
-use crate::digest::Digest;
 use crate::resource_name::read_resource_name;
+use buildfleet_model::digest::Digest;
 
 /// `google.rpc.PreconditionFailure`.
 #[derive(Clone, PartialEq, Message)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{BlobStore, MemoryStore, MetaTable, RocksStore, StoreError, StoreLimits};
-use crate::digest::{Digest, DigestFunction};
+use buildfleet_model::digest::{Digest, DigestFunction};
 
 /// What the suite needs beyond the trait: a way to plant corrupt data.
 trait Corruptible: BlobStore {

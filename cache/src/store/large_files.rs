@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 /// Blobs at least this large are stored as files.
 pub const LARGE_BLOB_BYTES: u64 = 1024 * 1024;

@@ -7,7 +7,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::limits::log_eviction;
 use super::{verify, BlobStore, MetaTable, StoreError, StoreLimits};
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 /// Blobs in a hash map, with an LRU order kept beside them. Nothing survives
 /// the process.

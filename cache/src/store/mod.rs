@@ -16,7 +16,7 @@ mod conformance;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 pub use limits::StoreLimits;
 pub use memory::MemoryStore;

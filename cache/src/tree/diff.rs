@@ -4,7 +4,7 @@
 
 use super::encoding::DirectoryListing;
 use super::{Listings, TreeError};
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {

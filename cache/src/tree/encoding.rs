@@ -2,13 +2,15 @@
 //! places prost types are allowed: everything else works on
 //! [`DirectoryListing`].
 
+use buildfleet_model::DigestFunction;
+use buildfleet_proto::convert::{from_reapi, to_reapi};
 use bytes::Bytes;
 use prost::Message;
 
 use buildfleet_proto::reapi;
 
 use super::TreeError;
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 /// A directory's immediate contents, in plain Rust.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,7 +60,7 @@ impl DirectoryListing {
                 .iter()
                 .map(|f| reapi::FileNode {
                     name: f.name.clone(),
-                    digest: Some(f.digest.into()),
+                    digest: Some(to_reapi(f.digest)),
                     is_executable: f.executable,
                     node_properties: None,
                 })
@@ -68,7 +70,7 @@ impl DirectoryListing {
                 .iter()
                 .map(|d| reapi::DirectoryNode {
                     name: d.name.clone(),
-                    digest: Some(d.digest.into()),
+                    digest: Some(to_reapi(d.digest)),
                 })
                 .collect(),
             symlinks: self
@@ -127,9 +129,9 @@ pub(crate) fn listing_from_proto(dir: &reapi::Directory) -> Result<DirectoryList
     let digest_of = |name: &str, d: &Option<reapi::Digest>| -> Result<Digest, TreeError> {
         let wire = d.as_ref().ok_or_else(|| TreeError::InvalidDigest {
             name: name.to_owned(),
-            source: crate::digest::DigestError::Missing,
+            source: buildfleet_model::digest::DigestError::Missing,
         })?;
-        Digest::try_from(wire).map_err(|source| TreeError::InvalidDigest {
+        from_reapi(wire, DigestFunction::Blake3).map_err(|source| TreeError::InvalidDigest {
             name: name.to_owned(),
             source,
         })
@@ -239,7 +241,7 @@ mod tests {
         let dir = reapi::Directory {
             files: vec![reapi::FileNode {
                 name: "x".into(),
-                digest: Some(Digest::empty().into()),
+                digest: Some(to_reapi(Digest::empty())),
                 ..Default::default()
             }],
             symlinks: vec![reapi::SymlinkNode {

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use super::TreeError;
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 /// Hashing threads. Small on purpose: more rarely helps on the 2–8 core
 /// machines that submit builds, and it leaves room for the rest of the CLI.
@@ -42,7 +42,7 @@ pub(super) fn hash_file(path: &Path, buf: &mut [u8]) -> Result<Digest, TreeError
         size += n as u64;
     }
     Ok(Digest {
-        function: crate::digest::DigestFunction::Blake3,
+        function: buildfleet_model::digest::DigestFunction::Blake3,
         hash: *hasher.finalize().as_bytes(),
         size_bytes: size,
     })

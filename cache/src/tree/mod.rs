@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 pub use diff::{diff, Change, ChangeKind};
 pub(crate) use encoding::listing_from_proto;
@@ -64,7 +64,7 @@ pub enum TreeError {
     InvalidDigest {
         name: String,
         #[source]
-        source: crate::digest::DigestError,
+        source: buildfleet_model::digest::DigestError,
     },
 }
 

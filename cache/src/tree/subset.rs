@@ -9,7 +9,7 @@ use globset::GlobSet;
 
 use super::encoding::{DirectoryEntry, DirectoryListing};
 use super::{Listings, TreeError};
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 /// A filtered tree: its root and the directory blobs that encode it (new
 /// ones must be uploaded before anyone else can walk the subset).

@@ -7,7 +7,7 @@ use ignore::WalkBuilder;
 
 use super::encoding::{DirectoryEntry, DirectoryListing, FileEntry, SymlinkEntry};
 use super::{file_hash, BlobSource, Snapshot, TreeError};
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 struct PendingFile {
     dir: PathBuf,

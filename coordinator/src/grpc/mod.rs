@@ -13,8 +13,6 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, info_span, Instrument};
 
-pub use convert::{state_from_pb, state_to_pb};
-
 use crate::history::History;
 use crate::hub::{CoordinatorConfig, Hub};
 

@@ -43,8 +43,8 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         };
         let pipeline =
             pipeline::parse(&path, &req.pipeline_yaml).map_err(CoordinatorError::from)?;
-        let root =
-            convert::input_root_from_pb(req.input_root).map_err(CoordinatorError::BadRequest)?;
+        let root = buildfleet_proto::convert::input_root(req.input_root.as_ref())
+            .map_err(|e| CoordinatorError::BadRequest(e.to_string()))?;
         let key = Some(req.idempotency_key).filter(|k| !k.is_empty());
         let split_items: std::collections::BTreeMap<String, Vec<String>> = req
             .split_items

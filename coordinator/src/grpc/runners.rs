@@ -5,16 +5,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use buildfleet_proto::convert as wire;
 use buildfleet_proto::v1 as pb;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, info_span, warn, Instrument};
 
-use super::convert;
 use crate::error::CoordinatorError;
 use crate::hub::{Hub, Outbound};
-use crate::scheduler::{RunnerView, ShardReport};
-use crate::state::State;
+use crate::scheduler::RunnerView;
 
 pub struct RunnerService {
     pub hub: Arc<Hub>,
@@ -25,7 +24,7 @@ type OutStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status
 fn outbound_to_pb(m: Outbound) -> pb::CoordinatorMessage {
     use pb::coordinator_message::Msg;
     let msg = match m {
-        Outbound::Lease(l) => Msg::Lease(convert::lease_to_pb(*l)),
+        Outbound::Lease(l) => Msg::Lease((*l).into()),
         Outbound::Cancel(c) => Msg::Cancel(pb::CancelLease {
             lease_id: c.lease_id,
             reason: c.reason,
@@ -143,42 +142,21 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
                 runner_id,
                 &l.lease_id,
                 l.seq,
-                convert::stream_from_pb(l.stream),
+                wire::log_stream_from_wire(l.stream),
                 l.data,
                 Instant::now(),
             )
         }),
         Some(Msg::Result(r)) => {
-            // A malformed result still ends the shard — as a failure saying
-            // why — so it never hangs in `running` or passes as green.
-            let checked = match r.state.as_ref().map(convert::state_from_pb) {
-                Some(Ok(s)) if s.is_terminal() => Ok(s),
-                Some(Ok(s)) => Err(format!("a non-terminal result state `{}`", s.name())),
-                Some(Err(e)) => Err(format!("an invalid result: {e}")),
-                None => Err("a result without a state".to_string()),
-            };
-            let state = checked.unwrap_or_else(|what| {
-                warn!(lease = %r.lease_id, %what, "malformed shard result");
-                State::failed(format!("runner reported {what}"))
-            });
+            let received = wire::shard_report_from_wire(r);
+            if let Some(what) = &received.malformed {
+                warn!(lease = %received.lease_id, %what, "malformed shard result");
+            }
             hub.with(|s| {
                 s.record_result(
                     runner_id,
-                    &r.lease_id,
-                    ShardReport {
-                        state,
-                        duration_ms: r.duration_ms,
-                        last_log_seq: r.last_log_seq,
-                        cache: r.cache.iter().map(convert::cache_report_from_pb).collect(),
-                        tests: r.tests.iter().map(convert::test_from_pb).collect(),
-                        items: r.items.clone(),
-                        full_log: r.full_log.as_ref().map(|d| crate::run::InputRoot {
-                            hash: d.hash.clone(),
-                            size_bytes: d.size_bytes.max(0) as u64,
-                        }),
-                        log_dropped: r.log_dropped_bytes,
-                        muted: r.muted.as_ref().map(convert::contract_from_pb),
-                    },
+                    &received.lease_id,
+                    received.report,
                     Instant::now(),
                 )
             })?;

@@ -11,12 +11,12 @@ use super::error::Collector;
 use super::fields::{self, Fields};
 use super::suggest;
 use super::yaml::{Node, Pos, ScalarKind, Value};
-use super::CacheDef;
+use super::CacheSpec;
 
 const CACHE_KEYS: &[&str] = &["key_files", "paths", "version", "restore"];
 
 /// Parses `caches:`; names keep their positions for "unknown cache" errors.
-pub(super) fn section(node: &Node, errors: &mut Collector) -> BTreeMap<String, CacheDef> {
+pub(super) fn section(node: &Node, errors: &mut Collector) -> BTreeMap<String, CacheSpec> {
     let mut caches = BTreeMap::new();
     let Value::Mapping(pairs) = &node.value else {
         errors.error_with_hint(
@@ -44,6 +44,16 @@ pub(super) fn section(node: &Node, errors: &mut Collector) -> BTreeMap<String, C
                 "cache names may only contain letters, digits, `_`, `.` and `-`",
             );
         }
+        if name == buildfleet_model::CacheName::STEP {
+            // Reports name the step-result cache `step`: a dependency cache
+            // of that name would be mistaken for it in every summary.
+            errors.error_with_hint(
+                key.pos,
+                format!("cache name `{name}` is reserved for the step-result cache"),
+                "pick another name, such as `step-deps`",
+            );
+            continue;
+        }
         if caches.contains_key(name) {
             errors.error(key.pos, format!("duplicate cache name `{name}`"));
             continue;
@@ -62,7 +72,7 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn definition(name: &str, node: &Node, errors: &mut Collector) -> Option<CacheDef> {
+fn definition(name: &str, node: &Node, errors: &mut Collector) -> Option<CacheSpec> {
     let owner = format!("in cache `{name}`");
     let Some(map) = Fields::of(node, &owner, CACHE_KEYS, errors) else {
         errors.error_with_hint(
@@ -110,11 +120,11 @@ fn definition(name: &str, node: &Node, errors: &mut Collector) -> Option<CacheDe
         .and_then(|n| fields::string_list(n, "restore", "cache key prefixes", errors))
         .map(|entries| entries.into_iter().map(|(p, _)| p).collect())
         .unwrap_or_default();
-    Some(CacheDef {
+    Some(CacheSpec {
         name: name.to_owned(),
         key_files,
         paths,
-        version,
+        version: version.unwrap_or_default(),
         restore,
     })
 }
@@ -194,7 +204,7 @@ pub(super) fn enabled(node: &Node, errors: &mut Collector) -> Option<bool> {
 pub(super) fn check_references(
     step: &str,
     used: &[(String, Pos)],
-    defined: &BTreeMap<String, CacheDef>,
+    defined: &BTreeMap<String, CacheSpec>,
     errors: &mut Collector,
 ) {
     for (name, pos) in used {

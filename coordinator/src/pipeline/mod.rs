@@ -19,6 +19,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use buildfleet_model::{CacheSpec, Resources};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -37,23 +38,8 @@ pub struct Pipeline {
     /// Applies to every step; a step's own `env` wins on conflicts.
     pub env: BTreeMap<String, String>,
     /// Dependency caches by name, as declared in `caches:`.
-    pub caches: BTreeMap<String, CacheDef>,
+    pub caches: BTreeMap<String, CacheSpec>,
     pub stages: Vec<Stage>,
-}
-
-/// A dependency cache: restored into `paths` before a step runs, saved after
-/// it succeeds, keyed by the contents of `key_files`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheDef {
-    pub name: String,
-    /// Relative to the working directory; literal paths, not globs, so the
-    /// key can name exactly which file changed.
-    pub key_files: Vec<String>,
-    /// Relative to the working directory and guaranteed not to escape it.
-    pub paths: Vec<String>,
-    pub version: Option<String>,
-    /// Key prefixes tried in order when the exact key misses.
-    pub restore: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,12 +105,6 @@ pub struct Step {
 }
 
 /// `resources:` on a step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Resources {
-    pub memory_bytes: Option<u64>,
-    /// Thousandths of a CPU.
-    pub cpu_millis: Option<u32>,
-}
 
 /// The variable whose value differs on every run by design.
 pub const RUN_ID_VAR: &str = "BUILDFLEET_RUN_ID";
@@ -266,6 +246,16 @@ impl Pipeline {
             .map(|m| Duration::from_secs(u64::from(m) * 60) / stages)
     }
 
+    /// A step's environment before it has shards (a listing lease): the
+    /// pipeline's env, the step's own (winning on conflicts) and
+    /// `BUILDFLEET_STEP`.
+    pub fn step_env(&self, step: &Step) -> BTreeMap<String, String> {
+        let mut env = self.env.clone();
+        env.extend(step.env.clone());
+        env.insert("BUILDFLEET_STEP".into(), step.name.clone());
+        env
+    }
+
     /// The environment a shard of `step` runs with, apart from the per-run
     /// `BUILDFLEET_RUN_ID`: the pipeline's env, the step's own (winning on
     /// conflicts), and the step/shard variables. One definition, because
@@ -277,9 +267,7 @@ impl Pipeline {
         shard_count: u32,
         items: &[String],
     ) -> BTreeMap<String, String> {
-        let mut env = self.env.clone();
-        env.extend(step.env.clone());
-        env.insert("BUILDFLEET_STEP".into(), step.name.clone());
+        let mut env = self.step_env(step);
         env.insert("BUILDFLEET_SHARD_INDEX".into(), shard.to_string());
         env.insert("BUILDFLEET_SHARD_COUNT".into(), shard_count.to_string());
         if let Some(split) = &step.split {

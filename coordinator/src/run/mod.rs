@@ -7,22 +7,16 @@ mod clock;
 mod split_step;
 pub mod verdict;
 
+use buildfleet_model::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache_report::CacheReport;
 use crate::events::{EventKind, EventLog, LogEntry, LogStream, StateChange};
 use crate::pipeline::{Pipeline, Split};
-use crate::state::{combine, State};
+use buildfleet_model::cache::CacheReport;
+use buildfleet_model::state::{combine, State};
 
 pub use split_step::{plan_split, Planned, SplitInfo};
-
-/// Content address of the submitted input tree, passed through to runners.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct InputRoot {
-    pub hash: String,
-    pub size_bytes: u64,
-}
 
 /// Per-run choices made at submission.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -101,7 +95,7 @@ pub struct ShardRun {
     pub started: Option<Instant>,
     pub duration_ms: u64,
     pub cache: Vec<CacheReport>,
-    pub tests: Vec<crate::test_result::TestResult>,
+    pub tests: Vec<buildfleet_model::test_result::TestResult>,
     /// This shard's share of a split step's items (recorded once, when
     /// the step is planned, so any re-run stays within exactly these).
     pub items: Vec<String>,
@@ -111,7 +105,7 @@ pub struct ShardRun {
     /// Predicted from history (zero without).
     pub predicted: Duration,
     /// The last attempt's whole log in the cache, and what its cap dropped.
-    pub full_log: Option<InputRoot>,
+    pub full_log: Option<Digest>,
     pub log_dropped: u64,
     /// Flaky re-runs used (`retries: { flaky }`).
     pub flaky_reruns: u32,
@@ -174,7 +168,7 @@ pub struct Run {
     #[serde(skip)]
     pub pipeline: Pipeline,
     pub pipeline_path: String,
-    pub input_root: InputRoot,
+    pub input_root: Digest,
     pub options: RunOptions,
     #[serde(with = "clock")]
     pub created: Instant,
@@ -200,7 +194,7 @@ impl Run {
         id: String,
         pipeline: Pipeline,
         pipeline_path: String,
-        input_root: InputRoot,
+        input_root: Digest,
         options: RunOptions,
         now: Instant,
     ) -> Run {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::history::ItemHistory;
 use crate::pipeline::Shards;
 use crate::split::{choose_shard_count, plan, Estimate, Plan};
-use crate::state::fmt_ms;
+use buildfleet_model::duration::fmt_ms;
 
 /// How a split step's items were divided, for the summary and the log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

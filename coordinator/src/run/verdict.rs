@@ -6,11 +6,12 @@
 //! and every one of them is quarantined; a re-run happens only for failures
 //! the reports name; a test missing from a re-run stays failed.
 
+use buildfleet_model::MutedCheck;
 use std::collections::BTreeSet;
 
 use crate::split::attribute::Attribution;
-use crate::state::{Failure, State};
-use crate::test_result::TestResult;
+use buildfleet_model::state::{Failure, State};
+use buildfleet_model::test_result::TestResult;
 
 /// How to treat one ended attempt.
 pub struct Inputs<'a> {
@@ -26,17 +27,7 @@ pub struct Inputs<'a> {
     pub fail_on_flaky: bool,
     /// The runner's check of the rest of the contract (outputs, verify)
     /// for a non-zero exit whose failed tests are all quarantined.
-    pub muted: Option<Contract>,
-}
-
-/// What the runner found of a step's other promises (declared outputs
-/// present and confirmed, `verify:` passing) for an exit the quarantine
-/// may mute.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Contract {
-    Met,
-    /// What still failed.
-    Unmet(String),
+    pub muted: Option<MutedCheck>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -133,14 +124,14 @@ pub fn judge(input: Inputs<'_>) -> Verdict {
                 // Muting a test failure does not excuse the step's other
                 // promises: its outputs and checks must hold as for exit 0.
                 match &input.muted {
-                    Some(Contract::Met) => {
+                    Some(MutedCheck::Met) => {
                         notes.push(format!(
                             "exit code {code} muted: every failed test is quarantined, and the step's outputs and verify passed"
                         ));
                         muted_exit = Some(code);
                         State::Succeeded
                     }
-                    Some(Contract::Unmet(why)) => State::Failed(Failure {
+                    Some(MutedCheck::Unmet(why)) => State::Failed(Failure {
                         exit_code: Some(code),
                         signal: None,
                         reason: format!(
@@ -247,7 +238,7 @@ fn rerun_items(items: &[String], failing: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_result::TestOutcome;
+    use buildfleet_model::test_result::TestOutcome;
 
     fn t(id: &str, outcome: TestOutcome, attempt: u32) -> TestResult {
         TestResult {
@@ -290,7 +281,7 @@ mod tests {
             quarantine,
             retries_left,
             fail_on_flaky: false,
-            muted: Some(Contract::Met),
+            muted: Some(MutedCheck::Met),
         }
     }
 
@@ -470,7 +461,7 @@ mod tests {
         let q: BTreeSet<String> = ["t.a::x".to_string()].into();
         let failed = || vec![t("t.a::x", Failed, 1)];
         let mut missing = inputs(exit(1), failed(), &[], &items, &q, 0);
-        missing.muted = Some(Contract::Unmet(
+        missing.muted = Some(MutedCheck::Unmet(
             "missing-output: declared output `dist/app` does not exist".into(),
         ));
         let Verdict::Final {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::{RunnerView, Scheduler};
-use crate::state::State;
+use buildfleet_model::state::State;
 
 impl Scheduler {
     /// Fails steps that waited too long for a runner with matching labels.

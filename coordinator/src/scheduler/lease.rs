@@ -3,45 +3,11 @@
 //! use the step-result cache (and if not, why), and whether a secret it
 //! needs has expired since the run began.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::pipeline::CacheDef;
-use crate::run::{InputRoot, Run};
+use buildfleet_model::{Lease, LeaseKind};
 
-/// What a runner is told to do.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LeaseSpec {
-    pub lease_id: String,
-    pub run_id: String,
-    pub step: String,
-    pub shard_index: u32,
-    pub shard_count: u32,
-    pub command: String,
-    pub env: BTreeMap<String, String>,
-    pub input_root: InputRoot,
-    pub timeout: Option<Duration>,
-    pub outputs: Vec<String>,
-    pub caches: Vec<CacheDef>,
-    /// Why the runner neither reuses nor stores a step result for this
-    /// lease (`--no-cache`, `cache: false`, secrets, a re-run); `None` = it may.
-    pub action_cache_off: Option<String>,
-    pub inputs: Vec<String>,
-    pub project: String,
-    pub reports: Vec<String>,
-    pub items: Vec<String>,
-    /// A listing lease: run the list command and return its lines.
-    pub list_items: bool,
-    pub attempt: u32,
-    pub verify: Vec<String>,
-    /// Only the secrets this step declared.
-    pub secrets: BTreeMap<String, String>,
-    pub log_cap: u64,
-    /// The quarantine file's test ids: the runner checks outputs and verify
-    /// for an exit they may mute.
-    pub quarantine: Vec<String>,
-    pub resources: crate::pipeline::Resources,
-}
+use crate::run::Run;
 
 /// Why a lease may not use the step-result cache; `None` = it may.
 fn action_cache_off(run: &Run, def: &crate::pipeline::Step, attempt: u32) -> Option<String> {
@@ -56,55 +22,108 @@ fn action_cache_off(run: &Run, def: &crate::pipeline::Step, attempt: u32) -> Opt
     run.pipeline.result_cache_off(def)
 }
 
-pub(super) fn lease_spec(run: &Run, step: usize, shard: usize, lease_id: String) -> LeaseSpec {
+/// Which lease of a step to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LeaseFor {
+    /// Shard `n` of the step.
+    Shard(usize),
+    /// The step's `split: { list }` command, before it has shards.
+    Listing,
+}
+
+/// The lease for a shard of a step, or for its listing. A listing reads
+/// the tree and acts on nothing: it gets the list command, the step's env
+/// without shard variables, its inputs and caches — and no outputs,
+/// reports, verify, quarantine or secrets (its stdout becomes items that
+/// reach the summary, stored runs and history: a secret in its
+/// environment could be printed into all of them).
+pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) -> Lease {
     let st = &run.steps[step];
     let def = run
         .pipeline
         .step(&st.name)
         .expect("run steps come from the pipeline");
-    let (items, attempt) = st
-        .shards
-        .get(shard)
-        .map_or((Vec::new(), 1), |s| (s.attempt_items.clone(), s.attempt));
-    let mut env = run
-        .pipeline
-        .shard_env(def, shard as u32, st.shards.len() as u32, &items);
+    let listing_command = match &def.split {
+        Some(crate::pipeline::Split::List(command)) => command.clone(),
+        _ => def.run.clone(),
+    };
+    let (kind, command, mut env, shard_index, shard_count, items, attempt) = match target {
+        LeaseFor::Shard(shard) => {
+            let (items, attempt) = st
+                .shards
+                .get(shard)
+                .map_or((Vec::new(), 1), |s| (s.attempt_items.clone(), s.attempt));
+            let count = st.shards.len() as u32;
+            let env = run.pipeline.shard_env(def, shard as u32, count, &items);
+            let command = def.run.clone();
+            (
+                LeaseKind::Shard,
+                command,
+                env,
+                shard as u32,
+                count,
+                items,
+                attempt,
+            )
+        }
+        LeaseFor::Listing => {
+            let mut env = run.pipeline.step_env(def);
+            env.insert("BUILDFLEET_LISTING".into(), "1".into());
+            (
+                LeaseKind::Listing,
+                listing_command,
+                env,
+                0,
+                1,
+                Vec::new(),
+                1,
+            )
+        }
+    };
     env.insert(crate::pipeline::RUN_ID_VAR.into(), run.id.clone());
-    LeaseSpec {
+    let acts = kind == LeaseKind::Shard;
+    let when_acting = |v: &Vec<String>| if acts { v.clone() } else { Vec::new() };
+    Lease {
         lease_id,
         run_id: run.id.clone(),
         step: st.name.clone(),
-        shard_index: shard as u32,
-        shard_count: st.shards.len() as u32,
-        command: def.run.clone(),
+        shard_index,
+        shard_count,
+        kind,
+        command,
         env,
-        input_root: run.input_root.clone(),
+        input_root: run.input_root,
         timeout: def.timeout,
-        outputs: def.outputs.clone(),
+        outputs: when_acting(&def.outputs),
         // Validation guarantees every name resolves.
         caches: def
             .caches
             .iter()
             .filter_map(|name| run.pipeline.caches.get(name).cloned())
             .collect(),
-        action_cache_off: action_cache_off(run, def, attempt),
+        action_cache_off: match kind {
+            LeaseKind::Shard => action_cache_off(run, def, attempt),
+            LeaseKind::Listing => Some("a listing lease always runs".into()),
+        },
         inputs: def.inputs.clone(),
         project: run.options.project.clone(),
-        reports: def.reports.clone(),
+        reports: when_acting(&def.reports),
         items,
-        list_items: false,
         attempt,
-        verify: def.verify.clone(),
-        secrets: def
-            .secrets
-            .iter()
-            .filter_map(|n| run.options.secrets.get(n).map(|v| (n.clone(), v.clone())))
-            .collect(),
-        log_cap: def.log_cap.unwrap_or(run.options.log_cap),
+        verify: when_acting(&def.verify),
+        secrets: match kind {
+            LeaseKind::Shard => def
+                .secrets
+                .iter()
+                .filter_map(|n| run.options.secrets.get(n).map(|v| (n.clone(), v.clone())))
+                .collect(),
+            LeaseKind::Listing => Default::default(),
+        },
+        log_cap: Some(def.log_cap.unwrap_or(run.options.log_cap)).filter(|&cap| cap > 0),
         // Only a step with reports can name the failed tests it would mute.
-        quarantine: match def.reports.is_empty() {
-            true => Vec::new(),
-            false => run.options.quarantine.iter().cloned().collect(),
+        quarantine: match acts && !def.reports.is_empty() {
+            true => run.options.quarantine.iter().cloned().collect(),
+            false => Vec::new(),
         },
         resources: def.resources,
     }

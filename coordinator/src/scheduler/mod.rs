@@ -1,20 +1,19 @@
 //! The scheduling core: runs, runners and leases, with no network and no clock
 //! of its own (callers pass `now`), so every rule is tested in plain Rust.
 
+use buildfleet_model::{Digest, Lease};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::cache_report::CacheReport;
 use crate::error::CoordinatorError;
 use crate::events::{Event, EventKind, LogEntry, LogStream};
 use crate::history::History;
 use crate::pipeline::Pipeline;
-use crate::run::{InputRoot, Listing, Run, RunOptions};
-use crate::state::State;
-use crate::test_result::TestResult;
+use crate::run::{Listing, Run, RunOptions};
+use buildfleet_model::state::State;
 
 mod deadlines;
 mod lease;
@@ -22,10 +21,9 @@ mod restore;
 mod runners;
 mod split;
 
-pub use lease::LeaseSpec;
-use lease::{expired_secret, lease_spec};
+pub use buildfleet_model::ShardReport;
+use lease::{expired_secret, LeaseFor};
 use runners::pick_runner;
-use split::listing_spec;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -74,47 +72,10 @@ impl RunnerView {
     }
 }
 
-/// What a runner reported when a shard ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShardReport {
-    pub state: State,
-    pub duration_ms: u64,
-    /// Sequence number of the last log chunk sent, to detect lost chunks.
-    pub last_log_seq: u64,
-    pub cache: Vec<CacheReport>,
-    pub tests: Vec<TestResult>,
-    /// What a listing lease's command printed.
-    pub items: Vec<String>,
-    /// The attempt's whole log in the cache, and what the cap dropped.
-    pub full_log: Option<InputRoot>,
-    pub log_dropped: u64,
-    /// For a non-zero exit whose failed tests are all quarantined: whether
-    /// the rest of the step's contract (outputs, verify) held; `None` when
-    /// the runner did not check it.
-    pub muted: Option<crate::run::verdict::Contract>,
-}
-
-impl ShardReport {
-    /// A report with no log and no cache activity (tests, synthetic ends).
-    pub fn of(state: State, duration_ms: u64) -> ShardReport {
-        ShardReport {
-            state,
-            duration_ms,
-            last_log_seq: 0,
-            cache: Vec::new(),
-            tests: Vec::new(),
-            items: Vec::new(),
-            full_log: None,
-            log_dropped: 0,
-            muted: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
     pub runner_id: String,
-    pub lease: LeaseSpec,
+    pub lease: Lease,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,7 +152,7 @@ impl Scheduler {
         &mut self,
         pipeline: Pipeline,
         pipeline_path: String,
-        input_root: InputRoot,
+        input_root: Digest,
         options: RunOptions,
         idempotency_key: Option<String>,
         now: Instant,
@@ -330,7 +291,7 @@ impl Scheduler {
                     run.set_step_state(step, State::Running, now);
                     let line = format!("listing the step's items on runner {}", runner.name);
                     run.system_log(step, 0, &line);
-                    let lease = listing_spec(run, step, lease_id.clone());
+                    let lease = lease::build(run, step, LeaseFor::Listing, lease_id.clone());
                     self.leases.insert(
                         lease_id,
                         LeaseRef {
@@ -361,7 +322,7 @@ impl Scheduler {
                     sh.runner = Some(runner.name.clone());
                     sh.lease = Some(lease_id.clone());
                     sh.attempt += 1;
-                    let lease = lease_spec(run, step, shard, lease_id.clone());
+                    let lease = lease::build(run, step, LeaseFor::Shard(shard), lease_id.clone());
                     run.set_shard_state(step, shard, State::Running, now);
                     self.leases.insert(
                         lease_id,

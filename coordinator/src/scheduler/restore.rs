@@ -11,7 +11,7 @@ use crate::events::{EventKind, EventLog, NoticeKind};
 use crate::persist::RunStore;
 use crate::run::{Listing, Run};
 use crate::secrets::Resolved;
-use crate::state::State;
+use buildfleet_model::state::State;
 
 impl Scheduler {
     /// Forgets the oldest finished runs beyond `keep_runs`, in memory and

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::{RunnerView, Scheduler};
 use crate::error::CoordinatorError;
 use crate::run::Run;
-use crate::state::State;
+use buildfleet_model::state::State;
 
 impl Scheduler {
     pub fn register_runner(&mut self, view: RunnerView) {

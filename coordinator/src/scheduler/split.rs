@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::{lease_spec, LeaseSpec, Scheduler, ShardReport};
+use super::{Scheduler, ShardReport};
 use crate::pipeline::Split;
 use crate::run::Run;
-use crate::state::State;
+use buildfleet_model::state::State;
 
 impl Scheduler {
     /// Divides a split step's items over shards using what history knows.
@@ -88,7 +88,7 @@ impl Scheduler {
                 let line = format!(
                     "`{command}` listed {} item(s) in {}",
                     report.items.len(),
-                    crate::state::fmt_ms(report.duration_ms)
+                    buildfleet_model::duration::fmt_ms(report.duration_ms)
                 );
                 run.system_log(step, 0, &line);
                 self.plan_step(run, step, &report.items, now);
@@ -256,40 +256,4 @@ impl Scheduler {
             }
         }
     }
-}
-
-/// A listing lease: the list command on the step's inputs and caches, with
-/// the step's env but no shard variables (there are no shards yet).
-pub(super) fn listing_spec(run: &Run, step: usize, lease_id: String) -> LeaseSpec {
-    let mut spec = lease_spec(run, step, usize::MAX, lease_id);
-    let def = run
-        .pipeline
-        .step(&spec.step)
-        .expect("run steps come from the pipeline");
-    if let Some(Split::List(command)) = &def.split {
-        spec.command = command.clone();
-    }
-    for var in [
-        "BUILDFLEET_SHARD_INDEX",
-        "BUILDFLEET_SHARD_COUNT",
-        "BUILDFLEET_SHARD_ITEMS",
-        "BUILDFLEET_SHARD_FILES",
-    ] {
-        spec.env.remove(var);
-    }
-    spec.env.insert("BUILDFLEET_LISTING".into(), "1".into());
-    spec.shard_index = 0;
-    spec.shard_count = 1;
-    spec.outputs.clear();
-    spec.reports.clear();
-    // A listing reads the tree; it acts on nothing. Its stdout becomes
-    // items that reach the summary, stored runs and history: a secret in
-    // its environment could be printed into all of them.
-    spec.secrets.clear();
-    spec.verify.clear();
-    spec.quarantine.clear();
-    spec.action_cache_off = Some("a listing lease always runs".into());
-    spec.list_items = true;
-    spec.attempt = 1;
-    spec
 }

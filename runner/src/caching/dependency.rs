@@ -13,15 +13,7 @@ use super::explain;
 use super::records::Manifest;
 use super::{Outcome, Report};
 
-/// A dependency cache as the pipeline declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheSpec {
-    pub name: String,
-    pub key_files: Vec<String>,
-    pub paths: Vec<String>,
-    pub version: String,
-    pub restore: Vec<String>,
-}
+pub use buildfleet_model::CacheSpec;
 
 /// A cache with its key computed from the files in a working directory.
 #[derive(Debug, Clone)]

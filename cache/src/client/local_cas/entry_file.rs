@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::index::{EntryKey, EntryStat};
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 /// Every entry's mtime: 2000-01-01T00:00:00Z. Any write to an entry (through
 /// any of its hard links) sets the mtime to "now", so an entry whose mtime
@@ -130,7 +130,7 @@ pub fn hash_reader(reader: &mut impl Read) -> io::Result<Digest> {
         size += n as u64;
     }
     Ok(Digest {
-        function: crate::digest::DigestFunction::Blake3,
+        function: buildfleet_model::digest::DigestFunction::Blake3,
         hash: *hasher.finalize().as_bytes(),
         size_bytes: size,
     })
@@ -167,7 +167,7 @@ pub fn copy_hashing(from: &Path, to: &Path, executable: bool) -> io::Result<(Dig
     out.flush()?;
     let size = tee.size;
     let digest = Digest {
-        function: crate::digest::DigestFunction::Blake3,
+        function: buildfleet_model::digest::DigestFunction::Blake3,
         hash: *hasher.finalize().as_bytes(),
         size_bytes: size,
     };

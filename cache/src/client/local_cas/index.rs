@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 /// One cache entry: the same content as executable and as plain file are two
 /// entries, because hard links share the inode and so its mode.

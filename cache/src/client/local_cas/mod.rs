@@ -36,8 +36,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use thiserror::Error;
 
-use crate::digest::Digest;
 use crate::error::CacheError;
+use buildfleet_model::digest::Digest;
 pub use entry_file::{copy_entry, Placement};
 use entry_file::{entry_name, fan_out, looks_intact, parse_entry_name, stat_entry, stat_of};
 pub(crate) use entry_file::{link_or_copy, PlaceError};

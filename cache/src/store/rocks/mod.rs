@@ -31,7 +31,7 @@ use rocksdb::{DBCompressionType, Direction, IteratorMode, Options, WriteBatch, D
 use super::large_files::LargeFiles;
 use super::limits::log_eviction;
 use super::{verify, BlobStore, MetaTable, StoreError, StoreLimits};
-use crate::digest::Digest;
+use buildfleet_model::digest::Digest;
 
 /// Values at least this large go to blob files, so compactions of the LSM tree
 /// don't keep rewriting multi-megabyte file contents.

@@ -31,10 +31,10 @@ fn caches_and_step_cache_fields_parse() {
         strings(&["requirements.txt", "constraints.txt"])
     );
     assert_eq!(deps.paths, strings(&[".venv"]));
-    assert_eq!(deps.version.as_deref(), Some("2"));
+    assert_eq!(deps.version, "2");
     assert_eq!(deps.restore, strings(&["deps/2/", "deps/"]));
     let npm = &p.caches["npm"];
-    assert_eq!(npm.version.as_deref(), Some("3"));
+    assert_eq!(npm.version, "3");
     assert!(npm.restore.is_empty());
     let unit = p.step("unit").unwrap();
     assert_eq!(unit.caches, strings(&["deps", "npm"]));
@@ -146,6 +146,20 @@ fn a_cache_needs_key_files_and_paths() {
         "      - { name: x, run: 'true' }",
     ]);
     single_error(&text, 3, 9, &["missing", "`key_files`", "cache `deps`"]);
+}
+
+#[test]
+fn a_dependency_cache_may_not_take_the_step_result_cache_s_name() {
+    let text = lines(&[
+        "version: 1",
+        "caches:",
+        "  step: { key_files: [a], paths: [x] }",
+        "stages:",
+        "  - name: b",
+        "    steps:",
+        "      - { name: x, run: 'true' }",
+    ]);
+    single_error(&text, 3, 3, &["`step`", "reserved"]);
 }
 
 #[test]

@@ -6,7 +6,6 @@
 
 use std::fmt;
 
-use buildfleet_proto::{reapi, v1};
 use sha2::Digest as _;
 use thiserror::Error;
 
@@ -14,7 +13,9 @@ use thiserror::Error;
 /// [`Digest`] stays `Copy` and fixed-size.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub enum DigestFunction {
+    /// BLAKE3: what buildfleet's own tools hash with.
     Blake3,
+    /// SHA-256: the REAPI default of Bazel-family clients.
     Sha256,
 }
 
@@ -37,14 +38,15 @@ impl DigestFunction {
 
     /// A stable one-byte tag for storage keys. Never renumber: persisted
     /// keys depend on it.
-    pub(crate) fn tag(self) -> u8 {
+    pub fn tag(self) -> u8 {
         match self {
             DigestFunction::Blake3 => b'b',
             DigestFunction::Sha256 => b's',
         }
     }
 
-    pub(crate) fn from_tag(tag: u8) -> Option<DigestFunction> {
+    /// The inverse of [`DigestFunction::tag`].
+    pub fn from_tag(tag: u8) -> Option<DigestFunction> {
         DigestFunction::ALL.into_iter().find(|f| f.tag() == tag)
     }
 
@@ -66,12 +68,14 @@ impl fmt::Display for DigestFunction {
 /// Hashes data fed in pieces with one [`DigestFunction`].
 #[derive(Clone)]
 pub enum DigestHasher {
+    /// The BLAKE3 hasher (boxed: it is large).
     Blake3(Box<blake3::Hasher>),
     /// The hasher and the number of bytes fed so far.
     Sha256(sha2::Sha256, u64),
 }
 
 impl DigestHasher {
+    /// Feeds the next piece.
     pub fn update(&mut self, data: &[u8]) {
         match self {
             DigestHasher::Blake3(h) => {
@@ -84,6 +88,7 @@ impl DigestHasher {
         }
     }
 
+    /// The digest of everything fed, with its length as the size.
     pub fn finalize(self) -> Digest {
         match self {
             DigestHasher::Blake3(h) => Digest {
@@ -105,22 +110,44 @@ impl DigestHasher {
 /// and a store can reject truncated uploads without hashing.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
+    /// The function that made `hash`.
     pub function: DigestFunction,
+    /// The raw 32-byte hash.
     pub hash: [u8; 32],
+    /// The blob's length in bytes.
     pub size_bytes: u64,
 }
 
 /// Why a textual or wire digest could not be accepted.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DigestError {
+    /// The hash is not the canonical lowercase hex of 32 bytes.
     #[error("digest hash {hash:?} is not 64 lowercase hex characters")]
-    InvalidHash { hash: String },
+    InvalidHash {
+        /// The hash as given.
+        hash: String,
+    },
+    /// A wire size below zero.
     #[error("digest size {size} is negative")]
-    NegativeSize { size: i64 },
+    NegativeSize {
+        /// The size as given.
+        size: i64,
+    },
+    /// A textual size that is not a number.
     #[error("digest size {size:?} is not a number")]
-    InvalidSize { size: String },
+    InvalidSize {
+        /// The size as given.
+        size: String,
+    },
+    /// A message that must carry a digest has none.
     #[error("digest is missing")]
     Missing,
+    /// A function prefix (`sha256:`) this build does not know.
+    #[error("digest function {name:?} is not one this cache serves")]
+    UnknownFunction {
+        /// The prefix as given.
+        name: String,
+    },
 }
 
 impl Digest {
@@ -161,7 +188,7 @@ impl Digest {
 
     /// A fixed-size binary form for storage keys: function tag, hash, size
     /// (big endian, so keys of one function and hash sort by size).
-    pub(crate) fn key_bytes(&self) -> [u8; 41] {
+    pub fn key_bytes(&self) -> [u8; 41] {
         let mut key = [0u8; 41];
         key[0] = self.function.tag();
         key[1..33].copy_from_slice(&self.hash);
@@ -170,7 +197,7 @@ impl Digest {
     }
 
     /// The inverse of [`Digest::key_bytes`]; `None` for foreign bytes.
-    pub(crate) fn from_key_bytes(key: &[u8]) -> Option<Digest> {
+    pub fn from_key_bytes(key: &[u8]) -> Option<Digest> {
         if key.len() != 41 {
             return None;
         }
@@ -233,22 +260,69 @@ impl Digest {
         Digest::parse_with(function, hash_hex, size_bytes)
     }
 
-    /// A REAPI digest under the function its request named. REAPI digests
-    /// carry no function of their own, which is why the plain `TryFrom`
-    /// conversions (BLAKE3, for our own clients) must not be used by the
-    /// server on client-supplied digests.
-    pub fn from_reapi(d: &reapi::Digest, function: DigestFunction) -> Result<Digest, DigestError> {
-        Digest::from_wire(function, &d.hash, d.size_bytes)
-    }
-
-    fn from_wire(function: DigestFunction, hash: &str, size: i64) -> Result<Digest, DigestError> {
+    /// A digest as a wire message carries it: hex hash and a signed size.
+    /// Wire adapters (`buildfleet_proto::convert`) call this so every
+    /// message kind checks digests the same way.
+    pub fn from_wire(
+        function: DigestFunction,
+        hash: &str,
+        size: i64,
+    ) -> Result<Digest, DigestError> {
         let size = u64::try_from(size).map_err(|_| DigestError::NegativeSize { size })?;
         Digest::parse_with(function, hash, size)
     }
 
-    fn wire_size(&self) -> i64 {
-        // Blobs beyond i64::MAX bytes cannot exist on disk; saturate rather than wrap.
+    /// The size as a wire message carries it. Blobs beyond `i64::MAX`
+    /// bytes cannot exist on disk; saturate rather than wrap.
+    pub fn wire_size(&self) -> i64 {
         i64::try_from(self.size_bytes).unwrap_or(i64::MAX)
+    }
+
+    /// The hash with its function as a prefix when it is not BLAKE3
+    /// (`sha256:…`): the `hash` of the stored (serde) form.
+    fn prefixed_hex(&self) -> String {
+        match self.function {
+            DigestFunction::Blake3 => self.to_hex(),
+            function => format!("{function}:{}", self.to_hex()),
+        }
+    }
+}
+
+/// Stored as `{ hash, size_bytes }`, BLAKE3 hashes bare and others with
+/// their function as a prefix: the same shape (and, for BLAKE3, the same
+/// bytes) as the `{ hash: String, size_bytes }` records written before
+/// digests had a type, so stored runs stay readable.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredDigest {
+    hash: String,
+    size_bytes: u64,
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StoredDigest {
+            hash: self.prefixed_hex(),
+            size_bytes: self.size_bytes,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let stored = StoredDigest::deserialize(d)?;
+        let (function, hex) = match stored.hash.split_once(':') {
+            None => (DigestFunction::Blake3, stored.hash.as_str()),
+            Some((name, hex)) => match DigestFunction::from_name(name) {
+                Some(f) => (f, hex),
+                None => {
+                    return Err(serde::de::Error::custom(DigestError::UnknownFunction {
+                        name: name.to_owned(),
+                    }))
+                }
+            },
+        };
+        Digest::parse_with(function, hex, stored.size_bytes).map_err(serde::de::Error::custom)
     }
 }
 
@@ -266,54 +340,6 @@ impl fmt::Display for Digest {
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Digest({self})")
-    }
-}
-
-/// BLAKE3, the function our own clients always name.
-impl TryFrom<&reapi::Digest> for Digest {
-    type Error = DigestError;
-    fn try_from(d: &reapi::Digest) -> Result<Self, Self::Error> {
-        Digest::from_reapi(d, DigestFunction::Blake3)
-    }
-}
-
-impl TryFrom<reapi::Digest> for Digest {
-    type Error = DigestError;
-    fn try_from(d: reapi::Digest) -> Result<Self, Self::Error> {
-        Digest::try_from(&d)
-    }
-}
-
-impl From<Digest> for reapi::Digest {
-    fn from(d: Digest) -> Self {
-        reapi::Digest {
-            hash: d.to_hex(),
-            size_bytes: d.wire_size(),
-        }
-    }
-}
-
-/// Our own protocol is BLAKE3 throughout.
-impl TryFrom<&v1::Digest> for Digest {
-    type Error = DigestError;
-    fn try_from(d: &v1::Digest) -> Result<Self, Self::Error> {
-        Digest::from_wire(DigestFunction::Blake3, &d.hash, d.size_bytes)
-    }
-}
-
-impl TryFrom<v1::Digest> for Digest {
-    type Error = DigestError;
-    fn try_from(d: v1::Digest) -> Result<Self, Self::Error> {
-        Digest::try_from(&d)
-    }
-}
-
-impl From<Digest> for v1::Digest {
-    fn from(d: Digest) -> Self {
-        v1::Digest {
-            hash: d.to_hex(),
-            size_bytes: d.wire_size(),
-        }
     }
 }
 
@@ -358,24 +384,48 @@ mod tests {
     }
 
     #[test]
-    fn wire_conversions_round_trip_and_reject_negative_sizes() {
+    fn wire_sizes_are_checked_and_saturated() {
         let d = Digest::of(b"some bytes");
-        let wire: reapi::Digest = d.into();
-        assert_eq!(wire.hash, d.to_hex());
-        assert_eq!(wire.size_bytes, 10);
-        assert_eq!(Digest::try_from(&wire).unwrap(), d);
-
-        let ours: v1::Digest = d.into();
-        assert_eq!(Digest::try_from(ours).unwrap(), d);
-
-        let negative = reapi::Digest {
-            hash: d.to_hex(),
-            size_bytes: -3,
-        };
+        assert_eq!(d.wire_size(), 10);
         assert_eq!(
-            Digest::try_from(negative),
+            Digest::from_wire(DigestFunction::Blake3, &d.to_hex(), 10),
+            Ok(d)
+        );
+        assert_eq!(
+            Digest::from_wire(DigestFunction::Blake3, &d.to_hex(), -3),
             Err(DigestError::NegativeSize { size: -3 })
         );
+        let huge = Digest {
+            size_bytes: u64::MAX,
+            ..d
+        };
+        assert_eq!(huge.wire_size(), i64::MAX);
+    }
+
+    #[test]
+    fn the_stored_form_keeps_the_function_and_reads_bare_blake3_records() {
+        #[derive(serde::Serialize)]
+        struct Before {
+            hash: String,
+            size_bytes: u64,
+        }
+        let blake = Digest::of(b"abc");
+        let sha = Digest::of_with(DigestFunction::Sha256, b"abc");
+        for d in [blake, sha] {
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d, "{json}");
+        }
+        assert!(serde_json::to_string(&sha).unwrap().contains("sha256:"));
+        // A record written when input roots were `{ hash: String, size }`.
+        let before = serde_json::to_string(&Before {
+            hash: blake.to_hex(),
+            size_bytes: 3,
+        })
+        .unwrap();
+        assert_eq!(serde_json::from_str::<Digest>(&before).unwrap(), blake);
+        let bad = r#"{"hash":"md5:00","size_bytes":1}"#;
+        let err = serde_json::from_str::<Digest>(bad).unwrap_err().to_string();
+        assert!(err.contains("md5"), "{err}");
     }
 
     #[test]
@@ -400,10 +450,9 @@ mod tests {
             ..Digest::empty()
         };
         assert!(!confused.is_empty_blob());
-        let wire: reapi::Digest = sha.into();
         assert_eq!(
-            Digest::from_reapi(&wire, DigestFunction::Sha256).unwrap(),
-            sha
+            Digest::from_wire(DigestFunction::Sha256, &sha.to_hex(), 3),
+            Ok(sha)
         );
     }
 

@@ -6,28 +6,42 @@
 
 use std::fmt;
 
+use crate::duration::fmt_ms;
+
+/// Where a shard, a step or a run is; terminal states carry their evidence.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// Not yet startable: dependencies still running.
     Pending,
     /// Ready, waiting for a runner slot (or a runner with the right labels).
     Waiting,
+    /// A runner holds it.
     Running,
+    /// Ran, and everything it promised held.
     Succeeded,
     /// Not run: the identical action's earlier successful result was reused
     /// (outputs present, log replayed). Green, and shown as such.
     Cached,
+    /// Ran and failed, with the evidence.
     Failed(Failure),
+    /// Killed at its time limit.
     TimedOut {
+        /// The limit it ran into.
         after_ms: u64,
     },
+    /// Stopped on request.
     Cancelled {
+        /// Who or what asked, in words.
         reason: String,
     },
+    /// Its runner went away and its infra retries are spent.
     RunnerLost {
+        /// The runner's name.
         runner: String,
     },
+    /// Never started, and why (a dependency failed, a secret is gone).
     Skipped {
+        /// Completes "skipped because …".
         reason: String,
     },
 }
@@ -35,16 +49,21 @@ pub enum State {
 /// Why a shard, step or run failed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
+    /// The command's exit code, when it exited.
     pub exit_code: Option<i32>,
+    /// The signal that killed it, when one did.
     pub signal: Option<i32>,
+    /// What failed, in words (empty when the exit says it all).
     pub reason: String,
 }
 
 impl State {
+    /// Ended, one way or another: no transition leaves it.
     pub fn is_terminal(&self) -> bool {
         !matches!(self, State::Pending | State::Waiting | State::Running)
     }
 
+    /// Counts as success: only `Succeeded` and `Cached`.
     pub fn is_green(&self) -> bool {
         matches!(self, State::Succeeded | State::Cached)
     }
@@ -65,6 +84,7 @@ impl State {
         }
     }
 
+    /// A failure with only a reason (no exit code or signal).
     pub fn failed(reason: impl Into<String>) -> State {
         State::Failed(Failure {
             reason: reason.into(),
@@ -138,16 +158,6 @@ pub fn combine<'a>(members: impl IntoIterator<Item = &'a State>) -> Option<State
         _ if any && all_cached => State::Cached,
         _ => State::Succeeded,
     })
-}
-
-pub fn fmt_ms(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
-    }
 }
 
 #[cfg(test)]

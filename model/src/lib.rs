@@ -1,0 +1,29 @@
+//! buildfleet's vocabulary: the concepts every crate speaks of — states and
+//! their evidence, leases and shard results, what a cache did, test
+//! outcomes, digests — each defined once, as plain Rust.
+//!
+//! Invariants (kept by `buildfleet/tests/tidy.rs`):
+//! - no gRPC, no storage engine: this crate depends on serde, thiserror and
+//!   the two hash functions only, so every layer can use it and none of it
+//!   can reach the network or the disk;
+//! - every public item is documented (`#![deny(missing_docs)]`);
+//! - wire forms live in `buildfleet_proto::convert`, one conversion per
+//!   concept; a value that cannot be represented (an unknown state kind) is
+//!   an error there, never a default here.
+
+#![deny(missing_docs)]
+
+pub mod cache;
+pub mod digest;
+pub mod duration;
+pub mod lease;
+pub mod log;
+pub mod state;
+pub mod test_result;
+
+pub use cache::{CacheName, CacheOutcome, CacheReport, CacheSpec};
+pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};
+pub use lease::{Lease, LeaseKind, MutedCheck, Resources, ShardReport};
+pub use log::LogStream;
+pub use state::{Failure, State};
+pub use test_result::{TestOutcome, TestResult};

@@ -1,0 +1,183 @@
+//! Leases: built by the coordinator, read by the runner.
+
+use std::time::Duration;
+
+use buildfleet_model::{CacheSpec, Digest, Lease, LeaseKind, Resources};
+
+use super::WireError;
+use crate::v1 as pb;
+
+impl From<Lease> for pb::Lease {
+    fn from(l: Lease) -> pb::Lease {
+        pb::Lease {
+            lease_id: l.lease_id,
+            run_id: l.run_id,
+            step: l.step,
+            shard_index: l.shard_index,
+            shard_count: l.shard_count,
+            command: l.command,
+            env: l.env.into_iter().collect(),
+            input_root: Some(l.input_root.into()),
+            timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
+            outputs: l.outputs,
+            caches: l.caches.into_iter().map(cache_spec).collect(),
+            use_action_cache: l.action_cache_off.is_none(),
+            action_cache_off: l.action_cache_off.unwrap_or_default(),
+            quarantine: l.quarantine,
+            memory_bytes: l.resources.memory_bytes.unwrap_or(0),
+            cpu_millis: l.resources.cpu_millis.unwrap_or(0),
+            inputs: l.inputs,
+            project: l.project,
+            reports: l.reports,
+            items: l.items,
+            list_items: l.kind == LeaseKind::Listing,
+            attempt: l.attempt,
+            verify: l.verify,
+            secrets: l.secrets.into_iter().collect(),
+            log_cap_bytes: l.log_cap.unwrap_or(0),
+        }
+    }
+}
+
+fn cache_spec(c: CacheSpec) -> pb::CacheSpec {
+    pb::CacheSpec {
+        name: c.name,
+        key_files: c.key_files,
+        paths: c.paths,
+        version: c.version,
+        restore: c.restore,
+    }
+}
+
+fn cache_spec_from_wire(c: pb::CacheSpec) -> CacheSpec {
+    CacheSpec {
+        name: c.name,
+        key_files: c.key_files,
+        paths: c.paths,
+        version: c.version,
+        restore: c.restore,
+    }
+}
+
+/// A lease as the runner takes it. A lease that may not use the action
+/// cache must say why; one from an older coordinator that does not is
+/// given a reason rather than read as "may".
+pub fn lease_from_wire(l: pb::Lease) -> Result<Lease, WireError> {
+    let input_root = l
+        .input_root
+        .as_ref()
+        .ok_or(WireError::Missing("the lease's input root"))?;
+    let input_root = Digest::try_from(input_root).map_err(|source| WireError::Digest {
+        field: "input_root",
+        source,
+    })?;
+    let action_cache_off = match (l.use_action_cache, l.action_cache_off) {
+        (true, _) => None,
+        (false, why) if why.is_empty() => {
+            Some("the coordinator turned the step-result cache off".to_owned())
+        }
+        (false, why) => Some(why),
+    };
+    Ok(Lease {
+        lease_id: l.lease_id,
+        run_id: l.run_id,
+        step: l.step,
+        shard_index: l.shard_index,
+        shard_count: l.shard_count,
+        kind: match l.list_items {
+            true => LeaseKind::Listing,
+            false => LeaseKind::Shard,
+        },
+        command: l.command,
+        env: l.env.into_iter().collect(),
+        input_root,
+        timeout: (l.timeout_ms > 0).then(|| Duration::from_millis(l.timeout_ms)),
+        outputs: l.outputs,
+        caches: l.caches.into_iter().map(cache_spec_from_wire).collect(),
+        action_cache_off,
+        inputs: l.inputs,
+        project: l.project,
+        reports: l.reports,
+        items: l.items,
+        attempt: l.attempt.max(1),
+        verify: l.verify,
+        secrets: l.secrets.into_iter().collect(),
+        log_cap: (l.log_cap_bytes > 0).then_some(l.log_cap_bytes),
+        quarantine: l.quarantine,
+        resources: Resources {
+            memory_bytes: (l.memory_bytes > 0).then_some(l.memory_bytes),
+            cpu_millis: (l.cpu_millis > 0).then_some(l.cpu_millis),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn lease(kind: LeaseKind) -> Lease {
+        Lease {
+            lease_id: "l1".into(),
+            run_id: "r1".into(),
+            step: "test".into(),
+            shard_index: 1,
+            shard_count: 3,
+            kind,
+            command: "pytest".into(),
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            input_root: Digest::of(b"tree"),
+            timeout: Some(Duration::from_secs(5)),
+            outputs: vec!["dist".into()],
+            caches: vec![CacheSpec {
+                name: "deps".into(),
+                key_files: vec!["Cargo.lock".into()],
+                paths: vec!["target".into()],
+                version: "2".into(),
+                restore: vec!["deps/2/".into()],
+            }],
+            action_cache_off: Some("`--no-cache`".into()),
+            inputs: vec!["src/**".into()],
+            project: "p".into(),
+            reports: vec!["junit.xml".into()],
+            items: vec!["a.py".into()],
+            attempt: 2,
+            verify: vec!["test -f dist/x".into()],
+            secrets: BTreeMap::from([("TOKEN".into(), "s3cret".into())]),
+            log_cap: Some(1024),
+            quarantine: vec!["t::x".into()],
+            resources: Resources {
+                memory_bytes: Some(1 << 30),
+                cpu_millis: Some(1500),
+            },
+        }
+    }
+
+    #[test]
+    fn leases_survive_the_wire() {
+        for kind in [LeaseKind::Shard, LeaseKind::Listing] {
+            let l = lease(kind);
+            assert_eq!(lease_from_wire(l.clone().into()), Ok(l));
+        }
+        let mut open = lease(LeaseKind::Shard);
+        open.action_cache_off = None;
+        open.timeout = None;
+        open.log_cap = None;
+        open.resources = Resources::default();
+        assert_eq!(lease_from_wire(open.clone().into()), Ok(open));
+    }
+
+    #[test]
+    fn a_lease_without_input_root_or_reason_is_not_guessed() {
+        let mut wire: pb::Lease = lease(LeaseKind::Shard).into();
+        wire.action_cache_off.clear();
+        let read = lease_from_wire(wire.clone()).unwrap();
+        assert!(read.action_cache_off.unwrap().contains("turned"));
+        wire.input_root = None;
+        assert_eq!(
+            lease_from_wire(wire),
+            Err(WireError::Missing("the lease's input root"))
+        );
+    }
+}
