@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use buildfleet_cache::CasClient;
 use buildfleet_coordinator::pipeline::Split;
-use buildfleet_runner::caching::action::{self, ActionSpec, STEP_CACHE};
-use buildfleet_runner::caching::{dependency, explain, platform, Outcome, Report};
+use buildfleet_model::{CacheName, CacheOutcome, CacheReport};
+use buildfleet_runner::caching::action::{self, ActionSpec, Found};
+use buildfleet_runner::caching::{dependency, platform};
 
 use crate::cli::ExplainArgs;
 use crate::exit;
@@ -119,35 +120,24 @@ async fn explain_step(
     let shard_count = shard_items.len() as u32;
     for shard in (0..shard_count).filter(|s| only.is_none_or(|o| o == *s)) {
         let label = format!("{}#{shard}", step.name);
-        let spec = ActionSpec {
-            project: project.to_owned(),
-            step: step.name.clone(),
-            command: step.run.clone(),
-            env: pipeline.shard_env(step, shard, shard_count, &shard_items[shard as usize]),
-            input_root: snap.root,
-            input_globs: step.inputs.clone(),
-            shard_index: shard,
-            shard_count,
-            outputs: step.outputs.clone(),
-            platform: platform.clone(),
-            verify: step.verify.clone(),
-            secret_names: {
-                let mut names = step.secrets.clone();
-                names.sort();
-                names.dedup();
-                names
-            },
-        };
-        let report = match pipeline.result_cache_off(step) {
-            Some(why) => Report {
-                cache: STEP_CACHE.into(),
-                outcome: Outcome::Disabled,
-                key: String::new(),
-                detail: why,
-            },
+        let items = shard_items[shard as usize].clone();
+        let lease = pipeline.shard_lease(step, shard, shard_count, items, snap.root, project);
+        let report = match &lease.action_cache_off {
+            Some(why) => step_report(CacheOutcome::Disabled, String::new(), why.clone()),
             None => {
-                let mut r = step_report(cas, &spec).await;
-                if r.outcome == Outcome::Hit && !step.verify.is_empty() {
+                let spec = ActionSpec::for_shard(&lease, platform.clone());
+                let mut r = match action::find(cas, &spec).await {
+                    Found::Hit(key, _) => step_report(
+                        CacheOutcome::Hit,
+                        key.digest.to_string(),
+                        "a run now would reuse this result".into(),
+                    ),
+                    Found::Miss(key, why) => {
+                        let id = key.map(|k| k.digest.to_string());
+                        step_report(CacheOutcome::Miss, id.unwrap_or_default(), why)
+                    }
+                };
+                if r.outcome == CacheOutcome::Hit && !step.verify.is_empty() {
                     r.detail.push_str(
                         "; `verify:` still runs after the hit, and a failing check fails the step (cached result no longer holds)",
                     );
@@ -170,31 +160,11 @@ async fn explain_step(
     Ok(())
 }
 
-async fn step_report(cas: &CasClient, spec: &ActionSpec) -> Report {
-    let report = |outcome, key: String, detail: String| Report {
-        cache: STEP_CACHE.into(),
+fn step_report(outcome: CacheOutcome, key: String, detail: String) -> CacheReport {
+    CacheReport {
+        cache: CacheName::Step,
         outcome,
         key,
         detail,
-    };
-    let key = match action::compute(cas, spec).await {
-        Ok(k) => k,
-        Err(e) => return report(Outcome::Miss, String::new(), e),
-    };
-    let id = key.digest.to_string();
-    match action::lookup(cas, &key).await {
-        Ok(Some(_)) => report(Outcome::Hit, id, "a run now would reuse this result".into()),
-        Ok(None) => {
-            let why = match action::previous(cas, spec).await {
-                Ok(Some(old)) => explain::action_miss(cas, &old, &key.record).await,
-                Ok(None) => format!(
-                    "no earlier result for step `{}` shard {}/{} of project `{}` on {}",
-                    spec.step, spec.shard_index, spec.shard_count, spec.project, spec.platform
-                ),
-                Err(e) => e,
-            };
-            report(Outcome::Miss, id, why)
-        }
-        Err(e) => report(Outcome::Miss, id, e),
     }
 }

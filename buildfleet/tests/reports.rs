@@ -76,7 +76,8 @@ fn the_summary_lists_failed_tests_with_their_shard() {
         "{text}"
     );
     // The merged report reads back with the same outcomes, shard as suite.
-    use buildfleet_runner::junit::{parse, Outcome as O};
+    use buildfleet_model::TestOutcome as O;
+    use buildfleet_runner::junit::parse;
     let merged = std::fs::read_to_string(&junit).unwrap();
     let cases = parse("run-junit.xml", &merged).unwrap();
     let got: Vec<(String, String, O)> = cases

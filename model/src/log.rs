@@ -10,3 +10,20 @@ pub enum LogStream {
     /// buildfleet's own lines about the shard (cache decisions, kills, …).
     System,
 }
+
+impl LogStream {
+    /// `stdout`, `stderr` or `system`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::System => "system",
+        }
+    }
+}
+
+impl std::fmt::Display for LogStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use buildfleet_cache::{CasClient, LocalCas};
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::{Lease, ShardReport, State};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Endpoint;
@@ -16,6 +16,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::error::RunnerError;
 use crate::shard::{run_lease, ShardContext};
+use crate::wire::{Incoming, Outgoing, Session};
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -167,24 +168,18 @@ async fn session(
         Ok(c) => c,
         Err(e) => return Ended::Lost(format!("cache {}: {e}", config.cache_url)),
     };
-    let mut client = pb::runner_service_client::RunnerServiceClient::new(channel);
-    let (out_tx, out_rx) = mpsc::channel::<pb::RunnerMessage>(1024);
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(1024);
     out_tx
-        .send(pb::RunnerMessage {
-            msg: Some(pb::runner_message::Msg::Register(pb::Register {
-                name: config.name.clone(),
-                labels: config.labels.clone(),
-                slots: config.slots,
-                isolation: isolation.describe(),
-            })),
+        .send(Outgoing::Register {
+            name: config.name.clone(),
+            labels: config.labels.clone(),
+            slots: config.slots,
+            isolation: isolation.describe(),
         })
         .await
         .expect("receiver held above");
-    let mut inbound = match client
-        .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
-        .await
-    {
-        Ok(r) => r.into_inner(),
+    let mut inbound = match Session::open(channel, out_rx).await {
+        Ok(session) => session,
         Err(status) => return Ended::Lost(format!("session refused: {status}")),
     };
     let ctx = Arc::new(ShardContext {
@@ -203,16 +198,14 @@ async fn session(
     let mut draining: Option<tokio::time::Instant> = None;
     let ended = loop {
         let msg = tokio::select! {
-            m = inbound.message() => m,
+            m = inbound.next() => m,
             _ = shutdown.as_mut(), if draining.is_none() => {
                 let deadline = tokio::time::Instant::now() + config.drain_grace;
                 draining = Some(deadline);
                 let running = cancels.lock().len();
                 info!(running, grace = ?config.drain_grace, "draining: no new leases");
-                let drain = pb::runner_message::Msg::Drain(pb::Drain {
-                    grace_ms: config.drain_grace.as_millis() as u64,
-                });
-                if out_tx.send(pb::RunnerMessage { msg: Some(drain) }).await.is_err() {
+                let drain = Outgoing::Drain { grace: config.drain_grace };
+                if out_tx.send(drain).await.is_err() {
                     warn!("drain notice not delivered: coordinator stream closed");
                 }
                 // Nothing running: leave now rather than at the next tick.
@@ -237,14 +230,27 @@ async fn session(
             Ok(None) => break Ended::Lost("the coordinator closed the stream".into()),
             Err(status) => break Ended::Lost(format!("stream error: {status}")),
         };
-        use pb::coordinator_message::Msg;
-        match msg.msg {
-            Some(Msg::Registered(r)) => {
-                info!(runner_id = %r.runner_id, "registered with the coordinator");
-                let every = Duration::from_millis(r.heartbeat_interval_ms.max(10));
+        match msg {
+            Incoming::Registered {
+                runner_id,
+                heartbeat: every,
+            } => {
+                info!(%runner_id, "registered with the coordinator");
                 heartbeat = Some(spawn_heartbeat(out_tx.clone(), every, config));
             }
-            Some(Msg::Lease(lease)) => {
+            Incoming::Unreadable { lease_id, error } => {
+                warn!(lease = %lease_id, %error, "unreadable lease failed");
+                let why = format!("the runner could not read this lease: {error}");
+                let report = Box::new(ShardReport::of(State::failed(why), 0));
+                if out_tx
+                    .send(Outgoing::Result { lease_id, report })
+                    .await
+                    .is_err()
+                {
+                    warn!("result not delivered: coordinator stream closed");
+                }
+            }
+            Incoming::Lease(lease) => {
                 let refuse = match draining {
                     Some(_) => Some("the runner is draining".to_owned()),
                     None => crate::disk::below_floor(&config.work_root, config.min_free_disk),
@@ -257,13 +263,13 @@ async fn session(
                     None => spawn_shard(ctx.clone(), cancels.clone(), hand_backs.clone(), lease),
                 }
             }
-            Some(Msg::Cancel(c)) => match cancels.lock().get(&c.lease_id) {
+            Incoming::Cancel { lease_id, reason } => match cancels.lock().get(&lease_id) {
                 Some(tx) => {
-                    tx.send_replace(Some(c.reason));
+                    tx.send_replace(Some(reason));
                 }
-                None => warn!(lease = %c.lease_id, "cancel for a lease this runner does not hold"),
+                None => warn!(lease = %lease_id, "cancel for a lease this runner does not hold"),
             },
-            None => warn!("empty message from the coordinator ignored"),
+            Incoming::Empty => warn!("empty message from the coordinator ignored"),
         }
     };
     if let Some(h) = heartbeat {
@@ -281,7 +287,7 @@ async fn session(
         drop(out_tx);
         let flush = config.kill_grace + Duration::from_secs(5);
         let drained = tokio::time::timeout(flush, async {
-            while let Ok(Some(_)) = inbound.message().await {}
+            while let Ok(Some(_)) = inbound.next().await {}
         })
         .await;
         if drained.is_err() {
@@ -297,7 +303,7 @@ async fn session(
 /// Heartbeats carry the runner's availability: below its disk floor it
 /// says so, and the coordinator stops leasing to it until it recovers.
 fn spawn_heartbeat(
-    out: mpsc::Sender<pb::RunnerMessage>,
+    out: mpsc::Sender<Outgoing>,
     every: Duration,
     config: &RunnerConfig,
 ) -> tokio::task::JoinHandle<()> {
@@ -311,13 +317,8 @@ fn spawn_heartbeat(
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let unavailable = crate::disk::below_floor(&dir, floor).unwrap_or_default();
-                let hb = pb::RunnerMessage {
-                    msg: Some(pb::runner_message::Msg::Heartbeat(pb::Heartbeat {
-                        unavailable,
-                    })),
-                };
-                if out.send(hb).await.is_err() {
+                let unavailable = crate::disk::below_floor(&dir, floor);
+                if out.send(Outgoing::Heartbeat { unavailable }).await.is_err() {
                     return;
                 }
             }
@@ -326,10 +327,9 @@ fn spawn_heartbeat(
     )
 }
 
-async fn send_hand_back(out: &mpsc::Sender<pb::RunnerMessage>, lease_id: String, reason: String) {
-    let msg = pb::runner_message::Msg::HandBack(pb::HandBack { lease_id, reason });
+async fn send_hand_back(out: &mpsc::Sender<Outgoing>, lease_id: String, reason: String) {
     if out
-        .send(pb::RunnerMessage { msg: Some(msg) })
+        .send(Outgoing::HandBack { lease_id, reason })
         .await
         .is_err()
     {
@@ -354,7 +354,7 @@ fn spawn_shard(
     ctx: Arc<ShardContext>,
     cancels: CancelMap,
     hand_backs: HandBacks,
-    lease: pb::Lease,
+    lease: Box<Lease>,
 ) {
     let (tx, rx) = watch::channel(None);
     let lease_id = lease.lease_id.clone();
@@ -363,15 +363,13 @@ fn spawn_shard(
         info_span!("shard", run = %lease.run_id, step = %lease.step, shard = lease.shard_index);
     tokio::spawn(
         async move {
-            let result = run_lease(&ctx, lease, rx).await;
+            let report = Box::new(run_lease(&ctx, *lease, rx).await);
             cancels.lock().remove(&lease_id);
             let reason = hand_backs.lock().remove(&lease_id);
             match reason {
                 Some(reason) => send_hand_back(&ctx.out, lease_id, reason).await,
                 None => {
-                    let msg = pb::RunnerMessage {
-                        msg: Some(pb::runner_message::Msg::Result(result)),
-                    };
+                    let msg = Outgoing::Result { lease_id, report };
                     if ctx.out.send(msg).await.is_err() {
                         warn!("result not delivered: coordinator stream closed");
                     }

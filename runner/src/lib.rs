@@ -18,6 +18,7 @@ pub mod reports;
 pub mod shard;
 pub mod supervisor;
 pub mod verify;
+pub mod wire;
 
 pub use agent::{run, RunnerConfig};
 pub use error::RunnerError;

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::TestResult;
 
-use crate::junit::{self, Outcome};
+use crate::junit;
 
 /// Per-test outcomes from every report, and a note for each problem.
 ///
@@ -18,7 +18,7 @@ pub async fn read(
     dir: &Path,
     reports: &[String],
     not_before: SystemTime,
-) -> (Vec<pb::TestCaseResult>, Vec<String>) {
+) -> (Vec<TestResult>, Vec<String>) {
     let mut tests = Vec::new();
     let mut problems = Vec::new();
     for rel in reports {
@@ -46,22 +46,16 @@ pub async fn read(
             }
         };
         match junit::parse(rel, &text) {
-            Ok(cases) => tests.extend(cases.into_iter().map(|c| {
-                let outcome = match c.outcome {
-                    Outcome::Passed => pb::TestOutcome::Passed,
-                    Outcome::Failed => pb::TestOutcome::Failed,
-                    Outcome::Error => pb::TestOutcome::Error,
-                    Outcome::Skipped => pb::TestOutcome::Skipped,
-                };
-                pb::TestCaseResult {
-                    id: c.id(),
-                    outcome: outcome as i32,
-                    duration_ms: c.duration.as_millis() as u64,
-                    message: c.message,
-                    report: rel.clone(),
-                    // The coordinator knows attempts, history and quarantine.
-                    ..pb::TestCaseResult::default()
-                }
+            Ok(cases) => tests.extend(cases.into_iter().map(|c| TestResult {
+                id: c.id(),
+                outcome: c.outcome,
+                duration_ms: c.duration.as_millis() as u64,
+                message: c.message,
+                report: rel.clone(),
+                // The coordinator knows attempts, history and quarantine.
+                flaky: false,
+                quarantined: false,
+                attempt: 0,
             })),
             Err(e) => problems.push(format!("report unusable: {e}")),
         }
@@ -89,7 +83,7 @@ mod tests {
         )
         .await;
         assert_eq!(tests.len(), 5);
-        assert_eq!(tests[1].outcome, pb::TestOutcome::Failed as i32);
+        assert_eq!(tests[1].outcome, buildfleet_model::TestOutcome::Failed);
         assert_eq!(tests[1].report, "ok.xml");
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("`gone.xml` was not written"));

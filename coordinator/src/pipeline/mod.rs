@@ -9,6 +9,7 @@ mod caches;
 mod dag;
 mod error;
 mod fields;
+mod lease;
 mod parse;
 mod resources;
 mod sharding;

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 
 use buildfleet_cache::{CasClient, Digest, IndexEntry, Listings, StepResult};
+use buildfleet_model::Lease;
 use bytes::Bytes;
 
 use super::records::{ActionRecord, ACTION_SCHEMA};
-
-/// The report name used for the step-result cache.
-pub const STEP_CACHE: &str = "step";
+use super::CachingError;
 
 /// Variables that differ on every run by design; including them would make
 /// every action unique and the cache useless.
@@ -42,6 +41,27 @@ pub struct ActionKey {
 }
 
 impl ActionSpec {
+    /// The one way a shard's action is described: from its lease, the
+    /// runner's and `cache explain`'s alike. Secret *names* count (a step
+    /// given another secret is another action); their values never do.
+    pub fn for_shard(lease: &Lease, platform: String) -> ActionSpec {
+        ActionSpec {
+            project: lease.project.clone(),
+            step: lease.step.clone(),
+            command: lease.command.clone(),
+            env: lease.env.clone(),
+            input_root: lease.input_root,
+            input_globs: lease.inputs.clone(),
+            shard_index: lease.shard_index,
+            shard_count: lease.shard_count,
+            outputs: lease.outputs.clone(),
+            platform,
+            verify: lease.verify.clone(),
+            // A map's keys: sorted and unique.
+            secret_names: lease.secrets.keys().cloned().collect(),
+        }
+    }
+
     /// The step-history key: one latest entry per project, step, shard
     /// layout and platform — the "nearest earlier entry" for explanations.
     pub fn history_key(&self) -> String {
@@ -59,14 +79,17 @@ impl ActionSpec {
 
 /// Computes the action digest. With `inputs:` globs the tree is narrowed to
 /// the matching files, using listings only (no file contents are read).
-pub async fn compute(cas: &CasClient, spec: &ActionSpec) -> Result<ActionKey, String> {
+pub async fn compute(cas: &CasClient, spec: &ActionSpec) -> Result<ActionKey, CachingError> {
     let input_root = if spec.input_globs.is_empty() {
         spec.input_root
     } else {
         let listings = cas
             .tree_listings(&spec.input_root)
             .await
-            .map_err(|e| format!("could not list the input tree {}: {e}", spec.input_root))?;
+            .map_err(CachingError::cache(format!(
+                "could not list the input tree {}",
+                spec.input_root
+            )))?;
         narrow(cas, &listings, spec).await?
     };
     let env = spec
@@ -96,29 +119,40 @@ pub async fn compute(cas: &CasClient, spec: &ActionSpec) -> Result<ActionKey, St
     })
 }
 
-async fn narrow(cas: &CasClient, listings: &Listings, spec: &ActionSpec) -> Result<Digest, String> {
+async fn narrow(
+    cas: &CasClient,
+    listings: &Listings,
+    spec: &ActionSpec,
+) -> Result<Digest, CachingError> {
     let mut builder = globset::GlobSetBuilder::new();
     for g in &spec.input_globs {
-        builder
-            .add(globset::Glob::new(g).map_err(|e| format!("invalid `inputs` glob `{g}`: {e}"))?);
+        builder.add(globset::Glob::new(g).map_err(|source| CachingError::Glob {
+            glob: g.clone(),
+            source,
+        })?);
     }
-    let globs = builder
-        .build()
-        .map_err(|e| format!("invalid `inputs` globs: {e}"))?;
-    let subset = buildfleet_cache::subset(listings, &spec.input_root, &globs)
-        .map_err(|e| format!("could not select `inputs` from {}: {e}", spec.input_root))?;
+    let globs = builder.build().map_err(CachingError::Globs)?;
+    let subset =
+        buildfleet_cache::subset(listings, &spec.input_root, &globs).map_err(|source| {
+            CachingError::Subset {
+                root: spec.input_root,
+                source,
+            }
+        })?;
     // The subset's directories are new blobs; store them so a later miss can
     // be explained by walking this tree.
     let digests: Vec<Digest> = subset.directories.keys().copied().collect();
     let missing = cas
         .find_missing(&digests)
         .await
-        .map_err(|e| format!("could not check input subset blobs: {e}"))?;
+        .map_err(CachingError::cache("could not check input subset blobs"))?;
     for d in missing {
         if let Some(bytes) = subset.directories.get(&d) {
             cas.upload_blob(bytes.clone())
                 .await
-                .map_err(|e| format!("could not store input subset directory {d}: {e}"))?;
+                .map_err(CachingError::cache(format!(
+                    "could not store input subset directory {d}"
+                )))?;
         }
     }
     Ok(subset.root)
@@ -126,10 +160,10 @@ async fn narrow(cas: &CasClient, listings: &Listings, spec: &ActionSpec) -> Resu
 
 /// The stored result, if complete. Lookup failures are reported, not
 /// swallowed: the caller runs the step and says why the cache was skipped.
-pub async fn lookup(cas: &CasClient, key: &ActionKey) -> Result<Option<StepResult>, String> {
+pub async fn lookup(cas: &CasClient, key: &ActionKey) -> Result<Option<StepResult>, CachingError> {
     cas.get_step_result(&key.digest)
         .await
-        .map_err(|e| format!("action cache lookup failed: {e}"))
+        .map_err(CachingError::cache("action cache lookup failed"))
 }
 
 /// Stores a successful result and makes it the step's latest history entry.
@@ -138,13 +172,13 @@ pub async fn store(
     spec: &ActionSpec,
     key: &ActionKey,
     result: &StepResult,
-) -> Result<(), String> {
+) -> Result<(), CachingError> {
     cas.upload_blob(key.encoded.clone())
         .await
-        .map_err(|e| format!("could not store the action record: {e}"))?;
+        .map_err(CachingError::cache("could not store the action record"))?;
     cas.put_step_result(&key.digest, result)
         .await
-        .map_err(|e| format!("could not store the step result: {e}"))?;
+        .map_err(CachingError::cache("could not store the step result"))?;
     cas.index_put(&IndexEntry {
         key: spec.history_key(),
         payload: key.encoded.clone(),
@@ -153,17 +187,67 @@ pub async fn store(
         created_unix_ms: 0,
     })
     .await
-    .map_err(|e| format!("could not record step history: {e}"))
+    .map_err(CachingError::cache("could not record step history"))
+}
+
+/// What the action cache holds for a shard.
+pub enum Found {
+    /// A complete earlier result of this exact action.
+    Hit(Box<ActionKey>, Box<StepResult>),
+    /// Nothing to reuse, and why (what changed since the nearest earlier
+    /// result, or what failed); the key when one could be computed.
+    Miss(Option<Box<ActionKey>>, String),
+}
+
+/// Computes the action and looks it up, explaining a miss against the
+/// step's history: what a runner decides before running a shard, and what
+/// `cache explain` shows, from one function.
+pub async fn find(cas: &CasClient, spec: &ActionSpec) -> Found {
+    let key = match compute(cas, spec).await {
+        Ok(key) => key,
+        Err(e) => {
+            return Found::Miss(
+                None,
+                format!("no action digest, so no reuse and no save: {e}"),
+            )
+        }
+    };
+    match lookup(cas, &key).await {
+        Ok(Some(result)) => Found::Hit(Box::new(key), Box::new(result)),
+        Ok(None) => {
+            let why = match previous(cas, spec).await {
+                Ok(Some(old)) => super::explain::action_miss(cas, &old, &key.record).await,
+                Ok(None) => format!(
+                    "no earlier result for step `{}` shard {}/{} of project `{}` on {}",
+                    spec.step,
+                    spec.shard_index,
+                    spec.shard_count,
+                    if spec.project.is_empty() {
+                        "default"
+                    } else {
+                        &spec.project
+                    },
+                    spec.platform
+                ),
+                Err(e) => format!("no explanation: {e}"),
+            };
+            Found::Miss(Some(Box::new(key)), why)
+        }
+        Err(e) => Found::Miss(Some(Box::new(key)), e.to_string()),
+    }
 }
 
 /// The latest stored record for this step shard, for explaining a miss.
-pub async fn previous(cas: &CasClient, spec: &ActionSpec) -> Result<Option<ActionRecord>, String> {
+pub async fn previous(
+    cas: &CasClient,
+    spec: &ActionSpec,
+) -> Result<Option<ActionRecord>, CachingError> {
     let hit = cas
         .index_lookup(&spec.history_key(), &[], false)
         .await
-        .map_err(|e| format!("step history lookup failed: {e}"))?;
+        .map_err(CachingError::cache("step history lookup failed"))?;
     match hit {
         None => Ok(None),
-        Some(hit) => ActionRecord::decode(&hit.entry.payload).map(Some),
+        Some(hit) => Ok(Some(ActionRecord::decode(&hit.entry.payload)?)),
     }
 }

@@ -3,6 +3,7 @@
 //! step succeeds. A failed save never changes the step's result, but it is
 //! reported as `cache-save-failed`.
 
+use buildfleet_model::{CacheName, CacheOutcome, CacheReport};
 use std::path::Path;
 
 use buildfleet_cache::{
@@ -11,7 +12,7 @@ use buildfleet_cache::{
 
 use super::explain;
 use super::records::Manifest;
-use super::{Outcome, Report};
+use super::CachingError;
 
 pub use buildfleet_model::CacheSpec;
 
@@ -73,14 +74,13 @@ impl Keyed {
 
 /// Hashes the key files. A missing key file is an error: the key would
 /// otherwise silently cover less than the pipeline says.
-pub fn key(spec: &CacheSpec, work_dir: &Path, platform: &str) -> Result<Keyed, String> {
+pub fn key(spec: &CacheSpec, work_dir: &Path, platform: &str) -> Result<Keyed, CachingError> {
     let mut key_files = Vec::with_capacity(spec.key_files.len());
     for rel in &spec.key_files {
-        let data = std::fs::read(work_dir.join(rel)).map_err(|e| {
-            format!(
-                "cache `{}`: key file `{rel}` cannot be read: {e}",
-                spec.name
-            )
+        let data = std::fs::read(work_dir.join(rel)).map_err(|source| CachingError::KeyFile {
+            cache: spec.name.clone(),
+            file: rel.clone(),
+            source,
         })?;
         key_files.push((rel.clone(), Digest::of(&data)));
     }
@@ -107,7 +107,7 @@ pub fn key(spec: &CacheSpec, work_dir: &Path, platform: &str) -> Result<Keyed, S
 
 /// The entry a restore would use, and the report describing it.
 pub struct Found {
-    pub report: Report,
+    pub report: CacheReport,
     pub restored: Restored,
     pub manifest: Option<Manifest>,
 }
@@ -121,14 +121,14 @@ pub async fn find(cas: &CasClient, keyed: &Keyed) -> Found {
         .iter()
         .map(|p| keyed.index_prefix(p))
         .collect();
-    let report = |outcome, detail: String| Report {
-        cache: keyed.spec.name.clone(),
+    let report = |outcome, detail: String| CacheReport {
+        cache: CacheName::Dependency(keyed.spec.name.clone()),
         outcome,
         key: keyed.key.clone(),
         detail,
     };
     let miss = |detail: String| Found {
-        report: report(Outcome::Miss, detail),
+        report: report(CacheOutcome::Miss, detail),
         restored: Restored::Nothing,
         manifest: None,
     };
@@ -151,7 +151,7 @@ pub async fn find(cas: &CasClient, keyed: &Keyed) -> Found {
         .to_owned();
     match hit.matched_prefix {
         None => Found {
-            report: report(Outcome::Hit, String::new()),
+            report: report(CacheOutcome::Hit, String::new()),
             restored: Restored::Exact,
             manifest: Some(manifest),
         },
@@ -162,7 +162,7 @@ pub async fn find(cas: &CasClient, keyed: &Keyed) -> Found {
             let why = explain_miss(cas, keyed).await;
             Found {
                 report: report(
-                    Outcome::Fallback,
+                    CacheOutcome::Fallback,
                     format!("exact key missed ({why}); restored {user_key} via `restore: {user_prefix}`"),
                 ),
                 restored: Restored::Fallback,
@@ -180,14 +180,14 @@ pub async fn restore(
     local: Option<&LocalCas>,
     keyed: &Keyed,
     work_dir: &Path,
-) -> (Report, Restored) {
+) -> (CacheReport, Restored) {
     let found = find(cas, keyed).await;
     let Some(manifest) = &found.manifest else {
         return (found.report, found.restored);
     };
     if let Err(e) = materialise_paths(cas, local, manifest, &keyed.spec.paths, work_dir).await {
-        let report = Report {
-            outcome: Outcome::Miss,
+        let report = CacheReport {
+            outcome: CacheOutcome::Miss,
             detail: format!("restore failed, running without it: {e}"),
             ..found.report
         };
@@ -202,7 +202,7 @@ async fn materialise_paths(
     stored: &Manifest,
     wanted: &[String],
     work_dir: &Path,
-) -> Result<(), String> {
+) -> Result<(), CachingError> {
     for (path, root) in &stored.paths {
         if !wanted.contains(path) {
             continue;
@@ -215,35 +215,44 @@ async fn materialise_paths(
             cas.materialise_with(root, &dest, local)
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("`{path}`: {e}"))
+                .map_err(CachingError::cache(format!("`{path}`")))
         }
         .await;
         if let Err(e) = result {
             // A partial tree is worse than none: the step would trust it.
-            return match remove(&dest).await {
-                Ok(()) => Err(e),
-                Err(cleanup) if tokio::fs::symlink_metadata(&dest).await.is_err() => {
-                    Err(format!("{e} (nothing was left at `{path}`: {cleanup})"))
+            let left = match remove(&dest).await {
+                Ok(()) => return Err(e),
+                Err(cleanup) => {
+                    let still_there = tokio::fs::symlink_metadata(&dest).await.is_ok();
+                    Some((Box::new(cleanup), still_there))
                 }
-                Err(cleanup) => Err(format!(
-                    "{e}; the partial tree at `{path}` could not be removed ({cleanup}) and is still there"
-                )),
             };
+            return Err(CachingError::Partial {
+                failed: Box::new(e),
+                path: path.clone(),
+                left,
+            });
         }
     }
     Ok(())
 }
 
-async fn remove(path: &Path) -> Result<(), String> {
+async fn remove(path: &Path) -> Result<(), CachingError> {
     let meta = tokio::fs::symlink_metadata(path)
         .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| CachingError::Inspect {
+            path: path.to_owned(),
+            source,
+        })?;
     let result = if meta.is_dir() {
         tokio::fs::remove_dir_all(path).await
     } else {
         tokio::fs::remove_file(path).await
     };
-    result.map_err(|e| format!("cannot clear {}: {e}", path.display()))
+    result.map_err(|source| CachingError::Clear {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Compares against the newest entry of the same cache on this platform.
@@ -269,16 +278,16 @@ pub async fn save(
     local: Option<&LocalCas>,
     keyed: &Keyed,
     work_dir: &Path,
-) -> Report {
-    let report = |outcome, detail: String| Report {
-        cache: keyed.spec.name.clone(),
+) -> CacheReport {
+    let report = |outcome, detail: String| CacheReport {
+        cache: CacheName::Dependency(keyed.spec.name.clone()),
         outcome,
         key: keyed.key.clone(),
         detail,
     };
     match save_paths(cas, local, keyed, work_dir).await {
-        Ok(summary) => report(Outcome::Saved, summary),
-        Err(e) => report(Outcome::SaveFailed, e),
+        Ok(summary) => report(CacheOutcome::Saved, summary),
+        Err(e) => report(CacheOutcome::SaveFailed, e.to_string()),
     }
 }
 
@@ -287,25 +296,29 @@ async fn save_paths(
     local: Option<&LocalCas>,
     keyed: &Keyed,
     work_dir: &Path,
-) -> Result<String, String> {
+) -> Result<String, CachingError> {
     let mut manifest = keyed.manifest.clone();
     let (mut files, mut bytes) = (0u64, 0u64);
     for rel in &keyed.spec.paths {
         let dir = work_dir.join(rel);
         if !dir.is_dir() {
-            return Err(format!(
-                "path `{rel}` is not a directory after the step; nothing saved"
-            ));
+            return Err(CachingError::NotADirectory(rel.clone()));
         }
         let snap = tokio::task::spawn_blocking(move || {
             buildfleet_cache::snapshot_with(&dir, Ignores::None)
         })
         .await
-        .map_err(|e| format!("snapshot of `{rel}` did not finish: {e}"))?
-        .map_err(|e| format!("snapshot of `{rel}` failed: {e}"))?;
+        .map_err(|e| CachingError::Snapshot {
+            path: rel.clone(),
+            what: format!("did not finish: {e}"),
+        })?
+        .map_err(|e| CachingError::Snapshot {
+            path: rel.clone(),
+            what: format!("failed: {e}"),
+        })?;
         cas.upload_snapshot(&snap)
             .await
-            .map_err(|e| format!("upload of `{rel}` failed: {e}"))?;
+            .map_err(CachingError::cache(format!("upload of `{rel}` failed")))?;
         files += snap.file_count;
         bytes += snap.total_bytes;
         manifest.paths.push((rel.clone(), snap.root));
@@ -329,7 +342,7 @@ async fn save_paths(
     };
     cas.index_put(&entry)
         .await
-        .map_err(|e| format!("could not record the entry: {e}"))?;
+        .map_err(CachingError::cache("could not record the entry"))?;
     Ok(format!("{files} files, {bytes} bytes"))
 }
 
@@ -413,7 +426,11 @@ mod tests {
     fn a_missing_key_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let err = key(&spec(), dir.path(), "linux-x86_64").unwrap_err();
-        assert!(err.contains("key file `requirements.txt`"), "{err}");
+        assert!(matches!(&err, CachingError::KeyFile { file, .. } if file == "requirements.txt"));
+        assert!(
+            err.to_string().contains("key file `requirements.txt`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use buildfleet_proto::v1 as pb;
 use bytes::Bytes;
 use prost::Message;
 
+use super::RecordError;
+
 /// Bumped when the meaning of a record changes, so old entries stop matching.
 /// 2: a result's log is stored framed (chunks with their streams), so a
 /// replay is the stream watchers saw; schema-1 logs were flat bytes.
@@ -57,14 +59,12 @@ impl ActionRecord {
         Bytes::from(msg.encode_to_vec())
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<ActionRecord, String> {
-        let msg = pb::ActionRecord::decode(bytes)
-            .map_err(|e| format!("undecodable action record: {e}"))?;
-        let input_root = msg
-            .input_root
-            .as_ref()
-            .ok_or("action record without an input root")
-            .and_then(|d| Digest::try_from(d).map_err(|_| "action record with a bad input root"))?;
+    pub fn decode(bytes: &[u8]) -> Result<ActionRecord, RecordError> {
+        let msg = pb::ActionRecord::decode(bytes).map_err(|source| RecordError::Undecodable {
+            what: "action record",
+            source,
+        })?;
+        let input_root = digest(msg.input_root, "the action record's input root")?;
         Ok(ActionRecord {
             schema: msg.schema,
             command: msg.command,
@@ -118,14 +118,12 @@ impl Manifest {
         Bytes::from(msg.encode_to_vec())
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
-        let msg = pb::DepCacheManifest::decode(bytes)
-            .map_err(|e| format!("undecodable cache manifest: {e}"))?;
-        let digest = |d: Option<pb::Digest>, what: &str| -> Result<Digest, String> {
-            d.as_ref()
-                .ok_or_else(|| format!("{what} has no digest"))
-                .and_then(|d| Digest::try_from(d).map_err(|e| format!("{what}: {e}")))
-        };
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, RecordError> {
+        let msg =
+            pb::DepCacheManifest::decode(bytes).map_err(|source| RecordError::Undecodable {
+                what: "cache manifest",
+                source,
+            })?;
         Ok(Manifest {
             name: msg.name,
             version: msg.version,
@@ -139,7 +137,7 @@ impl Manifest {
                         digest(k.digest, &format!("key file {}", k.path))?,
                     ))
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, RecordError>>()?,
             paths: msg
                 .paths
                 .into_iter()
@@ -149,9 +147,20 @@ impl Manifest {
                         digest(p.root, &format!("cached path {}", p.path))?,
                     ))
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, RecordError>>()?,
         })
     }
+}
+
+/// A digest a record must hold.
+fn digest(d: Option<pb::Digest>, what: &str) -> Result<Digest, RecordError> {
+    let d = d.ok_or_else(|| RecordError::NoDigest {
+        what: what.to_owned(),
+    })?;
+    Digest::try_from(&d).map_err(|source| RecordError::BadDigest {
+        what: what.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

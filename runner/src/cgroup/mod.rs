@@ -18,13 +18,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-/// What a step asked for with `resources:`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Resources {
-    pub memory_bytes: Option<u64>,
-    /// Thousandths of a CPU (`cpus: 1.5` is 1500).
-    pub cpu_millis: Option<u32>,
-}
+pub use buildfleet_model::Resources;
 
 /// The scheduler period cpu quotas are expressed in (the kernel's default).
 const CPU_PERIOD_US: u64 = 100_000;

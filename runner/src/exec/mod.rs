@@ -72,14 +72,9 @@ pub struct ExecSpec {
     pub cgroups: Vec<PathBuf>,
 }
 
-/// Where an [`OutputChunk`] came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-    /// Notes from the runner itself (timeouts, signals, cleanup, split lines).
-    System,
-}
+/// Where an [`OutputChunk`] came from (`System`: notes from the runner
+/// itself — timeouts, signals, cleanup, split lines).
+pub use buildfleet_model::LogStream;
 
 /// A piece of output.
 ///
@@ -88,7 +83,7 @@ pub enum Stream {
 /// `System` chunk announces the split). `System` chunks are single lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputChunk {
-    pub stream: Stream,
+    pub stream: LogStream,
     pub data: bytes::Bytes,
 }
 
@@ -196,13 +191,13 @@ pub async fn execute(
     let mut readers = JoinSet::new();
     if let Some(stdout) = child.stdout.take() {
         readers.spawn(
-            output::pump(stdout, Stream::Stdout, output.clone(), stop_rx.clone())
+            output::pump(stdout, LogStream::Stdout, output.clone(), stop_rx.clone())
                 .instrument(tracing::info_span!("stdout", pgid)),
         );
     }
     if let Some(stderr) = child.stderr.take() {
         readers.spawn(
-            output::pump(stderr, Stream::Stderr, output.clone(), stop_rx)
+            output::pump(stderr, LogStream::Stderr, output.clone(), stop_rx)
                 .instrument(tracing::info_span!("stderr", pgid)),
         );
     }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{OutputChunk, Stream};
+use super::{LogStream, OutputChunk};
 
 /// Bytes requested per read; the default Linux pipe capacity, so one read
 /// usually drains everything the child has written so far.
@@ -24,21 +24,11 @@ pub(crate) const READ_BUF: usize = 64 * 1024;
 /// writes megabytes without a newline cannot make us buffer without bound.
 pub(crate) const MAX_LINE: usize = 64 * 1024;
 
-impl fmt::Display for Stream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-            Stream::System => "system",
-        })
-    }
-}
-
 impl OutputChunk {
     /// A runner-generated message, newline-terminated like all other lines.
     pub(crate) fn system(message: impl fmt::Display) -> Self {
         Self {
-            stream: Stream::System,
+            stream: LogStream::System,
             data: Bytes::from(format!("{message}\n")),
         }
     }
@@ -121,7 +111,7 @@ impl LineSplitter {
 
 /// Delivers chunks for one stream, tolerating a vanished receiver.
 struct Sink {
-    stream: Stream,
+    stream: LogStream,
     output: mpsc::Sender<OutputChunk>,
     open: bool,
 }
@@ -168,7 +158,7 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 /// ready, so data already written is never cut off.
 pub(crate) async fn pump<R>(
     mut reader: R,
-    stream: Stream,
+    stream: LogStream,
     output: mpsc::Sender<OutputChunk>,
     mut stop: watch::Receiver<bool>,
 ) where

@@ -35,7 +35,7 @@ struct Run {
 }
 
 impl Run {
-    fn bytes(&self, stream: Stream) -> Vec<u8> {
+    fn bytes(&self, stream: LogStream) -> Vec<u8> {
         self.chunks
             .iter()
             .filter(|c| c.stream == stream)
@@ -43,7 +43,7 @@ impl Run {
             .collect()
     }
 
-    fn text(&self, stream: Stream) -> String {
+    fn text(&self, stream: LogStream) -> String {
         String::from_utf8(self.bytes(stream)).expect("utf-8 output")
     }
 
@@ -53,7 +53,7 @@ impl Run {
             Err(Errno::ESRCH),
             "process group {} still has members; system notes: {}",
             self.report.pgid,
-            self.text(Stream::System)
+            self.text(LogStream::System)
         );
     }
 }
@@ -112,19 +112,19 @@ async fn unset_variable_fails_the_command() {
         "{:?}",
         run.report.outcome
     );
-    assert_eq!(run.text(Stream::Stdout), "", "echo must not have run");
-    assert!(run.text(Stream::Stderr).contains("unbound variable"));
+    assert_eq!(run.text(LogStream::Stdout), "", "echo must not have run");
+    assert!(run.text(LogStream::Stderr).contains("unbound variable"));
 }
 
 #[tokio::test]
 async fn failing_pipeline_stage_and_failing_step_fail_the_command() {
     let run1 = run(spec("false | true; echo unreachable")).await;
     assert_eq!(run1.report.outcome, ExecOutcome::Exited { code: 1 });
-    assert_eq!(run1.text(Stream::Stdout), "");
+    assert_eq!(run1.text(LogStream::Stdout), "");
 
     let run2 = run(spec("false; echo unreachable")).await;
     assert_eq!(run2.report.outcome, ExecOutcome::Exited { code: 1 });
-    assert_eq!(run2.text(Stream::Stdout), "");
+    assert_eq!(run2.text(LogStream::Stdout), "");
 }
 
 #[tokio::test]
@@ -136,7 +136,7 @@ async fn spec_env_is_visible() {
     ];
     let run = run(s).await;
     assert_eq!(run.report.outcome, ExecOutcome::Exited { code: 0 });
-    assert_eq!(run.text(Stream::Stdout), "hello world|2\n");
+    assert_eq!(run.text(LogStream::Stdout), "hello world|2\n");
 }
 
 #[tokio::test]
@@ -156,7 +156,7 @@ async fn unrelated_parent_env_is_not_inherited() {
     );
     let run = run(spec("env")).await;
     assert_eq!(run.report.outcome, ExecOutcome::Exited { code: 0 });
-    let env = run.text(Stream::Stdout);
+    let env = run.text(LogStream::Stdout);
     let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
     for name in &foreign {
         assert!(!names.contains(&name.as_str()), "{name} leaked: {env}");
@@ -174,7 +174,7 @@ async fn cwd_is_respected() {
     let run = run(s).await;
     let expected = dir.path().canonicalize().expect("canonicalize");
     assert_eq!(
-        run.text(Stream::Stdout),
+        run.text(LogStream::Stdout),
         format!("{}\n", expected.display())
     );
 }
@@ -198,15 +198,15 @@ async fn missing_cwd_is_an_error_naming_the_path() {
 #[tokio::test]
 async fn stdout_and_stderr_both_arrive_separately() {
     let run = run(spec("echo out; echo err >&2; echo out2")).await;
-    assert_eq!(run.text(Stream::Stdout), "out\nout2\n");
-    assert_eq!(run.text(Stream::Stderr), "err\n");
+    assert_eq!(run.text(LogStream::Stdout), "out\nout2\n");
+    assert_eq!(run.text(LogStream::Stderr), "err\n");
 }
 
 #[tokio::test]
 async fn hundred_thousand_lines_arrive_in_order_batched() {
     let run = run(spec("seq 1 100000")).await;
     assert_eq!(run.report.outcome, ExecOutcome::Exited { code: 0 });
-    let text = run.text(Stream::Stdout);
+    let text = run.text(LogStream::Stdout);
     let numbers: Vec<u32> = text
         .lines()
         .map(|l| l.parse().expect("numbered line"))
@@ -215,7 +215,7 @@ async fn hundred_thousand_lines_arrive_in_order_batched() {
     let stdout_chunks = run
         .chunks
         .iter()
-        .filter(|c| c.stream == Stream::Stdout)
+        .filter(|c| c.stream == LogStream::Stdout)
         .inspect(|c| assert!(c.data.ends_with(b"\n"), "chunk not line-aligned"))
         .count();
     assert!(
@@ -227,8 +227,8 @@ async fn hundred_thousand_lines_arrive_in_order_batched() {
 #[tokio::test]
 async fn output_without_trailing_newline_arrives() {
     let run = run(spec("printf 'a\\nno newline'; printf 'err tail' >&2")).await;
-    assert_eq!(run.text(Stream::Stdout), "a\nno newline");
-    assert_eq!(run.text(Stream::Stderr), "err tail");
+    assert_eq!(run.text(LogStream::Stdout), "a\nno newline");
+    assert_eq!(run.text(LogStream::Stderr), "err tail");
 }
 
 #[tokio::test]
@@ -239,11 +239,11 @@ async fn overlong_line_is_split_and_noted() {
     .await;
     let mut expected = vec![b'x'; 200_000];
     expected.extend_from_slice(b"\ntail\n");
-    assert_eq!(run.bytes(Stream::Stdout), expected);
-    for chunk in run.chunks.iter().filter(|c| c.stream == Stream::Stdout) {
+    assert_eq!(run.bytes(LogStream::Stdout), expected);
+    for chunk in run.chunks.iter().filter(|c| c.stream == LogStream::Stdout) {
         assert!(chunk.data.ends_with(b"\n") || chunk.data.len() == output::MAX_LINE);
     }
-    let notes = run.text(Stream::System);
+    let notes = run.text(LogStream::System);
     assert_eq!(notes.matches("longer than").count(), 1, "{notes}");
 }
 
@@ -259,7 +259,7 @@ async fn timeout_terminates_the_whole_group() {
         }
     );
     let pgid = run.report.pgid;
-    assert!(run.text(Stream::System).contains(&format!(
+    assert!(run.text(LogStream::System).contains(&format!(
         "timed out after 300ms: sent SIGTERM to process group {pgid}"
     )));
     run.assert_group_gone();
@@ -274,7 +274,7 @@ async fn timeout_escalates_to_sigkill_when_sigterm_is_ignored() {
     let run = run(s).await;
     assert!(matches!(run.report.outcome, ExecOutcome::TimedOut { .. }));
     let pgid = run.report.pgid;
-    let notes = run.text(Stream::System);
+    let notes = run.text(LogStream::System);
     assert!(
         notes.contains(&format!("sent SIGTERM to process group {pgid}")),
         "{notes}"
@@ -294,7 +294,7 @@ async fn cancel_stops_the_group_with_the_reason() {
     // while the command runs: otherwise this would hang.
     let s = spec("echo started; sleep 1000 & sleep 1000 & wait");
     let run = run_with(s, |chunk, cancel| {
-        if chunk.stream == Stream::Stdout && chunk.data.starts_with(b"started") {
+        if chunk.stream == LogStream::Stdout && chunk.data.starts_with(b"started") {
             cancel.send_replace(Some("user abort".into()));
         }
     })
@@ -307,7 +307,7 @@ async fn cancel_stops_the_group_with_the_reason() {
         }
     );
     assert!(run
-        .text(Stream::System)
+        .text(LogStream::System)
         .contains("cancelled (user abort): sent SIGTERM"));
     run.assert_group_gone();
 }
@@ -316,9 +316,9 @@ async fn cancel_stops_the_group_with_the_reason() {
 async fn background_process_left_after_exit_is_killed() {
     let run = run(spec("sleep 1000 & echo done")).await;
     assert_eq!(run.report.outcome, ExecOutcome::Exited { code: 0 });
-    assert_eq!(run.text(Stream::Stdout), "done\n");
+    assert_eq!(run.text(LogStream::Stdout), "done\n");
     let pgid = run.report.pgid;
-    let notes = run.text(Stream::System);
+    let notes = run.text(LogStream::System);
     assert!(
         notes.contains(&format!("sent SIGKILL to process group {pgid}")),
         "{notes}"
@@ -340,11 +340,11 @@ async fn pipe_held_by_process_outside_the_group_does_not_block_forever() {
     ))
     .await;
     assert_eq!(run.report.outcome, ExecOutcome::Exited { code: 0 });
-    assert_eq!(run.text(Stream::Stdout), "done\n");
-    let notes = run.text(Stream::System);
+    assert_eq!(run.text(LogStream::Stdout), "done\n");
+    let notes = run.text(LogStream::System);
     assert!(notes.contains("stopped reading"), "{notes}");
     // Run directly, without the supervisor that would have caught it, the
     // escaped sleep is this test's to clean up.
-    let escaped: i32 = run.text(Stream::Stderr).trim().parse().unwrap();
+    let escaped: i32 = run.text(LogStream::Stderr).trim().parse().unwrap();
     let _ = nix::sys::signal::kill(Pid::from_raw(escaped), nix::sys::signal::Signal::SIGKILL);
 }

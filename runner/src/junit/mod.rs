@@ -13,14 +13,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use thiserror::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Passed,
-    Failed,
-    /// The test could not run properly (a broken fixture, a crash).
-    Error,
-    Skipped,
-}
+pub use buildfleet_model::TestOutcome;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestCase {
@@ -31,7 +24,7 @@ pub struct TestCase {
     /// The `file` attribute where the tool writes one.
     pub file: Option<String>,
     pub duration: Duration,
-    pub outcome: Outcome,
+    pub outcome: TestOutcome,
     /// The failure/error/skip message, or the first line of its text.
     pub message: String,
 }
@@ -89,7 +82,7 @@ pub fn parse(file: &str, xml: &str) -> Result<Vec<TestCase>, JunitError> {
     let mut suites: Vec<String> = Vec::new();
     let mut current: Option<TestCase> = None;
     // Text inside a failure/error/skipped element, for a message fallback.
-    let mut in_result: Option<Outcome> = None;
+    let mut in_result: Option<TestOutcome> = None;
     let mut cases = Vec::new();
     let mut saw_junit = false;
     loop {
@@ -132,7 +125,7 @@ pub fn parse(file: &str, xml: &str) -> Result<Vec<TestCase>, JunitError> {
                     name,
                     file: attr(e, b"file"),
                     duration,
-                    outcome: Outcome::Passed,
+                    outcome: TestOutcome::Passed,
                     message: String::new(),
                 };
                 if matches!(ev, Event::Empty(_)) {
@@ -148,9 +141,9 @@ pub fn parse(file: &str, xml: &str) -> Result<Vec<TestCase>, JunitError> {
             }
             ref ev @ (Event::Start(ref e) | Event::Empty(ref e)) => {
                 let outcome = match e.name().as_ref() {
-                    b"failure" => Some(Outcome::Failed),
-                    b"error" => Some(Outcome::Error),
-                    b"skipped" => Some(Outcome::Skipped),
+                    b"failure" => Some(TestOutcome::Failed),
+                    b"error" => Some(TestOutcome::Error),
+                    b"skipped" => Some(TestOutcome::Skipped),
                     // Surefire/nextest reruns: the final outcome is the
                     // testcase's own; these only record earlier attempts.
                     _ => None,
@@ -196,11 +189,11 @@ pub fn parse(file: &str, xml: &str) -> Result<Vec<TestCase>, JunitError> {
     Ok(cases)
 }
 
-fn rank(o: Outcome) -> u8 {
+fn rank(o: TestOutcome) -> u8 {
     match o {
-        Outcome::Passed => 0,
-        Outcome::Skipped => 1,
-        Outcome::Failed => 2,
-        Outcome::Error => 3,
+        TestOutcome::Passed => 0,
+        TestOutcome::Skipped => 1,
+        TestOutcome::Failed => 2,
+        TestOutcome::Error => 3,
     }
 }

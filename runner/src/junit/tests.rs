@@ -4,7 +4,7 @@
 
 use super::*;
 
-fn outcomes(cases: &[TestCase]) -> Vec<(String, Outcome)> {
+fn outcomes(cases: &[TestCase]) -> Vec<(String, TestOutcome)> {
     cases.iter().map(|c| (c.id(), c.outcome)).collect()
 }
 
@@ -16,17 +16,23 @@ fn pytest_report() {
         vec![
             (
                 "tests.test_sample::test_passes".to_string(),
-                Outcome::Passed
+                TestOutcome::Passed
             ),
-            ("tests.test_sample::test_fails".to_string(), Outcome::Failed),
+            (
+                "tests.test_sample::test_fails".to_string(),
+                TestOutcome::Failed
+            ),
             (
                 "tests.test_sample::test_skipped".to_string(),
-                Outcome::Skipped
+                TestOutcome::Skipped
             ),
-            ("tests.test_sample::test_errors".to_string(), Outcome::Error),
+            (
+                "tests.test_sample::test_errors".to_string(),
+                TestOutcome::Error
+            ),
             (
                 "tests.test_sample.TestGroup::test_in_class".to_string(),
-                Outcome::Passed
+                TestOutcome::Passed
             ),
         ]
     );
@@ -47,8 +53,8 @@ fn nextest_report() {
     assert_eq!(
         outcomes(&cases),
         vec![
-            ("rsproj::tests::adds".to_string(), Outcome::Passed),
-            ("rsproj::tests::fails".to_string(), Outcome::Failed),
+            ("rsproj::tests::adds".to_string(), TestOutcome::Passed),
+            ("rsproj::tests::fails".to_string(), TestOutcome::Failed),
         ]
     );
     assert_eq!(cases[1].duration, Duration::from_millis(75));
@@ -65,9 +71,9 @@ fn jest_report() {
     let cases = parse("jest.xml", include_str!("fixtures/jest.xml")).unwrap();
     let got = outcomes(&cases);
     assert_eq!(got.len(), 4, "{got:?}");
-    assert_eq!(got[0], ("adds".to_string(), Outcome::Passed));
-    assert_eq!(got[1], ("fails".to_string(), Outcome::Failed));
-    assert_eq!(got[2].1, Outcome::Skipped);
+    assert_eq!(got[0], ("adds".to_string(), TestOutcome::Passed));
+    assert_eq!(got[1], ("fails".to_string(), TestOutcome::Failed));
+    assert_eq!(got[2].1, TestOutcome::Skipped);
     assert!(got[3].0.contains("nested passes"), "{got:?}");
     // jest-junit puts no message attribute: the first line of the text is used.
     assert!(
@@ -92,7 +98,7 @@ fn surefire_and_go_quirks() {
 </testsuite>"#;
     let cases = parse("TEST-com.example.AppTest.xml", surefire).unwrap();
     assert_eq!(cases[0].duration, Duration::from_secs_f64(1200.25));
-    assert_eq!(cases[1].outcome, Outcome::Failed);
+    assert_eq!(cases[1].outcome, TestOutcome::Failed);
     assert_eq!(cases[1].message, "expected:<1> but was:<2>");
     assert_eq!(cases[1].id(), "com.example.AppTest::breaks");
 
@@ -102,7 +108,7 @@ fn surefire_and_go_quirks() {
     let cases = parse("go.xml", go).unwrap();
     assert_eq!(
         outcomes(&cases),
-        vec![("pkg::TestThing".to_string(), Outcome::Passed)]
+        vec![("pkg::TestThing".to_string(), TestOutcome::Passed)]
     );
 }
 

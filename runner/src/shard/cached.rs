@@ -2,13 +2,34 @@
 //! as cached, and names the outputs the cache vouched for; a success stores
 //! its log, outputs and record.
 
-use buildfleet_cache::{CasClient, OutputDirectory, OutputFile, StepResult};
+use buildfleet_cache::{CacheError, CasClient, Digest, OutputDirectory, OutputFile, StepResult};
 use bytes::Bytes;
 
 use super::log::LogSender;
-use crate::caching::action::{self, ActionKey, ActionSpec, STEP_CACHE};
-use crate::caching::{Outcome, Report};
+use buildfleet_model::{CacheName, CacheOutcome, CacheReport};
+
+use super::framed::FramingError;
+use crate::caching::action::{self, ActionKey, ActionSpec};
 use crate::outputs::{OutputKind, Uploaded};
+
+/// Why a stored result cannot be replayed: the step runs instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("stored result has exit code {0}")]
+    ExitCode(i32),
+    #[error("stored log {log} unreadable: {source}")]
+    Unreadable {
+        log: Digest,
+        #[source]
+        source: CacheError,
+    },
+    #[error("stored log {log}: {source}")]
+    Framing {
+        log: Digest,
+        #[source]
+        source: FramingError,
+    },
+}
 
 /// Replays a stored result. The server only serves results whose blobs
 /// are all present, and the log is verified on download.
@@ -17,25 +38,30 @@ pub async fn replay(
     key: &ActionKey,
     result: &StepResult,
     log: &mut LogSender,
-) -> Result<(), String> {
+) -> Result<(), ReplayError> {
     if result.exit_code != 0 {
-        return Err(format!("stored result has exit code {}", result.exit_code));
+        return Err(ReplayError::ExitCode(result.exit_code));
     }
+    let framing = |source| ReplayError::Framing {
+        log: result.log,
+        source,
+    };
     let bytes = cas
         .read_blob(&result.log)
         .await
-        .map_err(|e| format!("stored log {} unreadable: {e}", result.log))?;
+        .map_err(|source| ReplayError::Unreadable {
+            log: result.log,
+            source,
+        })?;
     // Checked before anything is sent: a log that cannot be replayed whole
     // means the step runs instead.
-    super::framed::read(&bytes).map_err(|e| format!("stored log {}: {e}", result.log))?;
+    super::framed::read(&bytes).map_err(framing)?;
     log.system(format!(
         "cached: reusing the result of action {} — the command did not run; its log follows",
         key.digest
     ))
     .await;
-    log.replay(&bytes)
-        .await
-        .map_err(|e| format!("stored log {}: {e}", result.log))?;
+    log.replay(&bytes).await.map_err(framing)?;
     log.system("cached: end of the reused log".to_owned()).await;
     for f in &result.output_files {
         log.system(format!(
@@ -62,16 +88,16 @@ pub async fn store(
     key: &ActionKey,
     uploaded: &[Uploaded],
     log: &LogSender,
-) -> Report {
-    let report = |outcome, detail: String| Report {
-        cache: STEP_CACHE.to_owned(),
+) -> CacheReport {
+    let report = |outcome, detail: String| CacheReport {
+        cache: CacheName::Step,
         outcome,
         key: key.digest.to_string(),
         detail,
     };
     let Some(captured) = log.captured() else {
         return report(
-            Outcome::SaveFailed,
+            CacheOutcome::SaveFailed,
             format!(
                 "log larger than {} MiB; the result is not cached rather than replayed cut",
                 super::log::CAPTURE_LIMIT / (1024 * 1024)
@@ -80,7 +106,7 @@ pub async fn store(
     };
     let log_digest = match cas.upload_blob(Bytes::copy_from_slice(captured)).await {
         Ok(d) => d,
-        Err(e) => return report(Outcome::SaveFailed, format!("log upload failed: {e}")),
+        Err(e) => return report(CacheOutcome::SaveFailed, format!("log upload failed: {e}")),
     };
     let mut result = StepResult {
         exit_code: 0,
@@ -103,7 +129,7 @@ pub async fn store(
         }
     }
     match action::store(cas, spec, key, &result).await {
-        Ok(()) => report(Outcome::Saved, String::new()),
-        Err(e) => report(Outcome::SaveFailed, e),
+        Ok(()) => report(CacheOutcome::Saved, String::new()),
+        Err(e) => report(CacheOutcome::SaveFailed, e.to_string()),
     }
 }

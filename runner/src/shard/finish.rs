@@ -6,32 +6,39 @@
 use std::path::{Component, Path};
 
 use buildfleet_cache::StepResult;
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::{CacheReport, Failure, Lease, State};
 use tokio::sync::watch;
 
-use super::judge::state;
 use super::log::LogSender;
 use super::{note, ShardContext};
 use crate::caching::action::{ActionKey, ActionSpec};
-use crate::caching::{dependency, Report};
+use crate::caching::dependency;
 use crate::exec::ExecSpec;
-use crate::outputs::Uploaded;
+use crate::outputs::{OutputError, Uploaded};
 use crate::shard::workspace::Workspace;
 
-/// Outputs collected and confirmed, then every `verify:` check. `Err` is
-/// the reason the step fails (missing-output, verify-failed, …).
+/// A promise of the step that did not hold: the reason it fails.
+#[derive(Debug, thiserror::Error)]
+pub enum Broken {
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyFailed),
+}
+
+/// Outputs collected and confirmed, then every `verify:` check.
 pub async fn contract(
     ctx: &ShardContext,
-    lease: &pb::Lease,
+    lease: &Lease,
     base: &ExecSpec,
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
-) -> Result<Vec<Uploaded>, String> {
+) -> Result<Vec<Uploaded>, Broken> {
     let uploaded = match crate::outputs::collect(&ctx.cas, &base.cwd, &lease.outputs).await {
         Ok(u) => u,
         Err(e) => {
             log.system(e.to_string()).await;
-            return Err(e.to_string());
+            return Err(e.into());
         }
     };
     for u in &uploaded {
@@ -43,9 +50,7 @@ pub async fn contract(
         ))
         .await;
     }
-    crate::verify::run(&lease.verify, base, cancel, log)
-        .await
-        .map_err(|e| e.to_string())?;
+    crate::verify::run(&lease.verify, base, cancel, log).await?;
     Ok(uploaded)
 }
 
@@ -53,21 +58,22 @@ pub async fn contract(
 #[allow(clippy::too_many_arguments)]
 pub async fn success(
     ctx: &ShardContext,
-    lease: &pb::Lease,
+    lease: &Lease,
     base: &ExecSpec,
     ws: &Workspace,
     action: Option<&(ActionSpec, ActionKey)>,
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
-    reports: &mut Vec<Report>,
-) -> pb::State {
+    reports: &mut Vec<CacheReport>,
+) -> State {
     let uploaded = match contract(ctx, lease, base, cancel, log).await {
         Ok(u) => u,
-        Err(reason) => {
-            return pb::State {
+        Err(broken) => {
+            return State::Failed(Failure {
                 exit_code: Some(0),
-                ..state(pb::StateKind::Failed, reason)
-            };
+                signal: None,
+                reason: broken.to_string(),
+            });
         }
     };
     for keyed in &ws.to_save {
@@ -78,7 +84,7 @@ pub async fn success(
         let r = super::cached::store(&ctx.cas, spec, key, &uploaded, log).await;
         note(log, reports, r).await;
     }
-    state(pb::StateKind::Succeeded, String::new())
+    State::Succeeded
 }
 
 /// A reused result whose step declares `verify:`: the checks run against
@@ -86,32 +92,29 @@ pub async fn success(
 /// caches restored. A check that fails means the result no longer holds.
 pub async fn verify_hit(
     ctx: &ShardContext,
-    lease: &pb::Lease,
+    lease: &Lease,
     result: &StepResult,
     base: &ExecSpec,
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
-) -> pb::State {
+) -> State {
     if let Err(e) = restore_outputs(ctx, &base.cwd, result).await {
         let reason = format!(
             "verify-failed: cached result no longer holds: its outputs could not be restored to check it ({e})"
         );
         log.system(reason.clone()).await;
-        return state(pb::StateKind::Failed, reason);
+        return State::failed(reason);
     }
     log.system(
         "cached: the result is reused, but `verify:` checks the world, so it runs now".to_owned(),
     )
     .await;
     match crate::verify::run(&lease.verify, base, cancel, log).await {
-        Ok(()) => state(pb::StateKind::Cached, String::new()),
-        Err(failed) => state(
-            pb::StateKind::Failed,
-            format!(
-                "verify-failed: cached result no longer holds: `{}` {}",
-                failed.command, failed.why
-            ),
-        ),
+        Ok(()) => State::Cached,
+        Err(failed) => State::failed(format!(
+            "verify-failed: cached result no longer holds: `{}` {}",
+            failed.command, failed.why
+        )),
     }
 }
 

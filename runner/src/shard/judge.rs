@@ -3,49 +3,35 @@
 
 use std::collections::BTreeSet;
 
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::{Failure, State, TestResult};
 
 use crate::exec::ExecOutcome;
 use crate::oom::OomWatch;
 
-pub fn state(kind: pb::StateKind, reason: String) -> pb::State {
-    pb::State {
-        kind: kind as i32,
-        reason,
-        ..pb::State::default()
-    }
-}
-
-/// The state an ended command earns by its exit alone. Exit 0 is only
-/// `Succeeded` here; the step's other promises (outputs, verify) are the
-/// caller's to check. A SIGKILL the kernel's OOM killer sent says so.
-pub fn exit_state(outcome: &ExecOutcome, oom: &OomWatch) -> pb::State {
+/// The state an ended command earns by its exit alone: the one mapping
+/// from an exit to a state. Exit 0 is only `Succeeded` here; the step's
+/// other promises (outputs, verify) are the caller's to check. A SIGKILL
+/// the kernel's OOM killer sent says so.
+pub fn exit_state(outcome: &ExecOutcome, oom: &OomWatch) -> State {
     match outcome {
-        ExecOutcome::Exited { code: 0 } => state(pb::StateKind::Succeeded, String::new()),
-        ExecOutcome::Exited { code } => pb::State {
+        ExecOutcome::Exited { code: 0 } => State::Succeeded,
+        ExecOutcome::Exited { code } => State::Failed(Failure {
             exit_code: Some(*code),
-            ..state(
-                pb::StateKind::Failed,
-                crate::oom::explain_exit(*code, oom).unwrap_or_default(),
-            )
-        },
-        ExecOutcome::Signalled { signal } => pb::State {
+            signal: None,
+            reason: crate::oom::explain_exit(*code, oom).unwrap_or_default(),
+        }),
+        ExecOutcome::Signalled { signal } => State::Failed(Failure {
+            exit_code: None,
             signal: Some(*signal),
-            ..state(
-                pb::StateKind::Failed,
-                crate::oom::explain_signal(*signal, oom),
-            )
+            reason: crate::oom::explain_signal(*signal, oom),
+        }),
+        ExecOutcome::TimedOut { after } => State::TimedOut {
+            after_ms: after.as_millis() as u64,
         },
-        ExecOutcome::TimedOut { after } => pb::State {
-            timeout_ms: Some(after.as_millis() as u64),
-            ..state(pb::StateKind::TimedOut, String::new())
+        ExecOutcome::Cancelled { reason } => State::Cancelled {
+            reason: reason.clone(),
         },
-        ExecOutcome::Cancelled { reason } => state(pb::StateKind::Cancelled, reason.clone()),
     }
-}
-
-fn is_failure(t: &pb::TestCaseResult) -> bool {
-    t.outcome == pb::TestOutcome::Failed as i32 || t.outcome == pb::TestOutcome::Error as i32
 }
 
 /// A non-zero exit whose reports name failed tests, every one of them in
@@ -53,21 +39,21 @@ fn is_failure(t: &pb::TestCaseResult) -> bool {
 /// step's contract must be checked as for exit 0. Returns the exit code.
 pub fn mutable_exit(
     outcome: &ExecOutcome,
-    tests: &[pb::TestCaseResult],
+    tests: &[TestResult],
     quarantine: &[String],
 ) -> Option<i32> {
     let ExecOutcome::Exited { code } = outcome else {
         return None;
     };
     let muted: BTreeSet<&str> = quarantine.iter().map(String::as_str).collect();
-    let mut failing = tests.iter().filter(|t| is_failure(t)).peekable();
+    let mut failing = tests.iter().filter(|t| t.outcome.is_failure()).peekable();
     let named = failing.peek().is_some();
     (*code != 0 && named && failing.all(|t| muted.contains(t.id.as_str()))).then_some(*code)
 }
 
 /// How many tests failed or errored.
-pub fn failures(tests: &[pb::TestCaseResult]) -> usize {
-    tests.iter().filter(|t| is_failure(t)).count()
+pub fn failures(tests: &[TestResult]) -> usize {
+    tests.iter().filter(|t| t.outcome.is_failure()).count()
 }
 
 /// A list command printing more than this is almost certainly not a list.
@@ -81,7 +67,7 @@ pub fn listing(
     oom: &OomWatch,
 ) -> Result<Vec<String>, ListingEnd> {
     let ended = exit_state(outcome, oom);
-    if ended.kind != pb::StateKind::Succeeded as i32 {
+    if ended != State::Succeeded {
         return Err(ListingEnd::State(ended));
     }
     if printed.len() > MAX_LISTING_BYTES {
@@ -107,7 +93,7 @@ pub fn listing(
 #[derive(Debug, PartialEq)]
 pub enum ListingEnd {
     /// The command itself did not succeed.
-    State(pb::State),
+    State(State),
     /// It succeeded but printed something that is not an item list.
     Refused(String),
 }
@@ -116,17 +102,22 @@ pub enum ListingEnd {
 mod tests {
     use super::*;
 
-    fn t(id: &str, outcome: pb::TestOutcome) -> pb::TestCaseResult {
-        pb::TestCaseResult {
+    fn t(id: &str, outcome: buildfleet_model::TestOutcome) -> TestResult {
+        TestResult {
             id: id.into(),
-            outcome: outcome as i32,
-            ..Default::default()
+            outcome,
+            duration_ms: 0,
+            message: String::new(),
+            report: String::new(),
+            flaky: false,
+            quarantined: false,
+            attempt: 1,
         }
     }
 
     #[test]
     fn only_a_failed_exit_whose_failures_are_all_quarantined_is_mutable() {
-        use pb::TestOutcome::*;
+        use buildfleet_model::TestOutcome::*;
         let q = vec!["a::x".to_string()];
         let exit1 = ExecOutcome::Exited { code: 1 };
         let tests = [t("a::x", Failed), t("a::y", Passed)];
@@ -153,22 +144,33 @@ mod tests {
     fn exits_map_to_states_once() {
         let oom = OomWatch::start(None);
         let s = exit_state(&ExecOutcome::Exited { code: 3 }, &oom);
-        assert_eq!(
-            (s.kind, s.exit_code),
-            (pb::StateKind::Failed as i32, Some(3))
-        );
+        assert!(matches!(
+            s,
+            State::Failed(Failure {
+                exit_code: Some(3),
+                ..
+            })
+        ));
         let s = exit_state(
             &ExecOutcome::TimedOut {
                 after: std::time::Duration::from_millis(1500),
             },
             &oom,
         );
-        assert_eq!(
-            (s.kind, s.timeout_ms),
-            (pb::StateKind::TimedOut as i32, Some(1500))
-        );
+        assert_eq!(s, State::TimedOut { after_ms: 1500 });
         let s = exit_state(&ExecOutcome::Signalled { signal: 15 }, &oom);
-        assert_eq!((s.signal, s.reason.as_str()), (Some(15), ""));
+        assert_eq!(
+            s,
+            State::Failed(Failure {
+                exit_code: None,
+                signal: Some(15),
+                reason: String::new()
+            })
+        );
+        assert_eq!(
+            exit_state(&ExecOutcome::Exited { code: 0 }, &oom),
+            State::Succeeded
+        );
     }
 
     #[test]
@@ -182,7 +184,10 @@ mod tests {
         ));
         assert!(matches!(
             listing(&ExecOutcome::Exited { code: 2 }, b"a\n", &oom),
-            Err(ListingEnd::State(s)) if s.exit_code == Some(2)
+            Err(ListingEnd::State(State::Failed(Failure {
+                exit_code: Some(2),
+                ..
+            })))
         ));
     }
 }

@@ -12,12 +12,13 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use buildfleet_cache::{CasClient, Digest};
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::LogStream;
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::framed;
 use super::mask::Masker;
+use crate::wire::Outgoing;
 
 /// A result whose log is larger than this is not cached: replaying a
 /// truncated log as if it were the whole would hide output.
@@ -28,7 +29,7 @@ pub const CAPTURE_LIMIT: usize = 64 * 1024 * 1024;
 pub struct LogSender {
     lease_id: String,
     pub seq: u64,
-    out: mpsc::Sender<pb::RunnerMessage>,
+    out: mpsc::Sender<Outgoing>,
     captured: framed::Writer,
     capturing: bool,
     overflowed: bool,
@@ -44,7 +45,7 @@ pub struct LogSender {
 struct Cap {
     head_left: usize,
     tail_max: usize,
-    tail: VecDeque<(pb::LogStream, Vec<u8>)>,
+    tail: VecDeque<(LogStream, Vec<u8>)>,
     tail_len: usize,
     dropped: u64,
 }
@@ -57,7 +58,7 @@ pub struct Finished {
 }
 
 impl LogSender {
-    pub fn new(lease_id: String, out: mpsc::Sender<pb::RunnerMessage>) -> LogSender {
+    pub fn new(lease_id: String, out: mpsc::Sender<Outgoing>) -> LogSender {
         LogSender {
             lease_id,
             seq: 0,
@@ -95,12 +96,12 @@ impl LogSender {
         Ok(())
     }
 
-    pub async fn send(&mut self, stream: pb::LogStream, data: Vec<u8>) {
+    pub async fn send(&mut self, stream: LogStream, data: Vec<u8>) {
         self.emit(stream, data, true).await;
     }
 
     /// Sends (and spools) one chunk; `capture` keeps it for the action cache.
-    async fn emit(&mut self, stream: pb::LogStream, data: Vec<u8>, capture: bool) {
+    async fn emit(&mut self, stream: LogStream, data: Vec<u8>, capture: bool) {
         let data = self.masker.bytes(data);
         if let Some((path, file)) = &mut self.spool {
             if let Err(e) = file.write_all(&data) {
@@ -110,7 +111,7 @@ impl LogSender {
                 self.spooled += data.len() as u64;
             }
         }
-        if stream != pb::LogStream::System {
+        if stream != LogStream::System {
             if let Some(cap) = &mut self.cap {
                 if data.len() > cap.head_left {
                     let (head, rest) = data.split_at(cap.head_left);
@@ -148,13 +149,13 @@ impl LogSender {
         self.transmit(stream, data).await;
     }
 
-    fn capture(&mut self, stream: pb::LogStream, data: &[u8]) {
+    fn capture(&mut self, stream: LogStream, data: &[u8]) {
         if !self.capturing {
             return;
         }
         let stream = match stream {
-            pb::LogStream::Stdout => framed::Stream::Stdout,
-            pb::LogStream::Stderr => framed::Stream::Stderr,
+            LogStream::Stdout => framed::Stream::Stdout,
+            LogStream::Stderr => framed::Stream::Stderr,
             _ => return,
         };
         // Framing costs 5 bytes a chunk.
@@ -218,15 +219,13 @@ impl LogSender {
         done
     }
 
-    async fn transmit(&mut self, stream: pb::LogStream, data: Vec<u8>) {
+    async fn transmit(&mut self, stream: LogStream, data: Vec<u8>) {
         self.seq += 1;
-        let msg = pb::RunnerMessage {
-            msg: Some(pb::runner_message::Msg::Log(pb::ShardLog {
-                lease_id: self.lease_id.clone(),
-                seq: self.seq,
-                stream: stream as i32,
-                data,
-            })),
+        let msg = Outgoing::Log {
+            lease_id: self.lease_id.clone(),
+            seq: self.seq,
+            stream,
+            data,
         };
         if self.out.send(msg).await.is_err() {
             warn!(
@@ -238,7 +237,7 @@ impl LogSender {
 
     pub async fn system(&mut self, text: String) {
         self.send(
-            pb::LogStream::System,
+            LogStream::System,
             format!("buildfleet: {text}\n").into_bytes(),
         )
         .await;
@@ -252,8 +251,8 @@ impl LogSender {
         let chunks = framed::read(stored)?;
         for (stream, data) in chunks {
             let stream = match stream {
-                framed::Stream::Stdout => pb::LogStream::Stdout,
-                framed::Stream::Stderr => pb::LogStream::Stderr,
+                framed::Stream::Stdout => LogStream::Stdout,
+                framed::Stream::Stderr => LogStream::Stderr,
             };
             self.emit(stream, data.to_vec(), false).await;
         }

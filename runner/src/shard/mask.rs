@@ -40,6 +40,27 @@ impl Masker {
         Masker { values: all }
     }
 
+    /// A state with the words it carries masked.
+    pub fn state(&self, state: buildfleet_model::State) -> buildfleet_model::State {
+        use buildfleet_model::State;
+        match state {
+            State::Failed(mut f) => {
+                f.reason = self.text(f.reason);
+                State::Failed(f)
+            }
+            State::Cancelled { reason } => State::Cancelled {
+                reason: self.text(reason),
+            },
+            State::Skipped { reason } => State::Skipped {
+                reason: self.text(reason),
+            },
+            State::RunnerLost { runner } => State::RunnerLost {
+                runner: self.text(runner),
+            },
+            other => other,
+        }
+    }
+
     pub fn bytes(&self, data: Vec<u8>) -> Vec<u8> {
         let mut data = data;
         for m in &self.values {

@@ -9,6 +9,7 @@
 //! saves).
 
 mod cached;
+mod error;
 mod finish;
 mod framed;
 mod judge;
@@ -19,19 +20,19 @@ mod workspace;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use buildfleet_cache::{CasClient, Digest, LocalCas};
-use buildfleet_proto::v1 as pb;
+use buildfleet_cache::{CasClient, LocalCas};
+use buildfleet_model::{CacheOutcome, CacheReport, Lease, MutedCheck, ShardReport, State};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::caching::action::{ActionKey, ActionSpec};
-use crate::caching::{Outcome, Report};
-use crate::cgroup::{Isolation, Resources, ShardCgroup};
-use crate::exec::{self, ExecReport, ExecSpec, OutputChunk, Stream};
+use crate::cgroup::{Isolation, ShardCgroup};
+use crate::exec::{self, ExecReport, ExecSpec, LogStream, OutputChunk};
 use crate::oom::OomWatch;
-use judge::state;
+use crate::wire::Outgoing;
+pub use error::ShardError;
 use log::LogSender;
 pub use mask::Masker;
 use prepare::Prepared;
@@ -39,8 +40,8 @@ use prepare::Prepared;
 pub struct ShardContext {
     pub work_root: PathBuf,
     pub cas: CasClient,
-    pub kill_grace: Duration,
-    pub out: mpsc::Sender<pb::RunnerMessage>,
+    pub kill_grace: std::time::Duration,
+    pub out: mpsc::Sender<Outgoing>,
     pub local: Option<LocalCas>,
     /// The binary holding the shard supervisor.
     pub supervisor: PathBuf,
@@ -48,19 +49,19 @@ pub struct ShardContext {
 }
 
 /// Runs a lease to its end: its processes are gone and its last log chunk
-/// was sent when this returns the result, which the caller reports (or,
-/// for a lease it handed back, does not).
+/// was sent when this returns the report, which the caller sends (or, for
+/// a lease it handed back, does not).
 pub async fn run_lease(
     ctx: &ShardContext,
-    lease: pb::Lease,
+    lease: Lease,
     cancel: watch::Receiver<Option<String>>,
-) -> pb::ShardResult {
+) -> ShardReport {
     let started = Instant::now();
     let masker = Masker::new(lease.secrets.values());
     let mut log = LogSender::new(lease.lease_id.clone(), ctx.out.clone());
     log.mask_with(masker.clone());
-    if lease.log_cap_bytes > 0 {
-        log.cap_at(lease.log_cap_bytes as usize);
+    if let Some(cap) = lease.log_cap {
+        log.cap_at(cap as usize);
     }
     let spool = ctx.work_root.join(format!("{}.log", lease.lease_id));
     if let Err(e) = log.spool_to(spool.clone()) {
@@ -79,70 +80,52 @@ pub async fn run_lease(
         .await;
     }
     let mut found = Collected::default();
-    let outcome = execute_lease(ctx, &lease, cancel, &mut log, &mut found).await;
-    let mut result_state = match outcome {
+    let state = match execute_lease(ctx, &lease, cancel, &mut log, &mut found).await {
         Ok(s) => s,
-        Err(reason) => {
+        Err(e) => {
+            let reason = e.to_string();
             log.system(reason.clone()).await;
-            state(pb::StateKind::Failed, reason)
+            State::failed(reason)
         }
     };
-    // Reasons and cache details quote what the step printed or wrote (a
-    // verify command's words, a key file's path): masked like its log.
-    result_state.reason = masker.text(result_state.reason);
     let locator = format!(
         "buildfleet logs {} {} --shard {}",
         lease.run_id, lease.step, lease.shard_index
     );
     let finished = log.finish(&ctx.cas, &locator).await;
-    info!(state = ?pb::StateKind::try_from(result_state.kind), "shard finished");
-    // Test names and messages carry whatever the step printed into its
-    // reports, secrets included: masked like every log line.
-    let tests = found
-        .tests
-        .into_iter()
-        .map(|t| pb::TestCaseResult {
-            id: masker.text(t.id),
-            message: masker.text(t.message),
-            ..t
-        })
-        .collect();
-    pb::ShardResult {
-        lease_id: lease.lease_id.clone(),
-        state: Some(result_state),
+    info!(state = state.name(), "shard finished");
+    // Reasons, cache details, test names and messages quote what the step
+    // printed or wrote (a verify command's words, a key file's path, its
+    // reports): masked like its log.
+    ShardReport {
+        state: masker.state(state),
         duration_ms: started.elapsed().as_millis() as u64,
         last_log_seq: log.seq,
         cache: found
             .reports
-            .iter()
-            .map(|r| pb::CacheReport {
-                detail: masker.text(r.detail.clone()),
-                ..report_to_pb(r)
+            .into_iter()
+            .map(|r| CacheReport {
+                detail: masker.text(r.detail),
+                ..r
             })
             .collect(),
-        tests,
+        tests: found
+            .tests
+            .into_iter()
+            .map(|t| buildfleet_model::TestResult {
+                id: masker.text(t.id),
+                message: masker.text(t.message),
+                ..t
+            })
+            .collect(),
         items: found.items,
-        full_log: finished.full_log.map(Into::into),
-        log_dropped_bytes: finished.dropped,
+        full_log: finished.full_log,
+        log_dropped: finished.dropped,
         muted: found.muted.map(|checked| match checked {
-            Muted::Met => pb::MutedCheck {
-                met: true,
-                failure: String::new(),
-            },
-            Muted::Unmet(why) => pb::MutedCheck {
-                met: false,
-                failure: masker.text(why),
-            },
+            MutedCheck::Met => MutedCheck::Met,
+            MutedCheck::Unmet(why) => MutedCheck::Unmet(masker.text(why)),
         }),
     }
-}
-
-/// What the runner found of the step's other promises for an exit the
-/// quarantine may mute.
-enum Muted {
-    Met,
-    /// What still failed.
-    Unmet(String),
 }
 
 /// What a lease found besides its state: cache activity, test outcomes,
@@ -150,74 +133,48 @@ enum Muted {
 /// the quarantine may mute) whether the rest of the contract held.
 #[derive(Default)]
 struct Collected {
-    reports: Vec<Report>,
-    tests: Vec<pb::TestCaseResult>,
+    reports: Vec<CacheReport>,
+    tests: Vec<buildfleet_model::TestResult>,
     items: Vec<String>,
-    muted: Option<Muted>,
+    muted: Option<MutedCheck>,
 }
 
-fn report_to_pb(r: &Report) -> pb::CacheReport {
-    let outcome = match r.outcome {
-        Outcome::Hit => pb::CacheOutcome::Hit,
-        Outcome::Fallback => pb::CacheOutcome::Fallback,
-        Outcome::Miss => pb::CacheOutcome::Miss,
-        Outcome::SaveFailed => pb::CacheOutcome::SaveFailed,
-        Outcome::Saved => pb::CacheOutcome::Saved,
-        Outcome::Disabled => pb::CacheOutcome::Disabled,
-    };
-    pb::CacheReport {
-        cache: r.cache.clone(),
-        outcome: outcome as i32,
-        key: r.key.clone(),
-        detail: r.detail.clone(),
-    }
-}
-
-async fn note(log: &mut LogSender, reports: &mut Vec<Report>, report: Report) {
+async fn note(log: &mut LogSender, reports: &mut Vec<CacheReport>, report: CacheReport) {
     log.system(report.log_line()).await;
-    if matches!(report.outcome, Outcome::SaveFailed) {
+    if report.outcome == CacheOutcome::SaveFailed {
         warn!(cache = %report.cache, detail = %report.detail, "cache save failed");
     }
     reports.push(report);
 }
 
-fn resources(lease: &pb::Lease) -> Resources {
-    Resources {
-        memory_bytes: (lease.memory_bytes > 0).then_some(lease.memory_bytes),
-        cpu_millis: (lease.cpu_millis > 0).then_some(lease.cpu_millis),
-    }
-}
-
 async fn execute_lease(
     ctx: &ShardContext,
-    lease: &pb::Lease,
+    lease: &Lease,
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
     found: &mut Collected,
-) -> Result<pb::State, String> {
-    let root = lease.input_root.as_ref().ok_or("lease has no input root")?;
-    let root = Digest::try_from(root).map_err(|e| format!("bad input root: {e}"))?;
-    let prepared = prepare::step_cache(ctx, lease, root, log, &mut found.reports).await;
+) -> Result<State, ShardError> {
+    let prepared = prepare::step_cache(ctx, lease, log, &mut found.reports).await;
     let (result, action) = match prepared {
         // A hit needs no working directory at all, unless it must be checked.
-        Prepared::Cached(_) if lease.verify.is_empty() => {
-            return Ok(state(pb::StateKind::Cached, String::new()))
-        }
+        Prepared::Cached(_) if lease.verify.is_empty() => return Ok(State::Cached),
         Prepared::Cached(result) => (Some(result), None),
         Prepared::Run(action) => (None, action),
     };
     let dir = ctx.work_root.join(&lease.lease_id);
     tokio::fs::create_dir_all(&dir)
         .await
-        .map_err(|e| format!("cannot create work directory {}: {e}", dir.display()))?;
-    let (cgroup, notes) = ctx.isolation.shard(&lease.lease_id, &resources(lease));
+        .map_err(|source| ShardError::WorkDir {
+            path: dir.clone(),
+            source,
+        })?;
+    let (cgroup, notes) = ctx.isolation.shard(&lease.lease_id, &lease.resources);
     for n in notes {
         log.system(n).await;
     }
     let run = Run {
         ctx,
         lease,
-        root,
         dir: &dir,
         cgroup: &cgroup,
     };
@@ -254,8 +211,7 @@ async fn execute_lease(
 /// One lease's fixed surroundings while it runs.
 struct Run<'a> {
     ctx: &'a ShardContext,
-    lease: &'a pb::Lease,
-    root: Digest,
+    lease: &'a Lease,
     dir: &'a Path,
     cgroup: &'a ShardCgroup,
 }
@@ -267,8 +223,7 @@ impl Run<'_> {
             command: command.to_owned(),
             cwd: self.dir.to_path_buf(),
             env: env.to_vec(),
-            timeout: (self.lease.timeout_ms > 0)
-                .then(|| Duration::from_millis(self.lease.timeout_ms)),
+            timeout: self.lease.timeout,
             kill_grace: self.ctx.kill_grace,
             supervisor: Some(self.ctx.supervisor.clone()),
             cgroups: self.cgroup.dirs(),
@@ -281,49 +236,35 @@ impl Run<'_> {
         cancel: watch::Receiver<Option<String>>,
         log: &mut LogSender,
         found: &mut Collected,
-    ) -> Result<pb::State, String> {
-        let ws = workspace::prepare(
-            self.ctx,
-            self.lease,
-            self.root,
-            self.dir,
-            log,
-            &mut found.reports,
-        )
-        .await?;
+    ) -> Result<State, ShardError> {
+        let ws =
+            workspace::prepare(self.ctx, self.lease, self.dir, log, &mut found.reports).await?;
         let base = self.exec_spec("", &ws.env);
         let ended = finish::verify_hit(self.ctx, self.lease, result, &base, cancel, log).await;
         ws.tidy().await;
         Ok(ended)
     }
 
+    /// The command: prepare, execute, judge the exit, finish.
     async fn step(
         &self,
         action: Option<&(ActionSpec, ActionKey)>,
         cancel: watch::Receiver<Option<String>>,
         log: &mut LogSender,
         found: &mut Collected,
-    ) -> Result<pb::State, String> {
+    ) -> Result<State, ShardError> {
         let lease = self.lease;
-        let ws = workspace::prepare(
-            self.ctx,
-            lease,
-            self.root,
-            self.dir,
-            log,
-            &mut found.reports,
-        )
-        .await?;
+        let ws = workspace::prepare(self.ctx, lease, self.dir, log, &mut found.reports).await?;
         let base = self.exec_spec(&lease.command, &ws.env);
         let started_at = std::time::SystemTime::now();
         let oom = OomWatch::start(self.cgroup.memory_events());
         let (report, printed) =
-            run_command(base.clone(), cancel.clone(), log, lease.list_items).await;
+            run_command(base.clone(), cancel.clone(), log, lease.is_listing()).await;
         // What is stored for a replay is the command's output: not the
         // checks that follow, which run again after every hit.
         log.stop_capture();
         ws.tidy().await;
-        let report = report.map_err(|e| format!("could not start the command: {e}"))?;
+        let report = report.map_err(ShardError::Start)?;
         if let Some(printed) = printed {
             return Ok(listing_result(&report, &printed, &oom, found, log).await);
         }
@@ -342,18 +283,23 @@ impl Run<'_> {
             found.tests = tests;
         }
         let ended = judge::exit_state(&report.outcome, &oom);
-        if ended.kind == pb::StateKind::Succeeded as i32 {
+        if ended == State::Succeeded {
             let reports = &mut found.reports;
             return Ok(
                 finish::success(self.ctx, lease, &base, &ws, action, cancel, log, reports).await,
             );
         }
-        if !ended.reason.is_empty() {
-            log.system(ended.reason.clone()).await;
+        let explanation = match &ended {
+            State::Failed(f) => f.reason.clone(),
+            State::Cancelled { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        if !explanation.is_empty() {
+            log.system(explanation.clone()).await;
         }
         // An exit already explained otherwise (an OOM kill) is not the
         // tests' doing, whatever they report: never mutable.
-        let explained = !ended.reason.is_empty();
+        let explained = !explanation.is_empty();
         if let Some(code) = judge::mutable_exit(&report.outcome, &found.tests, &lease.quarantine)
             .filter(|_| !explained)
         {
@@ -367,8 +313,8 @@ impl Run<'_> {
                     .await;
             }
             found.muted = Some(match checked {
-                Ok(_) => Muted::Met,
-                Err(why) => Muted::Unmet(why),
+                Ok(_) => MutedCheck::Met,
+                Err(why) => MutedCheck::Unmet(why.to_string()),
             });
         }
         Ok(ended)
@@ -409,21 +355,21 @@ async fn listing_result(
     oom: &OomWatch,
     found: &mut Collected,
     log: &mut LogSender,
-) -> pb::State {
+) -> State {
     match judge::listing(&report.outcome, printed, oom) {
         Ok(items) => {
             log.system(format!("listed {} item(s)", items.len())).await;
             found.items = items;
-            state(pb::StateKind::Succeeded, String::new())
+            State::Succeeded
         }
         Err(judge::ListingEnd::Refused(why)) => {
             log.system(why.clone()).await;
-            state(pb::StateKind::Failed, why)
+            State::failed(why)
         }
         Err(judge::ListingEnd::State(ended)) => {
             // What it printed may explain the failure; show it.
             if !printed.is_empty() {
-                log.send(pb::LogStream::Stdout, printed.to_vec()).await;
+                log.send(LogStream::Stdout, printed.to_vec()).await;
             }
             ended
         }
@@ -435,16 +381,11 @@ pub(crate) async fn forward(
     chunk: OutputChunk,
     listing: Option<&mut Vec<u8>>,
 ) {
-    if let (Some(buf), Stream::Stdout) = (listing, chunk.stream) {
+    if let (Some(buf), LogStream::Stdout) = (listing, chunk.stream) {
         // Keep one byte past the cap so "too long" can be told apart.
         let room = (judge::MAX_LISTING_BYTES + 1).saturating_sub(buf.len());
         buf.extend_from_slice(&chunk.data[..chunk.data.len().min(room)]);
         return;
     }
-    let stream = match chunk.stream {
-        Stream::Stdout => pb::LogStream::Stdout,
-        Stream::Stderr => pb::LogStream::Stderr,
-        Stream::System => pb::LogStream::System,
-    };
-    log.send(stream, chunk.data.to_vec()).await;
+    log.send(chunk.stream, chunk.data.to_vec()).await;
 }

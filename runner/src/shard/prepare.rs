@@ -1,13 +1,13 @@
 //! The step-result cache, before anything is materialised: whether this
 //! lease may reuse an earlier result, and if it does, replaying its log.
 
-use buildfleet_cache::{Digest, StepResult};
-use buildfleet_proto::v1 as pb;
+use buildfleet_cache::StepResult;
+use buildfleet_model::{CacheName, CacheOutcome, CacheReport, Lease};
 
 use super::log::LogSender;
 use super::{note, ShardContext};
-use crate::caching::action::{self, ActionKey, ActionSpec, STEP_CACHE};
-use crate::caching::{platform, Outcome, Report};
+use crate::caching::action::{self, ActionKey, ActionSpec, Found};
+use crate::caching::platform;
 
 /// What the step-result cache decided.
 pub enum Prepared {
@@ -18,116 +18,54 @@ pub enum Prepared {
     Run(Option<Box<(ActionSpec, ActionKey)>>),
 }
 
-fn step_report(outcome: Outcome, key: String, detail: String) -> Report {
-    Report {
-        cache: STEP_CACHE.to_owned(),
+fn step_report(outcome: CacheOutcome, key: String, detail: String) -> CacheReport {
+    CacheReport {
+        cache: CacheName::Step,
         outcome,
         key,
         detail,
     }
 }
 
-/// The action this lease would be cached under.
-fn spec(lease: &pb::Lease, root: Digest) -> ActionSpec {
-    ActionSpec {
-        project: lease.project.clone(),
-        step: lease.step.clone(),
-        command: lease.command.clone(),
-        env: lease
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        input_root: root,
-        input_globs: lease.inputs.clone(),
-        shard_index: lease.shard_index,
-        shard_count: lease.shard_count,
-        outputs: lease.outputs.clone(),
-        platform: platform(),
-        verify: lease.verify.clone(),
-        secret_names: lease
-            .secrets
-            .keys()
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-    }
-}
-
 pub async fn step_cache(
     ctx: &ShardContext,
-    lease: &pb::Lease,
-    root: Digest,
+    lease: &Lease,
     log: &mut LogSender,
-    reports: &mut Vec<Report>,
+    reports: &mut Vec<CacheReport>,
 ) -> Prepared {
-    if !lease.use_action_cache {
-        // The coordinator says why (`cache: false`, `--no-cache`, secrets,
-        // a re-run); an older one does not, so there is a fallback.
-        let why = if lease.action_cache_off.is_empty() {
-            "`--no-cache` or `cache: false`: the step always runs".to_owned()
-        } else {
-            lease.action_cache_off.clone()
-        };
-        note(
-            log,
-            reports,
-            step_report(Outcome::Disabled, String::new(), why),
-        )
-        .await;
+    if let Some(why) = &lease.action_cache_off {
+        // The coordinator says why: `cache: false`, `--no-cache`, secrets,
+        // the run id, a re-run.
+        let report = step_report(CacheOutcome::Disabled, String::new(), why.clone());
+        note(log, reports, report).await;
         return Prepared::Run(None);
     }
-    let spec = spec(lease, root);
-    let key = match action::compute(&ctx.cas, &spec).await {
-        Ok(key) => key,
-        Err(e) => {
-            let r = step_report(
-                Outcome::Miss,
-                String::new(),
-                format!("no action digest, so no reuse and no save: {e}"),
-            );
-            note(log, reports, r).await;
-            return Prepared::Run(None);
-        }
-    };
-    let action_id = key.digest.to_string();
-    match action::lookup(&ctx.cas, &key).await {
-        Ok(Some(result)) => match super::cached::replay(&ctx.cas, &key, &result, log).await {
-            Ok(()) => {
-                note(
-                    log,
-                    reports,
-                    step_report(Outcome::Hit, action_id, String::new()),
-                )
-                .await;
-                return Prepared::Cached(Box::new(result));
-            }
-            Err(e) => {
-                let r = step_report(
-                    Outcome::Miss,
-                    action_id,
-                    format!("the stored result could not be replayed ({e}); running the step"),
-                );
-                note(log, reports, r).await;
-            }
-        },
-        Ok(None) => {
-            let why = match action::previous(&ctx.cas, &spec).await {
-                Ok(Some(old)) => {
-                    crate::caching::explain::action_miss(&ctx.cas, &old, &key.record).await
+    let spec = ActionSpec::for_shard(lease, platform());
+    match action::find(&ctx.cas, &spec).await {
+        Found::Hit(key, result) => {
+            let action_id = key.digest.to_string();
+            match super::cached::replay(&ctx.cas, &key, &result, log).await {
+                Ok(()) => {
+                    let report = step_report(CacheOutcome::Hit, action_id, String::new());
+                    note(log, reports, report).await;
+                    Prepared::Cached(result)
                 }
-                Ok(None) => format!(
-                    "no earlier result for step `{}` shard {}/{} on {}",
-                    spec.step, spec.shard_index, spec.shard_count, spec.platform
-                ),
-                Err(e) => format!("no explanation: {e}"),
-            };
-            note(log, reports, step_report(Outcome::Miss, action_id, why)).await;
+                Err(e) => {
+                    let r = step_report(
+                        CacheOutcome::Miss,
+                        action_id,
+                        format!("the stored result could not be replayed ({e}); running the step"),
+                    );
+                    note(log, reports, r).await;
+                    Prepared::Run(Some(Box::new((spec, *key))))
+                }
+            }
         }
-        Err(e) => {
-            note(log, reports, step_report(Outcome::Miss, action_id, e)).await;
+        Found::Miss(key, why) => {
+            let action_id = key.as_ref().map(|k| k.digest.to_string());
+            let report = step_report(CacheOutcome::Miss, action_id.unwrap_or_default(), why);
+            note(log, reports, report).await;
+            Prepared::Run(key.map(|k| Box::new((spec, *k))))
         }
     }
-    Prepared::Run(Some(Box::new((spec, key))))
 }

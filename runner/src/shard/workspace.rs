@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use buildfleet_cache::Digest;
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::{CacheReport, Lease};
 
 use super::log::LogSender;
-use super::{note, ShardContext};
-use crate::caching::dependency::{self, CacheSpec, Keyed};
-use crate::caching::{platform, Report};
+use super::{note, ShardContext, ShardError};
+use crate::caching::dependency::{self, Keyed};
+use crate::caching::platform;
 
 /// What the step runs with.
 pub struct Workspace {
@@ -31,37 +30,23 @@ impl Workspace {
     }
 }
 
-fn cache_specs(lease: &pb::Lease) -> Vec<CacheSpec> {
-    lease
-        .caches
-        .iter()
-        .map(|c| CacheSpec {
-            name: c.name.clone(),
-            key_files: c.key_files.clone(),
-            paths: c.paths.clone(),
-            version: c.version.clone(),
-            restore: c.restore.clone(),
-        })
-        .collect()
-}
-
-/// Materialises `root` into `dir`, restores the lease's dependency caches
+/// Materialises the lease's input root into `dir`, restores the lease's dependency caches
 /// and builds the environment: the lease's variables, its secrets (only
 /// ever in the process, never in a record), one `BUILDFLEET_CACHE_<NAME>`
 /// per cache and the item list.
 pub async fn prepare(
     ctx: &ShardContext,
-    lease: &pb::Lease,
-    root: Digest,
+    lease: &Lease,
     dir: &Path,
     log: &mut LogSender,
-    reports: &mut Vec<Report>,
-) -> Result<Workspace, String> {
+    reports: &mut Vec<CacheReport>,
+) -> Result<Workspace, ShardError> {
+    let root = lease.input_root;
     let stats = ctx
         .cas
         .materialise_with(&root, dir, ctx.local.as_ref())
         .await
-        .map_err(|e| format!("could not materialise inputs {root}: {e}"))?;
+        .map_err(|source| ShardError::Materialise { root, source })?;
     tracing::debug!(?stats, "inputs materialised");
     if stats.copied_files > 0 {
         log.system(format!(
@@ -77,8 +62,8 @@ pub async fn prepare(
         .collect();
     env.extend(lease.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut to_save = Vec::new();
-    for spec in cache_specs(lease) {
-        let keyed = dependency::key(&spec, dir, &platform())?;
+    for spec in &lease.caches {
+        let keyed = dependency::key(spec, dir, &platform()).map_err(ShardError::CacheKey)?;
         let (report, restored) =
             dependency::restore(&ctx.cas, ctx.local.as_ref(), &keyed, dir).await;
         note(log, reports, report).await;
@@ -97,7 +82,10 @@ pub async fn prepare(
         text.push('\n');
         tokio::fs::write(&file, text)
             .await
-            .map_err(|e| format!("cannot write the shard's item list {}: {e}", file.display()))?;
+            .map_err(|source| ShardError::ItemList {
+                path: file.clone(),
+                source,
+            })?;
         env.push((
             "BUILDFLEET_SHARD_ITEMS_FILE".to_owned(),
             file.display().to_string(),

@@ -1,0 +1,59 @@
+//! A shard's lease as far as the pipeline alone decides it. The scheduler
+//! adds what only a run knows (ids, attempt, secret values, run options);
+//! `buildfleet cache explain` uses it as is. One construction, so the
+//! action digest explain computes is the one a runner computes.
+
+use buildfleet_model::{Digest, Lease, LeaseKind};
+
+use super::{Pipeline, Step};
+
+impl Pipeline {
+    /// Shard `shard` of `shard_count` of `step`, with its `split:` items.
+    /// Secrets are named with empty values: which secrets a step receives
+    /// is part of its action; their values never are, and only a run has
+    /// them.
+    pub fn shard_lease(
+        &self,
+        step: &Step,
+        shard: u32,
+        shard_count: u32,
+        items: Vec<String>,
+        input_root: Digest,
+        project: &str,
+    ) -> Lease {
+        Lease {
+            lease_id: String::new(),
+            run_id: String::new(),
+            step: step.name.clone(),
+            shard_index: shard,
+            shard_count,
+            kind: LeaseKind::Shard,
+            command: step.run.clone(),
+            env: self.shard_env(step, shard, shard_count, &items),
+            input_root,
+            timeout: step.timeout,
+            outputs: step.outputs.clone(),
+            // Validation guarantees every name resolves.
+            caches: step
+                .caches
+                .iter()
+                .filter_map(|name| self.caches.get(name).cloned())
+                .collect(),
+            action_cache_off: self.result_cache_off(step),
+            inputs: step.inputs.clone(),
+            project: project.to_owned(),
+            reports: step.reports.clone(),
+            items,
+            attempt: 1,
+            verify: step.verify.clone(),
+            secrets: step
+                .secrets
+                .iter()
+                .map(|name| (name.clone(), String::new()))
+                .collect(),
+            log_cap: step.log_cap.filter(|&cap| cap > 0),
+            quarantine: Vec::new(),
+            resources: step.resources,
+        }
+    }
+}
