@@ -51,7 +51,7 @@ impl CasClient {
                     .digest
                     .as_ref()
                     .ok_or(buildfleet_model::digest::DigestError::Missing)
-                    .and_then(|d| from_reapi(&d, DigestFunction::Blake3))?;
+                    .and_then(|d| from_reapi(d, DigestFunction::Blake3))?;
                 return Err(CacheError::BlobRejected {
                     digest,
                     code: Code::from_i32(status.code),

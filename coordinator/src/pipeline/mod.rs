@@ -105,8 +105,6 @@ pub struct Step {
     pub resources: Resources,
 }
 
-/// `resources:` on a step.
-
 /// The variable whose value differs on every run by design.
 pub const RUN_ID_VAR: &str = "BUILDFLEET_RUN_ID";
 
