@@ -87,10 +87,10 @@ fn a_restored_run_keeps_its_events_and_leases_in_flight_shards_again() {
     let (mut s, store) = open(dir.path());
     assert_eq!(s.restore(&store, &no_secrets, now).unwrap(), 1);
     let r = s.run(&run).unwrap();
-    let shards: Vec<State> = r.steps[0]
-        .shards
+    let shards: Vec<State> = r.steps()[0]
+        .shards()
         .iter()
-        .map(|sh| sh.state.clone())
+        .map(|sh| sh.state().clone())
         .collect();
     assert_eq!(shards[0], State::Succeeded);
     assert_eq!(
@@ -125,7 +125,7 @@ fn a_restored_run_keeps_its_events_and_leases_in_flight_shards_again() {
     assert_eq!(again[0].lease.shard_index, 1);
     assert_eq!(again[0].lease.attempt, 2);
     assert_eq!(
-        s.run(&run).unwrap().steps[0].shards[1].infra_retries,
+        s.run(&run).unwrap().steps()[0].shards()[1].infra_retries(),
         0,
         "no retry used"
     );

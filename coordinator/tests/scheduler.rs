@@ -32,7 +32,7 @@ fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
 
 fn step_state(s: &Scheduler, run: &str, step: &str) -> State {
     let r = s.run(run).unwrap();
-    r.steps[r.by_name[step]].state.clone()
+    r.steps()[r.step_index(step).expect("step")].state().clone()
 }
 
 const TWO_STAGES: &str = r#"version: 1
@@ -67,10 +67,10 @@ fn stage_barrier_and_needs_decide_what_is_leased() {
     // Finish both shards of `a`: `d` (needs a) becomes ready, `c` still waits for `b`.
     let a_leases: Vec<String> = {
         let r = s.run(&run).unwrap();
-        r.steps[0]
-            .shards
+        r.steps()[0]
+            .shards()
             .iter()
-            .map(|sh| sh.lease.clone().unwrap())
+            .map(|sh| sh.lease().unwrap().to_owned())
             .collect()
     };
     for l in &a_leases {
@@ -156,11 +156,11 @@ fn a_failure_skips_dependents_and_fails_the_run_with_evidence() {
     }
     let r = s.run(&run).unwrap();
     assert!(
-        matches!(&r.state, State::Failed(f) if f.reason.contains("a failed (exit code 2)")),
+        matches!(&r.state(), State::Failed(f) if f.reason.contains("a failed (exit code 2)")),
         "{}",
-        r.state
+        r.state()
     );
-    assert!(!r.state.is_green());
+    assert!(!r.state().is_green());
 }
 
 #[test]
@@ -229,7 +229,7 @@ fn log_repeats_are_dropped_and_gaps_marked() {
     let logs: Vec<(LogStream, String)> = s
         .run(&run)
         .unwrap()
-        .events
+        .events()
         .after(0, 1000)
         .iter()
         .filter_map(|e| match &e.kind {
@@ -303,7 +303,7 @@ fn a_lost_runner_loses_its_shards_once_infra_retries_are_used_up() {
             .is_err(),
         "late result refused"
     );
-    assert!(!s.run(&run).unwrap().state.is_green());
+    assert!(!s.run(&run).unwrap().state().is_green());
 }
 
 #[test]
@@ -349,8 +349,8 @@ fn a_lost_runners_shard_is_leased_again_and_its_late_result_never_counts() {
     )
     .unwrap();
     let r = s.run(&run).unwrap();
-    assert_eq!(r.state, State::Succeeded);
-    assert_eq!(r.steps[0].shards[0].infra_retries, 1);
+    assert_eq!(*r.state(), State::Succeeded);
+    assert_eq!(r.steps()[0].shards()[0].infra_retries(), 1);
 }
 
 #[test]
@@ -385,7 +385,7 @@ fn cancel_ends_unstarted_work_and_orders_running_leases_stopped() {
     )
     .unwrap();
     assert_eq!(
-        s.run(&run).unwrap().state,
+        *s.run(&run).unwrap().state(),
         State::Cancelled {
             reason: "stop".into()
         }

@@ -85,14 +85,18 @@ fn a_listing_lease_comes_first_and_its_items_become_balanced_shards() {
     s.record_result("r", &listing.lease_id, report, now)
         .unwrap();
     let r = s.run(&run).unwrap();
-    let split = r.steps[0].split.clone().expect("planned");
+    let split = r.steps()[0].split().clone().expect("planned");
     assert_eq!((split.items, split.without_history), (5, 1));
     assert_eq!(
         split.estimate,
         Duration::from_secs(3),
         "the median of the known"
     );
-    let mut shards: Vec<Vec<String>> = r.steps[0].shards.iter().map(|s| s.items.clone()).collect();
+    let mut shards: Vec<Vec<String>> = r.steps()[0]
+        .shards()
+        .iter()
+        .map(|s| s.items().to_vec())
+        .collect();
     shards.sort();
     // 9 + 4 × 3 s over two shards: LPT gives big alone until the 3 s items
     // fill the other to 9, then the new one (ties go to shard 0) — 12 s.
@@ -148,12 +152,12 @@ fn a_flaky_rerun_leases_only_the_failed_items_without_the_result_cache() {
     report.tests = vec![test("k::b", TestOutcome::Passed, 15)];
     s.record_result("r", &again.lease_id, report, now).unwrap();
     let r = s.run(&run).unwrap();
-    let shard = &r.steps[0].shards[0];
-    assert_eq!(shard.state, State::Succeeded);
-    assert_eq!(shard.duration_ms, 35, "both attempts count");
-    let b = shard.tests.iter().find(|t| t.id == "k::b").unwrap();
+    let shard = &r.steps()[0].shards()[0];
+    assert_eq!(*shard.state(), State::Succeeded);
+    assert_eq!(shard.duration_ms(), 35, "both attempts count");
+    let b = shard.tests().iter().find(|t| t.id == "k::b").unwrap();
     assert!(b.flaky && b.attempt == 2);
-    assert_eq!(r.state, State::Succeeded);
+    assert_eq!(*r.state(), State::Succeeded);
 }
 
 #[test]
@@ -178,7 +182,11 @@ fn a_listing_that_ends_after_its_step_did_grows_no_shards() {
     // The runner's listing ends after the cancel reached the step.
     let _ = s.record_result("r", &listing.lease.lease_id, done, now);
     let run = s.run(&id).unwrap();
-    assert!(run.steps[0].shards.is_empty(), "{:?}", run.steps[0].shards);
-    assert!(matches!(run.steps[0].state, State::Cancelled { .. }));
+    assert!(
+        run.steps()[0].shards().is_empty(),
+        "{:?}",
+        run.steps()[0].shards()
+    );
+    assert!(matches!(run.steps()[0].state(), State::Cancelled { .. }));
     assert!(s.assign(now).is_empty());
 }

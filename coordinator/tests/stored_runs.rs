@@ -72,44 +72,44 @@ fn submit(s: &mut Scheduler, which: usize, now: Instant) -> String {
 /// clock readings (stored as wall-clock times, read back approximately).
 fn shape(run: &Run) -> String {
     let steps: Vec<String> = run
-        .steps
+        .steps()
         .iter()
         .map(|st| {
             let shards: Vec<String> = st
-                .shards
+                .shards()
                 .iter()
                 .map(|sh| {
                     format!(
                         "{}:{:?}:{:?}:{:?}:{}:{:?}:{:?}:{:?}:{}:{}:{:?}:{:?}",
-                        sh.index,
-                        sh.state,
-                        sh.runner,
-                        sh.lease,
-                        sh.attempt,
-                        sh.items,
-                        sh.attempt_items,
-                        sh.tests,
-                        sh.flaky_reruns,
-                        sh.infra_retries,
-                        sh.muted_exit,
-                        sh.cache,
+                        sh.index(),
+                        sh.state(),
+                        sh.runner(),
+                        sh.lease(),
+                        sh.attempt(),
+                        sh.items(),
+                        sh.attempt_items(),
+                        sh.tests(),
+                        sh.flaky_reruns(),
+                        sh.infra_retries(),
+                        sh.muted_exit(),
+                        sh.cache(),
                     )
                 })
                 .collect();
             format!(
                 "{}={:?} {:?} split:{} [{}]",
-                st.name,
-                st.state,
-                st.listing,
-                st.split.is_some(),
+                st.name(),
+                st.state(),
+                st.listing(),
+                st.split().is_some(),
                 shards.join(" | ")
             )
         })
         .collect();
     format!(
         "{:?} cancel:{:?}\n{}",
-        run.state,
-        run.cancel_reason,
+        run.state(),
+        run.cancel_reason(),
         steps.join("\n")
     )
 }
@@ -120,7 +120,7 @@ fn assert_stored_equals_live(s: &Scheduler, store: &RunStore, ids: &[String], af
         .load_runs()
         .unwrap()
         .into_iter()
-        .map(|r| (r.id.clone(), r))
+        .map(|r| (r.id().to_owned(), r))
         .collect();
     for id in ids {
         let live = s.run(id).unwrap();
@@ -129,7 +129,7 @@ fn assert_stored_equals_live(s: &Scheduler, store: &RunStore, ids: &[String], af
             .unwrap_or_else(|| panic!("run {id} not stored after {after}"));
         assert_eq!(shape(kept), shape(live), "stored run differs after {after}");
         let events: Vec<_> = store.load_events(id).unwrap();
-        let live_events: Vec<_> = live.events.all().cloned().collect();
+        let live_events: Vec<_> = live.events().all().cloned().collect();
         assert_eq!(events, live_events, "stored events differ after {after}");
     }
 }
@@ -262,14 +262,14 @@ fn a_listing_lease_starting_is_an_event_and_is_stored() {
     let id = submit(&mut s, 1, now);
     s.register_runner(runner("r", 1, &[]));
     s.persist();
-    let before = s.run(&id).unwrap().events.last_seq();
+    let before = s.run(&id).unwrap().events().last_seq();
     let leases = s.assign(now);
     assert!(leases[0].lease.is_listing());
     s.persist();
     let run = s.run(&id).unwrap();
-    assert!(matches!(run.steps[0].listing, Listing::Leased(_)));
-    assert_eq!(run.steps[0].state, State::Running);
-    let running_event = run.events.all().skip(before as usize).any(|e| {
+    assert!(matches!(run.steps()[0].listing(), Listing::Leased(_)));
+    assert_eq!(*run.steps()[0].state(), State::Running);
+    let running_event = run.events().all().skip(before as usize).any(|e| {
         matches!(&e.kind, buildfleet_coordinator::events::EventKind::State(c)
             if c.step.as_deref() == Some("unit") && c.shard.is_none() && c.state == State::Running)
     });
@@ -287,16 +287,18 @@ fn ending_a_step_unrun_records_every_shard_it_ends() {
     let id = submit(&mut s, 0, now);
     s.cancel(&id, "stop", now).unwrap();
     let run = s.run(&id).unwrap();
-    for st in &run.steps {
-        for sh in &st.shards {
-            let recorded = run.events.all().any(|e| {
+    for st in run.steps() {
+        for sh in st.shards() {
+            let recorded = run.events().all().any(|e| {
                 matches!(&e.kind, buildfleet_coordinator::events::EventKind::State(c)
-                    if c.step.as_deref() == Some(st.name.as_str()) && c.shard == Some(sh.index) && c.state == sh.state)
+                    if c.step.as_deref() == Some(st.name()) && c.shard == Some(sh.index()) && c.state == *sh.state())
             });
             assert!(
                 recorded,
                 "{}#{} {:?} has no event",
-                st.name, sh.index, sh.state
+                st.name(),
+                sh.index(),
+                sh.state()
             );
         }
     }
@@ -433,18 +435,18 @@ fn a_secret_gone_after_a_restart_fails_its_step_before_it_starts() {
     .unwrap();
     assert!(s.assign(now).is_empty(), "`push` is never leased");
     let run = s.run(&id).unwrap();
-    let push = &run.steps[1];
+    let push = &run.steps()[1];
     assert!(
-        matches!(&push.state, State::Failed(f) if f.reason.contains("secret TOKEN is not in the secret store")),
+        matches!(&push.state(), State::Failed(f) if f.reason.contains("secret TOKEN is not in the secret store")),
         "{:?}",
-        push.state
+        push.state()
     );
     assert!(
-        matches!(&run.steps[2].state, State::Skipped { reason } if reason.contains("push")),
+        matches!(&run.steps()[2].state(), State::Skipped { reason } if reason.contains("push")),
         "its dependants are skipped: {:?}",
-        run.steps[2].state
+        run.steps()[2].state()
     );
-    assert!(matches!(run.state, State::Failed(_)));
+    assert!(matches!(run.state(), State::Failed(_)));
 }
 
 #[test]
@@ -468,11 +470,11 @@ fn a_secret_that_expires_while_the_run_waits_fails_its_step_before_it_starts() {
     );
     let run = s.run(&id).unwrap();
     assert!(
-        matches!(&run.steps[1].state, State::Failed(f) if f.reason.contains("secret TOKEN expired at 2026-12-01T00:00:00Z while the run was under way")),
+        matches!(&run.steps()[1].state(), State::Failed(f) if f.reason.contains("secret TOKEN expired at 2026-12-01T00:00:00Z while the run was under way")),
         "{:?}",
-        run.steps[1].state
+        run.steps()[1].state()
     );
-    assert!(matches!(run.steps[2].state, State::Skipped { .. }));
+    assert!(matches!(run.steps()[2].state(), State::Skipped { .. }));
 }
 
 #[test]
@@ -497,11 +499,11 @@ fn a_secret_expiring_under_a_running_step_lets_it_finish_and_says_nothing_more()
     // The secret expires while `push` runs: nothing of it is left to stop,
     // and dispatching again and again must not add to the run.
     let later = now + Duration::from_secs(120);
-    let before = s.run(&id).unwrap().events.last_seq();
+    let before = s.run(&id).unwrap().events().last_seq();
     for i in 0..50 {
         assert!(s.assign(later + Duration::from_millis(i)).is_empty());
     }
-    assert_eq!(s.run(&id).unwrap().events.last_seq(), before);
+    assert_eq!(s.run(&id).unwrap().events().last_seq(), before);
     s.record_result(
         "r",
         &push[0].lease.lease_id,
@@ -509,5 +511,5 @@ fn a_secret_expiring_under_a_running_step_lets_it_finish_and_says_nothing_more()
         later,
     )
     .unwrap();
-    assert_eq!(s.run(&id).unwrap().steps[1].state, State::Succeeded);
+    assert_eq!(*s.run(&id).unwrap().steps()[1].state(), State::Succeeded);
 }

@@ -43,34 +43,34 @@ pub fn notice_to_pb(n: &crate::events::Notice) -> pb::Notice {
 
 pub fn run_to_pb(run: &Run) -> pb::RunStatus {
     pb::RunStatus {
-        run_id: run.id.clone(),
-        state: Some(state(&run.state)),
+        run_id: run.id().to_owned(),
+        state: Some(state(&run.state())),
         steps: run
-            .steps
+            .steps()
             .iter()
             .map(|s| pb::StepStatus {
-                name: s.name.clone(),
-                stage: s.stage.clone(),
-                state: Some(state(&s.state)),
+                name: s.name().to_owned(),
+                stage: s.stage().to_owned(),
+                state: Some(state(&s.state())),
                 shards: s
-                    .shards
+                    .shards()
                     .iter()
                     .map(|sh| pb::ShardStatus {
-                        index: sh.index,
-                        state: Some(state(&sh.state)),
-                        runner: sh.runner.clone().unwrap_or_default(),
-                        duration_ms: sh.duration_ms,
-                        attempt: sh.attempt,
-                        cache: sh.cache.iter().map(cache_report).collect(),
-                        tests: sh.tests.iter().map(test_result).collect(),
-                        items: sh.attempt_items.len() as u32,
-                        predicted_ms: sh.predicted.as_millis() as u64,
-                        full_log: sh.full_log.map(Into::into),
-                        log_dropped_bytes: sh.log_dropped,
-                        muted_exit_code: sh.muted_exit.unwrap_or(0),
+                        index: sh.index(),
+                        state: Some(state(&sh.state())),
+                        runner: sh.runner().unwrap_or_default().to_owned(),
+                        duration_ms: sh.duration_ms(),
+                        attempt: sh.attempt(),
+                        cache: sh.cache().iter().map(cache_report).collect(),
+                        tests: sh.tests().iter().map(test_result).collect(),
+                        items: sh.attempt_items().len() as u32,
+                        predicted_ms: sh.predicted().as_millis() as u64,
+                        full_log: sh.full_log().map(Into::into),
+                        log_dropped_bytes: sh.log_dropped(),
+                        muted_exit_code: sh.muted_exit().unwrap_or(0),
                     })
                     .collect(),
-                split: s.split.as_ref().map(|i| pb::SplitStatus {
+                split: s.split().as_ref().map(|i| pb::SplitStatus {
                     source: i.source.clone(),
                     items: i.items as u32,
                     without_history: i.without_history as u32,
@@ -81,9 +81,9 @@ pub fn run_to_pb(run: &Run) -> pb::RunStatus {
                 }),
             })
             .collect(),
-        created_unix_ms: unix_ms(run.created_wall),
-        duration_ms: run.duration_ms,
-        pipeline_path: run.pipeline_path.clone(),
+        created_unix_ms: unix_ms(run.created_wall()),
+        duration_ms: run.duration_ms(),
+        pipeline_path: run.pipeline_path().to_owned(),
         notices: run.notices().map(notice_to_pb).collect(),
     }
 }

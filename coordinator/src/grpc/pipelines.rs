@@ -127,7 +127,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         let run_id = req.run_id;
         let mut newest = self
             .hub
-            .with(|s| s.run(&run_id).map(|r| r.events.subscribe()))?;
+            .with(|s| s.run(&run_id).map(|r| r.events().subscribe()))?;
         let hub = self.hub.clone();
         let mut closing = self.hub.closing();
         let (tx, rx) = tokio::sync::mpsc::channel(64);

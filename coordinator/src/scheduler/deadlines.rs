@@ -20,28 +20,27 @@ impl Scheduler {
             if run.is_finished() {
                 continue;
             }
-            let idle = now.saturating_duration_since(run.last_progress);
-            if idle >= self.config.stall_after && !run.stall_notified {
-                run.stall_notified = true;
+            let idle = now.saturating_duration_since(run.last_progress());
+            if idle >= self.config.stall_after && run.mark_stall_notified() {
                 let text = format!(
                     "run {} made no progress (no state change, no log line) for {}",
-                    run.id,
+                    run.id(),
                     humantime::format_duration(Duration::from_secs(idle.as_secs()))
                 );
-                warn!(run = %run.id, "run stalled");
+                warn!(run = %run.id(), "run stalled");
                 run.notice(crate::events::NoticeKind::Stalled, text.clone());
                 self.outbox.push(crate::notify::Notification {
                     event: crate::notify::Event::RunStalled,
-                    runs: vec![run.id.clone()],
+                    runs: vec![run.id().to_owned()],
                     text,
                 });
             }
-            for step in 0..run.steps.len() {
-                let st = &run.steps[step];
-                if st.state != State::Waiting || run.waited(step, now) < self.config.label_wait {
+            for step in 0..run.steps().len() {
+                let st = &run.steps()[step];
+                if st.state() != &State::Waiting || run.waited(step, now) < self.config.label_wait {
                     continue;
                 }
-                let labels = &st.labels;
+                let labels = &st.labels();
                 let matching: Vec<&RunnerView> = self
                     .runners
                     .values()
@@ -82,7 +81,7 @@ impl Scheduler {
                         connected.join(", ")
                     }
                 );
-                warn!(run = %run.id, step = %st.name, %reason, "step unschedulable");
+                warn!(run = %run.id(), step = %st.name(), %reason, "step unschedulable");
                 run.end_step_unrun(step, State::failed(reason));
                 run.advance(now);
             }

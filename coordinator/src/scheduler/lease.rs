@@ -12,7 +12,7 @@ use crate::run::Run;
 /// Why a lease may not use the step-result cache, for the run's own
 /// reasons first; `None` = the pipeline's decision stands.
 fn run_cache_off(run: &Run, attempt: u32) -> Option<String> {
-    if run.options.no_cache {
+    if run.options().no_cache {
         return Some("`--no-cache`: the step always runs".into());
     }
     // A stored pass of the same subset would hide that the test failed
@@ -34,47 +34,46 @@ pub(super) enum LeaseFor {
 /// what the run adds — ids, attempt, `BUILDFLEET_RUN_ID`, secret values,
 /// run options.
 pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) -> Lease {
-    let st = &run.steps[step];
+    let st = &run.steps()[step];
     let def = run
-        .pipeline
-        .step(&st.name)
+        .pipeline()
+        .step(&st.name())
         .expect("run steps come from the pipeline");
     let (shard, count, items, attempt) = match target {
         LeaseFor::Shard(shard) => {
-            let (items, attempt) = st
-                .shards
-                .get(shard)
-                .map_or((Vec::new(), 1), |s| (s.attempt_items.clone(), s.attempt));
-            (shard as u32, st.shards.len() as u32, items, attempt)
+            let (items, attempt) = st.shards().get(shard).map_or((Vec::new(), 1), |s| {
+                (s.attempt_items().to_vec(), s.attempt())
+            });
+            (shard as u32, st.shards().len() as u32, items, attempt)
         }
         LeaseFor::Listing => (0, 1, Vec::new(), 1),
     };
-    let project = &run.options.project;
+    let project = &run.options().project;
     let mut lease = run
-        .pipeline
-        .shard_lease(def, shard, count, items, run.input_root, project);
+        .pipeline()
+        .shard_lease(def, shard, count, items, run.input_root(), project);
     lease.lease_id = lease_id;
-    lease.run_id = run.id.clone();
+    lease.run_id = run.id().to_owned();
     lease.attempt = attempt;
     lease.action_cache_off = run_cache_off(run, attempt).or(lease.action_cache_off);
-    lease.log_cap = Some(def.log_cap.unwrap_or(run.options.log_cap)).filter(|&cap| cap > 0);
+    lease.log_cap = Some(def.log_cap.unwrap_or(run.options().log_cap)).filter(|&cap| cap > 0);
     // The declared names get the run's values; a missing one is caught
     // before the step may start (`expired_secret`, submission).
     lease.secrets = lease
         .secrets
         .keys()
-        .filter_map(|n| run.options.secrets.get(n).map(|v| (n.clone(), v.clone())))
+        .filter_map(|n| run.options().secrets.get(n).map(|v| (n.clone(), v.clone())))
         .collect();
     // Only a step with reports can name the failed tests it would mute.
     if !def.reports.is_empty() {
-        lease.quarantine = run.options.quarantine.iter().cloned().collect();
+        lease.quarantine = run.options().quarantine.iter().cloned().collect();
     }
     if target == LeaseFor::Listing {
-        as_listing(&mut lease, def, run.pipeline.step_env(def));
+        as_listing(&mut lease, def, run.pipeline().step_env(def));
     }
     lease
         .env
-        .insert(crate::pipeline::RUN_ID_VAR.into(), run.id.clone());
+        .insert(crate::pipeline::RUN_ID_VAR.into(), run.id().to_owned());
     lease
 }
 
@@ -105,9 +104,9 @@ fn as_listing(
 /// The reason a step may not start because a secret it needs has expired
 /// since the run was submitted (or restored).
 pub(super) fn expired_secret(run: &Run, step: usize, now: Instant) -> Option<String> {
-    let def = run.pipeline.step(&run.steps[step].name)?;
+    let def = run.pipeline().step(&run.steps()[step].name())?;
     def.secrets.iter().find_map(|name| {
-        let e = run.options.secret_expiry.get(name)?;
+        let e = run.options().secret_expiry.get(name)?;
         (e.at <= now).then(|| {
             format!(
                 "secret {name} expired at {} while the run was under way; the step did not start",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::error::CoordinatorError;
-use crate::events::{Event, EventKind, LogEntry, LogStream};
+use crate::events::{Event, LogStream};
 use crate::history::History;
 use crate::pipeline::Pipeline;
 use crate::run::{Listing, Run, RunOptions};
@@ -175,7 +175,7 @@ impl Scheduler {
             options,
             now,
         );
-        for w in run.options.warnings.clone() {
+        for w in run.options().warnings.clone() {
             warn!(run = %run_id, warning = %w, "run warning");
             run.notice(crate::events::NoticeKind::Warning, w.clone());
             self.outbox.push(crate::notify::Notification {
@@ -184,24 +184,24 @@ impl Scheduler {
                 text: w,
             });
         }
-        if !run.options.secret_problems.is_empty() {
-            let problems = run.options.secret_problems.clone();
+        if !run.options().secret_problems.is_empty() {
+            let problems = run.options().secret_problems.clone();
             warn!(run = %run_id, ?problems, "run fails before any step starts");
             run.fail_before_start(&problems, now);
         }
-        for step in 0..run.steps.len() {
-            if run.steps[step].listing == Listing::Files && !run.is_finished() {
+        for step in 0..run.steps().len() {
+            if run.steps()[step].listing() == &Listing::Files && !run.is_finished() {
                 let items = run
-                    .options
+                    .options()
                     .split_items
-                    .get(&run.steps[step].name)
+                    .get(run.steps()[step].name())
                     .cloned()
                     .unwrap_or_default();
                 self.plan_step(&mut run, step, &items, now);
             }
         }
         run.advance(now);
-        info!(run = %run_id, steps = run.steps.len(), "run submitted");
+        info!(run = %run_id, steps = run.steps().len(), "run submitted");
         self.runs.insert(run_id.clone(), run);
         self.order.push(run_id.clone());
         if let Some(k) = idempotency_key {
@@ -229,12 +229,14 @@ impl Scheduler {
             let Some(run) = self.runs.get_mut(id) else {
                 continue;
             };
-            if !run.is_finished() || run.end_notified {
+            if !run.is_finished() || !run.mark_end_notified() {
                 continue;
             }
-            run.end_notified = true;
-            let key = (run.options.project.clone(), run.pipeline_path.clone());
-            let green = run.state.is_green();
+            let key = (
+                run.options().project.clone(),
+                run.pipeline_path().to_owned(),
+            );
+            let green = run.state().is_green();
             let was_green = self.last_green.insert(key, green);
             let event = match (green, was_green) {
                 (false, _) => Event::RunFailed,
@@ -243,11 +245,14 @@ impl Scheduler {
             };
             let text = format!(
                 "run {} of {} ({}): {}",
-                run.id, run.pipeline_path, run.options.project, run.state
+                run.id(),
+                run.pipeline_path(),
+                run.options().project,
+                run.state()
             );
             out.push(Notification {
                 event,
-                runs: vec![run.id.clone()],
+                runs: vec![run.id().to_owned()],
                 text,
             });
         }
@@ -262,12 +267,14 @@ impl Scheduler {
             let Some(run) = self.runs.get_mut(run_id) else {
                 continue;
             };
-            if run.is_finished() || run.cancel_reason.is_some() || self.unsaved.contains_key(run_id)
+            if run.is_finished()
+                || run.cancel_reason().is_some()
+                || self.unsaved.contains_key(run_id)
             {
                 continue;
             }
-            for step in 0..run.steps.len() {
-                if !matches!(run.steps[step].state, State::Waiting | State::Running) {
+            for step in 0..run.steps().len() {
+                if !matches!(run.steps()[step].state(), State::Waiting | State::Running) {
                     continue;
                 }
                 if let Some(reason) = run
@@ -275,22 +282,19 @@ impl Scheduler {
                     .then(|| expired_secret(run, step, now))
                     .flatten()
                 {
-                    warn!(run = %run.id, step = %run.steps[step].name, %reason, "secret expired before the step started");
+                    warn!(run = %run.id(), step = %run.steps()[step].name(), %reason, "secret expired before the step started");
                     run.fail_unstarted(step, &reason, now);
                     run.advance(now);
                     continue;
                 }
-                if run.steps[step].listing == Listing::Needed {
-                    let Some(runner) = pick_runner(&mut self.runners, &run.steps[step].labels)
+                if run.steps()[step].listing() == &Listing::Needed {
+                    let Some(runner) = pick_runner(&mut self.runners, &run.steps()[step].labels())
                     else {
                         continue;
                     };
                     runner.busy += 1;
                     let lease_id = uuid::Uuid::new_v4().simple().to_string();
-                    run.steps[step].listing = Listing::Leased(lease_id.clone());
-                    run.set_step_state(step, State::Running, now);
-                    let line = format!("listing the step's items on runner {}", runner.name);
-                    run.system_log(step, 0, &line);
+                    run.lease_listing(step, &lease_id, &runner.name, now);
                     let lease = lease::build(run, step, LeaseFor::Listing, lease_id.clone());
                     self.leases.insert(
                         lease_id,
@@ -308,22 +312,18 @@ impl Scheduler {
                     });
                     continue;
                 }
-                for shard in 0..run.steps[step].shards.len() {
-                    if run.steps[step].shards[shard].state != State::Waiting {
+                for shard in 0..run.steps()[step].shards().len() {
+                    if run.steps()[step].shards()[shard].state() != &State::Waiting {
                         continue;
                     }
-                    let Some(runner) = pick_runner(&mut self.runners, &run.steps[step].labels)
+                    let Some(runner) = pick_runner(&mut self.runners, &run.steps()[step].labels())
                     else {
                         break;
                     };
                     runner.busy += 1;
                     let lease_id = uuid::Uuid::new_v4().simple().to_string();
-                    let sh = &mut run.steps[step].shards[shard];
-                    sh.runner = Some(runner.name.clone());
-                    sh.lease = Some(lease_id.clone());
-                    sh.attempt += 1;
+                    run.lease_shard(step, shard, &runner.name, &lease_id, now);
                     let lease = lease::build(run, step, LeaseFor::Shard(shard), lease_id.clone());
-                    run.set_shard_state(step, shard, State::Running, now);
                     self.leases.insert(
                         lease_id,
                         LeaseRef {
@@ -371,23 +371,18 @@ impl Scheduler {
             .runs
             .get_mut(&lease.run_id)
             .ok_or_else(|| CoordinatorError::UnknownRun(lease.run_id.clone()))?;
-        run.last_progress = now;
-        let step_name = run.steps[step].name.clone();
-        let index = shard.map_or(0, |s| run.steps[step].shards[s].index);
+        run.touch(now);
+        let step_name = run.steps()[step].name().to_owned();
+        let index = shard.map_or(0, |s| run.steps()[step].shards()[s].index());
         if gap > 0 {
-            warn!(run = %run.id, step = %step_name, shard = index, gap, "log chunks missing");
+            warn!(run = %run.id(), step = %step_name, shard = index, gap, "log chunks missing");
             run.system_log(
                 step,
                 index,
                 &format!("{gap} log chunk(s) before #{seq} never arrived"),
             );
         }
-        run.events.push(EventKind::Log(LogEntry {
-            step: step_name,
-            shard: index,
-            stream,
-            data,
-        }));
+        run.append_log(step, index, stream, data, now);
         Ok(())
     }
 
@@ -411,7 +406,7 @@ impl Scheduler {
             .ok_or_else(|| CoordinatorError::UnknownRun(run_id.clone()))?;
         if report.last_log_seq > seen_seq {
             let gap = report.last_log_seq - seen_seq;
-            let index = shard.map_or(0, |s| run.steps[step].shards[s].index);
+            let index = shard.map_or(0, |s| run.steps()[step].shards()[s].index());
             run.system_log(
                 step,
                 index,
@@ -422,7 +417,7 @@ impl Scheduler {
             Some(shard) => self.end_attempt(&mut run, step, shard, report, now),
             // A step that has ended meanwhile (cancelled, failed before it
             // could start) must not grow shards from a late listing.
-            None if run.steps[step].listing != Listing::Leased(lease_id.to_owned()) => {
+            None if run.steps()[step].listing() != &Listing::Leased(lease_id.to_owned()) => {
                 run.system_log(
                     step,
                     0,
@@ -430,10 +425,9 @@ impl Scheduler {
                 );
             }
             // A cancelled run plans nothing more: the step ends cancelled.
-            None if run.cancel_reason.is_some() => {
-                let reason = run.cancel_reason.clone().unwrap_or_default();
-                run.steps[step].listing = Listing::Done;
-                run.end_step_unrun(step, State::Cancelled { reason });
+            None if run.cancel_reason().is_some() => {
+                let reason = run.cancel_reason().unwrap_or_default().to_owned();
+                run.end_listing_unrun(step, State::Cancelled { reason });
             }
             None => self.end_listing(&mut run, step, report, now),
         }
@@ -466,24 +460,7 @@ impl Scheduler {
         } else {
             reason
         };
-        run.cancel_reason = Some(reason.to_string());
-        for step in 0..run.steps.len() {
-            if matches!(run.steps[step].state, State::Pending | State::Waiting) {
-                let state = State::Cancelled {
-                    reason: reason.to_string(),
-                };
-                run.end_step_unrun(step, state);
-            }
-            for shard in 0..run.steps[step].shards.len() {
-                if run.steps[step].shards[shard].state == State::Waiting {
-                    let state = State::Cancelled {
-                        reason: reason.to_string(),
-                    };
-                    run.set_shard_state(step, shard, state, now);
-                }
-            }
-        }
-        run.refresh_run(now);
+        run.cancel(reason, now);
         let orders = self
             .leases
             .iter()
@@ -512,8 +489,8 @@ impl Scheduler {
         max: usize,
     ) -> Result<(Vec<Arc<Event>>, bool), CoordinatorError> {
         let run = self.run(run_id)?;
-        let events = run.events.after(after, max);
+        let events = run.events().after(after, max);
         let last = events.last().map_or(after, |e| e.seq);
-        Ok((events, run.is_finished() && last >= run.events.last_seq()))
+        Ok((events, run.is_finished() && last >= run.events().last_seq()))
     }
 }

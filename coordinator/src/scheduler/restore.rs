@@ -29,7 +29,7 @@ impl Scheduler {
         for id in finished.into_iter().take(excess) {
             info!(run = %id, "finished run beyond the retention forgotten");
             if let Some(run) = self.runs.remove(&id) {
-                if let Some(k) = &run.options.idempotency_key {
+                if let Some(k) = &run.options().idempotency_key {
                     self.idempotency.remove(k);
                 }
             }
@@ -59,11 +59,11 @@ impl Scheduler {
                 continue;
             };
             let saved = self.saved.get(id).copied().unwrap_or(0);
-            let last = run.events.last_seq();
+            let last = run.events().last_seq();
             if last <= saved {
                 continue;
             }
-            let new = run.events.after(saved, usize::MAX);
+            let new = run.events().after(saved, usize::MAX);
             let snapshot = saved == 0 || new.iter().any(|e| !matches!(e.kind, EventKind::Log(_)));
             match store.save(run, &new, snapshot) {
                 Ok(()) => {
@@ -118,15 +118,15 @@ impl Scheduler {
         now: Instant,
     ) -> Result<usize, crate::history::HistoryError> {
         let mut stored = store.load_runs()?;
-        stored.sort_by_key(|r| std::cmp::Reverse(r.created_wall));
+        stored.sort_by_key(|r| std::cmp::Reverse(r.created_wall()));
         let mut finished_kept = 0;
         let mut chosen = Vec::new();
         for run in stored {
             if run.is_finished() {
                 if finished_kept >= self.config.keep_runs {
-                    info!(run = %run.id, "finished run beyond the retention; deleted");
-                    if let Err(e) = store.forget(&run.id) {
-                        warn!(run = %run.id, error = %e, "old run not deleted");
+                    info!(run = %run.id(), "finished run beyond the retention; deleted");
+                    if let Err(e) = store.forget(&run.id()) {
+                        warn!(run = %run.id(), error = %e, "old run not deleted");
                     }
                     continue;
                 }
@@ -137,30 +137,30 @@ impl Scheduler {
         chosen.reverse();
         let mut count = 0;
         for mut run in chosen {
-            let events = store.load_events(&run.id)?;
+            let events = store.load_events(&run.id())?;
             let pipeline = match crate::pipeline::parse(
-                &run.pipeline_path,
-                &run.options.pipeline_yaml,
+                &run.pipeline_path(),
+                &run.options().pipeline_yaml,
             ) {
                 Ok(p) => p,
                 Err(e) => {
-                    warn!(run = %run.id, error = %e, "stored run's pipeline no longer parses; not restored");
+                    warn!(run = %run.id(), error = %e, "stored run's pipeline no longer parses; not restored");
                     continue;
                 }
             };
-            run.pipeline = pipeline;
-            run.events = EventLog::restore(events);
-            self.saved.insert(run.id.clone(), run.events.last_seq());
+            run.restored(pipeline, EventLog::restore(events));
+            self.saved
+                .insert(run.id().to_owned(), run.events().last_seq());
             if !run.is_finished() {
                 let needed: BTreeSet<String> = run
-                    .pipeline
+                    .pipeline()
                     .steps()
                     .flat_map(|st| st.secrets.iter().cloned())
                     .collect();
                 let resolved = resolve(&needed);
                 let mut requeued = 0;
-                for step in 0..run.steps.len() {
-                    if let Listing::Leased(_) = run.steps[step].listing {
+                for step in 0..run.steps().len() {
+                    if let Listing::Leased(_) = run.steps()[step].listing() {
                         run.list_again(
                             step,
                             "the coordinator restarted while listing; listing again",
@@ -168,19 +168,17 @@ impl Scheduler {
                         );
                         requeued += 1;
                     }
-                    for shard in 0..run.steps[step].shards.len() {
-                        if run.steps[step].shards[shard].state != State::Running {
+                    for shard in 0..run.steps()[step].shards().len() {
+                        if run.steps()[step].shards()[shard].state() != &State::Running {
                             continue;
                         }
-                        let sh = &run.steps[step].shards[shard];
+                        let sh = &run.steps()[step].shards()[shard];
                         let line = format!(
                             "the coordinator restarted during attempt {} on {}; leasing again (no retry used)",
-                            sh.attempt,
-                            sh.runner.clone().unwrap_or_default()
+                            sh.attempt(),
+                            sh.runner().clone().unwrap_or_default()
                         );
-                        let index = sh.index;
-                        run.system_log(step, index, &line);
-                        run.set_shard_state(step, shard, State::Waiting, now);
+                        run.requeue(step, shard, false, &line, now);
                         requeued += 1;
                     }
                 }
@@ -189,16 +187,19 @@ impl Scheduler {
                     format!("the coordinator restarted; {requeued} shard(s) or listing(s) in flight were leased again"),
                 );
                 resecret(&mut run, resolved, now);
-                run.last_progress = now;
+                run.touch(now);
             } else {
-                let key = (run.options.project.clone(), run.pipeline_path.clone());
-                self.last_green.insert(key, run.state.is_green());
+                let key = (
+                    run.options().project.clone(),
+                    run.pipeline_path().to_owned(),
+                );
+                self.last_green.insert(key, run.state().is_green());
             }
-            if let Some(k) = &run.options.idempotency_key {
-                self.idempotency.insert(k.clone(), run.id.clone());
+            if let Some(k) = &run.options().idempotency_key {
+                self.idempotency.insert(k.clone(), run.id().to_owned());
             }
-            self.order.push(run.id.clone());
-            self.runs.insert(run.id.clone(), run);
+            self.order.push(run.id().to_owned());
+            self.runs.insert(run.id().to_owned(), run);
             count += 1;
         }
         info!(runs = count, "runs restored");
@@ -215,16 +216,17 @@ fn resecret(run: &mut Run, resolved: Resolved, now: Instant) {
     for w in &resolved.expiring {
         run.notice(NoticeKind::Warning, w.clone());
     }
-    run.options.secret_expiry = resolved
+    let expiry = resolved
         .expires
         .iter()
         .map(|(name, at)| (name.clone(), crate::run::Expiry::of(*at, now)))
         .collect();
-    for step in 0..run.steps.len() {
-        if run.steps[step].state.is_terminal() {
+    run.resecret(resolved.values, expiry);
+    for step in 0..run.steps().len() {
+        if run.steps()[step].state().is_terminal() {
             continue;
         }
-        let Some(def) = run.pipeline.step(&run.steps[step].name) else {
+        let Some(def) = run.pipeline().step(&run.steps()[step].name()) else {
             continue;
         };
         let why: Vec<&str> = def
@@ -239,9 +241,8 @@ fn resecret(run: &mut Run, resolved: Resolved, now: Instant) {
             "{} (read again after the coordinator restarted)",
             why.join("; ")
         );
-        warn!(run = %run.id, step = %def.name, %reason, "step cannot start after the restart");
+        warn!(run = %run.id(), step = %def.name, %reason, "step cannot start after the restart");
         run.fail_unstarted(step, &reason, now);
     }
-    run.options.secrets = resolved.values;
     run.advance(now);
 }

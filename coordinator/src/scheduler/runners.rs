@@ -103,7 +103,9 @@ impl Scheduler {
         });
         if let Some(run) = self.runs.get_mut(&l.run_id) {
             let who = name.unwrap_or_else(|| runner_id.to_owned());
-            let index = l.shard.map_or(0, |s| run.steps[l.step].shards[s].index);
+            let index = l
+                .shard
+                .map_or(0, |s| run.steps()[l.step].shards()[s].index());
             run.system_log(
                 l.step,
                 index,
@@ -132,8 +134,8 @@ pub(super) fn lose_lease(
     now: Instant,
 ) {
     let budget = run
-        .pipeline
-        .step(&run.steps[step].name)
+        .pipeline()
+        .step(&run.steps()[step].name())
         .map_or(0, |d| d.infra_retries);
     let lost = State::RunnerLost {
         runner: runner.to_owned(),
@@ -147,12 +149,11 @@ pub(super) fn lose_lease(
         }
         return;
     };
-    let sh = &mut run.steps[step].shards[shard];
-    let index = sh.index;
-    let attempt = sh.attempt;
-    let retry = by_coordinator || sh.infra_retries < budget;
+    let sh = &run.steps()[step].shards()[shard];
+    let (index, attempt, used) = (sh.index(), sh.attempt(), sh.infra_retries());
+    let retry = by_coordinator || used < budget;
     if !retry {
-        warn!(run = %run.id, step = %run.steps[step].name, shard = index, runner, "runner lost; infra retries used up");
+        warn!(run = %run.id(), step = %run.steps()[step].name(), shard = index, runner, "runner lost; infra retries used up");
         let line = format!(
             "runner {runner} lost during attempt {attempt}; no infra retry left ({budget} used)"
         );
@@ -163,15 +164,13 @@ pub(super) fn lose_lease(
     let line = if by_coordinator {
         format!("attempt {attempt} on runner {runner} ended without a result, through no fault of the step; leasing again (no retry used)")
     } else {
-        sh.infra_retries += 1;
         format!(
             "runner {runner} lost during attempt {attempt}; leasing again elsewhere (infra retry {} of {budget})",
-            sh.infra_retries
+            used + 1
         )
     };
-    warn!(run = %run.id, step = %run.steps[step].name, shard = index, runner, "runner lost; shard queued again");
-    run.system_log(step, index, &line);
-    run.set_shard_state(step, shard, State::Waiting, now);
+    warn!(run = %run.id(), step = %run.steps()[step].name(), shard = index, runner, "runner lost; shard queued again");
+    run.requeue(step, shard, !by_coordinator, &line, now);
 }
 
 /// The runner with the most free slots among those whose labels match.

@@ -16,8 +16,8 @@ impl Scheduler {
     /// Divides a split step's items over shards using what history knows.
     pub(super) fn plan_step(&self, run: &mut Run, step: usize, items: &[String], now: Instant) {
         let def = run
-            .pipeline
-            .step(&run.steps[step].name)
+            .pipeline()
+            .step(&run.steps()[step].name())
             .expect("run steps come from the pipeline")
             .clone();
         let source = match def.split {
@@ -27,29 +27,29 @@ impl Scheduler {
         let known = if def.split_by == crate::pipeline::SplitBy::Count {
             BTreeMap::new()
         } else {
-            match self.history.durations(&run.options.project, &def.name) {
+            match self.history.durations(&run.options().project, &def.name) {
                 Ok(k) => k,
                 Err(e) => {
-                    warn!(run = %run.id, step = %def.name, error = %e, "duration history unreadable; splitting without it");
+                    warn!(run = %run.id(), step = %def.name, error = %e, "duration history unreadable; splitting without it");
                     let line = format!("duration history unreadable ({e}); splitting without it");
                     run.system_log(step, 0, &line);
                     BTreeMap::new()
                 }
             }
         };
-        let slots = self.slots_for(&run.steps[step].labels);
+        let slots = self.slots_for(&run.steps()[step].labels());
         let mut planned = crate::run::plan_split(
             source,
             def.shards,
             items,
             &known,
             slots,
-            run.pipeline.stage_budget(),
+            run.pipeline().stage_budget(),
         );
         if def.split_by == crate::pipeline::SplitBy::Count {
             planned.info.shard_choice.push_str("; `by: count`");
         }
-        info!(run = %run.id, step = %def.name, items = items.len(), shards = planned.shards.len(), without_history = planned.info.without_history, "split planned");
+        info!(run = %run.id(), step = %def.name, items = items.len(), shards = planned.shards.len(), without_history = planned.info.without_history, "split planned");
         run.set_split(step, planned, now);
     }
 
@@ -63,8 +63,8 @@ impl Scheduler {
         now: Instant,
     ) {
         let command = match &run
-            .pipeline
-            .step(&run.steps[step].name)
+            .pipeline()
+            .step(&run.steps()[step].name())
             .and_then(|d| d.split.clone())
         {
             Some(Split::List(c)) => c.clone(),
@@ -80,7 +80,7 @@ impl Scheduler {
         };
         match state {
             Some(state) => {
-                warn!(run = %run.id, step = %run.steps[step].name, %state, "listing failed");
+                warn!(run = %run.id(), step = %run.steps()[step].name(), %state, "listing failed");
                 run.system_log(step, 0, &state.to_string());
                 run.end_step_unrun(step, state);
             }
@@ -117,37 +117,34 @@ impl Scheduler {
             ..
         } = report;
         let def = run
-            .pipeline
-            .step(&run.steps[step].name)
+            .pipeline()
+            .step(&run.steps()[step].name())
             .expect("run steps come from the pipeline");
         let flaky_retries = def.flaky_retries;
         let is_split = def.split.is_some();
-        let (project, step_name) = (run.options.project.clone(), def.name.clone());
-        let sh = &mut run.steps[step].shards[shard];
-        let attempt = sh.attempt;
+        let (project, step_name) = (run.options().project.clone(), def.name.clone());
+        run.record_attempt(step, shard, duration_ms, cache, full_log, log_dropped);
+        let sh = &run.steps()[step].shards()[shard];
+        let attempt = sh.attempt();
         for t in &mut tests {
             t.attempt = attempt;
         }
-        sh.duration_ms += duration_ms;
-        sh.cache = cache;
-        sh.full_log = full_log;
-        sh.log_dropped = log_dropped;
         let ran = matches!(&state, State::Succeeded)
             || matches!(&state, State::Failed(f) if f.exit_code.is_some());
         // Learn from attempts that ran all of the shard's items (the first,
         // or one after a lost runner), not from a flaky re-run's subset.
-        let whole = sh.attempt_items.len() == sh.items.len();
+        let whole = sh.attempt_items().len() == sh.items().len();
         if is_split && whole && ran {
             let times: Vec<(String, Duration)> = tests
                 .iter()
                 .map(|t| (t.id.clone(), Duration::from_millis(t.duration_ms)))
                 .collect();
             let learned = crate::split::attribute::learn(
-                &sh.items,
+                &sh.items(),
                 &times,
                 Duration::from_millis(duration_ms),
             );
-            let index = sh.index;
+            let index = sh.index();
             let mut line = format!(
                 "history: learned {} item duration(s)",
                 learned.samples.len()
@@ -168,23 +165,23 @@ impl Scheduler {
                 .history
                 .record_durations(&project, &step_name, &learned.samples)
             {
-                warn!(run = %run.id, step = %step_name, error = %e, "durations not recorded");
+                warn!(run = %run.id(), step = %step_name, error = %e, "durations not recorded");
                 line = format!("history: durations not recorded: {e}");
             }
             run.system_log(step, index, &line);
         }
-        let sh = &run.steps[step].shards[shard];
+        let sh = &run.steps()[step].shards()[shard];
         let verdict = crate::run::verdict::judge(crate::run::verdict::Inputs {
             state,
             tests,
-            earlier: &sh.tests,
-            items: &sh.items,
-            quarantine: &run.options.quarantine,
-            retries_left: flaky_retries.saturating_sub(sh.flaky_reruns),
-            fail_on_flaky: run.options.fail_on_flaky,
+            earlier: &sh.tests(),
+            items: &sh.items(),
+            quarantine: &run.options().quarantine,
+            retries_left: flaky_retries.saturating_sub(sh.flaky_reruns()),
+            fail_on_flaky: run.options().fail_on_flaky,
             muted,
         });
-        let index = sh.index;
+        let index = sh.index();
         match verdict {
             crate::run::verdict::Verdict::Final {
                 state,
@@ -219,7 +216,7 @@ impl Scheduler {
                         .history
                         .record_flaky(&project, &step_name, &flaky, unix)
                     {
-                        warn!(run = %run.id, step = %step_name, error = %e, "flaky tests not recorded");
+                        warn!(run = %run.id(), step = %step_name, error = %e, "flaky tests not recorded");
                         run.system_log(
                             step,
                             index,
@@ -227,9 +224,7 @@ impl Scheduler {
                         );
                     }
                 }
-                run.steps[step].shards[shard].tests = tests;
-                run.steps[step].shards[shard].muted_exit = muted_exit;
-                run.set_shard_state(step, shard, state, now);
+                run.end_shard(step, shard, state, tests, muted_exit, now);
             }
             crate::run::verdict::Verdict::Retry {
                 items,
@@ -239,20 +234,8 @@ impl Scheduler {
                 for n in &notes {
                     run.system_log(step, index, n);
                 }
-                let sh = &mut run.steps[step].shards[shard];
-                sh.tests = tests;
-                sh.flaky_reruns += 1;
-                if !items.is_empty() {
-                    sh.attempt_items = items;
-                }
-                let line = format!(
-                    "attempt {} (flaky re-run {} of {flaky_retries}) is queued",
-                    sh.attempt + 1,
-                    sh.flaky_reruns
-                );
-                info!(run = %run.id, step = %step_name, shard = index, "flaky re-run queued");
-                run.system_log(step, index, &line);
-                run.set_shard_state(step, shard, State::Waiting, now);
+                info!(run = %run.id(), step = %step_name, shard = index, "flaky re-run queued");
+                run.rerun_flaky(step, shard, tests, items, flaky_retries, now);
             }
         }
     }
