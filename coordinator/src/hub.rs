@@ -1,6 +1,14 @@
 //! The coordinator's shared state: the scheduler behind one lock, plus an
 //! outbox per connected runner. Every event that can free a slot or make work
 //! ready ends in `dispatch`, so leases go out as soon as they can.
+//!
+//! What happens under the lock, and what does not: a change ([`Hub::with`])
+//! is stored before the lock is released — the stored run is the run, so a
+//! coordinator killed at any moment restores what watchers saw — and that
+//! write is the only I/O under it. Reading a split step's duration history
+//! (point lookups, when a step is planned) is the only other disk access.
+//! Queries ([`Hub::read`]) store nothing. What a shard taught history is
+//! written after the lock is released.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -95,6 +103,8 @@ struct Connection {
 pub struct Hub {
     pub config: CoordinatorConfig,
     sched: Mutex<Scheduler>,
+    /// The scheduler's history, written outside its lock.
+    history: crate::history::History,
     connections: Mutex<HashMap<String, Connection>>,
     /// The delivery task's inbox, once it runs.
     notifications: Mutex<Option<mpsc::UnboundedSender<crate::notify::Notification>>>,
@@ -107,7 +117,7 @@ impl Hub {
     /// The hub, with the runs a durable history database holds restored.
     pub fn new(config: CoordinatorConfig, history: crate::history::History) -> Hub {
         let store = history.run_store().filter(|_| config.persist_runs);
-        let mut sched = Scheduler::with_history(config.scheduler.clone(), history);
+        let mut sched = Scheduler::with_history(config.scheduler.clone(), history.clone());
         if let Some(store) = store {
             let secrets = config.secrets.clone();
             let resolve = move |names: &std::collections::BTreeSet<String>| {
@@ -120,6 +130,7 @@ impl Hub {
         }
         Hub {
             sched: Mutex::new(sched),
+            history,
             config,
             connections: Mutex::new(HashMap::new()),
             notifications: Mutex::new(None),
@@ -173,13 +184,28 @@ impl Hub {
         }
     }
 
-    /// Runs `f` with the scheduler locked, then stores what it changed
-    /// (when runs are persisted). Keep `f` short: no awaits, no I/O.
+    /// Runs `f` with the scheduler locked and stores what it changed
+    /// (when runs are persisted) before the lock is released; then writes
+    /// what finished shards taught history. Keep `f` short: no awaits.
     pub fn with<R>(&self, f: impl FnOnce(&mut Scheduler) -> R) -> R {
-        let mut s = self.sched.lock();
-        let r = f(&mut s);
-        s.persist();
+        let (r, lessons) = {
+            let mut s = self.sched.lock();
+            let r = f(&mut s);
+            s.persist();
+            (r, s.take_lessons())
+        };
+        for lesson in lessons {
+            if let Err(e) = lesson.write(&self.history) {
+                self.with(|s| s.lesson_lost(&lesson, &e));
+            }
+        }
         r
+    }
+
+    /// Runs a query with the scheduler locked: nothing changes, nothing is
+    /// stored.
+    pub fn read<R>(&self, f: impl FnOnce(&Scheduler) -> R) -> R {
+        f(&self.sched.lock())
     }
 
     pub fn connect_runner(&self, view: RunnerView, outbox: mpsc::UnboundedSender<Outbound>) {

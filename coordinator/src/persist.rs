@@ -75,10 +75,10 @@ impl RunStore {
     ) -> Result<(), HistoryError> {
         let mut writes = Vec::with_capacity(events.len() + 1);
         for e in events {
-            writes.push((key(EVENT, &run.id(), Some(e.seq)), encode(e.as_ref())?));
+            writes.push((key(EVENT, run.id(), Some(e.seq)), encode(e.as_ref())?));
         }
         if snapshot {
-            writes.push((key(RUN, &run.id(), None), encode(run)?));
+            writes.push((key(RUN, run.id(), None), encode(run)?));
         }
         self.kv.put(writes)
     }

@@ -85,7 +85,7 @@ fn a_listing_lease_comes_first_and_its_items_become_balanced_shards() {
     s.record_result("r", &listing.lease_id, report, now)
         .unwrap();
     let r = s.run(&run).unwrap();
-    let split = r.steps()[0].split().clone().expect("planned");
+    let split = r.steps()[0].split().expect("planned");
     assert_eq!((split.items, split.without_history), (5, 1));
     assert_eq!(
         split.estimate,

@@ -44,20 +44,20 @@ pub fn notice_to_pb(n: &crate::events::Notice) -> pb::Notice {
 pub fn run_to_pb(run: &Run) -> pb::RunStatus {
     pb::RunStatus {
         run_id: run.id().to_owned(),
-        state: Some(state(&run.state())),
+        state: Some(state(run.state())),
         steps: run
             .steps()
             .iter()
             .map(|s| pb::StepStatus {
                 name: s.name().to_owned(),
                 stage: s.stage().to_owned(),
-                state: Some(state(&s.state())),
+                state: Some(state(s.state())),
                 shards: s
                     .shards()
                     .iter()
                     .map(|sh| pb::ShardStatus {
                         index: sh.index(),
-                        state: Some(state(&sh.state())),
+                        state: Some(state(sh.state())),
                         runner: sh.runner().unwrap_or_default().to_owned(),
                         duration_ms: sh.duration_ms(),
                         attempt: sh.attempt(),

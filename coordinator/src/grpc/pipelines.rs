@@ -127,7 +127,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         let run_id = req.run_id;
         let mut newest = self
             .hub
-            .with(|s| s.run(&run_id).map(|r| r.events().subscribe()))?;
+            .read(|s| s.run(&run_id).map(|r| r.events().subscribe()))?;
         let hub = self.hub.clone();
         let mut closing = self.hub.closing();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -137,7 +137,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
                 let mut after = req.after_seq;
                 loop {
                     newest.borrow_and_update();
-                    let page = hub.with(|s| s.events_after(&run_id, after, WATCH_PAGE));
+                    let page = hub.read(|s| s.events_after(&run_id, after, WATCH_PAGE));
                     let (events, finished) = match page {
                         Ok(p) => p,
                         Err(e) => {
@@ -181,7 +181,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::RunStatus>, Status> {
         let id = req.into_inner().run_id;
-        let status = self.hub.with(|s| s.run(&id).map(convert::run_to_pb))?;
+        let status = self.hub.read(|s| s.run(&id).map(convert::run_to_pb))?;
         Ok(Response::new(status))
     }
 
@@ -201,7 +201,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         &self,
         _req: Request<pb::ListRunnersRequest>,
     ) -> Result<Response<pb::ListRunnersResponse>, Status> {
-        let runners = self.hub.with(|s| s.runners());
+        let runners = self.hub.read(|s| s.runners());
         Ok(Response::new(pb::ListRunnersResponse {
             runners: runners.iter().map(convert::runner_to_pb).collect(),
         }))

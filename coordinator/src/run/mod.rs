@@ -4,6 +4,7 @@
 //! the same place it happens — no state can move without watchers seeing it.
 
 mod clock;
+mod projection;
 mod shard;
 mod split_step;
 mod step;
@@ -18,6 +19,7 @@ use crate::events::{EventKind, EventLog, StateChange};
 use crate::pipeline::{Pipeline, Split};
 use buildfleet_model::state::State;
 
+pub use projection::{Projection, ShardView};
 pub use shard::ShardRun;
 pub use split_step::{plan_split, Planned, SplitInfo};
 pub use step::StepRun;

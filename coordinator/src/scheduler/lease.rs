@@ -37,7 +37,7 @@ pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) 
     let st = &run.steps()[step];
     let def = run
         .pipeline()
-        .step(&st.name())
+        .step(st.name())
         .expect("run steps come from the pipeline");
     let (shard, count, items, attempt) = match target {
         LeaseFor::Shard(shard) => {
@@ -104,7 +104,7 @@ fn as_listing(
 /// The reason a step may not start because a secret it needs has expired
 /// since the run was submitted (or restored).
 pub(super) fn expired_secret(run: &Run, step: usize, now: Instant) -> Option<String> {
-    let def = run.pipeline().step(&run.steps()[step].name())?;
+    let def = run.pipeline().step(run.steps()[step].name())?;
     def.secrets.iter().find_map(|name| {
         let e = run.options().secret_expiry.get(name)?;
         (e.at <= now).then(|| {

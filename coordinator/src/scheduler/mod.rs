@@ -17,12 +17,14 @@ use buildfleet_model::state::State;
 
 mod deadlines;
 mod lease;
+mod lessons;
 mod restore;
 mod runners;
 mod split;
 
 pub use buildfleet_model::ShardReport;
 use lease::{expired_secret, LeaseFor};
+pub use lessons::{Learned, Lesson};
 use runners::pick_runner;
 
 #[derive(Debug, Clone)]
@@ -112,6 +114,8 @@ pub struct Scheduler {
     runners: BTreeMap<String, RunnerView>,
     leases: HashMap<String, LeaseRef>,
     history: History,
+    /// What finished shards taught history, not yet written.
+    lessons: Vec<Lesson>,
     /// Notifications not yet handed to the delivery task.
     outbox: Vec<crate::notify::Notification>,
     /// Whether the last finished run of each (project, pipeline) was green,
@@ -135,6 +139,7 @@ impl Scheduler {
         Scheduler {
             config,
             history,
+            lessons: Vec::new(),
             ..Scheduler::default()
         }
     }
@@ -288,7 +293,7 @@ impl Scheduler {
                     continue;
                 }
                 if run.steps()[step].listing() == &Listing::Needed {
-                    let Some(runner) = pick_runner(&mut self.runners, &run.steps()[step].labels())
+                    let Some(runner) = pick_runner(&mut self.runners, run.steps()[step].labels())
                     else {
                         continue;
                     };
@@ -316,7 +321,7 @@ impl Scheduler {
                     if run.steps()[step].shards()[shard].state() != &State::Waiting {
                         continue;
                     }
-                    let Some(runner) = pick_runner(&mut self.runners, &run.steps()[step].labels())
+                    let Some(runner) = pick_runner(&mut self.runners, run.steps()[step].labels())
                     else {
                         break;
                     };

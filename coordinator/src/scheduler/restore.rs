@@ -125,7 +125,7 @@ impl Scheduler {
             if run.is_finished() {
                 if finished_kept >= self.config.keep_runs {
                     info!(run = %run.id(), "finished run beyond the retention; deleted");
-                    if let Err(e) = store.forget(&run.id()) {
+                    if let Err(e) = store.forget(run.id()) {
                         warn!(run = %run.id(), error = %e, "old run not deleted");
                     }
                     continue;
@@ -137,9 +137,9 @@ impl Scheduler {
         chosen.reverse();
         let mut count = 0;
         for mut run in chosen {
-            let events = store.load_events(&run.id())?;
+            let events = store.load_events(run.id())?;
             let pipeline = match crate::pipeline::parse(
-                &run.pipeline_path(),
+                run.pipeline_path(),
                 &run.options().pipeline_yaml,
             ) {
                 Ok(p) => p,
@@ -176,7 +176,7 @@ impl Scheduler {
                         let line = format!(
                             "the coordinator restarted during attempt {} on {}; leasing again (no retry used)",
                             sh.attempt(),
-                            sh.runner().clone().unwrap_or_default()
+                            sh.runner().unwrap_or_default()
                         );
                         run.requeue(step, shard, false, &line, now);
                         requeued += 1;
@@ -226,7 +226,7 @@ fn resecret(run: &mut Run, resolved: Resolved, now: Instant) {
         if run.steps()[step].state().is_terminal() {
             continue;
         }
-        let Some(def) = run.pipeline().step(&run.steps()[step].name()) else {
+        let Some(def) = run.pipeline().step(run.steps()[step].name()) else {
             continue;
         };
         let why: Vec<&str> = def

@@ -135,7 +135,7 @@ pub(super) fn lose_lease(
 ) {
     let budget = run
         .pipeline()
-        .step(&run.steps()[step].name())
+        .step(run.steps()[step].name())
         .map_or(0, |d| d.infra_retries);
     let lost = State::RunnerLost {
         runner: runner.to_owned(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::{Scheduler, ShardReport};
+use super::{Learned, Lesson, Scheduler, ShardReport};
 use crate::pipeline::Split;
 use crate::run::Run;
 use buildfleet_model::state::State;
@@ -17,7 +17,7 @@ impl Scheduler {
     pub(super) fn plan_step(&self, run: &mut Run, step: usize, items: &[String], now: Instant) {
         let def = run
             .pipeline()
-            .step(&run.steps()[step].name())
+            .step(run.steps()[step].name())
             .expect("run steps come from the pipeline")
             .clone();
         let source = match def.split {
@@ -37,7 +37,7 @@ impl Scheduler {
                 }
             }
         };
-        let slots = self.slots_for(&run.steps()[step].labels());
+        let slots = self.slots_for(run.steps()[step].labels());
         let mut planned = crate::run::plan_split(
             source,
             def.shards,
@@ -64,7 +64,7 @@ impl Scheduler {
     ) {
         let command = match &run
             .pipeline()
-            .step(&run.steps()[step].name())
+            .step(run.steps()[step].name())
             .and_then(|d| d.split.clone())
         {
             Some(Split::List(c)) => c.clone(),
@@ -118,7 +118,7 @@ impl Scheduler {
         } = report;
         let def = run
             .pipeline()
-            .step(&run.steps()[step].name())
+            .step(run.steps()[step].name())
             .expect("run steps come from the pipeline");
         let flaky_retries = def.flaky_retries;
         let is_split = def.split.is_some();
@@ -140,7 +140,7 @@ impl Scheduler {
                 .map(|t| (t.id.clone(), Duration::from_millis(t.duration_ms)))
                 .collect();
             let learned = crate::split::attribute::learn(
-                &sh.items(),
+                sh.items(),
                 &times,
                 Duration::from_millis(duration_ms),
             );
@@ -161,21 +161,22 @@ impl Scheduler {
                     learned.unmatched_tests
                 ));
             }
-            if let Err(e) = self
-                .history
-                .record_durations(&project, &step_name, &learned.samples)
-            {
-                warn!(run = %run.id(), step = %step_name, error = %e, "durations not recorded");
-                line = format!("history: durations not recorded: {e}");
-            }
             run.system_log(step, index, &line);
+            self.lessons.push(Lesson {
+                run: run.id().to_owned(),
+                step,
+                shard: index,
+                project: project.clone(),
+                step_name: step_name.clone(),
+                learned: Learned::Durations(learned.samples),
+            });
         }
         let sh = &run.steps()[step].shards()[shard];
         let verdict = crate::run::verdict::judge(crate::run::verdict::Inputs {
             state,
             tests,
-            earlier: &sh.tests(),
-            items: &sh.items(),
+            earlier: sh.tests(),
+            items: sh.items(),
             quarantine: &run.options().quarantine,
             retries_left: flaky_retries.saturating_sub(sh.flaky_reruns()),
             fail_on_flaky: run.options().fail_on_flaky,
@@ -212,17 +213,17 @@ impl Scheduler {
                     let unix = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs());
-                    if let Err(e) = self
-                        .history
-                        .record_flaky(&project, &step_name, &flaky, unix)
-                    {
-                        warn!(run = %run.id(), step = %step_name, error = %e, "flaky tests not recorded");
-                        run.system_log(
-                            step,
-                            index,
-                            &format!("flaky tests not recorded in history: {e}"),
-                        );
-                    }
+                    self.lessons.push(Lesson {
+                        run: run.id().to_owned(),
+                        step,
+                        shard: index,
+                        project: project.clone(),
+                        step_name: step_name.clone(),
+                        learned: Learned::Flaky {
+                            tests: flaky,
+                            unix_secs: unix,
+                        },
+                    });
                 }
                 run.end_shard(step, shard, state, tests, muted_exit, now);
             }

@@ -1,6 +1,8 @@
 //! Shared by the scheduling tests: runners as the scheduler sees them.
 #![allow(dead_code)]
 
+pub mod schedule;
+
 use std::time::SystemTime;
 
 use buildfleet_coordinator::scheduler::RunnerView;

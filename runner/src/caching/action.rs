@@ -136,7 +136,7 @@ async fn narrow(
         buildfleet_cache::subset(listings, &spec.input_root, &globs).map_err(|source| {
             CachingError::Subset {
                 root: spec.input_root,
-                source,
+                source: Box::new(source),
             }
         })?;
     // The subset's directories are new blobs; store them so a later miss can

@@ -13,7 +13,7 @@ pub enum CachingError {
     Cache {
         doing: String,
         #[source]
-        source: CacheError,
+        source: Box<CacheError>,
     },
     #[error("invalid `inputs` glob `{glob}`: {source}")]
     Glob {
@@ -27,7 +27,7 @@ pub enum CachingError {
     Subset {
         root: Digest,
         #[source]
-        source: TreeError,
+        source: Box<TreeError>,
     },
     #[error("cache `{cache}`: key file `{file}` cannot be read: {source}")]
     KeyFile {
@@ -79,7 +79,10 @@ impl CachingError {
     /// Wraps a cache call's error with what it was for.
     pub fn cache(doing: impl Into<String>) -> impl FnOnce(CacheError) -> CachingError {
         let doing = doing.into();
-        move |source| CachingError::Cache { doing, source }
+        move |source| CachingError::Cache {
+            doing,
+            source: Box::new(source),
+        }
     }
 }
 
