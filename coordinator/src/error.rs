@@ -16,8 +16,12 @@ pub enum CoordinatorError {
     InvalidConfig(String),
     #[error("the runner must send `register` first, got {0}")]
     NotRegistered(&'static str),
-    #[error("coordinator is shutting down")]
-    ShuttingDown,
+    /// Said to callers while the coordinator stops, with how to carry on.
+    #[error("the coordinator is shutting down; {retry}")]
+    ShuttingDown { retry: String },
+    /// The runner ended its stream before it registered.
+    #[error("runner closed the stream before registering")]
+    ClosedBeforeRegistering,
 }
 
 impl From<CoordinatorError> for tonic::Status {
@@ -30,7 +34,8 @@ impl From<CoordinatorError> for tonic::Status {
             CoordinatorError::UnknownRun(_) => Code::NotFound,
             CoordinatorError::UnknownLease(_) => Code::FailedPrecondition,
             CoordinatorError::NotRegistered(_) => Code::FailedPrecondition,
-            CoordinatorError::ShuttingDown => Code::Unavailable,
+            CoordinatorError::ShuttingDown { .. } => Code::Unavailable,
+            CoordinatorError::ClosedBeforeRegistering => Code::Cancelled,
         };
         tonic::Status::new(code, e.to_string())
     }

@@ -194,12 +194,20 @@ impl Hub {
             s.persist();
             (r, s.take_lessons())
         };
+        self.learn(lessons);
+        r
+    }
+
+    /// Writes lessons to history, outside the lock; a failed write is said
+    /// in the shard's log (and that is stored like any change).
+    fn learn(&self, lessons: Vec<crate::scheduler::Lesson>) {
         for lesson in lessons {
             if let Err(e) = lesson.write(&self.history) {
-                self.with(|s| s.lesson_lost(&lesson, &e));
+                let mut s = self.sched.lock();
+                s.lesson_lost(&lesson, &e);
+                s.persist();
             }
         }
-        r
     }
 
     /// Runs a query with the scheduler locked: nothing changes, nothing is

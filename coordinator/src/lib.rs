@@ -15,6 +15,8 @@ pub mod run;
 pub mod scheduler;
 pub mod secrets;
 pub mod split;
+pub mod submission;
+pub mod watch;
 
 pub use error::CoordinatorError;
 pub use hub::CoordinatorConfig;

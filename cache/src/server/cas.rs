@@ -76,8 +76,8 @@ fn parse_update(
     Ok((from_reapi(wire, function)?, Bytes::from(data)))
 }
 
-fn unimplemented(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not supported by this cache"))
+fn unimplemented(what: &'static str) -> Status {
+    CacheError::Unimplemented(what).into()
 }
 
 #[tonic::async_trait]

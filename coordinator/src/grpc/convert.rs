@@ -5,9 +5,11 @@
 use buildfleet_proto::convert::{cache_report, log_stream, state, test_result};
 use buildfleet_proto::v1 as pb;
 
+use crate::error::CoordinatorError;
 use crate::events::{Event, EventKind};
 use crate::run::Run;
 use crate::scheduler::RunnerView;
+use crate::submission::Submission;
 
 pub fn event_to_pb(e: &Event) -> pb::RunEvent {
     let event = match &e.kind {
@@ -104,4 +106,25 @@ pub fn runner_to_pb(r: &RunnerView) -> pb::RunnerInfo {
 fn unix_ms(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A submission as the hub takes it; the input root is checked here.
+pub fn submission(req: pb::SubmitRequest) -> Result<Submission, CoordinatorError> {
+    let input_root = buildfleet_proto::convert::input_root(req.input_root.as_ref())
+        .map_err(|e| CoordinatorError::BadRequest(e.to_string()))?;
+    Ok(Submission {
+        pipeline_path: req.pipeline_path,
+        pipeline_yaml: req.pipeline_yaml,
+        input_root,
+        idempotency_key: Some(req.idempotency_key).filter(|k| !k.is_empty()),
+        split_items: req
+            .split_items
+            .into_iter()
+            .map(|(step, items)| (step, items.items))
+            .collect(),
+        no_cache: req.no_cache,
+        project: req.project,
+        quarantine: req.quarantine,
+        fail_on_flaky: req.fail_on_flaky,
+    })
 }

@@ -45,7 +45,7 @@ impl pb::runner_service_server::RunnerService for RunnerService {
         let first = inbound
             .message()
             .await?
-            .ok_or_else(|| Status::cancelled("runner closed the stream before registering"))?;
+            .ok_or(CoordinatorError::ClosedBeforeRegistering)?;
         let reg = match first.msg {
             Some(pb::runner_message::Msg::Register(r)) => r,
             _ => return Err(CoordinatorError::NotRegistered("another message").into()),

@@ -1,0 +1,119 @@
+//! Taking a pipeline run in: what a submission must hold before it becomes
+//! a run, and the secrets it needs, read outside the scheduler's lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Instant, SystemTime};
+
+use buildfleet_model::Digest;
+
+use crate::error::CoordinatorError;
+use crate::hub::Hub;
+use crate::pipeline::{self, Pipeline, Split};
+use crate::run::{Expiry, RunOptions};
+use crate::scheduler::Submitted;
+
+/// A run as a client submits it.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// Where the pipeline file is, for messages (empty = `buildfleet.yaml`).
+    pub pipeline_path: String,
+    pub pipeline_yaml: String,
+    pub input_root: Digest,
+    /// Submitting twice with the same key gives the same run.
+    pub idempotency_key: Option<String>,
+    /// The items of `split: { files }` steps, by step name.
+    pub split_items: BTreeMap<String, Vec<String>>,
+    pub no_cache: bool,
+    pub project: String,
+    /// Test ids from the quarantine file.
+    pub quarantine: Vec<String>,
+    pub fail_on_flaky: bool,
+}
+
+impl Hub {
+    /// Checks a submission, reads the secrets it needs and starts the run.
+    /// A run that needs an unusable secret still becomes a run, failed
+    /// before any step, so the failure is seen where runs are watched.
+    pub fn submit(&self, sub: Submission) -> Result<Submitted, CoordinatorError> {
+        if self.is_closing() {
+            return Err(CoordinatorError::ShuttingDown {
+                retry: "submit again (with the same idempotency key) when it is back".into(),
+            });
+        }
+        let path = match sub.pipeline_path.as_str() {
+            "" => "buildfleet.yaml".to_owned(),
+            p => p.to_owned(),
+        };
+        let pipeline = pipeline::parse(&path, &sub.pipeline_yaml)?;
+        check_file_splits(&pipeline, &sub.split_items)?;
+        let root = sub.input_root;
+        let options = self.run_options(&pipeline, sub);
+        let key = options.idempotency_key.clone();
+        let submitted = self.with(|s| s.submit(pipeline, path, root, options, key, Instant::now()));
+        self.dispatch();
+        Ok(submitted)
+    }
+
+    fn run_options(&self, pipeline: &Pipeline, sub: Submission) -> RunOptions {
+        let needed: BTreeSet<String> = pipeline
+            .steps()
+            .flat_map(|s| s.secrets.iter().cloned())
+            .collect();
+        let resolved = self.config.secrets.resolve(&needed, SystemTime::now());
+        let secret_problems = pipeline
+            .steps()
+            .filter_map(|s| {
+                let why: Vec<&str> = s
+                    .secrets
+                    .iter()
+                    .filter_map(|n| resolved.unusable.get(n).map(String::as_str))
+                    .collect();
+                (!why.is_empty()).then(|| (s.name.clone(), why.join("; ")))
+            })
+            .collect();
+        let now = Instant::now();
+        RunOptions {
+            no_cache: sub.no_cache,
+            project: sub.project,
+            split_items: sub.split_items,
+            quarantine: sub
+                .quarantine
+                .into_iter()
+                .map(|id| id.trim().to_owned())
+                .filter(|id| !id.is_empty())
+                .collect(),
+            fail_on_flaky: sub.fail_on_flaky,
+            secret_expiry: resolved
+                .expires
+                .iter()
+                .map(|(name, at)| (name.clone(), Expiry::of(*at, now)))
+                .collect(),
+            secrets: resolved.values,
+            secret_problems,
+            warnings: resolved.expiring,
+            log_cap: self.config.log_cap,
+            pipeline_yaml: sub.pipeline_yaml,
+            idempotency_key: sub.idempotency_key,
+        }
+    }
+}
+
+/// A `split: { files }` step needs files: a glob matching nothing in the
+/// submitted tree would give it no shards, and it would pass having run
+/// nothing.
+fn check_file_splits(
+    pipeline: &Pipeline,
+    items: &BTreeMap<String, Vec<String>>,
+) -> Result<(), CoordinatorError> {
+    for step in pipeline.steps() {
+        if let Some(Split::Files(glob)) = &step.split {
+            if items.get(&step.name).is_none_or(|i| i.is_empty()) {
+                return Err(CoordinatorError::BadRequest(format!(
+                    "step `{}` splits by files, but `{glob}` matches no files in the submitted inputs",
+                    step.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
