@@ -73,8 +73,9 @@ impl EmbeddedFleet {
         }
         // Runs of an embedded fleet end with it; only history is kept.
         config.persist_runs = false;
-        let history = buildfleet_coordinator::history::History::open(config.history_dir.as_deref())
-            .context("opening the coordinator's history (is another buildfleet using it? pass --data DIR)")?;
+        let db = buildfleet_coordinator::db::Db::open(config.history_dir.as_deref()).context(
+            "opening the coordinator's history (is another buildfleet using it? pass --data DIR)",
+        )?;
         let (coord_l, coord_addr) = bind_loopback().await?;
         let s = stop.clone();
         tasks.push((
@@ -84,7 +85,7 @@ impl EmbeddedFleet {
                     if let Err(e) = buildfleet_coordinator::grpc::serve(
                         coord_l,
                         config,
-                        history,
+                        db,
                         s.cancelled_owned(),
                     )
                     .await

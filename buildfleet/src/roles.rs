@@ -62,10 +62,10 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     };
     args.policy.apply(&mut config);
     config.validate()?;
-    let history = buildfleet_coordinator::history::History::open(config.history_dir.as_deref())
+    let db = buildfleet_coordinator::db::Db::open(config.history_dir.as_deref())
         .context("opening the coordinator's history (pass --data DIR for another location)")?;
     let listener = bind(&args.listen, args.print_addr).await?;
-    buildfleet_coordinator::grpc::serve(listener, config, history, shutdown_signal()).await?;
+    buildfleet_coordinator::grpc::serve(listener, config, db, shutdown_signal()).await?;
     Ok(())
 }
 

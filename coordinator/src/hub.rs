@@ -11,7 +11,7 @@
 //! written after the lock is released.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -19,74 +19,8 @@ use tracing::{debug, warn};
 
 use buildfleet_model::Lease;
 
-use crate::scheduler::{CancelOrder, RunnerView, Scheduler, SchedulerConfig};
-
-/// Settings checked before any port is bound.
-#[derive(Debug, Clone)]
-pub struct CoordinatorConfig {
-    pub scheduler: SchedulerConfig,
-    /// How often runners must send heartbeats.
-    pub heartbeat_interval: Duration,
-    /// Missed-heartbeat multiple after which a silent runner counts as lost.
-    pub heartbeat_misses: u32,
-    /// Where duration and flaky history persist (a RocksDB directory);
-    /// `None` keeps it in memory for the process's life.
-    pub history_dir: Option<std::path::PathBuf>,
-    pub notify: crate::notify::NotifyConfig,
-    /// Store runs and restore them after a restart. Off for the embedded
-    /// fleet of `buildfleet run`: its runs end with the process, and a
-    /// later `run` must not pick up and execute an interrupted one.
-    pub persist_runs: bool,
-    pub secrets: crate::secrets::SecretConfig,
-    /// Output streamed live per shard before the head/tail cut, unless a
-    /// step sets `log_cap`.
-    pub log_cap: u64,
-}
-
-/// 16 MiB: enough for nearly every step, small enough that a runaway loop
-/// does not flood watchers.
-pub const DEFAULT_LOG_CAP: u64 = 16 << 20;
-
-impl Default for CoordinatorConfig {
-    fn default() -> Self {
-        CoordinatorConfig {
-            scheduler: SchedulerConfig::default(),
-            heartbeat_interval: Duration::from_secs(2),
-            heartbeat_misses: 5,
-            history_dir: None,
-            notify: Default::default(),
-            persist_runs: true,
-            secrets: Default::default(),
-            log_cap: DEFAULT_LOG_CAP,
-        }
-    }
-}
-
-impl CoordinatorConfig {
-    pub fn validate(&self) -> Result<(), crate::error::CoordinatorError> {
-        let bad = |m: &str| Err(crate::error::CoordinatorError::InvalidConfig(m.to_string()));
-        if self.heartbeat_interval < Duration::from_millis(10) {
-            return bad("heartbeat interval must be at least 10ms");
-        }
-        if self.heartbeat_misses == 0 {
-            return bad("heartbeat misses must be at least 1");
-        }
-        if self.scheduler.label_wait.is_zero() {
-            return bad("label wait must be positive");
-        }
-        if self.scheduler.stall_after.is_zero() {
-            return bad("the stall time must be positive");
-        }
-        if self.notify.attempts == 0 {
-            return bad("webhook attempts must be at least 1");
-        }
-        Ok(())
-    }
-
-    fn runner_deadline(&self) -> Duration {
-        self.heartbeat_interval * self.heartbeat_misses
-    }
-}
+use crate::config::CoordinatorConfig;
+use crate::scheduler::{CancelOrder, RunnerView, Scheduler};
 
 /// A message for one runner, converted to the wire by the gRPC adapter.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,9 +48,10 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// The hub, with the runs a durable history database holds restored.
-    pub fn new(config: CoordinatorConfig, history: crate::history::History) -> Hub {
-        let store = history.run_store().filter(|_| config.persist_runs);
+    /// The hub, with the runs a durable database holds restored.
+    pub fn new(config: CoordinatorConfig, db: crate::db::Db) -> Hub {
+        let history = db.history();
+        let store = db.run_store().filter(|_| config.persist_runs);
         let mut sched = Scheduler::with_history(config.scheduler.clone(), history.clone());
         if let Some(store) = store {
             let secrets = config.secrets.clone();

@@ -3,6 +3,8 @@
 //! Invariant: scheduling (`scheduler`, `run`) is plain Rust with the
 //! clock passed in; only `grpc` knows prost.
 
+pub mod config;
+pub mod db;
 pub mod error;
 pub mod events;
 pub mod grpc;
@@ -18,5 +20,5 @@ pub mod split;
 pub mod submission;
 pub mod watch;
 
+pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;
-pub use hub::CoordinatorConfig;

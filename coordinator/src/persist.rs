@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
+use crate::db::{DbError, Kv};
 use crate::events::Event;
-use crate::history::{HistoryError, Kv};
 use crate::run::Run;
 
 const RUN: &[u8] = b"run\0";
@@ -42,21 +42,28 @@ fn key(prefix: &[u8], run: &str, seq: Option<u64>) -> Vec<u8> {
     k
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, HistoryError> {
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, DbError> {
     let mut out = vec![FORMAT];
-    out.extend(
-        postcard::to_allocvec(v).map_err(|e| HistoryError::Io(format!("cannot encode: {e}")))?,
-    );
+    out.extend(postcard::to_allocvec(v).map_err(|e| DbError::Io(format!("cannot encode: {e}")))?);
     Ok(out)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+/// Why a stored value cannot be read back.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("stored in format {0}, this version reads {FORMAT}")]
+    Format(u8),
+    #[error("empty value")]
+    Empty,
+    #[error("{0}")]
+    Layout(#[from] postcard::Error),
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Unreadable> {
     match bytes.split_first() {
-        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-        Some((other, _)) => Err(format!(
-            "stored in format {other}, this version reads {FORMAT}"
-        )),
-        None => Err("empty value".into()),
+        Some((&FORMAT, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&other, _)) => Err(Unreadable::Format(other)),
+        None => Err(Unreadable::Empty),
     }
 }
 
@@ -67,12 +74,7 @@ impl RunStore {
 
     /// Appends `events` and, if `snapshot`, replaces the run's state: one
     /// atomic write, so a crash never leaves a state ahead of its events.
-    pub fn save(
-        &self,
-        run: &Run,
-        events: &[Arc<Event>],
-        snapshot: bool,
-    ) -> Result<(), HistoryError> {
+    pub fn save(&self, run: &Run, events: &[Arc<Event>], snapshot: bool) -> Result<(), DbError> {
         let mut writes = Vec::with_capacity(events.len() + 1);
         for e in events {
             writes.push((key(EVENT, run.id(), Some(e.seq)), encode(e.as_ref())?));
@@ -85,7 +87,7 @@ impl RunStore {
 
     /// Every stored run's state (without events); undecodable entries are
     /// skipped with a warning.
-    pub fn load_runs(&self) -> Result<Vec<Run>, HistoryError> {
+    pub fn load_runs(&self) -> Result<Vec<Run>, DbError> {
         let mut out = Vec::new();
         for (k, v) in self.kv.scan(RUN)? {
             let id = String::from_utf8_lossy(&k[RUN.len()..]).into_owned();
@@ -98,7 +100,7 @@ impl RunStore {
     }
 
     /// A run's events in order, up to the first gap (numbering stays dense).
-    pub fn load_events(&self, run: &str) -> Result<Vec<Event>, HistoryError> {
+    pub fn load_events(&self, run: &str) -> Result<Vec<Event>, DbError> {
         let mut prefix = key(EVENT, run, None);
         prefix.push(0);
         let mut events = Vec::new();
@@ -119,7 +121,7 @@ impl RunStore {
     }
 
     /// Deletes a run and its events.
-    pub fn forget(&self, run: &str) -> Result<(), HistoryError> {
+    pub fn forget(&self, run: &str) -> Result<(), DbError> {
         let mut prefix = key(EVENT, run, None);
         prefix.push(0);
         let mut keys: Vec<Vec<u8>> = self.kv.scan(&prefix)?.into_iter().map(|(k, _)| k).collect();

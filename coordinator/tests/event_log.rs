@@ -1,12 +1,12 @@
 //! The run owns its transitions: every change of a run, step or shard is
 //! an event in its log. After any schedule, the run rebuilt from its
-//! events alone (its `Projection`) equals the live run — what watchers,
+//! submission and its events alone (its `Projection`) equals the live run — what watchers,
 //! the stored run and a restarted coordinator read is what happened.
 mod support;
 
 use std::sync::Arc;
 
-use buildfleet_coordinator::history::MemoryKv;
+use buildfleet_coordinator::db::MemoryKv;
 use buildfleet_coordinator::persist::RunStore;
 use buildfleet_coordinator::run::Projection;
 use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig};
@@ -16,7 +16,7 @@ use support::schedule::{drive, op};
 fn assert_log_is_the_run(s: &Scheduler, runs: &[String], after: &str) {
     for id in runs {
         let run = s.run(id).unwrap();
-        let rebuilt = Projection::from_events(run.events().all());
+        let rebuilt = Projection::from_log(run.pipeline(), run.events().all());
         assert_eq!(
             rebuilt,
             Projection::of(run),
@@ -79,5 +79,8 @@ fn a_missing_event_shows() {
         .enumerate()
         .filter(|(i, _)| *i != last_state)
         .map(|(_, e)| *e);
-    assert_ne!(Projection::from_events(partial), Projection::of(run));
+    assert_ne!(
+        Projection::from_log(run.pipeline(), partial),
+        Projection::of(run)
+    );
 }

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Instant;
 
+use buildfleet_coordinator::db::Db;
 use buildfleet_coordinator::events::LogStream;
-use buildfleet_coordinator::history::History;
 use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::RunOptions;
 use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
@@ -23,13 +23,13 @@ fn open_keeping(
     dir: &std::path::Path,
     keep_runs: usize,
 ) -> (Scheduler, buildfleet_coordinator::persist::RunStore) {
-    let history = History::open(Some(dir)).unwrap();
-    let store = history.run_store().expect("a RocksDB history is durable");
+    let db = Db::open(Some(dir)).unwrap();
+    let store = db.run_store().expect("a RocksDB database is durable");
     let config = SchedulerConfig {
         keep_runs,
         ..SchedulerConfig::default()
     };
-    (Scheduler::with_history(config, history), store)
+    (Scheduler::with_history(config, db.history()), store)
 }
 
 fn open(dir: &std::path::Path) -> (Scheduler, buildfleet_coordinator::persist::RunStore) {

@@ -19,7 +19,7 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
     let server = tokio::spawn(grpc::serve(
         listener,
         CoordinatorConfig::default(),
-        Default::default(),
+        buildfleet_coordinator::db::Db::in_memory(),
         async {
             let _ = stop_rx.await;
         },

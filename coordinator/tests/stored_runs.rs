@@ -11,7 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use buildfleet_coordinator::history::{Entry, HistoryError, Kv, MemoryKv};
+use buildfleet_coordinator::db::{DbError, Entry, Kv, MemoryKv};
 use buildfleet_coordinator::persist::RunStore;
 use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::{Listing, Run, RunOptions};
@@ -31,19 +31,19 @@ struct FailingKv {
 }
 
 impl Kv for FailingKv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, HistoryError> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
         self.inner.get(key)
     }
-    fn put(&self, writes: Vec<Entry>) -> Result<(), HistoryError> {
+    fn put(&self, writes: Vec<Entry>) -> Result<(), DbError> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err(HistoryError::Io("No space left on device".into()));
+            return Err(DbError::Io("No space left on device".into()));
         }
         self.inner.put(writes)
     }
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, HistoryError> {
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, DbError> {
         self.inner.scan(prefix)
     }
-    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), HistoryError> {
+    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), DbError> {
         self.inner.delete(keys)
     }
 }

@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, info_span, Instrument};
 
-use crate::history::History;
-use crate::hub::{CoordinatorConfig, Hub};
+use crate::config::CoordinatorConfig;
+use crate::db::Db;
+use crate::hub::Hub;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -23,7 +24,7 @@ pub enum ServeError {
     #[error("coordinator server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
-    History(#[from] crate::history::HistoryError),
+    Db(#[from] crate::db::DbError),
 }
 
 /// Serves the coordinator on an already-bound listener (tests bind port 0)
@@ -31,12 +32,12 @@ pub enum ServeError {
 pub async fn serve(
     listener: TcpListener,
     config: CoordinatorConfig,
-    history: History,
+    db: Db,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
     let notify = config.notify.clone();
-    let hub = Arc::new(Hub::new(config, history));
+    let hub = Arc::new(Hub::new(config, db));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     hub.set_notifications(tx);
     let deliveries = crate::notify::spawn(hub.clone(), notify.clone(), rx);

@@ -1,28 +1,15 @@
 //! What earlier runs taught: per-item durations (for balancing split steps)
 //! and flaky tests, keyed by project and step.
 //!
-//! Plain Rust over a small key-value interface; only `rocks` knows RocksDB,
-//! and the scheduler is tested against the in-memory table.
-
-mod kv;
-mod rocks;
+//! Plain Rust over the coordinator's database (`crate::db`); the
+//! scheduler is tested against its in-memory table.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use thiserror::Error;
-
-pub use kv::{Entry, Kv, MemoryKv};
-pub use rocks::RocksKv;
-
-#[derive(Debug, Error)]
-pub enum HistoryError {
-    #[error("history database at {path}: {message}")]
-    Open { path: String, message: String },
-    #[error("history database: {0}")]
-    Io(String),
-}
+use crate::db::DbError;
+use crate::db::{Kv, MemoryKv};
 
 /// Weight of the newest sample in an item's running estimate: recent runs
 /// matter most (tests change), one noisy run does not dominate.
@@ -42,8 +29,6 @@ pub struct ItemHistory {
 #[derive(Clone)]
 pub struct History {
     kv: Arc<dyn Kv>,
-    /// Backed by disk (RocksDB) rather than memory.
-    durable: bool,
 }
 
 impl std::fmt::Debug for History {
@@ -86,31 +71,8 @@ fn decode(v: &[u8]) -> Option<(u64, u32)> {
 }
 
 impl History {
-    /// The history a coordinator keeps: in RocksDB under `dir`, or in
-    /// memory (said in the log) when there is none. Opened before any port
-    /// is bound, so a locked or broken database stops start-up.
-    pub fn open(dir: Option<&std::path::Path>) -> Result<History, HistoryError> {
-        match dir {
-            Some(dir) => Ok(History {
-                kv: Arc::new(RocksKv::open(dir)?),
-                durable: true,
-            }),
-            None => {
-                tracing::info!("no history directory: durations and flaky marks last until this coordinator stops");
-                Ok(History::default())
-            }
-        }
-    }
-
     pub fn new(kv: Arc<dyn Kv>) -> History {
-        History { kv, durable: false }
-    }
-
-    /// The run store on the same database, when it is on disk (keeping
-    /// every log twice in memory would buy nothing).
-    pub fn run_store(&self) -> Option<crate::persist::RunStore> {
-        self.durable
-            .then(|| crate::persist::RunStore::new(self.kv.clone()))
+        History { kv }
     }
 
     /// Every item of `step` with a known duration.
@@ -118,7 +80,7 @@ impl History {
         &self,
         project: &str,
         step: &str,
-    ) -> Result<BTreeMap<String, ItemHistory>, HistoryError> {
+    ) -> Result<BTreeMap<String, ItemHistory>, DbError> {
         let p = prefix("d", project, step);
         let mut out = BTreeMap::new();
         for (key, value) in self.kv.scan(&p)? {
@@ -139,7 +101,7 @@ impl History {
         project: &str,
         step: &str,
         samples: &[(String, Duration)],
-    ) -> Result<(), HistoryError> {
+    ) -> Result<(), DbError> {
         if samples.is_empty() {
             return Ok(());
         }
@@ -168,7 +130,7 @@ impl History {
         step: &str,
         tests: &[String],
         unix_secs: u64,
-    ) -> Result<(), HistoryError> {
+    ) -> Result<(), DbError> {
         let p = prefix("f", project, step);
         let mut writes = Vec::new();
         for test in tests {
@@ -186,7 +148,7 @@ impl History {
     }
 
     /// How many times each test was flaky before (0 if never).
-    pub fn flaky_count(&self, project: &str, step: &str, test: &str) -> Result<u32, HistoryError> {
+    pub fn flaky_count(&self, project: &str, step: &str, test: &str) -> Result<u32, DbError> {
         let mut key = prefix("f", project, step);
         key.extend_from_slice(test.as_bytes());
         Ok(self
@@ -201,6 +163,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::RocksKv;
 
     fn tables() -> Vec<(History, Option<tempfile::TempDir>)> {
         let dir = tempfile::tempdir().unwrap();

@@ -43,6 +43,23 @@ impl Event {
     }
 }
 
+/// A `--webhook` that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookSpecError {
+    #[error("webhook `{spec}`: the URL must start with http:// or https://")]
+    Scheme { spec: String },
+    #[error(
+        "webhook `{spec}`: unknown event `{event}` (known: {})",
+        known_events()
+    )]
+    UnknownEvent { spec: String, event: String },
+}
+
+fn known_events() -> String {
+    let known: Vec<&str> = Event::ALL.iter().map(|e| e.name()).collect();
+    known.join(", ")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: String,
@@ -51,27 +68,24 @@ pub struct Webhook {
 
 impl Webhook {
     /// `[EVENT,EVENT=]URL`; without events, every event.
-    pub fn parse(spec: &str) -> Result<Webhook, String> {
+    pub fn parse(spec: &str) -> Result<Webhook, WebhookSpecError> {
         let (events, url) = match spec.split_once('=') {
             Some((events, url)) if !events.contains("://") => (Some(events), url),
             _ => (None, spec),
         };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "webhook `{spec}`: the URL must start with http:// or https://"
-            ));
+            return Err(WebhookSpecError::Scheme {
+                spec: spec.to_owned(),
+            });
         }
         let events = match events {
             None => Event::ALL.to_vec(),
             Some(list) => list
                 .split(',')
                 .map(|e| {
-                    Event::parse(e.trim()).ok_or_else(|| {
-                        let known: Vec<&str> = Event::ALL.iter().map(|e| e.name()).collect();
-                        format!(
-                            "webhook `{spec}`: unknown event `{e}` (known: {})",
-                            known.join(", ")
-                        )
+                    Event::parse(e.trim()).ok_or_else(|| WebhookSpecError::UnknownEvent {
+                        spec: spec.to_owned(),
+                        event: e.to_owned(),
                     })
                 })
                 .collect::<Result<_, _>>()?,
@@ -130,8 +144,12 @@ mod tests {
         assert_eq!(some.events, [Event::RunFailed, Event::RunnerLost]);
         assert!(Webhook::parse("run-faild=http://x")
             .unwrap_err()
+            .to_string()
             .contains("unknown event `run-faild`"));
-        assert!(Webhook::parse("ftp://x").unwrap_err().contains("http://"));
+        assert!(Webhook::parse("ftp://x")
+            .unwrap_err()
+            .to_string()
+            .contains("http://"));
     }
 
     #[test]

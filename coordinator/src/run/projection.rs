@@ -1,6 +1,7 @@
 //! A run as its event log tells it. Watchers, the stored run and a
 //! restarted coordinator all trust the log to be the run; the projection
-//! makes that checkable: folding the state-change events gives the same
+//! makes that checkable: the run as submitted (its pipeline: every step and
+//! shard pending) with its state-change events folded in gives the same
 //! states, runners, durations and cache reports as the live run (the
 //! property test `coordinator/tests/event_log.rs` holds them equal after
 //! random schedules).
@@ -11,6 +12,7 @@ use buildfleet_model::{CacheReport, State};
 
 use super::Run;
 use crate::events::{Event, EventKind};
+use crate::pipeline::Pipeline;
 
 /// What the state-change events say about a run, its steps and shards.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,9 +35,35 @@ pub struct ShardView {
 }
 
 impl Projection {
-    /// Folds a log's state changes, oldest first.
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Projection {
+    /// A run of `pipeline` as submitted: every step pending, and every
+    /// shard of a step that is not split (a split step's shards come with
+    /// its plan, as events).
+    pub fn submitted(pipeline: &Pipeline) -> Projection {
         let mut p = Projection::default();
+        for step in pipeline.steps() {
+            p.steps.insert(step.name.clone(), (State::Pending, 0));
+            if step.split.is_none() {
+                for shard in 0..step.shards.max() {
+                    let view = ShardView {
+                        state: State::Pending,
+                        runner: None,
+                        duration_ms: 0,
+                        cache: Vec::new(),
+                    };
+                    p.shards.insert((step.name.clone(), shard), view);
+                }
+            }
+        }
+        p
+    }
+
+    /// The run as submitted, with a log's state changes folded in, oldest
+    /// first.
+    pub fn from_log<'a>(
+        pipeline: &Pipeline,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Projection {
+        let mut p = Projection::submitted(pipeline);
         for e in events {
             let EventKind::State(c) = &e.kind else {
                 continue;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::Scheduler;
-use crate::history::{History, HistoryError};
+use crate::db::DbError;
+use crate::history::History;
 
 /// One thing to write to history.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +32,7 @@ pub enum Learned {
 }
 
 impl Lesson {
-    pub fn write(&self, history: &History) -> Result<(), HistoryError> {
+    pub fn write(&self, history: &History) -> Result<(), DbError> {
         match &self.learned {
             Learned::Durations(samples) => {
                 history.record_durations(&self.project, &self.step_name, samples)
@@ -54,7 +55,7 @@ impl Scheduler {
     }
 
     /// A lesson that could not be written: said in the shard's log.
-    pub fn lesson_lost(&mut self, lesson: &Lesson, error: &HistoryError) {
+    pub fn lesson_lost(&mut self, lesson: &Lesson, error: &DbError) {
         let line = match &lesson.learned {
             Learned::Durations(_) => format!("history: durations not recorded: {error}"),
             Learned::Flaky { .. } => format!("flaky tests not recorded in history: {error}"),

@@ -116,7 +116,7 @@ impl Scheduler {
         store: &RunStore,
         resolve: &dyn Fn(&BTreeSet<String>) -> Resolved,
         now: Instant,
-    ) -> Result<usize, crate::history::HistoryError> {
+    ) -> Result<usize, crate::db::DbError> {
         let mut stored = store.load_runs()?;
         stored.sort_by_key(|r| std::cmp::Reverse(r.created_wall()));
         let mut finished_kept = 0;

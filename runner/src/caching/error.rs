@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use buildfleet_cache::{CacheError, Digest, TreeError};
 
+use super::records::RecordError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CachingError {
     /// A call to the cache failed; `doing` says what it was for.
@@ -84,23 +86,4 @@ impl CachingError {
             source: Box::new(source),
         }
     }
-}
-
-/// A stored record (action record, dependency manifest) that cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("undecodable {what}: {source}")]
-    Undecodable {
-        what: &'static str,
-        #[source]
-        source: prost::DecodeError,
-    },
-    #[error("{what} has no digest")]
-    NoDigest { what: String },
-    #[error("{what}: {source}")]
-    BadDigest {
-        what: String,
-        #[source]
-        source: buildfleet_cache::DigestError,
-    },
 }

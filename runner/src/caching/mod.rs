@@ -10,7 +10,8 @@ mod error;
 pub mod explain;
 mod records;
 
-pub use error::{CachingError, RecordError};
+pub use error::CachingError;
+pub use records::RecordError;
 
 /// The platform part of every key: results and dependency trees built on
 /// one OS or architecture are not reused on another.

@@ -10,8 +10,6 @@ use buildfleet_proto::v1 as pb;
 use bytes::Bytes;
 use prost::Message;
 
-use super::RecordError;
-
 /// Bumped when the meaning of a record changes, so old entries stop matching.
 /// 2: a result's log is stored framed (chunks with their streams), so a
 /// replay is the stream watchers saw; schema-1 logs were flat bytes.
@@ -161,6 +159,25 @@ fn digest(d: Option<pb::Digest>, what: &str) -> Result<Digest, RecordError> {
         what: what.to_owned(),
         source,
     })
+}
+
+/// A stored record (action record, dependency manifest) that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("undecodable {what}: {source}")]
+    Undecodable {
+        what: &'static str,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("{what} has no digest")]
+    NoDigest { what: String },
+    #[error("{what}: {source}")]
+    BadDigest {
+        what: String,
+        #[source]
+        source: buildfleet_cache::DigestError,
+    },
 }
 
 #[cfg(test)]

@@ -1,26 +1,26 @@
 //! The coordinator's RocksDB: the one place in this crate that knows it.
+//! Its errors become `DbError`s here, so nothing else names RocksDB types.
 
 use std::path::Path;
 
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
 
-use super::kv::Entry;
-use super::{HistoryError, Kv};
+use super::{DbError, Entry, Kv};
 
 pub struct RocksKv {
     db: DB,
 }
 
-fn io(e: rocksdb::Error) -> HistoryError {
-    HistoryError::Io(e.to_string())
+fn io(e: rocksdb::Error) -> DbError {
+    DbError::Io(e.to_string())
 }
 
 impl RocksKv {
-    pub fn open(path: &Path) -> Result<RocksKv, HistoryError> {
+    pub fn open(path: &Path) -> Result<RocksKv, DbError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let db = DB::open(&opts, path).map_err(|e| HistoryError::Open {
+        let db = DB::open(&opts, path).map_err(|e| DbError::Open {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
@@ -29,11 +29,11 @@ impl RocksKv {
 }
 
 impl Kv for RocksKv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, HistoryError> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
         self.db.get(key).map_err(io)
     }
 
-    fn put(&self, writes: Vec<Entry>) -> Result<(), HistoryError> {
+    fn put(&self, writes: Vec<Entry>) -> Result<(), DbError> {
         let mut batch = WriteBatch::default();
         for (k, v) in writes {
             batch.put(k, v);
@@ -41,7 +41,7 @@ impl Kv for RocksKv {
         self.db.write(batch).map_err(io)
     }
 
-    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), HistoryError> {
+    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), DbError> {
         let mut batch = WriteBatch::default();
         for k in keys {
             batch.delete(k);
@@ -49,7 +49,7 @@ impl Kv for RocksKv {
         self.db.write(batch).map_err(io)
     }
 
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, HistoryError> {
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, DbError> {
         let mut out = Vec::new();
         for entry in self
             .db
