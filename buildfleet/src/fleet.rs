@@ -171,15 +171,10 @@ impl EmbeddedFleet {
     /// Waits until every runner has registered, so the first shards spread
     /// over the whole fleet instead of piling onto the first to connect.
     async fn wait_for_runners(&self, n: u32) -> Result<()> {
-        let mut client = crate::client::pipelines(&self.coordinator_url).await?;
+        let mut coordinator = crate::wire::Coordinator::connect(&self.coordinator_url).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let got = client
-                .list_runners(buildfleet_proto::v1::ListRunnersRequest {})
-                .await?
-                .into_inner()
-                .runners
-                .len() as u32;
+            let got = coordinator.runner_count().await? as u32;
             if got >= n {
                 return Ok(());
             }

@@ -6,11 +6,10 @@
 
 use std::fmt::Write as _;
 
-use buildfleet_proto::convert::state_from_wire;
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::{RunStatus, TestOutcome};
 use quick_xml::escape::escape;
 
-pub fn render(status: &pb::RunStatus) -> String {
+pub fn render(status: &RunStatus) -> String {
     let mut suites = String::new();
     let (mut total, mut failures, mut errors, mut skipped) = (0usize, 0usize, 0usize, 0usize);
     for step in &status.steps {
@@ -20,12 +19,8 @@ pub fn render(status: &pb::RunStatus) -> String {
             let (mut n, mut f, mut e, mut s) = (0usize, 0usize, 0usize, 0usize);
             for t in &sh.tests {
                 n += 1;
-                let outcome = pb::TestOutcome::try_from(t.outcome);
-                let failed = matches!(
-                    outcome,
-                    Ok(pb::TestOutcome::Failed | pb::TestOutcome::Error)
-                );
-                let body = match outcome {
+                let failed = t.outcome.is_failure();
+                let body = match t.outcome {
                     // Muted, not hidden: a skip whose message says it failed.
                     _ if t.quarantined && failed => {
                         s += 1;
@@ -33,20 +28,20 @@ pub fn render(status: &pb::RunStatus) -> String {
                         format!("<skipped message=\"{}\"/>", escape(msg.as_str()))
                     }
                     // Surefire's convention: a pass that needed a re-run.
-                    Ok(pb::TestOutcome::Passed) if t.flaky => format!(
+                    TestOutcome::Passed if t.flaky => format!(
                         "<flakyFailure message=\"failed, then passed on attempt {}\"/>",
                         t.attempt
                     ),
-                    Ok(pb::TestOutcome::Failed) => {
+                    TestOutcome::Failed => {
                         f += 1;
                         format!("<failure message=\"{}\"/>", escape(t.message.as_str()))
                     }
-                    Ok(pb::TestOutcome::Skipped) => {
+                    TestOutcome::Skipped => {
                         s += 1;
                         format!("<skipped message=\"{}\"/>", escape(t.message.as_str()))
                     }
-                    Ok(pb::TestOutcome::Passed) => String::new(),
-                    _ => {
+                    TestOutcome::Passed => String::new(),
+                    TestOutcome::Error => {
                         e += 1;
                         format!("<error message=\"{}\"/>", escape(t.message.as_str()))
                     }
@@ -62,16 +57,11 @@ pub fn render(status: &pb::RunStatus) -> String {
             if sh.tests.is_empty() {
                 // No report: the shard itself is the test case.
                 n += 1;
-                let state = sh.state.as_ref().map(state_from_wire);
-                let body = match &state {
-                    Some(Ok(st)) if st.is_green() => String::new(),
-                    Some(Ok(st)) => {
+                let body = match &sh.state {
+                    st if st.is_green() => String::new(),
+                    st => {
                         f += 1;
                         format!("<failure message=\"{}\"/>", escape(st.to_string().as_str()))
-                    }
-                    _ => {
-                        e += 1;
-                        "<error message=\"no valid state\"/>".to_owned()
                     }
                 };
                 let _ = write!(
@@ -105,37 +95,42 @@ pub fn render(status: &pb::RunStatus) -> String {
 mod tests {
     use super::*;
 
+    use buildfleet_model::{ShardStatus, State, StepStatus};
+
+    fn shard(index: u32, state: State, duration_ms: u64) -> ShardStatus {
+        ShardStatus {
+            index,
+            state,
+            runner: None,
+            duration_ms,
+            attempt: 1,
+            cache: Vec::new(),
+            tests: Vec::new(),
+            items: 0,
+            predicted_ms: 0,
+            full_log: None,
+            log_dropped_bytes: 0,
+            muted_exit_code: None,
+        }
+    }
+
     #[test]
     fn shards_without_reports_are_one_case_carrying_their_state() {
-        let failed = pb::State {
-            kind: pb::StateKind::TimedOut as i32,
-            timeout_ms: Some(5000),
-            ..Default::default()
-        };
-        let green = pb::State {
-            kind: pb::StateKind::Cached as i32,
-            ..Default::default()
-        };
-        let status = pb::RunStatus {
+        let timed_out = State::TimedOut { after_ms: 5000 };
+        let status = RunStatus {
             run_id: "run-1".into(),
-            steps: vec![pb::StepStatus {
+            state: State::failed("x"),
+            steps: vec![StepStatus {
                 name: "build<x>".into(),
-                shards: vec![
-                    pb::ShardStatus {
-                        index: 0,
-                        state: Some(failed),
-                        duration_ms: 5000,
-                        ..Default::default()
-                    },
-                    pb::ShardStatus {
-                        index: 1,
-                        state: Some(green),
-                        ..Default::default()
-                    },
-                ],
-                ..Default::default()
+                stage: "s".into(),
+                state: State::failed("x"),
+                shards: vec![shard(0, timed_out, 5000), shard(1, State::Cached, 0)],
+                split: None,
             }],
-            ..Default::default()
+            created_unix_ms: 0,
+            duration_ms: 0,
+            pipeline_path: String::new(),
+            notices: Vec::new(),
         };
         let xml = render(&status);
         assert!(

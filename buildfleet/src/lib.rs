@@ -2,7 +2,6 @@
 //! progress output, shared by `main` and the integration tests.
 
 pub mod cli;
-pub mod client;
 pub mod explain;
 pub mod fleet;
 pub mod junit_out;
@@ -14,6 +13,7 @@ pub mod roles;
 pub mod split_items;
 pub mod submit;
 pub mod test_sections;
+pub mod wire;
 
 /// Exit statuses are part of the interface: 0 only when every step succeeded.
 pub mod exit {

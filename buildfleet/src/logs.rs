@@ -5,20 +5,16 @@
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
-use buildfleet_cache::{CasClient, Digest};
-use buildfleet_proto::v1 as pb;
+use buildfleet_cache::CasClient;
 
 use crate::cli::LogsArgs;
 
 pub async fn print(args: LogsArgs) -> Result<i32> {
-    let mut client = crate::client::pipelines(&args.coordinator).await?;
-    let status = client
-        .get(pb::GetRequest {
-            run_id: args.run.clone(),
-        })
+    let mut coordinator = crate::wire::Coordinator::connect(&args.coordinator).await?;
+    let status = coordinator
+        .get(&args.run)
         .await
-        .with_context(|| format!("looking up run {}", args.run))?
-        .into_inner();
+        .with_context(|| format!("looking up run {}", args.run))?;
     let Some(step) = status.steps.iter().find(|s| s.name == args.step) else {
         let names: Vec<&str> = status.steps.iter().map(|s| s.name.as_str()).collect();
         eprintln!(
@@ -38,14 +34,13 @@ pub async fn print(args: LogsArgs) -> Result<i32> {
         );
         return Ok(crate::exit::USAGE);
     };
-    let Some(digest) = &shard.full_log else {
+    let Some(digest) = shard.full_log else {
         bail!(
             "shard {} of `{}` has no stored log (it did not run, or its runner could not store it)",
             args.shard,
             step.name
         );
     };
-    let digest = Digest::try_from(digest).context("the run names a malformed log digest")?;
     let cas = CasClient::connect(&args.cache).await?;
     let log = cas
         .read_blob(&digest)

@@ -4,9 +4,7 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use buildfleet_model::duration::fmt_ms;
-use buildfleet_model::state::State;
-use buildfleet_proto::convert::state_from_wire;
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::{CacheOutcome, Event, EventKind, LogStream, RunStatus, State};
 
 pub struct Progress {
     started: Instant,
@@ -15,14 +13,6 @@ pub struct Progress {
 impl Default for Progress {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-fn state_of(s: &Option<pb::State>) -> String {
-    match s.as_ref().map(state_from_wire) {
-        Some(Ok(st)) => st.to_string(),
-        Some(Err(e)) => format!("<bad state: {e}>"),
-        None => "<no state>".into(),
     }
 }
 
@@ -37,44 +27,44 @@ impl Progress {
         }
     }
 
-    pub fn print(&mut self, ev: &pb::RunEvent, out: &mut dyn Write) -> io::Result<()> {
+    pub fn print(&mut self, ev: &Event, out: &mut dyn Write) -> io::Result<()> {
         let t = self.started.elapsed().as_secs_f64();
-        match &ev.event {
-            Some(pb::run_event::Event::State(c)) => {
-                let state = state_of(&c.state);
-                match (c.step.is_empty(), c.shard) {
-                    (true, _) => writeln!(out, "[{t:7.2}s] run {state}"),
-                    (false, None) => writeln!(out, "[{t:7.2}s] step {} {state}", c.step),
+        match &ev.kind {
+            EventKind::State(c) => {
+                let state = &c.state;
+                match (&c.step, c.shard) {
+                    (None, _) => writeln!(out, "[{t:7.2}s] run {state}"),
+                    (Some(step), None) => writeln!(out, "[{t:7.2}s] step {step} {state}"),
                     // Shards become ready with their step; only a shard
                     // queued again after an attempt is news of its own.
-                    (false, Some(_))
-                        if c.runner.is_empty()
-                            && matches!(
-                                c.state.as_ref().map(|s| s.kind),
-                                Some(k) if k == pb::StateKind::Waiting as i32
-                                    || k == pb::StateKind::Pending as i32
-                            ) =>
+                    (Some(_), Some(_))
+                        if c.runner.is_none()
+                            && matches!(state, State::Waiting | State::Pending) =>
                     {
                         Ok(())
                     }
-                    (false, Some(i)) => {
-                        let on = if c.runner.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" on {}", c.runner)
+                    (Some(step), Some(i)) => {
+                        let on = match &c.runner {
+                            Some(r) => format!(" on {r}"),
+                            None => String::new(),
                         };
-                        writeln!(out, "[{t:7.2}s]   {} {state}{on}", shard_label(&c.step, i))
+                        writeln!(out, "[{t:7.2}s]   {} {state}{on}", shard_label(step, i))
                     }
                 }
             }
-            Some(pb::run_event::Event::Notice(n)) => {
-                writeln!(out, "[{t:7.2}s] {}: {}", n.kind.to_uppercase(), n.text)
+            EventKind::Notice(n) => {
+                writeln!(
+                    out,
+                    "[{t:7.2}s] {}: {}",
+                    n.kind.name().to_uppercase(),
+                    n.text
+                )
             }
-            Some(pb::run_event::Event::Log(l)) => {
-                let tag = match pb::LogStream::try_from(l.stream) {
-                    Ok(pb::LogStream::Stderr) => "!",
-                    Ok(pb::LogStream::System) => "*",
-                    _ => "|",
+            EventKind::Log(l) => {
+                let tag = match l.stream {
+                    LogStream::Stderr => "!",
+                    LogStream::System => "*",
+                    LogStream::Stdout => "|",
                 };
                 let label = shard_label(&l.step, l.shard);
                 let text = String::from_utf8_lossy(&l.data);
@@ -83,13 +73,12 @@ impl Progress {
                 }
                 Ok(())
             }
-            None => Ok(()),
         }
     }
 }
 
 /// The table every run ends with, then one line that says what failed and why.
-pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+pub fn summary(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
     let mut rows = vec![[
         "STEP".to_string(),
         "SHARD".into(),
@@ -102,11 +91,10 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
     let dash = |show: bool, text: String| if show { text } else { "-".to_owned() };
     for step in &status.steps {
         for sh in &step.shards {
-            let mut state = state_of(&sh.state);
-            if sh.muted_exit_code != 0 {
+            let mut state = sh.state.to_string();
+            if let Some(code) = sh.muted_exit_code {
                 state.push_str(&format!(
-                    " (exit code {} muted: its failed tests are quarantined)",
-                    sh.muted_exit_code
+                    " (exit code {code} muted: its failed tests are quarantined)"
                 ));
             }
             if sh.attempt > 1 {
@@ -119,11 +107,11 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
                 fmt_ms(sh.duration_ms),
                 dash(sh.predicted_ms > 0, fmt_ms(sh.predicted_ms)),
                 dash(step.split.is_some(), sh.items.to_string()),
-                dash(!sh.runner.is_empty(), sh.runner.clone()),
+                sh.runner.clone().unwrap_or_else(|| "-".to_owned()),
             ]);
         }
         if step.shards.is_empty() {
-            let state = state_of(&step.state);
+            let state = step.state.to_string();
             rows.push([
                 step.name.clone(),
                 "-".into(),
@@ -153,7 +141,7 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
     if !status.notices.is_empty() {
         writeln!(out, "\nNOTICES")?;
         for n in &status.notices {
-            writeln!(out, "  {}: {}", n.kind, n.text)?;
+            writeln!(out, "  {}: {}", n.kind.name(), n.text)?;
         }
     }
     cache_section(status, out)?;
@@ -161,18 +149,12 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
     crate::test_sections::failed_tests_section(status, out)?;
     crate::test_sections::flaky_section(status, out)?;
     crate::test_sections::quarantine_section(status, out)?;
-    let run_state = status.state.as_ref().map(state_from_wire);
-    match run_state {
-        Some(Ok(State::Succeeded)) => {
+    match &status.state {
+        State::Succeeded => {
             let cached = status
                 .steps
                 .iter()
-                .filter(|s| {
-                    matches!(
-                        s.state.as_ref().map(state_from_wire),
-                        Some(Ok(State::Cached))
-                    )
-                })
+                .filter(|s| s.state == State::Cached)
                 .count();
             let cached = if cached > 0 {
                 format!(" ({cached} from cache)")
@@ -188,19 +170,10 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
             )
         }
         _ => {
-            writeln!(
-                out,
-                "\nFAILED: run {} — {}",
-                status.run_id,
-                state_of(&status.state)
-            )?;
+            writeln!(out, "\nFAILED: run {} — {}", status.run_id, status.state)?;
             for step in &status.steps {
-                for sh in &step.shards {
-                    if let Some(Ok(s)) = sh.state.as_ref().map(state_from_wire) {
-                        if !s.is_green() {
-                            writeln!(out, "  {} shard {}: {s}", step.name, sh.index)?;
-                        }
-                    }
+                for sh in step.shards.iter().filter(|sh| !sh.state.is_green()) {
+                    writeln!(out, "  {} shard {}: {}", step.name, sh.index, sh.state)?;
                 }
             }
             Ok(())
@@ -208,42 +181,24 @@ pub fn summary(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
     }
 }
 
-fn outcome_name(outcome: i32) -> &'static str {
-    match pb::CacheOutcome::try_from(outcome) {
-        Ok(pb::CacheOutcome::Hit) => "hit",
-        Ok(pb::CacheOutcome::Fallback) => "fallback",
-        Ok(pb::CacheOutcome::Miss) => "miss",
-        Ok(pb::CacheOutcome::SaveFailed) => "cache-save-failed",
-        Ok(pb::CacheOutcome::Saved) => "saved",
-        Ok(pb::CacheOutcome::Disabled) => "off",
-        Ok(pb::CacheOutcome::Unspecified) | Err(_) => "unknown",
-    }
-}
-
 /// Every cache hit, fallback and miss (with its reason) and every failed
 /// save, per shard. Saves that worked are only in the shard logs.
-fn cache_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+fn cache_section(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
     let mut lines = Vec::new();
     let mut failed_saves = 0;
     for step in &status.steps {
         for sh in &step.shards {
             for r in &sh.cache {
-                let outcome = pb::CacheOutcome::try_from(r.outcome);
-                if outcome == Ok(pb::CacheOutcome::Saved) {
-                    continue;
+                match r.outcome {
+                    CacheOutcome::Saved => continue,
+                    CacheOutcome::SaveFailed => failed_saves += 1,
+                    _ => {}
                 }
-                if outcome == Ok(pb::CacheOutcome::SaveFailed) {
-                    failed_saves += 1;
-                }
-                let subject = if r.cache == "step" {
-                    "step result".to_owned()
-                } else {
-                    format!("cache {}", r.cache)
-                };
                 let mut line = format!(
-                    "  {:<16} {subject}: {}",
+                    "  {:<16} {}: {}",
                     shard_label(&step.name, sh.index),
-                    outcome_name(r.outcome)
+                    r.cache.subject(),
+                    r.outcome.name()
                 );
                 if !r.detail.is_empty() {
                     line.push_str(&format!(" — {}", r.detail));
@@ -269,7 +224,7 @@ fn cache_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> 
 }
 
 /// True only if the run and every step succeeded.
-pub fn is_green(status: &pb::RunStatus) -> bool {
-    let green = |s: &Option<pb::State>| matches!(s.as_ref().map(state_from_wire), Some(Ok(st)) if st.is_green());
-    green(&status.state) && status.steps.iter().all(|s| green(&s.state))
+/// Green only if the run and every step are.
+pub fn is_green(status: &RunStatus) -> bool {
+    status.state.is_green() && status.steps.iter().all(|s| s.state.is_green())
 }

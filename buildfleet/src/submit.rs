@@ -7,17 +7,18 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use buildfleet_cache::CasClient;
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::{RunStatus, Submission};
 use futures::StreamExt;
 
 use crate::progress::Progress;
+use crate::wire::{Coordinator, Submitted};
 
 /// How long a broken watch is retried before giving up.
 const RESUME_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What the command line needs to pick an exit status.
 pub enum Outcome {
-    Finished(pb::RunStatus),
+    Finished(RunStatus),
     /// The coordinator rejected the pipeline file (exit 2).
     Invalid(String),
 }
@@ -82,29 +83,23 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             quarantine.len()
         )?;
     }
-    let mut client = crate::client::pipelines(opts.coordinator_url).await?;
-    let submitted = client
-        .submit(pb::SubmitRequest {
+    let mut coordinator = Coordinator::connect(opts.coordinator_url).await?;
+    let submitted = coordinator
+        .submit(Submission {
             pipeline_yaml: yaml,
             pipeline_path: opts.pipeline_file.display().to_string(),
-            input_root: Some(snap.root.into()),
-            idempotency_key: opts.idempotency_key.unwrap_or_default(),
+            input_root: snap.root,
+            idempotency_key: opts.idempotency_key,
             no_cache: opts.no_cache,
             project: opts.project,
-            split_items: split_items
-                .into_iter()
-                .map(|(step, items)| (step, pb::SplitItems { items }))
-                .collect(),
+            split_items: split_items.into_iter().collect(),
             quarantine,
             fail_on_flaky: opts.fail_on_flaky,
         })
-        .await;
+        .await?;
     let run_id = match submitted {
-        Ok(r) => r.into_inner().run_id,
-        Err(s) if s.code() == tonic::Code::InvalidArgument => {
-            return Ok(Outcome::Invalid(s.message().to_string()))
-        }
-        Err(s) => return Err(s).context("submitting the pipeline"),
+        Submitted::Run(id) => id,
+        Submitted::Invalid(why) => return Ok(Outcome::Invalid(why)),
     };
     writeln!(out, "run {run_id} submitted")?;
     let mut progress = Progress::new();
@@ -113,32 +108,28 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
     // last event seen, for up to `RESUME_FOR`; nothing is shown twice.
     let mut lost_since: Option<std::time::Instant> = None;
     loop {
-        let watched = client
-            .watch(pb::WatchRequest {
-                run_id: run_id.clone(),
-                after_seq: last_seq,
-            })
-            .await;
-        let broke = match watched {
-            Ok(stream) => {
-                let mut events = stream.into_inner();
+        let broke = match coordinator.watch(&run_id, last_seq).await {
+            Ok(events) => {
+                let mut events = std::pin::pin!(events);
                 let mut broke = None;
                 while let Some(ev) = events.next().await {
                     match ev {
-                        Ok(ev) => {
+                        Ok((seq, ev)) => {
                             lost_since = None;
-                            last_seq = ev.seq;
-                            progress.print(&ev, out)?;
+                            last_seq = seq;
+                            if let Some(ev) = ev {
+                                progress.print(&ev, out)?;
+                            }
                         }
                         Err(e) => {
-                            broke = Some(e.to_string());
+                            broke = Some(e);
                             break;
                         }
                     }
                 }
                 broke
             }
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(e),
         };
         let Some(why) = broke else { break };
         let since = *lost_since.get_or_insert_with(std::time::Instant::now);
@@ -150,15 +141,14 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             "(watch interrupted: {why}; resuming after event {last_seq})"
         )?;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        if let Ok(c) = crate::client::pipelines(opts.coordinator_url).await {
-            client = c;
+        if let Ok(c) = Coordinator::connect(opts.coordinator_url).await {
+            coordinator = c;
         }
     }
-    let status = client
-        .get(pb::GetRequest { run_id })
+    let status = coordinator
+        .get(&run_id)
         .await
-        .context("fetching the run's final state")?
-        .into_inner();
+        .context("fetching the run's final state")?;
     crate::progress::summary(&status, out)?;
     if let Some(path) = opts.junit {
         std::fs::write(path, crate::junit_out::render(&status))

@@ -5,15 +5,15 @@
 use std::io::{self, Write};
 
 use buildfleet_model::duration::fmt_ms;
-use buildfleet_proto::v1 as pb;
+use buildfleet_model::{RunStatus, TestOutcome, TestResult};
 
 use crate::progress::shard_label;
 
-fn outcome_failed(t: &pb::TestCaseResult) -> Option<&'static str> {
-    match pb::TestOutcome::try_from(t.outcome) {
-        Ok(pb::TestOutcome::Failed) => Some("failed"),
-        Ok(pb::TestOutcome::Error) => Some("error"),
-        _ => None,
+fn outcome_failed(t: &TestResult) -> Option<&'static str> {
+    match t.outcome {
+        TestOutcome::Failed => Some("failed"),
+        TestOutcome::Error => Some("error"),
+        TestOutcome::Passed | TestOutcome::Skipped => None,
     }
 }
 
@@ -30,7 +30,7 @@ fn section(out: &mut dyn Write, title: String, lines: &[String]) -> io::Result<(
 
 /// Per split step: items, shard choice, history coverage, and the
 /// predicted time next to what the shards took.
-pub fn split_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+pub fn split_section(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
     let mut lines = Vec::new();
     for step in &status.steps {
         let Some(split) = &step.split else { continue };
@@ -72,7 +72,7 @@ pub fn split_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<
 }
 
 /// Tests the reports say failed or errored and that were not quarantined.
-pub fn failed_tests_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+pub fn failed_tests_section(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
     let mut lines = Vec::new();
     let mut total = 0usize;
     for step in &status.steps {
@@ -106,7 +106,7 @@ pub fn failed_tests_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::
 }
 
 /// Tests that failed and then passed when re-run (`retries: { flaky: N }`).
-pub fn flaky_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+pub fn flaky_section(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
     let mut lines = Vec::new();
     for step in &status.steps {
         for sh in &step.shards {
@@ -124,7 +124,7 @@ pub fn flaky_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<
 }
 
 /// Quarantined tests that failed: shown, but they did not fail the step.
-pub fn quarantine_section(status: &pb::RunStatus, out: &mut dyn Write) -> io::Result<()> {
+pub fn quarantine_section(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
     let mut lines = Vec::new();
     for step in &status.steps {
         for sh in &step.shards {

@@ -8,71 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use buildfleet_model::state::State;
-
-pub use buildfleet_model::LogStream;
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StateChange {
-    /// `None` = the run itself.
-    pub step: Option<String>,
-    /// `None` = the step as a whole.
-    pub shard: Option<u32>,
-    pub state: State,
-    pub runner: Option<String>,
-    pub duration_ms: u64,
-    /// The shard's cache reports, on its terminal state change.
-    pub cache: Vec<buildfleet_model::cache::CacheReport>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LogEntry {
-    pub step: String,
-    pub shard: u32,
-    pub stream: LogStream,
-    pub data: Vec<u8>,
-}
-
-/// About the run as a whole: a warning, a notification attempt, a stall.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Notice {
-    pub kind: NoticeKind,
-    pub text: String,
-    pub at: std::time::SystemTime,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum NoticeKind {
-    Warning,
-    Notification,
-    Stalled,
-    /// Something worth knowing that needs no action (a halt that ended).
-    Info,
-}
-
-impl NoticeKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            NoticeKind::Warning => "warning",
-            NoticeKind::Notification => "notification",
-            NoticeKind::Stalled => "stalled",
-            NoticeKind::Info => "info",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum EventKind {
-    State(StateChange),
-    Log(LogEntry),
-    Notice(Notice),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Event {
-    pub seq: u64,
-    pub kind: EventKind,
-}
+pub use buildfleet_model::{
+    Event, EventKind, LogEntry, LogStream, Notice, NoticeKind, StateChange,
+};
 
 #[derive(Debug)]
 pub struct EventLog {

@@ -4,31 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Instant, SystemTime};
 
-use buildfleet_model::Digest;
+pub use buildfleet_model::Submission;
 
 use crate::error::CoordinatorError;
 use crate::hub::Hub;
 use crate::pipeline::{self, Pipeline, Split};
 use crate::run::{Expiry, RunOptions};
 use crate::scheduler::Submitted;
-
-/// A run as a client submits it.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    /// Where the pipeline file is, for messages (empty = `buildfleet.yaml`).
-    pub pipeline_path: String,
-    pub pipeline_yaml: String,
-    pub input_root: Digest,
-    /// Submitting twice with the same key gives the same run.
-    pub idempotency_key: Option<String>,
-    /// The items of `split: { files }` steps, by step name.
-    pub split_items: BTreeMap<String, Vec<String>>,
-    pub no_cache: bool,
-    pub project: String,
-    /// Test ids from the quarantine file.
-    pub quarantine: Vec<String>,
-    pub fail_on_flaky: bool,
-}
 
 impl Hub {
     /// Checks a submission, reads the secrets it needs and starts the run.

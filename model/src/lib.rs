@@ -16,14 +16,20 @@
 pub mod cache;
 pub mod digest;
 pub mod duration;
+pub mod event;
 pub mod lease;
 pub mod log;
 pub mod state;
+pub mod status;
+pub mod submission;
 pub mod test_result;
 
 pub use cache::{CacheName, CacheOutcome, CacheReport, CacheSpec};
 pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};
+pub use event::{Event, EventKind, LogEntry, Notice, NoticeKind, StateChange};
 pub use lease::{Lease, LeaseKind, MutedCheck, Resources, ShardReport};
 pub use log::LogStream;
-pub use state::{Failure, State};
+pub use state::{combine, Failure, State};
+pub use status::{RunStatus, ShardStatus, SplitStatus, StepStatus};
+pub use submission::Submission;
 pub use test_result::{TestOutcome, TestResult};

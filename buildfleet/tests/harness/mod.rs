@@ -57,7 +57,7 @@ pub async fn start_configured(
 
 impl TestFleet {
     pub async fn client(&self) -> pb::pipelines_client::PipelinesClient<tonic::transport::Channel> {
-        buildfleet::client::pipelines(&self.fleet.coordinator_url)
+        buildfleet::wire::pipelines(&self.fleet.coordinator_url)
             .await
             .unwrap()
     }

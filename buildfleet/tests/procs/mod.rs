@@ -68,7 +68,7 @@ pub fn server(args: &[&str]) -> (Proc, String) {
 pub fn wait_for_runners(coordinator: &str, n: usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = buildfleet::client::pipelines(coordinator).await.unwrap();
+        let mut client = buildfleet::wire::pipelines(coordinator).await.unwrap();
         for _ in 0..500 {
             let listed = client
                 .list_runners(buildfleet_proto::v1::ListRunnersRequest {})
@@ -294,7 +294,7 @@ pub fn run_id_of(stdout: &str) -> String {
 pub fn notices_until(coordinator: &str, run: &str, done: impl Fn(&str) -> bool) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = buildfleet::client::pipelines(coordinator).await.unwrap();
+        let mut client = buildfleet::wire::pipelines(coordinator).await.unwrap();
         let start = std::time::Instant::now();
         loop {
             let status = client

@@ -9,7 +9,9 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::error::CoordinatorError;
 use crate::hub::Hub;
+use buildfleet_proto::convert as wire;
 
 pub struct PipelinesService {
     pub hub: Arc<Hub>,
@@ -23,7 +25,8 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let submission = convert::submission(req.into_inner())?;
+        let submission = wire::submission_from_wire(req.into_inner())
+            .map_err(|e| CoordinatorError::BadRequest(e.to_string()))?;
         let submitted = self.hub.submit(submission)?;
         Ok(Response::new(pb::SubmitResponse {
             run_id: submitted.run_id,
@@ -40,7 +43,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         let req = req.into_inner();
         let events = self.hub.watch(req.run_id, req.after_seq)?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|e| match e {
-            Ok(e) => Ok(convert::event_to_pb(&e)),
+            Ok(e) => Ok(wire::event(&e)),
             Err(e) => Err(Status::from(e)),
         });
         Ok(Response::new(Box::pin(stream)))
@@ -48,7 +51,9 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::RunStatus>, Status> {
         let id = req.into_inner().run_id;
-        let status = self.hub.read(|s| s.run(&id).map(convert::run_to_pb))?;
+        let status = self
+            .hub
+            .read(|s| s.run(&id).map(|r| wire::run_status(&r.status())))?;
         Ok(Response::new(status))
     }
 

@@ -7,6 +7,7 @@ mod clock;
 mod projection;
 mod shard;
 mod split_step;
+mod status;
 mod step;
 mod transitions;
 pub mod verdict;

@@ -11,6 +11,7 @@ mod digest;
 mod lease;
 mod report;
 mod state;
+mod status;
 
 pub use digest::{from_reapi, input_root, to_reapi};
 pub use lease::lease_from_wire;
@@ -19,6 +20,9 @@ pub use report::{
     test_result_from_wire, Received,
 };
 pub use state::{log_stream, log_stream_from_wire, state, state_from_wire};
+pub use status::{
+    event, event_from_wire, run_status, run_status_from_wire, submission, submission_from_wire,
+};
 
 use thiserror::Error;
 

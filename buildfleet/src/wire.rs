@@ -1,0 +1,96 @@
+//! The CLI's gRPC edge: the coordinator's Pipelines service, spoken in
+//! `buildfleet_model` types. Everything that renders a run (progress,
+//! summary, JUnit, logs) sees only those.
+
+use anyhow::{Context, Result};
+use buildfleet_model::{Event, RunStatus, Submission};
+use buildfleet_proto::convert;
+use buildfleet_proto::v1 as pb;
+use futures::{Stream, StreamExt};
+use pb::pipelines_client::PipelinesClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// A connection with Nagle off: small RPCs must not wait for delayed ACKs.
+pub async fn channel(url: &str) -> Result<Channel> {
+    Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("bad URL `{url}`"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))
+}
+
+/// The raw client, for tests that speak the protocol itself.
+pub async fn pipelines(url: &str) -> Result<PipelinesClient<Channel>> {
+    Ok(PipelinesClient::new(channel(url).await?).max_decoding_message_size(64 << 20))
+}
+
+/// What a submission came to.
+pub enum Submitted {
+    Run(String),
+    /// The coordinator rejected the pipeline file, saying why.
+    Invalid(String),
+}
+
+/// One watched event: its number, and the event (`None` for a kind this
+/// build cannot read; its number still counts for resuming).
+pub type Watched = (u64, Option<Event>);
+
+pub struct Coordinator {
+    client: PipelinesClient<Channel>,
+}
+
+impl Coordinator {
+    pub async fn connect(url: &str) -> Result<Coordinator> {
+        Ok(Coordinator {
+            client: pipelines(url).await?,
+        })
+    }
+
+    pub async fn submit(&mut self, submission: Submission) -> Result<Submitted> {
+        match self.client.submit(convert::submission(submission)).await {
+            Ok(r) => Ok(Submitted::Run(r.into_inner().run_id)),
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                Ok(Submitted::Invalid(s.message().to_string()))
+            }
+            Err(s) => Err(s).context("submitting the pipeline"),
+        }
+    }
+
+    /// The run's events after `after`, until it ends; an error in the
+    /// stream (or opening it) says why it broke, for a resume.
+    pub async fn watch(
+        &mut self,
+        run_id: &str,
+        after: u64,
+    ) -> std::result::Result<impl Stream<Item = std::result::Result<Watched, String>>, String> {
+        let request = pb::WatchRequest {
+            run_id: run_id.to_owned(),
+            after_seq: after,
+        };
+        let stream = self
+            .client
+            .watch(request)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        Ok(stream.map(|e| match e {
+            Ok(e) => Ok(convert::event_from_wire(e)),
+            Err(e) => Err(e.to_string()),
+        }))
+    }
+
+    pub async fn get(&mut self, run_id: &str) -> Result<RunStatus> {
+        let request = pb::GetRequest {
+            run_id: run_id.to_owned(),
+        };
+        let status = self.client.get(request).await?.into_inner();
+        Ok(convert::run_status_from_wire(status))
+    }
+
+    /// How many runners are connected.
+    pub async fn runner_count(&mut self) -> Result<usize> {
+        let runners = self.client.list_runners(pb::ListRunnersRequest {}).await?;
+        Ok(runners.into_inner().runners.len())
+    }
+}
