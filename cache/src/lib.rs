@@ -22,7 +22,7 @@
 //!   than the whole limit is refused. Concurrent puts of one blob count it once; the
 //!   total is recomputed from the store at open.
 //! - **Cache entries are served only while complete**: an ActionCache entry
-//!   or a CacheIndex entry (with `require_complete`) is returned only if every
+//!   or a CacheIndex entry (with `Completeness::Required`) is returned only if every
 //!   blob it references is present, and serving it marks that content used so
 //!   entry and blobs age together. ActionCache updates referencing missing
 //!   blobs are refused with FAILED_PRECONDITION.
@@ -47,8 +47,8 @@ pub use buildfleet_model::{Digest, DigestError, DigestFunction, DigestHasher};
 #[cfg(unix)]
 pub use client::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
 pub use client::{
-    CasClient, IndexEntry, IndexHit, MaterialiseStats, OutputDirectory, OutputFile, StepResult,
-    UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES,
+    CasClient, Completeness, IndexEntry, IndexHit, MaterialiseStats, OutputDirectory, OutputFile,
+    StepResult, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES,
 };
 pub use error::CacheError;
 pub use resource_name::{

@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use buildfleet_model::Lease;
 
 use crate::config::CoordinatorConfig;
-use crate::scheduler::{CancelOrder, RunnerView, Scheduler};
+use crate::scheduler::{CancelOrder, Loss, RunnerView, Scheduler};
 
 /// A message for one runner, converted to the wire by the gRPC adapter.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,8 +172,11 @@ impl Hub {
 
     pub fn disconnect_runner(&self, runner_id: &str) {
         self.connections.lock().remove(runner_id);
-        let ours = self.is_closing();
-        self.with(|s| s.runner_gone(runner_id, ours, Instant::now()));
+        let loss = match self.is_closing() {
+            true => Loss::NoFault,
+            false => Loss::RunnerLost,
+        };
+        self.with(|s| s.runner_gone(runner_id, loss, Instant::now()));
         self.dispatch();
     }
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+use buildfleet_coordinator::scheduler::Loss;
 use std::time::{Duration, Instant};
 
 use buildfleet_coordinator::pipeline;
@@ -291,7 +292,7 @@ fn a_lost_runner_loses_its_shards_once_infra_retries_are_used_up() {
         now,
     );
     let lease = s.assign(now).remove(0).lease.lease_id;
-    s.runner_gone("r1", false, now);
+    s.runner_gone("r1", Loss::RunnerLost, now);
     assert_eq!(
         step_state(&s, &run, "x"),
         State::RunnerLost {
@@ -318,7 +319,7 @@ fn a_lost_runners_shard_is_leased_again_and_its_late_result_never_counts() {
         now,
     );
     let first = s.assign(now).remove(0);
-    s.runner_gone(&first.runner_id, false, now);
+    s.runner_gone(&first.runner_id, Loss::RunnerLost, now);
     let second = s.assign(now).remove(0);
     assert_ne!(second.runner_id, first.runner_id);
     assert_eq!(second.lease.attempt, 2);
@@ -338,7 +339,7 @@ fn a_lost_runners_shard_is_leased_again_and_its_late_result_never_counts() {
     // The coordinator dropping a runner costs no retry: the budget of 1 is
     // used, yet the shard is leased again.
     s.register_runner(runner("r3", 1, &[]));
-    s.runner_gone(&second.runner_id, true, now);
+    s.runner_gone(&second.runner_id, Loss::NoFault, now);
     let third = s.assign(now).remove(0);
     assert_eq!(third.lease.attempt, 3);
     s.record_result(

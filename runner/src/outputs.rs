@@ -33,9 +33,12 @@ impl OutputKind {
     }
 }
 
+/// The failure class of a declared output that is not there.
+pub const MISSING_OUTPUT: &str = "missing-output";
+
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("missing-output: declared output `{0}` does not exist when the step ended")]
+    #[error("{MISSING_OUTPUT}: declared output `{0}` does not exist when the step ended")]
     Missing(String),
     #[error("output `{path}` could not be uploaded: {reason}")]
     Upload { path: String, reason: String },

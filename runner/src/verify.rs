@@ -11,12 +11,25 @@ use tokio::sync::{mpsc, watch};
 use crate::exec::{self, ExecOutcome, ExecSpec, OutputChunk};
 use crate::shard::log::LogSender;
 
+/// The failure class a failing check gives its step: the first word of
+/// the reason, which summaries and people search for.
+pub const VERIFY_FAILED: &str = "verify-failed";
+
 /// A check that did not pass, and how.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("verify-failed: `{command}` {why}")]
+#[error("{VERIFY_FAILED}: `{command}` {why}")]
 pub struct VerifyFailed {
     pub command: String,
     pub why: String,
+}
+
+/// A result reused from the step cache whose `verify:` no longer holds.
+#[derive(Debug, thiserror::Error)]
+pub enum NoLongerHolds {
+    #[error("{VERIFY_FAILED}: cached result no longer holds: its outputs could not be restored to check it ({0})")]
+    OutputsGone(#[source] crate::shard::RestoreError),
+    #[error("{VERIFY_FAILED}: cached result no longer holds: `{}` {}", .0.command, .0.why)]
+    Check(VerifyFailed),
 }
 
 /// Runs each of `commands` in order with `base`'s directory, environment,

@@ -35,6 +35,16 @@ fn digests(list: &[pb::Digest], what: &str) -> Result<Vec<Digest>, CacheError> {
         .collect()
 }
 
+/// Whether a lookup may return an entry some of whose content is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completeness {
+    /// Only an entry whose every blob is present: a restore needs them all.
+    Required,
+    /// Any entry, with `complete` saying which: an explanation reads only
+    /// the entry's own payload.
+    Optional,
+}
+
 impl CasClient {
     pub async fn index_put(&self, entry: &IndexEntry) -> Result<(), CacheError> {
         let request = pb::IndexPutRequest {
@@ -56,13 +66,13 @@ impl CasClient {
         &self,
         exact: &str,
         prefixes: &[String],
-        require_complete: bool,
+        completeness: Completeness,
     ) -> Result<Option<IndexHit>, CacheError> {
         let request = pb::IndexLookupRequest {
             instance_name: self.instance.clone(),
             exact: exact.to_owned(),
             prefixes: prefixes.to_vec(),
-            require_complete,
+            require_complete: completeness == Completeness::Required,
         };
         let response = self.index.clone().lookup(request).await?.into_inner();
         let Some(entry) = response.entry else {

@@ -30,7 +30,7 @@ use crate::server::MAX_MESSAGE_BYTES;
 use buildfleet_model::digest::Digest;
 
 pub use action_cache::{OutputDirectory, OutputFile, StepResult};
-pub use index::{IndexEntry, IndexHit};
+pub use index::{Completeness, IndexEntry, IndexHit};
 #[cfg(unix)]
 pub use local_cas::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
 pub use materialise::MaterialiseStats;

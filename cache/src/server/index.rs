@@ -4,10 +4,11 @@
 //!
 //! Lookup order: the exact key, then each prefix in the order given, where a
 //! prefix yields the newest entry (by the server's `created_unix_ms`) whose
-//! key starts with it. With `require_complete`, candidates whose blobs or
+//! key starts with it. With `Completeness::Required`, candidates whose blobs or
 //! trees are not all in the CAS are passed over. Creation stamps are strictly
 //! increasing per server, so "newest" is never a tie between two puts.
 
+use crate::client::Completeness;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -84,7 +85,7 @@ fn judge(
     instance: &str,
     entry: IndexEntry,
     matched_prefix: &str,
-    require_complete: bool,
+    completeness: Completeness,
 ) -> Result<Option<Found>, StoreError> {
     let complete = match references(&entry).and_then(|refs| missing(store, &refs)) {
         Ok(gone) if gone.is_empty() => true,
@@ -104,7 +105,7 @@ fn judge(
             false
         }
     };
-    if require_complete && !complete {
+    if completeness == Completeness::Required && !complete {
         return Ok(None);
     }
     Ok(Some(Found {
@@ -134,7 +135,10 @@ fn lookup(
     request: &IndexLookupRequest,
 ) -> Result<Option<Found>, StoreError> {
     let instance = request.instance_name.as_str();
-    let require = request.require_complete;
+    let require = match request.require_complete {
+        true => Completeness::Required,
+        false => Completeness::Optional,
+    };
     if !request.exact.is_empty() {
         let key = instance_key(instance, request.exact.as_bytes());
         if let Some(bytes) = store.meta_get(MetaTable::Index, &key)? {

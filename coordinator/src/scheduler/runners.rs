@@ -11,6 +11,17 @@ use crate::error::CoordinatorError;
 use crate::run::Run;
 use buildfleet_model::state::State;
 
+/// Whose doing a lease's loss is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// The runner went away (crashed, cut off, silent): its shards use
+    /// their infra retries, and a `runner-lost` notification goes out.
+    RunnerLost,
+    /// Nobody's fault: the coordinator is shutting down, or the runner
+    /// handed the lease back on purpose. Leased again at no cost.
+    NoFault,
+}
+
 impl Scheduler {
     pub fn register_runner(&mut self, view: RunnerView) {
         info!(runner = %view.id, name = %view.name, slots = view.slots, labels = ?view.labels, "runner registered");
@@ -19,10 +30,10 @@ impl Scheduler {
 
     /// A runner's stream ended: every shard it held is lost with it. Each
     /// is leased again elsewhere while its step's `retries: { infra }`
-    /// lasts — unless `by_coordinator`, when the loss is ours and costs the
-    /// shard nothing — and ends `runner lost` after that. Its lease is gone,
-    /// so a late result from it is refused by lease id.
-    pub fn runner_gone(&mut self, runner_id: &str, by_coordinator: bool, now: Instant) {
+    /// lasts — unless the loss is no fault of the runner (`Loss::NoFault`),
+    /// which costs the shard nothing — and ends `runner lost` after that. Its
+    /// lease is gone, so a late result from it is refused by lease id.
+    pub fn runner_gone(&mut self, runner_id: &str, loss: Loss, now: Instant) {
         let Some(view) = self.runners.remove(runner_id) else {
             return;
         };
@@ -42,7 +53,7 @@ impl Scheduler {
             .filter_map(|id| self.leases.get(id).map(|l| l.run_id.clone()))
             .collect();
         affected.dedup();
-        if !affected.is_empty() && !by_coordinator {
+        if !affected.is_empty() && loss == Loss::RunnerLost {
             self.outbox.push(crate::notify::Notification {
                 event: crate::notify::Event::RunnerLost,
                 runs: affected,
@@ -56,7 +67,7 @@ impl Scheduler {
         for lease_id in lost {
             let l = self.leases.remove(&lease_id).expect("lease listed above");
             if let Some(run) = self.runs.get_mut(&l.run_id) {
-                lose_lease(run, l.step, l.shard, &view.name, by_coordinator, now);
+                lose_lease(run, l.step, l.shard, &view.name, loss, now);
                 run.advance(now);
             }
         }
@@ -111,7 +122,7 @@ impl Scheduler {
                 index,
                 &format!("runner {who} handed the lease back ({reason})"),
             );
-            lose_lease(run, l.step, l.shard, &who, true, now);
+            lose_lease(run, l.step, l.shard, &who, Loss::NoFault, now);
             run.advance(now);
         }
         Ok(())
@@ -130,9 +141,10 @@ pub(super) fn lose_lease(
     step: usize,
     shard: Option<usize>,
     runner: &str,
-    by_coordinator: bool,
+    loss: Loss,
     now: Instant,
 ) {
+    let no_fault = loss == Loss::NoFault;
     let budget = run
         .pipeline()
         .step(run.steps()[step].name())
@@ -141,7 +153,7 @@ pub(super) fn lose_lease(
         runner: runner.to_owned(),
     };
     let Some(shard) = shard else {
-        if by_coordinator || budget > 0 {
+        if no_fault || budget > 0 {
             let line = format!("runner {runner} lost while listing; listing again");
             run.list_again(step, &line, now);
         } else {
@@ -151,7 +163,7 @@ pub(super) fn lose_lease(
     };
     let sh = &run.steps()[step].shards()[shard];
     let (index, attempt, used) = (sh.index(), sh.attempt(), sh.infra_retries());
-    let retry = by_coordinator || used < budget;
+    let retry = no_fault || used < budget;
     if !retry {
         warn!(run = %run.id(), step = %run.steps()[step].name(), shard = index, runner, "runner lost; infra retries used up");
         let line = format!(
@@ -161,7 +173,7 @@ pub(super) fn lose_lease(
         run.set_shard_state(step, shard, lost, now);
         return;
     }
-    let line = if by_coordinator {
+    let line = if no_fault {
         format!("attempt {attempt} on runner {runner} ended without a result, through no fault of the step; leasing again (no retry used)")
     } else {
         format!(
@@ -170,7 +182,7 @@ pub(super) fn lose_lease(
         )
     };
     warn!(run = %run.id(), step = %run.steps()[step].name(), shard = index, runner, "runner lost; shard queued again");
-    run.requeue(step, shard, !by_coordinator, &line, now);
+    run.requeue(step, shard, !no_fault, &line, now);
 }
 
 /// The runner with the most free slots among those whose labels match.

@@ -3,6 +3,7 @@
 //! leases ending every way, hand-backs, cancels, time passing).
 #![allow(dead_code)]
 
+use buildfleet_coordinator::scheduler::Loss;
 use std::time::{Duration, Instant};
 
 use buildfleet_coordinator::pipeline;
@@ -131,7 +132,7 @@ pub fn drive(
             }
             Op::Lose(n) if !runners.is_empty() => {
                 let r = runners.remove(n % runners.len());
-                s.runner_gone(&r, false, now);
+                s.runner_gone(&r, Loss::RunnerLost, now);
                 leases.retain(|(owner, _, _)| owner != &r);
             }
             Op::HandBack(n) if !leases.is_empty() => {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use buildfleet_cache::{CasClient, Digest, IndexEntry, Listings, StepResult};
+use buildfleet_cache::{CasClient, Completeness, Digest, IndexEntry, Listings, StepResult};
 use buildfleet_model::Lease;
 use bytes::Bytes;
 
@@ -243,7 +243,7 @@ pub async fn previous(
     spec: &ActionSpec,
 ) -> Result<Option<ActionRecord>, CachingError> {
     let hit = cas
-        .index_lookup(&spec.history_key(), &[], false)
+        .index_lookup(&spec.history_key(), &[], Completeness::Optional)
         .await
         .map_err(CachingError::cache("step history lookup failed"))?;
     match hit {

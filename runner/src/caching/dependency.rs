@@ -7,7 +7,7 @@ use buildfleet_model::{CacheName, CacheOutcome, CacheReport};
 use std::path::Path;
 
 use buildfleet_cache::{
-    CasClient, Digest, DirectoryListing, Ignores, IndexEntry, LocalCas, Snapshot,
+    CasClient, Completeness, Digest, DirectoryListing, Ignores, IndexEntry, LocalCas, Snapshot,
 };
 
 use super::explain;
@@ -132,7 +132,10 @@ pub async fn find(cas: &CasClient, keyed: &Keyed) -> Found {
         restored: Restored::Nothing,
         manifest: None,
     };
-    let hit = match cas.index_lookup(&keyed.index_key(), &prefixes, true).await {
+    let hit = match cas
+        .index_lookup(&keyed.index_key(), &prefixes, Completeness::Required)
+        .await
+    {
         Ok(hit) => hit,
         Err(e) => return miss(format!("cache lookup failed: {e}")),
     };
@@ -258,7 +261,10 @@ async fn remove(path: &Path) -> Result<(), CachingError> {
 /// Compares against the newest entry of the same cache on this platform.
 async fn explain_miss(cas: &CasClient, keyed: &Keyed) -> String {
     let prefix = keyed.index_prefix(&format!("{}/", keyed.spec.name));
-    match cas.index_lookup("", &[prefix], false).await {
+    match cas
+        .index_lookup("", &[prefix], Completeness::Optional)
+        .await
+    {
         Ok(Some(hit)) => match Manifest::decode(&hit.entry.payload) {
             Ok(old) => explain::dependency_miss(&old, &keyed.manifest),
             Err(e) => format!("the earlier entry is unreadable: {e}"),

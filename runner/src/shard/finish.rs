@@ -16,6 +16,7 @@ use crate::caching::dependency;
 use crate::exec::ExecSpec;
 use crate::outputs::{OutputError, Uploaded};
 use crate::shard::workspace::Workspace;
+use crate::verify::NoLongerHolds;
 
 /// A promise of the step that did not hold: the reason it fails.
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +100,7 @@ pub async fn verify_hit(
     log: &mut LogSender,
 ) -> State {
     if let Err(e) = restore_outputs(ctx, &base.cwd, result).await {
-        let reason = format!(
-            "verify-failed: cached result no longer holds: its outputs could not be restored to check it ({e})"
-        );
+        let reason = NoLongerHolds::OutputsGone(e).to_string();
         log.system(reason.clone()).await;
         return State::failed(reason);
     }
@@ -111,10 +110,7 @@ pub async fn verify_hit(
     .await;
     match crate::verify::run(&lease.verify, base, cancel, log).await {
         Ok(()) => State::Cached,
-        Err(failed) => State::failed(format!(
-            "verify-failed: cached result no longer holds: `{}` {}",
-            failed.command, failed.why
-        )),
+        Err(failed) => State::failed(NoLongerHolds::Check(failed).to_string()),
     }
 }
 

@@ -33,6 +33,7 @@ use crate::exec::{self, ExecReport, ExecSpec, LogStream, OutputChunk};
 use crate::oom::OomWatch;
 use crate::wire::Outgoing;
 pub use error::ShardError;
+pub use finish::RestoreError;
 use log::LogSender;
 pub use mask::Masker;
 use prepare::Prepared;
