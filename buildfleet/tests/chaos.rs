@@ -9,25 +9,19 @@ use buildfleet_proto::convert::to_reapi;
 use std::path::Path;
 use std::time::Duration;
 
-use procs::{bin, runner, server, wait_for_runners};
+use procs::{bin, runner, server, wait_for_runners, Ran};
 
 /// `buildfleet run` as its own process on a fresh data directory.
 fn run_cli(dir: &Path, data: &Path, yaml: &str, extra: &[&str]) -> (i32, String) {
     std::fs::write(dir.join("buildfleet.yaml"), yaml).unwrap();
-    let out = bin()
-        .args(["run", "--runners", "2", "--data"])
-        .arg(data)
-        .args(extra)
-        .arg(dir.join("buildfleet.yaml"))
-        .env_remove("BUILDFLEET_LOG")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let ran = Ran::of(
+        bin()
+            .args(["run", "--runners", "2", "--data"])
+            .arg(data)
+            .args(extra)
+            .arg(dir.join("buildfleet.yaml")),
     );
-    (out.status.code().unwrap_or(-1), text)
+    (ran.code.unwrap_or(-1), ran.text())
 }
 
 #[test]
@@ -151,18 +145,13 @@ stages:
         run: "head -c 10000000 /dev/zero | tr '\\0' x | fold -w 99; echo; echo the-last-line"
 "#;
     std::fs::write(dir.path().join("buildfleet.yaml"), yaml).unwrap();
-    let out = bin()
-        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
-        .arg(dir.path().join("buildfleet.yaml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        &text[text.len().saturating_sub(2000)..]
-    );
+    let text = Ran::of(
+        bin()
+            .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+            .arg(dir.path().join("buildfleet.yaml")),
+    )
+    .expect(0)
+    .stdout;
     let run = procs::run_id_of(&text);
     // The exact bytes the step printed: 101,010 lines of 99 `x`, a line of
     // 10 (ended by the lone `echo`), then the last line.
@@ -200,27 +189,19 @@ stages:
         "the streamed log respects the cap: {} bytes",
         text.len()
     );
-    let logs = bin()
-        .args([
-            "logs",
-            &run,
-            "loud",
-            "--shard",
-            "0",
-            "--coordinator",
-            &coord_url,
-            "--cache",
-            &cache_url,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        logs.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&logs.stderr)
-    );
-    let whole = String::from_utf8_lossy(&logs.stdout);
+    let whole = Ran::of(bin().args([
+        "logs",
+        &run,
+        "loud",
+        "--shard",
+        "0",
+        "--coordinator",
+        &coord_url,
+        "--cache",
+        &cache_url,
+    ]))
+    .expect(0)
+    .stdout;
     let xs = whole.bytes().filter(|b| *b == b'x').count();
     assert_eq!(xs, 10_000_000, "every byte of output is in the stored log");
     assert!(whole.ends_with("the-last-line\n"));

@@ -6,7 +6,7 @@ mod procs;
 
 use std::time::Duration;
 
-use procs::{bin, runner, server, wait_for_runners};
+use procs::{bin, runner, server, wait_for_runners, Ran};
 
 /// An HTTP receiver on 127.0.0.1:0 answering `statuses` in turn (then 200),
 /// recording each request body.
@@ -70,13 +70,13 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
         "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: deploy, cache: false, run: 'exit 4' }\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
-        .arg(dir.path().join("buildfleet.yaml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let text = Ran::of(
+        bin()
+            .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+            .arg(dir.path().join("buildfleet.yaml")),
+    )
+    .expect(1)
+    .stdout;
     let run = procs::run_id_of(&text);
     let notices = procs::notices_until(&coord_url, &run, |t| t.contains("delivered"));
     let attempts: Vec<&String> = notices.iter().filter(|t| t.contains("attempt")).collect();
@@ -180,9 +180,7 @@ fn lost_runners_and_expiring_secrets_are_notified_and_an_unreachable_webhook_is_
         lines(&mark.path().join("shells")).len() == 2
     });
     std::fs::write(mark.path().join("go"), "").unwrap();
-    let out = submit.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let stdout = Ran::waited(submit).expect(1).stdout;
     let run = procs::run_id_of(&stdout);
     let notices = procs::notices_until(&coord_url, &run, |t| t.contains("NOT DELIVERED"));
     let to_dead = format!("webhook run-failed → {dead}");

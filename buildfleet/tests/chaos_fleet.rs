@@ -8,7 +8,7 @@ mod procs;
 
 use std::time::{Duration, Instant};
 
-use procs::{lines, runner, server, wait_for, wait_for_runners};
+use procs::{lines, runner, server, wait_for, wait_for_runners, Ran};
 
 #[test]
 fn a_runner_killed_mid_shard_is_replaced_and_every_shard_counts_once() {
@@ -73,9 +73,7 @@ fn a_runner_killed_mid_shard_is_replaced_and_every_shard_counts_once() {
         || r1_procs.iter().all(|&p| !procs::alive(p)),
     );
     std::fs::write(mark.path().join("go"), "").unwrap();
-    let out = submit.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let stdout = Ran::waited(submit).expect(0).stdout;
     assert!(
         stdout.contains(
             "runner r1 lost during attempt 1; leasing again elsewhere (infra retry 1 of 2)"
@@ -164,14 +162,7 @@ fn restart_mid_run(graceful: bool) {
         lines(&mark.path().join("one-started")).len() == 2
     });
     std::fs::write(mark.path().join("go"), "").unwrap();
-    let out = submit.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = Ran::waited(submit).expect(0).stdout;
     assert!(
         stdout.contains("watch interrupted"),
         "the watcher resumed: {stdout}"
@@ -238,9 +229,7 @@ fn a_sigtermed_runner_finishes_its_shard_within_the_grace_then_exits() {
     wait_for_draining(&f.fleet.coord_url);
     // The shard finishes while its runner drains.
     std::fs::write(f.mark.path().join("go"), "").unwrap();
-    let out = submit.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let stdout = Ran::waited(submit).expect(0).stdout;
     assert_eq!(lines(&f.mark.path().join("done")), ["done"]);
     assert!(
         !stdout.contains("2 attempts"),
@@ -261,9 +250,7 @@ fn a_sigtermed_runner_hands_back_what_outlives_its_grace_and_another_runs_it() {
         lines(&f.mark.path().join("started")).len() == 2
     });
     std::fs::write(f.mark.path().join("go"), "").unwrap();
-    let out = submit.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let stdout = Ran::waited(submit).expect(0).stdout;
     assert!(
         stdout.contains("runner r1 handed the lease back"),
         "{stdout}"
@@ -373,9 +360,7 @@ fn an_interrupted_embedded_run_is_not_picked_up_by_the_next_run() {
         Duration::from_secs(10),
         || !procs::alive(shell),
     );
-    let out = run("quick.yaml").wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let stdout = Ran::waited(run("quick.yaml")).expect(0).stdout;
     assert!(
         !stdout.contains("slow"),
         "the old run is not resumed: {stdout}"
@@ -430,9 +415,7 @@ fn a_secret_removed_while_the_coordinator_was_down_fails_its_step_before_it_star
     std::fs::remove_file(secrets.path().join("TOKEN")).unwrap();
     let _coord = fleet.coordinator();
     std::fs::write(mark.path().join("go"), "").unwrap();
-    let out = submit.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let stdout = Ran::waited(submit).expect(1).stdout;
     assert!(
         stdout.contains("push shard 0: failed: secret TOKEN is not in the secret store"),
         "{stdout}"
@@ -487,9 +470,7 @@ fn a_handed_back_shard_is_gone_before_its_next_attempt_starts() {
     let _r2 = fleet.runner("r2", &[]);
     wait_for_runners(&fleet.coord_url, 2);
     r1.terminate();
-    let out = submit.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let stdout = Ran::waited(submit).expect(0).stdout;
     assert!(stdout.contains("handed the lease back"), "{stdout}");
     let timeline: Vec<String> = std::fs::read_to_string(mark.path().join("timeline"))
         .unwrap()

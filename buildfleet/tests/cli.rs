@@ -1,12 +1,8 @@
 //! The `buildfleet` binary as users and CI call it: exit statuses and output.
 
-use std::process::Command;
+mod procs;
 
-fn buildfleet() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_buildfleet"));
-    c.env_remove("BUILDFLEET_LOG");
-    c
-}
+use procs::{bin, Ran};
 
 fn write(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
     let p = dir.join(name);
@@ -22,30 +18,19 @@ fn validate_exits_2_and_names_file_line_column() {
         "buildfleet.yaml",
         "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: a, run: 'true', needs: [nope] }\n",
     );
-    let out = buildfleet().arg("validate").arg(&f).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = Ran::of(bin().arg("validate").arg(&f)).expect(2).stderr;
     assert!(err.contains("buildfleet.yaml:5:"), "{err}");
     assert!(err.contains("nope"), "{err}");
 }
 
 #[test]
 fn validate_accepts_a_good_file() {
-    let out = buildfleet()
-        .arg("validate")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/hello/buildfleet.yaml"
-        ))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (3 stages, 4 steps)"));
+    let out = Ran::of(bin().arg("validate").arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/hello/buildfleet.yaml"
+    )))
+    .expect(0);
+    assert!(out.stdout.contains("valid (3 stages, 4 steps)"));
 }
 
 #[test]
@@ -66,19 +51,14 @@ stages:
 "#,
     );
     let data = tempfile::tempdir().unwrap();
-    let out = buildfleet()
-        .args(["run", "--runners", "2", "--data"])
-        .arg(data.path())
-        .arg(&f)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = Ran::of(
+        bin()
+            .args(["run", "--runners", "2", "--data"])
+            .arg(data.path())
+            .arg(&f),
+    )
+    .expect(1)
+    .stdout;
     assert!(
         stdout.contains("unit shard 1: failed (exit code 7)"),
         "{stdout}"
@@ -93,26 +73,20 @@ stages:
 #[test]
 fn run_of_the_example_pipeline_is_green() {
     let data = tempfile::tempdir().unwrap();
-    let out = buildfleet()
-        .args(["run", "--runners", "4", "--data"])
-        .arg(data.path())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/hello/buildfleet.yaml"
-        ))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Ran::of(
+        bin()
+            .args(["run", "--runners", "4", "--data"])
+            .arg(data.path())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/hello/buildfleet.yaml"
+            )),
+    )
+    .expect(0);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert!(stdout.contains("PASSED"), "{stdout}");
     // The fleet stops in order after the summary: runners drain and leave
     // first, so none of them sees its coordinator vanish.
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stdout
             .trim_end()
@@ -140,24 +114,23 @@ fn run_of_the_example_pipeline_is_green() {
 fn run_of_an_invalid_file_exits_2_before_starting_anything() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "p.yaml", "version: 1\nstages: []\n");
-    let out = buildfleet()
-        .args(["run", "--data"])
-        .arg(dir.path().join("data"))
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let out = Ran::of(
+        bin()
+            .args(["run", "--data"])
+            .arg(dir.path().join("data"))
+            .arg(&f),
+    )
+    .expect(2);
     assert!(
         !dir.path().join("data").exists(),
         "nothing was started for an invalid file"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("p.yaml:2:"));
+    assert!(out.stderr.contains("p.yaml:2:"));
 }
 
 #[test]
 fn bad_usage_exits_2() {
-    let out = buildfleet().args(["run"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    Ran::of(bin().args(["run"])).expect(2);
 }
 
 #[test]
@@ -168,14 +141,14 @@ fn run_refuses_a_data_dir_inside_the_inputs() {
         "p.yaml",
         "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: a, run: 'true' }\n",
     );
-    let out = buildfleet()
-        .args(["run", "--data"])
-        .arg(dir.path().join("cache-data"))
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is inside the input directory"));
+    let out = Ran::of(
+        bin()
+            .args(["run", "--data"])
+            .arg(dir.path().join("cache-data"))
+            .arg(&f),
+    )
+    .expect(2);
+    assert!(out.stderr.contains("is inside the input directory"));
     assert!(!dir.path().join("cache-data").exists());
 }
 
@@ -190,33 +163,26 @@ fn second_run_is_cached_and_cache_explain_names_the_changed_input() {
     );
     write(inputs.path(), "a.txt", "one\n");
     let run = || {
-        buildfleet()
-            .args(["run", "--runners", "2", "--data"])
-            .arg(data.path())
-            .arg(&f)
-            .output()
-            .unwrap()
+        Ran::of(
+            bin()
+                .args(["run", "--runners", "2", "--data"])
+                .arg(data.path())
+                .arg(&f),
+        )
     };
     let explain = || {
-        let out = buildfleet()
-            .args(["cache", "explain", "--data"])
-            .arg(data.path())
-            .arg(&f)
-            .arg("t")
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Ran::of(
+            bin()
+                .args(["cache", "explain", "--data"])
+                .arg(data.path())
+                .arg(&f)
+                .arg("t"),
+        )
+        .expect(0)
+        .stdout
     };
-    assert_eq!(run().status.code(), Some(0));
-    let second = run();
-    let text = String::from_utf8_lossy(&second.stdout);
-    assert_eq!(second.status.code(), Some(0), "{text}");
+    run().expect(0);
+    let text = run().expect(0).stdout;
     assert!(text.contains("succeeded (1 from cache)"), "{text}");
     assert!(text.contains("t#0              step result: hit"), "{text}");
 
@@ -235,15 +201,15 @@ fn second_run_is_cached_and_cache_explain_names_the_changed_input() {
         after.contains("step result: miss") && after.contains("input path a.txt (changed)"),
         "{after}"
     );
-    let unknown = buildfleet()
-        .args(["cache", "explain", "--data"])
-        .arg(data.path())
-        .arg(&f)
-        .arg("nope")
-        .output()
-        .unwrap();
-    assert_eq!(unknown.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no step `nope`"));
+    let unknown = Ran::of(
+        bin()
+            .args(["cache", "explain", "--data"])
+            .arg(data.path())
+            .arg(&f)
+            .arg("nope"),
+    )
+    .expect(2);
+    assert!(unknown.stderr.contains("no step `nope`"));
 }
 
 #[test]
@@ -264,30 +230,30 @@ stages:
       - { name: tag, run: 'echo "app:$BUILDFLEET_RUN_ID"' }
 "#,
     );
-    let run = buildfleet()
-        .args(["run", "--runners", "2", "--data"])
-        .arg(data.path())
-        .arg("--secrets-dir")
-        .arg(secrets.path())
-        .arg(&f)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(0), "{text}");
+    let text = Ran::of(
+        bin()
+            .args(["run", "--runners", "2", "--data"])
+            .arg(data.path())
+            .arg("--secrets-dir")
+            .arg(secrets.path())
+            .arg(&f),
+    )
+    .expect(0)
+    .stdout;
     assert!(
         text.contains("push#0           step result: off — the step receives secrets (TOKEN)"),
         "the run's summary says why it ran: {text}"
     );
     let explain = |step: &str| {
-        let out = buildfleet()
-            .args(["cache", "explain", "--data"])
-            .arg(data.path())
-            .arg(&f)
-            .arg(step)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Ran::of(
+            bin()
+                .args(["cache", "explain", "--data"])
+                .arg(data.path())
+                .arg(&f)
+                .arg(step),
+        )
+        .expect(0)
+        .stdout
     };
     let push = explain("push");
     assert!(

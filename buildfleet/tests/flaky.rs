@@ -3,8 +3,9 @@
 //! the re-run, or failures that are all quarantined) and what never does.
 
 mod harness;
+mod procs;
 
-use std::process::Command;
+use procs::{bin, Ran};
 
 use buildfleet_proto::v1 as pb;
 use harness::{kind, step, system_of};
@@ -190,18 +191,15 @@ fn the_cli_reads_the_quarantine_file_and_the_summary_shows_flaky_and_muted_tests
     )
     .unwrap();
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_buildfleet"))
-            .args(["run", "--runners", "1", "--data"])
-            .arg(data.path())
-            .args(extra)
-            .arg(dir.path().join("buildfleet.yaml"))
-            .env_remove("BUILDFLEET_LOG")
-            .output()
-            .unwrap()
+        Ran::of(
+            bin()
+                .args(["run", "--runners", "1", "--data"])
+                .arg(data.path())
+                .args(extra)
+                .arg(dir.path().join("buildfleet.yaml")),
+        )
     };
-    let out = run(&[]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let text = run(&[]).expect(0).stdout;
     assert!(text.contains("quarantine: 1 test(s)"), "{text}");
     assert!(
         text.contains("FLAKY TESTS (1)")
@@ -218,18 +216,14 @@ fn the_cli_reads_the_quarantine_file_and_the_summary_shows_flaky_and_muted_tests
     );
 
     std::fs::remove_file(mark.path().join("flaky_a")).unwrap();
-    let out = run(&["--fail-on-flaky"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let text = run(&["--fail-on-flaky"]).expect(1).stdout;
     assert!(
         text.contains("--fail-on-flaky: flaky test(s) suite::flaky_a"),
         "{text}"
     );
 
     std::fs::remove_file(dir.path().join("quarantine.txt")).unwrap();
-    let out = run(&[]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run(&[]).expect(1).stderr;
     assert!(
         err.contains("quarantine file `quarantine.txt` does not exist"),
         "{err}"

@@ -5,7 +5,7 @@ mod procs;
 
 use std::process::Stdio;
 
-use procs::{bin, server, wait_for_runners, Proc};
+use procs::{bin, server, wait_for_runners, Proc, Ran};
 
 #[test]
 fn a_pipeline_runs_across_separate_processes() {
@@ -51,18 +51,13 @@ stages:
     )
     .unwrap();
     wait_for_runners(&coord_url, 2);
-    let out = bin()
-        .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
-        .arg(dir.path().join("buildfleet.yaml"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = Ran::of(
+        bin()
+            .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+            .arg(dir.path().join("buildfleet.yaml")),
+    )
+    .expect(0)
+    .stdout;
     assert!(stdout.contains("wide#3 | from the client"), "{stdout}");
     assert!(
         stdout.contains("r1") && stdout.contains("r2"),

@@ -2,8 +2,9 @@
 //! the shard, failed tests in the summary, missing reports said in the log.
 
 mod harness;
+mod procs;
 
-use std::process::Command;
+use procs::{bin, Ran};
 
 use buildfleet_proto::v1 as pb;
 use harness::{kind, step, system_of};
@@ -57,17 +58,16 @@ fn the_summary_lists_failed_tests_with_their_shard() {
     let file = dir.path().join("buildfleet.yaml");
     std::fs::write(&file, pipeline()).unwrap();
     let junit = dir.path().join("run-junit.xml");
-    let out = Command::new(env!("CARGO_BIN_EXE_buildfleet"))
-        .args(["run", "--runners", "1", "--data"])
-        .arg(data.path())
-        .arg("--junit")
-        .arg(&junit)
-        .arg(&file)
-        .env_remove("BUILDFLEET_LOG")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = Ran::of(
+        bin()
+            .args(["run", "--runners", "1", "--data"])
+            .arg(data.path())
+            .arg("--junit")
+            .arg(&junit)
+            .arg(&file),
+    )
+    .expect(1)
+    .stdout;
     assert!(text.contains("FAILED TESTS (1 of 2)"), "{text}");
     assert!(
         text.contains(

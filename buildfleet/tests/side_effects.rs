@@ -5,7 +5,9 @@
 //! marker files the steps write outside their inputs — not from logs.
 
 mod harness;
+mod procs;
 
+use procs::{lines, with_mark};
 use std::path::Path;
 
 use buildfleet_proto::v1 as pb;
@@ -21,21 +23,6 @@ async fn fleet_with_token() -> (harness::TestFleet, tempfile::TempDir) {
     let dir = secrets.path().to_path_buf();
     let fleet = harness::start_configured(2, move |c| c.secrets.dir = Some(dir)).await;
     (fleet, secrets)
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn with_mark(mark: &Path, body: &str) -> String {
-    format!(
-        "version: 1\nenv: {{ MARK: \"{}\" }}\n{body}",
-        mark.display()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,10 @@
 //! among the shards, each exactly once, in the environment and a file.
 
 mod harness;
+mod procs;
 
+use procs::{bin, Ran};
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use buildfleet_proto::v1 as pb;
 use harness::{kind, stdout_of, step};
@@ -38,15 +39,14 @@ fn every_matching_file_runs_in_exactly_one_shard_and_ignored_ones_never() {
     std::fs::create_dir_all(dir.path().join("tests/skip")).unwrap();
     std::fs::write(dir.path().join("tests/skip/test_ignored.py"), "").unwrap();
     std::fs::write(dir.path().join("tests/unit/helper.py"), "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_buildfleet"))
-        .args(["run", "--runners", "2", "--data"])
-        .arg(data.path())
-        .arg(dir.path().join("buildfleet.yaml"))
-        .env_remove("BUILDFLEET_LOG")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let text = Ran::of(
+        bin()
+            .args(["run", "--runners", "2", "--data"])
+            .arg(data.path())
+            .arg(dir.path().join("buildfleet.yaml")),
+    )
+    .expect(0)
+    .stdout;
     let mut from_env = Vec::new();
     let mut from_file = Vec::new();
     let mut shards_with_items = BTreeSet::new();

@@ -38,8 +38,64 @@ impl Drop for Proc {
     }
 }
 
+/// The `buildfleet` binary under test (with the test's own log filter
+/// left out, so its output is what users see).
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_buildfleet"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_buildfleet"));
+    c.env_remove("BUILDFLEET_LOG");
+    c
+}
+
+/// A finished `buildfleet` command: its exit code and what it printed.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Runs `command` to its end.
+    pub fn of(command: &mut Command) -> Ran {
+        Ran::from(command.output().expect("the buildfleet binary runs"))
+    }
+
+    /// Waits for a spawned command (its output piped) to end.
+    pub fn waited(child: Child) -> Ran {
+        Ran::from(
+            child
+                .wait_with_output()
+                .expect("the command can be waited for"),
+        )
+    }
+
+    fn from(out: std::process::Output) -> Ran {
+        Ran {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code; when it differs, the failure shows what the
+    /// command printed (the end of it, for long outputs).
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Ran {
+        if self.code != Some(code) {
+            let tail = |s: &str| s[s.len().saturating_sub(4000)..].to_owned();
+            panic!(
+                "exit {:?}, expected {code}\n--- stdout\n{}\n--- stderr\n{}",
+                self.code,
+                tail(&self.stdout),
+                tail(&self.stderr)
+            );
+        }
+        self
+    }
+
+    /// Stdout then stderr.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
 }
 
 /// Starts a server role and reads the `listening on ADDR` line it prints.
