@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use buildfleet_cache::CasClient;
 use buildfleet_coordinator::pipeline::Split;
-use buildfleet_model::{CacheName, CacheOutcome, CacheReport};
+use buildfleet_model::{CacheOutcome, CacheReport};
 use buildfleet_runner::caching::action::{self, ActionSpec, Found};
 use buildfleet_runner::caching::{dependency, platform};
 
@@ -123,18 +123,18 @@ async fn explain_step(
         let items = shard_items[shard as usize].clone();
         let lease = pipeline.shard_lease(step, shard, shard_count, items, snap.root, project);
         let report = match &lease.action_cache_off {
-            Some(why) => step_report(CacheOutcome::Disabled, String::new(), why.clone()),
+            Some(why) => CacheReport::step(CacheOutcome::Disabled, String::new(), why.clone()),
             None => {
                 let spec = ActionSpec::for_shard(&lease, platform.clone());
                 let mut r = match action::find(cas, &spec).await {
-                    Found::Hit(key, _) => step_report(
+                    Found::Hit(key, _) => CacheReport::step(
                         CacheOutcome::Hit,
                         key.digest.to_string(),
                         "a run now would reuse this result".into(),
                     ),
                     Found::Miss(key, why) => {
                         let id = key.map(|k| k.digest.to_string());
-                        step_report(CacheOutcome::Miss, id.unwrap_or_default(), why)
+                        CacheReport::step(CacheOutcome::Miss, id.unwrap_or_default(), why)
                     }
                 };
                 if r.outcome == CacheOutcome::Hit && !step.verify.is_empty() {
@@ -158,13 +158,4 @@ async fn explain_step(
         }
     }
     Ok(())
-}
-
-fn step_report(outcome: CacheOutcome, key: String, detail: String) -> CacheReport {
-    CacheReport {
-        cache: CacheName::Step,
-        outcome,
-        key,
-        detail,
-    }
 }

@@ -135,6 +135,16 @@ pub struct CacheReport {
 }
 
 impl CacheReport {
+    /// A report about the step-result cache.
+    pub fn step(outcome: CacheOutcome, key: String, detail: String) -> CacheReport {
+        CacheReport {
+            cache: CacheName::Step,
+            outcome,
+            key,
+            detail,
+        }
+    }
+
     /// One line for the shard's log: `cache `deps`: miss [key] — why`.
     pub fn log_line(&self) -> String {
         let what = match self.outcome {

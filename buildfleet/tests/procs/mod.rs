@@ -270,7 +270,8 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut ready: impl FnMut() 
     }
 }
 
-/// A file's lines, sorted (empty if it does not exist).
+/// A file's lines, sorted (marker files are appended to by concurrent
+/// shards, so their order means nothing); none if it does not exist.
 pub fn lines(path: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_to_string(path)
         .unwrap_or_default()

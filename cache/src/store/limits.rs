@@ -4,6 +4,15 @@
 /// its limit does not evict on every single put.
 const LOW_WATER_PERCENT: u64 = 90;
 
+/// What a put of a verified blob comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Store it.
+    Store,
+    /// The empty blob: present in every store without being stored.
+    AlwaysPresent,
+}
+
 /// Size limits for a [`BlobStore`](super::BlobStore).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreLimits {
@@ -22,6 +31,27 @@ impl StoreLimits {
         StoreLimits {
             max_bytes: Some(max_bytes),
         }
+    }
+
+    /// The checks every put makes, in every store, before it stores
+    /// anything: the bytes hash to the digest (under its own function), and
+    /// the blob is not larger than the whole limit.
+    pub(crate) fn admit(
+        &self,
+        digest: &buildfleet_model::Digest,
+        data: &[u8],
+    ) -> Result<Admit, super::StoreError> {
+        super::verify(digest, data)?;
+        if digest.is_empty_blob() {
+            return Ok(Admit::AlwaysPresent);
+        }
+        if self.too_large(digest.size_bytes) {
+            return Err(super::StoreError::TooLarge {
+                digest: *digest,
+                max_bytes: self.max_bytes.unwrap_or(u64::MAX),
+            });
+        }
+        Ok(Admit::Store)
     }
 
     /// True when `total` is over the limit and eviction must run.

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use super::limits::log_eviction;
+use super::limits::Admit;
 use super::{verify, BlobStore, MetaTable, StoreError, StoreLimits};
 use buildfleet_model::digest::Digest;
 
@@ -158,15 +159,8 @@ impl BlobStore for MemoryStore {
     }
 
     fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
-        verify(digest, &data)?;
-        if digest.is_empty_blob() {
+        if self.limits.admit(digest, &data)? == Admit::AlwaysPresent {
             return Ok(());
-        }
-        if self.limits.too_large(digest.size_bytes) {
-            return Err(StoreError::TooLarge {
-                digest: *digest,
-                max_bytes: self.limits.max_bytes.unwrap_or(u64::MAX),
-            });
         }
         let mut blobs = self.blobs.lock();
         if blobs.touch(digest) {

@@ -1,6 +1,7 @@
 //! File hashing, spread over a few threads because a snapshot of a large tree
 //! is bound by hashing and the page cache, not by the walk.
 
+use buildfleet_model::DigestFunction;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -29,23 +30,15 @@ pub(super) fn hash_file(path: &Path, buf: &mut [u8]) -> Result<Digest, TreeError
         source,
     };
     let mut file = File::open(path).map_err(io_err)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
+    let mut hasher = DigestFunction::Blake3.hasher();
     loop {
-        let n = match file.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+        match file.read(buf) {
+            Ok(0) => return Ok(hasher.finalize()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_err(e)),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
+        }
     }
-    Ok(Digest {
-        function: buildfleet_model::digest::DigestFunction::Blake3,
-        hash: *hasher.finalize().as_bytes(),
-        size_bytes: size,
-    })
 }
 
 /// Files handed to a hashing thread at once: enough to make the hand-over

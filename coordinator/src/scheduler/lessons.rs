@@ -10,6 +10,7 @@ use tracing::warn;
 use super::Scheduler;
 use crate::db::DbError;
 use crate::history::History;
+use crate::run::Run;
 
 /// One thing to write to history.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,18 @@ pub enum Learned {
 }
 
 impl Lesson {
+    /// What shard `shard` (its index) of step `step` of `run` taught.
+    pub fn of(run: &Run, step: usize, shard: u32, learned: Learned) -> Lesson {
+        Lesson {
+            run: run.id().to_owned(),
+            step,
+            shard,
+            project: run.options().project.clone(),
+            step_name: run.steps()[step].name().to_owned(),
+            learned,
+        }
+    }
+
     pub fn write(&self, history: &History) -> Result<(), DbError> {
         match &self.learned {
             Learned::Durations(samples) => {

@@ -162,14 +162,8 @@ impl Scheduler {
                 ));
             }
             run.system_log(step, index, &line);
-            self.lessons.push(Lesson {
-                run: run.id().to_owned(),
-                step,
-                shard: index,
-                project: project.clone(),
-                step_name: step_name.clone(),
-                learned: Learned::Durations(learned.samples),
-            });
+            let lesson = Learned::Durations(learned.samples);
+            self.lessons.push(Lesson::of(run, step, index, lesson));
         }
         let sh = &run.steps()[step].shards()[shard];
         let verdict = crate::run::verdict::judge(crate::run::verdict::Inputs {
@@ -213,17 +207,11 @@ impl Scheduler {
                     let unix = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs());
-                    self.lessons.push(Lesson {
-                        run: run.id().to_owned(),
-                        step,
-                        shard: index,
-                        project: project.clone(),
-                        step_name: step_name.clone(),
-                        learned: Learned::Flaky {
-                            tests: flaky,
-                            unix_secs: unix,
-                        },
-                    });
+                    let lesson = Learned::Flaky {
+                        tests: flaky,
+                        unix_secs: unix,
+                    };
+                    self.lessons.push(Lesson::of(run, step, index, lesson));
                 }
                 run.end_shard(step, shard, state, tests, muted_exit, now);
             }

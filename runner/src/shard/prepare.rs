@@ -2,7 +2,7 @@
 //! lease may reuse an earlier result, and if it does, replaying its log.
 
 use buildfleet_cache::StepResult;
-use buildfleet_model::{CacheName, CacheOutcome, CacheReport, Lease};
+use buildfleet_model::{CacheOutcome, CacheReport, Lease};
 
 use super::log::LogSender;
 use super::{note, ShardContext};
@@ -18,15 +18,6 @@ pub enum Prepared {
     Run(Option<Box<(ActionSpec, ActionKey)>>),
 }
 
-fn step_report(outcome: CacheOutcome, key: String, detail: String) -> CacheReport {
-    CacheReport {
-        cache: CacheName::Step,
-        outcome,
-        key,
-        detail,
-    }
-}
-
 pub async fn step_cache(
     ctx: &ShardContext,
     lease: &Lease,
@@ -36,7 +27,7 @@ pub async fn step_cache(
     if let Some(why) = &lease.action_cache_off {
         // The coordinator says why: `cache: false`, `--no-cache`, secrets,
         // the run id, a re-run.
-        let report = step_report(CacheOutcome::Disabled, String::new(), why.clone());
+        let report = CacheReport::step(CacheOutcome::Disabled, String::new(), why.clone());
         note(log, reports, report).await;
         return Prepared::Run(None);
     }
@@ -46,12 +37,12 @@ pub async fn step_cache(
             let action_id = key.digest.to_string();
             match super::cached::replay(&ctx.cas, &key, &result, log).await {
                 Ok(()) => {
-                    let report = step_report(CacheOutcome::Hit, action_id, String::new());
+                    let report = CacheReport::step(CacheOutcome::Hit, action_id, String::new());
                     note(log, reports, report).await;
                     Prepared::Cached(result)
                 }
                 Err(e) => {
-                    let r = step_report(
+                    let r = CacheReport::step(
                         CacheOutcome::Miss,
                         action_id,
                         format!("the stored result could not be replayed ({e}); running the step"),
@@ -63,7 +54,7 @@ pub async fn step_cache(
         }
         Found::Miss(key, why) => {
             let action_id = key.as_ref().map(|k| k.digest.to_string());
-            let report = step_report(CacheOutcome::Miss, action_id.unwrap_or_default(), why);
+            let report = CacheReport::step(CacheOutcome::Miss, action_id.unwrap_or_default(), why);
             note(log, reports, report).await;
             Prepared::Run(key.map(|k| Box::new((spec, *k))))
         }

@@ -2,6 +2,7 @@
 //! temporary file, the one-`stat` integrity check, and placing an entry into
 //! a work directory by hard link with a copy fallback.
 
+use buildfleet_model::{DigestFunction, DigestHasher};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -116,47 +117,35 @@ pub fn hash_file(path: &Path) -> io::Result<Digest> {
 }
 
 pub fn hash_reader(reader: &mut impl Read) -> io::Result<Digest> {
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = DigestFunction::Blake3.hasher();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(hasher.finalize()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
+        }
     }
-    Ok(Digest {
-        function: buildfleet_model::digest::DigestFunction::Blake3,
-        hash: *hasher.finalize().as_bytes(),
-        size_bytes: size,
-    })
 }
 
 /// Copies `from` to the new file `to` while hashing the bytes copied, then
 /// seals it. Used where a hard link can't be made (another filesystem).
 pub fn copy_hashing(from: &Path, to: &Path, executable: bool) -> io::Result<(Digest, EntryStat)> {
-    struct Tee<'a, R> {
+    struct Tee<R> {
         inner: R,
-        hasher: &'a mut blake3::Hasher,
-        size: u64,
+        hasher: DigestHasher,
     }
-    impl<R: Read> Read for Tee<'_, R> {
+    impl<R: Read> Read for Tee<R> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             let n = self.inner.read(buf)?;
             self.hasher.update(&buf[..n]);
-            self.size += n as u64;
             Ok(n)
         }
     }
-    let mut hasher = blake3::Hasher::new();
     let mut tee = Tee {
         inner: File::open(from)?,
-        hasher: &mut hasher,
-        size: 0,
+        hasher: DigestFunction::Blake3.hasher(),
     };
     let mut out = OpenOptions::new()
         .write(true)
@@ -165,13 +154,7 @@ pub fn copy_hashing(from: &Path, to: &Path, executable: bool) -> io::Result<(Dig
         .open(to)?;
     io::copy(&mut tee, &mut out)?;
     out.flush()?;
-    let size = tee.size;
-    let digest = Digest {
-        function: buildfleet_model::digest::DigestFunction::Blake3,
-        hash: *hasher.finalize().as_bytes(),
-        size_bytes: size,
-    };
-    Ok((digest, seal(&out, executable)?))
+    Ok((tee.hasher.finalize(), seal(&out, executable)?))
 }
 
 /// How a file got into place.

@@ -2,6 +2,7 @@
 //! layout `mod.rs` describes.
 
 use super::*;
+use crate::store::limits::Admit;
 
 impl BlobStore for RocksStore {
     fn contains_many(&self, digests: &[Digest]) -> Result<Vec<bool>, StoreError> {
@@ -73,15 +74,8 @@ impl BlobStore for RocksStore {
     }
 
     fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
-        verify(digest, &data)?;
-        if digest.is_empty_blob() {
+        if self.limits.admit(digest, &data)? == Admit::AlwaysPresent {
             return Ok(());
-        }
-        if self.limits.too_large(digest.size_bytes) {
-            return Err(StoreError::TooLarge {
-                digest: *digest,
-                max_bytes: self.limits.max_bytes.unwrap_or(u64::MAX),
-            });
         }
         {
             let _guard = self.stripe(digest);
