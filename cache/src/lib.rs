@@ -61,6 +61,6 @@ pub use server::{
 pub use store::{verify, BlobStore, MemoryStore, MetaTable, RocksStore, StoreError, StoreLimits};
 pub use tree::{
     diff, snapshot, snapshot_with, subset, tree_message, BlobSource, Change, ChangeKind,
-    DirectoryEntry, DirectoryListing, FileEntry, Ignores, Listings, Snapshot, Subset, SymlinkEntry,
-    TreeError,
+    DirectoryEntry, DirectoryListing, FileEntry, FileMode, Ignores, Listings, Snapshot, Subset,
+    SymlinkEntry, TreeError,
 };

@@ -3,6 +3,7 @@
 
 mod support;
 
+use buildfleet_cache::FileMode;
 use support::{set_mode, write, TestServer};
 
 use std::io::Write;
@@ -93,13 +94,13 @@ async fn a_second_materialisation_fetches_nothing_and_links_every_file() {
     assert_eq!(warm.directories, 6);
 
     let readme = Digest::of(b"# project\n");
-    let entry = local.entry_path(&readme, false);
+    let entry = local.entry_path(&readme, FileMode::Plain);
     assert_eq!(
         meta(&second_dest.join("README.md")).ino(),
         meta(&entry).ino()
     );
     assert_eq!(meta(&entry).nlink(), 3, "the entry and one link per tree");
-    let big = local.entry_path(&Digest::of(&big_blob()), false);
+    let big = local.entry_path(&Digest::of(&big_blob()), FileMode::Plain);
     assert_eq!(
         meta(&second_dest.join("assets/big.bin")).ino(),
         meta(&big).ino()
@@ -136,11 +137,11 @@ async fn executable_bits_are_kept_and_same_content_plain_files_are_separate() {
     let digest = Digest::of(b"#!/bin/sh\necho run\n");
     assert_eq!(
         meta(&script).ino(),
-        meta(&local.entry_path(&digest, true)).ino()
+        meta(&local.entry_path(&digest, FileMode::Executable)).ino()
     );
     assert_eq!(
         meta(&text).ino(),
-        meta(&local.entry_path(&digest, false)).ino()
+        meta(&local.entry_path(&digest, FileMode::Plain)).ino()
     );
     // One download served both modes.
     assert_eq!(local.stats().entries, SAMPLE_BLOBS + 2);
@@ -246,7 +247,9 @@ async fn a_cap_smaller_than_the_tree_still_materialises_it() {
     let cache = local.stats();
     assert!(cache.evicted >= 1, "{cache:?}");
     assert!(cache.bytes <= 1024, "{cache:?}");
-    assert!(!local.entry_path(&Digest::of(&big_blob()), false).exists());
+    assert!(!local
+        .entry_path(&Digest::of(&big_blob()), FileMode::Plain)
+        .exists());
     server.stop().await;
 }
 
@@ -289,7 +292,9 @@ async fn files_adopted_after_a_step_make_the_next_restore_warm() {
     ] {
         let path = saved.path().join(rel);
         let digest = Digest::of(&std::fs::read(&path).unwrap());
-        local.insert_file(&path, &digest, executable).unwrap();
+        local
+            .insert_file(&path, &digest, FileMode::of(executable))
+            .unwrap();
     }
     let dest = work.path().join("restored");
     let stats = client
@@ -403,9 +408,11 @@ async fn adopting_an_input_a_step_rewrote_in_place_does_not_hide_the_change() {
     let saved = snapshot(&step).unwrap();
     client.upload_snapshot(&saved).await.unwrap();
     let changed = Digest::of(b"# changed!");
-    assert!(!local.contains(&changed, false));
+    assert!(!local.contains(&changed, FileMode::Plain));
     assert_eq!(
-        local.insert_file(&readme, &changed, false).unwrap(),
+        local
+            .insert_file(&readme, &changed, FileMode::Plain)
+            .unwrap(),
         buildfleet_cache::Placement::Copied,
         "a shared inode is copied, never sealed in place"
     );

@@ -7,6 +7,7 @@
 //! directory, links its files, then queues its subdirectories. Parents are
 //! always created before children, and every core makes directories.
 
+use crate::tree::FileMode;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,9 +41,9 @@ impl Placed {
         &mut self,
         entry: &std::path::Path,
         dest: &std::path::Path,
-        executable: bool,
+        mode: FileMode,
     ) -> Result<bool, CacheError> {
-        match link_or_copy(entry, dest, executable) {
+        match link_or_copy(entry, dest, mode) {
             Ok((Placement::Linked, _)) => self.linked += 1,
             Ok((Placement::Copied, err)) => {
                 self.copied += 1;
@@ -142,7 +143,7 @@ fn work(pool: &Pool, local: &LocalCas) -> Result<TreeTally, CacheError> {
     let mut tally = TreeTally::default();
     // Entries this worker already checked: a blob used by many files (a
     // licence text) is stat-ed once per worker, not once per file.
-    let mut checked: HashMap<(Digest, bool), Option<PathBuf>> = HashMap::new();
+    let mut checked: HashMap<(Digest, FileMode), Option<PathBuf>> = HashMap::new();
     loop {
         let index = {
             let mut state = pool.state.lock();
@@ -179,7 +180,7 @@ fn place_dir(
     pool: &Pool,
     index: usize,
     local: &LocalCas,
-    checked: &mut HashMap<(Digest, bool), Option<PathBuf>>,
+    checked: &mut HashMap<(Digest, FileMode), Option<PathBuf>>,
     tally: &mut TreeTally,
 ) -> Result<(), CacheError> {
     let dir = &pool.dirs[index];
@@ -193,12 +194,12 @@ fn place_dir(
     };
     made.map_err(io_error(&dir.path))?;
     for file in &dir.files {
-        let key = (file.digest, file.executable);
+        let key = (file.digest, file.mode);
         let entry = checked
             .entry(key)
-            .or_insert_with(|| local.checked_entry(&file.digest, file.executable));
+            .or_insert_with(|| local.checked_entry(&file.digest, file.mode));
         let placed = match entry {
-            Some(entry) => tally.placed.place(entry, &file.path, file.executable)?,
+            Some(entry) => tally.placed.place(entry, &file.path, file.mode)?,
             None => false,
         };
         if !placed {
@@ -206,7 +207,7 @@ fn place_dir(
             tally.missing.push(PlannedFile {
                 path: file.path.clone(),
                 digest: file.digest,
-                executable: file.executable,
+                mode: file.mode,
             });
         }
     }

@@ -1,5 +1,6 @@
 //! Materialising a tree: the reverse of a snapshot, onto local disk.
 
+use crate::tree::FileMode;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -32,7 +33,7 @@ pub struct MaterialiseStats {
 
 pub(super) struct FileTarget {
     pub(super) path: PathBuf,
-    pub(super) executable: bool,
+    pub(super) mode: FileMode,
 }
 
 /// One directory of a layout: where it goes, its files, and its
@@ -47,7 +48,7 @@ pub(super) struct DirPlan {
 pub(super) struct PlannedFile {
     pub(super) path: PathBuf,
     pub(super) digest: Digest,
-    pub(super) executable: bool,
+    pub(super) mode: FileMode,
 }
 
 /// A tree laid out under its destination, before anything is written.
@@ -66,7 +67,7 @@ impl Layout {
         for file in self.dirs.iter().flat_map(|d| &d.files) {
             files.entry(file.digest).or_default().push(FileTarget {
                 path: file.path.clone(),
-                executable: file.executable,
+                mode: file.mode,
             });
         }
         files
@@ -75,7 +76,7 @@ impl Layout {
 
 impl CasClient {
     /// Writes the tree under `root` into `dest` (created if needed). Files
-    /// get mode 0o755 if executable, else 0o644. Every directory and file
+    /// get mode 0o755 if mode, else 0o644. Every directory and file
     /// blob is verified against its digest before it is used.
     pub async fn materialise(
         &self,
@@ -130,7 +131,7 @@ impl CasClient {
                 plan.files.push(PlannedFile {
                     path: plan.path.join(&file.name),
                     digest: file.digest,
-                    executable: file.executable,
+                    mode: file.mode,
                 });
             }
             for link in listing.symlinks {
@@ -240,11 +241,15 @@ async fn copy_file(from: &Path, target: &FileTarget) -> Result<(), CacheError> {
 }
 
 /// Sets the mode explicitly: the umask must not decide whether a build
-/// script is executable on the runner.
+/// script is mode on the runner.
 #[cfg(unix)]
 async fn set_mode(target: &FileTarget) -> Result<(), CacheError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = if target.executable { 0o755 } else { 0o644 };
+    let mode = if target.mode.is_executable() {
+        0o755
+    } else {
+        0o644
+    };
     tokio::fs::set_permissions(&target.path, std::fs::Permissions::from_mode(mode))
         .await
         .map_err(io_error(&target.path))

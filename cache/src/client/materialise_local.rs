@@ -5,6 +5,7 @@
 //! large dependency tree cost about what `cp -al` does (less, on the
 //! 2-core runners: see BENCHMARKS.md).
 
+use crate::tree::FileMode;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -35,19 +36,21 @@ impl Wanted {
         }
     }
 
-    fn targets_mut(&mut self, executable: bool) -> &mut Vec<PathBuf> {
-        if executable {
-            &mut self.exec
-        } else {
-            &mut self.plain
+    fn targets_mut(&mut self, mode: FileMode) -> &mut Vec<PathBuf> {
+        match mode {
+            FileMode::Executable => &mut self.exec,
+            FileMode::Plain => &mut self.plain,
         }
     }
 
     /// The modes wanted, each with its destinations.
-    fn variants(&self) -> impl Iterator<Item = (bool, &[PathBuf])> {
-        [(false, &self.plain[..]), (true, &self.exec[..])]
-            .into_iter()
-            .filter(|(_, targets)| !targets.is_empty())
+    fn variants(&self) -> impl Iterator<Item = (FileMode, &[PathBuf])> {
+        [
+            (FileMode::Plain, &self.plain[..]),
+            (FileMode::Executable, &self.exec[..]),
+        ]
+        .into_iter()
+        .filter(|(_, targets)| !targets.is_empty())
     }
 
     fn is_empty(&self) -> bool {
@@ -276,7 +279,7 @@ fn group_by_digest(files: Vec<PlannedFile>) -> Vec<Wanted> {
         by_digest
             .entry(file.digest)
             .or_insert_with(|| Wanted::new(file.digest))
-            .targets_mut(file.executable)
+            .targets_mut(file.mode)
             .push(file.path);
     }
     by_digest.into_values().collect()
@@ -288,15 +291,15 @@ fn store_batch(local: &LocalCas, items: Vec<(Wanted, Bytes)>) -> Result<Tally, C
     let mut tally = Tally::default();
     for (wanted, data) in items {
         let mut pinned = Vec::new();
-        for (executable, _) in wanted.variants() {
-            if let Err(e) = local.insert_verified_pinned(&wanted.digest, executable, &data) {
+        for (mode, _) in wanted.variants() {
+            if let Err(e) = local.insert_verified_pinned(&wanted.digest, mode, &data) {
                 // Unpin what was stored, or the cap could never evict it.
-                for exec in pinned {
-                    local.unpin(&wanted.digest, exec);
+                for mode in pinned {
+                    local.unpin(&wanted.digest, mode);
                 }
                 return Err(e.into());
             }
-            pinned.push(executable);
+            pinned.push(mode);
         }
         place_pinned(local, &wanted, &mut tally)?;
     }
@@ -307,15 +310,15 @@ fn store_batch(local: &LocalCas, items: Vec<(Wanted, Bytes)>) -> Result<Tally, C
 /// its files. Wanted in both modes, it becomes two entries.
 fn store_streamed(local: &LocalCas, wanted: Wanted, tmp: &Path) -> Result<Tally, CacheError> {
     let mut tally = Tally::default();
-    let modes: Vec<bool> = wanted.variants().map(|(exec, _)| exec).collect();
+    let modes: Vec<FileMode> = wanted.variants().map(|(mode, _)| mode).collect();
     let mut temps = vec![tmp.to_owned()];
     if modes.len() == 2 {
         let second = local.temp_path();
         std::fs::copy(tmp, &second).map_err(io_error(&second))?;
         temps.push(second);
     }
-    for (executable, tmp) in modes.iter().zip(&temps) {
-        local.publish_verified_temp_pinned(tmp, &wanted.digest, *executable)?;
+    for (mode, tmp) in modes.iter().zip(&temps) {
+        local.publish_verified_temp_pinned(tmp, &wanted.digest, *mode)?;
     }
     place_pinned(local, &wanted, &mut tally)?;
     Ok(tally)
@@ -326,11 +329,11 @@ fn store_streamed(local: &LocalCas, wanted: Wanted, tmp: &Path) -> Result<Tally,
 /// still missing.
 fn place_pinned(local: &LocalCas, wanted: &Wanted, tally: &mut Tally) -> Result<(), CacheError> {
     let mut missing = Wanted::new(wanted.digest);
-    for (executable, targets) in wanted.variants() {
-        let entry = local.entry_path(&wanted.digest, executable);
-        let placed = place_all(&entry, targets, executable, tally);
-        local.unpin(&wanted.digest, executable);
-        missing.targets_mut(executable).extend_from_slice(placed?);
+    for (mode, targets) in wanted.variants() {
+        let entry = local.entry_path(&wanted.digest, mode);
+        let placed = place_all(&entry, targets, mode, tally);
+        local.unpin(&wanted.digest, mode);
+        missing.targets_mut(mode).extend_from_slice(placed?);
     }
     if !missing.is_empty() {
         tally.missing.push(missing);
@@ -343,11 +346,11 @@ fn place_pinned(local: &LocalCas, wanted: &Wanted, tally: &mut Tally) -> Result<
 fn place_all<'a>(
     entry: &Path,
     targets: &'a [PathBuf],
-    executable: bool,
+    mode: FileMode,
     tally: &mut Tally,
 ) -> Result<&'a [PathBuf], CacheError> {
     for (i, dest) in targets.iter().enumerate() {
-        if !tally.placed.place(entry, dest, executable)? {
+        if !tally.placed.place(entry, dest, mode)? {
             return Ok(&targets[i..]);
         }
     }

@@ -63,7 +63,7 @@ fn get<'a>(
 /// A node of either kind, keyed by name, for a merge walk.
 #[derive(PartialEq, Eq)]
 enum Node<'a> {
-    File(&'a Digest, bool),
+    File(&'a Digest, super::FileMode),
     Dir(&'a Digest),
     Link(&'a str),
 }
@@ -71,7 +71,7 @@ enum Node<'a> {
 fn nodes(listing: &DirectoryListing) -> std::collections::BTreeMap<&str, Node<'_>> {
     let mut map = std::collections::BTreeMap::new();
     for f in &listing.files {
-        map.insert(f.name.as_str(), Node::File(&f.digest, f.executable));
+        map.insert(f.name.as_str(), Node::File(&f.digest, f.mode));
     }
     for d in &listing.directories {
         map.insert(d.name.as_str(), Node::Dir(&d.digest));

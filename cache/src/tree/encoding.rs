@@ -2,6 +2,7 @@
 //! places prost types are allowed: everything else works on
 //! [`DirectoryListing`].
 
+use super::FileMode;
 use buildfleet_model::DigestFunction;
 use buildfleet_proto::convert::{from_reapi, to_reapi};
 use bytes::Bytes;
@@ -24,7 +25,7 @@ pub struct DirectoryListing {
 pub struct FileEntry {
     pub name: String,
     pub digest: Digest,
-    pub executable: bool,
+    pub mode: FileMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,7 @@ impl DirectoryListing {
                 .map(|f| reapi::FileNode {
                     name: f.name.clone(),
                     digest: Some(to_reapi(f.digest)),
-                    is_executable: f.executable,
+                    is_executable: f.mode.is_executable(),
                     node_properties: None,
                 })
                 .collect(),
@@ -142,7 +143,7 @@ pub(crate) fn listing_from_proto(dir: &reapi::Directory) -> Result<DirectoryList
         listing.files.push(FileEntry {
             name: f.name.clone(),
             digest: digest_of(&f.name, &f.digest)?,
-            executable: f.is_executable,
+            mode: FileMode::of(f.is_executable),
         });
     }
     for d in &dir.directories {
@@ -187,12 +188,12 @@ mod tests {
                 FileEntry {
                     name: "b".into(),
                     digest: Digest::of(b"b"),
-                    executable: true,
+                    mode: FileMode::Executable,
                 },
                 FileEntry {
                     name: "a".into(),
                     digest: Digest::of(b"a"),
-                    executable: false,
+                    mode: FileMode::Plain,
                 },
             ],
             directories: vec![DirectoryEntry {
@@ -209,7 +210,7 @@ mod tests {
         let decoded = DirectoryListing::decode(&digest, &bytes).unwrap();
         assert_eq!(decoded.files[0].name, "a");
         assert_eq!(decoded.files[1].name, "b");
-        assert!(decoded.files[1].executable);
+        assert!(decoded.files[1].mode.is_executable());
         assert_eq!(decoded.directories, listing.directories);
         assert_eq!(decoded.symlinks, listing.symlinks);
         // Order of construction does not matter.

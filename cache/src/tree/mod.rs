@@ -24,6 +24,30 @@ pub use encoding::{DirectoryEntry, DirectoryListing, FileEntry, SymlinkEntry};
 pub use subset::{subset, Subset};
 pub use walk::{snapshot, snapshot_with, Ignores};
 
+/// Whether a file is executable: part of its place in a tree and of its
+/// local cache entry (hard links share an inode, hence its mode), so it is
+/// named, never a bare `bool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileMode {
+    Plain,
+    Executable,
+}
+
+impl FileMode {
+    /// The mode of a file whose executable bit is `executable` (REAPI's
+    /// `is_executable`, a file's permission bits).
+    pub fn of(executable: bool) -> FileMode {
+        match executable {
+            true => FileMode::Executable,
+            false => FileMode::Plain,
+        }
+    }
+
+    pub fn is_executable(self) -> bool {
+        self == FileMode::Executable
+    }
+}
+
 use std::collections::HashMap;
 
 /// Directory listings by digest, as fetched with GetTree: enough to walk a

@@ -1,5 +1,6 @@
 //! Turning a directory on disk into a [`Snapshot`].
 
+use super::FileMode;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ struct PendingFile {
     dir: PathBuf,
     name: String,
     path: PathBuf,
-    executable: bool,
+    mode: FileMode,
 }
 
 /// Which files a snapshot leaves out.
@@ -115,7 +116,7 @@ pub fn snapshot_with(root: &Path, ignores: Ignores) -> Result<Snapshot, TreeErro
                 dir: parent,
                 name,
                 path: path.to_owned(),
-                executable: is_executable(&meta),
+                mode: FileMode::of(is_executable(&meta)),
             });
         }
         // Sockets, FIFOs and devices are not build inputs; skip them.
@@ -137,7 +138,7 @@ pub fn snapshot_with(root: &Path, ignores: Ignores) -> Result<Snapshot, TreeErro
         let entry = FileEntry {
             name: file.name,
             digest,
-            executable: file.executable,
+            mode: file.mode,
         };
         match &mut run {
             Some((dir, entries)) if *dir == file.dir => entries.push(entry),

@@ -6,7 +6,6 @@
 mod clock;
 mod projection;
 mod shard;
-mod split_step;
 mod status;
 mod step;
 mod transitions;
@@ -20,9 +19,9 @@ use crate::events::{EventKind, EventLog, StateChange};
 use crate::pipeline::{Pipeline, Split};
 use buildfleet_model::state::State;
 
+pub use crate::split::{Planned, SplitInfo};
 pub use projection::{Projection, ShardView};
 pub use shard::ShardRun;
-pub use split_step::{plan_split, Planned, SplitInfo};
 pub use step::StepRun;
 
 /// Per-run choices made at submission.

@@ -16,11 +16,11 @@ use crate::run::{Listing, Run, RunOptions};
 use buildfleet_model::state::State;
 
 mod deadlines;
+mod ends;
 mod lease;
 mod lessons;
 mod restore;
 mod runners;
-mod split;
 
 pub use buildfleet_model::ShardReport;
 use lease::{expired_secret, LeaseFor};

@@ -1,15 +1,22 @@
 //! Splitting a step's work items over shards so the shards finish together
-//! and every item runs exactly once.
+//! and every item runs exactly once: `partition` (longest processing time
+//! first, `shards: auto`'s count), `step` (a split step's items and history
+//! → its shards and what the summary says of the choice), `attribute`
+//! (which item a test belongs to, and the durations a shard's report
+//! teaches). Parsing `split:` is the pipeline's; leasing and re-running
+//! shards is the scheduler's.
 //!
 //! Plain Rust, no I/O: durations come in from history, a plan goes out.
 
 pub mod attribute;
 mod partition;
+mod step;
 
 #[cfg(test)]
 mod tests;
 
 pub use partition::{choose_shard_count, plan, Estimate, Plan, ShardPlan, SplitError};
+pub use step::{plan_split, Planned, SplitInfo};
 
 /// Items as one shell word each, space separated, for
 /// `BUILDFLEET_SHARD_ITEMS` (so `pytest $BUILDFLEET_SHARD_ITEMS` works for

@@ -373,10 +373,10 @@ fn adopt(local: &LocalCas, dir: &Path, snap: &Snapshot) -> (u64, u64) {
             }
         };
         for f in &listing.files {
-            if local.contains(&f.digest, f.executable) {
+            if local.contains(&f.digest, f.mode) {
                 continue;
             }
-            match local.insert_file(&path.join(&f.name), &f.digest, f.executable) {
+            match local.insert_file(&path.join(&f.name), &f.digest, f.mode) {
                 Ok(_) => adopted += 1,
                 Err(e) => {
                     tracing::debug!(file = %path.join(&f.name).display(), error = %e, "not adopted");

@@ -2,6 +2,7 @@
 //! temporary file, the one-`stat` integrity check, and placing an entry into
 //! a work directory by hard link with a copy fallback.
 
+use crate::tree::FileMode;
 use buildfleet_model::{DigestFunction, DigestHasher};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -26,31 +27,33 @@ pub fn entry_mtime() -> SystemTime {
 
 /// Read-only modes: permission bits don't stop root, but they do stop an
 /// unprivileged step and make a linked input look like what it is.
-pub fn entry_mode(executable: bool) -> u32 {
-    if executable {
-        0o555
-    } else {
-        0o444
+pub fn entry_mode(mode: FileMode) -> u32 {
+    match mode {
+        FileMode::Executable => 0o555,
+        FileMode::Plain => 0o444,
     }
 }
 
 /// `<hash>-<size>-x` for executables, `<hash>-<size>-r` otherwise.
 pub fn entry_name(key: &EntryKey) -> String {
-    let kind = if key.executable { 'x' } else { 'r' };
+    let kind = match key.mode {
+        FileMode::Executable => 'x',
+        FileMode::Plain => 'r',
+    };
     format!("{}-{}-{kind}", key.digest.to_hex(), key.digest.size_bytes)
 }
 
 /// The inverse of [`entry_name`]; `None` for anything else.
 pub fn parse_entry_name(name: &str) -> Option<EntryKey> {
     let (rest, kind) = name.rsplit_once('-')?;
-    let executable = match kind {
-        "x" => true,
-        "r" => false,
+    let mode = match kind {
+        "x" => FileMode::Executable,
+        "r" => FileMode::Plain,
         _ => return None,
     };
     let (hash, size) = rest.split_once('-')?;
     let digest = Digest::parse_parts(hash, size).ok()?;
-    Some(EntryKey { digest, executable })
+    Some(EntryKey { digest, mode })
 }
 
 /// Fan-out directory: the first byte of the hash, as two hex digits, so no
@@ -87,24 +90,24 @@ pub fn looks_intact(key: &EntryKey, stat: &EntryStat) -> bool {
     stat.size == key.digest.size_bytes
         && stat.mtime_secs == ENTRY_MTIME_SECS as i64
         && stat.mtime_nanos == 0
-        && stat.mode == entry_mode(key.executable)
+        && stat.mode == entry_mode(key.mode)
 }
 
 /// Creates `path` (which must not exist) with `data`, then seals it.
-pub fn write_new(path: &Path, data: &[u8], executable: bool) -> io::Result<EntryStat> {
+pub fn write_new(path: &Path, data: &[u8], mode: FileMode) -> io::Result<EntryStat> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
     file.write_all(data)?;
-    seal(&file, executable)
+    seal(&file, mode)
 }
 
 /// Gives an open entry file its final mode and the fixed mtime, and returns
 /// what its `stat` now shows.
-pub fn seal(file: &File, executable: bool) -> io::Result<EntryStat> {
-    file.set_permissions(std::fs::Permissions::from_mode(entry_mode(executable)))?;
+pub fn seal(file: &File, mode: FileMode) -> io::Result<EntryStat> {
+    file.set_permissions(std::fs::Permissions::from_mode(entry_mode(mode)))?;
     file.set_modified(entry_mtime())?;
     Ok(stat_of(&file.metadata()?))
 }
@@ -131,7 +134,7 @@ pub fn hash_reader(reader: &mut impl Read) -> io::Result<Digest> {
 
 /// Copies `from` to the new file `to` while hashing the bytes copied, then
 /// seals it. Used where a hard link can't be made (another filesystem).
-pub fn copy_hashing(from: &Path, to: &Path, executable: bool) -> io::Result<(Digest, EntryStat)> {
+pub fn copy_hashing(from: &Path, to: &Path, mode: FileMode) -> io::Result<(Digest, EntryStat)> {
     struct Tee<R> {
         inner: R,
         hasher: DigestHasher,
@@ -154,7 +157,7 @@ pub fn copy_hashing(from: &Path, to: &Path, executable: bool) -> io::Result<(Dig
         .open(to)?;
     io::copy(&mut tee, &mut out)?;
     out.flush()?;
-    Ok((tee.hasher.finalize(), seal(&out, executable)?))
+    Ok((tee.hasher.finalize(), seal(&out, mode)?))
 }
 
 /// How a file got into place.
@@ -182,7 +185,7 @@ pub enum PlaceError {
 pub fn link_or_copy(
     entry: &Path,
     dest: &Path,
-    executable: bool,
+    mode: FileMode,
 ) -> Result<(Placement, Option<io::Error>), PlaceError> {
     let link_err = match std::fs::hard_link(entry, dest) {
         Ok(()) => return Ok((Placement::Linked, None)),
@@ -203,7 +206,7 @@ pub fn link_or_copy(
     if !entry.exists() {
         return Err(PlaceError::SourceGone);
     }
-    copy_entry(entry, dest, executable).map_err(|source| PlaceError::Io {
+    copy_entry(entry, dest, mode).map_err(|source| PlaceError::Io {
         path: dest.to_owned(),
         source,
     })?;
@@ -212,17 +215,14 @@ pub fn link_or_copy(
 
 /// The copy fallback: a private copy of an entry with the same mode a link
 /// would have had, so a step sees the same tree whichever way it was made.
-pub fn copy_entry(entry: &Path, dest: &Path, executable: bool) -> io::Result<()> {
+pub fn copy_entry(entry: &Path, dest: &Path, mode: FileMode) -> io::Result<()> {
     match std::fs::remove_file(dest) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
     std::fs::copy(entry, dest)?;
-    std::fs::set_permissions(
-        dest,
-        std::fs::Permissions::from_mode(entry_mode(executable)),
-    )
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(entry_mode(mode)))
 }
 
 #[cfg(test)]
@@ -231,10 +231,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_reject_others() {
-        for executable in [false, true] {
+        for mode in [FileMode::Plain, FileMode::Executable] {
             let key = EntryKey {
                 digest: Digest::of(b"abc"),
-                executable,
+                mode,
             };
             assert_eq!(parse_entry_name(&entry_name(&key)), Some(key));
         }
@@ -249,10 +249,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = EntryKey {
             digest: Digest::of(b"content"),
-            executable: true,
+            mode: FileMode::Executable,
         };
         let path = dir.path().join("e");
-        let stat = write_new(&path, b"content", true).unwrap();
+        let stat = write_new(&path, b"content", FileMode::Executable).unwrap();
         assert_eq!(stat, stat_entry(&path).unwrap());
         assert!(looks_intact(&key, &stat));
         assert_eq!(stat.mode, 0o555);
@@ -269,10 +269,10 @@ mod tests {
     fn copy_entry_gives_a_private_copy_with_the_entry_mode() {
         let dir = tempfile::tempdir().unwrap();
         let entry = dir.path().join("entry");
-        write_new(&entry, b"data", false).unwrap();
+        write_new(&entry, b"data", FileMode::Plain).unwrap();
         let dest = dir.path().join("dest");
         std::fs::write(&dest, b"old contents").unwrap();
-        copy_entry(&entry, &dest, false).unwrap();
+        copy_entry(&entry, &dest, FileMode::Plain).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"data");
         let (e, d) = (
             std::fs::metadata(&entry).unwrap(),
@@ -290,7 +290,7 @@ mod tests {
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
         std::fs::write(&from, &data).unwrap();
         let to = dir.path().join("to");
-        let (digest, stat) = copy_hashing(&from, &to, true).unwrap();
+        let (digest, stat) = copy_hashing(&from, &to, FileMode::Executable).unwrap();
         assert_eq!(digest, Digest::of(&data));
         assert_eq!(stat.size, data.len() as u64);
         assert_eq!(std::fs::read(&to).unwrap(), data);
@@ -301,10 +301,10 @@ mod tests {
     fn link_or_copy_links_and_replaces_an_existing_file() {
         let dir = tempfile::tempdir().unwrap();
         let entry = dir.path().join("entry");
-        write_new(&entry, b"data", false).unwrap();
+        write_new(&entry, b"data", FileMode::Plain).unwrap();
         let dest = dir.path().join("dest");
         std::fs::write(&dest, b"stale").unwrap();
-        let (placement, err) = link_or_copy(&entry, &dest, false).unwrap();
+        let (placement, err) = link_or_copy(&entry, &dest, FileMode::Plain).unwrap();
         assert_eq!(placement, Placement::Linked);
         assert!(err.is_none());
         assert_eq!(
@@ -312,7 +312,11 @@ mod tests {
             std::fs::metadata(&dest).unwrap().ino()
         );
         assert!(matches!(
-            link_or_copy(&dir.path().join("gone"), &dir.path().join("d2"), false),
+            link_or_copy(
+                &dir.path().join("gone"),
+                &dir.path().join("d2"),
+                FileMode::Plain
+            ),
             Err(PlaceError::SourceGone)
         ));
     }

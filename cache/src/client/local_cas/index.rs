@@ -3,16 +3,17 @@
 //! pins. Pure bookkeeping: no I/O happens here, so the lock around it is only
 //! ever held for map updates.
 
+use crate::tree::FileMode;
 use std::collections::{BTreeMap, HashMap};
 
 use buildfleet_model::digest::Digest;
 
-/// One cache entry: the same content as executable and as plain file are two
+/// One cache entry: the same content as mode and as plain file are two
 /// entries, because hard links share the inode and so its mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntryKey {
     pub digest: Digest,
-    pub executable: bool,
+    pub mode: FileMode,
 }
 
 /// What a single `stat` of an intact entry shows. Any in-place write changes
@@ -157,7 +158,7 @@ mod tests {
     fn key(data: &[u8]) -> EntryKey {
         EntryKey {
             digest: Digest::of(data),
-            executable: false,
+            mode: FileMode::Plain,
         }
     }
 

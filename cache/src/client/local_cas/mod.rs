@@ -28,6 +28,7 @@ mod index;
 mod tests;
 mod upkeep;
 
+use crate::tree::FileMode;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -175,20 +176,20 @@ impl LocalCas {
         &self.inner.dir
     }
 
-    /// Where the entry for `digest` (as executable or not) lives, whether
+    /// Where the entry for `digest` (as mode or not) lives, whether
     /// or not it exists.
-    pub fn entry_path(&self, digest: &Digest, executable: bool) -> PathBuf {
+    pub fn entry_path(&self, digest: &Digest, mode: FileMode) -> PathBuf {
         self.path_of(&EntryKey {
             digest: *digest,
-            executable,
+            mode,
         })
     }
 
     /// True if an intact entry is present; a changed one is dropped.
-    pub fn contains(&self, digest: &Digest, executable: bool) -> bool {
+    pub fn contains(&self, digest: &Digest, mode: FileMode) -> bool {
         self.check(&EntryKey {
             digest: *digest,
-            executable,
+            mode,
         })
         .is_some()
     }
@@ -198,7 +199,7 @@ impl LocalCas {
         &self,
         digest: &Digest,
         data: &[u8],
-        executable: bool,
+        mode: FileMode,
     ) -> Result<(), LocalCasError> {
         let actual = Digest::of(data);
         if actual != *digest {
@@ -211,7 +212,7 @@ impl LocalCas {
         self.insert_verified(
             EntryKey {
                 digest: *digest,
-                executable,
+                mode,
             },
             data,
             false,
@@ -238,11 +239,11 @@ impl LocalCas {
         &self,
         path: &Path,
         digest: &Digest,
-        executable: bool,
+        mode: FileMode,
     ) -> Result<Placement, LocalCasError> {
         let key = EntryKey {
             digest: *digest,
-            executable,
+            mode,
         };
         let meta = std::fs::symlink_metadata(path).map_err(io_at(path))?;
         if meta.nlink() > 1 {
@@ -264,14 +265,14 @@ impl LocalCas {
         let (placement, hashed, sealed) = match linked {
             Ok(()) => {
                 let file = std::fs::File::open(&tmp).map_err(io_at(&tmp))?;
-                let sealed = entry_file::seal(&file, executable).map_err(io_at(&tmp))?;
+                let sealed = entry_file::seal(&file, mode).map_err(io_at(&tmp))?;
                 let hashed = entry_file::hash_reader(&mut &file).map_err(io_at(path))?;
                 (Placement::Linked, hashed, sealed)
             }
             Err(reason) => {
                 tracing::debug!(path = %path.display(), %reason, "adopting into the local cache by copy");
                 let (hashed, sealed) =
-                    entry_file::copy_hashing(path, &tmp, executable).map_err(io_at(path))?;
+                    entry_file::copy_hashing(path, &tmp, mode).map_err(io_at(path))?;
                 (Placement::Copied, hashed, sealed)
             }
         };
@@ -301,15 +302,15 @@ impl LocalCas {
     pub fn link_into(
         &self,
         digest: &Digest,
-        executable: bool,
+        mode: FileMode,
         dest: &Path,
     ) -> Result<Placement, LocalCasError> {
         let key = EntryKey {
             digest: *digest,
-            executable,
+            mode,
         };
         let entry = self.check(&key).ok_or(LocalCasError::NotCached(*digest))?;
-        match link_or_copy(&entry, dest, executable) {
+        match link_or_copy(&entry, dest, mode) {
             Ok((placement, link_err)) => {
                 if let Some(err) = link_err {
                     tracing::info!(dest = %dest.display(), error = %err, "hard link failed; copied");
@@ -373,20 +374,20 @@ impl LocalCas {
     /// The entry's path after the one-`stat` check, for a materialisation
     /// that links from it right away (a concurrent eviction between check
     /// and link shows up as a missing source and is handled by fetching).
-    pub(crate) fn checked_entry(&self, digest: &Digest, executable: bool) -> Option<PathBuf> {
+    pub(crate) fn checked_entry(&self, digest: &Digest, mode: FileMode) -> Option<PathBuf> {
         self.check(&EntryKey {
             digest: *digest,
-            executable,
+            mode,
         })
     }
 
     /// Releases a pin; evicts if pins had kept the cache over its cap, so a
     /// finished materialisation leaves the cache within it.
-    pub(crate) fn unpin(&self, digest: &Digest, executable: bool) {
+    pub(crate) fn unpin(&self, digest: &Digest, mode: FileMode) {
         let mut index = self.inner.index.lock();
         index.unpin(&EntryKey {
             digest: *digest,
-            executable,
+            mode,
         });
         if let Some(cap) = self.inner.max_bytes {
             if index.total_bytes() > cap {
@@ -399,7 +400,7 @@ impl LocalCas {
     /// download checked by the client), sparing a second hash.
     fn insert_verified(&self, key: EntryKey, data: &[u8], pin: bool) -> Result<(), LocalCasError> {
         let tmp = self.temp_path();
-        let sealed = match entry_file::write_new(&tmp, data, key.executable) {
+        let sealed = match entry_file::write_new(&tmp, data, key.mode) {
             Ok(sealed) => sealed,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -414,12 +415,12 @@ impl LocalCas {
     pub(crate) fn insert_verified_pinned(
         &self,
         digest: &Digest,
-        executable: bool,
+        mode: FileMode,
         data: &[u8],
     ) -> Result<(), LocalCasError> {
         let key = EntryKey {
             digest: *digest,
-            executable,
+            mode,
         };
         self.insert_verified(key, data, true)
     }
@@ -438,13 +439,13 @@ impl LocalCas {
         &self,
         tmp: &Path,
         digest: &Digest,
-        executable: bool,
+        mode: FileMode,
     ) -> Result<(), LocalCasError> {
         let key = EntryKey {
             digest: *digest,
-            executable,
+            mode,
         };
-        let sealed = std::fs::File::open(tmp).and_then(|f| entry_file::seal(&f, executable));
+        let sealed = std::fs::File::open(tmp).and_then(|f| entry_file::seal(&f, mode));
         let sealed = match sealed {
             Ok(s) => s,
             Err(e) => {

@@ -1,6 +1,7 @@
 //! LocalCas on real directories: verification, the in-place-write check,
 //! reopening, eviction, adoption and the cross-filesystem fallbacks.
 
+use crate::tree::FileMode;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -37,10 +38,12 @@ fn insert_rejects_bytes_that_do_not_match_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
     let digest = Digest::of(b"right");
-    let err = cas.insert_bytes(&digest, b"wrong", false).unwrap_err();
+    let err = cas
+        .insert_bytes(&digest, b"wrong", FileMode::Plain)
+        .unwrap_err();
     assert!(matches!(err, LocalCasError::DigestMismatch { .. }), "{err}");
-    assert!(!cas.contains(&digest, false));
-    assert!(!cas.entry_path(&digest, false).exists());
+    assert!(!cas.contains(&digest, FileMode::Plain));
+    assert!(!cas.entry_path(&digest, FileMode::Plain).exists());
     assert_eq!(tmp_files(&cas), 0);
     assert_eq!(cas.stats().entries, 0);
 }
@@ -50,11 +53,13 @@ fn executable_and_plain_entries_are_separate_read_only_inodes() {
     let dir = tempfile::tempdir().unwrap();
     let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
     let digest = Digest::of(b"#!/bin/sh\n");
-    cas.insert_bytes(&digest, b"#!/bin/sh\n", false).unwrap();
-    cas.insert_bytes(&digest, b"#!/bin/sh\n", true).unwrap();
+    cas.insert_bytes(&digest, b"#!/bin/sh\n", FileMode::Plain)
+        .unwrap();
+    cas.insert_bytes(&digest, b"#!/bin/sh\n", FileMode::Executable)
+        .unwrap();
     let (plain, exec) = (
-        cas.entry_path(&digest, false),
-        cas.entry_path(&digest, true),
+        cas.entry_path(&digest, FileMode::Plain),
+        cas.entry_path(&digest, FileMode::Executable),
     );
     assert_ne!(meta(&plain).ino(), meta(&exec).ino());
     assert_eq!(meta(&plain).mode() & 0o7777, 0o444);
@@ -63,7 +68,8 @@ fn executable_and_plain_entries_are_separate_read_only_inodes() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     assert_eq!(
-        cas.link_into(&digest, true, &out.join("run.sh")).unwrap(),
+        cas.link_into(&digest, FileMode::Executable, &out.join("run.sh"))
+            .unwrap(),
         Placement::Linked
     );
     assert_eq!(meta(&out.join("run.sh")).ino(), meta(&exec).ino());
@@ -78,9 +84,10 @@ fn a_write_through_a_link_is_detected_and_the_entry_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
     let digest = Digest::of(b"pristine");
-    cas.insert_bytes(&digest, b"pristine", false).unwrap();
+    cas.insert_bytes(&digest, b"pristine", FileMode::Plain)
+        .unwrap();
     let linked = dir.path().join("linked");
-    cas.link_into(&digest, false, &linked).unwrap();
+    cas.link_into(&digest, FileMode::Plain, &linked).unwrap();
 
     // What a step running as root might do to an input.
     let mut f = std::fs::OpenOptions::new()
@@ -90,20 +97,21 @@ fn a_write_through_a_link_is_detected_and_the_entry_dropped() {
     f.write_all(b" and then some").unwrap();
     drop(f);
 
-    assert!(!cas.contains(&digest, false));
+    assert!(!cas.contains(&digest, FileMode::Plain));
     assert!(
-        !cas.entry_path(&digest, false).exists(),
+        !cas.entry_path(&digest, FileMode::Plain).exists(),
         "dropped from disk"
     );
     assert_eq!(cas.stats().stale_dropped, 1);
     assert!(matches!(
-        cas.link_into(&digest, false, &dir.path().join("again")),
+        cas.link_into(&digest, FileMode::Plain, &dir.path().join("again")),
         Err(LocalCasError::NotCached(_))
     ));
     // Stored again, it is whole, and the step's file keeps its own bytes.
-    cas.insert_bytes(&digest, b"pristine", false).unwrap();
+    cas.insert_bytes(&digest, b"pristine", FileMode::Plain)
+        .unwrap();
     let fresh = dir.path().join("fresh");
-    cas.link_into(&digest, false, &fresh).unwrap();
+    cas.link_into(&digest, FileMode::Plain, &fresh).unwrap();
     assert_eq!(std::fs::read(&fresh).unwrap(), b"pristine");
     assert_eq!(std::fs::read(&linked).unwrap(), b"pristine and then some");
 }
@@ -113,11 +121,12 @@ fn a_chmod_through_a_link_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
     let digest = Digest::of(b"script");
-    cas.insert_bytes(&digest, b"script", false).unwrap();
+    cas.insert_bytes(&digest, b"script", FileMode::Plain)
+        .unwrap();
     let linked = dir.path().join("linked");
-    cas.link_into(&digest, false, &linked).unwrap();
+    cas.link_into(&digest, FileMode::Plain, &linked).unwrap();
     std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o755)).unwrap();
-    assert!(!cas.contains(&digest, false));
+    assert!(!cas.contains(&digest, FileMode::Plain));
     assert_eq!(cas.stats().stale_dropped, 1);
 }
 
@@ -128,19 +137,19 @@ fn reopening_keeps_sealed_entries_and_drops_changed_ones_and_leftovers() {
     let (a, b) = (Digest::of(b"aaaa"), Digest::of(b"bbbb"));
     {
         let cas = LocalCas::open(&root, None).unwrap();
-        cas.insert_bytes(&a, b"aaaa", false).unwrap();
-        cas.insert_bytes(&b, b"bbbb", true).unwrap();
+        cas.insert_bytes(&a, b"aaaa", FileMode::Plain).unwrap();
+        cas.insert_bytes(&b, b"bbbb", FileMode::Executable).unwrap();
         // Changed while no runner was watching.
-        let path = cas.entry_path(&b, true);
+        let path = cas.entry_path(&b, FileMode::Executable);
         let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all(b"BBBB").unwrap();
         std::fs::write(root.join("tmp").join("crashed-insert"), b"half").unwrap();
         std::fs::write(root.join("00").join("README"), b"not ours").unwrap();
     }
     let cas = LocalCas::open(&root, None).unwrap();
-    assert!(cas.contains(&a, false));
-    assert!(!cas.contains(&b, true));
-    assert!(!cas.entry_path(&b, true).exists());
+    assert!(cas.contains(&a, FileMode::Plain));
+    assert!(!cas.contains(&b, FileMode::Executable));
+    assert!(!cas.entry_path(&b, FileMode::Executable).exists());
     assert_eq!(cas.stats().stale_dropped, 1);
     assert_eq!(tmp_files(&cas), 0, "leftover inserts are cleared");
     assert!(
@@ -156,16 +165,19 @@ fn the_cap_evicts_least_recently_used_entries() {
     let cas = LocalCas::open(dir.path().join("cas"), Some(25)).unwrap();
     let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 10]).collect();
     let digests: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
-    cas.insert_bytes(&digests[0], &blobs[0], false).unwrap();
-    cas.insert_bytes(&digests[1], &blobs[1], false).unwrap();
-    assert!(cas.contains(&digests[0], false)); // now the most recent
-    cas.insert_bytes(&digests[2], &blobs[2], false).unwrap();
+    cas.insert_bytes(&digests[0], &blobs[0], FileMode::Plain)
+        .unwrap();
+    cas.insert_bytes(&digests[1], &blobs[1], FileMode::Plain)
+        .unwrap();
+    assert!(cas.contains(&digests[0], FileMode::Plain)); // now the most recent
+    cas.insert_bytes(&digests[2], &blobs[2], FileMode::Plain)
+        .unwrap();
     let stats = cas.stats();
     assert_eq!((stats.evicted, stats.evicted_bytes), (1, 10));
     assert_eq!((stats.entries, stats.bytes), (2, 20));
-    assert!(!cas.entry_path(&digests[1], false).exists());
-    assert!(cas.contains(&digests[0], false));
-    assert!(cas.contains(&digests[2], false));
+    assert!(!cas.entry_path(&digests[1], FileMode::Plain).exists());
+    assert!(cas.contains(&digests[0], FileMode::Plain));
+    assert!(cas.contains(&digests[2], FileMode::Plain));
 }
 
 #[test]
@@ -176,21 +188,23 @@ fn insert_file_adopts_by_hard_link_and_verifies() {
     std::fs::write(&saved, b"dependency").unwrap();
     let digest = Digest::of(b"dependency");
     assert_eq!(
-        cas.insert_file(&saved, &digest, false).unwrap(),
+        cas.insert_file(&saved, &digest, FileMode::Plain).unwrap(),
         Placement::Linked
     );
-    let entry = cas.entry_path(&digest, false);
+    let entry = cas.entry_path(&digest, FileMode::Plain);
     assert_eq!(meta(&entry).ino(), meta(&saved).ino());
     assert_eq!(meta(&entry).mode() & 0o7777, 0o444);
-    assert!(cas.contains(&digest, false));
+    assert!(cas.contains(&digest, FileMode::Plain));
     assert_eq!(tmp_files(&cas), 0);
 
     let other = dir.path().join("other.bin");
     std::fs::write(&other, b"not what you said").unwrap();
     let wrong = Digest::of(b"something else");
-    let err = cas.insert_file(&other, &wrong, false).unwrap_err();
+    let err = cas
+        .insert_file(&other, &wrong, FileMode::Plain)
+        .unwrap_err();
     assert!(matches!(err, LocalCasError::DigestMismatch { .. }), "{err}");
-    assert!(!cas.entry_path(&wrong, false).exists());
+    assert!(!cas.entry_path(&wrong, FileMode::Plain).exists());
     assert_eq!(tmp_files(&cas), 0);
 }
 
@@ -203,14 +217,15 @@ fn insert_file_copies_across_filesystems() {
     std::fs::write(&saved, b"far away").unwrap();
     let digest = Digest::of(b"far away");
     assert_eq!(
-        cas.insert_file(&saved, &digest, true).unwrap(),
+        cas.insert_file(&saved, &digest, FileMode::Executable)
+            .unwrap(),
         Placement::Copied
     );
-    let entry = cas.entry_path(&digest, true);
+    let entry = cas.entry_path(&digest, FileMode::Executable);
     assert_ne!(meta(&entry).dev(), meta(&saved).dev());
     assert_eq!(std::fs::read(&entry).unwrap(), b"far away");
     assert_eq!(meta(&entry).mode() & 0o7777, 0o555);
-    assert!(cas.contains(&digest, true));
+    assert!(cas.contains(&digest, FileMode::Executable));
 }
 
 #[test]
@@ -219,15 +234,19 @@ fn linking_across_filesystems_falls_back_to_a_copy() {
     let dir = tempfile::tempdir().unwrap();
     let cas = LocalCas::open(elsewhere.path().join("cas"), None).unwrap();
     let digest = Digest::of(b"content");
-    cas.insert_bytes(&digest, b"content", true).unwrap();
+    cas.insert_bytes(&digest, b"content", FileMode::Executable)
+        .unwrap();
     let dest = dir.path().join("dest");
     assert_eq!(
-        cas.link_into(&digest, true, &dest).unwrap(),
+        cas.link_into(&digest, FileMode::Executable, &dest).unwrap(),
         Placement::Copied
     );
     assert_eq!(std::fs::read(&dest).unwrap(), b"content");
     assert_eq!(meta(&dest).mode() & 0o7777, 0o555);
-    assert_eq!(meta(&cas.entry_path(&digest, true)).nlink(), 1);
+    assert_eq!(
+        meta(&cas.entry_path(&digest, FileMode::Executable)).nlink(),
+        1
+    );
 }
 
 #[test]
@@ -241,8 +260,8 @@ fn concurrent_inserts_of_one_blob_leave_one_intact_entry() {
         for out in &outs {
             let (cas, data) = (cas.clone(), &data);
             scope.spawn(move || {
-                cas.insert_bytes(&digest, data, false).unwrap();
-                cas.link_into(&digest, false, out).unwrap();
+                cas.insert_bytes(&digest, data, FileMode::Plain).unwrap();
+                cas.link_into(&digest, FileMode::Plain, out).unwrap();
             });
         }
     });
@@ -250,7 +269,7 @@ fn concurrent_inserts_of_one_blob_leave_one_intact_entry() {
     assert_eq!(stats.entries, 1);
     assert_eq!(stats.inserted, 1, "later inserts keep the first entry");
     assert_eq!(stats.stale_dropped, 0);
-    let entry = cas.entry_path(&digest, false);
+    let entry = cas.entry_path(&digest, FileMode::Plain);
     assert_eq!(meta(&entry).nlink(), 1 + outs.len() as u64);
     for out in &outs {
         assert_eq!(meta(out).ino(), meta(&entry).ino());
@@ -270,7 +289,7 @@ fn insert_file_copies_a_file_that_shares_its_inode_and_leaves_it_alone() {
     let before = meta(&saved);
     let digest = Digest::of(b"shared");
     assert_eq!(
-        cas.insert_file(&saved, &digest, false).unwrap(),
+        cas.insert_file(&saved, &digest, FileMode::Plain).unwrap(),
         Placement::Copied
     );
     let after = meta(&saved);
@@ -280,8 +299,11 @@ fn insert_file_copies_a_file_that_shares_its_inode_and_leaves_it_alone() {
         "the source's mode is untouched"
     );
     assert_eq!(after.mtime(), before.mtime(), "and so is its mtime");
-    assert_ne!(meta(&cas.entry_path(&digest, false)).ino(), after.ino());
-    assert!(cas.contains(&digest, false));
+    assert_ne!(
+        meta(&cas.entry_path(&digest, FileMode::Plain)).ino(),
+        after.ino()
+    );
+    assert!(cas.contains(&digest, FileMode::Plain));
     assert_eq!(cas.stats().adopted_by_copy, 1);
 }
 
@@ -290,14 +312,20 @@ fn insert_file_of_the_entry_itself_does_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
     let digest = Digest::of(b"restored");
-    cas.insert_bytes(&digest, b"restored", true).unwrap();
+    cas.insert_bytes(&digest, b"restored", FileMode::Executable)
+        .unwrap();
     let restored = dir.path().join("restored");
-    cas.link_into(&digest, true, &restored).unwrap();
+    cas.link_into(&digest, FileMode::Executable, &restored)
+        .unwrap();
     assert_eq!(
-        cas.insert_file(&restored, &digest, true).unwrap(),
+        cas.insert_file(&restored, &digest, FileMode::Executable)
+            .unwrap(),
         Placement::Linked
     );
     let stats = cas.stats();
     assert_eq!((stats.inserted, stats.adopted_by_copy), (1, 0));
-    assert_eq!(meta(&cas.entry_path(&digest, true)).nlink(), 2);
+    assert_eq!(
+        meta(&cas.entry_path(&digest, FileMode::Executable)).nlink(),
+        2
+    );
 }

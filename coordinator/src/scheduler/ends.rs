@@ -1,6 +1,6 @@
-//! The scheduler's part in split steps: planning shards from items and
-//! history, listing leases, and what an ended attempt means (learned
-//! durations, flaky re-runs, quarantine).
+//! What the end of a lease means: a listing's items become the step's
+//! shards (planned from items and history), and an ended attempt is judged
+//! (learned durations, flaky re-runs, quarantine) before its shard moves.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ impl Scheduler {
             }
         };
         let slots = self.slots_for(run.steps()[step].labels());
-        let mut planned = crate::run::plan_split(
+        let mut planned = crate::split::plan_split(
             source,
             def.shards,
             items,

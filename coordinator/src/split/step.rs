@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::{choose_shard_count, plan, Estimate, Plan};
 use crate::history::ItemHistory;
 use crate::pipeline::Shards;
-use crate::split::{choose_shard_count, plan, Estimate, Plan};
 use buildfleet_model::duration::fmt_ms;
 
 /// How a split step's items were divided, for the summary and the log.
