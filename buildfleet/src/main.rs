@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use buildfleet::cli::{CacheArgs, CacheCommand, Cli, Command, RunArgs, SubmitArgs};
 use buildfleet::exit;
 use buildfleet::fleet::{EmbeddedFleet, FleetOptions};
-use buildfleet::submit::{project_name, submit_and_watch, Outcome, SubmitOptions};
+use buildfleet::submit::{project_name, submit_and_watch, RunEnd, SubmitOptions};
 use buildfleet_coordinator::scheduler::SchedulerConfig;
 use buildfleet_coordinator::CoordinatorConfig;
 use clap::Parser;
@@ -88,11 +88,11 @@ fn tokio_main(cmd: Command) -> Result<i32> {
     })
 }
 
-fn outcome_code(outcome: Outcome) -> i32 {
-    match outcome {
-        Outcome::Finished(status) if buildfleet::progress::is_green(&status) => exit::GREEN,
-        Outcome::Finished(_) => exit::FAILED,
-        Outcome::Invalid(msg) => {
+fn exit_code(end: RunEnd) -> i32 {
+    match end {
+        RunEnd::Finished(status) if buildfleet::progress::is_green(&status) => exit::GREEN,
+        RunEnd::Finished(_) => exit::FAILED,
+        RunEnd::Invalid(msg) => {
             eprintln!("{msg}");
             exit::USAGE
         }
@@ -163,7 +163,7 @@ async fn run(args: RunArgs) -> Result<i32> {
     stdout.flush()?;
     drop(stdout);
     fleet.shutdown().await;
-    Ok(outcome_code(outcome?))
+    Ok(exit_code(outcome?))
 }
 
 async fn submit(args: SubmitArgs) -> Result<i32> {
@@ -187,5 +187,5 @@ async fn submit(args: SubmitArgs) -> Result<i32> {
         &mut stdout,
     )
     .await?;
-    Ok(outcome_code(outcome))
+    Ok(exit_code(outcome))
 }

@@ -17,7 +17,7 @@ use crate::wire::{Coordinator, Submitted};
 const RESUME_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What the command line needs to pick an exit status.
-pub enum Outcome {
+pub enum RunEnd {
     Finished(RunStatus),
     /// The coordinator rejected the pipeline file (exit 2).
     Invalid(String),
@@ -49,7 +49,7 @@ pub fn project_name(explicit: Option<&str>, work_dir: &Path) -> String {
         .unwrap_or_else(|| "default".to_owned())
 }
 
-pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> Result<Outcome> {
+pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> Result<RunEnd> {
     let yaml = std::fs::read_to_string(opts.pipeline_file)
         .with_context(|| format!("reading {}", opts.pipeline_file.display()))?;
     let snap = buildfleet_cache::snapshot(opts.work_dir)
@@ -99,7 +99,7 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
         .await?;
     let run_id = match submitted {
         Submitted::Run(id) => id,
-        Submitted::Invalid(why) => return Ok(Outcome::Invalid(why)),
+        Submitted::Invalid(why) => return Ok(RunEnd::Invalid(why)),
     };
     writeln!(out, "run {run_id} submitted")?;
     let mut progress = Progress::new();
@@ -155,7 +155,7 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
         writeln!(out, "JUnit report written to {}", path.display())?;
     }
-    Ok(Outcome::Finished(status))
+    Ok(RunEnd::Finished(status))
 }
 
 /// The default input directory: the pipeline file's own directory.

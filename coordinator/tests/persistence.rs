@@ -9,11 +9,9 @@ use std::time::Instant;
 
 use buildfleet_coordinator::db::Db;
 use buildfleet_coordinator::events::LogStream;
-use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::RunOptions;
 use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
 use buildfleet_model::state::State;
-use buildfleet_model::Digest;
 use support::runner;
 
 const YAML: &str =
@@ -36,23 +34,14 @@ fn open(dir: &std::path::Path) -> (Scheduler, buildfleet_coordinator::persist::R
     open_keeping(dir, 10)
 }
 
+/// Submits the pipeline under an idempotency key.
 fn submit(s: &mut Scheduler, key: &str, now: Instant) -> String {
     let options = RunOptions {
-        pipeline_yaml: YAML.into(),
         idempotency_key: Some(key.into()),
         project: "p".into(),
         ..RunOptions::default()
     };
-    let p = pipeline::parse("t.yaml", YAML).unwrap();
-    s.submit(
-        p,
-        "t.yaml".into(),
-        Digest::empty(),
-        options,
-        Some(key.into()),
-        now,
-    )
-    .run_id
+    support::submit_as(s, YAML, options, now)
 }
 
 fn no_secrets(_: &BTreeSet<String>) -> buildfleet_coordinator::secrets::Resolved {

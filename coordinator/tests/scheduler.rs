@@ -9,26 +9,13 @@ use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport};
 use buildfleet_model::state::{Failure, State};
 use buildfleet_model::Digest;
-use support::runner;
+use support::{runner, submit};
 
 fn sched() -> Scheduler {
     Scheduler::new(SchedulerConfig {
         label_wait: Duration::from_secs(5),
         ..SchedulerConfig::default()
     })
-}
-
-fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
-    let p = pipeline::parse("t.yaml", yaml).expect("valid pipeline");
-    s.submit(
-        p,
-        "t.yaml".into(),
-        Digest::empty(),
-        Default::default(),
-        None,
-        now,
-    )
-    .run_id
 }
 
 fn step_state(s: &Scheduler, run: &str, step: &str) -> State {

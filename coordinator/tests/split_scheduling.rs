@@ -12,17 +12,7 @@ use buildfleet_coordinator::scheduler::{Scheduler, SchedulerConfig, ShardReport}
 use buildfleet_model::state::{Failure, State};
 use buildfleet_model::test_result::{TestOutcome, TestResult};
 use buildfleet_model::Digest;
-use support::runner;
-
-fn submit(s: &mut Scheduler, yaml: &str, now: Instant) -> String {
-    let p = pipeline::parse("t.yaml", yaml).expect("valid pipeline");
-    let options = RunOptions {
-        project: "p".into(),
-        ..RunOptions::default()
-    };
-    s.submit(p, "t.yaml".into(), Digest::empty(), options, None, now)
-        .run_id
-}
+use support::{runner, submit};
 
 fn test(id: &str, outcome: TestOutcome, ms: u64) -> TestResult {
     TestResult {

@@ -6,11 +6,8 @@
 use buildfleet_coordinator::scheduler::Loss;
 use std::time::{Duration, Instant};
 
-use buildfleet_coordinator::pipeline;
-use buildfleet_coordinator::run::RunOptions;
 use buildfleet_coordinator::scheduler::{Scheduler, ShardReport};
 use buildfleet_model::state::State;
-use buildfleet_model::Digest;
 use proptest::prelude::*;
 
 use super::runner;
@@ -25,15 +22,7 @@ pub const PIPELINES: &[&str] = &[
 ];
 
 pub fn submit(s: &mut Scheduler, which: usize, now: Instant) -> String {
-    let yaml = PIPELINES[which];
-    let options = RunOptions {
-        pipeline_yaml: yaml.into(),
-        project: "p".into(),
-        ..RunOptions::default()
-    };
-    let p = pipeline::parse("t.yaml", yaml).unwrap();
-    s.submit(p, "t.yaml".into(), Digest::empty(), options, None, now)
-        .run_id
+    super::submit(s, PIPELINES[which], now)
 }
 
 #[derive(Debug, Clone)]
