@@ -122,14 +122,14 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
                             }
                         }
                         Err(e) => {
-                            broke = Some(e);
+                            broke = Some(e.to_string());
                             break;
                         }
                     }
                 }
                 broke
             }
-            Err(e) => Some(e),
+            Err(e) => Some(e.to_string()),
         };
         let Some(why) = broke else { break };
         let since = *lost_since.get_or_insert_with(std::time::Instant::now);

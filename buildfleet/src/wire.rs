@@ -63,21 +63,13 @@ impl Coordinator {
         &mut self,
         run_id: &str,
         after: u64,
-    ) -> std::result::Result<impl Stream<Item = std::result::Result<Watched, String>>, String> {
+    ) -> Result<impl Stream<Item = Result<Watched>>> {
         let request = pb::WatchRequest {
             run_id: run_id.to_owned(),
             after_seq: after,
         };
-        let stream = self
-            .client
-            .watch(request)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_inner();
-        Ok(stream.map(|e| match e {
-            Ok(e) => Ok(convert::event_from_wire(e)),
-            Err(e) => Err(e.to_string()),
-        }))
+        let stream = self.client.watch(request).await?.into_inner();
+        Ok(stream.map(|e| Ok(convert::event_from_wire(e?))))
     }
 
     pub async fn get(&mut self, run_id: &str) -> Result<RunStatus> {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// The library crates: no `anyhow`, no `Result<_, String>`, typed errors.
+/// The library crates: typed errors only (no `String` errors, no `anyhow`).
 const LIBRARY_CRATES: &[&str] = &["model", "proto", "cache", "coordinator", "runner"];
 
 /// Where protobuf types may appear: the wire crate and each crate's gRPC
@@ -218,7 +218,7 @@ fn library_errors_are_typed() {
             || squeezed.contains("anyhow::")
     };
     report(
-        "`Result<_, String>` (or anyhow) in a library crate",
+        "a `String` as an error type (or anyhow) in a library crate",
         "Return a thiserror enum whose variants carry the context (see docs/style.md, \
          `Errors`); `anyhow` belongs to the binary's edge only.",
         find(&library_code(), &[], stringly),
