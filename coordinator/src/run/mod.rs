@@ -77,6 +77,17 @@ impl Expiry {
     }
 }
 
+/// Whose doing a lease's loss is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// The runner went away (crashed, cut off, silent): its shards use
+    /// their infra retries, and a `runner-lost` notification goes out.
+    RunnerLost,
+    /// Nobody's fault: the coordinator is shutting down, or the runner
+    /// handed the lease back on purpose. Leased again at no cost.
+    NoFault,
+}
+
 /// Where a split step is in getting its items.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Listing {

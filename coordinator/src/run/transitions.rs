@@ -411,19 +411,19 @@ impl Run {
         self.set_shard_state(step, shard, State::Waiting, now);
     }
 
-    /// A shard whose attempt ended without a result through no fault of
-    /// the step (a lost runner, a restart) is queued again; `infra_retry`
-    /// counts it against `retries: { infra }`. Returns the retries used.
+    /// A shard whose attempt ended without a result is queued again; a
+    /// lost runner (`Loss::RunnerLost`) counts against `retries: { infra }`,
+    /// a loss that is nobody's fault does not. Returns the retries used.
     pub fn requeue(
         &mut self,
         step: usize,
         shard: usize,
-        infra_retry: bool,
+        loss: super::Loss,
         line: &str,
         now: Instant,
     ) -> u32 {
         let sh = &mut self.steps[step].shards[shard];
-        if infra_retry {
+        if loss == super::Loss::RunnerLost {
             sh.infra_retries += 1;
         }
         let (index, used) = (sh.index, sh.infra_retries);

@@ -22,11 +22,11 @@ mod lessons;
 mod restore;
 mod runners;
 
+pub use crate::run::Loss;
 pub use buildfleet_model::ShardReport;
 use lease::{expired_secret, LeaseFor};
 pub use lessons::{Learned, Lesson};
 use runners::pick_runner;
-pub use runners::Loss;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {

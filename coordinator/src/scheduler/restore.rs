@@ -178,7 +178,7 @@ impl Scheduler {
                             sh.attempt(),
                             sh.runner().unwrap_or_default()
                         );
-                        run.requeue(step, shard, false, &line, now);
+                        run.requeue(step, shard, crate::run::Loss::NoFault, &line, now);
                         requeued += 1;
                     }
                 }

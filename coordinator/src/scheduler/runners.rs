@@ -8,19 +8,8 @@ use tracing::{info, warn};
 
 use super::{RunnerView, Scheduler};
 use crate::error::CoordinatorError;
-use crate::run::Run;
+use crate::run::{Loss, Run};
 use buildfleet_model::state::State;
-
-/// Whose doing a lease's loss is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loss {
-    /// The runner went away (crashed, cut off, silent): its shards use
-    /// their infra retries, and a `runner-lost` notification goes out.
-    RunnerLost,
-    /// Nobody's fault: the coordinator is shutting down, or the runner
-    /// handed the lease back on purpose. Leased again at no cost.
-    NoFault,
-}
 
 impl Scheduler {
     pub fn register_runner(&mut self, view: RunnerView) {
@@ -182,7 +171,7 @@ pub(super) fn lose_lease(
         )
     };
     warn!(run = %run.id(), step = %run.steps()[step].name(), shard = index, runner, "runner lost; shard queued again");
-    run.requeue(step, shard, !no_fault, &line, now);
+    run.requeue(step, shard, loss, &line, now);
 }
 
 /// The runner with the most free slots among those whose labels match.

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use buildfleet_cache::{CasClient, LocalCas};
-use buildfleet_model::{CacheOutcome, CacheReport, Lease, MutedCheck, ShardReport, State};
+use buildfleet_model::{
+    CacheOutcome, CacheReport, Lease, LeaseKind, MutedCheck, ShardReport, State,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -259,8 +261,7 @@ impl Run<'_> {
         let base = self.exec_spec(&lease.command, &ws.env);
         let started_at = std::time::SystemTime::now();
         let oom = OomWatch::start(self.cgroup.memory_events());
-        let (report, printed) =
-            run_command(base.clone(), cancel.clone(), log, lease.is_listing()).await;
+        let (report, printed) = run_command(base.clone(), cancel.clone(), log, lease.kind).await;
         // What is stored for a replay is the command's output: not the
         // checks that follow, which run again after every hit.
         log.stop_capture();
@@ -328,12 +329,12 @@ async fn run_command(
     spec: ExecSpec,
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
-    listing: bool,
+    kind: LeaseKind,
 ) -> (Result<ExecReport, exec::ExecError>, Option<Vec<u8>>) {
     let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
     let exec = exec::execute(spec, tx, cancel);
     tokio::pin!(exec);
-    let mut printed = listing.then(Vec::<u8>::new);
+    let mut printed = (kind == LeaseKind::Listing).then(Vec::<u8>::new);
     let report = loop {
         tokio::select! {
             biased;

@@ -28,6 +28,8 @@ mod index;
 mod tests;
 mod upkeep;
 
+use upkeep::Pin;
+
 use crate::tree::FileMode;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -215,7 +217,7 @@ impl LocalCas {
                 mode,
             },
             data,
-            false,
+            Pin::Unpinned,
         )
     }
 
@@ -287,7 +289,7 @@ impl LocalCas {
                 actual: hashed,
             });
         }
-        self.publish(&tmp, key, sealed, false)?;
+        self.publish(&tmp, key, sealed, Pin::Unpinned)?;
         if placement == Placement::Copied {
             self.inner
                 .counters
@@ -398,7 +400,7 @@ impl LocalCas {
 
     /// Inserts bytes the caller has just verified against `key.digest` (a
     /// download checked by the client), sparing a second hash.
-    fn insert_verified(&self, key: EntryKey, data: &[u8], pin: bool) -> Result<(), LocalCasError> {
+    fn insert_verified(&self, key: EntryKey, data: &[u8], pin: Pin) -> Result<(), LocalCasError> {
         let tmp = self.temp_path();
         let sealed = match entry_file::write_new(&tmp, data, key.mode) {
             Ok(sealed) => sealed,
@@ -422,7 +424,7 @@ impl LocalCas {
             digest: *digest,
             mode,
         };
-        self.insert_verified(key, data, true)
+        self.insert_verified(key, data, Pin::Pinned)
     }
 
     /// A fresh path in `tmp/` for an insert in progress.
@@ -453,7 +455,7 @@ impl LocalCas {
                 return Err(io_at(tmp)(e));
             }
         };
-        self.publish(tmp, key, sealed, true)
+        self.publish(tmp, key, sealed, Pin::Pinned)
     }
 
     fn path_of(&self, key: &EntryKey) -> PathBuf {

@@ -4,6 +4,14 @@
 
 use super::*;
 
+/// Whether a new entry is pinned: kept from eviction until the caller has
+/// placed it (and unpins it), so a tight cap cannot evict it in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pin {
+    Pinned,
+    Unpinned,
+}
+
 impl LocalCas {
     /// Makes a sealed temporary file the entry for `key`. If an intact entry
     /// is already there (a concurrent insert of the same blob), that one is
@@ -13,7 +21,7 @@ impl LocalCas {
         tmp: &Path,
         key: EntryKey,
         sealed: EntryStat,
-        pin: bool,
+        pin: Pin,
     ) -> Result<(), LocalCasError> {
         let path = self.path_of(&key);
         let result = {
@@ -46,7 +54,7 @@ impl LocalCas {
                 }
                 Err(e) => Err(e),
             };
-            if pin && result.is_ok() {
+            if pin == Pin::Pinned && result.is_ok() {
                 index.pin(&key);
             }
             if let (Ok(true), Some(cap)) = (&result, self.inner.max_bytes) {
