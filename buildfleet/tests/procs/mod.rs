@@ -35,7 +35,46 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let pid = self.0.id();
+        let mut logs = LOGS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = logs.iter().position(|(p, _, _)| *p == pid) else {
+            return;
+        };
+        let (_, what, path) = logs.remove(at);
+        drop(logs);
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("--- {what} (pid {pid}), last {} log lines:", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+        let _ = std::fs::remove_file(path);
     }
+}
+
+/// Each role process's log file, by pid: kept while the process lives and
+/// shown when the test fails, so a hang or a flake says what the fleet was
+/// doing at the time.
+static LOGS: std::sync::Mutex<Vec<(u32, String, std::path::PathBuf)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Spawns a role with its log (stderr, at the roles' default level) kept in
+/// a file for [`Proc`]'s drop to show.
+fn spawn_logged(cmd: &mut Command, what: &str) -> Child {
+    let path = std::env::temp_dir().join(format!(
+        "buildfleet-test-{}-{}.log",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let file = std::fs::File::create(&path).expect("a log file in the temp dir");
+    let child = cmd.stderr(Stdio::from(file)).spawn().unwrap();
+    LOGS.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((child.id(), what.to_owned(), path));
+    child
 }
 
 /// The `buildfleet` binary under test (with the test's own log filter
@@ -100,13 +139,13 @@ impl Ran {
 
 /// Starts a server role and reads the `listening on ADDR` line it prints.
 pub fn server(args: &[&str]) -> (Proc, String) {
-    let mut child = bin()
-        .args(args)
-        .args(["--listen", "127.0.0.1:0", "--print-addr"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_logged(
+        bin()
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--print-addr"])
+            .stdout(Stdio::piped()),
+        args.first().copied().unwrap_or("server"),
+    );
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -154,15 +193,13 @@ pub fn free_port() -> u16 {
 /// Starts a server role on a fixed address and waits until it accepts.
 pub fn server_at(args: &[&str], addr: &str) -> Proc {
     // Wrapped at once, so the process is killed and reaped on every path.
-    let proc = Proc(
+    let proc = Proc(spawn_logged(
         bin()
             .args(args)
             .args(["--listen", addr])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+            .stdout(Stdio::null()),
+        args.first().copied().unwrap_or("server"),
+    ));
     for _ in 0..500 {
         if std::net::TcpStream::connect(addr).is_ok() {
             return proc;
@@ -184,18 +221,16 @@ pub fn runner_with(
     work: &std::path::Path,
     extra: &[&str],
 ) -> Proc {
-    Proc(
+    Proc(spawn_logged(
         bin()
             .args(["runner", "--coordinator", coordinator, "--cache", cache])
             .args(["--name", name, "--slots", "1"])
             .args(extra)
             .arg("--work-dir")
             .arg(work)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+            .stdout(Stdio::null()),
+        &format!("runner {name}"),
+    ))
 }
 
 /// Writes `yaml` as a pipeline file and runs `buildfleet submit` on it;
