@@ -144,6 +144,32 @@ pub struct SubmitFlags {
     /// `retries: { flaky: N }` re-run, instead of only marking it flaky.
     #[arg(long)]
     pub fail_on_flaky: bool,
+    /// The ref the run is for (`refs/heads/main`; default: the CI job's,
+    /// else the checkout's branch).
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// The commit the run is for (default: the CI job's, else HEAD).
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// What started the run: push, pull_request, schedule, manual, …
+    /// (default: the CI job's event, else `manual`).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Who started the run (default: the CI job's actor, else $USER).
+    #[arg(long)]
+    pub actor: Option<String>,
+}
+
+impl SubmitFlags {
+    /// The context flags as given.
+    pub fn context(&self) -> crate::context::Given {
+        crate::context::Given {
+            git_ref: self.git_ref.clone(),
+            commit: self.commit.clone(),
+            event: self.event.clone(),
+            actor: self.actor.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -101,6 +101,11 @@ async fn explain_step(
         .await
         .context("uploading inputs")?;
     let platform = platform();
+    // The context a `run` of this checkout would have: a step naming a
+    // context variable is keyed by its value.
+    let context = crate::context::detect(&Default::default(), work_dir, &|name| {
+        std::env::var(name).ok()
+    });
     // Split steps: the same items and the same plan a submission would make.
     let items = crate::split_items::for_pipeline(pipeline, &snap)?;
     let shard_items: Vec<Vec<String>> = match items.get(&step.name) {
@@ -121,7 +126,15 @@ async fn explain_step(
     for shard in (0..shard_count).filter(|s| only.is_none_or(|o| o == *s)) {
         let label = format!("{}#{shard}", step.name);
         let items = shard_items[shard as usize].clone();
-        let lease = pipeline.shard_lease(step, shard, shard_count, items, snap.root, project);
+        let lease = pipeline.shard_lease(
+            step,
+            shard,
+            shard_count,
+            items,
+            snap.root,
+            project,
+            &context,
+        );
         let report = match &lease.action_cache_off {
             Some(why) => CacheReport::step(CacheOutcome::Disabled, String::new(), why.clone()),
             None => {

@@ -131,6 +131,7 @@ mod tests {
             duration_ms: 0,
             pipeline_path: String::new(),
             notices: Vec::new(),
+            context: Default::default(),
         };
         let xml = render(&status);
         assert!(

@@ -2,6 +2,7 @@
 //! progress output, shared by `main` and the integration tests.
 
 pub mod cli;
+pub mod context;
 pub mod explain;
 pub mod fleet;
 pub mod junit_out;

@@ -156,6 +156,9 @@ async fn run(args: RunArgs) -> Result<i32> {
             project: project_name(args.flags.project.as_deref(), &work_dir),
             junit: args.flags.junit.as_deref(),
             fail_on_flaky: args.flags.fail_on_flaky,
+            context: buildfleet::context::detect(&args.flags.context(), &work_dir, &|name| {
+                std::env::var(name).ok()
+            }),
         },
         &mut stdout,
     )
@@ -183,6 +186,9 @@ async fn submit(args: SubmitArgs) -> Result<i32> {
             project: project_name(args.flags.project.as_deref(), &work_dir),
             junit: args.flags.junit.as_deref(),
             fail_on_flaky: args.flags.fail_on_flaky,
+            context: buildfleet::context::detect(&args.flags.context(), &work_dir, &|name| {
+                std::env::var(name).ok()
+            }),
         },
         &mut stdout,
     )

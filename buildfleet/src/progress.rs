@@ -130,6 +130,12 @@ pub fn summary(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(out)?;
+    writeln!(
+        out,
+        "run {} for {}",
+        status.run_id,
+        status.context.describe()
+    )?;
     for r in &rows {
         let cells: Vec<String> = r
             .iter()

@@ -18,7 +18,7 @@ const RESUME_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What the command line needs to pick an exit status.
 pub enum RunEnd {
-    Finished(RunStatus),
+    Finished(Box<RunStatus>),
     /// The coordinator rejected the pipeline file (exit 2).
     Invalid(String),
 }
@@ -35,6 +35,8 @@ pub struct SubmitOptions<'a> {
     /// Where to write the run's merged JUnit XML, if asked.
     pub junit: Option<&'a Path>,
     pub fail_on_flaky: bool,
+    /// Which commit, ref and event the run is for.
+    pub context: buildfleet_model::RunContext,
 }
 
 /// The default project name: the input directory's own name, which is the
@@ -95,13 +97,18 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             split_items: split_items.into_iter().collect(),
             quarantine,
             fail_on_flaky: opts.fail_on_flaky,
+            context: opts.context.clone(),
         })
         .await?;
     let run_id = match submitted {
         Submitted::Run(id) => id,
         Submitted::Invalid(why) => return Ok(RunEnd::Invalid(why)),
     };
-    writeln!(out, "run {run_id} submitted")?;
+    writeln!(
+        out,
+        "run {run_id} submitted for {}",
+        opts.context.describe()
+    )?;
     let mut progress = Progress::new();
     let mut last_seq = 0;
     // A lost stream (say, the coordinator restarted) is resumed from the
@@ -155,7 +162,7 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
         writeln!(out, "JUnit report written to {}", path.display())?;
     }
-    Ok(RunEnd::Finished(status))
+    Ok(RunEnd::Finished(Box::new(status)))
 }
 
 /// The default input directory: the pipeline file's own directory.

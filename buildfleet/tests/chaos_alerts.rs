@@ -73,10 +73,15 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
     let text = Ran::of(
         bin()
             .args(["submit", "--coordinator", &coord_url, "--cache", &cache_url])
+            .args(["--ref", "refs/heads/main", "--commit", "c0ffee"])
             .arg(dir.path().join("buildfleet.yaml")),
     )
     .expect(1)
     .stdout;
+    assert!(
+        text.contains("for refs/heads/main @ c0ffee"),
+        "the submission says what it is for: {text}"
+    );
     let run = procs::run_id_of(&text);
     let notices = procs::notices_until(&coord_url, &run, |t| t.contains("delivered"));
     let attempts: Vec<&String> = notices.iter().filter(|t| t.contains("attempt")).collect();
@@ -104,6 +109,12 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
             .iter()
             .all(|b| b.contains("\"run-failed\"") && b.contains(&run)),
         "{bodies:?}"
+    );
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.contains("\"branch\":\"main\"") && b.contains("\"commit\":\"c0ffee\"")),
+        "a receiver can tell which commit failed: {bodies:?}"
     );
 }
 

@@ -76,6 +76,7 @@ impl Hub {
             log_cap: self.config.log_cap,
             pipeline_yaml: sub.pipeline_yaml,
             idempotency_key: sub.idempotency_key,
+            context: sub.context,
         }
     }
 }

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod context;
 pub mod digest;
 pub mod duration;
 pub mod event;
@@ -25,6 +26,7 @@ pub mod submission;
 pub mod test_result;
 
 pub use cache::{CacheName, CacheOutcome, CacheReport, CacheSpec};
+pub use context::{RunContext, CONTEXT_VARS};
 pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};
 pub use event::{Event, EventKind, LogEntry, Notice, NoticeKind, StateChange};
 pub use lease::{Lease, LeaseKind, MutedCheck, Resources, ShardReport};

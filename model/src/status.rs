@@ -2,6 +2,7 @@
 //! merged JUnit report and the dashboard show.
 
 use crate::cache::CacheReport;
+use crate::context::RunContext;
 use crate::digest::Digest;
 use crate::event::Notice;
 use crate::state::State;
@@ -24,6 +25,8 @@ pub struct RunStatus {
     pub pipeline_path: String,
     /// Every notice of the run, in order.
     pub notices: Vec<Notice>,
+    /// Which commit, ref and event the run is for.
+    pub context: RunContext,
 }
 
 /// One step of a run.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::context::RunContext;
 use crate::digest::Digest;
 
 /// A submitted pipeline run.
@@ -25,4 +26,6 @@ pub struct Submission {
     pub quarantine: Vec<String>,
     /// A flaky test fails its shard.
     pub fail_on_flaky: bool,
+    /// Which commit, ref and event the run is for.
+    pub context: RunContext,
 }

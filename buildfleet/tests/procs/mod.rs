@@ -377,7 +377,7 @@ pub fn with_mark(mark: &std::path::Path, body: &str) -> String {
 pub fn run_id_of(stdout: &str) -> String {
     stdout
         .lines()
-        .find_map(|l| l.strip_prefix("run ")?.strip_suffix(" submitted"))
+        .find_map(|l| Some(l.strip_prefix("run ")?.split_once(" submitted")?.0))
         .unwrap_or_else(|| panic!("no run id in: {stdout}"))
         .to_owned()
 }

@@ -65,10 +65,22 @@ async fn deliver(
     hook: &Webhook,
     n: &Notification,
 ) {
+    let context = n.context.as_ref().map(|c| {
+        serde_json::json!({
+            "ref": c.git_ref,
+            "branch": c.branch(),
+            "commit": c.commit,
+            "short_sha": c.short_sha(),
+            "event": c.event,
+            "actor": c.actor,
+            "dirty": c.dirty,
+        })
+    });
     let body = serde_json::json!({
         "event": n.event.name(),
         "runs": n.runs,
         "text": n.text,
+        "context": context,
     });
     let what = format!("webhook {} → {}", n.event.name(), hook.url);
     for attempt in 1..=config.attempts {

@@ -129,6 +129,9 @@ pub struct Notification {
     pub event: Event,
     pub runs: Vec<String>,
     pub text: String,
+    /// The run's context, when the notification is about one run: a
+    /// receiver can tell a failure on `main` from one on a branch.
+    pub context: Option<buildfleet_model::RunContext>,
 }
 
 #[cfg(test)]

@@ -3,15 +3,17 @@
 //! `buildfleet cache explain` uses it as is. One construction, so the
 //! action digest explain computes is the one a runner computes.
 
-use buildfleet_model::{Digest, Lease, LeaseKind};
+use buildfleet_model::{Digest, Lease, LeaseKind, RunContext};
 
 use super::{Pipeline, Step};
 
 impl Pipeline {
-    /// Shard `shard` of `shard_count` of `step`, with its `split:` items.
+    /// Shard `shard` of `shard_count` of `step`, with its `split:` items,
+    /// for a run in `context` (its variables are in the step's env).
     /// Secrets are named with empty values: which secrets a step receives
     /// is part of its action; their values never are, and only a run has
     /// them.
+    #[allow(clippy::too_many_arguments)]
     pub fn shard_lease(
         &self,
         step: &Step,
@@ -20,7 +22,10 @@ impl Pipeline {
         items: Vec<String>,
         input_root: Digest,
         project: &str,
+        context: &RunContext,
     ) -> Lease {
+        let mut env = self.shard_env(step, shard, shard_count, &items);
+        env.extend(context.env().map(|(k, v)| (k.to_owned(), v)));
         Lease {
             lease_id: String::new(),
             run_id: String::new(),
@@ -29,7 +34,7 @@ impl Pipeline {
             shard_count,
             kind: LeaseKind::Shard,
             command: step.run.clone(),
-            env: self.shard_env(step, shard, shard_count, &items),
+            env,
             input_root,
             timeout: step.timeout,
             outputs: step.outputs.clone(),

@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub log_cap: u64,
     /// A flaky test fails its shard.
     pub fail_on_flaky: bool,
+    /// Which commit, ref and event the run is for.
+    pub context: buildfleet_model::RunContext,
 }
 
 /// The moment a secret expires, and the same moment as people read it.

@@ -57,6 +57,7 @@ impl Run {
             duration_ms: self.duration_ms,
             pipeline_path: self.pipeline_path.clone(),
             notices: self.notices().cloned().collect(),
+            context: self.options.context.clone(),
         }
     }
 }

@@ -33,6 +33,7 @@ impl Scheduler {
                     event: crate::notify::Event::RunStalled,
                     runs: vec![run.id().to_owned()],
                     text,
+                    context: Some(run.options().context.clone()),
                 });
             }
             for step in 0..run.steps().len() {

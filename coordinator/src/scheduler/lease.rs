@@ -49,9 +49,10 @@ pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) 
         LeaseFor::Listing => (0, 1, Vec::new(), 1),
     };
     let project = &run.options().project;
-    let mut lease = run
-        .pipeline()
-        .shard_lease(def, shard, count, items, run.input_root(), project);
+    let context = &run.options().context;
+    let mut lease =
+        run.pipeline()
+            .shard_lease(def, shard, count, items, run.input_root(), project, context);
     lease.lease_id = lease_id;
     lease.run_id = run.id().to_owned();
     lease.attempt = attempt;
@@ -69,7 +70,9 @@ pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) 
         lease.quarantine = run.options().quarantine.iter().cloned().collect();
     }
     if target == LeaseFor::Listing {
-        as_listing(&mut lease, def, run.pipeline().step_env(def));
+        let mut env = run.pipeline().step_env(def);
+        env.extend(context.env().map(|(k, v)| (k.to_owned(), v)));
+        as_listing(&mut lease, def, env);
     }
     lease
         .env

@@ -188,6 +188,7 @@ impl Scheduler {
                 event: crate::notify::Event::SecretExpiring,
                 runs: vec![run_id.clone()],
                 text: w,
+                context: Some(run.options().context.clone()),
             });
         }
         if !run.options().secret_problems.is_empty() {
@@ -250,16 +251,18 @@ impl Scheduler {
                 (true, _) => continue,
             };
             let text = format!(
-                "run {} of {} ({}): {}",
+                "run {} of {} ({}) for {}: {}",
                 run.id(),
                 run.pipeline_path(),
                 run.options().project,
+                run.options().context.describe(),
                 run.state()
             );
             out.push(Notification {
                 event,
                 runs: vec![run.id().to_owned()],
                 text,
+                context: Some(run.options().context.clone()),
             });
         }
         out

@@ -51,6 +51,7 @@ impl Scheduler {
                     view.name,
                     lost.len()
                 ),
+                context: None,
             });
         }
         for lease_id in lost {

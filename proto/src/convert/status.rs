@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use buildfleet_model::{
-    Digest, Event, EventKind, LogEntry, Notice, NoticeKind, RunStatus, ShardStatus, SplitStatus,
-    State, StateChange, StepStatus, Submission,
+    Digest, Event, EventKind, LogEntry, Notice, NoticeKind, RunContext, RunStatus, ShardStatus,
+    SplitStatus, State, StateChange, StepStatus, Submission,
 };
 
 use super::report::{cache_report, cache_report_from_wire, test_result, test_result_from_wire};
@@ -46,6 +46,28 @@ fn notice_from_wire(n: pb::Notice) -> Notice {
     }
 }
 
+fn context(c: &RunContext) -> pb::RunContext {
+    pb::RunContext {
+        r#ref: c.git_ref.clone(),
+        commit: c.commit.clone(),
+        event: c.event.clone(),
+        actor: c.actor.clone(),
+        dirty: c.dirty,
+    }
+}
+
+/// A run without a context (from an older client) is for nothing known.
+fn context_from_wire(c: Option<pb::RunContext>) -> RunContext {
+    let c = c.unwrap_or_default();
+    RunContext {
+        git_ref: c.r#ref,
+        commit: c.commit,
+        event: c.event,
+        actor: c.actor,
+        dirty: c.dirty,
+    }
+}
+
 /// A run's snapshot as the wire carries it.
 pub fn run_status(r: &RunStatus) -> pb::RunStatus {
     pb::RunStatus {
@@ -56,6 +78,7 @@ pub fn run_status(r: &RunStatus) -> pb::RunStatus {
         duration_ms: r.duration_ms,
         pipeline_path: r.pipeline_path.clone(),
         notices: r.notices.iter().map(notice).collect(),
+        context: Some(context(&r.context)),
     }
 }
 
@@ -106,6 +129,7 @@ pub fn run_status_from_wire(r: pb::RunStatus) -> RunStatus {
         duration_ms: r.duration_ms,
         pipeline_path: r.pipeline_path,
         notices: r.notices.into_iter().map(notice_from_wire).collect(),
+        context: context_from_wire(r.context),
     }
 }
 
@@ -208,6 +232,7 @@ pub fn submission(s: Submission) -> pb::SubmitRequest {
             .collect(),
         quarantine: s.quarantine,
         fail_on_flaky: s.fail_on_flaky,
+        context: Some(context(&s.context)),
     }
 }
 
@@ -227,6 +252,7 @@ pub fn submission_from_wire(req: pb::SubmitRequest) -> Result<Submission, WireEr
         project: req.project,
         quarantine: req.quarantine,
         fail_on_flaky: req.fail_on_flaky,
+        context: context_from_wire(req.context),
     })
 }
 
@@ -274,6 +300,13 @@ mod tests {
                 text: "slow".into(),
                 at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             }],
+            context: RunContext {
+                git_ref: "refs/heads/main".into(),
+                commit: "abc".into(),
+                event: "push".into(),
+                actor: "alice".into(),
+                dirty: true,
+            },
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use buildfleet_cache::{CasClient, Completeness, Digest, IndexEntry, Listings, StepResult};
-use buildfleet_model::Lease;
+use buildfleet_model::{Lease, CONTEXT_VARS};
 use bytes::Bytes;
 
 use super::records::{ActionRecord, ACTION_SCHEMA};
@@ -44,12 +44,34 @@ impl ActionSpec {
     /// The one way a shard's action is described: from its lease, the
     /// runner's and `cache explain`'s alike. Secret *names* count (a step
     /// given another secret is another action); their values never do.
+    ///
+    /// The run context's variables (`BUILDFLEET_COMMIT`, …) count only for
+    /// a step that names them — in `run`, `verify:` or its env: a step that
+    /// tags an image with `$BUILDFLEET_SHORT_SHA` is another action on
+    /// every commit, while one that never mentions them is reused across
+    /// commits when its inputs are the same. A script that reads them
+    /// without the step naming them is not seen: name the variable in the
+    /// step (see the README).
     pub fn for_shard(lease: &Lease, platform: String) -> ActionSpec {
+        let names = |var: &str| {
+            lease.command.contains(var)
+                || lease.verify.iter().any(|v| v.contains(var))
+                || lease
+                    .env
+                    .iter()
+                    .any(|(k, v)| !CONTEXT_VARS.contains(&k.as_str()) && v.contains(var))
+        };
+        let env = lease
+            .env
+            .iter()
+            .filter(|(k, _)| !CONTEXT_VARS.contains(&k.as_str()) || names(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         ActionSpec {
             project: lease.project.clone(),
             step: lease.step.clone(),
             command: lease.command.clone(),
-            env: lease.env.clone(),
+            env,
             input_root: lease.input_root,
             input_globs: lease.inputs.clone(),
             shard_index: lease.shard_index,

@@ -1,0 +1,85 @@
+//! The run context: which commit, ref and event a run is for reaches its
+//! steps and its status, and a step that names a context variable is never
+//! served a result made for another commit, while one that does not is
+//! reused across commits.
+mod harness;
+mod procs;
+
+use buildfleet_proto::v1 as pb;
+use harness::{kind, stdout_of, step};
+use pb::StateKind as K;
+use procs::{lines, with_mark};
+
+fn on(commit: &str, git_ref: &str) -> pb::RunContext {
+    pb::RunContext {
+        r#ref: git_ref.into(),
+        commit: commit.into(),
+        event: "push".into(),
+        actor: "alice".into(),
+        dirty: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_see_the_context_and_the_run_carries_it() {
+    let fleet = harness::start(1).await;
+    let yaml = "version: 1\nstages:\n  - name: s\n    steps:\n      - name: show\n        cache: false\n        run: 'echo \"$BUILDFLEET_REF|$BUILDFLEET_BRANCH|$BUILDFLEET_COMMIT|$BUILDFLEET_SHORT_SHA|$BUILDFLEET_EVENT\"'\n";
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let req = pb::SubmitRequest {
+        pipeline_yaml: yaml.into(),
+        context: Some(on(commit, "refs/heads/main")),
+        ..Default::default()
+    };
+    let (status, events) = fleet.run_request(req, &[]).await;
+    assert_eq!(kind(&status.state), K::Succeeded, "{status:?}");
+    assert_eq!(
+        stdout_of(&events, "show", 0).trim(),
+        format!("refs/heads/main|main|{commit}|0123456789ab|push")
+    );
+    assert_eq!(status.context, Some(on(commit, "refs/heads/main")));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_naming_the_commit_is_keyed_by_it_and_others_are_reused_across_commits() {
+    let fleet = harness::start(1).await;
+    let mark = tempfile::tempdir().unwrap();
+    let yaml = with_mark(
+        mark.path(),
+        "stages:\n  - name: s\n    steps:\n      - { name: plain, run: 'echo built >> \"$MARK/plain\"' }\n      - { name: tag, run: 'echo \"app:$BUILDFLEET_SHORT_SHA\" >> \"$MARK/tags\"' }\n",
+    );
+    let run = |commit: &'static str| {
+        let req = pb::SubmitRequest {
+            pipeline_yaml: yaml.clone(),
+            context: Some(on(commit, "refs/heads/main")),
+            ..Default::default()
+        };
+        fleet.run_request(req, &[("src.txt", "same inputs")])
+    };
+    let (first, _) = run("aaaaaaaaaaaa1").await;
+    assert_eq!(kind(&first.state), K::Succeeded);
+    let (second, _) = run("bbbbbbbbbbbb2").await;
+    assert_eq!(
+        kind(&step(&second, "plain").state),
+        K::Cached,
+        "a step that never names the context is reused on another commit"
+    );
+    assert_eq!(
+        kind(&step(&second, "tag").state),
+        K::Succeeded,
+        "a step naming $BUILDFLEET_SHORT_SHA runs again for another commit"
+    );
+    let (third, _) = run("bbbbbbbbbbbb2").await;
+    assert_eq!(
+        kind(&step(&third, "tag").state),
+        K::Cached,
+        "the same commit again reuses the step's result"
+    );
+    assert_eq!(lines(&mark.path().join("plain")), ["built"]);
+    assert_eq!(
+        lines(&mark.path().join("tags")),
+        ["app:aaaaaaaaaaaa", "app:bbbbbbbbbbbb"],
+        "one tag per commit, each made once"
+    );
+    fleet.stop().await;
+}
