@@ -18,6 +18,7 @@ const EVENT: &[u8] = b"ev\0";
 /// value of another format is skipped, with a warning, rather than read.
 /// Bump it whenever a stored type changes shape.
 /// 2: secret expiries on the run, muted exit codes on shards.
+/// 3: the run context (ref, commit, event, actor) in the run's options.
 const FORMAT: u8 = 3;
 
 /// Where runs are kept.
