@@ -52,6 +52,8 @@ impl Progress {
                     }
                 }
             }
+            // Said when the run was submitted ("run … submitted for …").
+            EventKind::Context(_) => Ok(()),
             EventKind::Notice(n) => {
                 writeln!(
                     out,

@@ -37,6 +37,15 @@ async fn steps_see_the_context_and_the_run_carries_it() {
         format!("refs/heads/main|main|{commit}|0123456789ab|push")
     );
     assert_eq!(status.context, Some(on(commit, "refs/heads/main")));
+    let watched = events.iter().find_map(|e| match &e.event {
+        Some(pb::run_event::Event::Context(c)) => Some(c.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        watched,
+        Some(on(commit, "refs/heads/main")),
+        "a watcher reads what the run is for from the stream"
+    );
     fleet.stop().await;
 }
 

@@ -5,6 +5,7 @@
 use std::time::SystemTime;
 
 use crate::cache::CacheReport;
+use crate::context::RunContext;
 use crate::log::LogStream;
 use crate::state::State;
 
@@ -26,6 +27,9 @@ pub enum EventKind {
     Log(LogEntry),
     /// Something about the run as a whole.
     Notice(Notice),
+    /// What the run is for: its first event after its first state, so a
+    /// watcher joining at any time reads it from the log.
+    Context(RunContext),
 }
 
 /// A state change of the run, a step or a shard.

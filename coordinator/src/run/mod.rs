@@ -196,6 +196,8 @@ impl Run {
             end_notified: false,
         };
         run.emit_run_state();
+        let context = run.options.context.clone();
+        run.events.push(EventKind::Context(context));
         run
     }
 

@@ -180,6 +180,7 @@ pub fn event(e: &Event) -> pb::RunEvent {
             cache: c.cache.iter().map(cache_report).collect(),
         }),
         EventKind::Notice(n) => pb::run_event::Event::Notice(notice(n)),
+        EventKind::Context(c) => pb::run_event::Event::Context(context(c)),
         EventKind::Log(l) => pb::run_event::Event::Log(pb::LogChunk {
             step: l.step.clone(),
             shard: l.shard,
@@ -212,6 +213,7 @@ pub fn event_from_wire(e: pb::RunEvent) -> (u64, Option<Event>) {
             data: l.data,
         }),
         pb::run_event::Event::Notice(n) => EventKind::Notice(notice_from_wire(n)),
+        pb::run_event::Event::Context(c) => EventKind::Context(context_from_wire(Some(c))),
     });
     (e.seq, kind.map(|kind| Event { seq: e.seq, kind }))
 }
