@@ -263,3 +263,40 @@ stages:
     assert!(!format!("{status:?}{events:?}").contains(SECRET));
     fleet.stop().await;
 }
+
+/// A health check that needs a moment: tried again `retries` times
+/// `interval` apart, each failed attempt said; one that never passes fails
+/// the step naming its last attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_check_with_retries_waits_for_the_world_and_still_fails_if_it_never_comes() {
+    let fleet = harness::start(1).await;
+    let mark = tempfile::tempdir().unwrap();
+    // Passes on its third try: the marker file holds one line per try.
+    let yaml = with_mark(
+        mark.path(),
+        "stages:\n  - name: s\n    steps:\n      - name: up\n        cache: false\n        run: 'true'\n        verify:\n          - run: 'echo try >> \"$MARK/tries\"; [ $(wc -l < \"$MARK/tries\") -ge 3 ]'\n            retries: 4\n            interval: 100ms\n      - name: down\n        cache: false\n        run: 'true'\n        verify:\n          - { run: 'echo no >> \"$MARK/never\"; false', retries: 1, interval: 50ms }\n",
+    );
+    let (status, events) = fleet.run_with(&yaml, &[], false).await;
+    assert_eq!(kind(&step(&status, "up").state), K::Succeeded, "{status:?}");
+    assert_eq!(
+        lines(&mark.path().join("tries")).len(),
+        3,
+        "it passed on its third try"
+    );
+    let log = harness::system_of(&events, "up", 0);
+    assert!(log.contains("(attempt 1 of 5); again in 100ms"), "{log}");
+    assert!(log.contains("(attempt 2 of 5)"), "{log}");
+    let down = step(&status, "down");
+    assert_eq!(kind(&down.state), K::Failed, "{status:?}");
+    let reason = &down.shards[0].state.as_ref().unwrap().reason;
+    assert!(
+        reason.starts_with("verify-failed:") && reason.contains("(attempt 2 of 2)"),
+        "{reason}"
+    );
+    assert_eq!(
+        lines(&mark.path().join("never")).len(),
+        2,
+        "tried twice, no more"
+    );
+    fleet.stop().await;
+}

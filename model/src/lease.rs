@@ -74,7 +74,7 @@ pub struct Lease {
     /// Which attempt of the shard this is (1 = first).
     pub attempt: u32,
     /// Checks of the world run after the step (and after a cache hit).
-    pub verify: Vec<String>,
+    pub verify: Vec<Check>,
     /// Only the secrets this step declared, by name: for its environment
     /// only, never part of `env`, a digest or a stored record.
     pub secrets: BTreeMap<String, String>,
@@ -91,6 +91,30 @@ impl Lease {
     /// True for a listing lease.
     pub fn is_listing(&self) -> bool {
         self.kind == LeaseKind::Listing
+    }
+}
+
+/// One `verify:` check: a command that must pass, tried again up to
+/// `retries` times `interval` apart — a health check gives a new version a
+/// moment to come up, and still fails the step if it never does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Run like the step (`bash -euo pipefail -c`), in its directory.
+    pub command: String,
+    /// Further attempts after the first fails (0 = one attempt).
+    pub retries: u32,
+    /// The wait before each further attempt.
+    pub interval: Duration,
+}
+
+impl Check {
+    /// A check tried once.
+    pub fn once(command: impl Into<String>) -> Check {
+        Check {
+            command: command.into(),
+            retries: 0,
+            interval: Duration::ZERO,
+        }
     }
 }
 

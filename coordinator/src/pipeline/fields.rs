@@ -251,7 +251,7 @@ const TIMEOUT_HINT: &str =
     "use a duration such as \"30s\", \"10m\" or \"1h 30m\", or a whole number of seconds";
 
 /// A positive duration, given as a humantime string or whole seconds.
-pub(super) fn timeout(node: &Node, errors: &mut Collector) -> Option<Duration> {
+pub(super) fn duration(node: &Node, key: &str, errors: &mut Collector) -> Option<Duration> {
     let parsed = match (node.integer(), node.scalar_kind(), node.scalar()) {
         (Some(seconds), _, _) => u64::try_from(seconds)
             .map(Duration::from_secs)
@@ -266,7 +266,7 @@ pub(super) fn timeout(node: &Node, errors: &mut Collector) -> Option<Duration> {
         _ => {
             errors.error_with_hint(
                 node.pos,
-                format!("`timeout` must be a duration, found {}", node.describe()),
+                format!("`{key}` must be a duration, found {}", node.describe()),
                 TIMEOUT_HINT,
             );
             return None;
@@ -275,18 +275,27 @@ pub(super) fn timeout(node: &Node, errors: &mut Collector) -> Option<Duration> {
     match parsed {
         Ok(duration) if !duration.is_zero() => Some(duration),
         Ok(_) => {
-            errors.error_with_hint(node.pos, "`timeout` must be longer than zero", TIMEOUT_HINT);
+            errors.error_with_hint(
+                node.pos,
+                format!("`{key}` must be longer than zero"),
+                TIMEOUT_HINT,
+            );
             None
         }
         Err(reason) => {
             errors.error_with_hint(
                 node.pos,
-                format!("invalid `timeout` {}: {reason}", node.describe()),
+                format!("invalid `{key}` {}: {reason}", node.describe()),
                 TIMEOUT_HINT,
             );
             None
         }
     }
+}
+
+/// A step's `timeout`.
+pub(super) fn timeout(node: &Node, errors: &mut Collector) -> Option<Duration> {
+    duration(node, "timeout", errors)
 }
 
 /// Why an output path is unsafe to collect, if it is: outputs are read from

@@ -94,7 +94,7 @@ pub struct Step {
     pub infra_retries: u32,
     /// Commands run after the step exits 0 and its outputs are stored (e.g.
     /// `docker manifest inspect` after a push); any failing fails the step.
-    pub verify: Vec<String>,
+    pub verify: Vec<buildfleet_model::Check>,
     /// Names of secrets from the coordinator's store that this step (and
     /// only this step) receives as environment variables.
     pub secrets: Vec<String>,
@@ -203,7 +203,7 @@ impl Pipeline {
     /// which the action digest leaves out because it differs on every run.
     pub fn result_cache_off(&self, step: &Step) -> Option<String> {
         let uses_run_id = std::iter::once(&step.run)
-            .chain(&step.verify)
+            .chain(step.verify.iter().map(|c| &c.command))
             .chain(step.env.values())
             .chain(self.env.values())
             .any(|text| text.contains(RUN_ID_VAR));

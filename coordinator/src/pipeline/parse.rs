@@ -7,12 +7,14 @@
 //! the cross-step checks in `validate` need somewhere to point.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::error::Collector;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Pos, Value};
 use super::{caches, resources, sharding};
 use super::{Pipeline, Shards, SplitBy, Stage, Step};
+use buildfleet_model::Check;
 
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -342,7 +344,7 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
         infra_retries: retries.1,
         verify: map
             .get("verify")
-            .map(|node| commands(node, errors))
+            .map(|node| checks(node, errors))
             .unwrap_or_default(),
         secrets: map
             .get("secrets")
@@ -385,25 +387,65 @@ fn step_name(node: &Node, errors: &mut Collector) -> Option<String> {
     Some(name)
 }
 
-/// `verify: CMD` or `verify: [CMD, ...]`.
-fn commands(node: &Node, errors: &mut Collector) -> Vec<String> {
-    let list = match &node.value {
-        Value::Sequence(_) => fields::string_list(node, "verify", "commands", errors)
-            .map(|l| l.into_iter().collect::<Vec<_>>())
-            .unwrap_or_default(),
-        _ => fields::string(node, "verify", errors)
-            .map(|c| vec![(c, node.pos)])
-            .unwrap_or_default(),
+/// `verify: CMD`, or a list whose entries are commands or
+/// `{ run: CMD, retries: N, interval: DURATION }` (a health check that gives
+/// a new version time to come up).
+fn checks(node: &Node, errors: &mut Collector) -> Vec<Check> {
+    let entries: Vec<&Node> = match &node.value {
+        Value::Sequence(items) => items.iter().collect(),
+        _ => vec![node],
     };
-    let mut out = Vec::new();
-    for (command, pos) in list {
-        if command.trim().is_empty() {
-            errors.error(pos, "a `verify` command must not be empty");
-        } else {
-            out.push(command);
+    entries
+        .into_iter()
+        .filter_map(|entry| check(entry, errors))
+        .collect()
+}
+
+const CHECK_KEYS: &[&str] = &["run", "retries", "interval"];
+const MAX_VERIFY_RETRIES: u32 = 100;
+
+fn check(node: &Node, errors: &mut Collector) -> Option<Check> {
+    let (command, pos, retries, interval) = match &node.value {
+        Value::Mapping(_) => {
+            let map = Fields::of(node, "in a `verify` check", CHECK_KEYS, errors)?;
+            let run = map.require("run", "in a `verify` check", errors)?;
+            let retries = match map.get("retries") {
+                Some(n) => fields::integer(
+                    n,
+                    "retries",
+                    (0, MAX_VERIFY_RETRIES),
+                    "a whole number from 0 to 100",
+                    errors,
+                )?,
+                None => 0,
+            };
+            let interval = match map.get("interval") {
+                Some(n) => fields::duration(n, "interval", errors)?,
+                None => Duration::from_secs(1),
+            };
+            (
+                fields::string(run, "run", errors)?,
+                run.pos,
+                retries,
+                interval,
+            )
         }
+        _ => (
+            fields::string(node, "verify", errors)?,
+            node.pos,
+            0,
+            Duration::ZERO,
+        ),
+    };
+    if command.trim().is_empty() {
+        errors.error(pos, "a `verify` command must not be empty");
+        return None;
     }
-    out
+    Some(Check {
+        command,
+        retries,
+        interval,
+    })
 }
 
 /// A byte size such as `1MiB` or `500KB`, at least 1 KiB.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use buildfleet_model::{CacheSpec, Digest, Lease, LeaseKind, Resources};
+use buildfleet_model::{CacheSpec, Check, Digest, Lease, LeaseKind, Resources};
 
 use super::WireError;
 use crate::v1 as pb;
@@ -32,7 +32,16 @@ impl From<Lease> for pb::Lease {
             items: l.items,
             list_items: l.kind == LeaseKind::Listing,
             attempt: l.attempt,
-            verify: l.verify,
+            verify: l.verify.iter().map(|c| c.command.clone()).collect(),
+            checks: l
+                .verify
+                .into_iter()
+                .map(|c| pb::VerifyCheck {
+                    run: c.command,
+                    retries: c.retries,
+                    interval_ms: c.interval.as_millis() as u64,
+                })
+                .collect(),
             secrets: l.secrets.into_iter().collect(),
             log_cap_bytes: l.log_cap.unwrap_or(0),
         }
@@ -100,7 +109,19 @@ pub fn lease_from_wire(l: pb::Lease) -> Result<Lease, WireError> {
         reports: l.reports,
         items: l.items,
         attempt: l.attempt.max(1),
-        verify: l.verify,
+        verify: match l.checks.is_empty() {
+            // From a coordinator that sends only the commands.
+            true => l.verify.into_iter().map(Check::once).collect(),
+            false => l
+                .checks
+                .into_iter()
+                .map(|c| Check {
+                    command: c.run,
+                    retries: c.retries,
+                    interval: Duration::from_millis(c.interval_ms),
+                })
+                .collect(),
+        },
         secrets: l.secrets.into_iter().collect(),
         log_cap: (l.log_cap_bytes > 0).then_some(l.log_cap_bytes),
         quarantine: l.quarantine,
@@ -143,7 +164,14 @@ mod tests {
             reports: vec!["junit.xml".into()],
             items: vec!["a.py".into()],
             attempt: 2,
-            verify: vec!["test -f dist/x".into()],
+            verify: vec![
+                Check::once("test -f dist/x"),
+                Check {
+                    command: "curl -f localhost".into(),
+                    retries: 5,
+                    interval: Duration::from_millis(250),
+                },
+            ],
             secrets: BTreeMap::from([("TOKEN".into(), "s3cret".into())]),
             log_cap: Some(1024),
             quarantine: vec!["t::x".into()],

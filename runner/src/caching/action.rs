@@ -55,7 +55,7 @@ impl ActionSpec {
     pub fn for_shard(lease: &Lease, platform: String) -> ActionSpec {
         let names = |var: &str| {
             lease.command.contains(var)
-                || lease.verify.iter().any(|v| v.contains(var))
+                || lease.verify.iter().any(|v| v.command.contains(var))
                 || lease
                     .env
                     .iter()
@@ -78,7 +78,9 @@ impl ActionSpec {
             shard_count: lease.shard_count,
             outputs: lease.outputs.clone(),
             platform,
-            verify: lease.verify.clone(),
+            // The commands decide what is checked; how often a check is
+            // tried again does not change the result.
+            verify: lease.verify.iter().map(|c| c.command.clone()).collect(),
             // A map's keys: sorted and unique.
             secret_names: lease.secrets.keys().cloned().collect(),
         }

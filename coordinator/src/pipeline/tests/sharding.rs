@@ -2,6 +2,8 @@
 //! what parses, and errors at exact positions for what does not.
 
 use super::*;
+use buildfleet_model::Check;
+use std::time::Duration;
 
 fn with_target(step_lines: &[&str]) -> String {
     format!("target_minutes: 10\n{}", one_step(step_lines))
@@ -127,6 +129,58 @@ fn a_quarantine_file_outside_the_workspace_is_refused() {
 }
 
 #[test]
+fn verify_checks_take_retries_and_an_interval_and_bad_ones_are_named() {
+    let text = one_step(&[
+        "run: deploy",
+        "verify:",
+        "  - test -s out.txt",
+        "  - { run: 'curl -fs localhost:8080/health', retries: 5, interval: 2s }",
+        "  - { run: smoke }",
+    ]);
+    let p = parse(FILE, &text).unwrap();
+    assert_eq!(
+        p.step("compile").unwrap().verify,
+        [
+            Check::once("test -s out.txt"),
+            Check {
+                command: "curl -fs localhost:8080/health".into(),
+                retries: 5,
+                interval: Duration::from_secs(2),
+            },
+            Check {
+                command: "smoke".into(),
+                retries: 0,
+                interval: Duration::from_secs(1),
+            },
+        ]
+    );
+    let bad = one_step(&[
+        "run: deploy",
+        "verify:",
+        "  - { run: h, retries: -1 }",
+        "  - { run: h, interval: soon }",
+        "  - { retries: 2 }",
+        "  - { run: h, retry: 2 }",
+    ]);
+    let errs = errors(&bad);
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert_error(
+        &errs[0],
+        8,
+        32,
+        &["`retries` must be a whole number from 0 to 100"],
+    );
+    assert_error(&errs[1], 9, 33, &["invalid `interval`"]);
+    assert_error(
+        &errs[2],
+        10,
+        13,
+        &["missing required key `run`", "`verify` check"],
+    );
+    assert_error(&errs[3], 11, 23, &["unknown key `retry`"]);
+}
+
+#[test]
 fn verify_and_secrets_parse_and_bad_names_are_refused() {
     let p = parse(
         FILE,
@@ -138,10 +192,13 @@ fn verify_and_secrets_parse_and_bad_names_are_refused() {
     )
     .unwrap();
     let step = p.step("compile").unwrap();
-    assert_eq!(step.verify, ["docker manifest inspect img"]);
+    assert_eq!(step.verify, [Check::once("docker manifest inspect img")]);
     assert_eq!(step.secrets, ["REGISTRY_TOKEN"]);
     let list = parse(FILE, &one_step(&["run: push", "verify: [a, b]"])).unwrap();
-    assert_eq!(list.step("compile").unwrap().verify, ["a", "b"]);
+    assert_eq!(
+        list.step("compile").unwrap().verify,
+        [Check::once("a"), Check::once("b")]
+    );
     single_error(
         &one_step(&["run: push", "secrets: [token]"]),
         7,
