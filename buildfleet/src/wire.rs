@@ -77,7 +77,8 @@ impl Coordinator {
             run_id: run_id.to_owned(),
         };
         let status = self.client.get(request).await?.into_inner();
-        Ok(convert::run_status_from_wire(status))
+        convert::run_status_from_wire(status)
+            .context("the coordinator sent a run this client cannot read")
     }
 
     /// How many runners are connected.

@@ -118,27 +118,35 @@ fn shard_status(sh: &ShardStatus) -> pb::ShardStatus {
 }
 
 /// A snapshot as a watcher reads it: states it cannot read show as
-/// failures saying so; a malformed log digest is left out (the shard's log
-/// then says it has none).
-pub fn run_status_from_wire(r: pb::RunStatus) -> RunStatus {
-    RunStatus {
+/// failures saying so. A malformed log digest is an error, not a shard
+/// without a log: "it has no stored log" would be a lie about the shard.
+pub fn run_status_from_wire(r: pb::RunStatus) -> Result<RunStatus, WireError> {
+    Ok(RunStatus {
         run_id: r.run_id,
         state: shown_state(r.state.as_ref()),
-        steps: r.steps.into_iter().map(step_status_from_wire).collect(),
+        steps: r
+            .steps
+            .into_iter()
+            .map(step_status_from_wire)
+            .collect::<Result<_, _>>()?,
         created_unix_ms: r.created_unix_ms,
         duration_ms: r.duration_ms,
         pipeline_path: r.pipeline_path,
         notices: r.notices.into_iter().map(notice_from_wire).collect(),
         context: context_from_wire(r.context),
-    }
+    })
 }
 
-fn step_status_from_wire(s: pb::StepStatus) -> StepStatus {
-    StepStatus {
+fn step_status_from_wire(s: pb::StepStatus) -> Result<StepStatus, WireError> {
+    Ok(StepStatus {
         state: shown_state(s.state.as_ref()),
         name: s.name,
         stage: s.stage,
-        shards: s.shards.into_iter().map(shard_status_from_wire).collect(),
+        shards: s
+            .shards
+            .into_iter()
+            .map(shard_status_from_wire)
+            .collect::<Result<_, _>>()?,
         split: s.split.map(|i| SplitStatus {
             source: i.source,
             items: i.items,
@@ -148,11 +156,20 @@ fn step_status_from_wire(s: pb::StepStatus) -> StepStatus {
             shard_choice: i.shard_choice,
             duplicates: i.duplicates,
         }),
-    }
+    })
 }
 
-fn shard_status_from_wire(sh: pb::ShardStatus) -> ShardStatus {
-    ShardStatus {
+fn shard_status_from_wire(sh: pb::ShardStatus) -> Result<ShardStatus, WireError> {
+    let full_log = sh
+        .full_log
+        .as_ref()
+        .map(Digest::try_from)
+        .transpose()
+        .map_err(|source| WireError::Digest {
+            field: "full_log",
+            source,
+        })?;
+    Ok(ShardStatus {
         index: sh.index,
         state: shown_state(sh.state.as_ref()),
         runner: Some(sh.runner).filter(|r| !r.is_empty()),
@@ -162,10 +179,10 @@ fn shard_status_from_wire(sh: pb::ShardStatus) -> ShardStatus {
         tests: sh.tests.iter().map(test_result_from_wire).collect(),
         items: sh.items,
         predicted_ms: sh.predicted_ms,
-        full_log: sh.full_log.as_ref().and_then(|d| Digest::try_from(d).ok()),
+        full_log,
         log_dropped_bytes: sh.log_dropped_bytes,
         muted_exit_code: Some(sh.muted_exit_code).filter(|&c| c != 0),
-    }
+    })
 }
 
 /// An event as the wire carries it.
@@ -315,7 +332,7 @@ mod tests {
     #[test]
     fn snapshots_and_events_survive_the_wire() {
         let s = status();
-        assert_eq!(run_status_from_wire(run_status(&s)), s);
+        assert_eq!(run_status_from_wire(run_status(&s)), Ok(s.clone()));
         let e = Event {
             seq: 3,
             kind: EventKind::State(StateChange {
@@ -337,8 +354,19 @@ mod tests {
             kind: 77,
             ..pb::State::default()
         });
-        let read = run_status_from_wire(wire);
+        let read = run_status_from_wire(wire).unwrap();
         assert!(!read.state.is_green() && read.state.is_terminal());
         assert!(read.state.to_string().contains("unreadable"));
+    }
+
+    #[test]
+    fn a_malformed_log_digest_is_an_error_not_a_shard_without_a_log() {
+        let mut wire = run_status(&status());
+        wire.steps[0].shards[0].full_log = Some(pb::Digest {
+            hash: "not hex".into(),
+            size_bytes: 3,
+        });
+        let err = run_status_from_wire(wire).unwrap_err();
+        assert!(err.to_string().starts_with("full_log:"), "{err}");
     }
 }
