@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use buildfleet_model::{RunStatus, TestOutcome};
+use buildfleet_model::{RunStatus, State, TestOutcome};
 use quick_xml::escape::escape;
 
 pub fn render(status: &RunStatus) -> String {
@@ -59,6 +59,10 @@ pub fn render(status: &RunStatus) -> String {
                 n += 1;
                 let body = match &sh.state {
                     st if st.is_green() => String::new(),
+                    st @ State::ConditionFalse { .. } => {
+                        s += 1;
+                        format!("<skipped message=\"{}\"/>", escape(st.to_string().as_str()))
+                    }
                     st => {
                         f += 1;
                         format!("<failure message=\"{}\"/>", escape(st.to_string().as_str()))

@@ -159,28 +159,33 @@ pub fn summary(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
     crate::test_sections::quarantine_section(status, out)?;
     match &status.state {
         State::Succeeded => {
-            let cached = status
-                .steps
-                .iter()
-                .filter(|s| s.state == State::Cached)
-                .count();
+            let count = |f: fn(&State) -> bool| status.steps.iter().filter(|s| f(&s.state)).count();
+            let cached = count(|s| *s == State::Cached);
+            let skipped = count(|s| matches!(s, State::ConditionFalse { .. }));
             let cached = if cached > 0 {
                 format!(" ({cached} from cache)")
             } else {
                 String::new()
             };
+            // Steps skipped by their condition did no work: never counted
+            // among those that succeeded.
+            let skipped = if skipped > 0 {
+                format!(", {skipped} skipped (condition false)")
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "\nPASSED: run {} — {} steps succeeded{cached} in {}",
+                "\nPASSED: run {} — {} steps succeeded{cached}{skipped} in {}",
                 status.run_id,
-                status.steps.len(),
+                status.steps.len() - count(|s| matches!(s, State::ConditionFalse { .. })),
                 fmt_ms(status.duration_ms)
             )
         }
         _ => {
             writeln!(out, "\nFAILED: run {} — {}", status.run_id, status.state)?;
             for step in &status.steps {
-                for sh in step.shards.iter().filter(|sh| !sh.state.is_green()) {
+                for sh in step.shards.iter().filter(|sh| !sh.state.passes()) {
                     writeln!(out, "  {} shard {}: {}", step.name, sh.index, sh.state)?;
                 }
             }
@@ -231,8 +236,8 @@ fn cache_section(status: &RunStatus, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// True only if the run and every step succeeded.
-/// Green only if the run and every step are.
+/// Green only if the run is and every step passed (succeeded, or was
+/// skipped by its condition).
 pub fn is_green(status: &RunStatus) -> bool {
-    status.state.is_green() && status.steps.iter().all(|s| s.state.is_green())
+    status.state.is_green() && status.steps.iter().all(|s| s.state.passes())
 }

@@ -33,9 +33,15 @@ impl RunContext {
         self.git_ref.strip_prefix("refs/heads/").unwrap_or_default()
     }
 
-    /// The first 12 hex digits of the commit (all of it when shorter).
+    /// The first 12 characters of the commit (all of it when shorter). A
+    /// commit given by hand may be anything, so this counts characters.
     pub fn short_sha(&self) -> &str {
-        &self.commit[..self.commit.len().min(12)]
+        let end = self
+            .commit
+            .char_indices()
+            .nth(12)
+            .map_or(self.commit.len(), |(i, _)| i);
+        &self.commit[..end]
     }
 
     /// The step environment's context variables, in [`CONTEXT_VARS`] order.
@@ -103,5 +109,10 @@ mod tests {
         };
         assert_eq!(tag.branch(), "");
         assert_eq!(RunContext::default().describe(), "no git context");
+        let odd = RunContext {
+            commit: "ééééééééééééé".into(),
+            ..RunContext::default()
+        };
+        assert_eq!(odd.short_sha(), "éééééééééééé");
     }
 }

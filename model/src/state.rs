@@ -40,9 +40,18 @@ pub enum State {
         runner: String,
     },
     /// Never started, and why (a dependency failed, a secret is gone).
+    /// Fails its run: something it depended on did not happen.
     Skipped {
         /// Completes "skipped because …".
         reason: String,
+    },
+    /// Never started because its `if:` condition was false (`branch ==
+    /// 'main'` on a feature branch, `failure()` when nothing failed). Not
+    /// green — no work happened — but it does not fail its run either:
+    /// not running was the pipeline's intent.
+    ConditionFalse {
+        /// The facts that made it false: `branch is 'feature'`.
+        why: String,
     },
 }
 
@@ -68,6 +77,12 @@ impl State {
         matches!(self, State::Succeeded | State::Cached)
     }
 
+    /// Does not fail the run it is part of: green, or not run because its
+    /// condition said so.
+    pub fn passes(&self) -> bool {
+        self.is_green() || matches!(self, State::ConditionFalse { .. })
+    }
+
     /// The lower-case name used in summaries and logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -81,6 +96,7 @@ impl State {
             State::Cancelled { .. } => "cancelled",
             State::RunnerLost { .. } => "runner lost",
             State::Skipped { .. } => "skipped",
+            State::ConditionFalse { .. } => "skipped (condition false)",
         }
     }
 
@@ -96,7 +112,7 @@ impl State {
     /// the most specific evidence wins (a timeout explains more than "failed").
     fn severity(&self) -> u8 {
         match self {
-            State::Succeeded | State::Cached => 0,
+            State::Succeeded | State::Cached | State::ConditionFalse { .. } => 0,
             State::Skipped { .. } => 1,
             State::Cancelled { .. } => 2,
             State::Failed(_) => 3,
@@ -129,14 +145,18 @@ impl fmt::Display for State {
             State::Cancelled { reason } if !reason.is_empty() => write!(f, "cancelled: {reason}"),
             State::RunnerLost { runner } => write!(f, "runner lost ({runner})"),
             State::Skipped { reason } => write!(f, "skipped because {reason}"),
+            State::ConditionFalse { why } => write!(f, "skipped (condition false: {why})"),
             other => f.write_str(other.name()),
         }
     }
 }
 
 /// The state of a group (a step's shards, a run's steps) once all members are
-/// terminal: green only if every member is green, otherwise the most telling
-/// member failure. `None` while any member is still going.
+/// terminal: green only if every member passes, otherwise the most telling
+/// member failure. Members skipped by their condition take no part, so a
+/// run whose deploy was skipped on a feature branch is as green as its
+/// build; a group of nothing but those is `Succeeded`. `None` while any
+/// member is still going.
 pub fn combine<'a>(members: impl IntoIterator<Item = &'a State>) -> Option<State> {
     let mut worst: Option<&State> = None;
     // A group is `Cached` only when every member was; one real run makes it
@@ -146,6 +166,9 @@ pub fn combine<'a>(members: impl IntoIterator<Item = &'a State>) -> Option<State
     for s in members {
         if !s.is_terminal() {
             return None;
+        }
+        if matches!(s, State::ConditionFalse { .. }) {
+            continue;
         }
         any = true;
         all_cached &= *s == State::Cached;
@@ -215,6 +238,34 @@ mod tests {
             combine(&[State::Cached, State::failed("x")]),
             Some(State::failed("x"))
         );
+    }
+
+    #[test]
+    fn a_condition_false_member_passes_without_being_green_or_failing_its_group() {
+        let skipped = State::ConditionFalse {
+            why: "branch is 'feature'".into(),
+        };
+        assert!(skipped.is_terminal() && skipped.passes() && !skipped.is_green());
+        assert_eq!(
+            skipped.to_string(),
+            "skipped (condition false: branch is 'feature')"
+        );
+        assert_eq!(
+            combine(&[State::Cached, skipped.clone()]),
+            Some(State::Cached)
+        );
+        assert_eq!(
+            combine(&[State::Succeeded, skipped.clone()]),
+            Some(State::Succeeded)
+        );
+        assert_eq!(
+            combine(&[skipped.clone(), State::failed("x")]),
+            Some(State::failed("x"))
+        );
+        // A dependency-failed skip is not the same thing: it fails.
+        let dep = State::Skipped { reason: "r".into() };
+        assert!(!dep.passes());
+        assert_eq!(combine(&[skipped, dep.clone()]), Some(dep));
     }
 
     #[test]

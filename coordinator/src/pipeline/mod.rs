@@ -6,6 +6,8 @@
 //! relations between steps (unique names, `needs`, cycles) once they exist.
 
 mod caches;
+pub mod condition;
+mod conditions;
 mod dag;
 mod error;
 mod fields;
@@ -103,6 +105,11 @@ pub struct Step {
     pub log_cap: Option<u64>,
     /// `resources:`: cgroup limits for each shard, where runners can.
     pub resources: Resources,
+    /// `if:`: when the step runs; `None` means `success()`.
+    pub condition: Option<condition::Condition>,
+    /// This step's values of its `matrix:` keys (empty for a step
+    /// without a matrix); `matrix.KEY` in conditions reads them.
+    pub matrix: BTreeMap<String, String>,
 }
 
 /// The variable whose value differs on every run by design.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::error::Collector;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Pos, Value};
-use super::{caches, resources, sharding};
+use super::{caches, conditions, resources, sharding};
 use super::{Pipeline, Shards, SplitBy, Stage, Step};
 use buildfleet_model::Check;
 
@@ -45,6 +45,7 @@ const STEP_KEYS: &[&str] = &[
     "secrets",
     "log_cap",
     "resources",
+    "if",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -73,6 +74,8 @@ pub(super) struct StepPositions {
     pub caches: Vec<(String, Pos)>,
     /// Where `shards: auto` is written, if it is.
     pub auto_shards: Option<Pos>,
+    /// The `if:` node, for name checks once the pipeline's `env` is known.
+    pub condition: Option<Node>,
 }
 
 pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positions) {
@@ -130,6 +133,9 @@ pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positi
     for (stage, stage_pos) in pipeline.stages.iter().zip(&positions.stages) {
         for (step, step_pos) in stage.steps.iter().zip(&stage_pos.steps) {
             caches::check_references(&step.name, &step_pos.caches, &pipeline.caches, errors);
+            if let Some(node) = &step_pos.condition {
+                conditions::check(step, node, &pipeline.env, errors);
+            }
             if let (Some(pos), None) = (step_pos.auto_shards, pipeline.target_minutes) {
                 errors.error_with_hint(
                     pos,
@@ -259,6 +265,7 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .map(|node| caches::step_caches(node, errors))
             .unwrap_or_default(),
         auto_shards: None,
+        condition: map.get("if").cloned(),
     };
     let name = map
         .require("name", "in step", errors)
@@ -353,6 +360,10 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
         log_cap: map
             .get("log_cap")
             .and_then(|node| size(node, "log_cap", errors)),
+        condition: map
+            .get("if")
+            .and_then(|node| conditions::parse(node, errors)),
+        matrix: BTreeMap::new(),
         resources: map
             .get("resources")
             .and_then(|node| resources::resources(node, errors))

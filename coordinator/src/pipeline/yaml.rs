@@ -44,6 +44,9 @@ pub(super) enum Value {
     Scalar {
         text: String,
         plain: bool,
+        /// Single- or double-quoted: the text starts one column after the
+        /// node's position (positions inside an `if:` need this).
+        quoted: bool,
     },
     Sequence(Vec<Node>),
     /// Kept as a list, not a map, so duplicate keys survive for reporting.
@@ -70,7 +73,7 @@ impl Node {
     }
 
     pub(super) fn scalar_kind(&self) -> Option<ScalarKind> {
-        let Value::Scalar { text, plain } = &self.value else {
+        let Value::Scalar { text, plain, .. } = &self.value else {
             return None;
         };
         if !plain {
@@ -91,6 +94,27 @@ impl Node {
             (Value::Scalar { text, .. }, Some(ScalarKind::Integer)) => parse_integer(text),
             _ => None,
         }
+    }
+
+    /// Where character `offset` of a one-line scalar's text is in the file;
+    /// `None` for block scalars and text spanning lines, whose columns
+    /// cannot be told from the node alone.
+    pub(super) fn text_pos(&self, offset: usize) -> Option<Pos> {
+        let Value::Scalar {
+            text,
+            plain,
+            quoted,
+        } = &self.value
+        else {
+            return None;
+        };
+        if text.contains('\n') || !(*plain || *quoted) {
+            return None;
+        }
+        Some(Pos {
+            line: self.pos.line,
+            column: self.pos.column + usize::from(*quoted) + offset,
+        })
     }
 
     pub(super) fn is_null(&self) -> bool {
@@ -209,7 +233,7 @@ impl Builder {
                     // An omitted value (`steps:` and nothing after it) is
                     // marked at the next token, often on another line; the
                     // key is where the author will look for it.
-                    if matches!(&value.value, Value::Scalar { text, plain: true } if text.is_empty())
+                    if matches!(&value.value, Value::Scalar { text, plain: true, .. } if text.is_empty())
                     {
                         value.pos = k.pos;
                     }
@@ -238,9 +262,17 @@ impl MarkedEventReceiver for Builder {
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = matches!(style, TScalarStyle::Plain);
+                let quoted = matches!(
+                    style,
+                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+                );
                 let node = Node {
                     pos,
-                    value: Value::Scalar { text, plain },
+                    value: Value::Scalar {
+                        text,
+                        plain,
+                        quoted,
+                    },
                 };
                 self.finish_node(node, anchor);
             }
@@ -252,6 +284,7 @@ impl MarkedEventReceiver for Builder {
                     value: Value::Scalar {
                         text: String::new(),
                         plain: true,
+                        quoted: false,
                     },
                 });
                 node.pos = pos;

@@ -283,6 +283,14 @@ impl Run {
         self.state.is_terminal()
     }
 
+    /// The step's condition asks it to run even in a cancelled run.
+    pub fn runs_when_cancelled(&self, step: usize) -> bool {
+        self.pipeline
+            .step(&self.steps[step].name)
+            .and_then(|s| s.condition.as_ref())
+            .is_some_and(|c| c.runs_when_cancelled())
+    }
+
     /// Waiting time allowed before a step with no matching runner fails.
     pub fn waited(&self, step: usize, now: Instant) -> Duration {
         self.steps[step]

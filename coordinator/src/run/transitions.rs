@@ -9,6 +9,7 @@ use buildfleet_model::state::{combine, State};
 
 use super::{Listing, Planned, Run, ShardRun};
 use crate::events::{EventKind, LogEntry, LogStream, StateChange};
+use crate::pipeline::condition::{decide, Dep, Facts};
 
 impl Run {
     pub fn set_shard_state(&mut self, step: usize, shard: usize, state: State, now: Instant) {
@@ -215,8 +216,9 @@ impl Run {
         self.emit_step_state(step);
     }
 
-    /// Moves pending steps to waiting (all deps green) or skipped (a dep ended
-    /// non-green), until nothing changes. Returns true if anything moved.
+    /// Decides pending steps until nothing changes: waiting (its condition
+    /// holds), skipped by its condition, or skipped because a dependency
+    /// failed. Returns true if anything moved.
     pub fn advance(&mut self, now: Instant) -> bool {
         let mut moved_any = false;
         loop {
@@ -225,32 +227,30 @@ impl Run {
                 if self.steps[i].state != State::Pending {
                     continue;
                 }
-                let blocker = self.steps[i]
-                    .deps
-                    .iter()
-                    .map(|&d| &self.steps[d])
-                    .find(|d| d.state.is_terminal() && !d.state.is_green())
-                    .map(|d| format!("needs `{}`, which {}", d.name, d.state.name()));
-                if let Some(reason) = blocker {
-                    self.end_step_unrun(i, State::Skipped { reason });
-                    moved = true;
-                } else if self.steps[i]
-                    .deps
-                    .iter()
-                    .all(|&d| self.steps[d].state.is_green())
-                {
-                    let st = &mut self.steps[i];
-                    st.state = State::Waiting;
-                    st.ready_at = Some(now);
-                    for sh in &mut st.shards {
-                        sh.state = State::Waiting;
+                let Some(next) = self.decide(i) else { continue };
+                match next {
+                    State::Waiting => {
+                        let st = &mut self.steps[i];
+                        st.state = State::Waiting;
+                        st.ready_at = Some(now);
+                        for sh in &mut st.shards {
+                            sh.state = State::Waiting;
+                        }
+                        for shard in 0..self.steps[i].shards.len() {
+                            self.emit_shard_state(i, shard);
+                        }
+                        self.emit_step_state(i);
                     }
-                    for shard in 0..self.steps[i].shards.len() {
-                        self.emit_shard_state(i, shard);
+                    ended => {
+                        if let State::ConditionFalse { why } = &ended {
+                            let line = format!("skipped: its condition is false ({why})");
+                            self.system_log(i, 0, &line);
+                        }
+                        self.steps[i].listing = Listing::Done;
+                        self.end_step_unrun(i, ended);
                     }
-                    self.emit_step_state(i);
-                    moved = true;
                 }
+                moved = true;
             }
             if !moved {
                 break;
@@ -259,6 +259,53 @@ impl Run {
         }
         self.refresh_run(now);
         moved_any
+    }
+
+    /// What a pending step becomes now, if it can be told: `Waiting` when
+    /// it runs, else the state it ends in. Without a status function in
+    /// its condition a failed dependency skips it at once (it could never
+    /// run); otherwise it waits for every dependency to end.
+    fn decide(&self, step: usize) -> Option<State> {
+        let st = &self.steps[step];
+        let def = self.pipeline.step(&st.name);
+        let condition = def.and_then(|d| d.condition.as_ref());
+        let deps: Vec<&super::StepRun> = st.deps.iter().map(|&d| &self.steps[d]).collect();
+        if !condition.is_some_and(|c| c.uses_status()) {
+            if let Some(d) = deps
+                .iter()
+                .find(|d| d.state.is_terminal() && !d.state.passes())
+            {
+                return Some(State::Skipped {
+                    reason: format!("needs `{}`, which {}", d.name, d.state.name()),
+                });
+            }
+        }
+        if !deps.iter().all(|d| d.state.is_terminal()) {
+            return None;
+        }
+        let context = &self.options.context;
+        let mut env = def.map(|d| self.pipeline.step_env(d)).unwrap_or_default();
+        env.extend(context.env().map(|(k, v)| (k.to_owned(), v)));
+        let no_matrix = BTreeMap::new();
+        let facts = Facts {
+            context,
+            env: &env,
+            matrix: def.map_or(&no_matrix, |d| &d.matrix),
+            deps: deps
+                .iter()
+                .map(|d| Dep {
+                    name: &d.name,
+                    state: &d.state,
+                })
+                .collect(),
+            cancelled: self.cancel_reason.is_some(),
+        };
+        let verdict = decide(condition, &facts);
+        Some(if verdict.holds {
+            State::Waiting
+        } else {
+            State::ConditionFalse { why: verdict.why }
+        })
     }
 
     /// Ends the run once every step is terminal.
@@ -285,7 +332,7 @@ impl Run {
             let bad: Vec<String> = self
                 .steps
                 .iter()
-                .filter(|s| !s.state.is_green())
+                .filter(|s| !s.state.passes())
                 .map(|s| format!("{} {}", s.name, s.state))
                 .collect();
             State::failed(bad.join("; "))
@@ -432,14 +479,18 @@ impl Run {
         used
     }
 
-    /// Cancels the run: unstarted work ends now; running shards end when
-    /// their runner reports back.
+    /// Cancels the run: unstarted work ends now, except steps whose
+    /// condition asks to run on cancellation (`always()`, `cancelled()`:
+    /// cleanup); running shards end when their runner reports back.
     pub fn cancel(&mut self, reason: &str, now: Instant) {
         self.cancel_reason = Some(reason.to_owned());
         let cancelled = State::Cancelled {
             reason: reason.to_owned(),
         };
         for step in 0..self.steps.len() {
+            if self.runs_when_cancelled(step) {
+                continue;
+            }
             if matches!(self.steps[step].state, State::Pending | State::Waiting) {
                 self.end_step_unrun(step, cancelled.clone());
             }
@@ -449,7 +500,8 @@ impl Run {
                 }
             }
         }
-        self.refresh_run(now);
+        // Spared steps whose dependencies just ended are decided now.
+        self.advance(now);
     }
 
     /// Marks the run's end as notified; false if it already was.

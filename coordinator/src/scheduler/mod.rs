@@ -276,14 +276,15 @@ impl Scheduler {
             let Some(run) = self.runs.get_mut(run_id) else {
                 continue;
             };
-            if run.is_finished()
-                || run.cancel_reason().is_some()
-                || self.unsaved.contains_key(run_id)
-            {
+            if run.is_finished() || self.unsaved.contains_key(run_id) {
                 continue;
             }
             for step in 0..run.steps().len() {
                 if !matches!(run.steps()[step].state(), State::Waiting | State::Running) {
+                    continue;
+                }
+                // A cancelled run starts nothing but its cleanup steps.
+                if run.cancel_reason().is_some() && !run.runs_when_cancelled(step) {
                     continue;
                 }
                 if let Some(reason) = run
@@ -434,7 +435,7 @@ impl Scheduler {
                 );
             }
             // A cancelled run plans nothing more: the step ends cancelled.
-            None if run.cancel_reason().is_some() => {
+            None if run.cancel_reason().is_some() && !run.runs_when_cancelled(step) => {
                 let reason = run.cancel_reason().unwrap_or_default().to_owned();
                 run.end_listing_unrun(step, State::Cancelled { reason });
             }

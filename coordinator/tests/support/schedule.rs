@@ -19,6 +19,9 @@ pub const PIPELINES: &[&str] = &[
     "version: 1\nstages:\n  - name: a\n    steps:\n      - name: unit\n        run: 'true'\n        shards: 3\n        split: { list: 'ls tests' }\n  - name: b\n    steps:\n      - { name: after, run: 'true' }\n",
     // Flaky re-runs and infra retries.
     "version: 1\nstages:\n  - name: a\n    steps:\n      - { name: flaky, run: 'true', shards: 2, retries: { flaky: 1, infra: 1 }, reports: [r.xml] }\n",
+    // Conditions: never on this branch, after a failure, always (also
+    // after a cancel).
+    "version: 1\nstages:\n  - name: a\n    steps:\n      - { name: build, run: 'true', shards: 2 }\n  - name: b\n    steps:\n      - { name: deploy, run: 'true', if: \"branch == 'main'\" }\n      - { name: rollback, run: 'true', if: 'failure()' }\n      - { name: tidy, run: 'true', if: 'always()' }\n",
 ];
 
 pub fn submit(s: &mut Scheduler, which: usize, now: Instant) -> String {

@@ -23,6 +23,7 @@ pub fn state(s: &State) -> pb::State {
         State::Cancelled { reason } => (K::Cancelled, None, None, reason.clone()),
         State::RunnerLost { runner } => (K::RunnerLost, None, None, runner.clone()),
         State::Skipped { reason } => (K::Skipped, None, None, reason.clone()),
+        State::ConditionFalse { why } => (K::ConditionFalse, None, None, why.clone()),
     };
     pb::State {
         kind: kind as i32,
@@ -65,6 +66,9 @@ pub fn state_from_wire(s: &pb::State) -> Result<State, WireError> {
         },
         K::Skipped => State::Skipped {
             reason: s.reason.clone(),
+        },
+        K::ConditionFalse => State::ConditionFalse {
+            why: s.reason.clone(),
         },
     })
 }
@@ -118,6 +122,9 @@ mod tests {
             },
             State::Skipped {
                 reason: "needs a".into(),
+            },
+            State::ConditionFalse {
+                why: "branch is 'feature'".into(),
             },
         ];
         for s in states {

@@ -57,6 +57,9 @@ impl Masker {
             State::RunnerLost { runner } => State::RunnerLost {
                 runner: self.text(runner),
             },
+            State::ConditionFalse { why } => State::ConditionFalse {
+                why: self.text(why),
+            },
             other => other,
         }
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::*;
 
 mod caches;
+mod conditions;
 mod cross_step_errors;
 mod files;
 mod shape_errors;

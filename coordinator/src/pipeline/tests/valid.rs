@@ -66,6 +66,8 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         secrets: Vec::new(),
         log_cap: None,
         resources: Default::default(),
+        condition: None,
+        matrix: BTreeMap::new(),
     }
 }
 
