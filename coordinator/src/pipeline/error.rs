@@ -99,6 +99,13 @@ impl Collector {
         }
     }
 
+    /// A collector whose errors go nowhere: for checks whose findings
+    /// another pass already reports (the same template in every matrix
+    /// combination).
+    pub(super) fn discard() -> Self {
+        Self::new("")
+    }
+
     pub(super) fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.push(pos, message.into(), None);
     }
@@ -128,8 +135,17 @@ impl Collector {
 
     /// Sorted by position; the sort is stable so errors at the same node keep
     /// the order in which the checks found them.
+    /// Identical errors (one `if:` checked once per matrix combination)
+    /// are reported once.
     pub(super) fn finish(mut self) -> PipelineErrors {
         self.errors.sort_by_key(|e| (e.line, e.column));
+        let mut seen = Vec::new();
+        self.errors.retain(|e| {
+            let key = (e.line, e.column, e.message.clone());
+            let new = !seen.contains(&key);
+            seen.push(key);
+            new
+        });
         PipelineErrors(self.errors)
     }
 }

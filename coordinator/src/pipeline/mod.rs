@@ -12,6 +12,7 @@ mod dag;
 mod error;
 mod fields;
 mod lease;
+mod matrix;
 mod parse;
 mod resources;
 mod sharding;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::error::Collector;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Pos, Value};
-use super::{caches, conditions, resources, sharding};
+use super::{caches, conditions, matrix, resources, sharding};
 use super::{Pipeline, Shards, SplitBy, Stage, Step};
 use buildfleet_model::Check;
 
@@ -46,6 +46,7 @@ const STEP_KEYS: &[&str] = &[
     "log_cap",
     "resources",
     "if",
+    "matrix",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -64,7 +65,7 @@ pub(super) struct StagePositions {
     pub steps: Vec<StepPositions>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct StepPositions {
     /// `None` when the step has no usable name, so nothing can refer to it.
     pub name: Option<Pos>,
@@ -76,6 +77,9 @@ pub(super) struct StepPositions {
     pub auto_shards: Option<Pos>,
     /// The `if:` node, for name checks once the pipeline's `env` is known.
     pub condition: Option<Node>,
+    /// The name as written, for a step made from a `matrix:` (so `needs`
+    /// naming it waits for every combination).
+    pub matrix_of: Option<String>,
 }
 
 pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positions) {
@@ -130,6 +134,7 @@ pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positi
     if let Some(node) = top.require("stages", "at the top level", errors) {
         stages(node, &mut pipeline, &mut positions, errors);
     }
+    matrix_needs(&mut pipeline, &mut positions);
     for (stage, stage_pos) in pipeline.stages.iter().zip(&positions.stages) {
         for (step, step_pos) in stage.steps.iter().zip(&stage_pos.steps) {
             caches::check_references(&step.name, &step_pos.caches, &pipeline.caches, errors);
@@ -149,6 +154,46 @@ pub(super) fn pipeline(root: &Node, errors: &mut Collector) -> (Pipeline, Positi
         }
     }
     (pipeline, positions)
+}
+
+/// A `needs` entry naming a matrix step by the name it was written with
+/// stands for every combination.
+fn matrix_needs(pipeline: &mut Pipeline, positions: &mut Positions) {
+    let mut families: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (stage, stage_pos) in pipeline.stages.iter().zip(&positions.stages) {
+        for (step, step_pos) in stage.steps.iter().zip(&stage_pos.steps) {
+            if let Some(base) = &step_pos.matrix_of {
+                families
+                    .entry(base.clone())
+                    .or_default()
+                    .push(step.name.clone());
+            }
+        }
+    }
+    if families.is_empty() {
+        return;
+    }
+    for (stage, stage_pos) in pipeline.stages.iter_mut().zip(&mut positions.stages) {
+        for (step, step_pos) in stage.steps.iter_mut().zip(&mut stage_pos.steps) {
+            let Some(needs) = &step.needs else { continue };
+            let mut names = Vec::new();
+            let mut at = Vec::new();
+            for (name, pos) in needs.iter().zip(&step_pos.needs) {
+                match families.get(name) {
+                    Some(members) => {
+                        names.extend(members.iter().cloned());
+                        at.extend(std::iter::repeat_n(*pos, members.len()));
+                    }
+                    None => {
+                        names.push(name.clone());
+                        at.push(*pos);
+                    }
+                }
+            }
+            step.needs = Some(names);
+            step_pos.needs = at;
+        }
+    }
 }
 
 fn stages(node: &Node, pipeline: &mut Pipeline, positions: &mut Positions, errors: &mut Collector) {
@@ -237,7 +282,7 @@ fn stage(node: &Node, errors: &mut Collector) -> Option<(Stage, StagePositions)>
         );
     }
     for item in items {
-        if let Some((step, step_positions)) = step(item, &name, errors) {
+        for (step, step_positions) in step(item, &name, errors) {
             stage.steps.push(step);
             positions.steps.push(step_positions);
         }
@@ -245,7 +290,8 @@ fn stage(node: &Node, errors: &mut Collector) -> Option<(Stage, StagePositions)>
     Some((stage, positions))
 }
 
-fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepPositions)> {
+/// The step a node declares — or, with `matrix:`, one per combination.
+fn step(node: &Node, stage: &str, errors: &mut Collector) -> Vec<(Step, StepPositions)> {
     let Some(map) = Fields::of(node, "in step", STEP_KEYS, errors) else {
         errors.error_with_hint(
             node.pos,
@@ -255,7 +301,7 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             ),
             "write `- name: compile` and indent `run: ...` under it",
         );
-        return None;
+        return Vec::new();
     };
     let mut positions = StepPositions {
         name: None,
@@ -266,6 +312,7 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .unwrap_or_default(),
         auto_shards: None,
         condition: map.get("if").cloned(),
+        matrix_of: None,
     };
     let name = map
         .require("name", "in step", errors)
@@ -374,7 +421,17 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Option<(Step, StepP
             .map(|paths| paths.into_iter().map(|(p, _)| p).collect())
             .unwrap_or_default(),
     };
-    Some((step, positions))
+    match map.get("matrix") {
+        Some(node) => match matrix::parse(node, errors) {
+            Some(m) => matrix::expand(step, positions, &m, errors),
+            None => Vec::new(),
+        },
+        None => {
+            let pos = positions.name.unwrap_or(map.pos);
+            matrix::reject_templates(&step, pos, errors);
+            vec![(step, positions)]
+        }
+    }
 }
 
 /// Step names appear in `needs`, logs and artifact paths, so they are kept

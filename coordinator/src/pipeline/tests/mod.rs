@@ -8,6 +8,7 @@ mod caches;
 mod conditions;
 mod cross_step_errors;
 mod files;
+mod matrix;
 mod shape_errors;
 mod sharding;
 mod valid;
