@@ -32,6 +32,37 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Print a shard's whole log from the cache (also what a log cap cut).
     Logs(LogsArgs),
+    /// Approve a step waiting for approval: it runs.
+    Approve(DecideArgs),
+    /// Reject a step waiting for approval: it fails with the reason.
+    Reject(RejectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DecideArgs {
+    pub run: String,
+    pub step: String,
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: String,
+    /// Who decides, recorded with the decision (default: $USER).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Why, recorded with the decision.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RejectArgs {
+    pub run: String,
+    pub step: String,
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: String,
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Why it is rejected: required, and kept with the decision.
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Args, Debug)]
@@ -61,7 +92,8 @@ pub struct PolicyArgs {
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     pub log_cap: u64,
     /// Send notifications to `[EVENT,...=]URL` (repeatable). Events:
-    /// run-failed, run-recovered, secret-expiring, run-stalled, runner-lost
+    /// run-failed, run-recovered, secret-expiring, run-stalled, runner-lost,
+    /// approval-needed
     /// (default: all).
     #[arg(long = "webhook", value_parser = buildfleet_coordinator::notify::Webhook::parse)]
     pub webhooks: Vec<buildfleet_coordinator::notify::Webhook>,

@@ -1,6 +1,7 @@
 //! The buildfleet binary's library half: the embedded fleet, submission and
 //! progress output, shared by `main` and the integration tests.
 
+pub mod approve;
 pub mod cli;
 pub mod context;
 pub mod explain;

@@ -26,9 +26,12 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let default_log = match cli.command {
-        Command::Run(_) | Command::Validate { .. } | Command::Submit(_) | Command::Logs(_) => {
-            "warn"
-        }
+        Command::Run(_)
+        | Command::Validate { .. }
+        | Command::Submit(_)
+        | Command::Logs(_)
+        | Command::Approve(_)
+        | Command::Reject(_) => "warn",
         _ => "info",
     };
     buildfleet::logging::init(default_log);
@@ -74,6 +77,8 @@ fn tokio_main(cmd: Command) -> Result<i32> {
             Command::Run(args) => run(args).await,
             Command::Submit(args) => submit(args).await,
             Command::Logs(args) => buildfleet::logs::print(args).await,
+            Command::Approve(args) => buildfleet::approve::approve(args).await,
+            Command::Reject(args) => buildfleet::approve::reject(args).await,
             Command::Coordinator(args) => buildfleet::roles::coordinator(args)
                 .await
                 .map(|_| exit::GREEN),

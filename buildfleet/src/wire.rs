@@ -81,6 +81,25 @@ impl Coordinator {
             .context("the coordinator sent a run this client cannot read")
     }
 
+    /// Approves (`approve`) or rejects a step waiting for approval.
+    pub async fn decide(
+        &mut self,
+        run_id: &str,
+        step: &str,
+        approve: bool,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), tonic::Status> {
+        let request = pb::DecideRequest {
+            run_id: run_id.to_owned(),
+            step: step.to_owned(),
+            approve,
+            reason: reason.to_owned(),
+            actor: actor.to_owned(),
+        };
+        self.client.decide(request).await.map(|_| ())
+    }
+
     /// How many runners are connected.
     pub async fn runner_count(&mut self) -> Result<usize> {
         let runners = self.client.list_runners(pb::ListRunnersRequest {}).await?;

@@ -6,45 +6,7 @@ mod procs;
 
 use std::time::Duration;
 
-use procs::{bin, runner, server, wait_for_runners, Ran};
-
-/// An HTTP receiver on 127.0.0.1:0 answering `statuses` in turn (then 200),
-/// recording each request body.
-fn receiver(statuses: Vec<u16>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        let mut answers = statuses.into_iter();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            log.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&body).into_owned());
-            let status = answers.next().unwrap_or(200);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-        }
-    });
-    (url, seen)
-}
+use procs::{bin, receiver, runner, server, wait_for_runners, Ran};
 
 #[test]
 fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_attempts() {

@@ -19,6 +19,8 @@ pub enum CoordinatorError {
     /// Said to callers while the coordinator stops, with how to carry on.
     #[error("the coordinator is shutting down; {retry}")]
     ShuttingDown { retry: String },
+    #[error(transparent)]
+    Approval(#[from] crate::run::ApprovalError),
     /// The runner ended its stream before it registered.
     #[error("runner closed the stream before registering")]
     ClosedBeforeRegistering,
@@ -36,6 +38,12 @@ impl From<CoordinatorError> for tonic::Status {
             CoordinatorError::NotRegistered(_) => Code::FailedPrecondition,
             CoordinatorError::ShuttingDown { .. } => Code::Unavailable,
             CoordinatorError::ClosedBeforeRegistering => Code::Cancelled,
+            CoordinatorError::Approval(crate::run::ApprovalError::UnknownStep { .. }) => {
+                Code::NotFound
+            }
+            CoordinatorError::Approval(crate::run::ApprovalError::NotWaiting { .. }) => {
+                Code::FailedPrecondition
+            }
         };
         tonic::Status::new(code, e.to_string())
     }

@@ -84,15 +84,18 @@ pub enum NoticeKind {
     Stalled,
     /// Something worth knowing that needs no action (a halt that ended).
     Info,
+    /// A step waits for approval, or was approved, rejected or timed out.
+    Approval,
 }
 
 impl NoticeKind {
     /// Every kind.
-    pub const ALL: [NoticeKind; 4] = [
+    pub const ALL: [NoticeKind; 5] = [
         NoticeKind::Warning,
         NoticeKind::Notification,
         NoticeKind::Stalled,
         NoticeKind::Info,
+        NoticeKind::Approval,
     ];
 
     /// The wire and display name.
@@ -102,6 +105,7 @@ impl NoticeKind {
             NoticeKind::Notification => "notification",
             NoticeKind::Stalled => "stalled",
             NoticeKind::Info => "info",
+            NoticeKind::Approval => "approval",
         }
     }
 

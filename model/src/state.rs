@@ -17,6 +17,9 @@ pub enum State {
     Waiting,
     /// A runner holds it.
     Running,
+    /// Ready, but held until someone approves it (`approval:`); holds no
+    /// runner slot.
+    AwaitingApproval,
     /// Ran, and everything it promised held.
     Succeeded,
     /// Not run: the identical action's earlier successful result was reused
@@ -69,7 +72,10 @@ pub struct Failure {
 impl State {
     /// Ended, one way or another: no transition leaves it.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, State::Pending | State::Waiting | State::Running)
+        !matches!(
+            self,
+            State::Pending | State::Waiting | State::Running | State::AwaitingApproval
+        )
     }
 
     /// Counts as success: only `Succeeded` and `Cached`.
@@ -89,6 +95,7 @@ impl State {
             State::Pending => "pending",
             State::Waiting => "waiting",
             State::Running => "running",
+            State::AwaitingApproval => "waiting for approval",
             State::Succeeded => "succeeded",
             State::Cached => "cached",
             State::Failed(_) => "failed",
@@ -118,7 +125,7 @@ impl State {
             State::Failed(_) => 3,
             State::RunnerLost { .. } => 4,
             State::TimedOut { .. } => 5,
-            State::Pending | State::Waiting | State::Running => 6,
+            State::Pending | State::Waiting | State::Running | State::AwaitingApproval => 6,
         }
     }
 }

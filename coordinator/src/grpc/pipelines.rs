@@ -69,6 +69,24 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         Ok(Response::new(pb::CancelResponse { was_running }))
     }
 
+    async fn decide(
+        &self,
+        req: Request<pb::DecideRequest>,
+    ) -> Result<Response<pb::DecideResponse>, Status> {
+        let req = req.into_inner();
+        self.hub.with(|s| {
+            s.decide_approval(
+                &req.run_id,
+                &req.step,
+                req.approve,
+                &req.actor,
+                &req.reason,
+                Instant::now(),
+            )
+        })?;
+        Ok(Response::new(pb::DecideResponse {}))
+    }
+
     async fn list_runners(
         &self,
         _req: Request<pb::ListRunnersRequest>,

@@ -17,15 +17,18 @@ pub enum Event {
     SecretExpiring,
     RunStalled,
     RunnerLost,
+    /// A step waits for someone to approve it.
+    ApprovalNeeded,
 }
 
 impl Event {
-    pub const ALL: [Event; 5] = [
+    pub const ALL: [Event; 6] = [
         Event::RunFailed,
         Event::RunRecovered,
         Event::SecretExpiring,
         Event::RunStalled,
         Event::RunnerLost,
+        Event::ApprovalNeeded,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Event {
             Event::SecretExpiring => "secret-expiring",
             Event::RunStalled => "run-stalled",
             Event::RunnerLost => "runner-lost",
+            Event::ApprovalNeeded => "approval-needed",
         }
     }
 
@@ -141,7 +145,7 @@ mod tests {
     #[test]
     fn webhook_specs_name_events_or_take_all() {
         let all = Webhook::parse("https://hooks.example/x?a=b").unwrap();
-        assert_eq!(all.events.len(), 5);
+        assert_eq!(all.events.len(), Event::ALL.len());
         assert_eq!(all.url, "https://hooks.example/x?a=b");
         let some = Webhook::parse("run-failed,runner-lost=http://127.0.0.1:9/h").unwrap();
         assert_eq!(some.events, [Event::RunFailed, Event::RunnerLost]);

@@ -16,6 +16,7 @@ mod matrix;
 mod parse;
 mod resources;
 mod sharding;
+mod step_fields;
 mod suggest;
 mod validate;
 mod yaml;
@@ -108,6 +109,9 @@ pub struct Step {
     pub resources: Resources,
     /// `if:`: when the step runs; `None` means `success()`.
     pub condition: Option<condition::Condition>,
+    /// `approval: { timeout }`: the step waits for someone to approve it,
+    /// at most this long.
+    pub approval: Option<Duration>,
     /// This step's values of its `matrix:` keys (empty for a step
     /// without a matrix); `matrix.KEY` in conditions reads them.
     pub matrix: BTreeMap<String, String>,

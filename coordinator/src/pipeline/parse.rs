@@ -7,14 +7,12 @@
 //! the cross-step checks in `validate` need somewhere to point.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::error::Collector;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Pos, Value};
-use super::{caches, conditions, matrix, resources, sharding};
+use super::{caches, conditions, matrix, resources, sharding, step_fields};
 use super::{Pipeline, Shards, SplitBy, Stage, Step};
-use buildfleet_model::Check;
 
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -47,6 +45,7 @@ const STEP_KEYS: &[&str] = &[
     "resources",
     "if",
     "matrix",
+    "approval",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -376,7 +375,7 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Vec<(Step, StepPosi
             .unwrap_or_default(),
         outputs: map
             .get("outputs")
-            .and_then(|node| outputs(node, errors))
+            .and_then(|node| step_fields::outputs(node, errors))
             .unwrap_or_default(),
         needs,
         labels: map
@@ -398,19 +397,22 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Vec<(Step, StepPosi
         infra_retries: retries.1,
         verify: map
             .get("verify")
-            .map(|node| checks(node, errors))
+            .map(|node| step_fields::checks(node, errors))
             .unwrap_or_default(),
         secrets: map
             .get("secrets")
-            .map(|node| secret_names(node, errors))
+            .map(|node| step_fields::secret_names(node, errors))
             .unwrap_or_default(),
         log_cap: map
             .get("log_cap")
-            .and_then(|node| size(node, "log_cap", errors)),
+            .and_then(|node| step_fields::size(node, "log_cap", errors)),
         condition: map
             .get("if")
             .and_then(|node| conditions::parse(node, errors)),
         matrix: BTreeMap::new(),
+        approval: map
+            .get("approval")
+            .and_then(|node| step_fields::approval(node, errors)),
         resources: map
             .get("resources")
             .and_then(|node| resources::resources(node, errors))
@@ -453,118 +455,4 @@ fn step_name(node: &Node, errors: &mut Collector) -> Option<String> {
     // Still usable as a name: `needs` entries naming it should resolve
     // rather than pile up "unknown step" errors on top of this one.
     Some(name)
-}
-
-/// `verify: CMD`, or a list whose entries are commands or
-/// `{ run: CMD, retries: N, interval: DURATION }` (a health check that gives
-/// a new version time to come up).
-fn checks(node: &Node, errors: &mut Collector) -> Vec<Check> {
-    let entries: Vec<&Node> = match &node.value {
-        Value::Sequence(items) => items.iter().collect(),
-        _ => vec![node],
-    };
-    entries
-        .into_iter()
-        .filter_map(|entry| check(entry, errors))
-        .collect()
-}
-
-const CHECK_KEYS: &[&str] = &["run", "retries", "interval"];
-const MAX_VERIFY_RETRIES: u32 = 100;
-
-fn check(node: &Node, errors: &mut Collector) -> Option<Check> {
-    let (command, pos, retries, interval) = match &node.value {
-        Value::Mapping(_) => {
-            let map = Fields::of(node, "in a `verify` check", CHECK_KEYS, errors)?;
-            let run = map.require("run", "in a `verify` check", errors)?;
-            let retries = match map.get("retries") {
-                Some(n) => fields::integer(
-                    n,
-                    "retries",
-                    (0, MAX_VERIFY_RETRIES),
-                    "a whole number from 0 to 100",
-                    errors,
-                )?,
-                None => 0,
-            };
-            let interval = match map.get("interval") {
-                Some(n) => fields::duration(n, "interval", errors)?,
-                None => Duration::from_secs(1),
-            };
-            (
-                fields::string(run, "run", errors)?,
-                run.pos,
-                retries,
-                interval,
-            )
-        }
-        _ => (
-            fields::string(node, "verify", errors)?,
-            node.pos,
-            0,
-            Duration::ZERO,
-        ),
-    };
-    if command.trim().is_empty() {
-        errors.error(pos, "a `verify` command must not be empty");
-        return None;
-    }
-    Some(Check {
-        command,
-        retries,
-        interval,
-    })
-}
-
-/// A byte size such as `1MiB` or `500KB`, at least 1 KiB.
-fn size(node: &Node, key: &str, errors: &mut Collector) -> Option<u64> {
-    let text = fields::string(node, key, errors)?;
-    match text.parse::<bytesize::ByteSize>() {
-        Ok(s) if s.as_u64() >= 1024 => Some(s.as_u64()),
-        Ok(_) => {
-            errors.error(
-                node.pos,
-                format!("`{key}` must be at least 1KiB, found `{text}`"),
-            );
-            None
-        }
-        Err(_) => {
-            errors.error_with_hint(
-                node.pos,
-                format!("`{key}` must be a size, found `{text}`"),
-                "write e.g. `1MiB` or `500KB`",
-            );
-            None
-        }
-    }
-}
-
-/// Secret names become environment variable names.
-fn secret_names(node: &Node, errors: &mut Collector) -> Vec<String> {
-    let names = fields::string_list(node, "secrets", "secret names", errors).unwrap_or_default();
-    let valid = |n: &str| {
-        n.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-            && n.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-    };
-    let mut out = Vec::new();
-    for (name, pos) in names {
-        if valid(&name) {
-            out.push(name);
-        } else {
-            errors.error_with_hint(
-                pos,
-                format!("invalid secret name `{name}`"),
-                "secret names are environment variable names: A-Z, 0-9 and `_`, not starting with a digit",
-            );
-        }
-    }
-    out
-}
-
-fn outputs(node: &Node, errors: &mut Collector) -> Option<Vec<String>> {
-    fields::workspace_paths(node, "outputs", "output", errors)
-        .map(|paths| paths.into_iter().map(|(p, _)| p).collect())
 }

@@ -3,6 +3,7 @@
 //! The run owns state transitions so every change is recorded as an event in
 //! the same place it happens — no state can move without watchers seeing it.
 
+mod approval;
 mod clock;
 mod projection;
 mod shard;
@@ -20,6 +21,7 @@ use crate::pipeline::{Pipeline, Split};
 use buildfleet_model::state::State;
 
 pub use crate::split::{Planned, SplitInfo};
+pub use approval::{Approval, ApprovalError, Decision};
 pub use projection::{Projection, ShardView};
 pub use shard::ShardRun;
 pub use step::StepRun;
@@ -129,6 +131,9 @@ pub struct Run {
     stall_notified: bool,
     /// Whether `run-failed`/`run-recovered` was handed out for its end.
     end_notified: bool,
+    /// Steps that began waiting for approval, not yet announced.
+    #[serde(skip)]
+    approvals_asked: Vec<String>,
 }
 
 impl Run {
@@ -175,6 +180,7 @@ impl Run {
                     Some(Split::List(_)) => Listing::Needed,
                 },
                 split: None,
+                approval: None,
             })
             .collect();
         let mut run = Run {
@@ -194,6 +200,7 @@ impl Run {
             last_progress: now,
             stall_notified: false,
             end_notified: false,
+            approvals_asked: Vec::new(),
         };
         run.emit_run_state();
         let context = run.options.context.clone();

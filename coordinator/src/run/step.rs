@@ -25,6 +25,9 @@ pub struct StepRun {
     pub(super) listing: Listing,
     /// How a split step's items were divided, once they were.
     pub(super) split: Option<SplitInfo>,
+    /// Its approval gate, once its turn came (`approval:` steps only).
+    #[serde(default)]
+    pub(super) approval: Option<super::Approval>,
 }
 
 /// Read access: a step changes only through [`super::Run`]'s transitions.
@@ -61,5 +64,8 @@ impl StepRun {
     }
     pub fn split(&self) -> Option<&SplitInfo> {
         self.split.as_ref()
+    }
+    pub fn approval(&self) -> Option<&super::Approval> {
+        self.approval.as_ref()
     }
 }

@@ -26,7 +26,7 @@ impl Run {
         self.refresh_step(step, now);
     }
 
-    fn emit_shard_state(&mut self, step: usize, shard: usize) {
+    pub(super) fn emit_shard_state(&mut self, step: usize, shard: usize) {
         let step_name = self.steps[step].name.clone();
         let s = &self.steps[step].shards[shard];
         let change = StateChange {
@@ -229,18 +229,12 @@ impl Run {
                 }
                 let Some(next) = self.decide(i) else { continue };
                 match next {
-                    State::Waiting => {
-                        let st = &mut self.steps[i];
-                        st.state = State::Waiting;
-                        st.ready_at = Some(now);
-                        for sh in &mut st.shards {
-                            sh.state = State::Waiting;
+                    State::Waiting => match self.approval_timeout(i) {
+                        Some(timeout) if self.steps[i].approval.is_none() => {
+                            self.ask_approval(i, timeout, now)
                         }
-                        for shard in 0..self.steps[i].shards.len() {
-                            self.emit_shard_state(i, shard);
-                        }
-                        self.emit_step_state(i);
-                    }
+                        _ => self.make_ready(i, now),
+                    },
                     ended => {
                         if let State::ConditionFalse { why } = &ended {
                             let line = format!("skipped: its condition is false ({why})");
@@ -259,6 +253,27 @@ impl Run {
         }
         self.refresh_run(now);
         moved_any
+    }
+
+    /// A step whose turn came (and, if it needs one, whose approval was
+    /// given) waits for a runner.
+    pub(super) fn make_ready(&mut self, step: usize, now: Instant) {
+        let st = &mut self.steps[step];
+        st.state = State::Waiting;
+        st.ready_at = Some(now);
+        for sh in &mut st.shards {
+            sh.state = State::Waiting;
+        }
+        for shard in 0..self.steps[step].shards.len() {
+            self.emit_shard_state(step, shard);
+        }
+        self.emit_step_state(step);
+    }
+
+    fn approval_timeout(&self, step: usize) -> Option<std::time::Duration> {
+        self.pipeline
+            .step(&self.steps[step].name)
+            .and_then(|s| s.approval)
     }
 
     /// What a pending step becomes now, if it can be told: `Waiting` when
@@ -491,7 +506,10 @@ impl Run {
             if self.runs_when_cancelled(step) {
                 continue;
             }
-            if matches!(self.steps[step].state, State::Pending | State::Waiting) {
+            if matches!(
+                self.steps[step].state,
+                State::Pending | State::Waiting | State::AwaitingApproval
+            ) {
                 self.end_step_unrun(step, cancelled.clone());
             }
             for shard in 0..self.steps[step].shards.len() {

@@ -20,8 +20,13 @@ impl Scheduler {
             if run.is_finished() {
                 continue;
             }
+            run.expire_approvals(now);
             let idle = now.saturating_duration_since(run.last_progress());
-            if idle >= self.config.stall_after && run.mark_stall_notified() {
+            // A run waiting for a person is not stuck in the fleet.
+            if idle >= self.config.stall_after
+                && !run.awaits_approval()
+                && run.mark_stall_notified()
+            {
                 let text = format!(
                     "run {} made no progress (no state change, no log line) for {}",
                     run.id(),

@@ -236,6 +236,21 @@ impl Scheduler {
             let Some(run) = self.runs.get_mut(id) else {
                 continue;
             };
+            for step in run.take_approvals_asked() {
+                out.push(Notification {
+                    event: Event::ApprovalNeeded,
+                    runs: vec![run.id().to_owned()],
+                    text: format!(
+                        "run {} of {} ({}) for {}: step {step} is waiting for approval (`buildfleet approve {} {step}`)",
+                        run.id(),
+                        run.pipeline_path(),
+                        run.options().project,
+                        run.options().context.describe(),
+                        run.id()
+                    ),
+                    context: Some(run.options().context.clone()),
+                });
+            }
             if !run.is_finished() || !run.mark_end_notified() {
                 continue;
             }
@@ -483,6 +498,26 @@ impl Scheduler {
             .collect();
         info!(run = %run_id, reason, "run cancelled");
         Ok((true, orders))
+    }
+
+    /// Approves (`approved`) or rejects a step waiting for approval, as
+    /// `by`, with `reason`.
+    pub fn decide_approval(
+        &mut self,
+        run_id: &str,
+        step: &str,
+        approved: bool,
+        by: &str,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(), CoordinatorError> {
+        let run = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| CoordinatorError::UnknownRun(run_id.to_string()))?;
+        run.decide_approval(step, approved, by, reason, now)?;
+        info!(run = %run_id, step, approved, by, reason, "approval decided");
+        Ok(())
     }
 
     pub fn run(&self, run_id: &str) -> Result<&Run, CoordinatorError> {

@@ -16,6 +16,7 @@ pub fn state(s: &State) -> pb::State {
         State::Pending => (K::Pending, None, None, String::new()),
         State::Waiting => (K::Waiting, None, None, String::new()),
         State::Running => (K::Running, None, None, String::new()),
+        State::AwaitingApproval => (K::AwaitingApproval, None, None, String::new()),
         State::Succeeded => (K::Succeeded, None, None, String::new()),
         State::Cached => (K::Cached, None, None, String::new()),
         State::Failed(f) => (K::Failed, f.exit_code, f.signal, f.reason.clone()),
@@ -46,6 +47,7 @@ pub fn state_from_wire(s: &pb::State) -> Result<State, WireError> {
         K::Pending => State::Pending,
         K::Waiting => State::Waiting,
         K::Running => State::Running,
+        K::AwaitingApproval => State::AwaitingApproval,
         K::Succeeded => State::Succeeded,
         K::Cached => State::Cached,
         K::Failed => State::Failed(Failure {
@@ -101,6 +103,7 @@ mod tests {
             State::Pending,
             State::Waiting,
             State::Running,
+            State::AwaitingApproval,
             State::Succeeded,
             State::Cached,
             State::Failed(Failure {
