@@ -32,10 +32,26 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Print a shard's whole log from the cache (also what a log cap cut).
     Logs(LogsArgs),
+    /// Download a run's artifacts (its steps' declared outputs) to a directory.
+    Artifacts(ArtifactsArgs),
     /// Approve a step waiting for approval: it runs.
     Approve(DecideArgs),
     /// Reject a step waiting for approval: it fails with the reason.
     Reject(RejectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ArtifactsArgs {
+    pub run: String,
+    /// Only this step's artifacts.
+    pub step: Option<String>,
+    /// Where to put them: `DIR/STEP/PATH`.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: String,
+    #[arg(long, env = "BUILDFLEET_CACHE")]
+    pub cache: String,
 }
 
 #[derive(Args, Debug)]

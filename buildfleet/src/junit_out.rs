@@ -99,7 +99,7 @@ pub fn render(status: &RunStatus) -> String {
 mod tests {
     use super::*;
 
-    use buildfleet_model::{ShardStatus, State, StepStatus};
+    use buildfleet_model::{ShardStatus, StepStatus};
 
     fn shard(index: u32, state: State, duration_ms: u64) -> ShardStatus {
         ShardStatus {
@@ -115,6 +115,7 @@ mod tests {
             full_log: None,
             log_dropped_bytes: 0,
             muted_exit_code: None,
+            outputs: Vec::new(),
         }
     }
 

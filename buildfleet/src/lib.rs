@@ -2,6 +2,7 @@
 //! progress output, shared by `main` and the integration tests.
 
 pub mod approve;
+pub mod artifacts;
 pub mod cli;
 pub mod context;
 pub mod explain;

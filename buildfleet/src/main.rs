@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         | Command::Validate { .. }
         | Command::Submit(_)
         | Command::Logs(_)
+        | Command::Artifacts(_)
         | Command::Approve(_)
         | Command::Reject(_) => "warn",
         _ => "info",
@@ -77,6 +78,7 @@ fn tokio_main(cmd: Command) -> Result<i32> {
             Command::Run(args) => run(args).await,
             Command::Submit(args) => submit(args).await,
             Command::Logs(args) => buildfleet::logs::print(args).await,
+            Command::Artifacts(args) => buildfleet::artifacts::download(args).await,
             Command::Approve(args) => buildfleet::approve::approve(args).await,
             Command::Reject(args) => buildfleet::approve::reject(args).await,
             Command::Coordinator(args) => buildfleet::roles::coordinator(args)

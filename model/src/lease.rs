@@ -85,6 +85,9 @@ pub struct Lease {
     pub quarantine: Vec<String>,
     /// The shard's cgroup limits.
     pub resources: Resources,
+    /// The outputs of the steps it depends on, placed at their paths in
+    /// the working directory before the command runs; part of its inputs.
+    pub artifacts: Vec<crate::StepArtifact>,
 }
 
 impl Lease {
@@ -151,6 +154,9 @@ pub struct ShardReport {
     /// Set when the runner checked the rest of the contract for an exit
     /// the quarantine may mute.
     pub muted: Option<MutedCheck>,
+    /// The declared outputs as the cache holds them (after the upload, or
+    /// from a reused result), for the steps that depend on this one.
+    pub outputs: Vec<crate::Artifact>,
 }
 
 impl ShardReport {
@@ -166,6 +172,7 @@ impl ShardReport {
             full_log: None,
             log_dropped: 0,
             muted: None,
+            outputs: Vec::new(),
         }
     }
 }

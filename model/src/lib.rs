@@ -13,6 +13,7 @@
 
 #![deny(missing_docs)]
 
+pub mod artifact;
 pub mod cache;
 pub mod context;
 pub mod digest;
@@ -25,6 +26,7 @@ pub mod status;
 pub mod submission;
 pub mod test_result;
 
+pub use artifact::{Artifact, ArtifactKind, StepArtifact};
 pub use cache::{CacheName, CacheOutcome, CacheReport, CacheSpec};
 pub use context::{RunContext, CONTEXT_VARS};
 pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};

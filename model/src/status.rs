@@ -71,6 +71,8 @@ pub struct ShardStatus {
     pub log_dropped_bytes: u64,
     /// The non-zero exit the quarantine muted.
     pub muted_exit_code: Option<i32>,
+    /// The declared outputs of its last attempt, in the cache.
+    pub outputs: Vec<crate::Artifact>,
 }
 
 /// How a split step's items were divided.

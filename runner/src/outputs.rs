@@ -24,6 +24,45 @@ pub enum OutputKind {
     },
 }
 
+impl Uploaded {
+    /// The output as dependent steps receive it.
+    pub fn artifact(&self) -> buildfleet_model::Artifact {
+        buildfleet_model::Artifact {
+            path: self.path.clone(),
+            digest: self.digest,
+            kind: match self.kind {
+                OutputKind::File { executable } => {
+                    buildfleet_model::ArtifactKind::File { executable }
+                }
+                OutputKind::Directory { .. } => buildfleet_model::ArtifactKind::Directory,
+            },
+        }
+    }
+}
+
+/// The outputs a reused result vouches for, as dependent steps receive them.
+pub fn artifacts_of(result: &buildfleet_cache::StepResult) -> Vec<buildfleet_model::Artifact> {
+    let files = result
+        .output_files
+        .iter()
+        .map(|f| buildfleet_model::Artifact {
+            path: f.path.clone(),
+            digest: f.digest,
+            kind: buildfleet_model::ArtifactKind::File {
+                executable: f.executable,
+            },
+        });
+    let dirs = result
+        .output_directories
+        .iter()
+        .map(|d| buildfleet_model::Artifact {
+            path: d.path.clone(),
+            digest: d.root,
+            kind: buildfleet_model::ArtifactKind::Directory,
+        });
+    files.chain(dirs).collect()
+}
+
 impl OutputKind {
     pub fn name(&self) -> &'static str {
         match self {

@@ -29,7 +29,7 @@ pub struct VerifyFailed {
 #[derive(Debug, thiserror::Error)]
 pub enum NoLongerHolds {
     #[error("{VERIFY_FAILED}: cached result no longer holds: its outputs could not be restored to check it ({0})")]
-    OutputsGone(#[source] crate::shard::RestoreError),
+    OutputsGone(#[source] crate::shard::PlaceError),
     #[error("{VERIFY_FAILED}: cached result no longer holds: `{}` {}", .0.command, .0.why)]
     Check(VerifyFailed),
 }

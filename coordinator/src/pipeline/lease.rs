@@ -59,6 +59,8 @@ impl Pipeline {
             log_cap: step.log_cap.filter(|&cap| cap > 0),
             quarantine: Vec::new(),
             resources: step.resources,
+            // Only a run knows what its dependencies produced.
+            artifacts: Vec::new(),
         }
     }
 }

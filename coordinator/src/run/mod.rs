@@ -4,6 +4,7 @@
 //! the same place it happens — no state can move without watchers seeing it.
 
 mod approval;
+mod artifacts;
 mod clock;
 mod projection;
 mod shard;
@@ -22,6 +23,7 @@ use buildfleet_model::state::State;
 
 pub use crate::split::{Planned, SplitInfo};
 pub use approval::{Approval, ApprovalError, Decision};
+pub use artifacts::ArtifactConflict;
 pub use projection::{Projection, ShardView};
 pub use shard::ShardRun;
 pub use step::StepRun;

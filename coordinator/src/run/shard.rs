@@ -36,6 +36,9 @@ pub struct ShardRun {
     /// The non-zero exit code the quarantine muted (the shard is green
     /// only because every failed test is quarantined).
     pub(super) muted_exit: Option<i32>,
+    /// The last attempt's declared outputs in the cache, for dependants.
+    #[serde(default)]
+    pub(super) outputs: Vec<buildfleet_model::Artifact>,
 }
 
 impl ShardRun {
@@ -63,6 +66,7 @@ impl ShardRun {
             full_log: None,
             log_dropped: 0,
             muted_exit: None,
+            outputs: Vec::new(),
         }
     }
 }

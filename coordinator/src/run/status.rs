@@ -40,6 +40,7 @@ impl Run {
                             full_log: sh.full_log,
                             log_dropped_bytes: sh.log_dropped,
                             muted_exit_code: sh.muted_exit,
+                            outputs: sh.outputs.clone(),
                         })
                         .collect(),
                     split: s.split.as_ref().map(|i| SplitStatus {

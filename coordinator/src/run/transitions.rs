@@ -411,6 +411,7 @@ impl Run {
         self.set_shard_state(step, shard, State::Running, now);
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// What an attempt's runner reported besides its state and tests:
     /// time spent, cache activity, where its whole log is. The state comes
     /// after the verdict ([`Run::end_shard`], [`Run::rerun_flaky`]).
@@ -422,8 +423,10 @@ impl Run {
         cache: Vec<buildfleet_model::CacheReport>,
         full_log: Option<buildfleet_model::Digest>,
         log_dropped: u64,
+        outputs: Vec<buildfleet_model::Artifact>,
     ) {
         let sh = &mut self.steps[step].shards[shard];
+        sh.outputs = outputs;
         sh.duration_ms += duration_ms;
         sh.cache = cache;
         sh.full_log = full_log;

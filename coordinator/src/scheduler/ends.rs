@@ -114,6 +114,7 @@ impl Scheduler {
             full_log,
             log_dropped,
             muted,
+            outputs,
             ..
         } = report;
         let def = run
@@ -123,7 +124,15 @@ impl Scheduler {
         let flaky_retries = def.flaky_retries;
         let is_split = def.split.is_some();
         let (project, step_name) = (run.options().project.clone(), def.name.clone());
-        run.record_attempt(step, shard, duration_ms, cache, full_log, log_dropped);
+        run.record_attempt(
+            step,
+            shard,
+            duration_ms,
+            cache,
+            full_log,
+            log_dropped,
+            outputs,
+        );
         let sh = &run.steps()[step].shards()[shard];
         let attempt = sh.attempt();
         for t in &mut tests {

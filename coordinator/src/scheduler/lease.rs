@@ -69,6 +69,10 @@ pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) 
     if !def.reports.is_empty() {
         lease.quarantine = run.options().quarantine.iter().cloned().collect();
     }
+    if let LeaseFor::Shard(_) = target {
+        // A conflict stops the step before this is built (`assign`).
+        lease.artifacts = run.received_artifacts(step).unwrap_or_default();
+    }
     if target == LeaseFor::Listing {
         let mut env = run.pipeline().step_env(def);
         env.extend(context.env().map(|(k, v)| (k.to_owned(), v)));

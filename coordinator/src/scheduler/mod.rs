@@ -304,10 +304,13 @@ impl Scheduler {
                 }
                 if let Some(reason) = run
                     .has_unstarted(step)
-                    .then(|| expired_secret(run, step, now))
+                    .then(|| {
+                        expired_secret(run, step, now)
+                            .or_else(|| run.received_artifacts(step).err().map(|e| e.to_string()))
+                    })
                     .flatten()
                 {
-                    warn!(run = %run.id(), step = %run.steps()[step].name(), %reason, "secret expired before the step started");
+                    warn!(run = %run.id(), step = %run.steps()[step].name(), %reason, "the step may not start");
                     run.fail_unstarted(step, &reason, now);
                     run.advance(now);
                     continue;

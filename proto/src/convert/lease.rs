@@ -44,6 +44,7 @@ impl From<Lease> for pb::Lease {
                 .collect(),
             secrets: l.secrets.into_iter().collect(),
             log_cap_bytes: l.log_cap.unwrap_or(0),
+            artifacts: l.artifacts.iter().map(super::step_artifact).collect(),
         }
     }
 }
@@ -87,7 +88,13 @@ pub fn lease_from_wire(l: pb::Lease) -> Result<Lease, WireError> {
         }
         (false, why) => Some(why),
     };
+    let artifacts = l
+        .artifacts
+        .iter()
+        .map(super::step_artifact_from_wire)
+        .collect::<Result<_, _>>()?;
     Ok(Lease {
+        artifacts,
         lease_id: l.lease_id,
         run_id: l.run_id,
         step: l.step,
@@ -173,6 +180,14 @@ mod tests {
                 },
             ],
             secrets: BTreeMap::from([("TOKEN".into(), "s3cret".into())]),
+            artifacts: vec![buildfleet_model::StepArtifact {
+                step: "build".into(),
+                artifact: buildfleet_model::Artifact {
+                    path: "dist/app".into(),
+                    digest: Digest::of(b"app"),
+                    kind: buildfleet_model::ArtifactKind::File { executable: true },
+                },
+            }],
             log_cap: Some(1024),
             quarantine: vec!["t::x".into()],
             resources: Resources {

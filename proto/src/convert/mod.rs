@@ -7,12 +7,16 @@
 //! is an error, never `Succeeded`) and lenient where dropping would hide
 //! something (an unknown cache or test outcome is kept, marked as such).
 
+mod artifact;
 mod digest;
 mod lease;
 mod report;
 mod state;
 mod status;
 
+pub use artifact::{
+    artifact, artifact_from_wire, artifacts_from_wire, step_artifact, step_artifact_from_wire,
+};
 pub use digest::{from_reapi, input_root, to_reapi};
 pub use lease::lease_from_wire;
 pub use report::{

@@ -123,6 +123,7 @@ pub fn shard_result(lease_id: String, r: &ShardReport) -> pb::ShardResult {
                 failure: why.clone(),
             },
         }),
+        outputs: r.outputs.iter().map(super::artifact).collect(),
     }
 }
 
@@ -147,7 +148,7 @@ pub fn shard_report_from_wire(r: pb::ShardResult) -> Received {
         Some(Err(e)) => Err(format!("an invalid result: {e}")),
         None => Err("a result without a state".to_string()),
     };
-    let (state, mut malformed) = match checked {
+    let (mut state, mut malformed) = match checked {
         Ok(s) => (s, None),
         Err(what) => (State::failed(format!("runner reported {what}")), Some(what)),
     };
@@ -167,9 +168,21 @@ pub fn shard_report_from_wire(r: pb::ShardResult) -> Received {
         ),
         (false, why) => MutedCheck::Unmet(why.to_owned()),
     });
+    // An unreadable output is a failed shard: its dependants were
+    // promised it.
+    let outputs = match super::artifacts_from_wire(&r.outputs) {
+        Ok(list) => list,
+        Err(e) => {
+            let what = format!("an unreadable output: {e}");
+            state = State::failed(format!("runner reported {what}"));
+            malformed.get_or_insert(what);
+            Vec::new()
+        }
+    };
     Received {
         lease_id: r.lease_id,
         report: ShardReport {
+            outputs,
             state,
             duration_ms: r.duration_ms,
             last_log_seq: r.last_log_seq,

@@ -114,6 +114,7 @@ fn shard_status(sh: &ShardStatus) -> pb::ShardStatus {
         full_log: sh.full_log.map(Into::into),
         log_dropped_bytes: sh.log_dropped_bytes,
         muted_exit_code: sh.muted_exit_code.unwrap_or(0),
+        outputs: sh.outputs.iter().map(super::artifact).collect(),
     }
 }
 
@@ -169,7 +170,9 @@ fn shard_status_from_wire(sh: pb::ShardStatus) -> Result<ShardStatus, WireError>
             field: "full_log",
             source,
         })?;
+    let outputs = super::artifacts_from_wire(&sh.outputs)?;
     Ok(ShardStatus {
+        outputs,
         index: sh.index,
         state: shown_state(sh.state.as_ref()),
         runner: Some(sh.runner).filter(|r| !r.is_empty()),
@@ -300,6 +303,11 @@ mod tests {
                     full_log: Some(Digest::of(b"log")),
                     log_dropped_bytes: 7,
                     muted_exit_code: Some(1),
+                    outputs: vec![buildfleet_model::Artifact {
+                        path: "cov".into(),
+                        digest: Digest::of(b"cov"),
+                        kind: buildfleet_model::ArtifactKind::Directory,
+                    }],
                 }],
                 split: Some(SplitStatus {
                     source: "files".into(),

@@ -29,6 +29,8 @@ pub struct ActionSpec {
     pub platform: String,
     pub verify: Vec<String>,
     pub secret_names: Vec<String>,
+    /// The dependencies' outputs placed before the command, by path.
+    pub artifacts: Vec<buildfleet_model::Artifact>,
 }
 
 /// A computed action: its digest, its record, and the directory blobs of the
@@ -83,6 +85,13 @@ impl ActionSpec {
             verify: lease.verify.iter().map(|c| c.command.clone()).collect(),
             // A map's keys: sorted and unique.
             secret_names: lease.secrets.keys().cloned().collect(),
+            // The content a step starts from is part of what decides its
+            // result: another build's artifact is another action.
+            artifacts: {
+                let mut a: Vec<_> = lease.artifacts.iter().map(|s| s.artifact.clone()).collect();
+                a.sort_by(|x, y| x.path.cmp(&y.path));
+                a
+            },
         }
     }
 
@@ -134,6 +143,7 @@ pub async fn compute(cas: &CasClient, spec: &ActionSpec) -> Result<ActionKey, Ca
         outputs: spec.outputs.clone(),
         verify: spec.verify.clone(),
         secret_names: spec.secret_names.clone(),
+        artifacts: spec.artifacts.clone(),
     };
     let encoded = record.encode();
     Ok(ActionKey {

@@ -30,6 +30,9 @@ pub struct ActionRecord {
     pub verify: Vec<String>,
     /// Names only: a secret's value never goes into a stored record.
     pub secret_names: Vec<String>,
+    /// Received artifacts, sorted by path (empty for most steps, which
+    /// keeps their records' digests as they were).
+    pub artifacts: Vec<buildfleet_model::Artifact>,
 }
 
 impl ActionRecord {
@@ -53,6 +56,11 @@ impl ActionRecord {
             outputs: self.outputs.clone(),
             verify: self.verify.clone(),
             secret_names: self.secret_names.clone(),
+            artifacts: self
+                .artifacts
+                .iter()
+                .map(buildfleet_proto::convert::artifact)
+                .collect(),
         };
         Bytes::from(msg.encode_to_vec())
     }
@@ -75,6 +83,12 @@ impl ActionRecord {
             outputs: msg.outputs,
             verify: msg.verify,
             secret_names: msg.secret_names,
+            artifacts: buildfleet_proto::convert::artifacts_from_wire(&msg.artifacts).map_err(
+                |source| RecordError::Invalid {
+                    what: "the action record's artifacts",
+                    source,
+                },
+            )?,
         })
     }
 }
@@ -178,6 +192,12 @@ pub enum RecordError {
         #[source]
         source: buildfleet_cache::DigestError,
     },
+    #[error("{what}: {source}")]
+    Invalid {
+        what: &'static str,
+        #[source]
+        source: buildfleet_proto::convert::WireError,
+    },
 }
 
 #[cfg(test)]
@@ -203,8 +223,19 @@ mod tests {
             outputs: vec!["dist".into()],
             verify: vec!["test -s dist/ok".into()],
             secret_names: vec!["TOKEN".into()],
+            artifacts: vec![buildfleet_model::Artifact {
+                path: "dist/app".into(),
+                digest: Digest::of(b"app"),
+                kind: buildfleet_model::ArtifactKind::File { executable: false },
+            }],
         };
         let bytes = record.encode();
+        // A record with no artifacts encodes as before they existed.
+        let plain = ActionRecord {
+            artifacts: Vec::new(),
+            ..record.clone()
+        };
+        assert!(plain.encode().len() < bytes.len());
         assert_eq!(ActionRecord::decode(&bytes).unwrap(), record);
         assert_eq!(record.clone().encode(), bytes);
 

@@ -23,6 +23,14 @@ pub enum ShardError {
         #[source]
         source: CacheError,
     },
+    /// An output of a step it depends on could not be put in place: it
+    /// would run without an input it was promised.
+    #[error("could not place the artifact of `{step}`: {source}")]
+    Artifact {
+        step: String,
+        #[source]
+        source: super::PlaceError,
+    },
     /// A dependency cache's key could not be computed (a key file is
     /// missing): the step would run without the cache it declares.
     #[error(transparent)]

@@ -3,7 +3,7 @@
 //! saved for later runs. The same promises hold for an exit the quarantine
 //! may mute and, for `verify:`, for a result reused from the step cache.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use buildfleet_cache::StepResult;
 use buildfleet_model::{CacheReport, Failure, Lease, State};
@@ -66,9 +66,13 @@ pub async fn success(
     cancel: watch::Receiver<Option<String>>,
     log: &mut LogSender,
     reports: &mut Vec<CacheReport>,
+    outputs: &mut Vec<buildfleet_model::Artifact>,
 ) -> State {
     let uploaded = match contract(ctx, lease, base, cancel, log).await {
-        Ok(u) => u,
+        Ok(u) => {
+            outputs.extend(u.iter().map(Uploaded::artifact));
+            u
+        }
         Err(broken) => {
             return State::Failed(Failure {
                 exit_code: Some(0),
@@ -114,97 +118,14 @@ pub async fn verify_hit(
     }
 }
 
-/// Why a cached result's outputs could not be put back for its checks.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    #[error("stored output path `{0}` is not inside the working directory")]
-    Outside(String),
-    #[error("output {path}: {source}")]
-    Cache {
-        path: String,
-        #[source]
-        source: Box<buildfleet_cache::CacheError>,
-    },
-    #[error("output {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A stored path must stay inside the working directory, whatever the
-/// cache holds.
-fn inside(dir: &Path, rel: &str) -> Result<std::path::PathBuf, RestoreError> {
-    let p = Path::new(rel);
-    if p.components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        Ok(dir.join(p))
-    } else {
-        Err(RestoreError::Outside(rel.to_owned()))
-    }
-}
-
+/// Puts a reused result's outputs back for its checks.
 async fn restore_outputs(
     ctx: &ShardContext,
     dir: &Path,
     result: &StepResult,
-) -> Result<(), RestoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |path: &str| {
-        let path = path.to_owned();
-        move |source| RestoreError::Io { path, source }
-    };
-    for f in &result.output_files {
-        let path = inside(dir, &f.path)?;
-        let bytes = ctx
-            .cas
-            .read_blob(&f.digest)
-            .await
-            .map_err(|source| RestoreError::Cache {
-                path: f.path.clone(),
-                source: Box::new(source),
-            })?;
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(io(&f.path))?;
-        }
-        // An input of the same name may be a read-only hard link.
-        let _ = tokio::fs::remove_file(&path).await;
-        tokio::fs::write(&path, &bytes).await.map_err(io(&f.path))?;
-        let mode = if f.executable { 0o755 } else { 0o644 };
-        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .await
-            .map_err(io(&f.path))?;
-    }
-    for d in &result.output_directories {
-        let path = inside(dir, &d.path)?;
-        ctx.cas
-            .materialise_with(&d.root, &path, ctx.local.as_ref())
-            .await
-            .map_err(|source| RestoreError::Cache {
-                path: d.path.clone(),
-                source: Box::new(source),
-            })?;
+) -> Result<(), super::place::PlaceError> {
+    for a in crate::outputs::artifacts_of(result) {
+        super::place::place(ctx, dir, &a).await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_paths_cannot_leave_the_working_directory() {
-        let dir = Path::new("/work/x");
-        assert_eq!(
-            inside(dir, "dist/app").unwrap(),
-            Path::new("/work/x/dist/app")
-        );
-        for bad in ["../etc/passwd", "/etc/passwd", "a/../../b"] {
-            assert!(inside(dir, bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -15,6 +15,7 @@ mod framed;
 mod judge;
 pub(crate) mod log;
 mod mask;
+mod place;
 mod prepare;
 mod workspace;
 
@@ -35,9 +36,9 @@ use crate::exec::{self, ExecReport, ExecSpec, LogStream, OutputChunk};
 use crate::oom::OomWatch;
 use crate::wire::Outgoing;
 pub use error::ShardError;
-pub use finish::RestoreError;
 use log::LogSender;
 pub use mask::Masker;
+pub use place::PlaceError;
 use prepare::Prepared;
 
 pub struct ShardContext {
@@ -100,6 +101,9 @@ pub async fn run_lease(
     // Reasons, cache details, test names and messages quote what the step
     // printed or wrote (a verify command's words, a key file's path, its
     // reports): masked like its log.
+    // Only an end that counts as green hands outputs on: exit 0 (or a
+    // reused result), or an exit the quarantine may mute whose contract held.
+    let state_green = state.is_green() || matches!(found.muted, Some(MutedCheck::Met));
     ShardReport {
         state: masker.state(state),
         duration_ms: started.elapsed().as_millis() as u64,
@@ -128,6 +132,11 @@ pub async fn run_lease(
             MutedCheck::Met => MutedCheck::Met,
             MutedCheck::Unmet(why) => MutedCheck::Unmet(masker.text(why)),
         }),
+        outputs: if state_green {
+            found.outputs
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -140,6 +149,8 @@ struct Collected {
     tests: Vec<buildfleet_model::TestResult>,
     items: Vec<String>,
     muted: Option<MutedCheck>,
+    /// The declared outputs, as the cache holds them.
+    outputs: Vec<buildfleet_model::Artifact>,
 }
 
 async fn note(log: &mut LogSender, reports: &mut Vec<CacheReport>, report: CacheReport) {
@@ -159,9 +170,16 @@ async fn execute_lease(
 ) -> Result<State, ShardError> {
     let prepared = prepare::step_cache(ctx, lease, log, &mut found.reports).await;
     let (result, action) = match prepared {
-        // A hit needs no working directory at all, unless it must be checked.
-        Prepared::Cached(_) if lease.verify.is_empty() => return Ok(State::Cached),
-        Prepared::Cached(result) => (Some(result), None),
+        // A hit needs no working directory at all, unless it must be checked
+        // or receives artifacts... which only its checks would read.
+        Prepared::Cached(result) if lease.verify.is_empty() => {
+            found.outputs = crate::outputs::artifacts_of(&result);
+            return Ok(State::Cached);
+        }
+        Prepared::Cached(result) => {
+            found.outputs = crate::outputs::artifacts_of(&result);
+            (Some(result), None)
+        }
         Prepared::Run(action) => (None, action),
     };
     let dir = ctx.work_root.join(&lease.lease_id);
@@ -286,10 +304,11 @@ impl Run<'_> {
         }
         let ended = judge::exit_state(&report.outcome, &oom);
         if ended == State::Succeeded {
-            let reports = &mut found.reports;
-            return Ok(
-                finish::success(self.ctx, lease, &base, &ws, action, cancel, log, reports).await,
-            );
+            let (reports, outputs) = (&mut found.reports, &mut found.outputs);
+            return Ok(finish::success(
+                self.ctx, lease, &base, &ws, action, cancel, log, reports, outputs,
+            )
+            .await);
         }
         let explanation = match &ended {
             State::Failed(f) => f.reason.clone(),
@@ -315,7 +334,10 @@ impl Run<'_> {
                     .await;
             }
             found.muted = Some(match checked {
-                Ok(_) => MutedCheck::Met,
+                Ok(uploaded) => {
+                    found.outputs = uploaded.iter().map(|u| u.artifact()).collect();
+                    MutedCheck::Met
+                }
                 Err(why) => MutedCheck::Unmet(why.to_string()),
             });
         }

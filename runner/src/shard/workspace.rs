@@ -55,6 +55,33 @@ pub async fn prepare(
         ))
         .await;
     }
+    for received in &lease.artifacts {
+        let a = &received.artifact;
+        let placed =
+            super::place::place(ctx, dir, a)
+                .await
+                .map_err(|source| ShardError::Artifact {
+                    step: received.step.clone(),
+                    source,
+                })?;
+        let mut line = format!(
+            "artifact {} ({} {}) from `{}`",
+            a.path,
+            a.kind.name(),
+            a.digest,
+            received.step
+        );
+        if placed.copied > 0 {
+            line.push_str(&format!(
+                "; {} file(s) copied instead of hard-linked (no local cache, or another filesystem)",
+                placed.copied
+            ));
+        }
+        if placed.replaced_input {
+            line.push_str("; it replaces what the inputs had at that path");
+        }
+        log.system(line).await;
+    }
     let mut env: Vec<(String, String)> = lease
         .env
         .iter()
