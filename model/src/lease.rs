@@ -88,6 +88,8 @@ pub struct Lease {
     /// The outputs of the steps it depends on, placed at their paths in
     /// the working directory before the command runs; part of its inputs.
     pub artifacts: Vec<crate::StepArtifact>,
+    /// Background processes it runs against, started in order.
+    pub services: Vec<Service>,
 }
 
 impl Lease {
@@ -118,6 +120,33 @@ impl Check {
             retries: 0,
             interval: Duration::ZERO,
         }
+    }
+}
+
+/// A background process a step runs against (`services:`), e.g. a database
+/// server: started in the shard's directory before the command, given a
+/// port, waited for until ready, stopped after the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Its name in the pipeline; `BUILDFLEET_SERVICE_<NAME>_PORT` holds
+    /// its port.
+    pub name: String,
+    /// Run like the step (`bash -euo pipefail -c`).
+    pub command: String,
+    /// Polled until it exits 0; `None` = ready once its port accepts a
+    /// connection.
+    pub ready: Option<String>,
+    /// How long it may take to become ready.
+    pub ready_timeout: Duration,
+}
+
+impl Service {
+    /// The variable holding its port: `BUILDFLEET_SERVICE_DB_PORT`.
+    pub fn port_var(&self) -> String {
+        format!(
+            "BUILDFLEET_SERVICE_{}_PORT",
+            self.name.to_ascii_uppercase().replace('-', "_")
+        )
     }
 }
 

@@ -31,7 +31,7 @@ pub use cache::{CacheName, CacheOutcome, CacheReport, CacheSpec};
 pub use context::{RunContext, CONTEXT_VARS};
 pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};
 pub use event::{Event, EventKind, LogEntry, Notice, NoticeKind, StateChange};
-pub use lease::{Check, Lease, LeaseKind, MutedCheck, Resources, ShardReport};
+pub use lease::{Check, Lease, LeaseKind, MutedCheck, Resources, Service, ShardReport};
 pub use log::LogStream;
 pub use state::{combine, Failure, State};
 pub use status::{RunStatus, ShardStatus, SplitStatus, StepStatus};

@@ -15,6 +15,7 @@ pub mod junit;
 pub mod oom;
 pub mod outputs;
 pub mod reports;
+pub mod services;
 pub mod shard;
 pub mod supervisor;
 pub mod verify;

@@ -61,6 +61,7 @@ impl Pipeline {
             resources: step.resources,
             // Only a run knows what its dependencies produced.
             artifacts: Vec::new(),
+            services: step.services.clone(),
         }
     }
 }

@@ -109,6 +109,8 @@ pub struct Step {
     pub resources: Resources,
     /// `if:`: when the step runs; `None` means `success()`.
     pub condition: Option<condition::Condition>,
+    /// `services:`: background processes its command runs against.
+    pub services: Vec<buildfleet_model::Service>,
     /// `approval: { timeout }`: the step waits for someone to approve it,
     /// at most this long.
     pub approval: Option<Duration>,

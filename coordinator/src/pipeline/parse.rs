@@ -46,6 +46,7 @@ const STEP_KEYS: &[&str] = &[
     "if",
     "matrix",
     "approval",
+    "services",
 ];
 
 pub(super) const MAX_SHARDS: u32 = 1024;
@@ -410,6 +411,10 @@ fn step(node: &Node, stage: &str, errors: &mut Collector) -> Vec<(Step, StepPosi
             .get("if")
             .and_then(|node| conditions::parse(node, errors)),
         matrix: BTreeMap::new(),
+        services: map
+            .get("services")
+            .map(|node| step_fields::services(node, errors))
+            .unwrap_or_default(),
         approval: map
             .get("approval")
             .and_then(|node| step_fields::approval(node, errors)),

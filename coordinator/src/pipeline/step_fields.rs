@@ -98,6 +98,93 @@ pub(super) fn approval(node: &Node, errors: &mut Collector) -> Option<Duration> 
     }
 }
 
+const SERVICE_KEYS: &[&str] = &["run", "ready", "ready_timeout"];
+const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `services: { NAME: { run, ready, ready_timeout } }`.
+pub(super) fn services(node: &Node, errors: &mut Collector) -> Vec<buildfleet_model::Service> {
+    let Value::Mapping(pairs) = &node.value else {
+        errors.error_with_hint(
+            node.pos,
+            format!(
+                "`services` must be a mapping of names to services, found {}",
+                node.describe()
+            ),
+            "write `services: { db: { run: 'postgres …', ready: 'pg_isready …' } }`",
+        );
+        return Vec::new();
+    };
+    let mut out: Vec<buildfleet_model::Service> = Vec::new();
+    for (key, value) in pairs {
+        let Some(name) = key.scalar().filter(|n| !n.is_empty()) else {
+            errors.error(
+                key.pos,
+                format!("service names must be strings, found {}", key.describe()),
+            );
+            continue;
+        };
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+        if !valid {
+            errors.error_with_hint(
+                key.pos,
+                format!("invalid service name `{name}`"),
+                "service names become BUILDFLEET_SERVICE_<NAME>_PORT: letters, digits, `_` and `-`, starting with a letter",
+            );
+            continue;
+        }
+        let owner = format!("in service `{name}`");
+        let Some(map) = Fields::of(value, &owner, SERVICE_KEYS, errors) else {
+            errors.error_with_hint(
+                value.pos,
+                format!(
+                    "service `{name}` must be a mapping with `run`, found {}",
+                    value.describe()
+                ),
+                "write `db: { run: 'postgres …', ready: 'pg_isready …', ready_timeout: 30s }`",
+            );
+            continue;
+        };
+        let Some(run) = map
+            .require("run", &owner, errors)
+            .and_then(|n| fields::string(n, "run", errors))
+        else {
+            continue;
+        };
+        let ready = map
+            .get("ready")
+            .and_then(|n| fields::string(n, "ready", errors));
+        let ready_timeout = match map.get("ready_timeout") {
+            Some(n) => match fields::duration(n, "ready_timeout", errors) {
+                Some(d) => d,
+                None => continue,
+            },
+            None => DEFAULT_READY_TIMEOUT,
+        };
+        let service = buildfleet_model::Service {
+            name: name.to_owned(),
+            command: run,
+            ready,
+            ready_timeout,
+        };
+        if let Some(other) = out.iter().find(|s| s.port_var() == service.port_var()) {
+            errors.error(
+                key.pos,
+                format!(
+                    "services `{}` and `{name}` would share {}",
+                    other.name,
+                    service.port_var()
+                ),
+            );
+            continue;
+        }
+        out.push(service);
+    }
+    out
+}
+
 /// A byte size such as `1MiB` or `500KB`, at least 1 KiB.
 pub(super) fn size(node: &Node, key: &str, errors: &mut Collector) -> Option<u64> {
     let text = fields::string(node, key, errors)?;

@@ -105,6 +105,7 @@ fn as_listing(
     lease.verify.clear();
     lease.quarantine.clear();
     lease.secrets.clear();
+    lease.services.clear();
     lease.action_cache_off = Some("a listing lease always runs".into());
 }
 

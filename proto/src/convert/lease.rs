@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use buildfleet_model::{CacheSpec, Check, Digest, Lease, LeaseKind, Resources};
+use buildfleet_model::{CacheSpec, Check, Digest, Lease, LeaseKind, Resources, Service};
 
 use super::WireError;
 use crate::v1 as pb;
@@ -45,7 +45,27 @@ impl From<Lease> for pb::Lease {
             secrets: l.secrets.into_iter().collect(),
             log_cap_bytes: l.log_cap.unwrap_or(0),
             artifacts: l.artifacts.iter().map(super::step_artifact).collect(),
+            services: l.services.iter().map(service).collect(),
         }
+    }
+}
+
+/// A service as the wire carries it (also in stored action records).
+pub fn service(s: &Service) -> pb::ServiceSpec {
+    pb::ServiceSpec {
+        name: s.name.clone(),
+        run: s.command.clone(),
+        ready: s.ready.clone().unwrap_or_default(),
+        ready_timeout_ms: s.ready_timeout.as_millis() as u64,
+    }
+}
+
+fn service_from_wire(s: pb::ServiceSpec) -> Service {
+    Service {
+        name: s.name,
+        command: s.run,
+        ready: Some(s.ready).filter(|r| !r.is_empty()),
+        ready_timeout: Duration::from_millis(s.ready_timeout_ms),
     }
 }
 
@@ -95,6 +115,7 @@ pub fn lease_from_wire(l: pb::Lease) -> Result<Lease, WireError> {
         .collect::<Result<_, _>>()?;
     Ok(Lease {
         artifacts,
+        services: l.services.into_iter().map(service_from_wire).collect(),
         lease_id: l.lease_id,
         run_id: l.run_id,
         step: l.step,
@@ -187,6 +208,12 @@ mod tests {
                     digest: Digest::of(b"app"),
                     kind: buildfleet_model::ArtifactKind::File { executable: true },
                 },
+            }],
+            services: vec![Service {
+                name: "db".into(),
+                command: "postgres".into(),
+                ready: Some("pg_isready".into()),
+                ready_timeout: Duration::from_secs(30),
             }],
             log_cap: Some(1024),
             quarantine: vec!["t::x".into()],

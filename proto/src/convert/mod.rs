@@ -18,7 +18,7 @@ pub use artifact::{
     artifact, artifact_from_wire, artifacts_from_wire, step_artifact, step_artifact_from_wire,
 };
 pub use digest::{from_reapi, input_root, to_reapi};
-pub use lease::lease_from_wire;
+pub use lease::{lease_from_wire, service};
 pub use report::{
     cache_report, cache_report_from_wire, shard_report_from_wire, shard_result, test_result,
     test_result_from_wire, Received,

@@ -31,6 +31,8 @@ pub struct ActionSpec {
     pub secret_names: Vec<String>,
     /// The dependencies' outputs placed before the command, by path.
     pub artifacts: Vec<buildfleet_model::Artifact>,
+    /// What its command runs against.
+    pub services: Vec<buildfleet_model::Service>,
 }
 
 /// A computed action: its digest, its record, and the directory blobs of the
@@ -92,6 +94,7 @@ impl ActionSpec {
                 a.sort_by(|x, y| x.path.cmp(&y.path));
                 a
             },
+            services: lease.services.clone(),
         }
     }
 
@@ -144,6 +147,7 @@ pub async fn compute(cas: &CasClient, spec: &ActionSpec) -> Result<ActionKey, Ca
         verify: spec.verify.clone(),
         secret_names: spec.secret_names.clone(),
         artifacts: spec.artifacts.clone(),
+        services: spec.services.clone(),
     };
     let encoded = record.encode();
     Ok(ActionKey {

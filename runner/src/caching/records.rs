@@ -33,6 +33,8 @@ pub struct ActionRecord {
     /// Received artifacts, sorted by path (empty for most steps, which
     /// keeps their records' digests as they were).
     pub artifacts: Vec<buildfleet_model::Artifact>,
+    /// The step's services: what it runs against decides its result.
+    pub services: Vec<buildfleet_model::Service>,
 }
 
 impl ActionRecord {
@@ -60,6 +62,15 @@ impl ActionRecord {
                 .artifacts
                 .iter()
                 .map(buildfleet_proto::convert::artifact)
+                .collect(),
+            services: self
+                .services
+                .iter()
+                .map(|s| buildfleet_proto::v1::ServiceSpec {
+                    // How long it may take to start does not change results.
+                    ready_timeout_ms: 0,
+                    ..buildfleet_proto::convert::service(s)
+                })
                 .collect(),
         };
         Bytes::from(msg.encode_to_vec())
@@ -89,6 +100,16 @@ impl ActionRecord {
                     source,
                 },
             )?,
+            services: msg
+                .services
+                .into_iter()
+                .map(|s| buildfleet_model::Service {
+                    ready: Some(s.ready).filter(|r| !r.is_empty()),
+                    name: s.name,
+                    command: s.run,
+                    ready_timeout: std::time::Duration::ZERO,
+                })
+                .collect(),
         })
     }
 }
@@ -228,8 +249,15 @@ mod tests {
                 digest: Digest::of(b"app"),
                 kind: buildfleet_model::ArtifactKind::File { executable: false },
             }],
+            services: vec![buildfleet_model::Service {
+                name: "db".into(),
+                command: "postgres".into(),
+                ready: None,
+                ready_timeout: std::time::Duration::ZERO,
+            }],
         };
         let bytes = record.encode();
+        assert_eq!(ActionRecord::decode(&bytes).unwrap(), record);
         // A record with no artifacts encodes as before they existed.
         let plain = ActionRecord {
             artifacts: Vec::new(),

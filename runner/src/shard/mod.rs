@@ -251,6 +251,43 @@ impl Run<'_> {
         }
     }
 
+    /// The step's services, started and ready, their ports in the
+    /// environment; or the state the step ends in because one is not.
+    async fn start_services(
+        &self,
+        ws: &mut workspace::Workspace,
+        log: &mut LogSender,
+    ) -> Result<crate::services::Services, State> {
+        let services = &self.lease.services;
+        if services.is_empty() {
+            return Ok(crate::services::Services::default());
+        }
+        let ports = crate::services::ports(services).map_err(|e| State::failed(e.to_string()))?;
+        ws.env.extend(ports);
+        let base = self.exec_spec("", &ws.env);
+        let (started, ready) = crate::services::start(services, &base, log).await;
+        let Err(not_ready) = ready else {
+            return Ok(started);
+        };
+        // The reason ends with what the service last printed; its whole
+        // tail follows in the log as it stops.
+        let name = not_ready.name().to_owned();
+        let tail = started.tail_of(&name);
+        started.stop(log).await;
+        let last: Vec<&str> = tail
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        let mut reason = not_ready.to_string();
+        if !last.is_empty() {
+            reason.push_str(&format!("; its output ends: {}", last.join(" | ")));
+        }
+        Err(State::failed(reason))
+    }
+
     async fn verify_hit(
         &self,
         result: &buildfleet_cache::StepResult,
@@ -275,11 +312,19 @@ impl Run<'_> {
         found: &mut Collected,
     ) -> Result<State, ShardError> {
         let lease = self.lease;
-        let ws = workspace::prepare(self.ctx, lease, self.dir, log, &mut found.reports).await?;
+        let mut ws = workspace::prepare(self.ctx, lease, self.dir, log, &mut found.reports).await?;
+        let services = match self.start_services(&mut ws, log).await {
+            Ok(s) => s,
+            Err(failed) => {
+                ws.tidy().await;
+                return Ok(failed);
+            }
+        };
         let base = self.exec_spec(&lease.command, &ws.env);
         let started_at = std::time::SystemTime::now();
         let oom = OomWatch::start(self.cgroup.memory_events());
         let (report, printed) = run_command(base.clone(), cancel.clone(), log, lease.kind).await;
+        services.stop(log).await;
         // What is stored for a replay is the command's output: not the
         // checks that follow, which run again after every hit.
         log.stop_capture();

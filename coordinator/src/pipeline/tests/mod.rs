@@ -9,6 +9,7 @@ mod conditions;
 mod cross_step_errors;
 mod files;
 mod matrix;
+mod services;
 mod shape_errors;
 mod sharding;
 mod valid;

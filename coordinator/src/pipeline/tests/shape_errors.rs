@@ -76,7 +76,7 @@ fn unknown_key_without_a_close_match_lists_allowed_keys() {
     );
     assert_eq!(
         error.hint.as_deref(),
-        Some("allowed keys: name, run, shards, timeout, env, outputs, needs, labels, caches, inputs, cache, reports, split, max_shards, retries, verify, secrets, log_cap, resources, if, matrix, approval")
+        Some("allowed keys: name, run, shards, timeout, env, outputs, needs, labels, caches, inputs, cache, reports, split, max_shards, retries, verify, secrets, log_cap, resources, if, matrix, approval, services")
     );
 }
 

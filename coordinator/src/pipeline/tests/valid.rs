@@ -67,6 +67,7 @@ fn step(name: &str, stage: &str, run: &str) -> Step {
         log_cap: None,
         resources: Default::default(),
         condition: None,
+        services: Vec::new(),
         approval: None,
         matrix: BTreeMap::new(),
     }

@@ -1,0 +1,81 @@
+//! `services:` and `approval:` on a step: what parses, and where each
+//! mistake is reported.
+
+use super::*;
+
+#[test]
+fn services_parse_with_their_defaults() {
+    let text = one_step(&[
+        "run: make",
+        "services:",
+        "  db: { run: 'postgres', ready: 'pg_isready', ready_timeout: 30s }",
+        "  cache-2: { run: 'redis-server' }",
+    ]);
+    let p = parse(FILE, &text).unwrap();
+    let s = &p.steps().next().unwrap().services;
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].ready.as_deref(), Some("pg_isready"));
+    assert_eq!(s[0].ready_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(s[1].ready, None);
+    assert_eq!(s[1].ready_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(s[1].port_var(), "BUILDFLEET_SERVICE_CACHE_2_PORT");
+}
+
+#[test]
+fn service_mistakes_are_reported_where_they_are() {
+    let text = one_step(&[
+        "run: make",
+        "services:",
+        "  9db: { run: x }",
+        "  web: { ready: y }",
+        "  a-b: { run: x }",
+        "  a_b: { run: x }",
+        "  slow: { run: x, ready_timeout: soon }",
+    ]);
+    let errors = errors(&text);
+    let got: Vec<(usize, usize, &str)> = errors
+        .iter()
+        .map(|e| (e.line, e.column, e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (8, 11, "invalid service name `9db`"),
+            (9, 16, "missing required key `run` in service `web`"),
+            (
+                11,
+                11,
+                "services `a-b` and `a_b` would share BUILDFLEET_SERVICE_A_B_PORT"
+            ),
+            (
+                12,
+                42,
+                "invalid `ready_timeout` string \"soon\": expected number at 0"
+            ),
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn approval_takes_a_timeout_or_true() {
+    let p = parse(FILE, &one_step(&["run: make", "approval: { timeout: 2h }"])).unwrap();
+    assert_eq!(
+        p.steps().next().unwrap().approval,
+        Some(std::time::Duration::from_secs(7200))
+    );
+    let p = parse(FILE, &one_step(&["run: make", "approval: true"])).unwrap();
+    assert_eq!(
+        p.steps().next().unwrap().approval,
+        Some(std::time::Duration::from_secs(86400))
+    );
+    single_error(
+        &one_step(&["run: make", "approval: { timout: 2h }"]),
+        7,
+        21,
+        &[
+            "unknown key `timout` in `approval`",
+            "did you mean `timeout`?",
+        ],
+    );
+}
