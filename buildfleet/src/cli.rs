@@ -34,6 +34,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Download a run's artifacts (its steps' declared outputs) to a directory.
     Artifacts(ArtifactsArgs),
+    /// Run one step of an earlier run again, with that run's inputs, context
+    /// and artifacts (a redeploy of a known-good version), and watch it.
+    Rerun(RerunArgs),
     /// Approve a step waiting for approval: it runs.
     Approve(DecideArgs),
     /// Reject a step waiting for approval: it fails with the reason.
@@ -52,6 +55,17 @@ pub struct ArtifactsArgs {
     pub coordinator: String,
     #[arg(long, env = "BUILDFLEET_CACHE")]
     pub cache: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RerunArgs {
+    pub run: String,
+    pub step: String,
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: String,
+    /// Who asks, recorded in the new run (default: $USER).
+    #[arg(long)]
+    pub actor: Option<String>,
 }
 
 #[derive(Args, Debug)]

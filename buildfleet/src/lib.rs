@@ -1,10 +1,10 @@
 //! The buildfleet binary's library half: the embedded fleet, submission and
 //! progress output, shared by `main` and the integration tests.
 
-pub mod approve;
 pub mod artifacts;
 pub mod cli;
 pub mod context;
+pub mod decide;
 pub mod explain;
 pub mod fleet;
 pub mod junit_out;

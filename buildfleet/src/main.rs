@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         | Command::Submit(_)
         | Command::Logs(_)
         | Command::Artifacts(_)
+        | Command::Rerun(_)
         | Command::Approve(_)
         | Command::Reject(_) => "warn",
         _ => "info",
@@ -79,8 +80,9 @@ fn tokio_main(cmd: Command) -> Result<i32> {
             Command::Submit(args) => submit(args).await,
             Command::Logs(args) => buildfleet::logs::print(args).await,
             Command::Artifacts(args) => buildfleet::artifacts::download(args).await,
-            Command::Approve(args) => buildfleet::approve::approve(args).await,
-            Command::Reject(args) => buildfleet::approve::reject(args).await,
+            Command::Rerun(args) => buildfleet::decide::rerun(args).await,
+            Command::Approve(args) => buildfleet::decide::approve(args).await,
+            Command::Reject(args) => buildfleet::decide::reject(args).await,
             Command::Coordinator(args) => buildfleet::roles::coordinator(args)
                 .await
                 .map(|_| exit::GREEN),

@@ -109,13 +109,30 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
         "run {run_id} submitted for {}",
         opts.context.describe()
     )?;
+    let status = watch_to_end(opts.coordinator_url, coordinator, &run_id, out).await?;
+    if let Some(path) = opts.junit {
+        std::fs::write(path, crate::junit_out::render(&status))
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+        writeln!(out, "JUnit report written to {}", path.display())?;
+    }
+    Ok(RunEnd::Finished(Box::new(status)))
+}
+
+/// Streams a run's events to `out` until it ends — resuming a broken
+/// stream from the last event seen — then prints its summary.
+pub async fn watch_to_end(
+    coordinator_url: &str,
+    mut coordinator: Coordinator,
+    run_id: &str,
+    out: &mut dyn Write,
+) -> Result<RunStatus> {
     let mut progress = Progress::new();
     let mut last_seq = 0;
     // A lost stream (say, the coordinator restarted) is resumed from the
     // last event seen, for up to `RESUME_FOR`; nothing is shown twice.
     let mut lost_since: Option<std::time::Instant> = None;
     loop {
-        let broke = match coordinator.watch(&run_id, last_seq).await {
+        let broke = match coordinator.watch(run_id, last_seq).await {
             Ok(events) => {
                 let mut events = std::pin::pin!(events);
                 let mut broke = None;
@@ -148,21 +165,16 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             "(watch interrupted: {why}; resuming after event {last_seq})"
         )?;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        if let Ok(c) = Coordinator::connect(opts.coordinator_url).await {
+        if let Ok(c) = Coordinator::connect(coordinator_url).await {
             coordinator = c;
         }
     }
     let status = coordinator
-        .get(&run_id)
+        .get(run_id)
         .await
         .context("fetching the run's final state")?;
     crate::progress::summary(&status, out)?;
-    if let Some(path) = opts.junit {
-        std::fs::write(path, crate::junit_out::render(&status))
-            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
-        writeln!(out, "JUnit report written to {}", path.display())?;
-    }
-    Ok(RunEnd::Finished(Box::new(status)))
+    Ok(status)
 }
 
 /// The default input directory: the pipeline file's own directory.

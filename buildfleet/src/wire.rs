@@ -100,6 +100,21 @@ impl Coordinator {
         self.client.decide(request).await.map(|_| ())
     }
 
+    /// Starts a re-run of one step of an earlier run; the new run's id.
+    pub async fn rerun(
+        &mut self,
+        run_id: &str,
+        step: &str,
+        actor: &str,
+    ) -> Result<String, tonic::Status> {
+        let request = pb::RerunRequest {
+            run_id: run_id.to_owned(),
+            step: step.to_owned(),
+            actor: actor.to_owned(),
+        };
+        Ok(self.client.rerun(request).await?.into_inner().run_id)
+    }
+
     /// How many runners are connected.
     pub async fn runner_count(&mut self) -> Result<usize> {
         let runners = self.client.list_runners(pb::ListRunnersRequest {}).await?;

@@ -21,6 +21,8 @@ pub enum CoordinatorError {
     ShuttingDown { retry: String },
     #[error(transparent)]
     Approval(#[from] crate::run::ApprovalError),
+    #[error("run `{run}` has no step `{step}`")]
+    UnknownStep { run: String, step: String },
     /// The runner ended its stream before it registered.
     #[error("runner closed the stream before registering")]
     ClosedBeforeRegistering,
@@ -33,7 +35,9 @@ impl From<CoordinatorError> for tonic::Status {
             CoordinatorError::InvalidPipeline(_)
             | CoordinatorError::BadRequest(_)
             | CoordinatorError::InvalidConfig(_) => Code::InvalidArgument,
-            CoordinatorError::UnknownRun(_) => Code::NotFound,
+            CoordinatorError::UnknownRun(_) | CoordinatorError::UnknownStep { .. } => {
+                Code::NotFound
+            }
             CoordinatorError::UnknownLease(_) => Code::FailedPrecondition,
             CoordinatorError::NotRegistered(_) => Code::FailedPrecondition,
             CoordinatorError::ShuttingDown { .. } => Code::Unavailable,

@@ -13,6 +13,7 @@ pub mod hub;
 pub mod notify;
 pub mod persist;
 pub mod pipeline;
+pub mod rerun;
 pub mod run;
 pub mod scheduler;
 pub mod secrets;

@@ -36,7 +36,7 @@ impl Hub {
         Ok(submitted)
     }
 
-    fn run_options(&self, pipeline: &Pipeline, sub: Submission) -> RunOptions {
+    pub(crate) fn run_options(&self, pipeline: &Pipeline, sub: Submission) -> RunOptions {
         let needed: BTreeSet<String> = pipeline
             .steps()
             .flat_map(|s| s.secrets.iter().cloned())
@@ -77,6 +77,7 @@ impl Hub {
             pipeline_yaml: sub.pipeline_yaml,
             idempotency_key: sub.idempotency_key,
             context: sub.context,
+            rerun: None,
         }
     }
 }

@@ -87,6 +87,18 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         Ok(Response::new(pb::DecideResponse {}))
     }
 
+    async fn rerun(
+        &self,
+        req: Request<pb::RerunRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let req = req.into_inner();
+        let submitted = self.hub.rerun(&req.run_id, &req.step, &req.actor)?;
+        Ok(Response::new(pb::SubmitResponse {
+            run_id: submitted.run_id,
+            deduplicated: submitted.deduplicated,
+        }))
+    }
+
     async fn list_runners(
         &self,
         _req: Request<pb::ListRunnersRequest>,

@@ -235,6 +235,23 @@ impl Pipeline {
         }
     }
 
+    /// The pipeline of a re-run of one step: that step alone, in its
+    /// stage, with nothing to wait for and no condition (re-running it is
+    /// the decision); its approval gate, if any, still holds.
+    pub fn only(&self, name: &str) -> Option<Pipeline> {
+        let step = self.step(name)?;
+        let mut alone = step.clone();
+        alone.needs = Some(Vec::new());
+        alone.condition = None;
+        Some(Pipeline {
+            stages: vec![Stage {
+                name: step.stage.clone(),
+                steps: vec![alone],
+            }],
+            ..self.clone()
+        })
+    }
+
     /// Each step's direct dependencies: its `needs` if given, else every step
     /// of the previous stage (the stage barrier). Every step has an entry;
     /// each list is in declaration order.

@@ -11,6 +11,10 @@ use super::Run;
 impl Run {
     /// What shard leases of `step` receive, or why it may not start.
     pub fn received_artifacts(&self, step: usize) -> Result<Vec<StepArtifact>, ArtifactConflict> {
+        // A re-run's one step receives what it received the first time.
+        if let Some(rerun) = &self.options.rerun {
+            return Ok(rerun.artifacts.clone());
+        }
         let mut out: Vec<(String, StepArtifact)> = Vec::new();
         for &dep in &self.steps[step].deps {
             let d = &self.steps[dep];

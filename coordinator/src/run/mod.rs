@@ -61,6 +61,21 @@ pub struct RunOptions {
     pub fail_on_flaky: bool,
     /// Which commit, ref and event the run is for.
     pub context: buildfleet_model::RunContext,
+    /// Set for `buildfleet rerun`: the run is one step of an earlier run.
+    #[serde(default)]
+    pub rerun: Option<Rerun>,
+}
+
+/// A re-run of one step of an earlier run, with that run's inputs,
+/// context and the artifacts its dependencies made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rerun {
+    pub of_run: String,
+    pub step: String,
+    /// What the step received in the earlier run.
+    pub artifacts: Vec<buildfleet_model::StepArtifact>,
+    /// Who asked.
+    pub by: String,
 }
 
 /// The moment a secret expires, and the same moment as people read it.

@@ -15,6 +15,12 @@ fn run_cache_off(run: &Run, attempt: u32) -> Option<String> {
     if run.options().no_cache {
         return Some("`--no-cache`: the step always runs".into());
     }
+    if let Some(rerun) = &run.options().rerun {
+        return Some(format!(
+            "a re-run of step `{}` of run {}: it must really run",
+            rerun.step, rerun.of_run
+        ));
+    }
     // A stored pass of the same subset would hide that the test failed
     // again.
     (attempt > 1).then(|| format!("attempt {attempt} is a re-run: it must really run"))

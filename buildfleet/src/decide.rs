@@ -1,6 +1,7 @@
-//! `buildfleet approve RUN STEP` and `buildfleet reject RUN STEP --reason
-//! …`: a person's decision on a step waiting for approval, recorded with
-//! who made it.
+//! What people do to a run that exists: `buildfleet approve RUN STEP` and
+//! `buildfleet reject RUN STEP --reason …` (a decision on a step waiting
+//! for approval, recorded with who made it), and `buildfleet rerun RUN
+//! STEP` (one step again, with that run's inputs and artifacts).
 
 use anyhow::Result;
 
@@ -63,4 +64,40 @@ async fn decide(
         }
         Err(s) => Err(anyhow::Error::new(s).context("sending the decision")),
     }
+}
+
+/// `buildfleet rerun RUN STEP`: the new run is watched like a submission,
+/// and its end decides the exit status.
+pub async fn rerun(args: crate::cli::RerunArgs) -> Result<i32> {
+    let actor = args
+        .actor
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_default();
+    let mut client = crate::wire::Coordinator::connect(&args.coordinator).await?;
+    let run_id = match client.rerun(&args.run, &args.step, &actor).await {
+        Ok(id) => id,
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::NotFound | tonic::Code::InvalidArgument
+            ) =>
+        {
+            eprintln!("error: {}", s.message());
+            return Ok(crate::exit::USAGE);
+        }
+        Err(s) => return Err(anyhow::Error::new(s).context("asking for the re-run")),
+    };
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    writeln!(
+        out,
+        "run {run_id} submitted: a re-run of step `{}` of run {}",
+        args.step, args.run
+    )?;
+    let status = crate::submit::watch_to_end(&args.coordinator, client, &run_id, &mut out).await?;
+    Ok(if crate::progress::is_green(&status) {
+        crate::exit::GREEN
+    } else {
+        crate::exit::FAILED
+    })
 }
