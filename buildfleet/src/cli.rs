@@ -220,6 +220,17 @@ pub struct SubmitFlags {
     /// Who started the run (default: the CI job's actor, else $USER).
     #[arg(long)]
     pub actor: Option<String>,
+    /// A value for a variable the pipeline declares in its top-level `env`
+    /// (repeatable): `--var ENVIRONMENT=https://staging.example`.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
 }
 
 impl SubmitFlags {

@@ -154,6 +154,13 @@ async fn run(args: RunArgs) -> Result<i32> {
     })
     .await?;
     let mut stdout = std::io::stdout().lock();
+    // Said first, so a person (or a script) can reach this fleet while the
+    // run is under way: `buildfleet approve … --coordinator URL`.
+    writeln!(
+        stdout,
+        "embedded fleet: coordinator {} cache {}",
+        fleet.coordinator_url, fleet.cache_url
+    )?;
     let outcome = submit_and_watch(
         SubmitOptions {
             pipeline_file: &args.file,
@@ -168,6 +175,7 @@ async fn run(args: RunArgs) -> Result<i32> {
             context: buildfleet::context::detect(&args.flags.context(), &work_dir, &|name| {
                 std::env::var(name).ok()
             }),
+            vars: args.flags.vars.iter().cloned().collect(),
         },
         &mut stdout,
     )
@@ -198,6 +206,7 @@ async fn submit(args: SubmitArgs) -> Result<i32> {
             context: buildfleet::context::detect(&args.flags.context(), &work_dir, &|name| {
                 std::env::var(name).ok()
             }),
+            vars: args.flags.vars.iter().cloned().collect(),
         },
         &mut stdout,
     )

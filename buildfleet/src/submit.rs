@@ -37,6 +37,8 @@ pub struct SubmitOptions<'a> {
     pub fail_on_flaky: bool,
     /// Which commit, ref and event the run is for.
     pub context: buildfleet_model::RunContext,
+    /// `--var NAME=VALUE`.
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// The default project name: the input directory's own name, which is the
@@ -98,6 +100,7 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             quarantine,
             fail_on_flaky: opts.fail_on_flaky,
             context: opts.context.clone(),
+            vars: opts.vars,
         })
         .await?;
     let run_id = match submitted {

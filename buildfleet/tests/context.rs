@@ -92,3 +92,55 @@ async fn a_step_naming_the_commit_is_keyed_by_it_and_others_are_reused_across_co
     );
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_var_reaches_its_steps_and_keys_only_the_steps_that_name_it() {
+    let fleet = harness::start(1).await;
+    let mark = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "version: 1\nenv: {{ MARK: \"{}\", TARGET: none }}\nstages:\n  - name: s\n    steps:\n      - {{ name: plain, run: 'echo built >> \"$MARK/plain\"' }}\n      - {{ name: send, run: 'echo \"to $TARGET\" >> \"$MARK/sent\"' }}\n",
+        mark.path().display()
+    );
+    let run = |target: &'static str| {
+        let req = pb::SubmitRequest {
+            pipeline_yaml: yaml.clone(),
+            vars: [("TARGET".to_owned(), target.to_owned())].into(),
+            ..Default::default()
+        };
+        fleet.run_request(req, &[("src.txt", "same")])
+    };
+    let (first, _) = run("staging").await;
+    assert_eq!(kind(&first.state), K::Succeeded);
+    let (second, _) = run("production").await;
+    assert_eq!(
+        kind(&step(&second, "plain").state),
+        K::Cached,
+        "a step that never names the variable is reused whatever its value"
+    );
+    assert_eq!(kind(&step(&second, "send").state), K::Succeeded);
+    assert_eq!(
+        lines(&mark.path().join("sent")),
+        ["to production", "to staging"]
+    );
+    // An undeclared variable is refused at submission, naming it.
+    let refused = fleet
+        .client()
+        .await
+        .submit(pb::SubmitRequest {
+            pipeline_yaml: yaml.clone(),
+            input_root: Some(harness::upload(&fleet.fleet.cache_url, mark.path()).await),
+            vars: [("TARGTE".to_owned(), "x".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .contains("`--var TARGTE`: the pipeline declares no variable"),
+        "{}",
+        refused.message()
+    );
+    fleet.stop().await;
+}

@@ -21,6 +21,8 @@ pub enum CoordinatorError {
     ShuttingDown { retry: String },
     #[error(transparent)]
     Approval(#[from] crate::run::ApprovalError),
+    #[error(transparent)]
+    UndeclaredVar(#[from] crate::pipeline::UndeclaredVar),
     #[error("run `{run}` has no step `{step}`")]
     UnknownStep { run: String, step: String },
     /// The runner ended its stream before it registered.
@@ -33,6 +35,7 @@ impl From<CoordinatorError> for tonic::Status {
         use tonic::Code;
         let code = match &e {
             CoordinatorError::InvalidPipeline(_)
+            | CoordinatorError::UndeclaredVar(_)
             | CoordinatorError::BadRequest(_)
             | CoordinatorError::InvalidConfig(_) => Code::InvalidArgument,
             CoordinatorError::UnknownRun(_) | CoordinatorError::UnknownStep { .. } => {

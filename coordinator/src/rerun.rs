@@ -41,7 +41,7 @@ impl Hub {
                 artifacts,
             ))
         })?;
-        let full = pipeline::parse(&path, &old.pipeline_yaml)?;
+        let full = pipeline::parse(&path, &old.pipeline_yaml)?.with_vars(&old.vars)?;
         let pipeline = full
             .only(step)
             .ok_or_else(|| CoordinatorError::UnknownStep {
@@ -59,6 +59,7 @@ impl Hub {
             quarantine: old.quarantine.iter().cloned().collect(),
             fail_on_flaky: old.fail_on_flaky,
             context: old.context.clone(),
+            vars: old.vars.clone(),
         };
         let mut options = self.run_options(&pipeline, sub);
         let received = artifacts.len();

@@ -26,7 +26,7 @@ impl Hub {
             "" => "buildfleet.yaml".to_owned(),
             p => p.to_owned(),
         };
-        let pipeline = pipeline::parse(&path, &sub.pipeline_yaml)?;
+        let pipeline = pipeline::parse(&path, &sub.pipeline_yaml)?.with_vars(&sub.vars)?;
         check_file_splits(&pipeline, &sub.split_items)?;
         let root = sub.input_root;
         let options = self.run_options(&pipeline, sub);
@@ -77,6 +77,7 @@ impl Hub {
             pipeline_yaml: sub.pipeline_yaml,
             idempotency_key: sub.idempotency_key,
             context: sub.context,
+            vars: sub.vars,
             rerun: None,
         }
     }

@@ -90,6 +90,10 @@ pub struct Lease {
     pub artifacts: Vec<crate::StepArtifact>,
     /// Background processes it runs against, started in order.
     pub services: Vec<Service>,
+    /// Names of `env` variables whose values were given for this run
+    /// (`--var`): like the run context, part of the action digest only
+    /// for a step that names them.
+    pub run_vars: Vec<String>,
 }
 
 impl Lease {

@@ -28,4 +28,7 @@ pub struct Submission {
     pub fail_on_flaky: bool,
     /// Which commit, ref and event the run is for.
     pub context: RunContext,
+    /// `--var NAME=VALUE`: values for variables the pipeline declares in
+    /// its top-level `env` (an undeclared one is refused).
+    pub vars: BTreeMap<String, String>,
 }

@@ -7,6 +7,16 @@ use buildfleet_model::{Digest, Lease, LeaseKind, RunContext};
 
 use super::{Pipeline, Step};
 
+/// An output path with the shard's index in it, so the shards of one step
+/// can each leave their own (`coverage-${BUILDFLEET_SHARD_INDEX}.xml`)
+/// instead of all claiming one path that their dependants could not tell
+/// apart.
+pub fn shard_output(path: &str, shard: u32) -> String {
+    let index = shard.to_string();
+    path.replace("${BUILDFLEET_SHARD_INDEX}", &index)
+        .replace("$BUILDFLEET_SHARD_INDEX", &index)
+}
+
 impl Pipeline {
     /// Shard `shard` of `shard_count` of `step`, with its `split:` items,
     /// for a run in `context` (its variables are in the step's env).
@@ -37,7 +47,11 @@ impl Pipeline {
             env,
             input_root,
             timeout: step.timeout,
-            outputs: step.outputs.clone(),
+            outputs: step
+                .outputs
+                .iter()
+                .map(|o| shard_output(o, shard))
+                .collect(),
             // Validation guarantees every name resolves.
             caches: step
                 .caches
@@ -62,6 +76,7 @@ impl Pipeline {
             // Only a run knows what its dependencies produced.
             artifacts: Vec::new(),
             services: step.services.clone(),
+            run_vars: Vec::new(),
         }
     }
 }

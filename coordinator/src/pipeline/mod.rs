@@ -31,6 +31,14 @@ use std::time::Duration;
 
 pub use error::{PipelineError, PipelineErrors};
 
+/// `--var NAME=…` for a variable the pipeline does not declare.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`--var {name}`: the pipeline declares no variable `{name}` in its top-level `env` (it declares: {})", if declared.is_empty() { "none".to_owned() } else { declared.join(", ") })]
+pub struct UndeclaredVar {
+    pub name: String,
+    pub declared: Vec<String>,
+}
+
 /// A whole pipeline file after validation: every invariant the schema
 /// promises (unique step names, `needs` that resolve, no cycles) holds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -233,6 +241,25 @@ impl Pipeline {
             )),
             None => None,
         }
+    }
+
+    /// The pipeline with the run's `--var` values for variables it
+    /// declares in its top-level `env`; an undeclared name is refused, so
+    /// a misspelt variable is an error, not a value that silently never
+    /// arrives.
+    pub fn with_vars(mut self, vars: &BTreeMap<String, String>) -> Result<Pipeline, UndeclaredVar> {
+        for (name, value) in vars {
+            match self.env.get_mut(name) {
+                Some(slot) => *slot = value.clone(),
+                None => {
+                    return Err(UndeclaredVar {
+                        name: name.clone(),
+                        declared: self.env.keys().cloned().collect(),
+                    })
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// The pipeline of a re-run of one step: that step alone, in its

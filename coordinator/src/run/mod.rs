@@ -61,6 +61,10 @@ pub struct RunOptions {
     pub fail_on_flaky: bool,
     /// Which commit, ref and event the run is for.
     pub context: buildfleet_model::RunContext,
+    /// `--var NAME=VALUE` given at submission, applied to the pipeline's
+    /// `env` (again after a restart, when the pipeline is parsed anew).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
     /// Set for `buildfleet rerun`: the run is one step of an earlier run.
     #[serde(default)]
     pub rerun: Option<Rerun>,

@@ -138,13 +138,15 @@ impl Scheduler {
         let mut count = 0;
         for mut run in chosen {
             let events = store.load_events(run.id())?;
-            let parsed = crate::pipeline::parse(run.pipeline_path(), &run.options().pipeline_yaml);
+            let parsed = crate::pipeline::parse(run.pipeline_path(), &run.options().pipeline_yaml)
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.with_vars(&run.options().vars).map_err(|e| e.to_string()));
             // A re-run is one step of its pipeline.
             let parsed = match (&run.options().rerun, parsed) {
                 (Some(r), Ok(p)) => p.only(&r.step).ok_or_else(|| {
                     format!("its re-run step `{}` is no longer in the pipeline", r.step)
                 }),
-                (_, other) => other.map_err(|e| e.to_string()),
+                (_, other) => other,
             };
             let pipeline = match parsed {
                 Ok(p) => p,

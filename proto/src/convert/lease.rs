@@ -46,6 +46,7 @@ impl From<Lease> for pb::Lease {
             log_cap_bytes: l.log_cap.unwrap_or(0),
             artifacts: l.artifacts.iter().map(super::step_artifact).collect(),
             services: l.services.iter().map(service).collect(),
+            run_vars: l.run_vars,
         }
     }
 }
@@ -116,6 +117,7 @@ pub fn lease_from_wire(l: pb::Lease) -> Result<Lease, WireError> {
     Ok(Lease {
         artifacts,
         services: l.services.into_iter().map(service_from_wire).collect(),
+        run_vars: l.run_vars,
         lease_id: l.lease_id,
         run_id: l.run_id,
         step: l.step,
@@ -215,6 +217,7 @@ mod tests {
                 ready: Some("pg_isready".into()),
                 ready_timeout: Duration::from_secs(30),
             }],
+            run_vars: vec!["ENVIRONMENT".into()],
             log_cap: Some(1024),
             quarantine: vec!["t::x".into()],
             resources: Resources {

@@ -255,12 +255,14 @@ pub fn submission(s: Submission) -> pb::SubmitRequest {
         quarantine: s.quarantine,
         fail_on_flaky: s.fail_on_flaky,
         context: Some(context(&s.context)),
+        vars: s.vars.into_iter().collect(),
     }
 }
 
 /// A submission as the coordinator takes it: the input root is required.
 pub fn submission_from_wire(req: pb::SubmitRequest) -> Result<Submission, WireError> {
     Ok(Submission {
+        vars: req.vars.into_iter().collect(),
         input_root: super::digest::input_root(req.input_root.as_ref())?,
         pipeline_path: req.pipeline_path,
         pipeline_yaml: req.pipeline_yaml,

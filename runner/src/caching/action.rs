@@ -49,26 +49,32 @@ impl ActionSpec {
     /// runner's and `cache explain`'s alike. Secret *names* count (a step
     /// given another secret is another action); their values never do.
     ///
-    /// The run context's variables (`BUILDFLEET_COMMIT`, …) count only for
-    /// a step that names them — in `run`, `verify:` or its env: a step that
+    /// The run context's variables (`BUILDFLEET_COMMIT`, …) and the values
+    /// given with `--var` count only for a step that names them — in
+    /// `run`, `verify:`, its env or its services: a step that
     /// tags an image with `$BUILDFLEET_SHORT_SHA` is another action on
     /// every commit, while one that never mentions them is reused across
     /// commits when its inputs are the same. A script that reads them
     /// without the step naming them is not seen: name the variable in the
     /// step (see the README).
     pub fn for_shard(lease: &Lease, platform: String) -> ActionSpec {
+        // Values that differ per run by design, which count only where named.
+        let per_run = |k: &str| CONTEXT_VARS.contains(&k) || lease.run_vars.iter().any(|v| v == k);
         let names = |var: &str| {
             lease.command.contains(var)
                 || lease.verify.iter().any(|v| v.command.contains(var))
                 || lease
                     .env
                     .iter()
-                    .any(|(k, v)| !CONTEXT_VARS.contains(&k.as_str()) && v.contains(var))
+                    .any(|(k, v)| !per_run(k) && v.contains(var))
+                || lease.services.iter().any(|s| {
+                    s.command.contains(var) || s.ready.as_ref().is_some_and(|r| r.contains(var))
+                })
         };
         let env = lease
             .env
             .iter()
-            .filter(|(k, _)| !CONTEXT_VARS.contains(&k.as_str()) || names(k))
+            .filter(|(k, _)| !per_run(k) || names(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         ActionSpec {

@@ -79,3 +79,44 @@ fn approval_takes_a_timeout_or_true() {
         ],
     );
 }
+
+#[test]
+fn an_output_can_carry_the_shard_index() {
+    let text = one_step(&[
+        "run: make",
+        "shards: 2",
+        "outputs: [\"cov-${BUILDFLEET_SHARD_INDEX}.xml\", dist]",
+    ]);
+    let p = parse(FILE, &text).unwrap();
+    let step = p.steps().next().unwrap();
+    let lease = p.shard_lease(
+        step,
+        1,
+        2,
+        Vec::new(),
+        buildfleet_model::Digest::empty(),
+        "p",
+        &Default::default(),
+    );
+    assert_eq!(lease.outputs, ["cov-1.xml", "dist"]);
+}
+
+#[test]
+fn a_var_must_be_declared_in_the_pipeline_env() {
+    let text = lines(&[
+        "version: 1",
+        "env: { TARGET: default }",
+        "stages: [{ name: s, steps: [{ name: a, run: x }] }]",
+    ]);
+    let p = parse(FILE, &text).unwrap();
+    let set = p
+        .clone()
+        .with_vars(&map(&[("TARGET", "https://staging")]))
+        .unwrap();
+    assert_eq!(set.env["TARGET"], "https://staging");
+    let e = p.with_vars(&map(&[("TARGTE", "x")])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`--var TARGTE`: the pipeline declares no variable `TARGTE` in its top-level `env` (it declares: TARGET)"
+    );
+}

@@ -1,0 +1,1 @@
+"""The example application (see __main__.py)."""
