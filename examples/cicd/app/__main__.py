@@ -1,9 +1,10 @@
 """The example's application: a tiny HTTP service.
 
 Built into one file (`dist/app.pyz`, a zipapp) by the pipeline's `build`
-step, with the commit it was built from in VERSION. `/health` answers 200
-unless the build was broken on purpose (a BROKEN file in the inputs),
-which is how the example shows a failed smoke test and its rollback.
+step, with the commit it was built from in VERSION. A build broken on purpose
+(a BROKEN file in the inputs) still answers `/health` — the bug a health
+check cannot see — but prices without tax, which the smoke test catches:
+that is how the example shows a failed smoke test and its rollback.
 """
 
 import argparse
@@ -38,10 +39,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/version":
             self.reply(200, VERSION)
         elif self.path == "/health":
-            self.reply(500 if BROKEN else 200, "broken" if BROKEN else "ok")
+            self.reply(200, "ok")
         elif self.path.startswith("/price/"):
             cents = int(self.path.rsplit("/", 1)[1])
-            self.reply(200, str(pricing.with_tax(cents)))
+            self.reply(200, str(cents if BROKEN else pricing.with_tax(cents)))
         else:
             self.reply(404, "not found")
 

@@ -10,7 +10,10 @@
   `GET /status/<env>` says what is deployed.
 
 Every push, deploy and rollback is appended to --log, one line each, for
-people and tests to read. `GET /healthz` answers once it listens.
+people and tests to read. What each host runs (and ran before) is kept in
+--state, so a world started again on the same state resumes serving it —
+a rollback in a later run goes back to what an earlier run deployed.
+`GET /healthz` answers once it listens.
 """
 
 import argparse
@@ -19,11 +22,11 @@ import hashlib
 import http.server
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 
 
@@ -43,6 +46,42 @@ class World:
         self.hosts = {env: {"port": free_port(), "proc": None, "current": None, "previous": None}
                       for env in ("staging", "production")}
         os.makedirs(os.path.join(self.dir, "registry"), exist_ok=True)
+        self.resume()
+
+    def saved(self, env):
+        return os.path.join(self.dir, f"{env}.json")
+
+    def resume(self):
+        """Serves again what each host ran when the world last stopped."""
+        for env, host in self.hosts.items():
+            try:
+                with open(self.saved(env)) as f:
+                    saved = json.load(f)
+            except FileNotFoundError:
+                continue
+            for which in ("current", "previous"):
+                meta = saved.get(which)
+                if meta:
+                    with open(meta["path"], "rb") as f:
+                        host[which] = dict(meta, data=f.read())
+            if host["current"]:
+                self.start(env, host["current"]["path"])
+
+    def save(self, env):
+        host = self.hosts[env]
+        strip = lambda v: {k: x for k, x in v.items() if k != "data"} if v else None  # noqa: E731
+        with open(self.saved(env), "w") as f:
+            json.dump({"current": strip(host["current"]), "previous": strip(host["previous"])}, f)
+
+    def start(self, env, path):
+        host = self.hosts[env]
+        if host["proc"] is not None:
+            host["proc"].terminate()
+            host["proc"].wait()
+        host["proc"] = subprocess.Popen(
+            [sys.executable, path, "--port", str(host["port"])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
 
     def log(self, line):
         with open(self.log_path, "a") as f:
@@ -62,16 +101,11 @@ class World:
         path = os.path.join(self.dir, f"{env}-{digest[7:19]}.pyz")
         with open(path, "wb") as f:
             f.write(data)
-        if host["proc"] is not None:
-            host["proc"].terminate()
-            host["proc"].wait()
-        host["proc"] = subprocess.Popen(
-            [sys.executable, path, "--port", str(host["port"])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.start(env, path)
         if not rollback:
             host["previous"] = host["current"]
-        host["current"] = {"version": version, "digest": digest, "data": data}
+        host["current"] = {"version": version, "digest": digest, "data": data, "path": path}
+        self.save(env)
         self.log(f"{'rollback' if rollback else 'deploy'} {env} {version} {digest}")
         return {"env": env, "version": version, "digest": digest, "port": host["port"]}
 
@@ -162,6 +196,8 @@ def main():
     p.add_argument("--log", required=True)
     p.add_argument("--port-file", required=True)
     args = p.parse_args()
+    # Stopped with SIGTERM (by ./run): the hosts' apps go with the world.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     world = World(args.state, args.token_file, args.token_expires, args.log)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler(world))
     with open(args.port_file + ".tmp", "w") as f:
@@ -174,5 +210,4 @@ def main():
 
 
 if __name__ == "__main__":
-    time.tzset() if hasattr(time, "tzset") else None
     main()
