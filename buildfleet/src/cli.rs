@@ -133,6 +133,11 @@ pub struct PolicyArgs {
     /// Wait before the second attempt; doubled after each failure.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub webhook_backoff: Duration,
+    /// How long a run's artifacts (its steps' declared outputs) are pinned
+    /// in the cache, kept from eviction so a deploy can be re-done
+    /// (`buildfleet rerun`); 0 pins nothing.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub artifact_retention: Duration,
     /// A run with no state change or log line for this long is `stalled`.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub stall_after: Duration,
@@ -149,6 +154,7 @@ impl PolicyArgs {
             warn_within: self.secret_warning,
         };
         config.log_cap = self.log_cap;
+        config.artifact_retention = self.artifact_retention;
         config.notify = buildfleet_coordinator::notify::NotifyConfig {
             webhooks: self.webhooks.clone(),
             attempts: self.webhook_attempts,

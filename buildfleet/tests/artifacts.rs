@@ -59,6 +59,11 @@ async fn a_dependant_receives_the_outputs_hard_linked_and_they_key_its_action() 
     );
     let sys = system_of(&events, "deploy", 0);
     assert!(sys.contains("artifact dist/app (file "), "{sys}");
+    let built = system_of(&events, "build", 0);
+    assert!(
+        built.contains("artifacts pinned in the cache until "),
+        "a run's artifacts are kept for its retention: {built}"
+    );
     assert!(sys.contains("from `build`"), "{sys}");
 
     // Same inputs again: both reused.

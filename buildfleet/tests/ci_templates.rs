@@ -25,9 +25,15 @@ stages:
 "#;
 
 fn job(servers: &Servers, repo: &Path, github_output: &Path) -> Ran {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_buildfleet")).parent().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_buildfleet"))
+        .parent()
+        .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/buildfleet-ci.sh");
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     Ran::of(
         Command::new("bash")
             .arg(script)
@@ -54,7 +60,12 @@ fn a_green_run_passes_the_job_and_leaves_its_report_artifacts_and_run_id() {
     std::fs::write(repo.path().join("buildfleet.yaml"), PIPELINE).unwrap();
     let output = repo.path().join("github-output");
     let ran = job(&servers, repo.path(), &output).expect(0);
-    assert!(ran.stdout.contains("for refs/heads/main @ 0123456789ab (push by alice)"), "{}", ran.text());
+    assert!(
+        ran.stdout
+            .contains("for refs/heads/main @ 0123456789ab (push by alice)"),
+        "{}",
+        ran.text()
+    );
     let out = repo.path().join("buildfleet-out");
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("name=\"t::builds\""), "{junit}");
@@ -64,7 +75,10 @@ fn a_green_run_passes_the_job_and_leaves_its_report_artifacts_and_run_id() {
     );
     let outputs = std::fs::read_to_string(&output).unwrap();
     let run_id = std::fs::read_to_string(out.join("run-id")).unwrap();
-    assert!(outputs.contains(&format!("run-id={}", run_id.trim())), "{outputs}");
+    assert!(
+        outputs.contains(&format!("run-id={}", run_id.trim())),
+        "{outputs}"
+    );
 }
 
 #[test]

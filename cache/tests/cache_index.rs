@@ -272,3 +272,53 @@ async fn instances_are_partitioned_and_empty_keys_rejected() {
     assert_eq!(status.code(), Code::InvalidArgument);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_pinned_directory_keeps_every_blob_under_it_from_eviction() {
+    let server = TestServer::start(Arc::new(MemoryStore::with_limits(StoreLimits::max_bytes(
+        5000,
+    ))))
+    .await;
+    let client = CasClient::connect(server.url()).await.unwrap();
+    let tree = |seed: u8| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a.bin"), blob(seed, 300)).unwrap();
+        std::fs::write(dir.path().join("sub/b.bin"), blob(seed + 1, 300)).unwrap();
+        dir
+    };
+    let (kept_dir, lost_dir) = (tree(10), tree(20));
+    let kept = snapshot(kept_dir.path()).unwrap();
+    let lost = snapshot(lost_dir.path()).unwrap();
+    client.upload_snapshot(&kept).await.unwrap();
+    client.upload_snapshot(&lost).await.unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let (pinned, missing) = client.pin(&[], &[kept.root], later).await.unwrap();
+    assert_eq!((pinned, missing), (4, 0), "root, sub and both files");
+    let nowhere = Digest::of(b"never uploaded");
+    assert_eq!(client.pin(&[nowhere], &[], later).await.unwrap().1, 1);
+    // Far more than the limit goes through the cache.
+    for seed in 0..30 {
+        client
+            .upload_blob(Bytes::from(blob(100 + seed, 300)))
+            .await
+            .unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    client
+        .materialise(&kept.root, &out.path().join("kept"))
+        .await
+        .expect("every blob of the pinned tree is still there");
+    assert_eq!(
+        std::fs::read(out.path().join("kept/sub/b.bin")).unwrap(),
+        blob(11, 300)
+    );
+    assert!(
+        client
+            .materialise(&lost.root, &out.path().join("lost"))
+            .await
+            .is_err(),
+        "the unpinned tree was evicted"
+    );
+    server.stop().await;
+}

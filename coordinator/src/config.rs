@@ -26,6 +26,9 @@ pub struct CoordinatorConfig {
     /// Output streamed live per shard before the head/tail cut, unless a
     /// step sets `log_cap`.
     pub log_cap: u64,
+    /// How long a run's artifacts are pinned in the cache (zero: not at
+    /// all), so a deploy can be re-done.
+    pub artifact_retention: Duration,
 }
 
 /// 16 MiB: enough for nearly every step, small enough that a runaway loop
@@ -43,6 +46,7 @@ impl Default for CoordinatorConfig {
             persist_runs: true,
             secrets: Default::default(),
             log_cap: DEFAULT_LOG_CAP,
+            artifact_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

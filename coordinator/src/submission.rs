@@ -74,6 +74,7 @@ impl Hub {
             secret_problems,
             warnings: resolved.expiring,
             log_cap: self.config.log_cap,
+            artifact_retention: self.config.artifact_retention,
             pipeline_yaml: sub.pipeline_yaml,
             idempotency_key: sub.idempotency_key,
             context: sub.context,

@@ -94,6 +94,9 @@ pub struct Lease {
     /// (`--var`): like the run context, part of the action digest only
     /// for a step that names them.
     pub run_vars: Vec<String>,
+    /// How long the shard's outputs are pinned in the cache once stored
+    /// (`None`: not pinned).
+    pub artifact_retention: Option<Duration>,
 }
 
 impl Lease {

@@ -61,6 +61,28 @@ impl CasClient {
         Ok(())
     }
 
+    /// Keeps `blobs` and everything under `directories` from eviction until
+    /// `until`; returns how many blobs were pinned (or had their pin
+    /// extended) and how many named ones the CAS does not hold.
+    pub async fn pin(
+        &self,
+        blobs: &[Digest],
+        directories: &[Digest],
+        until: std::time::SystemTime,
+    ) -> Result<(u64, u64), CacheError> {
+        let until_ms = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let request = pb::PinRequest {
+            instance_name: self.instance.clone(),
+            blobs: blobs.iter().map(|d| (*d).into()).collect(),
+            directories: directories.iter().map(|d| (*d).into()).collect(),
+            until_unix_ms: until_ms,
+        };
+        let r = self.index.clone().pin(request).await?.into_inner();
+        Ok((r.pinned, r.missing))
+    }
+
     /// The exact key, else the newest entry under each prefix in turn.
     pub async fn index_lookup(
         &self,

@@ -70,7 +70,7 @@ pub(super) async fn pages(
 }
 
 /// Breadth-first walk; each distinct directory appears once.
-fn walk(store: &dyn BlobStore, root: Digest) -> Result<Vec<Directory>, CacheError> {
+pub(super) fn walk(store: &dyn BlobStore, root: Digest) -> Result<Vec<Directory>, CacheError> {
     let mut seen = HashSet::from([root]);
     let mut queue = VecDeque::from([root]);
     let mut out = Vec::new();

@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use buildfleet_proto::v1::cache_index_server::CacheIndex;
 use buildfleet_proto::v1::{
     IndexEntry, IndexLookupRequest, IndexLookupResponse, IndexPutRequest, IndexPutResponse,
+    PinRequest, PinResponse,
 };
 use bytes::Bytes;
 use prost::Message;
@@ -173,8 +174,66 @@ fn lookup(
     Ok(None)
 }
 
+/// Every blob a pin request names: the blobs, and each directory with all
+/// the directories and files under it. Returns them and how many named
+/// roots were missing.
+fn pinned_blobs(
+    store: &dyn BlobStore,
+    request: &PinRequest,
+) -> Result<(Vec<Digest>, u64), CacheError> {
+    let parse = |d: &buildfleet_proto::v1::Digest| Digest::try_from(d).map_err(CacheError::from);
+    let mut out = Vec::new();
+    let mut missing = 0;
+    for d in &request.blobs {
+        out.push(parse(d)?);
+    }
+    for d in &request.directories {
+        let root = parse(d)?;
+        let dirs = match super::get_tree::walk(store, root) {
+            Ok(dirs) => dirs,
+            Err(CacheError::NotFound(_)) => {
+                missing += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        out.push(root);
+        for dir in dirs {
+            let children = dir.directories.iter().filter_map(|c| c.digest.as_ref());
+            let files = dir.files.iter().filter_map(|f| f.digest.as_ref());
+            for wire in children.chain(files) {
+                out.push(buildfleet_proto::convert::from_reapi(wire, root.function)?);
+            }
+        }
+    }
+    let present = store.contains_many(&out)?;
+    missing += present.iter().filter(|p| !**p).count() as u64;
+    out.sort_by_key(|d| d.key_bytes());
+    out.dedup();
+    Ok((out, missing))
+}
+
 #[tonic::async_trait]
 impl CacheIndex for IndexService {
+    async fn pin(&self, request: Request<PinRequest>) -> Result<Response<PinResponse>, Status> {
+        let request = request.into_inner();
+        let until = UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(request.until_unix_ms).unwrap_or(0));
+        let (pinned, missing) = on_store(&self.store, move |s| {
+            // Store errors end the request; a tree that cannot be read is
+            // the request's error, said as such.
+            Ok(pinned_blobs(s, &request).and_then(|(blobs, missing)| {
+                let pinned = crate::store::pin(s, &blobs, until)?;
+                Ok((pinned as u64, missing))
+            }))
+        })
+        .await??;
+        if missing > 0 {
+            tracing::warn!(missing, "pin request named blobs the CAS does not hold");
+        }
+        Ok(Response::new(PinResponse { pinned, missing }))
+    }
+
     async fn put(
         &self,
         request: Request<IndexPutRequest>,

@@ -173,6 +173,37 @@ fn lru_order_respects_reads_and_presence_checks(store: &dyn BlobStore) {
     assert_eq!(store.total_bytes(), 900);
 }
 
+/// A pinned blob is passed over by eviction while its pin lasts, however
+/// old its last use; an expired pin protects nothing.
+fn pinned_blobs_survive_eviction_until_their_pin_expires(store: &dyn BlobStore) {
+    use std::time::{Duration, SystemTime};
+    let [a, b, c, d, e] = [20, 21, 22, 23, 24].map(|seed| blob(seed, 300));
+    let [da, db, dc, dd, de] = [&a, &b, &c, &d, &e].map(|x| Digest::of(x));
+    store.put(&da, a).unwrap();
+    store.put(&db, b).unwrap();
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    assert_eq!(super::pin(store, &[da], later).unwrap(), 1);
+    assert_eq!(
+        super::pin(store, &[da], later).unwrap(),
+        0,
+        "an equal pin changes nothing"
+    );
+    assert_eq!(
+        super::pin(store, &[db], SystemTime::now() - Duration::from_secs(1)).unwrap(),
+        1
+    );
+    store.put(&dc, c).unwrap();
+    store.put(&dd, d).unwrap();
+    // 1200 > 1000: the oldest, `a`, is pinned and stays; `b`'s pin has
+    // expired, so it goes.
+    assert_eq!(
+        store.contains_many(&[da, db, dc, dd]).unwrap(),
+        vec![true, false, true, true]
+    );
+    store.put(&de, e).unwrap();
+    assert!(store.contains_many(&[da]).unwrap()[0], "still pinned");
+}
+
 /// A tiny limit and a stream of blobs: the store never stays over the limit,
 /// keeps the newest blobs, and its total matches what is present.
 fn eviction_under_a_tiny_limit(store: &dyn BlobStore) {
@@ -338,6 +369,7 @@ fn conformance<S: Corruptible>(make: impl Fn(StoreLimits) -> S) {
     large_blob(&unlimited());
     lru_order_respects_reads_and_presence_checks(&tiny());
     eviction_under_a_tiny_limit(&tiny());
+    pinned_blobs_survive_eviction_until_their_pin_expires(&tiny());
     sha256_blobs_are_verified_and_kept_apart(&unlimited());
     corrupt_blobs_are_never_served(&unlimited());
     metadata_tables(&unlimited());

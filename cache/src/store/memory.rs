@@ -94,10 +94,13 @@ impl MemoryStore {
             return;
         }
         let low_water = self.limits.low_water();
+        let now = super::pins::unix_secs(std::time::SystemTime::now());
+        let meta = self.meta.read();
+        let read = |k: &[u8]| meta.get(&(MetaTable::Pins, k.to_vec())).cloned();
         let victims: Vec<Digest> = blobs
             .by_use
             .values()
-            .filter(|d| *d != keep)
+            .filter(|d| *d != keep && !super::pins::held(read, d, now))
             .scan(blobs.total, |total, d| {
                 (*total > low_water).then(|| {
                     *total -= d.size_bytes;

@@ -8,6 +8,7 @@
 mod large_files;
 mod limits;
 mod memory;
+mod pins;
 mod rocks;
 
 #[cfg(test)]
@@ -20,6 +21,7 @@ use buildfleet_model::digest::Digest;
 
 pub use limits::StoreLimits;
 pub use memory::MemoryStore;
+pub use pins::pin;
 pub use rocks::RocksStore;
 
 /// The metadata tables a store keeps beside its blobs. Keys within a table
@@ -32,6 +34,8 @@ pub enum MetaTable {
     ActionCache,
     /// `buildfleet.v1.CacheIndex` entries by instance and key.
     Index,
+    /// Blobs kept from eviction, until when (see `pins`).
+    Pins,
 }
 
 impl MetaTable {
@@ -40,6 +44,7 @@ impl MetaTable {
         match self {
             MetaTable::ActionCache => b'a',
             MetaTable::Index => b'i',
+            MetaTable::Pins => b'p',
         }
     }
 }

@@ -77,6 +77,7 @@ impl Pipeline {
             artifacts: Vec::new(),
             services: step.services.clone(),
             run_vars: Vec::new(),
+            artifact_retention: None,
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub secret_expiry: BTreeMap<String, Expiry>,
     /// The coordinator's default log cap (bytes; 0 = none).
     pub log_cap: u64,
+    /// How long the run's artifacts are pinned in the cache (zero: not).
+    #[serde(default)]
+    pub artifact_retention: Duration,
     /// A flaky test fails its shard.
     pub fail_on_flaky: bool,
     /// Which commit, ref and event the run is for.

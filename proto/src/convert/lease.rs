@@ -47,6 +47,7 @@ impl From<Lease> for pb::Lease {
             artifacts: l.artifacts.iter().map(super::step_artifact).collect(),
             services: l.services.iter().map(service).collect(),
             run_vars: l.run_vars,
+            artifact_retention_secs: l.artifact_retention.map_or(0, |d| d.as_secs()),
         }
     }
 }
@@ -118,6 +119,8 @@ pub fn lease_from_wire(l: pb::Lease) -> Result<Lease, WireError> {
         artifacts,
         services: l.services.into_iter().map(service_from_wire).collect(),
         run_vars: l.run_vars,
+        artifact_retention: (l.artifact_retention_secs > 0)
+            .then(|| Duration::from_secs(l.artifact_retention_secs)),
         lease_id: l.lease_id,
         run_id: l.run_id,
         step: l.step,
@@ -218,6 +221,7 @@ mod tests {
                 ready_timeout: Duration::from_secs(30),
             }],
             run_vars: vec!["ENVIRONMENT".into()],
+            artifact_retention: Some(Duration::from_secs(86400)),
             log_cap: Some(1024),
             quarantine: vec!["t::x".into()],
             resources: Resources {

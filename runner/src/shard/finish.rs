@@ -71,6 +71,7 @@ pub async fn success(
     let uploaded = match contract(ctx, lease, base, cancel, log).await {
         Ok(u) => {
             outputs.extend(u.iter().map(Uploaded::artifact));
+            super::keep::pin(ctx, lease, outputs, log).await;
             u
         }
         Err(broken) => {

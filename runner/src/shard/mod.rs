@@ -13,6 +13,7 @@ mod error;
 mod finish;
 mod framed;
 mod judge;
+mod keep;
 pub(crate) mod log;
 mod mask;
 mod place;
@@ -172,12 +173,15 @@ async fn execute_lease(
     let (result, action) = match prepared {
         // A hit needs no working directory at all, unless it must be checked
         // or receives artifacts... which only its checks would read.
+        // A reused result's outputs are this run's artifacts: kept as long.
         Prepared::Cached(result) if lease.verify.is_empty() => {
             found.outputs = crate::outputs::artifacts_of(&result);
+            keep::pin(ctx, lease, &found.outputs, log).await;
             return Ok(State::Cached);
         }
         Prepared::Cached(result) => {
             found.outputs = crate::outputs::artifacts_of(&result);
+            keep::pin(ctx, lease, &found.outputs, log).await;
             (Some(result), None)
         }
         Prepared::Run(action) => (None, action),
@@ -381,6 +385,7 @@ impl Run<'_> {
             found.muted = Some(match checked {
                 Ok(uploaded) => {
                     found.outputs = uploaded.iter().map(|u| u.artifact()).collect();
+                    keep::pin(self.ctx, lease, &found.outputs, log).await;
                     MutedCheck::Met
                 }
                 Err(why) => MutedCheck::Unmet(why.to_string()),

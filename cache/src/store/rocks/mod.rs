@@ -386,6 +386,12 @@ impl RocksStore {
         }
         let _one_at_a_time = self.evicting.lock();
         let low_water = self.limits.low_water();
+        let now = super::pins::unix_secs(std::time::SystemTime::now());
+        let read = |k: &[u8]| {
+            <Self as BlobStore>::meta_get(self, MetaTable::Pins, k)
+                .ok()
+                .flatten()
+        };
         let (mut blobs, mut bytes) = (0u64, 0u64);
         for item in self
             .db
@@ -401,7 +407,7 @@ impl RocksStore {
             let Some((last_use, digest)) = parse_use_key(&k) else {
                 continue;
             };
-            if Some(&digest) == keep {
+            if Some(&digest) == keep || super::pins::held(read, &digest, now) {
                 continue;
             }
             let _guard = self.stripe(&digest);
