@@ -57,26 +57,29 @@ pub struct ArtifactsArgs {
     pub cache: String,
 }
 
+/// A step of a run, and who acts on it: what `rerun`, `approve` and
+/// `reject` all take.
 #[derive(Args, Debug)]
-pub struct RerunArgs {
+pub struct StepOfRun {
     pub run: String,
     pub step: String,
     #[arg(long, env = "BUILDFLEET_COORDINATOR")]
     pub coordinator: String,
-    /// Who asks, recorded in the new run (default: $USER).
+    /// Who acts, recorded with what they did (default: $USER).
     #[arg(long)]
     pub actor: Option<String>,
 }
 
 #[derive(Args, Debug)]
+pub struct RerunArgs {
+    #[command(flatten)]
+    pub target: StepOfRun,
+}
+
+#[derive(Args, Debug)]
 pub struct DecideArgs {
-    pub run: String,
-    pub step: String,
-    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
-    pub coordinator: String,
-    /// Who decides, recorded with the decision (default: $USER).
-    #[arg(long)]
-    pub actor: Option<String>,
+    #[command(flatten)]
+    pub target: StepOfRun,
     /// Why, recorded with the decision.
     #[arg(long, default_value = "")]
     pub reason: String,
@@ -84,12 +87,8 @@ pub struct DecideArgs {
 
 #[derive(Args, Debug)]
 pub struct RejectArgs {
-    pub run: String,
-    pub step: String,
-    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
-    pub coordinator: String,
-    #[arg(long)]
-    pub actor: Option<String>,
+    #[command(flatten)]
+    pub target: StepOfRun,
     /// Why it is rejected: required, and kept with the decision.
     #[arg(long)]
     pub reason: String,

@@ -8,15 +8,7 @@ use anyhow::Result;
 use crate::cli::{DecideArgs, RejectArgs};
 
 pub async fn approve(args: DecideArgs) -> Result<i32> {
-    decide(
-        &args.coordinator,
-        &args.run,
-        &args.step,
-        true,
-        args.actor,
-        &args.reason,
-    )
-    .await
+    decide(args.target, true, &args.reason).await
 }
 
 pub async fn reject(args: RejectArgs) -> Result<i32> {
@@ -24,29 +16,20 @@ pub async fn reject(args: RejectArgs) -> Result<i32> {
         eprintln!("error: `--reason` must say why the step is rejected");
         return Ok(crate::exit::USAGE);
     }
-    decide(
-        &args.coordinator,
-        &args.run,
-        &args.step,
-        false,
-        args.actor,
-        &args.reason,
-    )
-    .await
+    decide(args.target, false, &args.reason).await
 }
 
-async fn decide(
-    coordinator: &str,
-    run: &str,
-    step: &str,
-    approve: bool,
-    actor: Option<String>,
-    reason: &str,
-) -> Result<i32> {
-    let actor = actor
+/// The actor named, else `$USER`.
+fn actor_of(given: Option<String>) -> String {
+    given
         .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_default();
-    let mut client = crate::wire::Coordinator::connect(coordinator).await?;
+        .unwrap_or_default()
+}
+
+async fn decide(target: crate::cli::StepOfRun, approve: bool, reason: &str) -> Result<i32> {
+    let (run, step) = (&target.run, &target.step);
+    let actor = actor_of(target.actor);
+    let mut client = crate::wire::Coordinator::connect(&target.coordinator).await?;
     match client.decide(run, step, approve, &actor, reason).await {
         Ok(()) => {
             let verb = if approve { "approved" } else { "rejected" };
@@ -69,10 +52,8 @@ async fn decide(
 /// `buildfleet rerun RUN STEP`: the new run is watched like a submission,
 /// and its end decides the exit status.
 pub async fn rerun(args: crate::cli::RerunArgs) -> Result<i32> {
-    let actor = args
-        .actor
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_default();
+    let args = args.target;
+    let actor = actor_of(args.actor);
     let mut client = crate::wire::Coordinator::connect(&args.coordinator).await?;
     let run_id = match client.rerun(&args.run, &args.step, &actor).await {
         Ok(id) => id,

@@ -125,6 +125,16 @@ impl Launched {
     }
 }
 
+/// A run on main, launched and read until production waits for approval:
+/// the run, its coordinator's URL and its id.
+fn until_approval(dir: &Path) -> (Launched, String, String) {
+    let mut run = launch(dir, &["--ref", "refs/heads/main", "--commit", COMMIT]);
+    let coordinator = run.coordinator();
+    let id = run_id(&run.until(" submitted for "));
+    run.until("step deploy-production waiting for approval");
+    (run, coordinator, id)
+}
+
 fn run_id(out: &str) -> String {
     procs::run_id_of(out)
 }
@@ -167,13 +177,7 @@ fn on_a_feature_branch_the_deploys_are_skipped_by_their_conditions_and_the_run_i
 #[test]
 fn on_main_the_artifact_is_pushed_deployed_by_digest_and_after_approval_reaches_production() {
     let dir = copy_example(&[], None);
-    let mut run = launch(
-        dir.path(),
-        &["--ref", "refs/heads/main", "--commit", COMMIT],
-    );
-    let coordinator = run.coordinator();
-    let id = run_id(&run.until(" submitted for "));
-    run.until("step deploy-production waiting for approval");
+    let (run, coordinator, id) = until_approval(dir.path());
     Ran::of(bin().args([
         "approve",
         &id,
@@ -261,13 +265,7 @@ fn a_broken_build_fails_its_smoke_test_the_rollback_runs_the_run_is_red_and_the_
 fn an_approval_rejected_or_timed_out_never_deploys_to_production() {
     // Rejected.
     let dir = copy_example(&[], None);
-    let mut run = launch(
-        dir.path(),
-        &["--ref", "refs/heads/main", "--commit", COMMIT],
-    );
-    let coordinator = run.coordinator();
-    let id = run_id(&run.until(" submitted for "));
-    run.until("step deploy-production waiting for approval");
+    let (run, coordinator, id) = until_approval(dir.path());
     Ran::of(bin().args([
         "reject",
         &id,

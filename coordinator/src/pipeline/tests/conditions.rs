@@ -52,10 +52,7 @@ fn unknown_names_and_functions_are_reported_with_their_columns() {
         "if: brnach == 'main' || succes() || env.NOPE == '1' || matrix.os == 'x'",
     ]);
     let errors = errors(&text);
-    let got: Vec<(usize, usize, &str)> = errors
-        .iter()
-        .map(|e| (e.line, e.column, e.message.as_str()))
-        .collect();
+    let got = positions(&errors);
     assert_eq!(
         got,
         [

@@ -61,10 +61,7 @@ fn matrix_mistakes_are_reported_where_they_are() {
         "  exclude: [{ os: linux }]",
     ]);
     let errors = errors(&text);
-    let got: Vec<(usize, usize, &str)> = errors
-        .iter()
-        .map(|e| (e.line, e.column, e.message.as_str()))
-        .collect();
+    let got = positions(&errors);
     assert_eq!(
         got,
         [

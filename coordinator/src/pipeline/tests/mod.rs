@@ -57,6 +57,14 @@ pub(super) fn assert_error(error: &PipelineError, line: usize, column: usize, fr
     }
 }
 
+/// Each error's line, column and message, for comparing whole lists.
+pub(super) fn positions(errors: &[PipelineError]) -> Vec<(usize, usize, &str)> {
+    errors
+        .iter()
+        .map(|e| (e.line, e.column, e.message.as_str()))
+        .collect()
+}
+
 pub(super) fn lines(lines: &[&str]) -> String {
     let mut text = lines.join("\n");
     text.push('\n');

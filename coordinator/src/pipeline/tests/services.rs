@@ -33,10 +33,7 @@ fn service_mistakes_are_reported_where_they_are() {
         "  slow: { run: x, ready_timeout: soon }",
     ]);
     let errors = errors(&text);
-    let got: Vec<(usize, usize, &str)> = errors
-        .iter()
-        .map(|e| (e.line, e.column, e.message.as_str()))
-        .collect();
+    let got = positions(&errors);
     assert_eq!(
         got,
         [
