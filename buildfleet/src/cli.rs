@@ -231,10 +231,10 @@ pub struct SubmitFlags {
     pub vars: Vec<(String, String)>,
 }
 
-fn parse_var(text: &str) -> Result<(String, String), String> {
+fn parse_var(text: &str) -> anyhow::Result<(String, String)> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("`{text}` is not NAME=VALUE")),
+        _ => Err(anyhow::anyhow!("`{text}` is not NAME=VALUE")),
     }
 }
 

@@ -84,6 +84,9 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
                 Instant::now(),
             )
         })?;
+        // An approved step is ready now; a rejection may make `failure()`
+        // steps ready: lease them at once, not at the next tick.
+        self.hub.dispatch();
         Ok(Response::new(pb::DecideResponse {}))
     }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::Scheduler;
+use crate::error::CoordinatorError;
 use crate::events::{EventKind, EventLog, NoticeKind};
 use crate::persist::RunStore;
 use crate::run::{Listing, Run};
@@ -138,17 +139,7 @@ impl Scheduler {
         let mut count = 0;
         for mut run in chosen {
             let events = store.load_events(run.id())?;
-            let parsed = crate::pipeline::parse(run.pipeline_path(), &run.options().pipeline_yaml)
-                .map_err(|e| e.to_string())
-                .and_then(|p| p.with_vars(&run.options().vars).map_err(|e| e.to_string()));
-            // A re-run is one step of its pipeline.
-            let parsed = match (&run.options().rerun, parsed) {
-                (Some(r), Ok(p)) => p.only(&r.step).ok_or_else(|| {
-                    format!("its re-run step `{}` is no longer in the pipeline", r.step)
-                }),
-                (_, other) => other,
-            };
-            let pipeline = match parsed {
+            let pipeline = match pipeline_of(&run) {
                 Ok(p) => p,
                 Err(e) => {
                     warn!(run = %run.id(), error = %e, "stored run's pipeline no longer parses; not restored");
@@ -252,4 +243,21 @@ fn resecret(run: &mut Run, resolved: Resolved, now: Instant) {
         run.fail_unstarted(step, &reason, now);
     }
     run.advance(now);
+}
+
+/// A stored run's pipeline as it ran: the stored file parsed again, with
+/// the run's `--var` values, reduced to its one step for a re-run.
+fn pipeline_of(run: &Run) -> Result<crate::pipeline::Pipeline, CoordinatorError> {
+    let options = run.options();
+    let pipeline = crate::pipeline::parse(run.pipeline_path(), &options.pipeline_yaml)?
+        .with_vars(&options.vars)?;
+    match &options.rerun {
+        None => Ok(pipeline),
+        Some(r) => pipeline
+            .only(&r.step)
+            .ok_or_else(|| CoordinatorError::UnknownStep {
+                run: r.of_run.clone(),
+                step: r.step.clone(),
+            }),
+    }
 }
