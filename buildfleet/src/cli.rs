@@ -113,6 +113,10 @@ pub struct PolicyArgs {
     /// `NAME.expires` holding an RFC 3339 expiry.
     #[arg(long)]
     pub secrets_dir: Option<PathBuf>,
+    /// Secrets shorter than this many characters are refused (a run that
+    /// needs one fails before it starts).
+    #[arg(long, default_value_t = buildfleet_coordinator::secrets::DEFAULT_MIN_SECRET_LENGTH)]
+    pub secret_min_length: usize,
     /// Warn (in the run, and by notification) about secrets expiring this soon.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     pub secret_warning: Duration,
@@ -151,6 +155,7 @@ impl PolicyArgs {
         config.secrets = buildfleet_coordinator::secrets::SecretConfig {
             dir: self.secrets_dir.clone(),
             warn_within: self.secret_warning,
+            min_length: self.secret_min_length,
         };
         config.log_cap = self.log_cap;
         config.artifact_retention = self.artifact_retention;

@@ -89,7 +89,7 @@ fn lost_runners_and_expiring_secrets_are_notified_and_an_unreachable_webhook_is_
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("TOKEN"), "t0ken").unwrap();
+    std::fs::write(secrets.path().join("TOKEN"), "t0ken-long-enough").unwrap();
     let soon = humantime::format_rfc3339_seconds(
         std::time::SystemTime::now() + Duration::from_secs(2 * 24 * 3600),
     );
@@ -156,7 +156,12 @@ fn lost_runners_and_expiring_secrets_are_notified_and_an_unreachable_webhook_is_
     let stdout = Ran::waited(submit).expect(1).stdout;
     let run = procs::run_id_of(&stdout);
     let notices = procs::notices_until(&coord_url, &run, |t| t.contains("NOT DELIVERED"));
-    let to_dead = format!("webhook run-failed → {dead}");
+    // The URL's path (where webhook tokens live) is never shown or stored.
+    let to_dead = format!("webhook run-failed → {}", dead.replace("/hook", "/…"));
+    assert!(
+        notices.iter().all(|t| !t.contains("/hook")),
+        "a webhook's path leaked into the run: {notices:#?}"
+    );
     assert!(
         notices
             .iter()

@@ -15,13 +15,21 @@ use std::time::{Duration, SystemTime};
 pub struct SecretConfig {
     pub dir: Option<PathBuf>,
     pub warn_within: Duration,
+    /// Shorter values are refused: masking `abc` would hide every `abc`
+    /// in every log while hiding nothing worth hiding, and a value that
+    /// short is guessable anyway.
+    pub min_length: usize,
 }
+
+/// The default for [`SecretConfig::min_length`].
+pub const DEFAULT_MIN_SECRET_LENGTH: usize = 8;
 
 impl Default for SecretConfig {
     fn default() -> Self {
         SecretConfig {
             dir: None,
             warn_within: Duration::from_secs(7 * 24 * 3600),
+            min_length: DEFAULT_MIN_SECRET_LENGTH,
         }
     }
 }
@@ -75,6 +83,12 @@ pub enum SecretError {
     },
     #[error("secret {name} expired at {}", when(*at))]
     Expired { name: String, at: SystemTime },
+    #[error("secret {name} is {length} characters long, shorter than the minimum of {min} (too short to mask safely or to be secret)")]
+    TooShort {
+        name: String,
+        length: usize,
+        min: usize,
+    },
 }
 
 fn read_one(
@@ -82,6 +96,7 @@ fn read_one(
     name: &str,
     now: SystemTime,
     warn_within: Duration,
+    min_length: usize,
 ) -> Result<Usable, SecretError> {
     let name_of = || name.to_owned();
     let path = dir.join(name);
@@ -102,6 +117,14 @@ fn read_one(
     };
     if value.ends_with('\n') {
         value.pop();
+    }
+    let length = value.chars().count();
+    if length < min_length {
+        return Err(SecretError::TooShort {
+            name: name_of(),
+            length,
+            min: min_length,
+        });
     }
     let expires_path = dir.join(format!("{name}.expires"));
     let expires = match std::fs::read_to_string(&expires_path) {
@@ -151,7 +174,7 @@ impl SecretConfig {
                 );
                 continue;
             };
-            match read_one(dir, name, now, self.warn_within) {
+            match read_one(dir, name, now, self.warn_within, self.min_length) {
                 Ok((value, warning, expires)) => {
                     out.values.insert(name.clone(), value);
                     out.expiring.extend(warning);
@@ -183,12 +206,14 @@ mod tests {
         std::fs::write(d.join("SOON.expires"), "2026-06-03T00:00:00Z").unwrap();
         std::fs::write(d.join("BAD"), "v4").unwrap();
         std::fs::write(d.join("BAD.expires"), "next tuesday").unwrap();
+        std::fs::write(d.join("TINY"), "x\n").unwrap();
         let cfg = SecretConfig {
             dir: Some(d.to_path_buf()),
             warn_within: Duration::from_secs(3 * 24 * 3600),
+            min_length: 2,
         };
         let now = humantime::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
-        let names: BTreeSet<String> = ["OK", "OLD", "SOON", "BAD", "GONE"]
+        let names: BTreeSet<String> = ["OK", "OLD", "SOON", "BAD", "GONE", "TINY"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -201,6 +226,10 @@ mod tests {
         );
         assert!(r.unusable["BAD"].contains("not an RFC 3339 time"));
         assert!(r.unusable["GONE"].contains("not in the secret store"));
+        assert_eq!(
+            r.unusable["TINY"],
+            "secret TINY is 1 characters long, shorter than the minimum of 2 (too short to mask safely or to be secret)"
+        );
         assert_eq!(
             r.expiring,
             ["secret SOON expires at 2026-06-03T00:00:00Z (in 2days)"]

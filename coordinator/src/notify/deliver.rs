@@ -82,7 +82,11 @@ async fn deliver(
         "text": n.text,
         "context": context,
     });
-    let what = format!("webhook {} → {}", n.event.name(), hook.url);
+    // Notices are stored with the run and shown to every watcher: the
+    // URL's path and query (often the credential) never go there, nor in
+    // the coordinator's own log.
+    let shown = hook.redacted();
+    let what = format!("webhook {} → {shown}", n.event.name());
     for attempt in 1..=config.attempts {
         let outcome = client
             .post(&hook.url)
@@ -92,7 +96,7 @@ async fn deliver(
             .await;
         let failure = match outcome {
             Ok(r) if r.status().is_success() => {
-                info!(event = n.event.name(), url = %hook.url, attempt, "webhook delivered");
+                info!(event = n.event.name(), url = %shown, attempt, "webhook delivered");
                 let line = format!(
                     "{what}: attempt {attempt} of {}: delivered (HTTP {})",
                     config.attempts,
@@ -102,9 +106,10 @@ async fn deliver(
                 return;
             }
             Ok(r) => format!("HTTP {}", r.status().as_u16()),
-            Err(e) => format!("{e}"),
+            // reqwest's errors name the URL: without it.
+            Err(e) => format!("{}", e.without_url()),
         };
-        warn!(event = n.event.name(), url = %hook.url, attempt, %failure, "webhook attempt failed");
+        warn!(event = n.event.name(), url = %shown, attempt, %failure, "webhook attempt failed");
         record(
             hub,
             &n.runs,
@@ -117,7 +122,7 @@ async fn deliver(
             tokio::time::sleep(backoff(config.backoff, attempt)).await;
         }
     }
-    warn!(event = n.event.name(), url = %hook.url, "webhook not delivered; every attempt failed");
+    warn!(event = n.event.name(), url = %shown, "webhook not delivered; every attempt failed");
     record(
         hub,
         &n.runs,

@@ -64,13 +64,34 @@ fn known_events() -> String {
     known.join(", ")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: String,
     pub events: Vec<Event>,
 }
 
+/// A webhook URL's path and query are often its credential (Slack's,
+/// Discord's): never printed.
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.redacted())
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
 impl Webhook {
+    /// The URL as it may be shown and stored: scheme, host and port only
+    /// (user info, path and query — where tokens live — replaced by `…`).
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.url.split_once("://").unwrap_or(("", &self.url));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        let hidden = authority.contains('@') || rest.len() > authority.len();
+        format!("{scheme}://{host}{}", if hidden { "/…" } else { "" })
+    }
+
     /// `[EVENT,EVENT=]URL`; without events, every event.
     pub fn parse(spec: &str) -> Result<Webhook, WebhookSpecError> {
         let (events, url) = match spec.split_once('=') {
@@ -147,6 +168,13 @@ mod tests {
         let all = Webhook::parse("https://hooks.example/x?a=b").unwrap();
         assert_eq!(all.events.len(), Event::ALL.len());
         assert_eq!(all.url, "https://hooks.example/x?a=b");
+        assert_eq!(all.redacted(), "https://hooks.example/…");
+        assert!(
+            !format!("{all:?}").contains("x?a=b"),
+            "Debug hides the token"
+        );
+        let with_user = Webhook::parse("https://bot:t0k3n@hooks.example:8443").unwrap();
+        assert_eq!(with_user.redacted(), "https://hooks.example:8443/…");
         let some = Webhook::parse("run-failed,runner-lost=http://127.0.0.1:9/h").unwrap();
         assert_eq!(some.events, [Event::RunFailed, Event::RunnerLost]);
         assert!(Webhook::parse("run-faild=http://x")

@@ -39,6 +39,10 @@ pub struct LogSender {
     /// Every byte of output, for the cache: a file beside the work dir.
     spool: Option<(PathBuf, std::fs::File)>,
     spooled: u64,
+    /// The end of a chunk that stopped mid-line (a line longer than a
+    /// chunk), per stream, held back until the next chunk of that stream:
+    /// a secret cut in two by the split is masked whole.
+    held: Vec<(LogStream, Vec<u8>)>,
 }
 
 /// Head streamed, tail kept, middle counted.
@@ -70,6 +74,7 @@ impl LogSender {
             cap: None,
             spool: None,
             spooled: 0,
+            held: Vec::new(),
         }
     }
 
@@ -97,6 +102,23 @@ impl LogSender {
     }
 
     pub async fn send(&mut self, stream: LogStream, data: Vec<u8>) {
+        let mut data = match self.held.iter().position(|(s, _)| *s == stream) {
+            Some(i) => {
+                let mut joined = self.held.swap_remove(i).1;
+                joined.extend_from_slice(&data);
+                joined
+            }
+            None => data,
+        };
+        let longest = self.masker.longest();
+        if longest > 1 && stream != LogStream::System && !data.ends_with(b"\n") {
+            let keep = (longest - 1).min(data.len());
+            let tail = data.split_off(data.len() - keep);
+            self.held.push((stream, tail));
+            if data.is_empty() {
+                return;
+            }
+        }
         self.emit(stream, data, true).await;
     }
 
@@ -168,7 +190,16 @@ impl LogSender {
 
     /// Sends what the cap kept back (after a marker), stores the whole log
     /// in the cache, and says where it is.
+    /// Sends what was held back for masking: the command's output has
+    /// ended, so nothing will follow it.
+    pub async fn flush_held(&mut self) {
+        for (stream, tail) in std::mem::take(&mut self.held) {
+            self.emit(stream, tail, true).await;
+        }
+    }
+
     pub async fn finish(&mut self, cas: &CasClient, locator: &str) -> Finished {
+        self.flush_held().await;
         let mut done = Finished::default();
         if let Some((path, file)) = self.spool.take() {
             drop(file);

@@ -328,6 +328,7 @@ impl Run<'_> {
         let started_at = std::time::SystemTime::now();
         let oom = OomWatch::start(self.cgroup.memory_events());
         let (report, printed) = run_command(base.clone(), cancel.clone(), log, lease.kind).await;
+        log.flush_held().await;
         services.stop(log).await;
         // What is stored for a replay is the command's output: not the
         // checks that follow, which run again after every hit.

@@ -1,6 +1,8 @@
 //! Secret values replaced by `***` wherever a shard's output could carry
 //! them: log chunks, the test names and messages its reports hold, and the
-//! reasons and details its result carries.
+//! reasons and details its result carries — in every form `forms` lists.
+
+mod forms;
 
 /// The secret values of one lease.
 #[derive(Clone, Default)]
@@ -23,16 +25,20 @@ impl Masker {
     pub fn new<'a>(values: impl IntoIterator<Item = &'a String>) -> Masker {
         let mut all: Vec<Vec<u8>> = Vec::new();
         for v in values.into_iter().filter(|v| !v.is_empty()) {
-            all.push(v.as_bytes().to_vec());
-            // Output arrives in chunks of whole lines: a multi-line secret
-            // printed across two chunks is masked line by line.
-            if v.trim_end().contains('\n') {
-                all.extend(
-                    v.lines()
-                        .map(str::trim_end)
-                        .filter(|l| l.len() >= MIN_LINE)
-                        .map(|l| l.as_bytes().to_vec()),
-                );
+            for form in forms::of(v) {
+                // Output arrives in chunks of whole lines: a multi-line
+                // secret (a PEM key, also as a JSON secret's leaf) printed
+                // across two chunks is masked line by line.
+                let text = String::from_utf8_lossy(&form).into_owned();
+                if text.trim_end().contains('\n') {
+                    all.extend(
+                        text.lines()
+                            .map(str::trim_end)
+                            .filter(|l| l.len() >= MIN_LINE)
+                            .map(|l| l.as_bytes().to_vec()),
+                    );
+                }
+                all.push(form);
             }
         }
         all.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
@@ -62,6 +68,12 @@ impl Masker {
             },
             other => other,
         }
+    }
+
+    /// The longest form masked: a chunk that ends mid-line keeps this much
+    /// minus one back until the next, so no value straddles the cut.
+    pub fn longest(&self) -> usize {
+        self.values.first().map_or(0, Vec::len)
     }
 
     pub fn bytes(&self, data: Vec<u8>) -> Vec<u8> {
