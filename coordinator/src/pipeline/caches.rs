@@ -138,6 +138,11 @@ fn relative_paths(node: &Node, key: &str, errors: &mut Collector) -> Option<Vec<
                 format!("`{key}` entry `{path}` is in the home directory"),
                 "cache paths are restored inside the step's working directory, which no other shard shares; point the tool there instead (e.g. `CARGO_HOME=.cargo`, `npm_config_cache=.npm`)",
             );
+        } else if path.split('/').any(|c| c == "..") && fields::output_path_problem(path).is_none()
+        {
+            // Even `a/../b`, which stays inside: a cache path is saved and
+            // restored as written, and a `..` in it is a way out on restore.
+            errors.error(*pos, format!("`{key}` entry `{path}` contains `..`"));
         } else if path.trim_end_matches('/').is_empty() || path == "." {
             errors.error(
                 *pos,

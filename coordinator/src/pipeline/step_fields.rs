@@ -185,10 +185,21 @@ pub(super) fn services(node: &Node, errors: &mut Collector) -> Vec<buildfleet_mo
     out
 }
 
-/// A byte size such as `1MiB` or `500KB`, at least 1 KiB.
+/// More live output than any watcher reads; each runner holds the tail.
+const MAX_SIZE: u64 = 1 << 30;
+
+/// A byte size such as `1MiB` or `500KB`, from 1 KiB to 1 GiB.
 pub(super) fn size(node: &Node, key: &str, errors: &mut Collector) -> Option<u64> {
     let text = fields::string(node, key, errors)?;
     match text.parse::<bytesize::ByteSize>() {
+        Ok(s) if s.as_u64() > MAX_SIZE => {
+            errors.error_with_hint(
+                node.pos,
+                format!("`{key}` must be at most 1GiB, found `{text}`"),
+                "the whole log is kept in the cache anyway; the cap bounds what watchers are sent",
+            );
+            None
+        }
         Ok(s) if s.as_u64() >= 1024 => Some(s.as_u64()),
         Ok(_) => {
             errors.error(

@@ -182,6 +182,15 @@ pub(super) fn load(text: &str) -> Result<Option<Node>, LoadError> {
             hint: None,
         });
     }
+    if let Some(pos) = builder.too_big {
+        return Err(LoadError {
+            pos,
+            message: format!(
+                "the document expands to more than {MAX_NODES} nodes (aliases of aliases?)"
+            ),
+            hint: Some("write the repeated parts out, or use fewer nested aliases".to_owned()),
+        });
+    }
     if let Some(pos) = builder.second_document {
         return Err(LoadError {
             pos,
@@ -216,6 +225,25 @@ struct Builder {
     anchors: HashMap<usize, Node>,
     documents: usize,
     second_document: Option<Pos>,
+    /// Nodes built so far, aliases counted at their expanded size.
+    nodes: usize,
+    /// Where expansion passed [`MAX_NODES`]: the document is refused.
+    too_big: Option<Pos>,
+}
+
+/// Far more nodes than any pipeline has; a few aliases of aliases (the
+/// "billion laughs") would otherwise expand to gigabytes.
+const MAX_NODES: usize = 100_000;
+
+impl Node {
+    /// Nodes in this subtree, itself included.
+    fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Scalar { .. } => 0,
+            Value::Sequence(items) => items.iter().map(Node::size).sum(),
+            Value::Mapping(pairs) => pairs.iter().map(|(k, v)| k.size() + v.size()).sum(),
+        }
+    }
 }
 
 impl Builder {
@@ -256,7 +284,7 @@ impl MarkedEventReceiver for Builder {
         }
         // Later documents are still parsed, so their syntax errors surface,
         // but they are rejected as a whole rather than built.
-        if self.documents != 1 {
+        if self.documents != 1 || self.too_big.is_some() {
             return;
         }
         match event {
@@ -277,6 +305,12 @@ impl MarkedEventReceiver for Builder {
                 self.finish_node(node, anchor);
             }
             Event::Alias(id) => {
+                let size = self.anchors.get(&id).map_or(1, Node::size);
+                self.nodes = self.nodes.saturating_add(size);
+                if self.nodes > MAX_NODES {
+                    self.too_big = Some(pos);
+                    return;
+                }
                 // The parser rejects unknown aliases, so the lookup only
                 // fails on a parser bug; an empty scalar then reads as null.
                 let mut node = self.anchors.get(&id).cloned().unwrap_or(Node {

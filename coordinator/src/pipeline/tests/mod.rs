@@ -8,6 +8,7 @@ mod caches;
 mod conditions;
 mod cross_step_errors;
 mod files;
+mod hostile;
 mod matrix;
 mod services;
 mod shape_errors;
