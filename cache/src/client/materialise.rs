@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
 use crate::error::CacheError;
-use crate::tree::DirectoryListing;
+use crate::tree::{DirectoryListing, TreeError};
 use buildfleet_model::digest::Digest;
 
 /// What a materialisation wrote.
@@ -134,10 +134,36 @@ impl CasClient {
                     mode: file.mode,
                 });
             }
+            let depth = plan
+                .path
+                .strip_prefix(dest)
+                .map_or(0, |p| p.components().count());
             for link in listing.symlinks {
-                layout
-                    .symlinks
-                    .push((plan.path.join(&link.name), link.target));
+                let path = plan.path.join(&link.name);
+                if !target_stays_inside(depth, &link.target) {
+                    return Err(TreeError::UnsafeSymlink {
+                        path,
+                        target: link.target,
+                    }
+                    .into());
+                }
+                layout.symlinks.push((path, link.target));
+            }
+            if depth > MAX_DEPTH {
+                return Err(TreeError::TooLarge {
+                    what: "levels of directories",
+                    limit: MAX_DEPTH as u64,
+                }
+                .into());
+            }
+            let entries =
+                layout.stats.files + layout.stats.directories + listing.directories.len() as u64;
+            if entries > MAX_ENTRIES {
+                return Err(TreeError::TooLarge {
+                    what: "files and directories",
+                    limit: MAX_ENTRIES,
+                }
+                .into());
             }
             for sub in listing.directories {
                 queue.push_back((sub.digest, plan.path.join(&sub.name), Some(index)));
@@ -276,4 +302,50 @@ async fn make_symlink(_target: &str, path: &Path) -> Result<(), CacheError> {
             "symlinks are only materialised on unix",
         ),
     })
+}
+
+/// Deeper than any real tree; bounds what a hostile one can describe.
+const MAX_DEPTH: usize = 256;
+/// Files and directories one materialisation may create: a DAG of a few
+/// tiny directory blobs can describe 2^30 of them.
+const MAX_ENTRIES: u64 = 2_000_000;
+
+/// A relative target that, read from a link `depth` directories below
+/// the root, never climbs above it. Absolute targets are kept: a Python
+/// venv's `bin/python` names the interpreter it was made with, and a venv
+/// restored from a dependency cache must work.
+fn target_stays_inside(depth: usize, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    let mut level = depth as i64;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                level -= 1;
+                if level < 0 {
+                    return false;
+                }
+            }
+            _ => level += 1,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod symlink_tests {
+    use super::target_stays_inside;
+
+    #[test]
+    fn symlink_targets_must_stay_inside_the_tree() {
+        assert!(target_stays_inside(0, "a/b"));
+        assert!(target_stays_inside(1, "../x"));
+        assert!(target_stays_inside(2, "../../x"));
+        assert!(!target_stays_inside(1, "../../x"));
+        assert!(!target_stays_inside(0, "../x"));
+        assert!(target_stays_inside(3, "/usr/bin/python3"), "absolute: kept");
+        assert!(!target_stays_inside(1, "a/../../.."));
+    }
 }

@@ -74,6 +74,13 @@ pub enum TreeError {
     InvalidName { name: String },
     #[error("name {name:?} appears twice in one directory")]
     DuplicateName { name: String },
+    /// A symlink that would point outside the directory it is placed in.
+    #[error("symlink {path} points outside the tree (to {target:?}); refused")]
+    UnsafeSymlink { path: PathBuf, target: String },
+    /// A tree (often a DAG of few blobs) that describes more than can be
+    /// placed: refused before anything is written.
+    #[error("the tree describes more than {limit} {what}; refused")]
+    TooLarge { what: &'static str, limit: u64 },
     #[error("directory blob {digest} is not a valid REAPI Directory")]
     Decode {
         digest: Digest,
