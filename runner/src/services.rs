@@ -75,6 +75,8 @@ struct Running {
     name: String,
     cancel: watch::Sender<Option<String>>,
     task: JoinHandle<Result<ExecReport, ExecError>>,
+    /// Ends once the service's output pipes are drained into `tail`.
+    reader: JoinHandle<()>,
     tail: Arc<Mutex<Tail>>,
 }
 
@@ -152,7 +154,7 @@ fn spawn(s: &Service, base: &ExecSpec) -> Running {
     let tail = Arc::new(Mutex::new(Tail::default()));
     let sink = tail.clone();
     let name = s.name.clone();
-    tokio::spawn(
+    let reader = tokio::spawn(
         async move {
             while let Some(chunk) = out_rx.recv().await {
                 let text = String::from_utf8_lossy(&chunk.data).into_owned();
@@ -176,6 +178,7 @@ fn spawn(s: &Service, base: &ExecSpec) -> Running {
         name: s.name.clone(),
         cancel,
         task,
+        reader,
         tail,
     }
 }
@@ -303,8 +306,18 @@ impl Services {
                 }
                 (Err(e), _) => log.system(format!("service {}: {e}", r.name)).await,
             }
-            // The output task ends once the process's pipes close.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The service's output is read to its end before its tail is
+            // kept: `execute` has returned, so its sender is gone.
+            if tokio::time::timeout(Duration::from_secs(2), r.reader)
+                .await
+                .is_err()
+            {
+                log.system(format!(
+                    "service {}: its output was still being read 2s after it stopped; what follows may lack its last lines",
+                    r.name
+                ))
+                .await;
+            }
             let tail = std::mem::take(&mut *r.tail.lock().unwrap_or_else(|p| p.into_inner()));
             if tail.lines.is_empty() {
                 continue;
