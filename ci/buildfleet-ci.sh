@@ -11,6 +11,8 @@
 #
 # Settings (environment):
 #   BUILDFLEET_COORDINATOR, BUILDFLEET_CACHE   the fleet (required)
+#   BUILDFLEET_TOKEN        a client token for the fleet, from the CI's
+#                           secret store (never a runner or admin token)
 #   BUILDFLEET_PIPELINE     the pipeline file (default: buildfleet.yaml)
 #   BUILDFLEET_OUT          where the JUnit report and artifacts go
 #                           (default: buildfleet-out)

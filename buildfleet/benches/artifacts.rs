@@ -194,8 +194,12 @@ stages:
         .unwrap();
     let (mut coordinator, cas) = rt.block_on(async {
         (
-            Coordinator::connect(&fleet.coordinator_url).await.unwrap(),
-            CasClient::connect(&fleet.cache_url).await.unwrap(),
+            Coordinator::connect(&fleet.coordinator_url, &fleet.client)
+                .await
+                .unwrap(),
+            CasClient::connect_with(&fleet.cache_url, &fleet.client)
+                .await
+                .unwrap(),
         )
     });
     let t = Instant::now();

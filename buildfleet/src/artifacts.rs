@@ -12,8 +12,8 @@ use buildfleet_model::{ArtifactKind, RunStatus};
 
 use crate::cli::ArtifactsArgs;
 
-pub async fn download(args: ArtifactsArgs) -> Result<i32> {
-    let mut coordinator = crate::wire::Coordinator::connect(&args.coordinator).await?;
+pub async fn download(args: ArtifactsArgs, trust: &buildfleet_trust::ClientTrust) -> Result<i32> {
+    let mut coordinator = crate::wire::Coordinator::connect(&args.coordinator, trust).await?;
     let status = coordinator
         .get(&args.run)
         .await
@@ -29,7 +29,7 @@ pub async fn download(args: ArtifactsArgs) -> Result<i32> {
             return Ok(crate::exit::USAGE);
         }
     }
-    let cas = CasClient::connect(&args.cache).await?;
+    let cas = CasClient::connect_with(&args.cache, trust).await?;
     let count = fetch(&cas, &status, args.step.as_deref(), &args.out).await?;
     if count == 0 {
         eprintln!(

@@ -14,6 +14,10 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// A file holding the token this client or runner presents to the
+    /// fleet (else `BUILDFLEET_TOKEN`; none for a fleet without tokens).
+    #[arg(long, global = true, env = "BUILDFLEET_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -41,6 +45,46 @@ pub enum Command {
     Approve(DecideArgs),
     /// Reject a step waiting for approval: it fails with the reason.
     Reject(RejectArgs),
+    /// Make tokens for the servers' token file.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token: written to `--token-out` (mode 0600), and the token
+    /// file's entry for it (name, role, hash) printed on stdout, so
+    /// `buildfleet token new … >> tokens.yaml` adds it.
+    New(TokenNewArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenNewArgs {
+    /// The identity the token stands for (a runner pool, a CI system, a person).
+    #[arg(long)]
+    pub name: String,
+    /// `runner`, `client` or `admin`.
+    #[arg(long)]
+    pub role: buildfleet_trust::Role,
+    /// A client token that may also write the action cache (Bazel-family
+    /// clients uploading their own results); runners and admins always may.
+    #[arg(long)]
+    pub cache_write: bool,
+    /// Where the token goes (created, mode 0600; an existing file is not overwritten).
+    #[arg(long)]
+    pub token_out: PathBuf,
+}
+
+/// How a server decides who may call it.
+#[derive(Args, Debug)]
+pub struct ServerAuthArgs {
+    /// The token file (names, roles and hashes; reloaded on change).
+    #[arg(long, env = "BUILDFLEET_TOKENS", required_unless_present = "no_auth")]
+    pub tokens: Option<PathBuf>,
+    /// Serve without tokens: every caller is an admin. Only for a fleet on
+    /// a network nobody else can reach.
+    #[arg(long, conflicts_with = "tokens")]
+    pub no_auth: bool,
 }
 
 #[derive(Args, Debug)]
@@ -148,6 +192,11 @@ pub struct PolicyArgs {
     /// forgotten.
     #[arg(long, default_value_t = 200)]
     pub keep_runs: usize,
+    /// A protected ref pattern (repeatable; globs, e.g. `main`,
+    /// `refs/tags/*`): its runs write the shared cache scope, every other
+    /// ref an overlay of its own. Default: main, master and tags.
+    #[arg(long = "protected-ref")]
+    pub protected_refs: Vec<String>,
 }
 
 impl PolicyArgs {
@@ -166,6 +215,9 @@ impl PolicyArgs {
         };
         config.scheduler.stall_after = self.stall_after;
         config.scheduler.keep_runs = self.keep_runs;
+        if !self.protected_refs.is_empty() {
+            config.protected_refs = self.protected_refs.clone();
+        }
     }
 }
 
@@ -282,10 +334,16 @@ pub struct CoordinatorArgs {
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub auth: ServerAuthArgs,
+    /// Who approves and rejects: `client` (a client token, on its own
+    /// runs, or an admin) or `admin` (admin tokens only).
+    #[arg(long, default_value = "client", value_parser = ["client", "admin"])]
+    pub approvals: String,
 }
 
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct CacheArgs {
     #[command(subcommand)]
     pub command: Option<CacheCommand>,
@@ -299,6 +357,8 @@ pub struct CacheArgs {
     /// recently used; default: no limit.
     #[arg(long, value_parser = parse_size)]
     pub max_size: Option<u64>,
+    #[command(flatten)]
+    pub auth: ServerAuthArgs,
 }
 
 /// Sizes as people write them: `500MB`, `50GiB`, `1048576`.
@@ -336,6 +396,10 @@ pub struct ExplainArgs {
     pub dir: Option<PathBuf>,
     #[arg(long)]
     pub project: Option<String>,
+    /// The ref whose cache scope to read (default: as `run` detects it,
+    /// from the CI's variables or git).
+    #[arg(long = "ref")]
+    pub git_ref: Option<String>,
 }
 
 #[derive(Args, Debug)]

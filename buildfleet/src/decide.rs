@@ -5,18 +5,20 @@
 
 use anyhow::Result;
 
+use buildfleet_trust::ClientTrust;
+
 use crate::cli::{DecideArgs, RejectArgs};
 
-pub async fn approve(args: DecideArgs) -> Result<i32> {
-    decide(args.target, true, &args.reason).await
+pub async fn approve(args: DecideArgs, trust: &ClientTrust) -> Result<i32> {
+    decide(args.target, true, &args.reason, trust).await
 }
 
-pub async fn reject(args: RejectArgs) -> Result<i32> {
+pub async fn reject(args: RejectArgs, trust: &ClientTrust) -> Result<i32> {
     if args.reason.trim().is_empty() {
         eprintln!("error: `--reason` must say why the step is rejected");
         return Ok(crate::exit::USAGE);
     }
-    decide(args.target, false, &args.reason).await
+    decide(args.target, false, &args.reason, trust).await
 }
 
 /// The actor named, else `$USER`.
@@ -26,10 +28,15 @@ fn actor_of(given: Option<String>) -> String {
         .unwrap_or_default()
 }
 
-async fn decide(target: crate::cli::StepOfRun, approve: bool, reason: &str) -> Result<i32> {
+async fn decide(
+    target: crate::cli::StepOfRun,
+    approve: bool,
+    reason: &str,
+    trust: &ClientTrust,
+) -> Result<i32> {
     let (run, step) = (&target.run, &target.step);
     let actor = actor_of(target.actor);
-    let mut client = crate::wire::Coordinator::connect(&target.coordinator).await?;
+    let mut client = crate::wire::Coordinator::connect(&target.coordinator, trust).await?;
     match client.decide(run, step, approve, &actor, reason).await {
         Ok(()) => {
             let verb = if approve { "approved" } else { "rejected" };
@@ -39,7 +46,10 @@ async fn decide(target: crate::cli::StepOfRun, approve: bool, reason: &str) -> R
         Err(s)
             if matches!(
                 s.code(),
-                tonic::Code::NotFound | tonic::Code::FailedPrecondition
+                tonic::Code::NotFound
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::Unauthenticated
             ) =>
         {
             eprintln!("error: {}", s.message());
@@ -51,10 +61,10 @@ async fn decide(target: crate::cli::StepOfRun, approve: bool, reason: &str) -> R
 
 /// `buildfleet rerun RUN STEP`: the new run is watched like a submission,
 /// and its end decides the exit status.
-pub async fn rerun(args: crate::cli::RerunArgs) -> Result<i32> {
+pub async fn rerun(args: crate::cli::RerunArgs, trust: &ClientTrust) -> Result<i32> {
     let args = args.target;
     let actor = actor_of(args.actor);
-    let mut client = crate::wire::Coordinator::connect(&args.coordinator).await?;
+    let mut client = crate::wire::Coordinator::connect(&args.coordinator, trust).await?;
     let run_id = match client.rerun(&args.run, &args.step, &actor).await {
         Ok(id) => id,
         Err(s)
@@ -75,7 +85,8 @@ pub async fn rerun(args: crate::cli::RerunArgs) -> Result<i32> {
         "run {run_id} submitted: a re-run of step `{}` of run {}",
         args.step, args.run
     )?;
-    let status = crate::submit::watch_to_end(&args.coordinator, client, &run_id, &mut out).await?;
+    let status =
+        crate::submit::watch_to_end(&args.coordinator, trust, client, &run_id, &mut out).await?;
     Ok(if crate::progress::is_green(&status) {
         crate::exit::GREEN
     } else {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use buildfleet_cache::CasClient;
 use buildfleet_coordinator::pipeline::Split;
+use buildfleet_coordinator::CoordinatorConfig;
 use buildfleet_model::{CacheOutcome, CacheReport};
 use buildfleet_runner::caching::action::{self, ActionSpec, Found};
 use buildfleet_runner::caching::{dependency, platform};
@@ -16,7 +17,7 @@ use crate::cli::ExplainArgs;
 use crate::exit;
 use crate::fleet::EmbeddedFleet;
 
-pub async fn run(args: ExplainArgs) -> Result<i32> {
+pub async fn run(args: ExplainArgs, trust: &buildfleet_trust::ClientTrust) -> Result<i32> {
     let pipeline = match buildfleet_coordinator::pipeline::parse_file(&args.file) {
         Ok(p) => p,
         Err(e) => {
@@ -72,7 +73,16 @@ pub async fn run(args: ExplainArgs) -> Result<i32> {
         .clone()
         .or_else(|| embedded.as_ref().map(|f| f.cache_url.clone()))
         .expect("one of the two is set");
-    let cas = CasClient::connect(&url).await?;
+    let trust = embedded.as_ref().map_or(trust, |f| &f.client);
+    // The scopes the run would read: its ref's overlay over the shared
+    // scope (or the shared one alone on a protected ref).
+    let given = crate::context::Given {
+        git_ref: args.git_ref.clone(),
+        ..Default::default()
+    };
+    let context = crate::context::detect(&given, &work_dir, &|name| std::env::var(name).ok());
+    let scope = CoordinatorConfig::default().cache_scope(&context.git_ref);
+    let cas = CasClient::connect_with(&url, trust).await?.scoped(&scope);
     let mut out = std::io::stdout().lock();
     let result = explain_step(
         &cas, &pipeline, step, args.shard, &work_dir, &project, &mut out,
@@ -140,10 +150,13 @@ async fn explain_step(
             None => {
                 let spec = ActionSpec::for_shard(&lease, platform.clone());
                 let mut r = match action::find(cas, &spec).await {
-                    Found::Hit(key, _) => CacheReport::step(
+                    Found::Hit(key, result) => CacheReport::step(
                         CacheOutcome::Hit,
                         key.digest.to_string(),
-                        "a run now would reuse this result".into(),
+                        format!(
+                            "a run now would reuse this result, {}",
+                            result.provenance.describe()
+                        ),
                     ),
                     Found::Miss(key, why) => {
                         let id = key.map(|k| k.digest.to_string());
@@ -163,7 +176,7 @@ async fn explain_step(
             let Some(def) = pipeline.caches.get(name) else {
                 continue;
             };
-            let line = match dependency::key(def, work_dir, &platform) {
+            let line = match dependency::key(def, work_dir, &platform, project) {
                 Ok(keyed) => dependency::find(cas, &keyed).await.report.log_line(),
                 Err(e) => format!("cache `{name}`: {e}"),
             };

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use buildfleet_cache::{BlobStore, LocalCas, RocksStore, StoreLimits};
 use buildfleet_coordinator::CoordinatorConfig;
 use buildfleet_runner::RunnerConfig;
+use buildfleet_trust::{new_token, ClientTrust, Grant, Guard, Reloading, Role, TokenSet};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,12 @@ pub struct FleetOptions {
 pub struct EmbeddedFleet {
     pub coordinator_url: String,
     pub cache_url: String,
+    /// The fleet's own admin token: what this process presents, and what
+    /// `token_file` holds for other commands (`buildfleet approve`).
+    pub client: ClientTrust,
+    /// The admin token in a file only this user can read, removed at
+    /// shutdown.
+    pub token_file: PathBuf,
     /// Stops the coordinator and the cache.
     stop: CancellationToken,
     /// Stops the runners, which are stopped (and gone) first.
@@ -44,6 +51,66 @@ pub struct EmbeddedFleet {
     runner_tasks: Vec<(String, JoinHandle<()>)>,
     /// The runners' shared cgroups, removed once they have stopped.
     isolation: Option<Arc<buildfleet_runner::cgroup::Isolation>>,
+}
+
+/// The embedded fleet's own tokens, made fresh for each start: one per
+/// runner (named as the runner, so its name is its token's) and an admin
+/// token for the process that started it. Loopback ports are reachable by
+/// every user of the machine; these keep them out.
+struct OwnTokens {
+    guard: Guard,
+    admin: String,
+    runners: Vec<(String, String)>,
+}
+
+impl OwnTokens {
+    fn make(runners: u32) -> Result<OwnTokens> {
+        let mut set = TokenSet::default();
+        let admin = new_token().context("making the embedded fleet's tokens")?;
+        set.insert(
+            &admin,
+            Grant {
+                name: "embedded-admin".into(),
+                role: Role::Admin,
+                cache_write: true,
+            },
+        );
+        let mut named = Vec::new();
+        for i in 1..=runners {
+            let name = format!("runner-{i}");
+            let token = new_token().context("making the embedded fleet's tokens")?;
+            set.insert(
+                &token,
+                Grant {
+                    name: name.clone(),
+                    role: Role::Runner,
+                    cache_write: false,
+                },
+            );
+            named.push((name, token));
+        }
+        Ok(OwnTokens {
+            guard: Guard::tokens(Reloading::fixed(set)),
+            admin,
+            runners: named,
+        })
+    }
+
+    /// Writes the admin token where only this user can read it.
+    fn save_admin(&self, data_dir: &Path) -> Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = data_dir.join("embedded-token");
+        let _ = std::fs::remove_file(&path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing the embedded fleet's token to {}", path.display()))?;
+        writeln!(f, "{}", self.admin)?;
+        Ok(path)
+    }
 }
 
 async fn bind_loopback() -> Result<(TcpListener, SocketAddr)> {
@@ -65,7 +132,19 @@ impl EmbeddedFleet {
         let isolation = tokio::task::spawn_blocking(|| {
             buildfleet_runner::cgroup::Isolation::detect("embedded")
         });
-        let cache_url = start_cache(&opts.data_dir, opts.cache_limits, &stop, &mut tasks).await?;
+        let tokens = OwnTokens::make(opts.runners)?;
+        let client = ClientTrust::with_token(&tokens.admin)?;
+        let cache_url = start_cache(
+            &opts.data_dir,
+            opts.cache_limits,
+            tokens.guard.clone(),
+            &stop,
+            &mut tasks,
+        )
+        .await?;
+        // After the cache opened its database: a second fleet on this data
+        // directory stops there, before touching the first one's token.
+        let token_file = tokens.save_admin(&opts.data_dir)?;
 
         let mut config = opts.coordinator.clone();
         if config.history_dir.is_none() {
@@ -78,6 +157,7 @@ impl EmbeddedFleet {
         )?;
         let (coord_l, coord_addr) = bind_loopback().await?;
         let s = stop.clone();
+        let guard = tokens.guard.clone();
         tasks.push((
             "coordinator".to_string(),
             tokio::spawn(
@@ -86,6 +166,7 @@ impl EmbeddedFleet {
                         coord_l,
                         config,
                         db,
+                        guard,
                         s.cancelled_owned(),
                     )
                     .await
@@ -108,8 +189,8 @@ impl EmbeddedFleet {
         let stop_runners = CancellationToken::new();
         let mut runner_tasks = Vec::new();
         let isolation = Arc::new(isolation.await.context("finding the runners' cgroups")?);
-        for i in 1..=opts.runners {
-            let name = format!("runner-{i}");
+        for (name, token) in &tokens.runners {
+            let name = name.clone();
             let config = RunnerConfig {
                 coordinator_url: coordinator_url.clone(),
                 cache_url: cache_url.clone(),
@@ -124,6 +205,7 @@ impl EmbeddedFleet {
                 drain_grace: Duration::from_secs(5),
                 supervisor: opts.supervisor.clone(),
                 isolation: Some(isolation.clone()),
+                trust: ClientTrust::with_token(token)?,
             };
             let s = stop_runners.clone();
             runner_tasks.push((
@@ -141,6 +223,8 @@ impl EmbeddedFleet {
         let fleet = EmbeddedFleet {
             coordinator_url,
             cache_url,
+            client,
+            token_file,
             stop,
             stop_runners,
             tasks,
@@ -156,10 +240,21 @@ impl EmbeddedFleet {
     pub async fn start_cache_only(data_dir: &Path) -> Result<EmbeddedFleet> {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        let cache_url = start_cache(data_dir, StoreLimits::unlimited(), &stop, &mut tasks).await?;
+        let tokens = OwnTokens::make(0)?;
+        let cache_url = start_cache(
+            data_dir,
+            StoreLimits::unlimited(),
+            tokens.guard.clone(),
+            &stop,
+            &mut tasks,
+        )
+        .await?;
+        let token_file = tokens.save_admin(data_dir)?;
         Ok(EmbeddedFleet {
             coordinator_url: String::new(),
             cache_url,
+            client: ClientTrust::with_token(&tokens.admin)?,
+            token_file,
             stop,
             stop_runners: CancellationToken::new(),
             tasks,
@@ -171,7 +266,8 @@ impl EmbeddedFleet {
     /// Waits until every runner has registered, so the first shards spread
     /// over the whole fleet instead of piling onto the first to connect.
     async fn wait_for_runners(&self, n: u32) -> Result<()> {
-        let mut coordinator = crate::wire::Coordinator::connect(&self.coordinator_url).await?;
+        let mut coordinator =
+            crate::wire::Coordinator::connect(&self.coordinator_url, &self.client).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let got = coordinator.runner_count().await? as u32;
@@ -205,6 +301,10 @@ impl EmbeddedFleet {
                 warn!(task = %name, error = %e, "fleet task ended abnormally");
             }
         }
+        // The token is worthless now the fleet is gone; don't leave it about.
+        if let Err(e) = std::fs::remove_file(&self.token_file) {
+            warn!(path = %self.token_file.display(), error = %e, "the embedded fleet's token file was not removed");
+        }
     }
 }
 
@@ -214,6 +314,7 @@ type Tasks = Vec<(String, JoinHandle<()>)>;
 async fn start_cache(
     data_dir: &Path,
     limits: StoreLimits,
+    guard: Guard,
     stop: &CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<String> {
@@ -233,7 +334,9 @@ async fn start_cache(
         "cache".to_string(),
         tokio::spawn(
             async move {
-                if let Err(e) = buildfleet_cache::serve(cache_l, store, s.cancelled_owned()).await {
+                if let Err(e) =
+                    buildfleet_cache::serve(cache_l, store, guard, s.cancelled_owned()).await
+                {
                     tracing::error!(error = %e, "cache server stopped");
                 }
             }

@@ -16,6 +16,7 @@ pub mod roles;
 pub mod split_items;
 pub mod submit;
 pub mod test_sections;
+pub mod token;
 pub mod wire;
 
 /// Exit statuses are part of the interface: 0 only when every step succeeded.

@@ -9,8 +9,8 @@ use buildfleet_cache::CasClient;
 
 use crate::cli::LogsArgs;
 
-pub async fn print(args: LogsArgs) -> Result<i32> {
-    let mut coordinator = crate::wire::Coordinator::connect(&args.coordinator).await?;
+pub async fn print(args: LogsArgs, trust: &buildfleet_trust::ClientTrust) -> Result<i32> {
+    let mut coordinator = crate::wire::Coordinator::connect(&args.coordinator, trust).await?;
     let status = coordinator
         .get(&args.run)
         .await
@@ -41,7 +41,7 @@ pub async fn print(args: LogsArgs) -> Result<i32> {
             step.name
         );
     };
-    let cas = CasClient::connect(&args.cache).await?;
+    let cas = CasClient::connect_with(&args.cache, trust).await?;
     let log = cas
         .read_blob(&digest)
         .await

@@ -5,12 +5,13 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use buildfleet::cli::{CacheArgs, CacheCommand, Cli, Command, RunArgs, SubmitArgs};
+use buildfleet::cli::{CacheArgs, CacheCommand, Cli, Command, RunArgs, SubmitArgs, TokenCommand};
 use buildfleet::exit;
 use buildfleet::fleet::{EmbeddedFleet, FleetOptions};
 use buildfleet::submit::{project_name, submit_and_watch, RunEnd, SubmitOptions};
 use buildfleet_coordinator::scheduler::SchedulerConfig;
 use buildfleet_coordinator::CoordinatorConfig;
+use buildfleet_trust::ClientTrust;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -33,13 +34,20 @@ fn main() -> ExitCode {
         | Command::Artifacts(_)
         | Command::Rerun(_)
         | Command::Approve(_)
-        | Command::Reject(_) => "warn",
+        | Command::Reject(_)
+        | Command::Token(_) => "warn",
         _ => "info",
     };
     buildfleet::logging::init(default_log);
     let code = match cli.command {
         Command::Validate { file } => validate(&file),
-        cmd => match tokio_main(cmd) {
+        Command::Token(TokenCommand::New(args)) => {
+            buildfleet::token::new(args).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                exit::FAILED
+            })
+        }
+        cmd => match tokio_main(cmd, cli.token_file) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -68,7 +76,9 @@ fn validate(file: &std::path::Path) -> i32 {
     }
 }
 
-fn tokio_main(cmd: Command) -> Result<i32> {
+fn tokio_main(cmd: Command, token_file: Option<std::path::PathBuf>) -> Result<i32> {
+    // What this process presents to the fleet; `run` makes its own.
+    let trust = || ClientTrust::from_file_or_env(token_file.as_deref());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("buildfleet")
@@ -77,22 +87,26 @@ fn tokio_main(cmd: Command) -> Result<i32> {
     rt.block_on(async move {
         match cmd {
             Command::Run(args) => run(args).await,
-            Command::Submit(args) => submit(args).await,
-            Command::Logs(args) => buildfleet::logs::print(args).await,
-            Command::Artifacts(args) => buildfleet::artifacts::download(args).await,
-            Command::Rerun(args) => buildfleet::decide::rerun(args).await,
-            Command::Approve(args) => buildfleet::decide::approve(args).await,
-            Command::Reject(args) => buildfleet::decide::reject(args).await,
+            Command::Submit(args) => submit(args, &trust()?).await,
+            Command::Logs(args) => buildfleet::logs::print(args, &trust()?).await,
+            Command::Artifacts(args) => buildfleet::artifacts::download(args, &trust()?).await,
+            Command::Rerun(args) => buildfleet::decide::rerun(args, &trust()?).await,
+            Command::Approve(args) => buildfleet::decide::approve(args, &trust()?).await,
+            Command::Reject(args) => buildfleet::decide::reject(args, &trust()?).await,
             Command::Coordinator(args) => buildfleet::roles::coordinator(args)
                 .await
                 .map(|_| exit::GREEN),
             Command::Cache(CacheArgs {
                 command: Some(CacheCommand::Explain(args)),
                 ..
-            }) => buildfleet::explain::run(args).await,
+            }) => buildfleet::explain::run(args, &trust()?).await,
             Command::Cache(args) => buildfleet::roles::cache(args).await.map(|_| exit::GREEN),
-            Command::Runner(args) => buildfleet::roles::runner(args).await.map(|_| exit::GREEN),
-            Command::Validate { .. } => unreachable!("handled before the runtime starts"),
+            Command::Runner(args) => buildfleet::roles::runner(args, trust()?)
+                .await
+                .map(|_| exit::GREEN),
+            Command::Validate { .. } | Command::Token(_) => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     })
 }
@@ -158,8 +172,10 @@ async fn run(args: RunArgs) -> Result<i32> {
     // run is under way: `buildfleet approve … --coordinator URL`.
     writeln!(
         stdout,
-        "embedded fleet: coordinator {} cache {}",
-        fleet.coordinator_url, fleet.cache_url
+        "embedded fleet: coordinator {} cache {} token-file {}",
+        fleet.coordinator_url,
+        fleet.cache_url,
+        fleet.token_file.display()
     )?;
     let outcome = submit_and_watch(
         SubmitOptions {
@@ -167,6 +183,7 @@ async fn run(args: RunArgs) -> Result<i32> {
             work_dir: &work_dir,
             coordinator_url: &fleet.coordinator_url,
             cache_url: &fleet.cache_url,
+            trust: &fleet.client,
             idempotency_key: None,
             no_cache: args.flags.no_cache,
             project: project_name(args.flags.project.as_deref(), &work_dir),
@@ -186,7 +203,7 @@ async fn run(args: RunArgs) -> Result<i32> {
     Ok(exit_code(outcome?))
 }
 
-async fn submit(args: SubmitArgs) -> Result<i32> {
+async fn submit(args: SubmitArgs, trust: &ClientTrust) -> Result<i32> {
     let work_dir = args
         .dir
         .clone()
@@ -198,6 +215,7 @@ async fn submit(args: SubmitArgs) -> Result<i32> {
             work_dir: &work_dir,
             coordinator_url: &args.coordinator,
             cache_url: &args.cache,
+            trust,
             idempotency_key: args.idempotency_key,
             no_cache: args.flags.no_cache,
             project: project_name(args.flags.project.as_deref(), &work_dir),

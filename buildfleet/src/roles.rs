@@ -10,7 +10,26 @@ use buildfleet_coordinator::CoordinatorConfig;
 use buildfleet_runner::RunnerConfig;
 use tokio::net::TcpListener;
 
-use crate::cli::{CacheArgs, CoordinatorArgs, RunnerArgs};
+use crate::cli::{CacheArgs, CoordinatorArgs, RunnerArgs, ServerAuthArgs};
+use buildfleet_trust::{ClientTrust, Guard, Reloading, TokenSet};
+
+/// The server's guard, from its token file (read now: a bad file stops
+/// start-up before any port is bound), or open when told `--no-auth`.
+fn guard(auth: &ServerAuthArgs, role: &str) -> Result<Guard> {
+    match &auth.tokens {
+        Some(path) => {
+            let p = path.clone();
+            let tokens =
+                Reloading::watch("tokens", vec![path.clone()], move || TokenSet::load(&p))?;
+            tracing::info!(file = %path.display(), tokens = tokens.get().len(), "{role}: checking bearer tokens");
+            Ok(Guard::tokens(tokens))
+        }
+        None => {
+            tracing::warn!("{role}: --no-auth: every caller is an admin; only for a network nobody else can reach");
+            Ok(Guard::open())
+        }
+    }
+}
 
 /// The shard supervisor is this very binary, under a hidden subcommand.
 /// `/proc/self/exe` still names it if the file was replaced (an upgrade)
@@ -61,15 +80,18 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         ..CoordinatorConfig::default()
     };
     args.policy.apply(&mut config);
+    config.approvals_by_admins_only = args.approvals == "admin";
     config.validate()?;
+    let guard = guard(&args.auth, "coordinator")?;
     let db = buildfleet_coordinator::db::Db::open(config.history_dir.as_deref())
         .context("opening the coordinator's history (pass --data DIR for another location)")?;
     let listener = bind(&args.listen, args.print_addr).await?;
-    buildfleet_coordinator::grpc::serve(listener, config, db, shutdown_signal()).await?;
+    buildfleet_coordinator::grpc::serve(listener, config, db, guard, shutdown_signal()).await?;
     Ok(())
 }
 
 pub async fn cache(args: CacheArgs) -> Result<()> {
+    let guard = guard(&args.auth, "cache")?;
     let dir = args
         .data
         .unwrap_or_else(crate::fleet::default_data_dir)
@@ -85,11 +107,11 @@ pub async fn cache(args: CacheArgs) -> Result<()> {
         .with_context(|| format!("opening the cache at {}", dir.display()))?,
     );
     let listener = bind(&args.listen, args.print_addr).await?;
-    buildfleet_cache::serve(listener, store, shutdown_signal()).await?;
+    buildfleet_cache::serve(listener, store, guard, shutdown_signal()).await?;
     Ok(())
 }
 
-pub async fn runner(args: RunnerArgs) -> Result<()> {
+pub async fn runner(args: RunnerArgs, trust: ClientTrust) -> Result<()> {
     let name = args
         .name
         .unwrap_or_else(|| format!("runner-{}", std::process::id()));
@@ -114,6 +136,7 @@ pub async fn runner(args: RunnerArgs) -> Result<()> {
         drain_grace: args.drain_grace,
         supervisor: supervisor(),
         isolation: None,
+        trust,
     };
     config.validate()?;
     buildfleet_runner::run(config, shutdown_signal()).await?;

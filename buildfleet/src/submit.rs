@@ -28,6 +28,8 @@ pub struct SubmitOptions<'a> {
     pub work_dir: &'a Path,
     pub coordinator_url: &'a str,
     pub cache_url: &'a str,
+    /// The token presented to both.
+    pub trust: &'a buildfleet_trust::ClientTrust,
     pub idempotency_key: Option<String>,
     pub no_cache: bool,
     /// Names the project in step history; see [`project_name`].
@@ -58,7 +60,7 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
         .with_context(|| format!("reading {}", opts.pipeline_file.display()))?;
     let snap = buildfleet_cache::snapshot(opts.work_dir)
         .with_context(|| format!("snapshotting {}", opts.work_dir.display()))?;
-    let cas = CasClient::connect(opts.cache_url).await?;
+    let cas = CasClient::connect_with(opts.cache_url, opts.trust).await?;
     let up = cas
         .upload_snapshot(&snap)
         .await
@@ -87,7 +89,7 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
             quarantine.len()
         )?;
     }
-    let mut coordinator = Coordinator::connect(opts.coordinator_url).await?;
+    let mut coordinator = Coordinator::connect(opts.coordinator_url, opts.trust).await?;
     let submitted = coordinator
         .submit(Submission {
             pipeline_yaml: yaml,
@@ -112,7 +114,7 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
         "run {run_id} submitted for {}",
         opts.context.describe()
     )?;
-    let status = watch_to_end(opts.coordinator_url, coordinator, &run_id, out).await?;
+    let status = watch_to_end(opts.coordinator_url, opts.trust, coordinator, &run_id, out).await?;
     if let Some(path) = opts.junit {
         std::fs::write(path, crate::junit_out::render(&status))
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
@@ -125,6 +127,7 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
 /// stream from the last event seen — then prints its summary.
 pub async fn watch_to_end(
     coordinator_url: &str,
+    trust: &buildfleet_trust::ClientTrust,
     mut coordinator: Coordinator,
     run_id: &str,
     out: &mut dyn Write,
@@ -149,16 +152,25 @@ pub async fn watch_to_end(
                             }
                         }
                         Err(e) => {
-                            broke = Some(e.to_string());
+                            broke = Some(e);
                             break;
                         }
                     }
                 }
                 broke
             }
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(e),
         };
         let Some(why) = broke else { break };
+        // Refused is refused: no amount of resuming makes a token valid.
+        if let Some(status) = why.downcast_ref::<tonic::Status>() {
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) {
+                anyhow::bail!("watching run {run_id}: {}", status.message());
+            }
+        }
         let since = *lost_since.get_or_insert_with(std::time::Instant::now);
         if since.elapsed() > RESUME_FOR {
             anyhow::bail!("watch stream broke before the run ended and could not be resumed for {RESUME_FOR:?}: {why}");
@@ -168,7 +180,7 @@ pub async fn watch_to_end(
             "(watch interrupted: {why}; resuming after event {last_seq})"
         )?;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        if let Ok(c) = Coordinator::connect(coordinator_url).await {
+        if let Ok(c) = Coordinator::connect(coordinator_url, trust).await {
             coordinator = c;
         }
     }

@@ -6,23 +6,18 @@ use anyhow::{Context, Result};
 use buildfleet_model::{Event, RunStatus, Submission};
 use buildfleet_proto::convert;
 use buildfleet_proto::v1 as pb;
+use buildfleet_trust::{AuthChannel, ClientTrust};
 use futures::{Stream, StreamExt};
 use pb::pipelines_client::PipelinesClient;
-use tonic::transport::{Channel, Endpoint};
 
-/// A connection with Nagle off: small RPCs must not wait for delayed ACKs.
-pub async fn channel(url: &str) -> Result<Channel> {
-    Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("bad URL `{url}`"))?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {url}"))
+/// A connection presenting `trust`'s token, with Nagle off.
+pub async fn channel(url: &str, trust: &ClientTrust) -> Result<AuthChannel> {
+    Ok(buildfleet_trust::connect(url, trust).await?)
 }
 
 /// The raw client, for tests that speak the protocol itself.
-pub async fn pipelines(url: &str) -> Result<PipelinesClient<Channel>> {
-    Ok(PipelinesClient::new(channel(url).await?).max_decoding_message_size(64 << 20))
+pub async fn pipelines(url: &str, trust: &ClientTrust) -> Result<PipelinesClient<AuthChannel>> {
+    Ok(PipelinesClient::new(channel(url, trust).await?).max_decoding_message_size(64 << 20))
 }
 
 /// What a submission came to.
@@ -37,13 +32,13 @@ pub enum Submitted {
 pub type Watched = (u64, Option<Event>);
 
 pub struct Coordinator {
-    client: PipelinesClient<Channel>,
+    client: PipelinesClient<AuthChannel>,
 }
 
 impl Coordinator {
-    pub async fn connect(url: &str) -> Result<Coordinator> {
+    pub async fn connect(url: &str, trust: &ClientTrust) -> Result<Coordinator> {
         Ok(Coordinator {
-            client: pipelines(url).await?,
+            client: pipelines(url, trust).await?,
         })
     }
 

@@ -57,9 +57,12 @@ fn until_waiting() -> Waiting {
     let coord = servers.coord_url.clone();
     wait_for("prod to wait for approval", Duration::from_secs(30), || {
         rt.block_on(async {
-            let mut c = buildfleet::wire::Coordinator::connect(&coord)
-                .await
-                .unwrap();
+            let mut c = buildfleet::wire::Coordinator::connect(
+                &coord,
+                &buildfleet_trust::ClientTrust::none(),
+            )
+            .await
+            .unwrap();
             let status = c.get(&run).await.unwrap();
             status
                 .steps

@@ -87,7 +87,9 @@ async fn a_dependant_receives_the_outputs_hard_linked_and_they_key_its_action() 
             .args(["artifacts", &third.run_id, "--out"])
             .arg(out.path())
             .args(["--coordinator", &fleet.fleet.coordinator_url])
-            .args(["--cache", &fleet.fleet.cache_url]),
+            .args(["--cache", &fleet.fleet.cache_url])
+            .arg("--token-file")
+            .arg(&fleet.fleet.token_file),
     )
     .expect(0);
     assert_eq!(
@@ -104,7 +106,9 @@ async fn a_dependant_receives_the_outputs_hard_linked_and_they_key_its_action() 
             .args(["artifacts", &third.run_id, "nope", "--out"])
             .arg(out.path())
             .args(["--coordinator", &fleet.fleet.coordinator_url])
-            .args(["--cache", &fleet.fleet.cache_url]),
+            .args(["--cache", &fleet.fleet.cache_url])
+            .arg("--token-file")
+            .arg(&fleet.fleet.token_file),
     )
     .expect(2);
     assert!(

@@ -224,7 +224,10 @@ fn streamed_around_marker(coordinator: &str, run: &str, step: &str) -> (Vec<u8>,
     use buildfleet_proto::v1 as pb;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = buildfleet::wire::pipelines(coordinator).await.unwrap();
+        let mut client =
+            buildfleet::wire::pipelines(coordinator, &buildfleet_trust::ClientTrust::none())
+                .await
+                .unwrap();
         let mut stream = client
             .watch(pb::WatchRequest {
                 run_id: run.to_owned(),

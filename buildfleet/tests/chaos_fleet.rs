@@ -268,7 +268,10 @@ fn a_sigtermed_runner_hands_back_what_outlives_its_grace_and_another_runs_it() {
 fn wait_for_draining(coordinator: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = buildfleet::wire::pipelines(coordinator).await.unwrap();
+        let mut client =
+            buildfleet::wire::pipelines(coordinator, &buildfleet_trust::ClientTrust::none())
+                .await
+                .unwrap();
         let start = Instant::now();
         loop {
             let runners = client
@@ -296,7 +299,10 @@ fn a_runner_below_its_disk_floor_takes_no_leases_and_says_why() {
     wait_for_runners(&fleet.coord_url, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let why = rt.block_on(async {
-        let mut client = buildfleet::wire::pipelines(&fleet.coord_url).await.unwrap();
+        let mut client =
+            buildfleet::wire::pipelines(&fleet.coord_url, &buildfleet_trust::ClientTrust::none())
+                .await
+                .unwrap();
         let start = Instant::now();
         loop {
             let runners = client

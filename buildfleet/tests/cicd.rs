@@ -119,15 +119,19 @@ impl Launched {
         )
     }
 
-    fn coordinator(&mut self) -> String {
+    /// The embedded fleet's coordinator URL and the file holding its
+    /// admin token, from the line the run prints first.
+    fn coordinator(&mut self) -> (String, String) {
         let line = self.until("embedded fleet: coordinator ");
-        line.split_whitespace().nth(3).unwrap().to_owned()
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.get(6), Some(&"token-file"), "{line}");
+        (words[3].to_owned(), words[7].to_owned())
     }
 }
 
 /// A run on main, launched and read until production waits for approval:
-/// the run, its coordinator's URL and its id.
-fn until_approval(dir: &Path) -> (Launched, String, String) {
+/// the run, its coordinator's URL and admin token file, and its id.
+fn until_approval(dir: &Path) -> (Launched, (String, String), String) {
     let mut run = launch(dir, &["--ref", "refs/heads/main", "--commit", COMMIT]);
     let coordinator = run.coordinator();
     let id = run_id(&run.until(" submitted for "));
@@ -177,11 +181,13 @@ fn on_a_feature_branch_the_deploys_are_skipped_by_their_conditions_and_the_run_i
 #[test]
 fn on_main_the_artifact_is_pushed_deployed_by_digest_and_after_approval_reaches_production() {
     let dir = copy_example(&[], None);
-    let (run, coordinator, id) = until_approval(dir.path());
+    let (run, (coordinator, token), id) = until_approval(dir.path());
     Ran::of(bin().args([
         "approve",
         &id,
         "deploy-production",
+        "--token-file",
+        &token,
         "--coordinator",
         &coordinator,
         "--actor",
@@ -265,11 +271,13 @@ fn a_broken_build_fails_its_smoke_test_the_rollback_runs_the_run_is_red_and_the_
 fn an_approval_rejected_or_timed_out_never_deploys_to_production() {
     // Rejected.
     let dir = copy_example(&[], None);
-    let (run, coordinator, id) = until_approval(dir.path());
+    let (run, (coordinator, token), id) = until_approval(dir.path());
     Ran::of(bin().args([
         "reject",
         &id,
         "deploy-production",
+        "--token-file",
+        &token,
         "--coordinator",
         &coordinator,
         "--actor",

@@ -128,7 +128,7 @@ async fn a_var_reaches_its_steps_and_keys_only_the_steps_that_name_it() {
         .await
         .submit(pb::SubmitRequest {
             pipeline_yaml: yaml.clone(),
-            input_root: Some(harness::upload(&fleet.fleet.cache_url, mark.path()).await),
+            input_root: Some(harness::upload(&fleet.fleet, mark.path()).await),
             vars: [("TARGTE".to_owned(), "x".to_owned())].into(),
             ..Default::default()
         })

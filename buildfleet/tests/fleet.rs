@@ -157,7 +157,7 @@ stages:
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    let root = harness::upload(&fleet.fleet.cache_url, dir.path()).await;
+    let root = harness::upload(&fleet.fleet, dir.path()).await;
     let id = fleet.submit_root(yaml, root, "").await.unwrap().run_id;
     let events = fleet.watch_all(&id).await;
     assert_eq!(kind(&fleet.get(&id).await.state), K::Succeeded);
@@ -365,7 +365,7 @@ stages:
 async fn an_invalid_pipeline_is_rejected_with_its_position() {
     let fleet = harness::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let root = harness::upload(&fleet.fleet.cache_url, dir.path()).await;
+    let root = harness::upload(&fleet.fleet, dir.path()).await;
     let bad = "version: 1\nstages:\n  - name: s\n    stpes: []\n";
     let err = fleet.submit_root(bad, root, "").await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);

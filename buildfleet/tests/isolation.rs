@@ -148,7 +148,10 @@ fn the_runner_says_how_it_isolates_shards_and_each_shard_has_cgroups_of_its_own(
     wait_for_runners(&fleet.coord_url, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listed = rt.block_on(async {
-        let mut c = buildfleet::wire::pipelines(&fleet.coord_url).await.unwrap();
+        let mut c =
+            buildfleet::wire::pipelines(&fleet.coord_url, &buildfleet_trust::ClientTrust::none())
+                .await
+                .unwrap();
         c.list_runners(buildfleet_proto::v1::ListRunnersRequest {})
             .await
             .unwrap()

@@ -48,6 +48,8 @@ async fn a_rerun_redeploys_the_earlier_runs_artifact_for_real() {
         "rerun",
         &good.run_id,
         "deploy",
+        "--token-file",
+        fleet.fleet.token_file.to_str().unwrap(),
         "--coordinator",
         &fleet.fleet.coordinator_url,
         "--actor",
@@ -81,6 +83,8 @@ async fn a_rerun_redeploys_the_earlier_runs_artifact_for_real() {
         "rerun",
         &good.run_id,
         "nope",
+        "--token-file",
+        fleet.fleet.token_file.to_str().unwrap(),
         "--coordinator",
         &fleet.fleet.coordinator_url,
     ]))

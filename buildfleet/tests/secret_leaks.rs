@@ -88,7 +88,9 @@ async fn a_step_printing_its_secrets_in_every_form_leaks_none_of_them() {
         .full_log
         .clone()
         .expect("the whole log is stored");
-    let cas = CasClient::connect(&fleet.fleet.cache_url).await.unwrap();
+    let cas = CasClient::connect_with(&fleet.fleet.cache_url, &fleet.fleet.client)
+        .await
+        .unwrap();
     let stored = cas
         .read_blob(&buildfleet_cache::Digest::try_from(&digest).unwrap())
         .await

@@ -74,11 +74,7 @@ fn every_matching_file_runs_in_exactly_one_shard_and_ignored_ones_never() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_glob_matching_nothing_is_refused_before_the_run() {
     let fleet = harness::start(1).await;
-    let root = harness::upload(
-        &fleet.fleet.cache_url,
-        harness::write_files(&[("a.txt", "x")]).path(),
-    )
-    .await;
+    let root = harness::upload(&fleet.fleet, harness::write_files(&[("a.txt", "x")]).path()).await;
     let err = fleet.submit_root(PIPELINE, root, "").await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(
@@ -95,7 +91,7 @@ async fn fewer_items_than_shards_means_fewer_shards() {
     let fleet = harness::start(2).await;
     let yaml = PIPELINE.replace("shards: 3", "shards: 8");
     let dir = harness::write_files(&[("tests/test_a.py", ""), ("tests/test_b.py", "")]);
-    let root = harness::upload(&fleet.fleet.cache_url, dir.path()).await;
+    let root = harness::upload(&fleet.fleet, dir.path()).await;
     let id = fleet
         .client()
         .await

@@ -52,8 +52,14 @@ pub enum CacheError {
     UploadInProgress { resource_name: String },
     #[error("read offset {offset} is past the end of a {size}-byte blob")]
     ReadOutOfRange { offset: i64, size: u64 },
-    #[error("cache transport failed")]
+    #[error("cache transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Connect(#[from] buildfleet_trust::ConnectError),
+    /// The caller's token may not do this (beyond the RPC table's role
+    /// check: writing a runners-only cache scope).
+    #[error("{0}")]
+    Forbidden(String),
     /// Boxed because a `Status` is large and would bloat every `Result`.
     #[error("cache RPC failed: {0}")]
     Rpc(Box<tonic::Status>),
@@ -105,7 +111,8 @@ impl CacheError {
             // Retryable once the other stream ends.
             CacheError::UploadInProgress { .. } => Code::Aborted,
             CacheError::ReadOutOfRange { .. } => Code::OutOfRange,
-            CacheError::Transport(_) => Code::Unavailable,
+            CacheError::Transport(_) | CacheError::Connect(_) => Code::Unavailable,
+            CacheError::Forbidden(_) => Code::PermissionDenied,
             CacheError::Rpc(status) => status.code(),
             CacheError::BlobRejected { code, .. } => *code,
             CacheError::CorruptDownload { .. } => Code::DataLoss,

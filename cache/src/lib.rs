@@ -48,7 +48,7 @@ pub use buildfleet_model::{Digest, DigestError, DigestFunction, DigestHasher};
 pub use client::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
 pub use client::{
     CasClient, Completeness, IndexEntry, IndexHit, MaterialiseStats, OutputDirectory, OutputFile,
-    StepResult, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES,
+    Provenance, StepResult, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES,
 };
 pub use error::CacheError;
 pub use resource_name::{

@@ -14,9 +14,14 @@ async fn upload_blobs_and_read_blobs_round_trip_small_large_and_duplicates() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, Arc::clone(&store), async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(serve(
+        listener,
+        Arc::clone(&store),
+        buildfleet_trust::Guard::open(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let client = CasClient::connect(&url).await.unwrap();
 
     // Enough small blobs for several batches, two large ones, a duplicate

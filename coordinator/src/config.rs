@@ -29,6 +29,26 @@ pub struct CoordinatorConfig {
     /// How long a run's artifacts are pinned in the cache (zero: not at
     /// all), so a deploy can be re-done.
     pub artifact_retention: Duration,
+    /// `--approvals admin`: only admin tokens approve or reject; otherwise
+    /// a client token may decide its own runs' approvals.
+    pub approvals_by_admins_only: bool,
+    /// Refs whose runs write the shared cache scope (globs, e.g. `main`,
+    /// `refs/tags/*`); other refs write an overlay only they read.
+    pub protected_refs: Vec<String>,
+}
+
+/// Protected unless configured otherwise: the usual default branches and
+/// tags, by full ref or short name.
+pub fn default_protected_refs() -> Vec<String> {
+    [
+        "main",
+        "master",
+        "refs/heads/main",
+        "refs/heads/master",
+        "refs/tags/*",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// 16 MiB: enough for nearly every step, small enough that a runaway loop
@@ -47,6 +67,8 @@ impl Default for CoordinatorConfig {
             secrets: Default::default(),
             log_cap: DEFAULT_LOG_CAP,
             artifact_retention: Duration::from_secs(30 * 24 * 3600),
+            approvals_by_admins_only: false,
+            protected_refs: default_protected_refs(),
         }
     }
 }
@@ -69,7 +91,30 @@ impl CoordinatorConfig {
         if self.notify.attempts == 0 {
             return bad("webhook attempts must be at least 1");
         }
+        if let Err(e) = self.protected_set() {
+            return bad(&format!("protected ref pattern: {e}"));
+        }
         Ok(())
+    }
+
+    fn protected_set(&self) -> Result<globset::GlobSet, globset::Error> {
+        let mut set = globset::GlobSetBuilder::new();
+        for p in &self.protected_refs {
+            set.add(
+                globset::GlobBuilder::new(p)
+                    .literal_separator(true)
+                    .build()?,
+            );
+        }
+        set.build()
+    }
+
+    /// The cache scope of a run on `git_ref` (checked patterns: `validate`
+    /// ran before any run is submitted).
+    pub fn cache_scope(&self, git_ref: &str) -> buildfleet_model::CacheScope {
+        let protected =
+            !git_ref.is_empty() && self.protected_set().is_ok_and(|s| s.is_match(git_ref));
+        buildfleet_model::CacheScope::for_ref(git_ref, protected)
     }
 
     pub(crate) fn runner_deadline(&self) -> Duration {

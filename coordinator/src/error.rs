@@ -25,6 +25,18 @@ pub enum CoordinatorError {
     UndeclaredVar(#[from] crate::pipeline::UndeclaredVar),
     #[error("run `{run}` has no step `{step}`")]
     UnknownStep { run: String, step: String },
+    /// A client token acting on a run another token submitted.
+    #[error("`{caller}` may not {what} run `{run}`: it was submitted by another token (ask its owner or an admin)")]
+    NotYours {
+        caller: String,
+        run: String,
+        what: &'static str,
+    },
+    /// `--approvals admin`: only admin tokens decide approvals.
+    #[error(
+        "`{0}` may not decide approvals: this coordinator takes approvals from admin tokens only"
+    )]
+    ApprovalsForAdmins(String),
     /// The runner ended its stream before it registered.
     #[error("runner closed the stream before registering")]
     ClosedBeforeRegistering,
@@ -45,6 +57,9 @@ impl From<CoordinatorError> for tonic::Status {
             CoordinatorError::NotRegistered(_) => Code::FailedPrecondition,
             CoordinatorError::ShuttingDown { .. } => Code::Unavailable,
             CoordinatorError::ClosedBeforeRegistering => Code::Cancelled,
+            CoordinatorError::NotYours { .. } | CoordinatorError::ApprovalsForAdmins(_) => {
+                Code::PermissionDenied
+            }
             CoordinatorError::Approval(crate::run::ApprovalError::UnknownStep { .. }) => {
                 Code::NotFound
             }

@@ -16,8 +16,15 @@ use crate::scheduler::Submitted;
 use buildfleet_model::Submission;
 
 impl Hub {
-    /// Starts the re-run of `step` of `run_id`, asked by `by`.
-    pub fn rerun(&self, run_id: &str, step: &str, by: &str) -> Result<Submitted, CoordinatorError> {
+    /// Starts the re-run of `step` of `run_id`, asked by `by`; the new run
+    /// is `owner`'s (the token that asked).
+    pub fn rerun(
+        &self,
+        run_id: &str,
+        step: &str,
+        by: &str,
+        owner: Option<&str>,
+    ) -> Result<Submitted, CoordinatorError> {
         if self.is_closing() {
             return Err(CoordinatorError::ShuttingDown {
                 retry: "ask for the re-run again when it is back".into(),
@@ -62,6 +69,7 @@ impl Hub {
             vars: old.vars.clone(),
         };
         let mut options = self.run_options(&pipeline, sub);
+        options.owner = owner.map(str::to_owned);
         let received = artifacts.len();
         options.rerun = Some(Rerun {
             of_run: run_id.to_owned(),

@@ -16,7 +16,19 @@ impl Hub {
     /// Checks a submission, reads the secrets it needs and starts the run.
     /// A run that needs an unusable secret still becomes a run, failed
     /// before any step, so the failure is seen where runs are watched.
+    /// Submits a run nobody owns (a fleet without tokens; tests).
     pub fn submit(&self, sub: Submission) -> Result<Submitted, CoordinatorError> {
+        self.submit_as(sub, None)
+    }
+
+    /// Submits a run owned by the token named `owner`. An idempotency key
+    /// is the owner's own: another caller's same key makes another run,
+    /// rather than handing over the first caller's run id.
+    pub fn submit_as(
+        &self,
+        sub: Submission,
+        owner: Option<&str>,
+    ) -> Result<Submitted, CoordinatorError> {
         if self.is_closing() {
             return Err(CoordinatorError::ShuttingDown {
                 retry: "submit again (with the same idempotency key) when it is back".into(),
@@ -29,8 +41,12 @@ impl Hub {
         let pipeline = pipeline::parse(&path, &sub.pipeline_yaml)?.with_vars(&sub.vars)?;
         check_file_splits(&pipeline, &sub.split_items)?;
         let root = sub.input_root;
-        let options = self.run_options(&pipeline, sub);
-        let key = options.idempotency_key.clone();
+        let mut options = self.run_options(&pipeline, sub);
+        options.owner = owner.map(str::to_owned);
+        let key = match (owner, &options.idempotency_key) {
+            (Some(owner), Some(key)) => Some(format!("{owner}/{key}")),
+            (_, key) => key.clone(),
+        };
         let submitted = self.with(|s| s.submit(pipeline, path, root, options, key, Instant::now()));
         self.dispatch();
         Ok(submitted)
@@ -42,6 +58,7 @@ impl Hub {
             .flat_map(|s| s.secrets.iter().cloned())
             .collect();
         let resolved = self.config.secrets.resolve(&needed, SystemTime::now());
+        let cache_scope = self.config.cache_scope(&sub.context.git_ref);
         let secret_problems = pipeline
             .steps()
             .filter_map(|s| {
@@ -80,6 +97,8 @@ impl Hub {
             context: sub.context,
             vars: sub.vars,
             rerun: None,
+            owner: None,
+            cache_scope,
         }
     }
 }

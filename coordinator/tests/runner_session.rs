@@ -20,6 +20,7 @@ async fn a_result_without_a_state_fails_the_shard_with_the_reason() {
         listener,
         CoordinatorConfig::default(),
         buildfleet_coordinator::db::Db::in_memory(),
+        buildfleet_trust::Guard::open(),
         async {
             let _ = stop_rx.await;
         },

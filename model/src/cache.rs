@@ -193,3 +193,88 @@ mod tests {
         assert_eq!(CacheOutcome::Disabled.to_string(), "off");
     }
 }
+
+/// Where a shard's action results and dependency caches are read and
+/// written: the cache trust scopes. Runs on protected refs (`main`, tags)
+/// write the shared scope; any other ref reads the shared scope but writes
+/// only an overlay of its own, which protected runs never read — so a
+/// feature branch cannot plant a result that `main` will trust (cache
+/// poisoning across trust levels). Each scope is a REAPI instance name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct CacheScope {
+    /// The instance entries are written to.
+    pub write: String,
+    /// The instances entries are read from, first match wins.
+    pub read: Vec<String>,
+}
+
+/// The prefix of every scope's instance name: instances under it are
+/// written by runners only, never by a client token.
+pub const SCOPE_PREFIX: &str = "buildfleet/";
+
+/// The scope protected refs write and everyone reads.
+pub const SHARED_SCOPE: &str = "buildfleet/shared";
+
+impl CacheScope {
+    /// The scope of a run on `git_ref`: the shared one when the ref is
+    /// protected, else the ref's own overlay over the shared one.
+    pub fn for_ref(git_ref: &str, protected: bool) -> CacheScope {
+        if protected {
+            return CacheScope {
+                write: SHARED_SCOPE.into(),
+                read: vec![SHARED_SCOPE.into()],
+            };
+        }
+        let name = if git_ref.is_empty() {
+            "(none)"
+        } else {
+            git_ref
+        };
+        let overlay = format!("{SCOPE_PREFIX}ref/{name}");
+        CacheScope {
+            write: overlay.clone(),
+            read: vec![overlay, SHARED_SCOPE.into()],
+        }
+    }
+
+    /// Whether `instance` is a scope runners write (so clients may not).
+    pub fn is_scope(instance: &str) -> bool {
+        instance.starts_with(SCOPE_PREFIX)
+    }
+
+    /// How a person reads the scope: `shared`, or `overlay of REF`.
+    pub fn describe(instance: &str) -> String {
+        match instance.strip_prefix(SCOPE_PREFIX) {
+            Some("shared") => "shared".into(),
+            Some(rest) => match rest.strip_prefix("ref/") {
+                Some(r) => format!("overlay of {r}"),
+                None => rest.to_owned(),
+            },
+            None if instance.is_empty() => "default instance".into(),
+            None => format!("instance {instance}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn protected_refs_write_shared_and_others_only_their_overlay() {
+        let main = CacheScope::for_ref("refs/heads/main", true);
+        assert_eq!(main.write, SHARED_SCOPE);
+        assert_eq!(main.read, vec![SHARED_SCOPE.to_owned()], "never an overlay");
+        let feature = CacheScope::for_ref("refs/heads/f", false);
+        assert_eq!(feature.write, "buildfleet/ref/refs/heads/f");
+        assert_eq!(
+            feature.read,
+            vec![feature.write.clone(), SHARED_SCOPE.to_owned()]
+        );
+        assert!(CacheScope::is_scope(&feature.write) && !CacheScope::is_scope(""));
+        assert_eq!(
+            CacheScope::describe(&feature.write),
+            "overlay of refs/heads/f"
+        );
+    }
+}

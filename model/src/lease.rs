@@ -97,6 +97,9 @@ pub struct Lease {
     /// How long the shard's outputs are pinned in the cache once stored
     /// (`None`: not pinned).
     pub artifact_retention: Option<Duration>,
+    /// Where its action results and dependency caches are read and
+    /// written, decided by the run's ref.
+    pub cache_scope: crate::CacheScope,
 }
 
 impl Lease {

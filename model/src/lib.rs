@@ -27,7 +27,7 @@ pub mod submission;
 pub mod test_result;
 
 pub use artifact::{Artifact, ArtifactKind, StepArtifact};
-pub use cache::{CacheName, CacheOutcome, CacheReport, CacheSpec};
+pub use cache::{CacheName, CacheOutcome, CacheReport, CacheScope, CacheSpec};
 pub use context::{RunContext, CONTEXT_VARS};
 pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};
 pub use event::{Event, EventKind, LogEntry, Notice, NoticeKind, StateChange};

@@ -44,6 +44,9 @@ pub struct RunnerConfig {
     /// The cgroups shards get, when found once for several runners of one
     /// process (the embedded fleet); `None`: this runner finds its own.
     pub isolation: Option<Arc<crate::cgroup::Isolation>>,
+    /// The token this runner presents to the coordinator and the cache
+    /// (its identity: the coordinator names the runner after it).
+    pub trust: buildfleet_trust::ClientTrust,
 }
 
 impl RunnerConfig {
@@ -80,6 +83,8 @@ enum Ended {
     Shutdown,
     /// The stream ended or could not be opened: try again.
     Lost(String),
+    /// The coordinator refused our token: trying again cannot help.
+    Refused(String),
 }
 
 /// How often the runner pings its coordinator, and how long an unanswered
@@ -124,6 +129,12 @@ pub async fn run(
             Ended::Lost(why) => {
                 warn!(reason = %why, retry_in = ?wait, "coordinator connection lost; reconnecting");
             }
+            Ended::Refused(why) => {
+                if own_isolation {
+                    isolation.remove();
+                }
+                return Err(RunnerError::Refused(why));
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -149,7 +160,7 @@ async fn session(
     // dead host) within seconds; the session then ends and its shards are
     // stopped, well before the coordinator's heartbeat deadline (10s by
     // default) leases them to another runner.
-    let channel = match Endpoint::from_shared(config.coordinator_url.clone()) {
+    let channel = match config.trust.endpoint(&config.coordinator_url) {
         Ok(e) => {
             e.tcp_nodelay(true)
                 .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
@@ -161,10 +172,10 @@ async fn session(
         Err(e) => return Ended::Lost(format!("coordinator URL: {e}")),
     };
     let channel = match channel {
-        Ok(c) => c,
+        Ok(c) => config.trust.wrap(c),
         Err(e) => return Ended::Lost(format!("connecting to {}: {e}", config.coordinator_url)),
     };
-    let cas = match CasClient::connect(&config.cache_url).await {
+    let cas = match CasClient::connect_with(&config.cache_url, &config.trust).await {
         Ok(c) => c,
         Err(e) => return Ended::Lost(format!("cache {}: {e}", config.cache_url)),
     };
@@ -180,6 +191,18 @@ async fn session(
         .expect("receiver held above");
     let mut inbound = match Session::open(channel, out_rx).await {
         Ok(session) => session,
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) =>
+        {
+            return Ended::Refused(format!(
+                "the coordinator at {} refused this runner: {}",
+                config.coordinator_url,
+                status.message()
+            ))
+        }
         Err(status) => return Ended::Lost(format!("session refused: {status}")),
     };
     let ctx = Arc::new(ShardContext {

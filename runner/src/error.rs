@@ -4,16 +4,10 @@
 pub enum RunnerError {
     #[error("invalid runner config: {0}")]
     Config(String),
-    #[error("cannot reach the coordinator at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
-    #[error("coordinator refused the runner: {0}")]
-    Refused(tonic::Status),
-    #[error("coordinator stream failed: {0}")]
-    Stream(tonic::Status),
+    /// The coordinator refused the runner's token (unknown, rotated out,
+    /// or not a runner's): reconnecting cannot help.
+    #[error("{0}")]
+    Refused(String),
     #[error("work directory {path}: {source}")]
     WorkDir {
         path: std::path::PathBuf,

@@ -136,7 +136,7 @@ impl Session {
     /// Opens the session stream: everything sent on `out` goes to the
     /// coordinator, in order.
     pub async fn open(
-        channel: tonic::transport::Channel,
+        channel: buildfleet_trust::AuthChannel,
         out: tokio::sync::mpsc::Receiver<Outgoing>,
     ) -> Result<Session, tonic::Status> {
         use futures::StreamExt as _;

@@ -56,8 +56,10 @@ pub async fn start_configured(
 }
 
 impl TestFleet {
-    pub async fn client(&self) -> pb::pipelines_client::PipelinesClient<tonic::transport::Channel> {
-        buildfleet::wire::pipelines(&self.fleet.coordinator_url)
+    pub async fn client(
+        &self,
+    ) -> pb::pipelines_client::PipelinesClient<buildfleet_trust::AuthChannel> {
+        buildfleet::wire::pipelines(&self.fleet.coordinator_url, &self.fleet.client)
             .await
             .unwrap()
     }
@@ -74,7 +76,7 @@ impl TestFleet {
         key: &str,
     ) -> pb::SubmitResponse {
         let dir = write_files(files);
-        let root = upload(&self.fleet.cache_url, dir.path()).await;
+        let root = upload(&self.fleet, dir.path()).await;
         self.submit_root(yaml, root, key)
             .await
             .expect("submit accepted")
@@ -151,22 +153,26 @@ impl TestFleet {
         self.run_request(req, files).await
     }
 
-    /// Submits `req` (pipeline text and options) against `files`, under the
-    /// project "tests", and waits for the end.
+    /// Submits `req` (pipeline text and options) against `files`, under its
+    /// project or "tests", and waits for the end.
     pub async fn run_request(
         &self,
         req: pb::SubmitRequest,
         files: &[(&str, &str)],
     ) -> (pb::RunStatus, Vec<pb::RunEvent>) {
         let dir = write_files(files);
-        let root = upload(&self.fleet.cache_url, dir.path()).await;
+        let root = upload(&self.fleet, dir.path()).await;
+        let project = match req.project.as_str() {
+            "" => "tests".to_owned(),
+            p => p.to_owned(),
+        };
         let id = self
             .client()
             .await
             .submit(pb::SubmitRequest {
                 pipeline_path: "test.yaml".into(),
                 input_root: Some(root),
-                project: "tests".into(),
+                project,
                 ..req
             })
             .await
@@ -204,9 +210,11 @@ pub fn write_files(files: &[(&str, &str)]) -> TempDir {
     dir
 }
 
-pub async fn upload(cache_url: &str, dir: &Path) -> pb::Digest {
+pub async fn upload(fleet: &EmbeddedFleet, dir: &Path) -> pb::Digest {
     let snap = buildfleet_cache::snapshot(dir).unwrap();
-    let cas = CasClient::connect(cache_url).await.unwrap();
+    let cas = CasClient::connect_with(&fleet.cache_url, &fleet.client)
+        .await
+        .unwrap();
     cas.upload_snapshot(&snap).await.unwrap();
     snap.root.into()
 }

@@ -137,11 +137,22 @@ impl Ran {
     }
 }
 
+/// Servers need a token file or `--no-auth`: the process tests of other
+/// features run without tokens (the tests of tokens pass `--tokens`).
+fn open_unless_tokens(args: &[&str]) -> &'static [&'static str] {
+    if args.contains(&"--tokens") {
+        &[]
+    } else {
+        &["--no-auth"]
+    }
+}
+
 /// Starts a server role and reads the `listening on ADDR` line it prints.
 pub fn server(args: &[&str]) -> (Proc, String) {
     let mut child = spawn_logged(
         bin()
             .args(args)
+            .args(open_unless_tokens(args))
             .args(["--listen", "127.0.0.1:0", "--print-addr"])
             .stdout(Stdio::piped()),
         args.first().copied().unwrap_or("server"),
@@ -163,7 +174,10 @@ pub fn server(args: &[&str]) -> (Proc, String) {
 pub fn wait_for_runners(coordinator: &str, n: usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = buildfleet::wire::pipelines(coordinator).await.unwrap();
+        let mut client =
+            buildfleet::wire::pipelines(coordinator, &buildfleet_trust::ClientTrust::none())
+                .await
+                .unwrap();
         for _ in 0..500 {
             let listed = client
                 .list_runners(buildfleet_proto::v1::ListRunnersRequest {})
@@ -196,6 +210,7 @@ pub fn server_at(args: &[&str], addr: &str) -> Proc {
     let proc = Proc(spawn_logged(
         bin()
             .args(args)
+            .args(open_unless_tokens(args))
             .args(["--listen", addr])
             .stdout(Stdio::null()),
         args.first().copied().unwrap_or("server"),
@@ -386,7 +401,10 @@ pub fn run_id_of(stdout: &str) -> String {
 pub fn notices_until(coordinator: &str, run: &str, done: impl Fn(&str) -> bool) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = buildfleet::wire::pipelines(coordinator).await.unwrap();
+        let mut client =
+            buildfleet::wire::pipelines(coordinator, &buildfleet_trust::ClientTrust::none())
+                .await
+                .unwrap();
         let start = std::time::Instant::now();
         loop {
             let status = client

@@ -31,7 +31,7 @@ impl BenchServer {
                         .expect("bind loopback");
                     let addr = listener.local_addr().expect("local addr");
                     url_tx.send(format!("http://{addr}")).expect("url");
-                    serve(listener, store, async {
+                    serve(listener, store, buildfleet_trust::Guard::open(), async {
                         let _ = stopped.await;
                     })
                     .await

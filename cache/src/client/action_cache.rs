@@ -17,6 +17,51 @@ pub struct StepResult {
     pub output_directories: Vec<OutputDirectory>,
     /// The shard's combined stdout and stderr, in arrival order.
     pub log: Digest,
+    /// Who stored it, for which run (scope: where it was found).
+    pub provenance: Provenance,
+}
+
+/// Where a cache entry came from: the scope it was found in, the token
+/// that wrote it (stamped by the server), and the run and project it was
+/// written for. `cache explain` shows it for every hit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Provenance {
+    pub scope: String,
+    pub writer: String,
+    pub run: String,
+    pub project: String,
+}
+
+/// The `type_url` of the provenance in an ActionResult's auxiliary metadata.
+const PROVENANCE_TYPE: &str = "type.googleapis.com/buildfleet.v1.Provenance";
+
+impl Provenance {
+    pub fn from_wire(p: buildfleet_proto::v1::Provenance) -> Provenance {
+        Provenance {
+            scope: String::new(),
+            writer: p.writer,
+            run: p.run,
+            project: p.project,
+        }
+    }
+
+    /// One line for a log or `cache explain`.
+    pub fn describe(&self) -> String {
+        let or = |s: &str, d: &'static str| {
+            if s.is_empty() {
+                d.to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        format!(
+            "written by {} for run {} of project {}, in the {} scope",
+            or(&self.writer, "an unnamed writer"),
+            or(&self.run, "(unknown)"),
+            or(&self.project, "(unknown)"),
+            buildfleet_model::CacheScope::describe(&self.scope)
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +104,37 @@ fn to_reapi(r: &StepResult) -> reapi::ActionResult {
             })
             .collect(),
         stdout_digest: Some(wire::to_reapi(r.log)),
+        execution_metadata: Some(reapi::ExecutedActionMetadata {
+            worker: r.provenance.writer.clone(),
+            auxiliary_metadata: vec![buildfleet_proto::google_protobuf::Any {
+                type_url: PROVENANCE_TYPE.into(),
+                value: prost::Message::encode_to_vec(&buildfleet_proto::v1::Provenance {
+                    writer: String::new(),
+                    run: r.provenance.run.clone(),
+                    project: r.provenance.project.clone(),
+                }),
+            }],
+            ..Default::default()
+        }),
         ..Default::default()
+    }
+}
+
+fn provenance_of(r: &reapi::ActionResult) -> Provenance {
+    let Some(meta) = &r.execution_metadata else {
+        return Provenance::default();
+    };
+    let claimed = meta
+        .auxiliary_metadata
+        .iter()
+        .find(|a| a.type_url == PROVENANCE_TYPE)
+        .and_then(|a| {
+            <buildfleet_proto::v1::Provenance as prost::Message>::decode(&a.value[..]).ok()
+        })
+        .unwrap_or_default();
+    Provenance {
+        writer: meta.worker.clone(),
+        ..Provenance::from_wire(claimed)
     }
 }
 
@@ -97,26 +172,35 @@ fn from_reapi(r: &reapi::ActionResult) -> Result<StepResult, CacheError> {
             })
             .collect::<Result<_, CacheError>>()?,
         log: digest(&r.stdout_digest, "log")?,
+        provenance: provenance_of(r),
     })
 }
 
 impl CasClient {
     /// The stored result of `action`, if the cache has it complete (the
-    /// server withholds entries whose blobs are gone).
+    /// server withholds entries whose blobs are gone), from the first of
+    /// the scopes read that has one; its provenance says which.
     pub async fn get_step_result(&self, action: &Digest) -> Result<Option<StepResult>, CacheError> {
-        let request = reapi::GetActionResultRequest {
-            instance_name: self.instance.clone(),
-            action_digest: Some(wire::to_reapi(*action)),
-            inline_stdout: false,
-            inline_stderr: false,
-            inline_output_files: Vec::new(),
-            digest_function: blake3_function(),
-        };
-        match self.action_cache.clone().get_action_result(request).await {
-            Ok(r) => from_reapi(r.get_ref()).map(Some),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(status.into()),
+        for scope in &self.reads {
+            let request = reapi::GetActionResultRequest {
+                instance_name: scope.clone(),
+                action_digest: Some(wire::to_reapi(*action)),
+                inline_stdout: false,
+                inline_stderr: false,
+                inline_output_files: Vec::new(),
+                digest_function: blake3_function(),
+            };
+            match self.action_cache.clone().get_action_result(request).await {
+                Ok(r) => {
+                    let mut result = from_reapi(r.get_ref())?;
+                    result.provenance.scope = scope.clone();
+                    return Ok(Some(result));
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => continue,
+                Err(status) => return Err(status.into()),
+            }
         }
+        Ok(None)
     }
 
     /// Stores `result` under `action`; every blob it names must already be
@@ -129,7 +213,10 @@ impl CasClient {
         let request = reapi::UpdateActionResultRequest {
             instance_name: self.instance.clone(),
             action_digest: Some(wire::to_reapi(*action)),
-            action_result: Some(to_reapi(result)),
+            action_result: Some(to_reapi(&StepResult {
+                provenance: self.provenance_of(&result.provenance),
+                ..result.clone()
+            })),
             results_cache_policy: None,
             digest_function: blake3_function(),
         };
@@ -160,8 +247,14 @@ mod tests {
                 root: Digest::of(b"root"),
             }],
             log: Digest::of(b"log"),
+            provenance: Provenance {
+                scope: String::new(),
+                writer: "pool/host-1".into(),
+                run: "run-1".into(),
+                project: "app".into(),
+            },
         };
-        assert_eq!(from_reapi(&to_reapi(&r)).unwrap(), r);
+        assert_eq!(from_reapi(&to_reapi(&r)).unwrap(), r, "provenance included");
         let mut broken = to_reapi(&r);
         broken.stdout_digest = None;
         assert!(from_reapi(&broken)

@@ -18,6 +18,10 @@ pub struct IndexEntry {
     pub trees: Vec<Digest>,
     /// Server time of the Put; 0 on entries not yet stored.
     pub created_unix_ms: i64,
+    /// Who wrote it, for which run and project (the writer is set by the
+    /// server from the token; the scope by the reader, from where it was
+    /// found).
+    pub provenance: crate::Provenance,
 }
 
 /// A lookup's answer.
@@ -27,6 +31,8 @@ pub struct IndexHit {
     /// `None` when the exact key matched, else the prefix that did.
     pub matched_prefix: Option<String>,
     pub complete: bool,
+    /// The scope (instance) it was found in.
+    pub scope: String,
 }
 
 fn digests(list: &[pb::Digest], what: &str) -> Result<Vec<Digest>, CacheError> {
@@ -47,6 +53,7 @@ pub enum Completeness {
 
 impl CasClient {
     pub async fn index_put(&self, entry: &IndexEntry) -> Result<(), CacheError> {
+        let provenance = self.provenance_of(&entry.provenance);
         let request = pb::IndexPutRequest {
             instance_name: self.instance.clone(),
             entry: Some(pb::IndexEntry {
@@ -55,6 +62,11 @@ impl CasClient {
                 blobs: entry.blobs.iter().map(|d| (*d).into()).collect(),
                 trees: entry.trees.iter().map(|d| (*d).into()).collect(),
                 created_unix_ms: 0,
+                provenance: Some(pb::Provenance {
+                    writer: String::new(),
+                    run: provenance.run,
+                    project: provenance.project,
+                }),
             }),
         };
         self.index.clone().put(request).await?;
@@ -83,15 +95,41 @@ impl CasClient {
         Ok((r.pinned, r.missing))
     }
 
-    /// The exact key, else the newest entry under each prefix in turn.
+    /// The exact key, else the newest entry under each prefix in turn —
+    /// the exact key in every scope read before any prefix, so a shared
+    /// exact entry beats an overlay's fallback.
     pub async fn index_lookup(
         &self,
         exact: &str,
         prefixes: &[String],
         completeness: Completeness,
     ) -> Result<Option<IndexHit>, CacheError> {
+        if !exact.is_empty() {
+            for scope in &self.reads {
+                if let Some(hit) = self.lookup_in(scope, exact, &[], completeness).await? {
+                    return Ok(Some(hit));
+                }
+            }
+        }
+        if !prefixes.is_empty() {
+            for scope in &self.reads {
+                if let Some(hit) = self.lookup_in(scope, "", prefixes, completeness).await? {
+                    return Ok(Some(hit));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn lookup_in(
+        &self,
+        scope: &str,
+        exact: &str,
+        prefixes: &[String],
+        completeness: Completeness,
+    ) -> Result<Option<IndexHit>, CacheError> {
         let request = pb::IndexLookupRequest {
-            instance_name: self.instance.clone(),
+            instance_name: scope.to_owned(),
             exact: exact.to_owned(),
             prefixes: prefixes.to_vec(),
             require_complete: completeness == Completeness::Required,
@@ -107,9 +145,17 @@ impl CasClient {
                 key: entry.key,
                 payload: Bytes::from(entry.payload),
                 created_unix_ms: entry.created_unix_ms,
+                provenance: crate::Provenance {
+                    scope: scope.to_owned(),
+                    ..entry
+                        .provenance
+                        .map(crate::Provenance::from_wire)
+                        .unwrap_or_default()
+                },
             },
             matched_prefix: Some(response.matched_prefix).filter(|p| !p.is_empty()),
             complete: response.complete,
+            scope: scope.to_owned(),
         }))
     }
 }

@@ -22,14 +22,15 @@ use buildfleet_proto::convert::{from_reapi, to_reapi};
 use buildfleet_proto::reapi::action_cache_client::ActionCacheClient;
 use buildfleet_proto::reapi::content_addressable_storage_client::ContentAddressableStorageClient;
 use buildfleet_proto::v1::cache_index_client::CacheIndexClient;
+use buildfleet_trust::{AuthChannel, ClientTrust};
 use bytes::Bytes;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::CacheError;
 use crate::server::MAX_MESSAGE_BYTES;
 use buildfleet_model::digest::Digest;
 
-pub use action_cache::{OutputDirectory, OutputFile, StepResult};
+pub use action_cache::{OutputDirectory, OutputFile, Provenance, StepResult};
 pub use index::{Completeness, IndexEntry, IndexHit};
 #[cfg(unix)]
 pub use local_cas::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
@@ -51,25 +52,40 @@ const FIND_MISSING_CHUNK: usize = 10_000;
 /// A connection to a REAPI cache. Cheap to clone: clones share the channel.
 #[derive(Debug, Clone)]
 pub struct CasClient {
-    cas: ContentAddressableStorageClient<Channel>,
-    bytestream: ByteStreamClient<Channel>,
-    action_cache: ActionCacheClient<Channel>,
-    index: CacheIndexClient<Channel>,
+    cas: ContentAddressableStorageClient<AuthChannel>,
+    bytestream: ByteStreamClient<AuthChannel>,
+    action_cache: ActionCacheClient<AuthChannel>,
+    index: CacheIndexClient<AuthChannel>,
+    /// Where action results and index entries are written.
     instance: String,
+    /// Where they are read from, first match wins (the cache trust scope;
+    /// just `instance` unless [`CasClient::scoped`]).
+    reads: Vec<String>,
+    /// The run and project entries written through this client are for.
+    writes_for: Provenance,
 }
 
 impl CasClient {
-    /// Connects to `url` (e.g. `http://127.0.0.1:7070`).
+    /// Connects to `url` (e.g. `http://127.0.0.1:7070`) without a token:
+    /// for a cache that has no token file.
     pub async fn connect(url: &str) -> Result<CasClient, CacheError> {
-        let endpoint = Endpoint::from_shared(url.to_owned())?
-            // Nagle + delayed ACK would add ~40 ms to every small RPC.
-            .tcp_nodelay(true);
-        let channel = endpoint.connect().await?;
-        Ok(CasClient::from_channel(channel))
+        CasClient::connect_with(url, &ClientTrust::none()).await
     }
 
-    /// Wraps an existing channel, for callers that share one connection.
+    /// Connects to `url` presenting `trust`'s token on every call.
+    pub async fn connect_with(url: &str, trust: &ClientTrust) -> Result<CasClient, CacheError> {
+        let channel = buildfleet_trust::connect(url, trust).await?;
+        Ok(CasClient::from_auth_channel(channel))
+    }
+
+    /// Wraps an existing channel (no token), for callers that share one
+    /// connection.
     pub fn from_channel(channel: Channel) -> CasClient {
+        CasClient::from_auth_channel(ClientTrust::none().wrap(channel))
+    }
+
+    /// Wraps a channel that presents a token.
+    pub fn from_auth_channel(channel: AuthChannel) -> CasClient {
         let cas = ContentAddressableStorageClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -88,6 +104,59 @@ impl CasClient {
             action_cache,
             index,
             instance: String::new(),
+            reads: vec![String::new()],
+            writes_for: Provenance::default(),
+        }
+    }
+
+    /// The same connection, reading and writing action results and index
+    /// entries in `scope` (blobs are shared by every scope: a blob is
+    /// named by its content, so sharing it trusts nothing).
+    pub fn scoped(&self, scope: &buildfleet_model::CacheScope) -> CasClient {
+        self.scoped_for(scope, "", "")
+    }
+
+    /// [`Self::scoped`], and entries written record `run` and `project`
+    /// as their provenance.
+    pub fn scoped_for(
+        &self,
+        scope: &buildfleet_model::CacheScope,
+        run: &str,
+        project: &str,
+    ) -> CasClient {
+        let mut scoped = self.clone();
+        scoped.writes_for = Provenance {
+            run: run.to_owned(),
+            project: project.to_owned(),
+            ..Provenance::default()
+        };
+        scoped.instance = scope.write.clone();
+        scoped.reads = match scope.read.is_empty() {
+            true => vec![scope.write.clone()],
+            false => scope.read.clone(),
+        };
+        scoped
+    }
+
+    /// The instance entries are written to.
+    pub fn write_scope(&self) -> &str {
+        &self.instance
+    }
+
+    /// `given`, with this client's run and project where it names none.
+    fn provenance_of(&self, given: &Provenance) -> Provenance {
+        let pick = |a: &str, b: &str| {
+            if a.is_empty() {
+                b.to_owned()
+            } else {
+                a.to_owned()
+            }
+        };
+        Provenance {
+            scope: self.instance.clone(),
+            writer: String::new(),
+            run: pick(&given.run, &self.writes_for.run),
+            project: pick(&given.project, &self.writes_for.project),
         }
     }
 

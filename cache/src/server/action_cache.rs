@@ -21,6 +21,8 @@ use super::{on_store, request_function};
 use crate::error::CacheError;
 use crate::store::{BlobStore, MetaTable};
 use buildfleet_model::digest::{Digest, DigestError, DigestFunction};
+use buildfleet_model::CacheScope;
+use buildfleet_trust::{Caller, Role};
 
 pub(crate) struct ActionCacheService {
     store: Arc<dyn BlobStore>,
@@ -141,12 +143,31 @@ impl ActionCache for ActionCacheService {
         &self,
         request: Request<UpdateActionResultRequest>,
     ) -> Result<Response<ActionResult>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
+        // The trust scopes are runners' alone: a client allowed to write
+        // (Bazel) writes its own instances, never a scope a run reads.
+        if CacheScope::is_scope(&request.instance_name)
+            && !matches!(caller.role, Role::Runner | Role::Admin)
+        {
+            return Err(CacheError::Forbidden(format!(
+                "`{}` ({} token) may not write the cache scope `{}`: scopes are written by runners only",
+                caller.name, caller.role, request.instance_name
+            ))
+            .into());
+        }
         let function = request_function(request.digest_function)?;
         let action = action_digest(request.action_digest.as_ref(), function)?;
-        let result = request
+        let mut result = request
             .action_result
             .ok_or_else(|| CacheError::InvalidRequest("no action_result to store".into()))?;
+        // Who wrote it is the token's name, whatever the result claims.
+        if let Some(writer) = caller.owner() {
+            result
+                .execution_metadata
+                .get_or_insert_with(Default::default)
+                .worker = writer.to_owned();
+        }
         let refs = references(&result, function)?;
         let gone = on_store(&self.store, move |s| Ok(missing(s, &refs))).await??;
         if !gone.is_empty() {

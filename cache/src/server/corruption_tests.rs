@@ -27,6 +27,7 @@ async fn corrupt_blobs_on_disk_are_never_served() {
     let server = tokio::spawn(serve(
         listener,
         Arc::clone(&store) as Arc<dyn BlobStore>,
+        buildfleet_trust::Guard::open(),
         async {
             let _ = stopped.await;
         },

@@ -238,10 +238,14 @@ impl CacheIndex for IndexService {
         &self,
         request: Request<IndexPutRequest>,
     ) -> Result<Response<IndexPutResponse>, Status> {
+        let caller = buildfleet_trust::Caller::of(&request)?;
         let request = request.into_inner();
         let mut entry = request
             .entry
             .ok_or_else(|| CacheError::InvalidRequest("no entry to store".into()))?;
+        // Who wrote it is the token's name, whatever the entry claims.
+        entry.provenance.get_or_insert_with(Default::default).writer =
+            caller.owner().unwrap_or_default().to_owned();
         if entry.key.is_empty() {
             return Err(CacheError::InvalidRequest("index keys must not be empty".into()).into());
         }

@@ -90,10 +90,12 @@ pub fn services(store: Arc<dyn BlobStore>) -> Routes {
 }
 
 /// Serves the cache on `listener` until `shutdown` resolves, then drains
-/// in-flight requests.
+/// in-flight requests. Every call passes `guard` first (the RPC table of
+/// `buildfleet_trust::policy`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn BlobStore>,
+    guard: buildfleet_trust::Guard,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CacheError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -118,6 +120,7 @@ pub async fn serve(
     Server::builder()
         // One span per request, so every log line names the RPC it served.
         .trace_fn(|request| tracing::info_span!("cache_rpc", path = %request.uri().path()))
+        .layer(guard)
         .add_routes(services(store))
         .add_service(health_service)
         .serve_with_incoming_shutdown(incoming, shutdown)

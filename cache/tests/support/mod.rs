@@ -21,10 +21,18 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(store: Arc<dyn BlobStore>) -> TestServer {
+        TestServer::start_guarded(store, buildfleet_trust::Guard::open()).await
+    }
+
+    /// A server that checks tokens with `guard`.
+    pub async fn start_guarded(
+        store: Arc<dyn BlobStore>,
+        guard: buildfleet_trust::Guard,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, Arc::clone(&store), async {
+        let task = tokio::spawn(serve(listener, Arc::clone(&store), guard, async {
             let _ = stopped.await;
         }));
         TestServer {

@@ -29,10 +29,13 @@ pub enum ServeError {
 
 /// Serves the coordinator on an already-bound listener (tests bind port 0)
 /// until `shutdown` resolves. Health turns SERVING once the hub is built.
+/// Every call passes `guard` first (the RPC table of
+/// `buildfleet_trust::policy`); handlers read the `Caller` it records.
 pub async fn serve(
     listener: TcpListener,
     config: CoordinatorConfig,
     db: Db,
+    guard: buildfleet_trust::Guard,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
@@ -64,6 +67,7 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     info!(?addr, "coordinator serving");
     let result = tonic::transport::Server::builder()
+        .layer(guard)
         .add_service(health)
         .add_service(pb::pipelines_server::PipelinesServer::new(
             pipelines::PipelinesService { hub: hub.clone() },

@@ -41,6 +41,7 @@ impl pb::runner_service_server::RunnerService for RunnerService {
         &self,
         req: Request<Streaming<pb::RunnerMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let caller = buildfleet_trust::Caller::of(&req)?;
         let mut inbound = req.into_inner();
         let first = inbound
             .message()
@@ -56,11 +57,7 @@ impl pb::runner_service_server::RunnerService for RunnerService {
             );
         }
         let runner_id = uuid::Uuid::new_v4().simple().to_string();
-        let name = if reg.name.is_empty() {
-            runner_id[..8].to_string()
-        } else {
-            reg.name
-        };
+        let name = runner_name(caller.owner(), reg.name, &runner_id);
         let view = RunnerView {
             id: runner_id.clone(),
             name: name.clone(),
@@ -111,6 +108,18 @@ impl pb::runner_service_server::RunnerService for RunnerService {
             .instrument(span),
         );
         Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// A runner is known by its token, not by the name it claims: with tokens,
+/// the token's name leads (`token/claimed`), so one token can never pass
+/// for another's runner in the runner list, the logs or a shard's record.
+fn runner_name(token: Option<&str>, claimed: String, runner_id: &str) -> String {
+    match token {
+        Some(token) if claimed.is_empty() || claimed == token => token.to_owned(),
+        Some(token) => format!("{token}/{claimed}"),
+        None if claimed.is_empty() => runner_id[..8].to_string(),
+        None => claimed,
     }
 }
 

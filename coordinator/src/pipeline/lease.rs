@@ -78,6 +78,7 @@ impl Pipeline {
             services: step.services.clone(),
             run_vars: Vec::new(),
             artifact_retention: None,
+            cache_scope: Default::default(),
         }
     }
 }

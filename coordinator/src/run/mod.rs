@@ -71,6 +71,13 @@ pub struct RunOptions {
     /// Set for `buildfleet rerun`: the run is one step of an earlier run.
     #[serde(default)]
     pub rerun: Option<Rerun>,
+    /// The token name that submitted the run (`None` on a fleet without
+    /// tokens): a client may watch, cancel and decide only its own runs.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The cache trust scope of the run's ref, decided at submission.
+    #[serde(default)]
+    pub cache_scope: buildfleet_model::CacheScope,
 }
 
 /// A re-run of one step of an earlier run, with that run's inputs,
@@ -273,6 +280,11 @@ impl Run {
     pub fn input_root(&self) -> Digest {
         self.input_root
     }
+    /// Who submitted the run, when the fleet checks tokens.
+    pub fn owner(&self) -> Option<&str> {
+        self.options.owner.as_deref()
+    }
+
     pub fn options(&self) -> &RunOptions {
         &self.options
     }

@@ -66,6 +66,7 @@ pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) 
     lease.log_cap = Some(def.log_cap.unwrap_or(run.options().log_cap)).filter(|&cap| cap > 0);
     lease.run_vars = run.options().vars.keys().cloned().collect();
     lease.artifact_retention = Some(run.options().artifact_retention).filter(|d| !d.is_zero());
+    lease.cache_scope = run.options().cache_scope.clone();
     // The declared names get the run's values; a missing one is caught
     // before the step may start (`expired_secret`, submission).
     lease.secrets = lease

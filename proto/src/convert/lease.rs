@@ -48,6 +48,8 @@ impl From<Lease> for pb::Lease {
             services: l.services.iter().map(service).collect(),
             run_vars: l.run_vars,
             artifact_retention_secs: l.artifact_retention.map_or(0, |d| d.as_secs()),
+            cache_scope_write: l.cache_scope.write,
+            cache_scope_read: l.cache_scope.read,
         }
     }
 }
@@ -121,6 +123,13 @@ pub fn lease_from_wire(l: pb::Lease) -> Result<Lease, WireError> {
         run_vars: l.run_vars,
         artifact_retention: (l.artifact_retention_secs > 0)
             .then(|| Duration::from_secs(l.artifact_retention_secs)),
+        cache_scope: buildfleet_model::CacheScope {
+            read: match l.cache_scope_read.is_empty() {
+                true => vec![l.cache_scope_write.clone()],
+                false => l.cache_scope_read,
+            },
+            write: l.cache_scope_write,
+        },
         lease_id: l.lease_id,
         run_id: l.run_id,
         step: l.step,
@@ -222,6 +231,7 @@ mod tests {
             }],
             run_vars: vec!["ENVIRONMENT".into()],
             artifact_retention: Some(Duration::from_secs(86400)),
+            cache_scope: buildfleet_model::CacheScope::for_ref("refs/heads/f", false),
             log_cap: Some(1024),
             quarantine: vec!["t::x".into()],
             resources: Resources {

@@ -33,6 +33,9 @@ pub struct ActionSpec {
     pub artifacts: Vec<buildfleet_model::Artifact>,
     /// What its command runs against.
     pub services: Vec<buildfleet_model::Service>,
+    /// It restores and saves dependency caches (its result is then the
+    /// project's own, like those caches).
+    pub saves_caches: bool,
 }
 
 /// A computed action: its digest, its record, and the directory blobs of the
@@ -101,6 +104,7 @@ impl ActionSpec {
                 a
             },
             services: lease.services.clone(),
+            saves_caches: !lease.caches.is_empty(),
         }
     }
 
@@ -154,6 +158,10 @@ pub async fn compute(cas: &CasClient, spec: &ActionSpec) -> Result<ActionKey, Ca
         secret_names: spec.secret_names.clone(),
         artifacts: spec.artifacts.clone(),
         services: spec.services.clone(),
+        cache_project: match spec.saves_caches {
+            true => spec.project.clone(),
+            false => String::new(),
+        },
     };
     let encoded = record.encode();
     Ok(ActionKey {
@@ -229,6 +237,7 @@ pub async fn store(
         blobs: Vec::new(),
         trees: vec![key.record.input_root],
         created_unix_ms: 0,
+        provenance: Default::default(),
     })
     .await
     .map_err(CachingError::cache("could not record step history"))

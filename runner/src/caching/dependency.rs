@@ -21,6 +21,9 @@ pub use buildfleet_model::CacheSpec;
 pub struct Keyed {
     pub spec: CacheSpec,
     pub platform: String,
+    /// Entries are the project's own: one project's entry is never
+    /// another's `restore:` fallback (a planted `node_modules`).
+    pub project: String,
     /// What the key was computed from (paths empty until saved).
     pub manifest: Manifest,
     /// `{name}/{version}/{hash}`, the form `restore:` prefixes match.
@@ -64,17 +67,29 @@ pub fn env_name(cache: &str) -> String {
 
 impl Keyed {
     fn index_key(&self) -> String {
-        format!("deps/{}/{}", self.platform, self.key)
+        self.index_prefix(&self.key)
     }
 
+    /// `deps/<length>:<project>/<platform>/…`: the length keeps a project
+    /// named `a/linux` from reaching into project `a`'s keys.
     fn index_prefix(&self, prefix: &str) -> String {
-        format!("deps/{}/{prefix}", self.platform)
+        format!(
+            "deps/{}:{}/{}/{prefix}",
+            self.project.len(),
+            self.project,
+            self.platform
+        )
     }
 }
 
 /// Hashes the key files. A missing key file is an error: the key would
 /// otherwise silently cover less than the pipeline says.
-pub fn key(spec: &CacheSpec, work_dir: &Path, platform: &str) -> Result<Keyed, CachingError> {
+pub fn key(
+    spec: &CacheSpec,
+    work_dir: &Path,
+    platform: &str,
+    project: &str,
+) -> Result<Keyed, CachingError> {
     let mut key_files = Vec::with_capacity(spec.key_files.len());
     for rel in &spec.key_files {
         let data = std::fs::read(work_dir.join(rel)).map_err(|source| CachingError::KeyFile {
@@ -101,6 +116,7 @@ pub fn key(spec: &CacheSpec, work_dir: &Path, platform: &str) -> Result<Keyed, C
         key: format!("{}/{version}/{}", spec.name, &hash[..32]),
         spec: spec.clone(),
         platform: platform.to_owned(),
+        project: project.to_owned(),
         manifest,
     })
 }
@@ -154,7 +170,7 @@ pub async fn find(cas: &CasClient, keyed: &Keyed) -> Found {
         .to_owned();
     match hit.matched_prefix {
         None => Found {
-            report: report(CacheOutcome::Hit, String::new()),
+            report: report(CacheOutcome::Hit, hit.entry.provenance.describe()),
             restored: Restored::Exact,
             manifest: Some(manifest),
         },
@@ -166,7 +182,10 @@ pub async fn find(cas: &CasClient, keyed: &Keyed) -> Found {
             Found {
                 report: report(
                     CacheOutcome::Fallback,
-                    format!("exact key missed ({why}); restored {user_key} via `restore: {user_prefix}`"),
+                    format!(
+                        "exact key missed ({why}); restored {user_key} via `restore: {user_prefix}`, {}",
+                        hit.entry.provenance.describe()
+                    ),
                 ),
                 restored: Restored::Fallback,
                 manifest: Some(manifest),
@@ -345,6 +364,7 @@ async fn save_paths(
         blobs: Vec::new(),
         trees: manifest.paths.iter().map(|(_, d)| *d).collect(),
         created_unix_ms: 0,
+        provenance: Default::default(),
     };
     cas.index_put(&entry)
         .await
@@ -409,29 +429,35 @@ mod tests {
     fn key_depends_on_key_file_contents_version_and_platform() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("requirements.txt"), "a==1\n").unwrap();
-        let a = key(&spec(), dir.path(), "linux-x86_64").unwrap();
+        let a = key(&spec(), dir.path(), "linux-x86_64", "p").unwrap();
         assert!(a.key.starts_with("deps/1/"), "{}", a.key);
-        assert_eq!(key(&spec(), dir.path(), "linux-x86_64").unwrap().key, a.key);
+        assert_eq!(
+            key(&spec(), dir.path(), "linux-x86_64", "p").unwrap().key,
+            a.key
+        );
         assert_ne!(
-            key(&spec(), dir.path(), "linux-aarch64").unwrap().key,
+            key(&spec(), dir.path(), "linux-aarch64", "p").unwrap().key,
             a.key
         );
         let v2 = CacheSpec {
             version: "2".into(),
             ..spec()
         };
-        assert!(key(&v2, dir.path(), "linux-x86_64")
+        assert!(key(&v2, dir.path(), "linux-x86_64", "p")
             .unwrap()
             .key
             .starts_with("deps/2/"));
         std::fs::write(dir.path().join("requirements.txt"), "a==2\n").unwrap();
-        assert_ne!(key(&spec(), dir.path(), "linux-x86_64").unwrap().key, a.key);
+        assert_ne!(
+            key(&spec(), dir.path(), "linux-x86_64", "p").unwrap().key,
+            a.key
+        );
     }
 
     #[test]
     fn a_missing_key_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let err = key(&spec(), dir.path(), "linux-x86_64").unwrap_err();
+        let err = key(&spec(), dir.path(), "linux-x86_64", "p").unwrap_err();
         assert!(matches!(&err, CachingError::KeyFile { file, .. } if file == "requirements.txt"));
         assert!(
             err.to_string().contains("key file `requirements.txt`"),

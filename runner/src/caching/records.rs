@@ -35,6 +35,9 @@ pub struct ActionRecord {
     pub artifacts: Vec<buildfleet_model::Artifact>,
     /// The step's services: what it runs against decides its result.
     pub services: Vec<buildfleet_model::Service>,
+    /// The project, for a step with dependency caches (they are saved per
+    /// project); empty for the others.
+    pub cache_project: String,
 }
 
 impl ActionRecord {
@@ -72,6 +75,7 @@ impl ActionRecord {
                     ..buildfleet_proto::convert::service(s)
                 })
                 .collect(),
+            cache_project: self.cache_project.clone(),
         };
         Bytes::from(msg.encode_to_vec())
     }
@@ -110,6 +114,7 @@ impl ActionRecord {
                     ready_timeout: std::time::Duration::ZERO,
                 })
                 .collect(),
+            cache_project: msg.cache_project,
         })
     }
 }
@@ -255,6 +260,7 @@ mod tests {
                 ready: None,
                 ready_timeout: std::time::Duration::ZERO,
             }],
+            cache_project: "app".into(),
         };
         let bytes = record.encode();
         assert_eq!(ActionRecord::decode(&bytes).unwrap(), record);

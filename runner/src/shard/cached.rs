@@ -113,6 +113,7 @@ pub async fn store(
         output_files: Vec::new(),
         output_directories: Vec::new(),
         log: log_digest,
+        provenance: Default::default(),
     };
     for u in uploaded {
         match u.kind {

@@ -42,6 +42,7 @@ pub use mask::Masker;
 pub use place::PlaceError;
 use prepare::Prepared;
 
+#[derive(Clone)]
 pub struct ShardContext {
     pub work_root: PathBuf,
     pub cas: CasClient,
@@ -61,6 +62,15 @@ pub async fn run_lease(
     lease: Lease,
     cancel: watch::Receiver<Option<String>>,
 ) -> ShardReport {
+    // Action results and dependency caches are read and written in the
+    // run's trust scope, recording the run and project they are for.
+    let scoped = ShardContext {
+        cas: ctx
+            .cas
+            .scoped_for(&lease.cache_scope, &lease.run_id, &lease.project),
+        ..ctx.clone()
+    };
+    let ctx = &scoped;
     let started = Instant::now();
     let masker = Masker::new(lease.secrets.values());
     let mut log = LogSender::new(lease.lease_id.clone(), ctx.out.clone());

@@ -37,7 +37,11 @@ pub async fn step_cache(
             let action_id = key.digest.to_string();
             match super::cached::replay(&ctx.cas, &key, &result, log).await {
                 Ok(()) => {
-                    let report = CacheReport::step(CacheOutcome::Hit, action_id, String::new());
+                    let report = CacheReport::step(
+                        CacheOutcome::Hit,
+                        action_id,
+                        result.provenance.describe(),
+                    );
                     note(log, reports, report).await;
                     Prepared::Cached(result)
                 }

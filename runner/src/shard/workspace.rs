@@ -90,7 +90,8 @@ pub async fn prepare(
     env.extend(lease.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut to_save = Vec::new();
     for spec in &lease.caches {
-        let keyed = dependency::key(spec, dir, &platform()).map_err(ShardError::CacheKey)?;
+        let keyed = dependency::key(spec, dir, &platform(), &lease.project)
+            .map_err(ShardError::CacheKey)?;
         let (report, restored) =
             dependency::restore(&ctx.cas, ctx.local.as_ref(), &keyed, dir).await;
         note(log, reports, report).await;
