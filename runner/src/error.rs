@@ -14,6 +14,8 @@ pub enum RunnerError {
     Refused(tonic::Status),
     #[error("coordinator stream failed: {0}")]
     Stream(tonic::Status),
+    #[error(transparent)]
+    StepUsers(#[from] crate::step_users::StepUserError),
     #[error("work directory {path}: {source}")]
     WorkDir {
         path: std::path::PathBuf,
