@@ -190,6 +190,7 @@ stages:
             min_free_disk: 0,
             runner_labels: Vec::new(),
             supervisor,
+            step_users: buildfleet_runner::step_users::StepUsers::Runner,
         }))
         .unwrap();
     let (mut coordinator, cas) = rt.block_on(async {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use buildfleet_runner::step_users::StepUsers;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -241,6 +242,11 @@ pub struct RunArgs {
     /// Directory to snapshot as the pipeline's inputs (default: the pipeline file's directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run steps as this unprivileged user, not as you (see `runner
+    /// --step-user`; needs root). Without it steps run as you, and the
+    /// runners say so.
+    #[arg(long, value_name = "USER", value_parser = parse_step_user)]
+    pub step_user: Option<StepUsers>,
     #[command(flatten)]
     pub sched: SchedArgs,
     #[command(flatten)]
@@ -435,6 +441,22 @@ pub struct RunnerArgs {
     /// handed back and leased again elsewhere.
     #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_grace: Duration,
+    /// Run steps as an unprivileged user, not the runner's: `UID[:GID]` or
+    /// `NAME[:GID]` for one user, or `FIRST-LAST[:GID]` for a uid per
+    /// running shard (at least --slots of them), which also keeps shards
+    /// from reading each other's environment. Steps then cannot write the
+    /// runner's local cache. Needs root.
+    #[arg(long, value_name = "USER", value_parser = parse_step_user)]
+    pub step_user: Option<StepUsers>,
+    /// Let a runner running as root run steps as root when no --step-user
+    /// is given (it refuses to start otherwise); said in its log and in
+    /// `ListRunners`.
+    #[arg(long, conflicts_with = "step_user")]
+    pub allow_root_steps: bool,
+}
+
+fn parse_step_user(text: &str) -> Result<StepUsers, String> {
+    StepUsers::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_floor(text: &str) -> Result<u64, String> {

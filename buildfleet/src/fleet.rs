@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use buildfleet_cache::{BlobStore, LocalCas, RocksStore, StoreLimits};
 use buildfleet_coordinator::CoordinatorConfig;
+use buildfleet_runner::step_users::{RootSteps, StepUserPool, StepUsers};
 use buildfleet_runner::RunnerConfig;
 use buildfleet_trust::{new_token, ClientTrust, Grant, Guard, Reloading, Role, TokenSet};
 use tokio::net::TcpListener;
@@ -30,6 +31,10 @@ pub struct FleetOptions {
     /// (`/proc/self/exe`), or the built `buildfleet` when a test embeds the
     /// fleet in its own binary.
     pub supervisor: PathBuf,
+    /// Who steps run as. The embedded fleet runs on one person's machine,
+    /// so without a step user its steps run as that person (root
+    /// included), and the runners say so.
+    pub step_users: StepUsers,
 }
 
 /// A running embedded fleet. Dropping it without `shutdown` aborts nothing
@@ -125,6 +130,19 @@ impl EmbeddedFleet {
     pub async fn start(opts: FleetOptions) -> Result<EmbeddedFleet> {
         opts.coordinator.validate()?;
         anyhow::ensure!(opts.runners >= 1, "--runners must be at least 1");
+        let work_base = opts.data_dir.join("work");
+        let work_root = |i: u32| work_base.join(format!("runner-{i}-{}", std::process::id()));
+        // One pool for the machine's runners (one slot each); proven usable
+        // before anything starts.
+        let step_users = Arc::new(StepUserPool::new(opts.step_users, RootSteps::Allow)?);
+        step_users.check_slots(opts.runners)?;
+        if step_users.separates() {
+            let first = work_root(1);
+            std::fs::create_dir_all(&first)
+                .with_context(|| format!("creating {}", first.display()))?;
+            step_users.admit(&first)?;
+        }
+        step_users.say_once(1);
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
         // One process, one set of cgroups to find, for all its runners;
@@ -179,7 +197,6 @@ impl EmbeddedFleet {
         ));
 
         let coordinator_url = format!("http://{coord_addr}");
-        let work_base = opts.data_dir.join("work");
         // One local blob cache for all embedded runners: they share a disk,
         // and one index keeps its accounting right.
         let cas_dir = opts.data_dir.join("runner-cas");
@@ -189,7 +206,7 @@ impl EmbeddedFleet {
         let stop_runners = CancellationToken::new();
         let mut runner_tasks = Vec::new();
         let isolation = Arc::new(isolation.await.context("finding the runners' cgroups")?);
-        for (name, token) in &tokens.runners {
+        for (i, (name, token)) in (1..).zip(&tokens.runners) {
             let name = name.clone();
             let config = RunnerConfig {
                 coordinator_url: coordinator_url.clone(),
@@ -197,7 +214,7 @@ impl EmbeddedFleet {
                 name: name.clone(),
                 labels: opts.runner_labels.clone(),
                 slots: 1,
-                work_root: work_base.join(format!("{}-{}", name, std::process::id())),
+                work_root: work_root(i),
                 kill_grace: opts.kill_grace,
                 local_cas: Some(local_cas.clone()),
                 min_free_disk: opts.min_free_disk,
@@ -206,6 +223,7 @@ impl EmbeddedFleet {
                 supervisor: opts.supervisor.clone(),
                 isolation: Some(isolation.clone()),
                 trust: ClientTrust::with_token(token)?,
+                step_users: step_users.clone(),
             };
             let s = stop_runners.clone();
             runner_tasks.push((

@@ -165,6 +165,10 @@ async fn run(args: RunArgs) -> Result<i32> {
         min_free_disk: args.min_free_disk,
         runner_labels: Vec::new(),
         supervisor: buildfleet::roles::supervisor(),
+        step_users: args
+            .step_user
+            .clone()
+            .unwrap_or(buildfleet_runner::step_users::StepUsers::Runner),
     })
     .await?;
     let mut stdout = std::io::stdout().lock();

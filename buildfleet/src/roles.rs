@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use buildfleet_cache::{BlobStore, LocalCas, RocksStore, StoreLimits};
 use buildfleet_coordinator::scheduler::SchedulerConfig;
 use buildfleet_coordinator::CoordinatorConfig;
+use buildfleet_runner::step_users::{RootSteps, StepUserPool, StepUsers};
 use buildfleet_runner::RunnerConfig;
 use tokio::net::TcpListener;
 
@@ -112,6 +113,16 @@ pub async fn cache(args: CacheArgs) -> Result<()> {
 }
 
 pub async fn runner(args: RunnerArgs, trust: ClientTrust) -> Result<()> {
+    // Who steps run as is decided before anything is created or connected:
+    // a root runner with no step user stops here unless told otherwise.
+    let root = if args.allow_root_steps {
+        RootSteps::Allow
+    } else {
+        RootSteps::Refuse
+    };
+    let users = args.step_user.clone().unwrap_or(StepUsers::Runner);
+    let step_users = Arc::new(StepUserPool::new(users, root)?);
+    step_users.check_slots(args.slots)?;
     let name = args
         .name
         .unwrap_or_else(|| format!("runner-{}", std::process::id()));
@@ -137,6 +148,7 @@ pub async fn runner(args: RunnerArgs, trust: ClientTrust) -> Result<()> {
         supervisor: supervisor(),
         isolation: None,
         trust,
+        step_users,
     };
     config.validate()?;
     buildfleet_runner::run(config, shutdown_signal()).await?;

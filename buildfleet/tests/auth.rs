@@ -353,6 +353,13 @@ fn runner_config(
         supervisor: env!("CARGO_BIN_EXE_buildfleet").into(),
         isolation: None,
         trust: fleet.trust(token),
+        step_users: std::sync::Arc::new(
+            buildfleet_runner::step_users::StepUserPool::new(
+                buildfleet_runner::step_users::StepUsers::Runner,
+                buildfleet_runner::step_users::RootSteps::Allow,
+            )
+            .unwrap(),
+        ),
     }
 }
 

@@ -69,6 +69,7 @@ fn runner_in(fleet: &procs::Servers, name: &str, slots: u32, cgroup: Option<&Pat
         &fleet.cache_url,
     ])
     .args(["--name", name, "--slots", &slots.to_string()])
+    .arg("--allow-root-steps")
     .arg("--work-dir")
     .arg(fleet.data.path().join(name))
     .stdout(Stdio::null())

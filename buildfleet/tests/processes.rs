@@ -25,6 +25,7 @@ fn a_pipeline_runs_across_separate_processes() {
                         &cache_url,
                         "--name",
                         name,
+                        "--allow-root-steps",
                     ])
                     .arg("--work-dir")
                     .arg(data.path().join(name))

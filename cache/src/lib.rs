@@ -45,7 +45,7 @@ mod tree;
 
 pub use buildfleet_model::{Digest, DigestError, DigestFunction, DigestHasher};
 #[cfg(unix)]
-pub use client::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
+pub use client::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement, Probe, Released};
 pub use client::{
     CasClient, Completeness, IndexEntry, IndexHit, MaterialiseStats, OutputDirectory, OutputFile,
     Provenance, StepResult, UploadStats, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES,

@@ -195,6 +195,56 @@ async fn an_input_modified_in_place_is_noticed_and_fetched_again() {
 }
 
 #[tokio::test]
+async fn an_input_rewritten_with_its_mtime_put_back_is_found_by_its_ctime_and_fetched_again() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let (client, snap) = uploaded(&server, src.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    let local = LocalCas::open(work.path().join("cas"), None).unwrap();
+    let first = work.path().join("first");
+    client
+        .materialise_with(&snap.root, &first, Some(&local))
+        .await
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    // What a root step can do: same size, mode and mtime as before.
+    let readme = first.join("README.md");
+    set_mode(&readme, 0o644);
+    std::fs::write(
+        &readme,
+        b"# poison!
+",
+    )
+    .unwrap();
+    set_mode(&readme, 0o444);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&readme)
+        .unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800))
+        .unwrap();
+    drop(f);
+
+    let second = work.path().join("second");
+    let stats = client
+        .materialise_with(&snap.root, &second, Some(&local))
+        .await
+        .unwrap();
+    assert_eq!(stats.changed_in_local_cache, 1);
+    assert_eq!(stats.first_changed.as_deref(), Some(Path::new("README.md")));
+    assert_eq!((stats.fetched_blobs, stats.fetched_bytes), (1, 10));
+    assert_eq!(
+        std::fs::read(second.join("README.md")).unwrap(),
+        b"# project\n"
+    );
+    assert_eq!(snapshot(&second).unwrap().root, snap.root);
+    assert_eq!(local.stats().stale_dropped, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn concurrent_materialisations_of_one_tree_share_the_cache() {
     let server = TestServer::start(Arc::new(MemoryStore::new())).await;
     let src = tempfile::tempdir().unwrap();

@@ -47,6 +47,9 @@ pub struct RunnerConfig {
     /// The token this runner presents to the coordinator and the cache
     /// (its identity: the coordinator names the runner after it).
     pub trust: buildfleet_trust::ClientTrust,
+    /// Who shards run as (shared by the embedded fleet's runners, so a
+    /// uid range is one range for the machine).
+    pub step_users: Arc<crate::step_users::StepUserPool>,
 }
 
 impl RunnerConfig {
@@ -61,6 +64,9 @@ impl RunnerConfig {
             Endpoint::from_shared(url.clone())
                 .map_err(|e| RunnerError::Config(format!("{what} URL `{url}`: {e}")))?;
         }
+        self.step_users
+            .check_slots(self.slots)
+            .map_err(|e| RunnerError::Config(e.to_string()))?;
         if !self.supervisor.is_file() {
             return Err(RunnerError::Config(format!(
                 "the shard supervisor `{}` is not a file (it is the buildfleet binary itself)",
@@ -113,6 +119,8 @@ pub async fn run(
         path: config.work_root.clone(),
         source,
     })?;
+    config.step_users.admit(&config.work_root)?;
+    config.step_users.say_once(config.slots);
     // Said once, in the log and to the coordinator (ListRunners).
     let (isolation, own_isolation) = match &config.isolation {
         Some(shared) => (shared.clone(), false),
@@ -185,7 +193,11 @@ async fn session(
             name: config.name.clone(),
             labels: config.labels.clone(),
             slots: config.slots,
-            isolation: isolation.describe(),
+            isolation: format!(
+                "{}; {}",
+                isolation.describe(),
+                config.step_users.describe(config.slots)
+            ),
         })
         .await
         .expect("receiver held above");
@@ -213,6 +225,7 @@ async fn session(
         local: config.local_cas.clone(),
         supervisor: config.supervisor.clone(),
         isolation: isolation.clone(),
+        step_users: config.step_users.clone(),
     });
     let cancels: CancelMap = Arc::default();
     let hand_backs: HandBacks = Arc::default();

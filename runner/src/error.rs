@@ -8,6 +8,8 @@ pub enum RunnerError {
     /// or not a runner's): reconnecting cannot help.
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    StepUsers(#[from] crate::step_users::StepUserError),
     #[error("work directory {path}: {source}")]
     WorkDir {
         path: std::path::PathBuf,

@@ -17,6 +17,7 @@ pub mod outputs;
 pub mod reports;
 pub mod services;
 pub mod shard;
+pub mod step_users;
 pub mod supervisor;
 pub mod verify;
 pub mod wire;

@@ -10,6 +10,7 @@ use buildfleet_cache::CasClient;
 use buildfleet_coordinator::scheduler::SchedulerConfig;
 use buildfleet_coordinator::CoordinatorConfig;
 use buildfleet_proto::v1 as pb;
+use buildfleet_runner::step_users::StepUsers;
 use futures::StreamExt;
 use tempfile::TempDir;
 
@@ -31,7 +32,27 @@ pub async fn start_configured(
     runners: u32,
     configure: impl FnOnce(&mut CoordinatorConfig),
 ) -> TestFleet {
+    start_fleet(runners, configure, StepUsers::Runner)
+        .await
+        .expect("fleet starts")
+}
+
+/// A fleet whose steps run as `step_users` (its data directory open to
+/// them: traversable, not listable), or the error that stopped it.
+pub async fn start_as(runners: u32, step_users: StepUsers) -> anyhow::Result<TestFleet> {
+    start_fleet(runners, |_| {}, step_users).await
+}
+
+async fn start_fleet(
+    runners: u32,
+    configure: impl FnOnce(&mut CoordinatorConfig),
+    step_users: StepUsers,
+) -> anyhow::Result<TestFleet> {
     let data = tempfile::tempdir().unwrap();
+    if step_users != StepUsers::Runner {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
     let mut coordinator = CoordinatorConfig {
         scheduler: SchedulerConfig {
             label_wait: Duration::from_secs(30),
@@ -49,10 +70,10 @@ pub async fn start_configured(
         min_free_disk: 0,
         runner_labels: vec!["linux".into()],
         supervisor: env!("CARGO_BIN_EXE_buildfleet").into(),
+        step_users,
     })
-    .await
-    .expect("fleet starts");
-    TestFleet { fleet, data }
+    .await?;
+    Ok(TestFleet { fleet, data })
 }
 
 impl TestFleet {

@@ -229,6 +229,9 @@ pub fn runner(coordinator: &str, cache: &str, name: &str, work: &std::path::Path
     runner_with(coordinator, cache, name, work, &[])
 }
 
+/// One slot unless `extra` says otherwise. Steps run as the test's user
+/// (root, here) unless `extra` gives a step user: the tests are about
+/// other things.
 pub fn runner_with(
     coordinator: &str,
     cache: &str,
@@ -236,10 +239,22 @@ pub fn runner_with(
     work: &std::path::Path,
     extra: &[&str],
 ) -> Proc {
+    let root_steps: &[&str] = if extra.contains(&"--step-user") {
+        &[]
+    } else {
+        &["--allow-root-steps"]
+    };
+    let slots: &[&str] = if extra.contains(&"--slots") {
+        &[]
+    } else {
+        &["--slots", "1"]
+    };
     Proc(spawn_logged(
         bin()
             .args(["runner", "--coordinator", coordinator, "--cache", cache])
-            .args(["--name", name, "--slots", "1"])
+            .args(["--name", name])
+            .args(slots)
+            .args(root_steps)
             .args(extra)
             .arg("--work-dir")
             .arg(work)

@@ -8,13 +8,13 @@
 //! always created before children, and every core makes directories.
 
 use crate::tree::FileMode;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::local_cas::{link_or_copy, LocalCas, PlaceError, Placement};
+use super::local_cas::{Linked, LocalCas, PlaceError, Placement};
 use super::materialise::{io_error, DirPlan, PlannedFile};
 use crate::error::CacheError;
 use buildfleet_model::digest::Digest;
@@ -32,44 +32,67 @@ pub(super) struct Placed {
     pub(super) copied: u64,
     /// The first link failure that led to a copy, for the log.
     pub(super) first_copy_error: Option<(PathBuf, String)>,
+    /// Files whose entry had changed since it was stored (found by
+    /// hashing it again): dropped, and the file fetched again.
+    pub(super) changed: u64,
+    pub(super) first_changed: Option<PathBuf>,
+}
+
+/// Whether a file got into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Placed,
+    /// The local cache lacks the entry (or lost it meanwhile, or it had
+    /// changed and was dropped): the file is still to fetch.
+    NotPlaced,
 }
 
 impl Placed {
-    /// Places `entry` at `dest`, counting how. `Ok(false)` if the entry
-    /// vanished (dropped or evicted concurrently) and the file is not placed.
+    /// Places the local cache's entry for `digest` at `dest` once it is
+    /// proven intact, counting how.
     pub(super) fn place(
         &mut self,
-        entry: &std::path::Path,
+        local: &LocalCas,
+        digest: &Digest,
         dest: &std::path::Path,
         mode: FileMode,
-    ) -> Result<bool, CacheError> {
-        match link_or_copy(entry, dest, mode) {
-            Ok((Placement::Linked, _)) => self.linked += 1,
-            Ok((Placement::Copied, err)) => {
+    ) -> Result<Outcome, CacheError> {
+        match local.link_file(digest, mode, dest) {
+            Ok(Linked::Placed {
+                placement: Placement::Linked,
+                ..
+            }) => self.linked += 1,
+            Ok(Linked::Placed {
+                placement: Placement::Copied,
+                link_error,
+            }) => {
                 self.copied += 1;
-                let err = err.map(|e| e.to_string()).unwrap_or_default();
+                let err = link_error.map(|e| e.to_string()).unwrap_or_default();
                 tracing::debug!(dest = %dest.display(), error = %err, "copied instead of linked");
                 if self.first_copy_error.is_none() {
                     self.first_copy_error = Some((dest.to_owned(), err));
                 }
             }
-            Err(PlaceError::SourceGone) => {
-                tracing::info!(
-                    entry = %entry.display(),
-                    "local cache entry vanished before linking; fetching again"
-                );
-                return Ok(false);
+            Ok(Linked::Changed) => {
+                self.changed += 1;
+                self.first_changed.get_or_insert_with(|| dest.to_owned());
+                return Ok(Outcome::NotPlaced);
             }
+            Ok(Linked::Absent) | Err(PlaceError::SourceGone) => return Ok(Outcome::NotPlaced),
             Err(PlaceError::Io { path, source }) => return Err(CacheError::Io { path, source }),
         }
-        Ok(true)
+        Ok(Outcome::Placed)
     }
 
     pub(super) fn merge(&mut self, other: Placed) {
         self.linked += other.linked;
         self.copied += other.copied;
+        self.changed += other.changed;
         if self.first_copy_error.is_none() {
             self.first_copy_error = other.first_copy_error;
+        }
+        if self.first_changed.is_none() {
+            self.first_changed = other.first_changed;
         }
     }
 }
@@ -141,9 +164,9 @@ pub(super) async fn link_tree(
 
 fn work(pool: &Pool, local: &LocalCas) -> Result<TreeTally, CacheError> {
     let mut tally = TreeTally::default();
-    // Entries this worker already checked: a blob used by many files (a
-    // licence text) is stat-ed once per worker, not once per file.
-    let mut checked: HashMap<(Digest, FileMode), Option<PathBuf>> = HashMap::new();
+    // Entries this worker found missing: a blob used by many files (a
+    // licence text) is looked for once per worker, not once per file.
+    let mut missing: HashSet<(Digest, FileMode)> = HashSet::new();
     loop {
         let index = {
             let mut state = pool.state.lock();
@@ -161,7 +184,7 @@ fn work(pool: &Pool, local: &LocalCas) -> Result<TreeTally, CacheError> {
                 pool.wake.wait(&mut state);
             }
         };
-        let result = place_dir(pool, index, local, &mut checked, &mut tally);
+        let result = place_dir(pool, index, local, &mut missing, &mut tally);
         let mut state = pool.state.lock();
         state.busy -= 1;
         match result {
@@ -180,7 +203,7 @@ fn place_dir(
     pool: &Pool,
     index: usize,
     local: &LocalCas,
-    checked: &mut HashMap<(Digest, FileMode), Option<PathBuf>>,
+    missing: &mut HashSet<(Digest, FileMode)>,
     tally: &mut TreeTally,
 ) -> Result<(), CacheError> {
     let dir = &pool.dirs[index];
@@ -195,15 +218,15 @@ fn place_dir(
     made.map_err(io_error(&dir.path))?;
     for file in &dir.files {
         let key = (file.digest, file.mode);
-        let entry = checked
-            .entry(key)
-            .or_insert_with(|| local.checked_entry(&file.digest, file.mode));
-        let placed = match entry {
-            Some(entry) => tally.placed.place(entry, &file.path, file.mode)?,
-            None => false,
+        let placed = if missing.contains(&key) {
+            Outcome::NotPlaced
+        } else {
+            tally
+                .placed
+                .place(local, &file.digest, &file.path, file.mode)?
         };
-        if !placed {
-            checked.insert(key, None);
+        if placed == Outcome::NotPlaced {
+            missing.insert(key);
             tally.missing.push(PlannedFile {
                 path: file.path.clone(),
                 digest: file.digest,

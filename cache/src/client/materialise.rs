@@ -10,7 +10,7 @@ use crate::tree::{DirectoryListing, TreeError};
 use buildfleet_model::digest::Digest;
 
 /// What a materialisation wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MaterialiseStats {
     pub files: u64,
     /// Directories created, including the destination itself.
@@ -29,6 +29,12 @@ pub struct MaterialiseStats {
     /// Files copied from the local cache because linking failed (e.g. the
     /// destination is on another filesystem); each such run is logged.
     pub copied_files: u64,
+    /// Files whose local cache entry had changed since it was stored (a
+    /// step wrote to a linked input; found by hashing it again): the entry
+    /// was dropped and the blob fetched again.
+    pub changed_in_local_cache: u64,
+    /// The first such file, relative to the destination.
+    pub first_changed: Option<PathBuf>,
 }
 
 pub(super) struct FileTarget {

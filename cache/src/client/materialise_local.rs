@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::link_tree::{link_tree, Placed};
+use super::link_tree::{link_tree, Outcome, Placed};
 use super::local_cas::LocalCas;
 use super::materialise::{io_error, make_symlinks, Layout, MaterialiseStats, PlannedFile};
 use super::{CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
@@ -139,8 +139,22 @@ impl CasClient {
                 "some files were copied from the local cache because hard-linking failed"
             );
         }
+        if placed.changed > 0 {
+            let first = placed.first_changed.clone().unwrap_or_default();
+            tracing::warn!(
+                changed = placed.changed,
+                first = %first.display(),
+                "local cache entries had changed since they were stored; fetched again"
+            );
+        }
         stats.linked_files = placed.linked;
         stats.copied_files = placed.copied;
+        stats.changed_in_local_cache = placed.changed;
+        stats.first_changed = placed
+            .first_changed
+            .as_ref()
+            .and_then(|p| p.strip_prefix(dest).ok())
+            .map(Path::to_path_buf);
         stats.fetched_blobs = tally.fetched_blobs;
         stats.fetched_bytes = tally.fetched_bytes;
         stats.symlinks = make_symlinks(symlinks).await?;
@@ -330,8 +344,7 @@ fn store_streamed(local: &LocalCas, wanted: Wanted, tmp: &Path) -> Result<Tally,
 fn place_pinned(local: &LocalCas, wanted: &Wanted, tally: &mut Tally) -> Result<(), CacheError> {
     let mut missing = Wanted::new(wanted.digest);
     for (mode, targets) in wanted.variants() {
-        let entry = local.entry_path(&wanted.digest, mode);
-        let placed = place_all(&entry, targets, mode, tally);
+        let placed = place_all(local, &wanted.digest, targets, mode, tally);
         local.unpin(&wanted.digest, mode);
         missing.targets_mut(mode).extend_from_slice(placed?);
     }
@@ -341,16 +354,17 @@ fn place_pinned(local: &LocalCas, wanted: &Wanted, tally: &mut Tally) -> Result<
     Ok(())
 }
 
-/// Places `entry` at every target. Returns the targets not placed because
-/// the entry vanished (empty when all were placed).
+/// Places the entry for `digest` at every target. Returns the targets not
+/// placed because the entry vanished (empty when all were placed).
 fn place_all<'a>(
-    entry: &Path,
+    local: &LocalCas,
+    digest: &Digest,
     targets: &'a [PathBuf],
     mode: FileMode,
     tally: &mut Tally,
 ) -> Result<&'a [PathBuf], CacheError> {
     for (i, dest) in targets.iter().enumerate() {
-        if !tally.placed.place(entry, dest, mode)? {
+        if tally.placed.place(local, digest, dest, mode)? == Outcome::NotPlaced {
             return Ok(&targets[i..]);
         }
     }

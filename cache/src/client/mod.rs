@@ -33,7 +33,9 @@ use buildfleet_model::digest::Digest;
 pub use action_cache::{OutputDirectory, OutputFile, Provenance, StepResult};
 pub use index::{Completeness, IndexEntry, IndexHit};
 #[cfg(unix)]
-pub use local_cas::{copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement};
+pub use local_cas::{
+    copy_entry, LocalCas, LocalCasError, LocalCasStats, Placement, Probe, Released,
+};
 pub use materialise::MaterialiseStats;
 pub use upload::UploadStats;
 

@@ -70,6 +70,9 @@ pub struct ExecSpec {
     pub supervisor: Option<PathBuf>,
     /// cgroup directories the shell joins before it starts anything.
     pub cgroups: Vec<PathBuf>,
+    /// The step user the shell runs as (the supervisor stays the
+    /// runner's); `None`: the runner's own user.
+    pub user: Option<crate::step_users::Identity>,
 }
 
 /// Where an [`OutputChunk`] came from (`System`: notes from the runner
@@ -324,6 +327,9 @@ fn command(spec: &ExecSpec) -> Result<(Command, Option<ReportPipe>), ExecError> 
                 });
             }
             cmd.kill_on_drop(true);
+            if let Some(id) = &spec.user {
+                cmd.uid(id.uid).gid(id.gid);
+            }
             (cmd, None)
         }
     };

@@ -26,6 +26,12 @@ pub(super) fn command(spec: &ExecSpec, program: &Path) -> io::Result<(Command, O
     for dir in &spec.cgroups {
         cmd.arg("--cgroup").arg(dir);
     }
+    if let Some(id) = &spec.user {
+        cmd.arg("--uid")
+            .arg(id.uid.to_string())
+            .arg("--gid")
+            .arg(id.gid.to_string());
+    }
     cmd.arg("--")
         .arg(SHELL)
         .args(["-euo", "pipefail", "-c", spec.command.as_str()]);

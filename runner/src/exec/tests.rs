@@ -26,6 +26,7 @@ fn spec(command: &str) -> ExecSpec {
         kill_grace: Duration::from_secs(5),
         supervisor: None,
         cgroups: Vec::new(),
+        user: None,
     }
 }
 

@@ -43,4 +43,13 @@ pub enum ShardError {
     },
     #[error("could not start the command: {0}")]
     Start(#[source] ExecError),
+    #[error("no step user for this shard: {0}")]
+    StepUser(#[source] crate::step_users::StepUserError),
+    #[error("cannot hand the work directory {} to step user uid {uid}: {source}", path.display())]
+    HandOver {
+        path: PathBuf,
+        uid: u32,
+        #[source]
+        source: std::io::Error,
+    },
 }

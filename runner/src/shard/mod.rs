@@ -12,6 +12,7 @@ mod cached;
 mod error;
 mod finish;
 mod framed;
+mod handover;
 mod judge;
 mod keep;
 pub(crate) mod log;
@@ -52,6 +53,8 @@ pub struct ShardContext {
     /// The binary holding the shard supervisor.
     pub supervisor: PathBuf,
     pub isolation: Arc<Isolation>,
+    /// Who each shard's processes run as.
+    pub step_users: Arc<crate::step_users::StepUserPool>,
 }
 
 /// Runs a lease to its end: its processes are gone and its last log chunk
@@ -196,6 +199,9 @@ async fn execute_lease(
         }
         Prepared::Run(action) => (None, action),
     };
+    // Held until the shard's processes are gone and its files removed.
+    let step_user = ctx.step_users.acquire().map_err(ShardError::StepUser)?;
+    let user = step_user.as_ref().map(|s| &s.identity);
     let dir = ctx.work_root.join(&lease.lease_id);
     tokio::fs::create_dir_all(&dir)
         .await
@@ -212,6 +218,7 @@ async fn execute_lease(
         lease,
         dir: &dir,
         cgroup: &cgroup,
+        user,
     };
     let outcome = match result {
         Some(result) => run.verify_hit(&result, cancel, log, found).await,
@@ -232,7 +239,7 @@ async fn execute_lease(
         .await;
     }
     cgroup.remove();
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+    if let Err(e) = remove_work_dir(ctx, &dir, user.is_some()).await {
         warn!(dir = %dir.display(), error = %e, "work directory not removed");
         log.system(format!(
             "could not remove work directory {}: {e}",
@@ -240,7 +247,29 @@ async fn execute_lease(
         ))
         .await;
     }
+    drop(step_user);
     outcome
+}
+
+/// Removes a lease's working directory (and its step user's home): through
+/// the local cache, which records the ctime each of its links leaves as it
+/// is unlinked, so the next shard links those entries without hashing them.
+async fn remove_work_dir(ctx: &ShardContext, dir: &Path, with_home: bool) -> std::io::Result<()> {
+    if with_home {
+        let home = handover::home_of(dir);
+        if let Err(e) = tokio::fs::remove_dir_all(&home).await {
+            warn!(home = %home.display(), error = %e, "step user's home not removed");
+        }
+    }
+    let Some(local) = ctx.local.clone() else {
+        return tokio::fs::remove_dir_all(dir).await;
+    };
+    let dir = dir.to_owned();
+    let released = tokio::task::spawn_blocking(move || local.remove_work_dir(&dir))
+        .await
+        .map_err(std::io::Error::other)??;
+    tracing::debug!(?released, "work directory removed");
+    Ok(())
 }
 
 /// One lease's fixed surroundings while it runs.
@@ -249,6 +278,8 @@ struct Run<'a> {
     lease: &'a Lease,
     dir: &'a Path,
     cgroup: &'a ShardCgroup,
+    /// The step user its processes run as; `None`: the runner's own.
+    user: Option<&'a crate::step_users::Identity>,
 }
 
 impl Run<'_> {
@@ -262,6 +293,7 @@ impl Run<'_> {
             kill_grace: self.ctx.kill_grace,
             supervisor: Some(self.ctx.supervisor.clone()),
             cgroups: self.cgroup.dirs(),
+            user: self.user.cloned(),
         }
     }
 
@@ -309,8 +341,15 @@ impl Run<'_> {
         log: &mut LogSender,
         found: &mut Collected,
     ) -> Result<State, ShardError> {
-        let ws =
-            workspace::prepare(self.ctx, self.lease, self.dir, log, &mut found.reports).await?;
+        let ws = workspace::prepare(
+            self.ctx,
+            self.lease,
+            self.dir,
+            self.user,
+            log,
+            &mut found.reports,
+        )
+        .await?;
         let base = self.exec_spec("", &ws.env);
         let ended = finish::verify_hit(self.ctx, self.lease, result, &base, cancel, log).await;
         ws.tidy().await;
@@ -326,7 +365,15 @@ impl Run<'_> {
         found: &mut Collected,
     ) -> Result<State, ShardError> {
         let lease = self.lease;
-        let mut ws = workspace::prepare(self.ctx, lease, self.dir, log, &mut found.reports).await?;
+        let mut ws = workspace::prepare(
+            self.ctx,
+            lease,
+            self.dir,
+            self.user,
+            log,
+            &mut found.reports,
+        )
+        .await?;
         let services = match self.start_services(&mut ws, log).await {
             Ok(s) => s,
             Err(failed) => {

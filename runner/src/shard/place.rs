@@ -6,7 +6,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use buildfleet_cache::{FileMode, Placement};
+use buildfleet_cache::{FileMode, Placement, Probe};
 use buildfleet_model::{Artifact, ArtifactKind};
 
 use super::ShardContext;
@@ -43,6 +43,9 @@ pub struct Placed {
     /// Files copied rather than hard-linked (another filesystem, no local
     /// cache).
     pub copied: u64,
+    /// Files whose local cache entry had changed since it was stored (an
+    /// earlier step wrote to it): dropped, and fetched again.
+    pub changed: u64,
 }
 
 /// A stored path must stay inside the working directory, whatever the
@@ -84,6 +87,7 @@ pub async fn place(ctx: &ShardContext, dir: &Path, a: &Artifact) -> Result<Place
         path: a.path.clone(),
         source: Box::new(source),
     };
+    let mut changed = 0;
     let copied = match a.kind {
         ArtifactKind::Directory => {
             let stats = ctx
@@ -91,13 +95,16 @@ pub async fn place(ctx: &ShardContext, dir: &Path, a: &Artifact) -> Result<Place
                 .materialise_with(&a.digest, &path, ctx.local.as_ref())
                 .await
                 .map_err(cache)?;
+            changed = stats.changed_in_local_cache;
             stats.copied_files
         }
         ArtifactKind::File { executable } => {
             let mode = FileMode::of(executable);
             match ctx.local.as_ref() {
                 Some(local) => {
-                    if !local.contains(&a.digest, mode) {
+                    let probe = local.probe(&a.digest, mode);
+                    changed = u64::from(probe == Probe::Changed);
+                    if probe != Probe::Intact {
                         let bytes = ctx.cas.read_blob(&a.digest).await.map_err(cache)?;
                         local
                             .insert_bytes(&a.digest, &bytes, mode)
@@ -125,6 +132,7 @@ pub async fn place(ctx: &ShardContext, dir: &Path, a: &Artifact) -> Result<Place
     Ok(Placed {
         replaced_input,
         copied,
+        changed,
     })
 }
 

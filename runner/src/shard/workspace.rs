@@ -9,6 +9,7 @@ use super::log::LogSender;
 use super::{note, ShardContext, ShardError};
 use crate::caching::dependency::{self, Keyed};
 use crate::caching::platform;
+use crate::step_users::Identity;
 
 /// What the step runs with.
 pub struct Workspace {
@@ -33,11 +34,14 @@ impl Workspace {
 /// Materialises the lease's input root into `dir`, restores the lease's dependency caches
 /// and builds the environment: the lease's variables, its secrets (only
 /// ever in the process, never in a record), one `BUILDFLEET_CACHE_<NAME>`
-/// per cache and the item list.
+/// per cache and the item list. With a step user, the directory is handed
+/// to it last, and the environment says who it is (the lease's variables
+/// win).
 pub async fn prepare(
     ctx: &ShardContext,
     lease: &Lease,
     dir: &Path,
+    user: Option<&Identity>,
     log: &mut LogSender,
     reports: &mut Vec<CacheReport>,
 ) -> Result<Workspace, ShardError> {
@@ -48,6 +52,15 @@ pub async fn prepare(
         .await
         .map_err(|source| ShardError::Materialise { root, source })?;
     tracing::debug!(?stats, "inputs materialised");
+    if stats.changed_in_local_cache > 0 {
+        let first = stats.first_changed.clone().unwrap_or_default();
+        log.system(format!(
+            "{} input file(s) (first: {}) had changed in the runner's local cache since they were stored — an earlier step wrote to a linked input — and were fetched again from the cache",
+            stats.changed_in_local_cache,
+            first.display()
+        ))
+        .await;
+    }
     if stats.copied_files > 0 {
         log.system(format!(
             "{} input file(s) copied instead of hard-linked from the runner's cache (another filesystem?)",
@@ -75,6 +88,12 @@ pub async fn prepare(
             line.push_str(&format!(
                 "; {} file(s) copied instead of hard-linked (no local cache, or another filesystem)",
                 placed.copied
+            ));
+        }
+        if placed.changed > 0 {
+            line.push_str(&format!(
+                "; {} file(s) of it had changed in the runner's local cache since they were stored (an earlier step wrote to them) and were fetched again",
+                placed.changed
             ));
         }
         if placed.replaced_input {
@@ -124,6 +143,16 @@ pub async fn prepare(
         ))
         .await;
         items_file = Some(file);
+    }
+    if let Some(user) = user {
+        let who = super::handover::hand_over(dir, user)
+            .await
+            .map_err(|source| ShardError::HandOver {
+                path: dir.to_owned(),
+                uid: user.uid,
+                source,
+            })?;
+        env.splice(0..0, who);
     }
     Ok(Workspace {
         env,

@@ -21,6 +21,13 @@
 //! - when the shell exits on its own, it kills what the shell left behind,
 //!   says so, and exits with the shell's own status.
 //!
+//! It stays the runner's user (so it can kill whatever the shard becomes),
+//! and starts the shell as the shard's step user when given one
+//! (`--uid`/`--gid`, see [`crate::step_users`]): after joining the cgroups
+//! (which needs the runner's rights), supplementary groups dropped, group
+//! then user set, and only then the parent-death signal, which a change of
+//! credentials clears.
+//!
 //! It reports to the runner on file descriptor 3: one line per message,
 //! `note TEXT` for the shard's log and `error TEXT` when it could not start
 //! the shell at all.
@@ -60,6 +67,8 @@ pub struct Args {
     pub parent: i32,
     /// cgroup directories the shell joins before it runs anything.
     pub cgroups: Vec<PathBuf>,
+    /// The uid and gid the shell runs as; `None`: the supervisor's own.
+    pub user: Option<(u32, u32)>,
     /// The shell and its arguments.
     pub program: Vec<OsString>,
 }
@@ -74,6 +83,10 @@ pub enum UsageError {
     NoValue(&'static str),
     #[error("--parent {0:?} is not a pid")]
     BadPid(OsString),
+    #[error("{0} {1:?} is not a number")]
+    BadId(&'static str, OsString),
+    #[error("--uid and --gid go together")]
+    HalfUser,
     #[error("unknown argument {0:?}")]
     Unknown(OsString),
     #[error("no program after `--`")]
@@ -86,6 +99,14 @@ impl Args {
     pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, UsageError> {
         let mut parent = None;
         let mut cgroups = Vec::new();
+        let (mut uid, mut gid) = (None, None);
+        let id = |flag: &'static str, args: &mut dyn Iterator<Item = OsString>| {
+            let value = args.next().ok_or(UsageError::NoValue(flag))?;
+            value
+                .to_str()
+                .and_then(|v| v.parse::<u32>().ok())
+                .ok_or(UsageError::BadId(flag, value))
+        };
         loop {
             let arg = args.next().ok_or(UsageError::NoSeparator)?;
             match arg.to_str() {
@@ -102,6 +123,8 @@ impl Args {
                 Some("--cgroup") => {
                     cgroups.push(args.next().ok_or(UsageError::NoValue("--cgroup"))?.into())
                 }
+                Some("--uid") => uid = Some(id("--uid", &mut args)?),
+                Some("--gid") => gid = Some(id("--gid", &mut args)?),
                 _ => return Err(UsageError::Unknown(arg)),
             }
         }
@@ -109,9 +132,15 @@ impl Args {
         if program.is_empty() {
             return Err(UsageError::NoProgram);
         }
+        let user = match (uid, gid) {
+            (Some(uid), Some(gid)) => Some((uid, gid)),
+            (None, None) => None,
+            _ => return Err(UsageError::HalfUser),
+        };
         Ok(Args {
             parent: parent.ok_or(UsageError::NoParent)?,
             cgroups,
+            user,
             program,
         })
     }
@@ -223,7 +252,8 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
 }
 
 /// Starts the shell in our process group, with default signal handling,
-/// inside the shard's cgroups, and dying if we die.
+/// inside the shard's cgroups, as the step user if there is one, and dying
+/// if we die.
 fn spawn(args: &Args) -> std::io::Result<i32> {
     let mut cmd = std::process::Command::new(&args.program[0]);
     cmd.args(&args.program[1..]);
@@ -232,12 +262,12 @@ fn spawn(args: &Args) -> std::io::Result<i32> {
         .iter()
         .map(|d| d.join("cgroup.procs"))
         .collect();
+    let user = args.user;
     // SAFETY: the supervisor is single-threaded, so the child may allocate
     // between fork and exec; everything here only affects the child.
     unsafe {
         cmd.pre_exec(move || {
             SigSet::empty().thread_set_mask()?;
-            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))?;
             for procs in &cgroups {
                 // "0" is the writing process: the shell joins before it
                 // can start anything, so nothing escapes the cgroup.
@@ -245,10 +275,36 @@ fn spawn(args: &Args) -> std::io::Result<i32> {
                     std::io::Error::new(e.kind(), format!("joining {}: {e}", procs.display()))
                 })?;
             }
+            if let Some((uid, gid)) = user {
+                become_user(uid, gid)?;
+            }
+            // After the switch: a change of credentials clears it.
+            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))?;
             Ok(())
         });
     }
     Ok(cmd.spawn()?.id() as i32)
+}
+
+/// Drops to the step user for good: no supplementary groups, then the
+/// group, then the user (after which nothing can be changed back), checked.
+fn become_user(uid: u32, gid: u32) -> std::io::Result<()> {
+    use nix::unistd::{Gid, Uid};
+    let fail = |what: &str, e: nix::errno::Errno| {
+        std::io::Error::new(
+            std::io::Error::from(e).kind(),
+            format!("{what} (uid {uid}, gid {gid}): {e}"),
+        )
+    };
+    nix::unistd::setgroups(&[]).map_err(|e| fail("dropping supplementary groups", e))?;
+    nix::unistd::setgid(Gid::from_raw(gid)).map_err(|e| fail("switching group", e))?;
+    nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| fail("switching user", e))?;
+    if nix::unistd::setuid(Uid::from_raw(0)).is_ok() && uid != 0 {
+        return Err(std::io::Error::other(format!(
+            "switched to uid {uid} but could become root again"
+        )));
+    }
+    Ok(())
 }
 
 /// Kills every process of a cgroup v2 directory at once (`cgroup.kill`);
@@ -390,6 +446,20 @@ mod tests {
         .unwrap();
         assert_eq!(a.parent, 42);
         assert_eq!(a.cgroups, [PathBuf::from("/cg/a"), PathBuf::from("/cg/b")]);
+        assert_eq!(a.user, None);
+        let u = Args::parse(os(&[
+            "--parent", "1", "--uid", "100000", "--gid", "7", "--", "bash",
+        ]))
+        .unwrap();
+        assert_eq!(u.user, Some((100000, 7)));
+        assert_eq!(
+            Args::parse(os(&["--parent", "1", "--uid", "5", "--", "bash"])),
+            Err(UsageError::HalfUser)
+        );
+        assert_eq!(
+            Args::parse(os(&["--parent", "1", "--gid", "x", "--", "bash"])),
+            Err(UsageError::BadId("--gid", "x".into()))
+        );
         assert_eq!(
             a.program,
             [OsString::from("bash"), "-c".into(), "true".into()]

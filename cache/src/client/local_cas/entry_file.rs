@@ -1,12 +1,13 @@
 //! The on-disk side of a local cache entry: naming, writing and sealing a
-//! temporary file, the one-`stat` integrity check, and placing an entry into
-//! a work directory by hard link with a copy fallback.
+//! temporary file (owned by the cache's owner, read-only, fixed mtime), the
+//! `stat` an entry is judged by, and placing an entry into a work directory
+//! by hard link with a copy fallback.
 
 use crate::tree::FileMode;
 use buildfleet_model::{DigestFunction, DigestHasher};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{fchown, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,9 +68,23 @@ pub fn stat_of(meta: &std::fs::Metadata) -> EntryStat {
         size: meta.len(),
         mtime_secs: meta.mtime(),
         mtime_nanos: meta.mtime_nsec(),
+        ctime_secs: meta.ctime(),
+        ctime_nanos: meta.ctime_nsec(),
         ino: meta.ino(),
         mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
     }
+}
+
+/// Who entries belong to: the user and group of the process that owns the
+/// cache (found from a directory it just created). Entries owned by anyone
+/// else — a step's saved dependency cache being adopted — are given to it
+/// before they are sealed, so a step user never owns an entry it could
+/// `chmod` and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The one `stat` (not following links) an entry gets before use.
@@ -84,29 +99,48 @@ pub fn stat_entry(path: &Path) -> io::Result<EntryStat> {
     Ok(stat_of(&meta))
 }
 
-/// True if `stat` is what an intact entry for `key` shows on its own, with
-/// nothing recorded about it (used when reopening a cache directory).
-pub fn looks_intact(key: &EntryKey, stat: &EntryStat) -> bool {
-    stat.size == key.digest.size_bytes
-        && stat.mtime_secs == ENTRY_MTIME_SECS as i64
-        && stat.mtime_nanos == 0
-        && stat.mode == entry_mode(key.mode)
+/// Why `stat` is not what a sealed entry for `key` shows on its own, or
+/// `None` if it is. Nothing recorded is needed, so this is the first
+/// filter when reopening a directory and before re-hashing; it cannot see a
+/// write whose mtime was put back (`touch -d`), which only the bytes can.
+pub fn unsealed_because(key: &EntryKey, stat: &EntryStat, owner: Owner) -> Option<&'static str> {
+    if stat.size != key.digest.size_bytes {
+        Some("its size is not the blob's")
+    } else if stat.mtime_secs != ENTRY_MTIME_SECS as i64 || stat.mtime_nanos != 0 {
+        Some("its mtime is not the sealed stamp (written to)")
+    } else if stat.mode != entry_mode(key.mode) {
+        Some("its mode is not read-only (chmod-ed)")
+    } else if stat.uid != owner.uid {
+        Some("it is not owned by the cache's owner (chown-ed)")
+    } else {
+        None
+    }
+}
+
+/// True if `stat` is what an intact entry for `key` shows on its own.
+#[cfg(test)]
+pub fn looks_intact(key: &EntryKey, stat: &EntryStat, owner: Owner) -> bool {
+    unsealed_because(key, stat, owner).is_none()
 }
 
 /// Creates `path` (which must not exist) with `data`, then seals it.
-pub fn write_new(path: &Path, data: &[u8], mode: FileMode) -> io::Result<EntryStat> {
+pub fn write_new(path: &Path, data: &[u8], mode: FileMode, owner: Owner) -> io::Result<EntryStat> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
     file.write_all(data)?;
-    seal(&file, mode)
+    seal(&file, mode, owner)
 }
 
-/// Gives an open entry file its final mode and the fixed mtime, and returns
-/// what its `stat` now shows.
-pub fn seal(file: &File, mode: FileMode) -> io::Result<EntryStat> {
+/// Gives an open entry file to `owner`, its final mode and the fixed
+/// mtime, and returns what its `stat` now shows.
+pub fn seal(file: &File, mode: FileMode, owner: Owner) -> io::Result<EntryStat> {
+    let meta = file.metadata()?;
+    if meta.uid() != owner.uid || meta.gid() != owner.gid {
+        fchown(file, Some(owner.uid), Some(owner.gid))?;
+    }
     file.set_permissions(std::fs::Permissions::from_mode(entry_mode(mode)))?;
     file.set_modified(entry_mtime())?;
     Ok(stat_of(&file.metadata()?))
@@ -134,7 +168,12 @@ pub fn hash_reader(reader: &mut impl Read) -> io::Result<Digest> {
 
 /// Copies `from` to the new file `to` while hashing the bytes copied, then
 /// seals it. Used where a hard link can't be made (another filesystem).
-pub fn copy_hashing(from: &Path, to: &Path, mode: FileMode) -> io::Result<(Digest, EntryStat)> {
+pub fn copy_hashing(
+    from: &Path,
+    to: &Path,
+    mode: FileMode,
+    owner: Owner,
+) -> io::Result<(Digest, EntryStat)> {
     struct Tee<R> {
         inner: R,
         hasher: DigestHasher,
@@ -157,7 +196,7 @@ pub fn copy_hashing(from: &Path, to: &Path, mode: FileMode) -> io::Result<(Diges
         .open(to)?;
     io::copy(&mut tee, &mut out)?;
     out.flush()?;
-    Ok((tee.hasher.finalize(), seal(&out, mode)?))
+    Ok((tee.hasher.finalize(), seal(&out, mode, owner)?))
 }
 
 /// How a file got into place.
@@ -229,6 +268,14 @@ pub fn copy_entry(entry: &Path, dest: &Path, mode: FileMode) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn me(dir: &Path) -> Owner {
+        let meta = std::fs::metadata(dir).unwrap();
+        Owner {
+            uid: meta.uid(),
+            gid: meta.gid(),
+        }
+    }
+
     #[test]
     fn names_round_trip_and_reject_others() {
         for mode in [FileMode::Plain, FileMode::Executable] {
@@ -252,9 +299,10 @@ mod tests {
             mode: FileMode::Executable,
         };
         let path = dir.path().join("e");
-        let stat = write_new(&path, b"content", FileMode::Executable).unwrap();
+        let owner = me(dir.path());
+        let stat = write_new(&path, b"content", FileMode::Executable, owner).unwrap();
         assert_eq!(stat, stat_entry(&path).unwrap());
-        assert!(looks_intact(&key, &stat));
+        assert!(looks_intact(&key, &stat, owner));
         assert_eq!(stat.mode, 0o555);
 
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -262,14 +310,14 @@ mod tests {
         drop(f);
         let after = stat_entry(&path).unwrap();
         assert_ne!(after, stat);
-        assert!(!looks_intact(&key, &after));
+        assert!(!looks_intact(&key, &after, owner));
     }
 
     #[test]
     fn copy_entry_gives_a_private_copy_with_the_entry_mode() {
         let dir = tempfile::tempdir().unwrap();
         let entry = dir.path().join("entry");
-        write_new(&entry, b"data", FileMode::Plain).unwrap();
+        write_new(&entry, b"data", FileMode::Plain, me(dir.path())).unwrap();
         let dest = dir.path().join("dest");
         std::fs::write(&dest, b"old contents").unwrap();
         copy_entry(&entry, &dest, FileMode::Plain).unwrap();
@@ -290,7 +338,8 @@ mod tests {
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
         std::fs::write(&from, &data).unwrap();
         let to = dir.path().join("to");
-        let (digest, stat) = copy_hashing(&from, &to, FileMode::Executable).unwrap();
+        let (digest, stat) =
+            copy_hashing(&from, &to, FileMode::Executable, me(dir.path())).unwrap();
         assert_eq!(digest, Digest::of(&data));
         assert_eq!(stat.size, data.len() as u64);
         assert_eq!(std::fs::read(&to).unwrap(), data);
@@ -301,7 +350,7 @@ mod tests {
     fn link_or_copy_links_and_replaces_an_existing_file() {
         let dir = tempfile::tempdir().unwrap();
         let entry = dir.path().join("entry");
-        write_new(&entry, b"data", FileMode::Plain).unwrap();
+        write_new(&entry, b"data", FileMode::Plain, me(dir.path())).unwrap();
         let dest = dir.path().join("dest");
         std::fs::write(&dest, b"stale").unwrap();
         let (placement, err) = link_or_copy(&entry, &dest, FileMode::Plain).unwrap();

@@ -3,20 +3,32 @@
 //! writing them again.
 //!
 //! Layout: `<dir>/<first hash byte as hex>/<hash>-<size>-<x|r>`, plus
-//! `<dir>/tmp/` for inserts in progress. Every entry is verified before it
-//! becomes visible (BLAKE3 of its bytes), published atomically (a hard link
-//! from the temporary file, so two concurrent inserts of one blob can't
-//! clobber each other), read-only (0o555 / 0o444) and stamped with a fixed
-//! mtime. Executable and plain copies of one content are separate entries
-//! because hard links share the inode, hence the mode.
+//! `<dir>/tmp/` for inserts in progress. The directory is the owner's alone
+//! (0700): a step sees its inputs through their links in its work
+//! directory, never the other projects' blobs. Every entry is verified
+//! before it becomes visible (BLAKE3 of its bytes), published atomically (a
+//! hard link from the temporary file, so two concurrent inserts of one blob
+//! can't clobber each other), owned by the cache's owner, read-only
+//! (0o555 / 0o444) and stamped with a fixed mtime. Executable and plain
+//! copies of one content are separate entries because hard links share the
+//! inode, hence the mode.
 //!
-//! Runners run steps as root, so permission bits don't stop a step from
-//! writing into a linked input — and so into the entry. Before an entry is
-//! used, one `stat` compares size, mtime, inode and mode with what was
-//! recorded when it was sealed; a changed entry is dropped (logged and
-//! counted) and the blob fetched again. The check can't see a write that
-//! also restores the mtime (e.g. `touch -d 2000-01-01`); hashing every input
-//! on every restore would cost more than it saves.
+//! A step running as another user cannot write an entry through its link
+//! (EACCES). A step running as root can, and can put the mtime back
+//! (`touch -d`), so the mtime alone proves nothing. What it cannot put back
+//! is the ctime: each entry's `stat` is recorded with its ctime, and before
+//! an entry is linked one `stat` must show exactly that; any difference —
+//! and every entry found in the directory when it is opened, whose ctime
+//! nobody recorded — means its bytes are hashed again first (`trust`). A
+//! changed entry is dropped with a warning and fetched again; the
+//! materialisation counts it so the shard's log can say so. Linking and
+//! unlinking change the ctime too, so this process records the ones it
+//! makes itself: each link is made between two `stat`s under a per-entry
+//! lock, and a work directory is removed through
+//! [`LocalCas::remove_work_dir`], which does the same for each unlink.
+//! What remains is a window of two system calls in which a write by a
+//! process already holding a link (a concurrently running root step) would
+//! be recorded as ours; a step user closes it.
 //!
 //! One process should own a directory: the index lives in memory (rebuilt
 //! from the directory by [`LocalCas::open`]) and `open` clears `tmp/`. Share
@@ -26,13 +38,14 @@ mod entry_file;
 mod index;
 #[cfg(test)]
 mod tests;
+mod trust;
 mod upkeep;
 
 use upkeep::Pin;
 
 use crate::tree::FileMode;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,9 +56,11 @@ use thiserror::Error;
 use crate::error::CacheError;
 use buildfleet_model::digest::Digest;
 pub use entry_file::{copy_entry, Placement};
-use entry_file::{entry_name, fan_out, looks_intact, parse_entry_name, stat_entry, stat_of};
+use entry_file::{entry_name, fan_out, parse_entry_name, stat_entry, stat_of, Owner};
 pub(crate) use entry_file::{link_or_copy, PlaceError};
-use index::{EntryKey, EntryStat, Index};
+use index::{EntryKey, EntryStat, Index, Recorded};
+pub(crate) use trust::Linked;
+pub use trust::{Probe, Released};
 
 /// Why a local cache operation failed.
 #[derive(Debug, Error)]
@@ -100,6 +115,10 @@ pub struct LocalCasStats {
     /// Entries found changed (written to, chmod-ed, replaced) and dropped,
     /// at lookup or when reopening the directory.
     pub stale_dropped: u64,
+    /// Entries whose bytes were hashed again before use (found at open, or
+    /// their ctime changed by something this process did not record) and
+    /// found intact.
+    pub rehashed: u64,
     /// Entries removed to stay under the size cap.
     pub evicted: u64,
     pub evicted_bytes: u64,
@@ -114,6 +133,7 @@ struct Counters {
     misses: AtomicU64,
     inserted: AtomicU64,
     stale_dropped: AtomicU64,
+    rehashed: AtomicU64,
     evicted: AtomicU64,
     evicted_bytes: AtomicU64,
     adopted_by_copy: AtomicU64,
@@ -123,6 +143,10 @@ struct Counters {
 struct Inner {
     dir: PathBuf,
     tmp_dir: PathBuf,
+    /// Who every entry belongs to.
+    owner: Owner,
+    /// The directory's filesystem: only a file on it can be a link.
+    dev: u64,
     max_bytes: Option<u64>,
     /// Held for bookkeeping and for every change to entry *names* (publish,
     /// drop, evict), so a name is never removed while another thread is
@@ -130,6 +154,10 @@ struct Inner {
     index: Mutex<Index>,
     counters: Counters,
     next_tmp: AtomicU64,
+    /// Serialise the `stat`, link, `stat` of one entry (by digest) so the
+    /// ctime each leaves is recorded before anything else of ours changes
+    /// it; taken before `index`, never after.
+    stripes: trust::Stripes,
 }
 
 /// A directory of verified blobs, shared by every materialisation on a
@@ -140,8 +168,10 @@ pub struct LocalCas {
 }
 
 impl LocalCas {
-    /// Opens (creating if needed) the cache in `dir`. Existing entries are
-    /// kept if their `stat` still looks sealed; others are removed (logged).
+    /// Opens (creating if needed) the cache in `dir`, closing it to other
+    /// users (0700). Existing entries are kept, unverified, if their `stat`
+    /// still looks sealed: their bytes are hashed before their first use
+    /// (nobody recorded their ctime). Others are removed (logged).
     /// `max_bytes` caps the total size of entries, evicting least recently
     /// used ones; `None` means no cap.
     pub fn open(
@@ -156,10 +186,21 @@ impl LocalCas {
             Err(e) => return Err(io_at(&tmp_dir)(e)),
         }
         std::fs::create_dir_all(&tmp_dir).map_err(io_at(&tmp_dir))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_at(&dir))?;
+        // `tmp/` was made just now, so it is owned by whoever we write as.
+        let made = std::fs::metadata(&tmp_dir).map_err(io_at(&tmp_dir))?;
+        let owner = Owner {
+            uid: made.uid(),
+            gid: made.gid(),
+        };
         let cas = LocalCas {
             inner: Arc::new(Inner {
+                dev: made.dev(),
+                owner,
                 dir,
                 tmp_dir,
+                stripes: trust::Stripes::default(),
                 max_bytes,
                 index: Mutex::new(Index::default()),
                 counters: Counters::default(),
@@ -189,11 +230,20 @@ impl LocalCas {
 
     /// True if an intact entry is present; a changed one is dropped.
     pub fn contains(&self, digest: &Digest, mode: FileMode) -> bool {
-        self.check(&EntryKey {
+        self.probe(digest, mode) == Probe::Intact
+    }
+
+    /// Whether an intact entry is present, absent, or was there but had
+    /// changed (dropped with a warning; fetch the blob again and say so).
+    pub fn probe(&self, digest: &Digest, mode: FileMode) -> Probe {
+        match self.check_key(&EntryKey {
             digest: *digest,
             mode,
-        })
-        .is_some()
+        }) {
+            trust::Checked::Intact(_) => Probe::Intact,
+            trust::Checked::Absent => Probe::Absent,
+            trust::Checked::Changed => Probe::Changed,
+        }
     }
 
     /// Adds `data` under `digest`, verifying it first.
@@ -226,8 +276,9 @@ impl LocalCas {
     /// runner is warm without downloading.
     ///
     /// A file with no other hard link is adopted by linking it (the file
-    /// then *is* the entry: it becomes read-only with the fixed mtime, and
-    /// later writes to it will be noticed). A file that shares its inode —
+    /// then *is* the entry: it is given to the cache's owner — a step user
+    /// who wrote it can no longer write or `chmod` it —, becomes read-only
+    /// with the fixed mtime, and later writes to it will be noticed). A file that shares its inode —
     /// typically one a restore linked from this cache and a step then
     /// rewrote in place — is copied instead: sealing it would reset the
     /// mtime of every other link, including the entry it came from, and hide
@@ -264,17 +315,25 @@ impl LocalCas {
                 "the file shares its inode with other links",
             ))
         };
-        let (placement, hashed, sealed) = match linked {
-            Ok(()) => {
-                let file = std::fs::File::open(&tmp).map_err(io_at(&tmp))?;
-                let sealed = entry_file::seal(&file, mode).map_err(io_at(&tmp))?;
+        let owner = self.inner.owner;
+        // Sealing a linked file gives it to the owner: where that is not
+        // allowed (a runner that is not root, adopting another user's file)
+        // the file is copied instead.
+        let adopted = linked.and_then(|()| {
+            let file = std::fs::File::open(&tmp)?;
+            let sealed = entry_file::seal(&file, mode, owner)
+                .inspect_err(|_| drop(std::fs::remove_file(&tmp)))?;
+            Ok((file, sealed))
+        });
+        let (placement, hashed, sealed) = match adopted {
+            Ok((file, sealed)) => {
                 let hashed = entry_file::hash_reader(&mut &file).map_err(io_at(path))?;
                 (Placement::Linked, hashed, sealed)
             }
             Err(reason) => {
                 tracing::debug!(path = %path.display(), %reason, "adopting into the local cache by copy");
                 let (hashed, sealed) =
-                    entry_file::copy_hashing(path, &tmp, mode).map_err(io_at(path))?;
+                    entry_file::copy_hashing(path, &tmp, mode, owner).map_err(io_at(path))?;
                 (Placement::Copied, hashed, sealed)
             }
         };
@@ -299,8 +358,9 @@ impl LocalCas {
         Ok(placement)
     }
 
-    /// Checks the entry with one `stat`, then hard-links it at `dest` (copy
-    /// if linking fails, logged). The entry must exist.
+    /// Checks the entry (one `stat`, or its bytes hashed again when that
+    /// `stat` is not the recorded one), then hard-links it at `dest` (copy
+    /// if linking fails, logged). The entry must exist and be intact.
     pub fn link_into(
         &self,
         digest: &Digest,
@@ -311,15 +371,19 @@ impl LocalCas {
             digest: *digest,
             mode,
         };
-        let entry = self.check(&key).ok_or(LocalCasError::NotCached(*digest))?;
-        match link_or_copy(&entry, dest, mode) {
-            Ok((placement, link_err)) => {
-                if let Some(err) = link_err {
+        match self.link_checked(&key, dest) {
+            Ok(Linked::Placed {
+                placement,
+                link_error,
+            }) => {
+                if let Some(err) = link_error {
                     tracing::info!(dest = %dest.display(), error = %err, "hard link failed; copied");
                 }
                 Ok(placement)
             }
-            Err(PlaceError::SourceGone) => Err(LocalCasError::NotCached(*digest)),
+            Ok(Linked::Absent | Linked::Changed) | Err(PlaceError::SourceGone) => {
+                Err(LocalCasError::NotCached(*digest))
+            }
             Err(PlaceError::Io { path, source }) => Err(LocalCasError::Io { path, source }),
         }
     }
@@ -337,6 +401,7 @@ impl LocalCas {
             misses: c.misses.load(Ordering::Relaxed),
             inserted: c.inserted.load(Ordering::Relaxed),
             stale_dropped: c.stale_dropped.load(Ordering::Relaxed),
+            rehashed: c.rehashed.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
             evicted_bytes: c.evicted_bytes.load(Ordering::Relaxed),
             adopted_by_copy: c.adopted_by_copy.load(Ordering::Relaxed),
@@ -346,41 +411,27 @@ impl LocalCas {
     /// The entry's path if it is intact, else `None` (a changed entry is
     /// dropped and logged).
     fn check(&self, key: &EntryKey) -> Option<PathBuf> {
-        let counters = &self.inner.counters;
-        let Some(recorded) = self.inner.index.lock().get(key) else {
-            counters.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        let path = self.path_of(key);
-        match stat_entry(&path) {
-            Ok(now) if now == recorded => {
-                self.inner.index.lock().touch(key);
-                counters.hits.fetch_add(1, Ordering::Relaxed);
-                Some(path)
-            }
-            seen => {
-                tracing::warn!(
-                    entry = %path.display(),
-                    ?recorded,
-                    ?seen,
-                    "local cache entry changed since it was stored (a step wrote to a linked \
-                     input?); dropping it, the blob will be fetched again"
-                );
-                self.drop_entry(key, &recorded, &path);
-                counters.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+        match self.check_key(key) {
+            trust::Checked::Intact(path) => Some(path),
+            trust::Checked::Absent | trust::Checked::Changed => None,
         }
     }
 
-    /// The entry's path after the one-`stat` check, for a materialisation
-    /// that links from it right away (a concurrent eviction between check
-    /// and link shows up as a missing source and is handled by fetching).
-    pub(crate) fn checked_entry(&self, digest: &Digest, mode: FileMode) -> Option<PathBuf> {
-        self.check(&EntryKey {
-            digest: *digest,
-            mode,
-        })
+    /// Links (or copies) the entry for `digest` at `dest` once it is proven
+    /// intact, for a materialisation.
+    pub(crate) fn link_file(
+        &self,
+        digest: &Digest,
+        mode: FileMode,
+        dest: &Path,
+    ) -> Result<Linked, PlaceError> {
+        self.link_checked(
+            &EntryKey {
+                digest: *digest,
+                mode,
+            },
+            dest,
+        )
     }
 
     /// Releases a pin; evicts if pins had kept the cache over its cap, so a
@@ -402,7 +453,7 @@ impl LocalCas {
     /// download checked by the client), sparing a second hash.
     fn insert_verified(&self, key: EntryKey, data: &[u8], pin: Pin) -> Result<(), LocalCasError> {
         let tmp = self.temp_path();
-        let sealed = match entry_file::write_new(&tmp, data, key.mode) {
+        let sealed = match entry_file::write_new(&tmp, data, key.mode, self.inner.owner) {
             Ok(sealed) => sealed,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -447,7 +498,8 @@ impl LocalCas {
             digest: *digest,
             mode,
         };
-        let sealed = std::fs::File::open(tmp).and_then(|f| entry_file::seal(&f, mode));
+        let owner = self.inner.owner;
+        let sealed = std::fs::File::open(tmp).and_then(|f| entry_file::seal(&f, mode, owner));
         let sealed = match sealed {
             Ok(s) => s,
             Err(e) => {

@@ -329,3 +329,157 @@ fn insert_file_of_the_entry_itself_does_nothing() {
         2
     );
 }
+
+/// What `touch -d` does after a write: the mtime put back to the stamp.
+fn put_mtime_back(path: &Path) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(entry_file::entry_mtime()).unwrap();
+}
+
+#[test]
+fn a_write_whose_mtime_is_put_back_is_caught_by_the_ctime_and_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let digest = Digest::of(b"true bytes");
+    cas.insert_bytes(&digest, b"true bytes", FileMode::Plain)
+        .unwrap();
+    let linked = dir.path().join("linked");
+    cas.link_into(&digest, FileMode::Plain, &linked).unwrap();
+    let key = EntryKey {
+        digest,
+        mode: FileMode::Plain,
+    };
+    let recorded = cas.inner.index.lock().get(&key).unwrap();
+    // Sleep past the clock's tick so the ctime surely moves.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    // A step running as root: same size, mode kept, mtime put back.
+    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&linked, b"POISON!!!!").unwrap();
+    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o444)).unwrap();
+    put_mtime_back(&linked);
+
+    let now = stat_entry(&cas.entry_path(&digest, FileMode::Plain)).unwrap();
+    assert!(
+        recorded.stat.same_but_ctime(&now),
+        "everything but the ctime looks sealed: {:?} vs {now:?}",
+        recorded.stat
+    );
+    assert_ne!(recorded.stat, now, "the ctime tells");
+    assert_eq!(cas.probe(&digest, FileMode::Plain), Probe::Changed);
+    assert!(
+        !cas.entry_path(&digest, FileMode::Plain).exists(),
+        "dropped"
+    );
+    assert_eq!(cas.stats().stale_dropped, 1);
+    assert_eq!(cas.probe(&digest, FileMode::Plain), Probe::Absent);
+
+    cas.insert_bytes(&digest, b"true bytes", FileMode::Plain)
+        .unwrap();
+    let fresh = dir.path().join("fresh");
+    cas.link_into(&digest, FileMode::Plain, &fresh).unwrap();
+    assert_eq!(std::fs::read(&fresh).unwrap(), b"true bytes");
+}
+
+#[test]
+fn links_the_cache_makes_and_removes_cost_no_hashing_others_cost_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    let digest = Digest::of(b"input");
+    cas.insert_bytes(&digest, b"input", FileMode::Executable)
+        .unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    for name in ["a", "sub/b"] {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        cas.link_into(&digest, FileMode::Executable, &work.join(name))
+            .unwrap();
+    }
+    std::fs::write(work.join("own-file"), b"the step's").unwrap();
+    let released = cas.remove_work_dir(&work).unwrap();
+    assert_eq!(
+        released,
+        Released {
+            released: 2,
+            unproven: 0
+        }
+    );
+    assert!(!work.exists());
+    assert!(cas.contains(&digest, FileMode::Executable));
+    assert_eq!(cas.stats().rehashed, 0, "every ctime change was ours");
+
+    // A link removed by someone else (a step's `rm` of its input): the
+    // bytes are hashed once, found intact, and trusted again.
+    let other = dir.path().join("other");
+    cas.link_into(&digest, FileMode::Executable, &other)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::remove_file(&other).unwrap();
+    assert!(cas.contains(&digest, FileMode::Executable));
+    assert!(cas.contains(&digest, FileMode::Executable));
+    let stats = cas.stats();
+    assert_eq!((stats.rehashed, stats.stale_dropped), (1, 0));
+}
+
+#[test]
+fn entries_found_when_reopening_are_hashed_before_their_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cas");
+    let (a, b) = (Digest::of(b"kept"), Digest::of(b"bent"));
+    {
+        let cas = LocalCas::open(&root, None).unwrap();
+        cas.insert_bytes(&a, b"kept", FileMode::Plain).unwrap();
+        cas.insert_bytes(&b, b"bent", FileMode::Plain).unwrap();
+    }
+    // While no runner watched: same size, mtime put back.
+    let bent = root.join(fan_out(&b)).join(entry_name(&EntryKey {
+        digest: b,
+        mode: FileMode::Plain,
+    }));
+    std::fs::set_permissions(&bent, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&bent, b"BENT").unwrap();
+    std::fs::set_permissions(&bent, std::fs::Permissions::from_mode(0o444)).unwrap();
+    put_mtime_back(&bent);
+
+    let cas = LocalCas::open(&root, None).unwrap();
+    assert_eq!(cas.stats().entries, 2, "both still look sealed");
+    assert_eq!(cas.probe(&a, FileMode::Plain), Probe::Intact);
+    assert_eq!(cas.probe(&b, FileMode::Plain), Probe::Changed);
+    assert!(cas.contains(&a, FileMode::Plain));
+    let stats = cas.stats();
+    assert_eq!(
+        (stats.rehashed, stats.stale_dropped, stats.entries),
+        (1, 1, 1),
+        "a hashed once, b dropped"
+    );
+}
+
+#[test]
+fn entries_belong_to_the_caches_owner_and_its_directory_to_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = LocalCas::open(dir.path().join("cas"), None).unwrap();
+    assert_eq!(meta(cas.dir()).mode() & 0o777, 0o700);
+    let owner = meta(&cas.dir().join("tmp")).uid();
+    let saved = dir.path().join("saved.bin");
+    std::fs::write(&saved, b"a step's dependency cache").unwrap();
+    let root = owner == 0;
+    if root {
+        // Written by a step user: adopted by link, and given to the owner
+        // so that user can no longer write it.
+        std::os::unix::fs::chown(&saved, Some(65534), Some(65534)).unwrap();
+    }
+    let digest = Digest::of(b"a step's dependency cache");
+    assert_eq!(
+        cas.insert_file(&saved, &digest, FileMode::Plain).unwrap(),
+        Placement::Linked
+    );
+    let entry = meta(&cas.entry_path(&digest, FileMode::Plain));
+    assert_eq!((entry.uid(), entry.ino()), (owner, meta(&saved).ino()));
+    assert_eq!(entry.mode() & 0o777, 0o444);
+    assert!(cas.contains(&digest, FileMode::Plain));
+    if root {
+        // Handed back to the step user behind our back: caught.
+        std::os::unix::fs::chown(&saved, Some(65534), Some(65534)).unwrap();
+        assert_eq!(cas.probe(&digest, FileMode::Plain), Probe::Changed);
+    }
+}

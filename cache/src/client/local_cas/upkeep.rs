@@ -2,6 +2,8 @@
 //! changed ones, evicting the least recently used, and reading back what a
 //! directory holds at open.
 
+use super::entry_file::unsealed_because;
+use super::index::Trust;
 use super::*;
 
 /// Whether a new entry is pinned: kept from eviction until the caller has
@@ -15,7 +17,9 @@ pub(super) enum Pin {
 impl LocalCas {
     /// Makes a sealed temporary file the entry for `key`. If an intact entry
     /// is already there (a concurrent insert of the same blob), that one is
-    /// kept and the temporary file discarded.
+    /// kept and the temporary file discarded. What is recorded is the
+    /// entry's `stat` once the temporary name is gone (unlinking it sets the
+    /// ctime), which may differ from `sealed` in nothing else.
     pub(super) fn publish(
         &self,
         tmp: &Path,
@@ -25,17 +29,16 @@ impl LocalCas {
     ) -> Result<(), LocalCasError> {
         let path = self.path_of(&key);
         let result = {
+            let _serial = self.stripe(&key);
             let mut index = self.inner.index.lock();
-            let result = match std::fs::hard_link(tmp, &path) {
-                Ok(()) => {
-                    index.record(key, sealed);
-                    Ok(true)
-                }
+            let placed = match std::fs::hard_link(tmp, &path) {
+                Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     match (index.get(&key), stat_entry(&path)) {
-                        (Some(recorded), Ok(now)) if recorded == now => Ok(false),
+                        (Some(recorded), Ok(now)) if recorded.proves(&now) => Ok(false),
                         (_, seen) => {
-                            // Not recorded or changed: ours replaces it.
+                            // Not recorded, unverified or changed: ours
+                            // (verified just now) replaces it.
                             tracing::warn!(
                                 entry = %path.display(),
                                 ?seen,
@@ -45,14 +48,32 @@ impl LocalCas {
                                 .counters
                                 .stale_dropped
                                 .fetch_add(1, Ordering::Relaxed);
-                            std::fs::rename(tmp, &path).map(|()| {
-                                index.record(key, sealed);
-                                true
-                            })
+                            std::fs::rename(tmp, &path).map(|()| true)
                         }
                     }
                 }
                 Err(e) => Err(e),
+            };
+            // After a rename the temporary name is gone already.
+            match std::fs::remove_file(tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(tmp = %tmp.display(), error = %e, "cannot remove temporary file")
+                }
+            }
+            let result = match placed {
+                Ok(true) => stat_entry(&path).map(|now| {
+                    let trust = if now.same_but_ctime(&sealed) {
+                        Trust::Sealed
+                    } else {
+                        tracing::warn!(entry = %path.display(), ?sealed, ?now, "local cache entry changed while it was published; it will be hashed before use");
+                        Trust::Unverified
+                    };
+                    index.record(key, Recorded { stat: now, trust });
+                    true
+                }),
+                other => other,
             };
             if pin == Pin::Pinned && result.is_ok() {
                 index.pin(&key);
@@ -62,14 +83,6 @@ impl LocalCas {
             }
             result
         };
-        // After a rename the temporary name is gone already.
-        match std::fs::remove_file(tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(tmp = %tmp.display(), error = %e, "cannot remove temporary file")
-            }
-        }
         if matches!(result, Ok(true)) {
             self.inner.counters.inserted.fetch_add(1, Ordering::Relaxed);
         }
@@ -129,7 +142,8 @@ impl LocalCas {
     }
 
     /// Rebuilds the index from the directory. Entries keep no record across
-    /// restarts, so only those whose `stat` still looks sealed are kept.
+    /// restarts: those whose `stat` still looks sealed are kept as
+    /// unverified (hashed before their first use), the others removed.
     pub(super) fn load_existing(&self) -> Result<(), LocalCasError> {
         let mut kept = 0u64;
         let mut removed = 0u64;
@@ -146,16 +160,24 @@ impl LocalCas {
                 };
                 let meta = std::fs::symlink_metadata(&path).map_err(io_at(&path))?;
                 let stat = stat_of(&meta);
-                if meta.is_file()
-                    && looks_intact(&key, &stat)
-                    && fan_out(&key.digest) == *sub_name(&sub)
-                {
-                    self.inner.index.lock().record(key, stat);
-                    kept += 1;
+                let unsealed = if !meta.is_file() {
+                    Some("it is not a regular file")
+                } else if fan_out(&key.digest) != *sub_name(&sub) {
+                    Some("it is in the wrong directory")
                 } else {
-                    tracing::warn!(entry = %path.display(), ?stat, "dropping a changed local cache entry");
+                    unsealed_because(&key, &stat, self.inner.owner)
+                };
+                if let Some(reason) = unsealed {
+                    tracing::warn!(entry = %path.display(), reason, ?stat, "dropping a changed local cache entry");
                     std::fs::remove_file(&path).map_err(io_at(&path))?;
                     removed += 1;
+                } else {
+                    let found = Recorded {
+                        stat,
+                        trust: Trust::Unverified,
+                    };
+                    self.inner.index.lock().record(key, found);
+                    kept += 1;
                 }
             }
         }
@@ -163,7 +185,7 @@ impl LocalCas {
             .counters
             .stale_dropped
             .fetch_add(removed, Ordering::Relaxed);
-        tracing::info!(dir = %self.inner.dir.display(), kept, removed, "opened local cache");
+        tracing::info!(dir = %self.inner.dir.display(), kept, removed, "opened local cache (kept entries are hashed again before their first use)");
         Ok(())
     }
 }
