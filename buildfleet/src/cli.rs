@@ -19,6 +19,40 @@ pub struct Cli {
     /// fleet (else `BUILDFLEET_TOKEN`; none for a fleet without tokens).
     #[arg(long, global = true, env = "BUILDFLEET_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// The CA that signed the fleet's server certificates, for `https://`
+    /// URLs (default: the web PKI).
+    #[arg(long, global = true, env = "BUILDFLEET_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for servers that require one (mutual TLS).
+    #[arg(
+        long,
+        global = true,
+        env = "BUILDFLEET_TLS_CLIENT_CERT",
+        requires = "tls_client_key"
+    )]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "BUILDFLEET_TLS_CLIENT_KEY",
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<PathBuf>,
+}
+
+impl Cli {
+    /// What this process presents to the fleet: its token and TLS files,
+    /// read now so a bad file is an error before anything connects.
+    pub fn client_trust(&self) -> anyhow::Result<buildfleet_trust::ClientTrust> {
+        let trust = buildfleet_trust::ClientTrust::from_file_or_env(self.token_file.as_deref())?;
+        let tls = buildfleet_trust::ClientTls::from_files(
+            self.tls_ca.as_deref(),
+            self.tls_client_cert.as_deref(),
+            self.tls_client_key.as_deref(),
+        )?;
+        Ok(trust.with_tls(tls))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +120,15 @@ pub struct ServerAuthArgs {
     /// a network nobody else can reach.
     #[arg(long, conflicts_with = "tokens")]
     pub no_auth: bool,
+    /// Serve TLS with this certificate chain (PEM; re-read on change).
+    #[arg(long, env = "BUILDFLEET_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM; re-read on change).
+    #[arg(long, env = "BUILDFLEET_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, env = "BUILDFLEET_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

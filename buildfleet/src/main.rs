@@ -47,7 +47,10 @@ fn main() -> ExitCode {
                 exit::FAILED
             })
         }
-        cmd => match tokio_main(cmd, cli.token_file) {
+        _ => match cli
+            .client_trust()
+            .and_then(|trust| tokio_main(cli.command, trust))
+        {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -76,9 +79,9 @@ fn validate(file: &std::path::Path) -> i32 {
     }
 }
 
-fn tokio_main(cmd: Command, token_file: Option<std::path::PathBuf>) -> Result<i32> {
-    // What this process presents to the fleet; `run` makes its own.
-    let trust = || ClientTrust::from_file_or_env(token_file.as_deref());
+/// `trust` is what this process presents to the fleet (`run` makes its own).
+fn tokio_main(cmd: Command, trust: ClientTrust) -> Result<i32> {
+    let trust = || -> Result<ClientTrust> { Ok(trust.clone()) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("buildfleet")

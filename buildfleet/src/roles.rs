@@ -17,6 +17,24 @@ use buildfleet_trust::{ClientTrust, Guard, Reloading, TokenSet};
 /// The server's guard, from its token file (read now: a bad file stops
 /// start-up before any port is bound), or open when told `--no-auth`.
 fn guard(auth: &ServerAuthArgs, role: &str) -> Result<Guard> {
+    let guard = tokens_guard(auth, role)?;
+    let (Some(cert), Some(key)) = (&auth.tls_cert, &auth.tls_key) else {
+        return Ok(guard);
+    };
+    let tls = buildfleet_trust::tls::watch_server(buildfleet_trust::ServerTlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: auth.tls_client_ca.clone(),
+    })?;
+    tracing::info!(
+        cert = %cert.display(),
+        mutual = auth.tls_client_ca.is_some(),
+        "{role}: serving TLS"
+    );
+    Ok(guard.with_tls(tls))
+}
+
+fn tokens_guard(auth: &ServerAuthArgs, role: &str) -> Result<Guard> {
     match &auth.tokens {
         Some(path) => {
             let p = path.clone();

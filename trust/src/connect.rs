@@ -29,10 +29,12 @@ pub enum ConnectError {
     },
 }
 
-/// What a client presents to the fleet's servers.
+/// What a client presents to the fleet's servers, and the TLS it speaks
+/// to `https://` ones.
 #[derive(Clone, Default)]
 pub struct ClientTrust {
     bearer: Bearer,
+    tls: Option<Arc<crate::tls::ClientTls>>,
 }
 
 impl std::fmt::Debug for ClientTrust {
@@ -55,7 +57,16 @@ impl ClientTrust {
             .map_err(|_| ConnectError::BadToken(redacted(token)))?;
         Ok(ClientTrust {
             bearer: Bearer(Some(Arc::new(value))),
+            tls: None,
         })
+    }
+
+    /// Speaks TLS with `tls` to `https://` servers.
+    pub fn with_tls(self, tls: crate::tls::ClientTls) -> ClientTrust {
+        ClientTrust {
+            tls: Some(Arc::new(tls)),
+            ..self
+        }
     }
 
     /// The token from a file (first line; a Kubernetes Secret mounted as a
@@ -81,12 +92,19 @@ impl ClientTrust {
     /// An endpoint for `url` with Nagle off (small RPCs must not wait for
     /// delayed ACKs); callers add their own settings, then [`Self::wrap`].
     pub fn endpoint(&self, url: &str) -> Result<Endpoint, ConnectError> {
-        Ok(Endpoint::from_shared(url.to_owned())
-            .map_err(|source| ConnectError::Url {
-                url: url.to_owned(),
-                source,
-            })?
-            .tcp_nodelay(true))
+        let bad = |source| ConnectError::Url {
+            url: url.to_owned(),
+            source,
+        };
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(bad)?
+            .tcp_nodelay(true);
+        if !url.starts_with("https://") {
+            return Ok(endpoint);
+        }
+        // An https URL without a CA of ours trusts the web PKI.
+        let tls = self.tls.as_deref().cloned().unwrap_or_default();
+        endpoint.tls_config(tls.tonic_config()).map_err(bad)
     }
 
     /// A channel that presents this client's token on every call.

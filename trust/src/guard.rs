@@ -13,23 +13,42 @@ use crate::reload::Reloading;
 use crate::role::Caller;
 use crate::tokens::TokenSet;
 
-/// What a server accepts: tokens from a (reloaded) file, or everyone.
+/// What a server checks at its door: TLS (when configured), then tokens
+/// from a (reloaded) file, or everyone.
 #[derive(Clone, Debug)]
 pub struct Guard {
     tokens: Option<Reloading<TokenSet>>,
+    tls: Option<Reloading<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Guard {
     /// Every caller is an admin: for a server run without a token file
     /// (said loudly at start-up by the caller of this).
     pub fn open() -> Guard {
-        Guard { tokens: None }
+        Guard {
+            tokens: None,
+            tls: None,
+        }
     }
 
     pub fn tokens(tokens: Reloading<TokenSet>) -> Guard {
         Guard {
             tokens: Some(tokens),
+            tls: None,
         }
+    }
+
+    /// Serve over TLS with this (reloaded) configuration.
+    pub fn with_tls(self, tls: Reloading<tokio_rustls::rustls::ServerConfig>) -> Guard {
+        Guard {
+            tls: Some(tls),
+            ..self
+        }
+    }
+
+    /// The TLS configuration connections go through, if any.
+    pub fn tls(&self) -> Option<Reloading<tokio_rustls::rustls::ServerConfig>> {
+        self.tls.clone()
     }
 
     pub fn is_open(&self) -> bool {

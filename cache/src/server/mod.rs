@@ -115,16 +115,29 @@ pub async fn serve(
         .await;
     health.set_serving::<CacheIndexServer<IndexService>>().await;
 
-    // Without TCP_NODELAY, Nagle plus delayed ACKs add ~40 ms to small RPCs.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+    let tls = guard.tls();
+    let router = Server::builder()
         // One span per request, so every log line names the RPC it served.
         .trace_fn(|request| tracing::info_span!("cache_rpc", path = %request.uri().path()))
         .layer(guard)
         .add_routes(services(store))
-        .add_service(health_service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .add_service(health_service);
+    match tls {
+        Some(tls) => {
+            let incoming = buildfleet_trust::tls::incoming(listener, tls);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+        None => {
+            // Without TCP_NODELAY, Nagle plus delayed ACKs add ~40 ms to
+            // small RPCs.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
     Ok(())
 }
 

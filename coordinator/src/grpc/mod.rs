@@ -66,7 +66,8 @@ pub async fn serve(
         .await;
     let addr = listener.local_addr().ok();
     info!(?addr, "coordinator serving");
-    let result = tonic::transport::Server::builder()
+    let tls = guard.tls();
+    let router = tonic::transport::Server::builder()
         .layer(guard)
         .add_service(health)
         .add_service(pb::pipelines_server::PipelinesServer::new(
@@ -74,15 +75,28 @@ pub async fn serve(
         ))
         .add_service(pb::runner_service_server::RunnerServiceServer::new(
             runners::RunnerService { hub: hub.clone() },
-        ))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), {
-            let hub = hub.clone();
-            async move {
-                shutdown.await;
-                hub.begin_shutdown();
-            }
-        })
-        .await;
+        ));
+    let stopping = {
+        let hub = hub.clone();
+        async move {
+            shutdown.await;
+            hub.begin_shutdown();
+        }
+    };
+    let result = match tls {
+        Some(tls) => {
+            let incoming = buildfleet_trust::tls::incoming(listener, tls);
+            router
+                .serve_with_incoming_shutdown(incoming, stopping)
+                .await
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, stopping)
+                .await
+        }
+    };
     ticker.abort();
     // Alerts about the last runs still go out: close the inbox and give
     // the delivery task the time its retries need (bounded).
