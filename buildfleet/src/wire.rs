@@ -17,7 +17,9 @@ pub async fn channel(url: &str, trust: &ClientTrust) -> Result<AuthChannel> {
 
 /// The raw client, for tests that speak the protocol itself.
 pub async fn pipelines(url: &str, trust: &ClientTrust) -> Result<PipelinesClient<AuthChannel>> {
-    Ok(PipelinesClient::new(channel(url, trust).await?).max_decoding_message_size(64 << 20))
+    Ok(PipelinesClient::new(channel(url, trust).await?)
+        .max_decoding_message_size(buildfleet_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(buildfleet_proto::MAX_MESSAGE_BYTES))
 }
 
 /// What a submission came to.

@@ -240,13 +240,13 @@ async fn instances_are_partitioned_and_empty_keys_rejected() {
     let r = lookup(&mut index, "team-b", "shared/key", &[], false).await;
     assert_eq!(hit(&r), h("b", "", true));
     // A prefix scan stays inside its instance, even a prefix of another name.
-    let r = lookup(&mut index, "team-a", "", &["shared/o", ""], false).await;
+    let r = lookup(&mut index, "team-a", "", &["shared/o", "shared/"], false).await;
     assert_eq!(
         hit(&r),
-        h("a", "", true),
-        "only team-a's own entry matches \"\""
+        h("a", "shared/", true),
+        "only team-a's own entry matches \"shared/\""
     );
-    let r = lookup(&mut index, "nobody", "", &[""], false).await;
+    let r = lookup(&mut index, "nobody", "", &["shared/"], false).await;
     assert_eq!(hit(&r), None);
 
     // Keys are arbitrary UTF-8.
@@ -320,5 +320,22 @@ async fn a_pinned_directory_keeps_every_blob_under_it_from_eviction() {
             .is_err(),
         "the unpinned tree was evicted"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_prefix_is_refused_rather_than_scanning_everything() {
+    let server = TestServer::start(Arc::new(MemoryStore::new())).await;
+    let mut index = CacheIndexClient::new(server.channel().await);
+    put(&mut index, "", entry("deps/a", "a")).await;
+    let e = index
+        .lookup(IndexLookupRequest {
+            prefixes: vec![String::new()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("must not be empty"), "{}", e.message());
     server.stop().await;
 }

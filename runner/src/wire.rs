@@ -140,7 +140,9 @@ impl Session {
         out: tokio::sync::mpsc::Receiver<Outgoing>,
     ) -> Result<Session, tonic::Status> {
         use futures::StreamExt as _;
-        let mut client = pb::runner_service_client::RunnerServiceClient::new(channel);
+        let mut client = pb::runner_service_client::RunnerServiceClient::new(channel)
+            .max_decoding_message_size(buildfleet_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(buildfleet_proto::MAX_MESSAGE_BYTES);
         let outbound =
             tokio_stream::wrappers::ReceiverStream::new(out).map(pb::RunnerMessage::from);
         let inbound = client.session(outbound).await?.into_inner();

@@ -266,6 +266,14 @@ impl CacheIndex for IndexService {
         request: Request<IndexLookupRequest>,
     ) -> Result<Response<IndexLookupResponse>, Status> {
         let request = request.into_inner();
+        // An empty prefix would scan (and decode, and judge) every entry
+        // of the instance for one lookup: refused, not served slowly.
+        if request.prefixes.iter().any(String::is_empty) {
+            return Err(CacheError::InvalidRequest(
+                "an index lookup prefix must not be empty (it would scan every entry)".into(),
+            )
+            .into());
+        }
         let found = on_store(&self.store, move |s| lookup(s, &request)).await?;
         Ok(Response::new(match found {
             Some(found) => IndexLookupResponse {

@@ -70,12 +70,20 @@ pub async fn serve(
     let router = tonic::transport::Server::builder()
         .layer(guard)
         .add_service(health)
-        .add_service(pb::pipelines_server::PipelinesServer::new(
-            pipelines::PipelinesService { hub: hub.clone() },
-        ))
-        .add_service(pb::runner_service_server::RunnerServiceServer::new(
-            runners::RunnerService { hub: hub.clone() },
-        ));
+        .add_service(
+            pb::pipelines_server::PipelinesServer::new(pipelines::PipelinesService {
+                hub: hub.clone(),
+            })
+            .max_decoding_message_size(buildfleet_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(buildfleet_proto::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::runner_service_server::RunnerServiceServer::new(runners::RunnerService {
+                hub: hub.clone(),
+            })
+            .max_decoding_message_size(buildfleet_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(buildfleet_proto::MAX_MESSAGE_BYTES),
+        );
     let stopping = {
         let hub = hub.clone();
         async move {
