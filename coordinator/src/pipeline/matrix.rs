@@ -14,6 +14,10 @@ use super::Step;
 
 /// More combinations than a pipeline means on purpose.
 const MAX_COMBINATIONS: usize = 256;
+/// Combinations the axes may make before `exclude` removes any. Every one
+/// is built before `exclude` can drop it, so this bounds what a short file
+/// costs: eight axes of ten values are 10^8 combinations, gigabytes.
+const MAX_PRODUCT: usize = 16 * MAX_COMBINATIONS;
 
 /// `matrix:` as written.
 #[derive(Debug)]
@@ -200,6 +204,13 @@ fn entries(node: &Node, what: &str, errors: &mut Collector) -> Vec<(Combination,
 }
 
 impl Matrix {
+    /// How many combinations the axes make before `exclude`; saturates.
+    fn product(&self) -> usize {
+        self.axes
+            .iter()
+            .fold(1usize, |n, (_, values)| n.saturating_mul(values.len()))
+    }
+
     /// Every combination, in the order a reader expects: the product of
     /// the axes (last key varying fastest), without the excluded ones,
     /// then what `include` adds. An include entry that agrees with
@@ -260,6 +271,17 @@ pub(super) fn expand(
     matrix: &Matrix,
     errors: &mut Collector,
 ) -> Vec<(Step, StepPositions)> {
+    if matrix.product() > MAX_PRODUCT {
+        errors.error_with_hint(
+            matrix.pos,
+            format!(
+                "the matrix of step `{}` makes more than {MAX_PRODUCT} combinations before `exclude`",
+                step.name
+            ),
+            format!("a step may have at most {MAX_COMBINATIONS} combinations: use fewer axes or values"),
+        );
+        return Vec::new();
+    }
     let combos = matrix.combinations();
     if combos.is_empty() {
         errors.error(

@@ -70,10 +70,11 @@ fn attr(e: &BytesStart<'_>, key: &[u8]) -> Option<String> {
 }
 
 /// Seconds as the tools write them: `0.5`, `12`, and Surefire's `1,234.5`.
+/// `None` for what no `Duration` holds (negative, NaN, past 2^64 seconds).
 fn seconds(text: &str) -> Option<Duration> {
     let cleaned: String = text.trim().chars().filter(|c| *c != ',').collect();
     let secs: f64 = cleaned.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Parses one report. `file` names it in errors.

@@ -140,3 +140,17 @@ fn bad_reports_say_what_is_wrong_and_where() {
         "{err}"
     );
 }
+
+/// Found by the `junit` fuzz target (seed `big-time.xml`): a time too
+/// large for a `Duration` panicked the runner reading the report.
+#[test]
+fn a_time_too_large_for_a_duration_is_refused_not_a_panic() {
+    for time in ["1e30", "18446744073709551616", "1e20", "inf"] {
+        let xml = format!("<testsuite><testcase name=\"a\" time=\"{time}\"/></testsuite>");
+        let err = parse("r.xml", &xml).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("r.xml: testcase `a` has time \"{time}\", which is not a number of seconds")
+        );
+    }
+}

@@ -122,6 +122,26 @@ fn an_empty_or_huge_matrix_is_an_error() {
     );
 }
 
+/// Found while writing the `pipeline_parser` fuzz target: the product was
+/// built in full before its size was checked, so one line of eight or nine
+/// axes took gigabytes. Five axes (10^5 combinations, which the old code
+/// built and then reported) keep the test cheap if the bound regresses.
+#[test]
+fn a_matrix_of_many_axes_is_refused_before_its_combinations_are_built() {
+    let values: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let axes: Vec<String> = (0..5)
+        .map(|axis| format!("k{axis}: [{}]", values.join(", ")))
+        .collect();
+    let started = std::time::Instant::now();
+    single_error(
+        &one_step(&["run: make", &format!("matrix: {{ {} }}", axes.join(", "))]),
+        7,
+        17,
+        &["makes more than 4096 combinations before `exclude`"],
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
 #[test]
 fn a_condition_error_in_a_matrix_step_is_reported_once() {
     let text = one_step(&[
