@@ -5,20 +5,14 @@
 mod harness;
 
 use buildfleet_proto::v1 as pb;
-use harness::{cache_report, cache_reports, kind, outcome, stdout_of, step, system_of};
+use harness::{
+    cache_report, cache_reports, kind, outcome, stdout_of, step, system_of, trace_lines,
+};
 use pb::CacheOutcome as C;
 use pb::StateKind as K;
 
 fn traced(trace: &std::path::Path, body: &str) -> String {
     format!("version: 1\nenv:\n  TRACE: {}\n{body}", trace.display())
-}
-
-fn trace_lines(trace: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(trace)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

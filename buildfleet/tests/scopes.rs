@@ -6,21 +6,9 @@
 mod harness;
 
 use buildfleet_proto::v1 as pb;
-use harness::{cache_report, kind};
+use harness::{cache_report, kind, outcome, trace_lines};
 use pb::CacheOutcome as C;
 use pb::StateKind as K;
-
-fn trace_lines(trace: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(trace)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn outcome(r: &pb::CacheReport) -> C {
-    C::try_from(r.outcome).unwrap()
-}
 
 fn request(yaml: &str, git_ref: &str, project: &str) -> pb::SubmitRequest {
     pb::SubmitRequest {

@@ -316,3 +316,12 @@ pub fn seq_of(events: &[pb::RunEvent], step: &str, shard: Option<u32>, k: pb::St
         })
         .unwrap_or_else(|| panic!("no {k:?} event for {step} {shard:?}"))
 }
+
+/// The lines a test's steps appended to `trace` (each line one real run).
+pub fn trace_lines(trace: &Path) -> Vec<String> {
+    std::fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
