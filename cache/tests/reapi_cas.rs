@@ -7,7 +7,8 @@ use buildfleet_proto::convert::to_reapi;
 use std::sync::Arc;
 
 use buildfleet_cache::{
-    read_resource_name, write_resource_name, Digest, DigestFunction, MemoryStore, RocksStore,
+    read_resource_name, write_resource_name, BlobStore, Digest, DigestFunction, MemoryStore,
+    RocksStore,
 };
 use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
 use buildfleet_proto::bytestream::{QueryWriteStatusRequest, ReadRequest, WriteRequest};
@@ -407,5 +408,49 @@ async fn ranged_reads_honour_offset_and_limit() {
     assert_eq!(read(9_990, 50).await.unwrap(), data[9_990..].to_vec());
     assert_eq!(read(10_001, 0).await.unwrap_err().code(), Code::OutOfRange);
     assert_eq!(read(-1, 0).await.unwrap_err().code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+/// A ByteStream write of a blob declared larger than the whole store is
+/// refused on its first message, before the client sends the rest: the
+/// server answers while the stream is still open, holding one chunk.
+#[tokio::test]
+async fn a_write_declared_larger_than_the_store_is_refused_before_its_bytes() {
+    let store = Arc::new(MemoryStore::with_limits(
+        buildfleet_cache::StoreLimits::max_bytes(1 << 20),
+    ));
+    let server = TestServer::start(store.clone()).await;
+    let mut bytestream = ByteStreamClient::new(server.channel().await);
+    // A 64 MiB blob the client says it will send; only 64 KiB ever is.
+    let declared = Digest {
+        function: DigestFunction::Blake3,
+        hash: [7; 32],
+        size_bytes: 64 << 20,
+    };
+    let name = write_resource_name("", uuid::Uuid::new_v4(), &declared);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(WriteRequest {
+        resource_name: name,
+        write_offset: 0,
+        finish_write: false,
+        data: vec![0; 64 << 10],
+    })
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        bytestream.write(ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("answered without waiting for the rest of the blob");
+    let status = answer.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("larger than the store"),
+        "{}",
+        status.message()
+    );
+    drop(tx);
+    assert_eq!(store.total_bytes(), 0);
     server.stop().await;
 }

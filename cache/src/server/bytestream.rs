@@ -115,6 +115,16 @@ impl ByteStream for ByteStreamService {
                 committed_size: size as i64,
             }));
         }
+        // A blob that can never fit is refused before its first byte is
+        // taken, not after the client has sent (and we have held) all of it.
+        let limits = self.store.limits();
+        if limits.too_large(size) {
+            return Err(CacheError::Store(crate::store::StoreError::TooLarge {
+                digest,
+                max_bytes: limits.max_bytes.unwrap_or(u64::MAX),
+            })
+            .into());
+        }
         let capacity = size.min(MAX_PREALLOCATION) as usize;
         let mut upload = self.uploads.begin(&name, capacity, Instant::now())?;
         loop {

@@ -178,6 +178,10 @@ impl BlobStore for MemoryStore {
         self.blobs.lock().total
     }
 
+    fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
     fn meta_get(&self, table: MetaTable, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         Ok(self.meta.read().get(&(table, key.to_vec())).cloned())
     }

@@ -110,6 +110,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Total size of the stored blobs (their digests' sizes, not disk usage).
     fn total_bytes(&self) -> u64;
 
+    /// The store's size limits, so a service can refuse a blob that can
+    /// never fit before it accepts the first byte of it.
+    fn limits(&self) -> StoreLimits;
+
     /// One metadata value.
     fn meta_get(&self, table: MetaTable, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::limits::Admit;
+use crate::store::StoreLimits;
 
 impl BlobStore for RocksStore {
     fn contains_many(&self, digests: &[Digest]) -> Result<Vec<bool>, StoreError> {
@@ -140,6 +141,10 @@ impl BlobStore for RocksStore {
 
     fn total_bytes(&self) -> u64 {
         self.total.load(Ordering::SeqCst)
+    }
+
+    fn limits(&self) -> StoreLimits {
+        self.limits
     }
 
     fn meta_get(&self, table: MetaTable, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
