@@ -14,6 +14,6 @@ mod tokens;
 pub use connect::{connect, AuthChannel, Bearer, ClientTrust, ConnectError};
 pub use guard::{Guard, Guarded};
 pub use reload::{Reloading, POLL_INTERVAL};
-pub use role::{Caller, Role};
+pub use role::{Caller, Role, UnknownRole};
 pub use tls::{ClientTls, ServerTlsFiles, TlsError};
 pub use tokens::{new_token, stored_hash, Grant, TokenFileError, TokenSet, TOKEN_PREFIX};

@@ -35,13 +35,18 @@ impl fmt::Display for Role {
     }
 }
 
+/// A role name that is none of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role `{0}` (roles: runner, client, admin)")]
+pub struct UnknownRole(pub String);
+
 impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Role, String> {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Role, UnknownRole> {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role `{s}` (roles: runner, client, admin)"))
+            .ok_or_else(|| UnknownRole(s.to_owned()))
     }
 }
 
@@ -144,7 +149,7 @@ mod tests {
     #[test]
     fn roles_parse_and_unknown_ones_are_named() {
         assert_eq!("runner".parse::<Role>(), Ok(Role::Runner));
-        let e = "root".parse::<Role>().unwrap_err();
+        let e = "root".parse::<Role>().unwrap_err().to_string();
         assert!(e.contains("`root`") && e.contains("client"), "{e}");
     }
 }

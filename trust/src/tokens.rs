@@ -158,13 +158,21 @@ fn hash_of(token: &str) -> [u8; 32] {
     *blake3::hash(token.as_bytes()).as_bytes()
 }
 
-fn parse_hash(text: &str) -> Result<[u8; 32], String> {
-    let hex = text.strip_prefix("blake3:").ok_or_else(|| {
-        format!("a hash is `blake3:` and 64 hex digits (from `buildfleet token new`), not `{text}`")
-    })?;
+/// A stored hash that is not one.
+#[derive(Debug, thiserror::Error)]
+enum BadHash {
+    #[error("a hash is `blake3:` and 64 hex digits (from `buildfleet token new`), not `{0}`")]
+    NoPrefix(String),
+    #[error("`{0}` is not `blake3:` and 64 hex digits")]
+    NotHex(String),
+}
+
+fn parse_hash(text: &str) -> Result<[u8; 32], BadHash> {
+    let hex = text
+        .strip_prefix("blake3:")
+        .ok_or_else(|| BadHash::NoPrefix(text.to_owned()))?;
     let mut out = [0u8; 32];
-    hex::decode_to_slice(hex, &mut out)
-        .map_err(|_| format!("`{text}` is not `blake3:` and 64 hex digits"))?;
+    hex::decode_to_slice(hex, &mut out).map_err(|_| BadHash::NotHex(text.to_owned()))?;
     Ok(out)
 }
 
