@@ -122,11 +122,9 @@ pub async fn collect(
             let meta = tokio::fs::metadata(&path)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
-            let data = tokio::fs::read(&path)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+            // Streamed: an output may be larger than the runner's memory.
             let digest = cas
-                .upload_blob(data.into())
+                .upload_file(&path)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             use std::os::unix::fs::PermissionsExt;

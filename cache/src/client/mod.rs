@@ -51,6 +51,21 @@ pub const BATCH_TARGET_BYTES: u64 = 3 * 1024 * 1024;
 /// message limit (about 80 bytes per digest).
 const FIND_MISSING_CHUNK: usize = 10_000;
 
+/// The BLAKE3 digest of everything `reader` yields, read in 256 KiB
+/// pieces (never the whole input at once).
+fn hash_stream(reader: &mut impl std::io::Read) -> std::io::Result<Digest> {
+    let mut hasher = buildfleet_model::DigestFunction::Blake3.hasher();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(hasher.finalize()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A connection to a REAPI cache. Cheap to clone: clones share the channel.
 #[derive(Debug, Clone)]
 pub struct CasClient {
@@ -195,6 +210,45 @@ impl CasClient {
             self.batch_update(vec![(digest, data)]).await?;
         } else {
             self.write_bytes(digest, data).await?;
+        }
+        Ok(digest)
+    }
+
+    /// Uploads one file unless the server already has it, without holding
+    /// it in memory: hashed in a streaming pass on the blocking pool, then
+    /// (if missing) sent in chunks read as they go. A file that changes
+    /// between the two passes is reported as changed, never stored under
+    /// the wrong digest (the server verifies what it receives).
+    pub async fn upload_file(&self, path: &std::path::Path) -> Result<Digest, CacheError> {
+        let owned = path.to_owned();
+        let digest = tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::open(&owned)?;
+            hash_stream(&mut file)
+        })
+        .await?
+        .map_err(|source| CacheError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if self.find_missing(&[digest]).await?.is_empty() {
+            return Ok(digest);
+        }
+        if digest.size_bytes < BATCH_BLOB_LIMIT {
+            // Small: one read, one batch (at most 1 MiB in memory).
+            let data = tokio::fs::read(path)
+                .await
+                .map_err(|source| CacheError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            if Digest::of(&data) != digest {
+                return Err(CacheError::SourceChanged {
+                    path: path.to_owned(),
+                });
+            }
+            self.batch_update(vec![(digest, Bytes::from(data))]).await?;
+        } else {
+            self.write_file(digest, path).await?;
         }
         Ok(digest)
     }

@@ -203,19 +203,14 @@ impl LogSender {
         let mut done = Finished::default();
         if let Some((path, file)) = self.spool.take() {
             drop(file);
-            match tokio::fs::read(&path).await {
-                Ok(bytes) => match cas.upload_blob(bytes.into()).await {
-                    Ok(d) => done.full_log = Some(d),
-                    Err(e) => {
-                        self.system(format!(
-                            "the full log could not be stored in the cache: {e}"
-                        ))
-                        .await
-                    }
-                },
+            // Streamed from the spool: a whole log may be gigabytes.
+            match cas.upload_file(&path).await {
+                Ok(d) => done.full_log = Some(d),
                 Err(e) => {
-                    self.system(format!("the full log could not be read back: {e}"))
-                        .await
+                    self.system(format!(
+                        "the full log could not be stored in the cache: {e}"
+                    ))
+                    .await
                 }
             }
             if let Err(e) = tokio::fs::remove_file(&path).await {
