@@ -157,6 +157,21 @@ impl Digest {
         Digest::of_with(DigestFunction::Blake3, data)
     }
 
+    /// Hashes everything `reader` yields with BLAKE3, in 256 KiB pieces:
+    /// a file of any size is hashed without being held in memory.
+    pub fn of_reader(reader: &mut impl std::io::Read) -> std::io::Result<Digest> {
+        let mut hasher = DigestFunction::Blake3.hasher();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(hasher.finalize()),
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Hashes `data` with `function`.
     pub fn of_with(function: DigestFunction, data: &[u8]) -> Digest {
         let hash = match function {

@@ -51,21 +51,6 @@ pub const BATCH_TARGET_BYTES: u64 = 3 * 1024 * 1024;
 /// message limit (about 80 bytes per digest).
 const FIND_MISSING_CHUNK: usize = 10_000;
 
-/// The BLAKE3 digest of everything `reader` yields, read in 256 KiB
-/// pieces (never the whole input at once).
-fn hash_stream(reader: &mut impl std::io::Read) -> std::io::Result<Digest> {
-    let mut hasher = buildfleet_model::DigestFunction::Blake3.hasher();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(hasher.finalize()),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// A connection to a REAPI cache. Cheap to clone: clones share the channel.
 #[derive(Debug, Clone)]
 pub struct CasClient {
@@ -223,7 +208,7 @@ impl CasClient {
         let owned = path.to_owned();
         let digest = tokio::task::spawn_blocking(move || {
             let mut file = std::fs::File::open(&owned)?;
-            hash_stream(&mut file)
+            Digest::of_reader(&mut file)
         })
         .await?
         .map_err(|source| CacheError::Io {

@@ -154,16 +154,7 @@ pub fn hash_file(path: &Path) -> io::Result<Digest> {
 }
 
 pub fn hash_reader(reader: &mut impl Read) -> io::Result<Digest> {
-    let mut hasher = DigestFunction::Blake3.hasher();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(hasher.finalize()),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    Digest::of_reader(reader)
 }
 
 /// Copies `from` to the new file `to` while hashing the bytes copied, then
