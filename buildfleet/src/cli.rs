@@ -288,7 +288,7 @@ pub struct RunArgs {
     /// Run steps as this unprivileged user, not as you (see `runner
     /// --step-user`; needs root). Without it steps run as you, and the
     /// runners say so.
-    #[arg(long, value_name = "USER", value_parser = parse_step_user)]
+    #[arg(long, value_name = "USER", value_parser = StepUsers::parse)]
     pub step_user: Option<StepUsers>,
     #[command(flatten)]
     pub sched: SchedArgs,
@@ -489,17 +489,13 @@ pub struct RunnerArgs {
     /// running shard (at least --slots of them), which also keeps shards
     /// from reading each other's environment. Steps then cannot write the
     /// runner's local cache. Needs root.
-    #[arg(long, value_name = "USER", value_parser = parse_step_user)]
+    #[arg(long, value_name = "USER", value_parser = StepUsers::parse)]
     pub step_user: Option<StepUsers>,
     /// Let a runner running as root run steps as root when no --step-user
     /// is given (it refuses to start otherwise); said in its log and in
     /// `ListRunners`.
     #[arg(long, conflicts_with = "step_user")]
     pub allow_root_steps: bool,
-}
-
-fn parse_step_user(text: &str) -> Result<StepUsers, String> {
-    StepUsers::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_floor(text: &str) -> Result<u64, String> {
