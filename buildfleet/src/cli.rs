@@ -402,8 +402,9 @@ pub struct CacheArgs {
     pub data: Option<PathBuf>,
     #[arg(long)]
     pub print_addr: bool,
-    /// Keep stored blobs under this size (e.g. `50GiB`), evicting the least
-    /// recently used; default: no limit.
+    /// Keep stored blobs and metadata (action results, index entries)
+    /// under this size (e.g. `50GiB`), evicting the least recently used
+    /// blobs; metadata past half of it is refused. Default: no limit.
     #[arg(long, value_parser = parse_size)]
     pub max_size: Option<u64>,
     #[command(flatten)]

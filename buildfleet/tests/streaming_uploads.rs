@@ -1,7 +1,7 @@
-//! A runner uploads outputs and its log spool from disk in pieces: a file
-//! several times larger than the memory the upload may take goes to a
-//! real cache process while this process's peak memory barely moves
-//! (measured from `/proc/self/status`, since the cache runs elsewhere).
+//! Blobs far larger than the memory allowed for them move in pieces: a
+//! runner uploads outputs and its log spool from disk while its peak memory
+//! barely moves, and a cache process takes and serves them through staged
+//! files likewise. Measured from `/proc` (each side's own process).
 
 mod procs;
 
@@ -11,13 +11,7 @@ use buildfleet_cache::{CasClient, Digest};
 
 /// This process's peak resident memory (VmHWM), in bytes.
 fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status");
-    kib * 1024
+    status_bytes(std::process::id(), "VmHWM:")
 }
 
 #[test]
@@ -50,6 +44,169 @@ fn a_file_far_larger_than_the_upload_may_hold_is_uploaded_with_bounded_memory() 
     assert!(
         grew < 48 << 20,
         "uploading 192 MiB raised peak memory by {} MiB",
+        grew >> 20
+    );
+}
+
+/// A field of `/proc/PID/status` (in kB there), in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// Bytes the process has read through `read`-family calls (files, not
+/// sockets): the evidence of how much of a blob a read touched.
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rchar in /proc/PID/io")
+}
+
+/// The `n`th MiB of a large test blob, made on demand so the test never
+/// holds the blob either.
+fn piece(n: u64) -> Vec<u8> {
+    (0..1u32 << 20)
+        .map(|j| (j ^ (n as u32).wrapping_mul(2_654_435_761)) as u8)
+        .collect()
+}
+
+/// Streams `mib` MiB pieces (the last byte flipped when `corrupt`) as one
+/// ByteStream write of `digest`; the server's answer.
+async fn write_blob(
+    channel: tonic::transport::Channel,
+    digest: Digest,
+    mib: u64,
+    corrupt: bool,
+) -> Result<i64, tonic::Status> {
+    use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
+    use buildfleet_proto::bytestream::WriteRequest;
+    let name = buildfleet_cache::write_resource_name("", uuid::Uuid::new_v4(), &digest);
+    let requests = futures::stream::iter((0..mib).map(move |n| {
+        let mut data = piece(n);
+        if corrupt && n + 1 == mib {
+            data[(1 << 20) - 1] ^= 1;
+        }
+        WriteRequest {
+            resource_name: if n == 0 { name.clone() } else { String::new() },
+            write_offset: (n << 20) as i64,
+            finish_write: n + 1 == mib,
+            data,
+        }
+    }));
+    ByteStreamClient::new(channel)
+        .write(requests)
+        .await
+        .map(|r| r.into_inner().committed_size)
+}
+
+/// Reads `limit` bytes of `digest` from `offset` over ByteStream.
+async fn read_blob(
+    channel: tonic::transport::Channel,
+    digest: Digest,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<u8>, tonic::Status> {
+    use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
+    use buildfleet_proto::bytestream::ReadRequest;
+    let mut stream = ByteStreamClient::new(channel)
+        .read(ReadRequest {
+            resource_name: buildfleet_cache::read_resource_name("", &digest),
+            read_offset: offset as i64,
+            read_limit: limit as i64,
+        })
+        .await?
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        got.extend_from_slice(&chunk.data);
+    }
+    Ok(got)
+}
+
+/// The cache takes a blob through a ByteStream write into a staged file,
+/// never into memory: a hostile 256 MiB write that does not match its
+/// digest is refused at its end, a true one is stored, and the cache
+/// process's peak memory moves by a fraction of either. A ranged read of
+/// one MiB reads about one MiB from disk (measured from the process's own
+/// read counter), and a whole read is served from the file in pieces.
+#[test]
+fn the_cache_streams_a_256_mib_blob_in_and_out_with_bounded_memory() {
+    const MIB: u64 = 256;
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (cache, url) = procs::server(&["cache", "--data", d]);
+    let pid = cache.0.id();
+    let mut hasher = buildfleet_model::DigestFunction::Blake3.hasher();
+    for n in 0..MIB {
+        hasher.update(&piece(n));
+    }
+    let digest: Digest = hasher.finalize();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let channel = rt.block_on(async {
+        tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    });
+    let before = status_bytes(pid, "VmHWM:");
+
+    let refused = rt
+        .block_on(write_blob(channel.clone(), digest, MIB, true))
+        .expect_err("a write whose bytes do not match its digest is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("digest mismatch"), "{refused:?}");
+    let cas = rt.block_on(CasClient::connect(&url)).unwrap();
+    assert_eq!(
+        rt.block_on(cas.find_missing(&[digest])).unwrap(),
+        vec![digest],
+        "nothing of the refused write was stored"
+    );
+    let committed = rt
+        .block_on(write_blob(channel.clone(), digest, MIB, false))
+        .unwrap();
+    assert_eq!(committed, (MIB << 20) as i64);
+    assert!(rt.block_on(cas.find_missing(&[digest])).unwrap().is_empty());
+    let grew = status_bytes(pid, "VmHWM:").saturating_sub(before);
+    eprintln!("two 256 MiB writes: cache peak memory +{} KiB", grew >> 10);
+    assert!(
+        grew < 64 << 20,
+        "taking two 256 MiB writes raised the cache's peak memory by {} MiB",
+        grew >> 20
+    );
+
+    let read_before = bytes_read(pid);
+    let range = rt
+        .block_on(read_blob(channel.clone(), digest, 200 << 20, 1 << 20))
+        .unwrap();
+    let read = bytes_read(pid) - read_before;
+    assert_eq!(range, piece(200), "the range's bytes");
+    eprintln!("1 MiB ranged read: {} KiB read from disk", read >> 10);
+    assert!(
+        read < 4 << 20,
+        "a 1 MiB ranged read of a 256 MiB blob read {} KiB from disk",
+        read >> 10
+    );
+
+    let before = status_bytes(pid, "VmHWM:");
+    let whole = rt
+        .block_on(read_blob(channel.clone(), digest, 0, 0))
+        .unwrap();
+    let grew = status_bytes(pid, "VmHWM:").saturating_sub(before);
+    assert_eq!(whole.len() as u64, MIB << 20);
+    assert!(whole[(100 << 20)..(101 << 20)] == piece(100)[..]);
+    drop(whole);
+    eprintln!("256 MiB whole read: cache peak memory +{} KiB", grew >> 10);
+    assert!(
+        grew < 64 << 20,
+        "serving 256 MiB raised the cache's peak memory by {} MiB",
         grew >> 20
     );
 }

@@ -76,6 +76,10 @@ pub enum CacheError {
     /// Received data that does not hash to what was asked for.
     #[error("received corrupt data for {expected}: it hashes to {actual}")]
     CorruptDownload { expected: Digest, actual: Digest },
+    /// A stored blob found corrupt while it was being served; it was
+    /// deleted so a clean copy can be uploaded.
+    #[error("blob {digest} is corrupt in the cache (its bytes hash to {actual}); it was deleted, upload it again")]
+    CorruptStored { digest: Digest, actual: Digest },
     /// A file changed between snapshot and upload; uploading it would make
     /// the snapshot's root digest a lie.
     #[error("{path} changed since it was snapshotted")]
@@ -98,7 +102,10 @@ impl CacheError {
         match self {
             CacheError::Store(StoreError::DigestMismatch { .. }) => Code::InvalidArgument,
             // REAPI's word for "insufficient quota to store the blob".
-            CacheError::Store(StoreError::TooLarge { .. }) => Code::ResourceExhausted,
+            CacheError::Store(StoreError::TooLarge { .. } | StoreError::MetadataFull { .. }) => {
+                Code::ResourceExhausted
+            }
+            CacheError::Store(StoreError::Overlong { .. }) => Code::InvalidArgument,
             CacheError::Store(_) => Code::Internal,
             CacheError::Digest(_) | CacheError::ResourceName(_) => Code::InvalidArgument,
             CacheError::Tree(TreeError::Io { .. } | TreeError::Walk(_)) => Code::Internal,
@@ -115,7 +122,7 @@ impl CacheError {
             CacheError::Forbidden(_) => Code::PermissionDenied,
             CacheError::Rpc(status) => status.code(),
             CacheError::BlobRejected { code, .. } => *code,
-            CacheError::CorruptDownload { .. } => Code::DataLoss,
+            CacheError::CorruptDownload { .. } | CacheError::CorruptStored { .. } => Code::DataLoss,
             CacheError::InvalidEntry(_) => Code::DataLoss,
             CacheError::SourceChanged { .. } => Code::FailedPrecondition,
             CacheError::Io { .. } | CacheError::Internal(_) => Code::Internal,

@@ -58,7 +58,10 @@ pub use server::{
     precondition_violations, serve, services, PreconditionFailure, Violation, MAX_BATCH_BYTES,
     PARTIAL_UPLOAD_IDLE_EXPIRY, PARTIAL_UPLOAD_MAX_BYTES, STREAM_CHUNK_BYTES,
 };
-pub use store::{verify, BlobStore, MemoryStore, MetaTable, RocksStore, StoreError, StoreLimits};
+pub use store::{
+    verify, BlobStore, MemoryStore, MetaTable, RocksStore, StagedBlob, StoreError, StoreLimits,
+    StoredBlob, VerifiedBlob,
+};
 pub use tree::{
     diff, snapshot, snapshot_with, subset, tree_message, BlobSource, Change, ChangeKind,
     DirectoryEntry, DirectoryListing, FileEntry, FileMode, Ignores, Listings, Snapshot, Subset,

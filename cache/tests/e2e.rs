@@ -333,6 +333,22 @@ async fn get_tree_pages_and_missing_root() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+
+    // A root that claims to be a gigabyte is refused before it is read.
+    let huge = Digest {
+        size_bytes: 1 << 30,
+        ..Digest::of(b"a gigabyte, it says")
+    };
+    let status = cas
+        .get_tree(GetTreeRequest {
+            root_digest: Some(to_reapi(huge)),
+            digest_function: digest_function::Value::Blake3 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("is refused"), "{status:?}");
     server.stop().await;
 }
 

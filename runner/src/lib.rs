@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod caching;
 pub mod cgroup;
+pub mod confine;
 pub mod disk;
 pub mod error;
 pub mod exec;

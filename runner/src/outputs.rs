@@ -83,6 +83,10 @@ pub enum OutputError {
     Upload { path: String, reason: String },
     #[error("output `{path}`: the cache does not hold {digest} after the upload; the stored output differs from this one or was lost")]
     NotStored { path: String, digest: Digest },
+    /// The output is (or passes through) a link out of the work directory:
+    /// the runner would upload what the step's own user may not read.
+    #[error("output {0}")]
+    Confined(#[from] crate::confine::ConfineError),
 }
 
 /// Checks every declared output exists (all are checked before any upload,
@@ -102,7 +106,7 @@ pub async fn collect(
     }
     let mut uploaded = Vec::with_capacity(outputs.len());
     for out in outputs {
-        let path = workdir.join(out);
+        let path = crate::confine::within(workdir, out, crate::confine::Last::Follow)?;
         let fail = |reason: String| OutputError::Upload {
             path: out.clone(),
             reason,

@@ -22,7 +22,15 @@ pub async fn read(
     let mut tests = Vec::new();
     let mut problems = Vec::new();
     for rel in reports {
-        let path = dir.join(rel);
+        // The runner may read what the step's user may not: a report that
+        // is a link out of the work directory is not read.
+        let path = match crate::confine::within(dir, rel, crate::confine::Last::Follow) {
+            Ok(path) => path,
+            Err(e) => {
+                problems.push(format!("report {e}; its tests are not counted"));
+                continue;
+            }
+        };
         if let Ok(modified) = tokio::fs::metadata(&path).await.and_then(|m| m.modified()) {
             // Filesystem timestamps can be coarser than the clock.
             if modified + Duration::from_secs(2) < not_before {

@@ -1,7 +1,18 @@
 //! ByteStream: reads and writes of blobs too large for a batch. Writes are
 //! resumable: see [`super::uploads`]. The instance name in resource names is
 //! accepted and ignored, because the CAS is shared by all instances.
+//!
+//! Neither direction holds a blob in memory. A write goes to a staged file
+//! on the store's disk, hashed piece by piece on the blocking pool, and is
+//! committed (renamed into place) once the digest matched; its declared
+//! size is checked against the store's limit before the first byte is
+//! taken. A read of a large blob reads its file in pieces on the blocking
+//! pool: a ranged read reads only its range, and a whole read hashes as it
+//! sends and holds the last piece back until the digest matched, so a
+//! corrupt blob ends the stream with DATA_LOSS (and is deleted) instead of
+//! completing.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,12 +29,13 @@ use super::uploads::PartialUploads;
 use super::{on_store, STREAM_CHUNK_BYTES};
 use crate::error::CacheError;
 use crate::resource_name::{parse_read, parse_write};
-use crate::store::BlobStore;
+use crate::store::{BlobStore, StoreError, StoredBlob};
 use buildfleet_model::digest::Digest;
 
-/// Cap on the buffer reserved up front from a client-declared size, so a
-/// lying header cannot make us allocate gigabytes before any data arrives.
-const MAX_PREALLOCATION: u64 = 64 * 1024 * 1024;
+/// Pieces of a file read in flight towards the client: with one being
+/// sent and one read ahead, reading and sending overlap while a slow
+/// client holds at most this many pieces of memory.
+const READ_AHEAD_PIECES: usize = 2;
 
 pub(crate) struct ByteStreamService {
     store: Arc<dyn BlobStore>,
@@ -61,29 +73,44 @@ impl ByteStream for ByteStreamService {
                 request.read_offset, request.read_limit
             )));
         }
-        let data = on_store(&self.store, move |s| s.get(&digest))
+        let source = on_store(&self.store, move |s| s.open(&digest))
             .await?
             .ok_or(CacheError::NotFound(digest))?;
         let offset = request.read_offset as u64;
-        if offset > data.len() as u64 {
+        if offset > digest.size_bytes {
             return Err(CacheError::ReadOutOfRange {
                 offset: request.read_offset,
-                size: data.len() as u64,
+                size: digest.size_bytes,
             }
             .into());
         }
-        let offset = offset as usize;
         let end = match request.read_limit {
-            0 => data.len(),
-            limit => data.len().min(offset.saturating_add(limit as usize)),
+            0 => digest.size_bytes,
+            limit => digest.size_bytes.min(offset.saturating_add(limit as u64)),
         };
-        let chunks = (offset..end).step_by(STREAM_CHUNK_BYTES).map(move |start| {
-            let stop = (start + STREAM_CHUNK_BYTES).min(end);
-            Ok(ReadResponse {
-                data: data.slice(start..stop).to_vec(),
-            })
-        });
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        match source {
+            StoredBlob::Bytes(data) => {
+                let (offset, end) = (offset as usize, end as usize);
+                let chunks = (offset..end).step_by(STREAM_CHUNK_BYTES).map(move |start| {
+                    let stop = (start + STREAM_CHUNK_BYTES).min(end);
+                    Ok(ReadResponse {
+                        data: data.slice(start..stop).to_vec(),
+                    })
+                });
+                Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+            }
+            StoredBlob::File(file) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_PIECES);
+                let store = Arc::clone(&self.store);
+                let span = tracing::info_span!("bytestream_read", %digest, offset, end);
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| send_file(&*store, file, digest, offset..end, &tx))
+                });
+                Ok(Response::new(Box::pin(
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                )))
+            }
+        }
     }
 
     async fn write(
@@ -125,8 +152,14 @@ impl ByteStream for ByteStreamService {
             })
             .into());
         }
-        let capacity = size.min(MAX_PREALLOCATION) as usize;
-        let mut upload = self.uploads.begin(&name, capacity, Instant::now())?;
+        let uploads = Arc::clone(&self.uploads);
+        let store = Arc::clone(&self.store);
+        let begin_name = name.clone();
+        let mut upload = tokio::task::spawn_blocking(move || {
+            uploads.begin(&begin_name, Instant::now(), || store.stage(&digest))
+        })
+        .await
+        .map_err(CacheError::from)??;
         loop {
             if !msg.resource_name.is_empty() && msg.resource_name != name {
                 return Err(invalid(format!(
@@ -150,8 +183,21 @@ impl ByteStream for ByteStreamService {
                     "more data than the {size} bytes declared for {digest}"
                 )));
             }
-            upload.append(&msg.data);
-            if msg.finish_write {
+            let finish = msg.finish_write;
+            if !msg.data.is_empty() {
+                let data = std::mem::take(&mut msg.data);
+                let (back, appended) = tokio::task::spawn_blocking(move || {
+                    let appended = upload.append(&data);
+                    (upload, appended)
+                })
+                .await
+                .map_err(CacheError::from)?;
+                upload = back;
+                // A failed write to the staged file (a full disk) parks
+                // what was written before it; the client may resume.
+                appended.map_err(CacheError::from)?;
+            }
+            if finish {
                 break;
             }
             // A stream error or an end without finish_write drops `upload`,
@@ -170,15 +216,13 @@ impl ByteStream for ByteStreamService {
                 }
             };
         }
-        let data = upload.finish();
-        // The store verifies; a mismatch becomes InvalidArgument and nothing
-        // is stored (the bytes are dropped: resuming them can't help).
-        let received = data.len();
-        on_store(&self.store, move |s| s.put(&digest, data))
-            .await
-            .inspect_err(|err| {
-                tracing::warn!(%digest, %err, bytes = received, "rejected ByteStream write; dropped its data")
-            })?;
+        // A mismatch becomes InvalidArgument and the staged file is removed
+        // (resuming it can't help).
+        let received = upload.committed();
+        let committed = on_store(&self.store, move |s| s.commit(upload.finish()?)).await;
+        committed.inspect_err(|err| {
+            tracing::warn!(%digest, %err, bytes = received, "rejected ByteStream write; dropped its data")
+        })?;
         Ok(Response::new(WriteResponse {
             committed_size: size as i64,
         }))
@@ -201,5 +245,64 @@ impl ByteStream for ByteStreamService {
             committed_size: committed as i64,
             complete: false,
         }))
+    }
+}
+
+/// Streams `range` of a blob's file to `tx` in pieces, verifying a whole
+/// read on the way: the last piece is only sent once everything hashed to
+/// `digest`. A mismatch sends DATA_LOSS instead and deletes the blob, so
+/// the client never completes a corrupt download and the next upload can
+/// replace it. A ranged read is not verified here (that would mean reading
+/// the whole blob); the client assembling the ranges verifies the whole.
+/// Stops quietly when the client goes away.
+fn send_file(
+    store: &dyn BlobStore,
+    mut file: std::fs::File,
+    digest: Digest,
+    range: std::ops::Range<u64>,
+    tx: &tokio::sync::mpsc::Sender<Result<ReadResponse, Status>>,
+) {
+    let whole = range.start == 0 && range.end == digest.size_bytes;
+    let mut hasher = whole.then(|| digest.function.hasher());
+    let fail = |err: std::io::Error| {
+        tracing::error!(%digest, error = %err, "reading a large blob failed");
+        let err = CacheError::Store(StoreError::Backend {
+            operation: "read large blob",
+            source: Box::new(err),
+        });
+        let _ = tx.blocking_send(Err(err.into()));
+    };
+    if let Err(err) = file.seek(SeekFrom::Start(range.start)) {
+        return fail(err);
+    }
+    let mut at = range.start;
+    while at < range.end {
+        let len = (range.end - at).min(STREAM_CHUNK_BYTES as u64) as usize;
+        let mut piece = vec![0; len];
+        if let Err(err) = file.read_exact(&mut piece) {
+            return fail(err);
+        }
+        at += len as u64;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&piece);
+        }
+        if at == range.end {
+            if let Some(h) = hasher.take() {
+                let actual = h.finalize();
+                if actual != digest {
+                    tracing::error!(%digest, %actual, "corrupt blob found while serving it; deleting");
+                    if let Err(err) = store.forget_corrupt(&digest) {
+                        tracing::error!(%digest, %err, "cannot delete a corrupt blob");
+                    }
+                    let err = CacheError::CorruptStored { digest, actual };
+                    let _ = tx.blocking_send(Err(err.into()));
+                    return;
+                }
+            }
+        }
+        if tx.blocking_send(Ok(ReadResponse { data: piece })).is_err() {
+            tracing::debug!(%digest, at, "reader went away");
+            return;
+        }
     }
 }

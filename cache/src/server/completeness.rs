@@ -29,6 +29,28 @@ pub(crate) struct References {
     pub(crate) trees: Vec<Digest>,
 }
 
+/// Largest `Directory` or `Tree` blob the server decodes. Far beyond any
+/// real directory (a million entries is well under it), it keeps a hostile
+/// client from making the server read a gigabyte blob into memory by
+/// naming it as a tree.
+pub(crate) const MAX_STRUCTURE_BYTES: u64 = buildfleet_proto::MAX_MESSAGE_BYTES as u64;
+
+/// A `Directory` or `Tree` blob (`what`) for decoding, refused when larger
+/// than [`MAX_STRUCTURE_BYTES`] before a byte of it is read.
+pub(crate) fn read_structure(
+    store: &dyn BlobStore,
+    digest: &Digest,
+    what: &str,
+) -> Result<Option<bytes::Bytes>, CacheError> {
+    if digest.size_bytes > MAX_STRUCTURE_BYTES {
+        return Err(CacheError::InvalidRequest(format!(
+            "{what} blob {digest} is {} bytes; tree structure over {MAX_STRUCTURE_BYTES} bytes is refused",
+            digest.size_bytes
+        )));
+    }
+    Ok(store.get(digest)?)
+}
+
 /// The referenced blobs that are missing, in discovery order, each once.
 /// Fails only on a store error or on referenced directory / tree blobs that
 /// are present but do not decode.
@@ -36,7 +58,7 @@ pub(crate) fn missing(store: &dyn BlobStore, refs: &References) -> Result<Vec<Di
     let mut missing = Vec::new();
     let mut wanted: Vec<Digest> = refs.blobs.clone();
     for tree in &refs.trees {
-        let Some(bytes) = store.get(tree)? else {
+        let Some(bytes) = read_structure(store, tree, "Tree")? else {
             missing.push(*tree);
             continue;
         };
@@ -75,7 +97,7 @@ fn walk_directories(
     let mut seen: HashSet<Digest> = roots.iter().copied().collect();
     let mut queue: VecDeque<Digest> = roots.iter().copied().collect();
     while let Some(digest) = queue.pop_front() {
-        let Some(bytes) = store.get(&digest)? else {
+        let Some(bytes) = read_structure(store, &digest, "Directory")? else {
             missing.push(digest);
             continue;
         };

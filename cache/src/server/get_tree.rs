@@ -75,7 +75,7 @@ pub(super) fn walk(store: &dyn BlobStore, root: Digest) -> Result<Vec<Directory>
     let mut queue = VecDeque::from([root]);
     let mut out = Vec::new();
     while let Some(digest) = queue.pop_front() {
-        let Some(bytes) = store.get(&digest)? else {
+        let Some(bytes) = super::completeness::read_structure(store, &digest, "Directory")? else {
             if digest == root {
                 return Err(CacheError::NotFound(root));
             }

@@ -56,8 +56,12 @@ pub const STREAM_CHUNK_BYTES: usize = 1024 * 1024;
 pub(crate) const MAX_MESSAGE_BYTES: usize = 2 * MAX_BATCH_BYTES;
 
 /// Most bytes of broken ByteStream uploads kept for resumption, all uploads
-/// together.
+/// together (on the store's disk, not in memory).
 pub const PARTIAL_UPLOAD_MAX_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Most broken ByteStream uploads kept for resumption at once: each keeps
+/// a staged file open.
+pub const PARTIAL_UPLOAD_MAX_COUNT: usize = 256;
 
 /// A broken upload not resumed within this long is dropped.
 pub const PARTIAL_UPLOAD_IDLE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -71,6 +75,7 @@ pub fn services(store: Arc<dyn BlobStore>) -> Routes {
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let uploads = uploads::PartialUploads::new(uploads::UploadLimits {
         max_parked_bytes: PARTIAL_UPLOAD_MAX_BYTES,
+        max_parked_uploads: PARTIAL_UPLOAD_MAX_COUNT,
         idle_expiry: PARTIAL_UPLOAD_IDLE_EXPIRY,
     });
     let bytestream = ByteStreamServer::new(ByteStreamService::new(Arc::clone(&store), uploads))

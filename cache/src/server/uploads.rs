@@ -1,26 +1,32 @@
 //! Partial ByteStream uploads kept across broken streams, so a client that
 //! lost its connection at 900 MiB of 1 GiB resumes instead of restarting
-//! (REAPI's QueryWriteStatus + `write_offset` protocol).
+//! (REAPI's QueryWriteStatus + `write_offset` protocol). Each upload is a
+//! [`StagedBlob`]: a file on the store's disk with the hash of what it
+//! holds so far, so neither a live nor a parked upload holds its bytes in
+//! memory, and resuming continues the hash where it stopped.
 //!
-//! Bounded two ways, each drop logged: the parked bytes of all uploads
-//! together are capped (oldest-idle dropped first), and an upload idle for
-//! longer than the expiry is dropped at the next visit to the table. Sweeping
-//! lazily on use needs no background task, and an idle table costs nothing.
+//! Bounded three ways, each drop logged: the parked bytes of all uploads
+//! together are capped, so is their number (each keeps a file open), with
+//! the oldest-idle dropped first; and an upload idle for longer than the
+//! expiry is dropped at the next visit to the table. Sweeping lazily on use
+//! needs no background task, and an idle table costs nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
 use crate::error::CacheError;
+use crate::store::{StagedBlob, StoreError, VerifiedBlob};
 
 /// Bounds on parked partial uploads.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct UploadLimits {
     /// Most bytes parked across all partial uploads.
     pub(crate) max_parked_bytes: u64,
+    /// Most partial uploads parked at once.
+    pub(crate) max_parked_uploads: usize,
     /// A parked upload not resumed within this long is dropped.
     pub(crate) idle_expiry: Duration,
 }
@@ -42,14 +48,14 @@ struct Table {
 
 #[derive(Debug)]
 struct Parked {
-    data: BytesMut,
+    data: StagedBlob,
     touched: Instant,
 }
 
 impl Table {
     fn unpark(&mut self, name: &str) -> Option<Parked> {
         let parked = self.parked.remove(name)?;
-        self.parked_bytes -= parked.data.len() as u64;
+        self.parked_bytes -= parked.data.written();
         Some(parked)
     }
 
@@ -64,7 +70,7 @@ impl Table {
             if let Some(p) = self.unpark(&name) {
                 tracing::info!(
                     resource_name = %name,
-                    bytes = p.data.len(),
+                    bytes = p.data.written(),
                     idle_secs = now.saturating_duration_since(p.touched).as_secs(),
                     "dropped idle partial upload"
                 );
@@ -81,32 +87,43 @@ impl PartialUploads {
         })
     }
 
-    /// Starts (or resumes) the upload `name`, taking over its parked bytes.
-    /// A second live stream for one name is refused: two writers appending
-    /// to one buffer would interleave.
+    /// Starts (or resumes) the upload `name`, taking over its parked file,
+    /// or staging a new one with `stage`. A second live stream for one name
+    /// is refused: two writers appending to one file would interleave.
+    /// Blocks on file creation: call from the blocking pool.
     pub(crate) fn begin(
         self: &Arc<Self>,
         name: &str,
-        capacity: usize,
         now: Instant,
+        stage: impl FnOnce() -> Result<StagedBlob, StoreError>,
     ) -> Result<ActiveUpload, CacheError> {
-        let mut table = self.table.lock();
-        table.sweep(now, self.limits.idle_expiry);
-        if table.active.contains_key(name) {
-            return Err(CacheError::UploadInProgress {
-                resource_name: name.to_owned(),
-            });
-        }
-        let data = match table.unpark(name) {
-            Some(parked) => parked.data,
-            None => BytesMut::with_capacity(capacity),
+        let parked = {
+            let mut table = self.table.lock();
+            table.sweep(now, self.limits.idle_expiry);
+            if table.active.contains_key(name) {
+                return Err(CacheError::UploadInProgress {
+                    resource_name: name.to_owned(),
+                });
+            }
+            let parked = table.unpark(name);
+            let written = parked.as_ref().map_or(0, |p| p.data.written());
+            table.active.insert(name.to_owned(), written);
+            parked
         };
-        table.active.insert(name.to_owned(), data.len() as u64);
+        let data = match parked {
+            Some(parked) => parked.data,
+            None => match stage() {
+                Ok(data) => data,
+                Err(err) => {
+                    self.table.lock().active.remove(name);
+                    return Err(err.into());
+                }
+            },
+        };
         Ok(ActiveUpload {
             uploads: Arc::clone(self),
             name: name.to_owned(),
-            data,
-            done: false,
+            data: Some(data),
         })
     }
 
@@ -118,7 +135,7 @@ impl PartialUploads {
             .active
             .get(name)
             .copied()
-            .or_else(|| table.parked.get(name).map(|p| p.data.len() as u64))
+            .or_else(|| table.parked.get(name).map(|p| p.data.written()))
     }
 
     /// Drops a parked upload whose blob exists anyway.
@@ -126,7 +143,7 @@ impl PartialUploads {
         if let Some(p) = self.table.lock().unpark(name) {
             tracing::info!(
                 resource_name = %name,
-                bytes = p.data.len(),
+                bytes = p.data.written(),
                 "dropped partial upload: the blob is already stored"
             );
         }
@@ -138,11 +155,11 @@ impl PartialUploads {
         self.table.lock().parked_bytes
     }
 
-    fn park(&self, name: &str, data: BytesMut, now: Instant) {
+    fn park(&self, name: &str, data: StagedBlob, now: Instant) {
         let mut table = self.table.lock();
         table.active.remove(name);
         table.sweep(now, self.limits.idle_expiry);
-        let size = data.len() as u64;
+        let size = data.written();
         if size == 0 {
             return;
         }
@@ -155,7 +172,9 @@ impl PartialUploads {
             );
             return;
         }
-        while table.parked_bytes + size > self.limits.max_parked_bytes {
+        while table.parked_bytes + size > self.limits.max_parked_bytes
+            || table.parked.len() >= self.limits.max_parked_uploads
+        {
             let Some(oldest) = table
                 .parked
                 .iter()
@@ -167,7 +186,7 @@ impl PartialUploads {
             if let Some(p) = table.unpark(&oldest) {
                 tracing::warn!(
                     resource_name = %oldest,
-                    bytes = p.data.len(),
+                    bytes = p.data.written(),
                     "dropped partial upload to make room for a newer one"
                 );
             }
@@ -184,45 +203,50 @@ impl PartialUploads {
     }
 }
 
-/// One live write stream's buffer. Dropped without [`ActiveUpload::finish`]
-/// or [`ActiveUpload::discard`] (a broken stream, a cancelled handler, a bad
-/// offset), it parks its bytes so the client can resume.
+/// One live write stream's staged file. Dropped without
+/// [`ActiveUpload::finish`] or [`ActiveUpload::discard`] (a broken stream, a
+/// cancelled handler, a bad offset), it parks the file so the client can
+/// resume.
 #[derive(Debug)]
 pub(crate) struct ActiveUpload {
     uploads: Arc<PartialUploads>,
     name: String,
-    data: BytesMut,
-    done: bool,
+    /// `None` once finished or discarded.
+    data: Option<StagedBlob>,
 }
 
 impl ActiveUpload {
     /// Bytes received so far: the only offset the next message may have.
     pub(crate) fn committed(&self) -> u64 {
-        self.data.len() as u64
+        self.data.as_ref().map_or(0, StagedBlob::written)
     }
 
-    pub(crate) fn append(&mut self, chunk: &[u8]) {
-        self.data.extend_from_slice(chunk);
-        let committed = self.committed();
+    /// Appends to the file and the hash. Blocks on the write: call from the
+    /// blocking pool.
+    pub(crate) fn append(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let data = self.data.as_mut().expect("a live upload has its file");
+        data.append(chunk)?;
+        let committed = data.written();
         if let Some(c) = self.uploads.table.lock().active.get_mut(&self.name) {
             *c = committed;
         }
+        Ok(())
     }
 
-    /// The complete data, ending the upload.
-    pub(crate) fn finish(mut self) -> Bytes {
-        self.done = true;
+    /// Ends the upload: the file, if its bytes hash to the digest.
+    pub(crate) fn finish(mut self) -> Result<VerifiedBlob, StoreError> {
+        let data = self.data.take().expect("a live upload has its file");
         self.uploads.table.lock().active.remove(&self.name);
-        std::mem::take(&mut self.data).freeze()
+        data.finish()
     }
 
     /// Ends the upload keeping nothing: its bytes are known to be useless.
     pub(crate) fn discard(mut self, reason: &str) {
-        self.done = true;
+        let data = self.data.take().expect("a live upload has its file");
         self.uploads.table.lock().active.remove(&self.name);
         tracing::warn!(
             resource_name = %self.name,
-            bytes = self.data.len(),
+            bytes = data.written(),
             reason,
             "dropped upload"
         );
@@ -231,8 +255,7 @@ impl ActiveUpload {
 
 impl Drop for ActiveUpload {
     fn drop(&mut self) {
-        if !self.done {
-            let data = std::mem::take(&mut self.data);
+        if let Some(data) = self.data.take() {
             self.uploads.park(&self.name, data, Instant::now());
         }
     }
@@ -241,59 +264,81 @@ impl Drop for ActiveUpload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{BlobStore, MemoryStore};
+    use buildfleet_model::digest::Digest;
 
-    fn uploads(max: u64) -> Arc<PartialUploads> {
+    fn uploads(max_bytes: u64, max_uploads: usize) -> Arc<PartialUploads> {
         PartialUploads::new(UploadLimits {
-            max_parked_bytes: max,
+            max_parked_bytes: max_bytes,
+            max_parked_uploads: max_uploads,
             idle_expiry: Duration::from_secs(60),
         })
     }
 
+    /// A staged upload of `data` with `written` bytes of it received.
+    fn staged(store: &MemoryStore, data: &[u8], written: usize) -> StagedBlob {
+        let mut s = store.stage(&Digest::of(data)).unwrap();
+        s.append(&data[..written]).unwrap();
+        s
+    }
+
     #[test]
-    fn a_dropped_upload_parks_and_resumes() {
-        let u = uploads(1000);
+    fn a_dropped_upload_parks_its_file_and_resumes_the_hash() {
+        let store = MemoryStore::new();
+        let u = uploads(1000, 10);
         let now = Instant::now();
-        let mut a = u.begin("a", 0, now).unwrap();
-        a.append(b"hello ");
+        let digest = Digest::of(b"hello world");
+        let stage = || store.stage(&digest);
+        let mut a = u.begin("a", now, stage).unwrap();
+        a.append(b"hello ").unwrap();
         assert_eq!(u.committed("a", now), Some(6), "live count visible");
         assert!(matches!(
-            u.begin("a", 0, now),
+            u.begin("a", now, || store.stage(&digest)),
             Err(CacheError::UploadInProgress { .. })
         ));
         drop(a);
         assert_eq!(u.committed("a", now), Some(6));
         assert_eq!(u.parked_bytes(), 6);
-        let mut a = u.begin("a", 0, now).unwrap();
+        let mut a = u
+            .begin("a", now, || {
+                panic!("a parked upload is resumed, not staged anew")
+            })
+            .unwrap();
         assert_eq!(a.committed(), 6);
         assert_eq!(u.parked_bytes(), 0);
-        a.append(b"world");
-        assert_eq!(a.finish(), Bytes::from_static(b"hello world"));
+        a.append(b"world").unwrap();
+        let blob = a.finish().expect("the resumed hash covers both halves");
+        assert_eq!(blob.digest(), digest);
         assert_eq!(u.committed("a", now), None);
     }
 
     #[test]
     fn discarded_uploads_keep_nothing() {
-        let u = uploads(1000);
-        let mut a = u.begin("a", 0, Instant::now()).unwrap();
-        a.append(b"junk");
+        let store = MemoryStore::new();
+        let u = uploads(1000, 10);
+        let mut a = u
+            .begin("a", Instant::now(), || store.stage(&Digest::of(b"junk!")))
+            .unwrap();
+        a.append(b"junk").unwrap();
         a.discard("test");
         assert_eq!(u.committed("a", Instant::now()), None);
         assert_eq!(u.parked_bytes(), 0);
     }
 
     #[test]
-    fn the_cap_drops_the_oldest_and_refuses_oversized_uploads() {
-        let u = uploads(10);
+    fn the_caps_drop_the_oldest_and_refuse_oversized_uploads() {
+        let store = MemoryStore::new();
+        let u = uploads(10, 10);
         let t0 = Instant::now();
-        u.park("old", BytesMut::from(&b"12345"[..]), t0);
+        u.park("old", staged(&store, b"123456", 5), t0);
         u.park(
             "mid",
-            BytesMut::from(&b"1234"[..]),
+            staged(&store, b"123456", 4),
             t0 + Duration::from_secs(1),
         );
         u.park(
             "new",
-            BytesMut::from(&b"123"[..]),
+            staged(&store, b"123456", 3),
             t0 + Duration::from_secs(2),
         );
         let now = t0 + Duration::from_secs(3);
@@ -301,16 +346,33 @@ mod tests {
         assert_eq!(u.committed("mid", now), Some(4));
         assert_eq!(u.committed("new", now), Some(3));
         assert_eq!(u.parked_bytes(), 7);
-        u.park("huge", BytesMut::from(&b"12345678901"[..]), now);
+        u.park("huge", staged(&store, b"123456789012", 11), now);
         assert_eq!(u.committed("huge", now), None);
         assert_eq!(u.parked_bytes(), 7, "nothing evicted for a hopeless one");
+
+        let u = uploads(1000, 2);
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            u.park(
+                name,
+                staged(&store, b"xy", 1),
+                t0 + Duration::from_secs(i as u64),
+            );
+        }
+        assert_eq!(
+            u.committed("a", now),
+            None,
+            "the count cap drops the oldest"
+        );
+        assert_eq!(u.committed("b", now), Some(1));
+        assert_eq!(u.committed("c", now), Some(1));
     }
 
     #[test]
     fn idle_uploads_expire() {
-        let u = uploads(100);
+        let store = MemoryStore::new();
+        let u = uploads(100, 10);
         let t0 = Instant::now();
-        u.park("a", BytesMut::from(&b"abc"[..]), t0);
+        u.park("a", staged(&store, b"abcd", 3), t0);
         assert_eq!(u.committed("a", t0 + Duration::from_secs(60)), Some(3));
         assert_eq!(u.committed("a", t0 + Duration::from_secs(61)), None);
         assert_eq!(u.parked_bytes(), 0);

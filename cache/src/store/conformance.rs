@@ -177,7 +177,7 @@ fn lru_order_respects_reads_and_presence_checks(store: &dyn BlobStore) {
 /// old its last use; an expired pin protects nothing.
 fn pinned_blobs_survive_eviction_until_their_pin_expires(store: &dyn BlobStore) {
     use std::time::{Duration, SystemTime};
-    let [a, b, c, d, e] = [20, 21, 22, 23, 24].map(|seed| blob(seed, 300));
+    let [a, b, c, d, e] = [20, 21, 22, 23, 24].map(|seed| blob(seed, 250));
     let [da, db, dc, dd, de] = [&a, &b, &c, &d, &e].map(|x| Digest::of(x));
     store.put(&da, a).unwrap();
     store.put(&db, b).unwrap();
@@ -194,8 +194,8 @@ fn pinned_blobs_survive_eviction_until_their_pin_expires(store: &dyn BlobStore) 
     );
     store.put(&dc, c).unwrap();
     store.put(&dd, d).unwrap();
-    // 1200 > 1000: the oldest, `a`, is pinned and stays; `b`'s pin has
-    // expired, so it goes.
+    // 1000 bytes of blobs and two 51-byte pins > 1000: the oldest, `a`,
+    // is pinned and stays; `b`'s pin has expired, so it goes.
     assert_eq!(
         store.contains_many(&[da, db, dc, dd]).unwrap(),
         vec![true, false, true, true]
@@ -350,6 +350,125 @@ fn metadata_tables(store: &dyn BlobStore) {
     store.meta_delete(MetaTable::Index, b"never there").unwrap();
     assert_eq!(scan("inst/a/"), vec!["inst/a/2=two"]);
     assert_eq!(store.total_bytes(), 0, "metadata does not count as blobs");
+    assert_eq!(
+        store.meta_bytes(),
+        [
+            ("inst/a/2", "two"),
+            ("inst/b", "bee"),
+            ("other/a/1", "elsewhere"),
+            ("inst/a/3", "not an index entry")
+        ]
+        .iter()
+        .map(|(k, v)| (2 + k.len() + v.len()) as u64)
+        .sum::<u64>(),
+        "metadata counts its keys and values, replaced and deleted ones out"
+    );
+}
+
+/// Action results and index entries share the store's budget: growing
+/// metadata evicts old blobs, and metadata past half the limit is refused
+/// with an error naming the table, keeping what was stored.
+fn metadata_counts_against_the_limit(store: &dyn BlobStore) {
+    let blobs: Vec<Digest> = (0..8u8)
+        .map(|i| {
+            let data = blob(100 + i, 1000);
+            let d = Digest::of(&data);
+            store.put(&d, data).unwrap();
+            d
+        })
+        .collect();
+    assert_eq!(store.total_bytes(), 8000);
+    let entry = Bytes::from(vec![7u8; 2990]);
+    store
+        .meta_put(MetaTable::ActionCache, b"inst/one", entry.clone())
+        .unwrap();
+    assert_eq!(store.meta_bytes(), 2 + 8 + 2990);
+    assert!(
+        store.total_bytes() + store.meta_bytes() <= 9000,
+        "metadata pushed blobs out: {} + {}",
+        store.total_bytes(),
+        store.meta_bytes()
+    );
+    let kept = store.contains_many(&blobs).unwrap();
+    assert_eq!(&kept[..2], &[false, false], "the oldest blobs went first");
+
+    let err = store
+        .meta_put(MetaTable::Index, b"inst/two", entry.clone())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::MetadataFull {
+                table: MetaTable::Index,
+                max_bytes: 5000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("metadata is full"), "{err}");
+    assert_eq!(store.meta_get(MetaTable::Index, b"inst/two").unwrap(), None);
+    assert_eq!(
+        store.meta_get(MetaTable::ActionCache, b"inst/one").unwrap(),
+        Some(entry),
+        "a refused write loses nothing already stored"
+    );
+    store
+        .meta_put(
+            MetaTable::ActionCache,
+            b"inst/one",
+            Bytes::from_static(b"small"),
+        )
+        .expect("shrinking an entry is always allowed");
+    assert_eq!(store.meta_bytes(), 2 + 8 + 5);
+    store
+        .meta_delete(MetaTable::ActionCache, b"inst/one")
+        .unwrap();
+    assert_eq!(store.meta_bytes(), 0);
+}
+
+/// A blob received in pieces through a staged file is stored as if put,
+/// counted once, readable through `open`, and a wrong one is not stored.
+fn staged_writes_commit_and_open_reads(store: &dyn BlobStore) {
+    for len in [100usize, 3 << 20] {
+        let data = blob(9, len);
+        let digest = Digest::of(&data);
+        let mut staged = store.stage(&digest).unwrap();
+        for piece in data.chunks(64 * 1024) {
+            staged.append(piece).unwrap();
+        }
+        store.commit(staged.finish().unwrap()).unwrap();
+        assert_eq!(store.get(&digest).unwrap().as_deref(), Some(&data[..]));
+        let read = match store.open(&digest).unwrap().expect("present") {
+            super::StoredBlob::Bytes(b) => b.to_vec(),
+            super::StoredBlob::File(mut f) => {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut out).unwrap();
+                out
+            }
+        };
+        assert_eq!(read, &data[..], "{len}: open reads the blob");
+        // Committing it again only marks it used.
+        let mut again = store.stage(&digest).unwrap();
+        again.append(&data).unwrap();
+        store.commit(again.finish().unwrap()).unwrap();
+
+        let mut wrong = store.stage(&digest).unwrap();
+        let mut bad = data.to_vec();
+        bad[len / 2] ^= 1;
+        wrong.append(&bad).unwrap();
+        assert!(matches!(
+            wrong.finish(),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+    }
+    assert_eq!(store.total_bytes(), 100 + (3 << 20), "each counted once");
+
+    let digest = Digest::of(&blob(9, 100));
+    store.forget_corrupt(&digest).unwrap();
+    assert_eq!(store.get(&digest).unwrap(), None);
+    assert!(store.open(&digest).unwrap().is_none());
+    assert_eq!(store.total_bytes(), 3 << 20);
 }
 
 /// Runs every case on a fresh store from `make`.
@@ -373,6 +492,8 @@ fn conformance<S: Corruptible>(make: impl Fn(StoreLimits) -> S) {
     sha256_blobs_are_verified_and_kept_apart(&unlimited());
     corrupt_blobs_are_never_served(&unlimited());
     metadata_tables(&unlimited());
+    metadata_counts_against_the_limit(&make(StoreLimits::max_bytes(10_000)));
+    staged_writes_commit_and_open_reads(&unlimited());
     get_many_reads_in_order_marks_use_and_rejects_corruption(&tiny());
 }
 

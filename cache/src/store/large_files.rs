@@ -68,6 +68,31 @@ impl LargeFiles {
         result
     }
 
+    /// A fresh path in the staging directory, which is on the same file
+    /// system as the blobs (so [`LargeFiles::adopt`] is a rename) and is
+    /// cleared at open (so a crash leaves no half-received blob behind).
+    pub fn stage_path(&self) -> PathBuf {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("upload-{}-{n}", std::process::id()))
+    }
+
+    /// Moves a complete, verified file into place as `digest`'s blob. The
+    /// caller records the marker afterwards.
+    pub fn adopt(&self, staged: &Path, digest: &Digest) -> io::Result<()> {
+        let path = self.path(digest);
+        std::fs::create_dir_all(path.parent().expect("fan-out dir"))?;
+        std::fs::rename(staged, &path)
+    }
+
+    /// The blob's file opened for reading, or `None` if there is no file.
+    pub fn open_blob(&self, digest: &Digest) -> io::Result<Option<std::fs::File>> {
+        match std::fs::File::open(self.path(digest)) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The file's bytes, or `None` if there is no file.
     pub fn read(&self, digest: &Digest) -> io::Result<Option<Bytes>> {
         match std::fs::read(self.path(digest)) {

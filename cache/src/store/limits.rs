@@ -42,6 +42,15 @@ impl StoreLimits {
         data: &[u8],
     ) -> Result<Admit, super::StoreError> {
         super::verify(digest, data)?;
+        self.admit_verified(digest)
+    }
+
+    /// [`StoreLimits::admit`] for a blob whose bytes were verified as they
+    /// arrived (a committed [`super::VerifiedBlob`]).
+    pub(crate) fn admit_verified(
+        &self,
+        digest: &buildfleet_model::Digest,
+    ) -> Result<Admit, super::StoreError> {
         if digest.is_empty_blob() {
             return Ok(Admit::AlwaysPresent);
         }
@@ -64,6 +73,26 @@ impl StoreLimits {
         self.max_bytes.map_or(u64::MAX, |max| {
             max / 100 * LOW_WATER_PERCENT + max % 100 * LOW_WATER_PERCENT / 100
         })
+    }
+
+    /// Refuses a metadata write that would bring all metadata past half the
+    /// limit: action results and index entries name blobs, and a store full
+    /// of entries has no room left for what they name. Metadata is not
+    /// evicted (a blob can be uploaded again; a result would have to be
+    /// rebuilt), so the refusal is the bound, and it is loud.
+    pub(crate) fn meta_full(
+        &self,
+        table: super::MetaTable,
+        would_be: u64,
+    ) -> Result<(), super::StoreError> {
+        match self.max_bytes {
+            Some(max) if would_be > max / 2 => Err(super::StoreError::MetadataFull {
+                table,
+                would_be,
+                max_bytes: max / 2,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// True when one blob of `size` bytes can never fit.

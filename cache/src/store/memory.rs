@@ -7,7 +7,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::limits::log_eviction;
 use super::limits::Admit;
-use super::{verify, BlobStore, MetaTable, StoreError, StoreLimits};
+use super::{verify, BlobStore, MetaTable, StagedBlob, StoreError, StoreLimits};
 use buildfleet_model::digest::Digest;
 
 /// Blobs in a hash map, with an LRU order kept beside them. Nothing survives
@@ -16,7 +16,24 @@ use buildfleet_model::digest::Digest;
 pub struct MemoryStore {
     limits: StoreLimits,
     blobs: Mutex<Blobs>,
-    meta: RwLock<BTreeMap<(MetaTable, Vec<u8>), Bytes>>,
+    meta: RwLock<Meta>,
+    /// Where ByteStream writes are staged: made on first use, removed with
+    /// the store.
+    staging: std::sync::OnceLock<tempfile::TempDir>,
+    next_staged: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Meta {
+    entries: BTreeMap<(MetaTable, Vec<u8>), Bytes>,
+    /// Bytes of keys and values; counts towards the limit.
+    bytes: u64,
+}
+
+impl Meta {
+    fn get(&self, table: MetaTable, key: &[u8]) -> Option<&Bytes> {
+        self.entries.get(&(table, key.to_vec()))
+    }
 }
 
 /// Everything that must change together: one lock, so a size is never
@@ -89,19 +106,19 @@ impl MemoryStore {
     }
 
     /// Evicts least recently used blobs, sparing `keep` (the blob just put).
-    fn evict(&self, blobs: &mut Blobs, keep: &Digest) {
-        if !self.limits.over(blobs.total) {
+    fn evict(&self, blobs: &mut Blobs, keep: Option<&Digest>) {
+        let meta = self.meta.read();
+        if !self.limits.over(blobs.total + meta.bytes) {
             return;
         }
         let low_water = self.limits.low_water();
         let now = super::pins::unix_secs(std::time::SystemTime::now());
-        let meta = self.meta.read();
-        let read = |k: &[u8]| meta.get(&(MetaTable::Pins, k.to_vec())).cloned();
+        let read = |k: &[u8]| meta.get(MetaTable::Pins, k).cloned();
         let victims: Vec<Digest> = blobs
             .by_use
             .values()
-            .filter(|d| *d != keep && !super::pins::held(read, d, now))
-            .scan(blobs.total, |total, d| {
+            .filter(|d| Some(*d) != keep && !super::pins::held(read, d, now))
+            .scan(blobs.total + meta.bytes, |total, d| {
                 (*total > low_water).then(|| {
                     *total -= d.size_bytes;
                     *d
@@ -170,7 +187,34 @@ impl BlobStore for MemoryStore {
             return Ok(());
         }
         blobs.insert(*digest, data);
-        self.evict(&mut blobs, digest);
+        self.evict(&mut blobs, Some(digest));
+        Ok(())
+    }
+
+    fn stage(&self, digest: &Digest) -> Result<StagedBlob, StoreError> {
+        let dir = match self.staging.get() {
+            Some(dir) => dir,
+            None => {
+                let made = tempfile::Builder::new()
+                    .prefix("buildfleet-memory-store-")
+                    .tempdir()
+                    .map_err(|e| StoreError::Backend {
+                        operation: "make staging directory",
+                        source: Box::new(e),
+                    })?;
+                // A racing first use made one too: keep theirs, drop ours.
+                let _ = self.staging.set(made);
+                self.staging.get().expect("set just now")
+            }
+        };
+        let n = self
+            .next_staged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StagedBlob::create(dir.path().join(format!("upload-{n}")), *digest)
+    }
+
+    fn forget_corrupt(&self, digest: &Digest) -> Result<(), StoreError> {
+        self.blobs.lock().remove(digest);
         Ok(())
     }
 
@@ -178,21 +222,43 @@ impl BlobStore for MemoryStore {
         self.blobs.lock().total
     }
 
+    fn meta_bytes(&self) -> u64 {
+        self.meta.read().bytes
+    }
+
     fn limits(&self) -> StoreLimits {
         self.limits
     }
 
     fn meta_get(&self, table: MetaTable, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.meta.read().get(&(table, key.to_vec())).cloned())
+        Ok(self.meta.read().get(table, key).cloned())
     }
 
     fn meta_put(&self, table: MetaTable, key: &[u8], value: Bytes) -> Result<(), StoreError> {
-        self.meta.write().insert((table, key.to_vec()), value);
+        {
+            let mut meta = self.meta.write();
+            // Sizes as the RocksDB store counts them: its keys carry two
+            // bytes of prefix.
+            let size = |v: &Bytes| (2 + key.len() + v.len()) as u64;
+            let old = meta.get(table, key).map_or(0, size);
+            let new = size(&value);
+            let would_be = meta.bytes - old + new;
+            if new > old {
+                self.limits.meta_full(table, would_be)?;
+            }
+            meta.entries.insert((table, key.to_vec()), value);
+            meta.bytes = would_be;
+        }
+        // Metadata shares the budget: a growing table pushes out old blobs.
+        self.evict(&mut self.blobs.lock(), None);
         Ok(())
     }
 
     fn meta_delete(&self, table: MetaTable, key: &[u8]) -> Result<(), StoreError> {
-        self.meta.write().remove(&(table, key.to_vec()));
+        let mut meta = self.meta.write();
+        if let Some(old) = meta.entries.remove(&(table, key.to_vec())) {
+            meta.bytes -= (2 + key.len() + old.len()) as u64;
+        }
         Ok(())
     }
 
@@ -203,6 +269,7 @@ impl BlobStore for MemoryStore {
     ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError> {
         let meta = self.meta.read();
         Ok(meta
+            .entries
             .range((table, prefix.to_vec())..)
             .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
             .map(|((_, k), v)| (k.clone(), v.clone()))

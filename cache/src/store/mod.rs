@@ -10,6 +10,7 @@ mod limits;
 mod memory;
 mod pins;
 mod rocks;
+mod staged;
 
 #[cfg(test)]
 mod conformance;
@@ -23,11 +24,13 @@ pub use limits::StoreLimits;
 pub use memory::MemoryStore;
 pub use pins::pin;
 pub use rocks::RocksStore;
+pub use staged::{StagedBlob, VerifiedBlob};
 
 /// The metadata tables a store keeps beside its blobs. Keys within a table
 /// are arbitrary bytes; callers that partition (e.g. by instance name) encode
-/// that into the key. Metadata is small and does not count towards
-/// [`StoreLimits::max_bytes`].
+/// that into the key. Metadata counts towards [`StoreLimits::max_bytes`]
+/// (keys and values), so a writer of endless action results fills the
+/// store's budget, not the disk; see [`StoreLimits::meta_full`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MetaTable {
     /// REAPI ActionResults by instance and action digest.
@@ -60,6 +63,20 @@ pub enum StoreError {
     /// evict everything else and then itself.
     #[error("blob {digest} is larger than the store's {max_bytes}-byte limit")]
     TooLarge { digest: Digest, max_bytes: u64 },
+    /// More bytes arrived than the digest's size declares; the excess was
+    /// not kept.
+    #[error("more data than the {} bytes declared for {digest}: {received} bytes", digest.size_bytes)]
+    Overlong { digest: Digest, received: u64 },
+    /// Metadata (action results, index entries) would take more than its
+    /// share of the store's limit; the entry was not stored.
+    #[error(
+        "cache metadata is full: storing this {table:?} entry would bring metadata to {would_be} bytes, over its limit of {max_bytes} (half of --max-size)"
+    )]
+    MetadataFull {
+        table: MetaTable,
+        would_be: u64,
+        max_bytes: u64,
+    },
     /// The backend could not be opened at `path`.
     #[error("cannot open blob store at {path}")]
     Open {
@@ -75,6 +92,17 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// A stored blob, ready to be read: in memory and verified, or a file that
+/// is verified by whoever reads it whole (see the ByteStream service), so a
+/// large blob is never held in memory nor read twice to be served.
+#[derive(Debug)]
+pub enum StoredBlob {
+    /// The bytes, already verified.
+    Bytes(Bytes),
+    /// The blob's file, opened; its length matched the digest's size.
+    File(std::fs::File),
 }
 
 /// A content-addressed blob store with least-recently-used eviction.
@@ -107,8 +135,34 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Stores `data` under `digest` after checking that it hashes to it.
     fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
 
+    /// A new file to receive `digest` in pieces (a ByteStream write), on
+    /// the store's own disk so [`BlobStore::commit`] can rename it.
+    fn stage(&self, digest: &Digest) -> Result<StagedBlob, StoreError>;
+
+    /// Stores a blob received through [`BlobStore::stage`]. Its bytes are
+    /// already verified, so stores that keep large blobs as files move the
+    /// file into place without reading it again.
+    fn commit(&self, blob: VerifiedBlob) -> Result<(), StoreError> {
+        let data = blob.read()?;
+        self.put(&blob.digest(), data)
+    }
+
+    /// The blob for reading in pieces (a ByteStream read), marked used;
+    /// `None` if absent. Large blobs come as files so a ranged read reads
+    /// only its range.
+    fn open(&self, digest: &Digest) -> Result<Option<StoredBlob>, StoreError> {
+        Ok(self.get(digest)?.map(StoredBlob::Bytes))
+    }
+
+    /// Deletes a blob a reader found corrupt, so a clean copy can be
+    /// uploaded again; absent blobs are not an error.
+    fn forget_corrupt(&self, digest: &Digest) -> Result<(), StoreError>;
+
     /// Total size of the stored blobs (their digests' sizes, not disk usage).
     fn total_bytes(&self) -> u64;
+
+    /// Total size of the metadata tables' keys and values.
+    fn meta_bytes(&self) -> u64;
 
     /// The store's size limits, so a service can refuse a blob that can
     /// never fit before it accepts the first byte of it.

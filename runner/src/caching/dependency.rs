@@ -92,7 +92,8 @@ pub fn key(
 ) -> Result<Keyed, CachingError> {
     let mut key_files = Vec::with_capacity(spec.key_files.len());
     for rel in &spec.key_files {
-        let data = std::fs::read(work_dir.join(rel)).map_err(|source| CachingError::KeyFile {
+        let path = crate::confine::within(work_dir, rel, crate::confine::Last::Follow)?;
+        let data = std::fs::read(path).map_err(|source| CachingError::KeyFile {
             cache: spec.name.clone(),
             file: rel.clone(),
             source,
@@ -229,7 +230,9 @@ async fn materialise_paths(
         if !wanted.contains(path) {
             continue;
         }
-        let dest = work_dir.join(path);
+        // The restore writes as the runner: never through a link that
+        // leaves the work directory (a link at `dest` itself is replaced).
+        let dest = crate::confine::within(work_dir, path, crate::confine::Last::Replace)?;
         let result = async {
             if tokio::fs::symlink_metadata(&dest).await.is_ok() {
                 remove(&dest).await?;
@@ -325,12 +328,15 @@ async fn save_paths(
     let mut manifest = keyed.manifest.clone();
     let (mut files, mut bytes) = (0u64, 0u64);
     for rel in &keyed.spec.paths {
-        let dir = work_dir.join(rel);
+        // The runner reads what the step's user may not: only what is
+        // really inside the work directory is saved.
+        let dir = crate::confine::within(work_dir, rel, crate::confine::Last::Follow)?;
         if !dir.is_dir() {
             return Err(CachingError::NotADirectory(rel.clone()));
         }
+        let snap_dir = dir.clone();
         let snap = tokio::task::spawn_blocking(move || {
-            buildfleet_cache::snapshot_with(&dir, Ignores::None)
+            buildfleet_cache::snapshot_with(&snap_dir, Ignores::None)
         })
         .await
         .map_err(|e| CachingError::Snapshot {
@@ -348,7 +354,6 @@ async fn save_paths(
         bytes += snap.total_bytes;
         manifest.paths.push((rel.clone(), snap.root));
         if let Some(local) = local.cloned() {
-            let dir = work_dir.join(rel);
             let (adopted, failed) = tokio::task::spawn_blocking(move || adopt(&local, &dir, &snap))
                 .await
                 .unwrap_or((0, 1));

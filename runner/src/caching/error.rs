@@ -65,6 +65,8 @@ pub enum CachingError {
     },
     #[error("{0}")]
     Record(#[from] RecordError),
+    #[error("{0}")]
+    Confined(#[from] crate::confine::ConfineError),
 }
 
 fn cleanup_note(path: &str, left: &Option<(Box<CachingError>, bool)>) -> String {

@@ -4,7 +4,7 @@
 //! same materialisation as the inputs, so a warm runner copies nothing.
 //! Whatever the input tree had at a path is replaced, and said.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use buildfleet_cache::{FileMode, Placement, Probe};
 use buildfleet_model::{Artifact, ArtifactKind};
@@ -14,8 +14,8 @@ use super::ShardContext;
 /// Why an artifact could not be placed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
-    #[error("artifact path `{0}` is not inside the working directory")]
-    Outside(String),
+    #[error("artifact: {0}")]
+    Outside(#[from] crate::confine::ConfineError),
     #[error("artifact {path}: {source}")]
     Cache {
         path: String,
@@ -49,17 +49,14 @@ pub struct Placed {
 }
 
 /// A stored path must stay inside the working directory, whatever the
-/// cache or a runner reported.
+/// cache or a runner reported, and so must every link on its way there (an
+/// input tree may hold `vendor -> /etc`).
 pub fn inside(dir: &Path, rel: &str) -> Result<PathBuf, PlaceError> {
-    let p = Path::new(rel);
-    let normal = p
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    if normal && !rel.is_empty() {
-        Ok(dir.join(p))
-    } else {
-        Err(PlaceError::Outside(rel.to_owned()))
-    }
+    Ok(crate::confine::within(
+        dir,
+        rel,
+        crate::confine::Last::Replace,
+    )?)
 }
 
 /// Places one artifact at its path under `dir`.
@@ -149,9 +146,11 @@ mod tests {
 
     #[test]
     fn stored_paths_cannot_leave_the_working_directory() {
-        let dir = Path::new("/work/x");
+        let work = tempfile::tempdir().unwrap();
+        let dir = &std::fs::canonicalize(work.path()).unwrap();
         assert_eq!(inside(dir, "dist/a").unwrap(), dir.join("dist/a"));
-        for bad in ["../etc/passwd", "/etc/passwd", "a/../../b", ""] {
+        std::os::unix::fs::symlink("/etc", dir.join("vendor")).unwrap();
+        for bad in ["../etc/passwd", "/etc/passwd", "a/../../b", "", "vendor/x"] {
             assert!(inside(dir, bad).is_err(), "{bad}");
         }
     }

@@ -3,7 +3,25 @@
 
 use super::*;
 use crate::store::limits::Admit;
-use crate::store::StoreLimits;
+use crate::store::{StagedBlob, StoreLimits, StoredBlob, VerifiedBlob};
+
+fn io_backend(operation: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |e| StoreError::Backend {
+        operation,
+        source: Box::new(e),
+    }
+}
+
+impl RocksStore {
+    /// The stored size (key and value) of a metadata entry, 0 if absent.
+    fn stored_len(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get_pinned(key)
+            .map_err(backend("meta get"))?
+            .map_or(0, |v| (key.len() + v.len()) as u64))
+    }
+}
 
 impl BlobStore for RocksStore {
     fn contains_many(&self, digests: &[Digest]) -> Result<Vec<bool>, StoreError> {
@@ -29,10 +47,11 @@ impl BlobStore for RocksStore {
             return Ok(Some(Bytes::new()));
         }
         let data = if LargeFiles::is_large(digest) {
-            match self.large.read(digest).map_err(|e| StoreError::Backend {
-                operation: "read large blob",
-                source: Box::new(e),
-            })? {
+            match self
+                .large
+                .read(digest)
+                .map_err(io_backend("read large blob"))?
+            {
                 Some(data) => data,
                 // Written before large blobs became files.
                 None => match self
@@ -89,21 +108,78 @@ impl BlobStore for RocksStore {
             if LargeFiles::is_large(digest) {
                 self.large
                     .write(digest, &data)
-                    .map_err(|e| StoreError::Backend {
-                        operation: "write large blob",
-                        source: Box::new(e),
-                    })?;
+                    .map_err(io_backend("write large blob"))?;
             } else {
                 batch.put(key(DATA, digest), &data);
             }
-            let last_use = self.next_use.fetch_add(1, Ordering::SeqCst);
-            batch.put(use_key(last_use, digest), b"");
-            batch.put(key(MARKER, digest), last_use.to_be_bytes());
-            self.db.write(batch).map_err(backend("put"))?;
-            self.count.fetch_add(1, Ordering::SeqCst);
-            self.total.fetch_add(digest.size_bytes, Ordering::SeqCst);
+            self.insert_locked(digest, batch)?;
         }
         self.evict(Some(digest))
+    }
+
+    fn stage(&self, digest: &Digest) -> Result<StagedBlob, StoreError> {
+        StagedBlob::create(self.large.stage_path(), *digest)
+    }
+
+    /// A large blob's staged file is renamed into place: the bytes were
+    /// hashed as they arrived and are neither read nor copied again.
+    fn commit(&self, blob: VerifiedBlob) -> Result<(), StoreError> {
+        let digest = blob.digest();
+        if self.limits.admit_verified(&digest)? == Admit::AlwaysPresent {
+            return Ok(());
+        }
+        {
+            let _guard = self.stripe(&digest);
+            if let Some(old) = self.marker(&digest)? {
+                return self.touch_locked(&digest, old);
+            }
+            let mut batch = WriteBatch::default();
+            if LargeFiles::is_large(&digest) {
+                self.large
+                    .adopt(blob.path(), &digest)
+                    .map_err(io_backend("move staged blob into place"))?;
+                blob.taken();
+            } else {
+                batch.put(key(DATA, &digest), blob.read()?);
+            }
+            self.insert_locked(&digest, batch)?;
+        }
+        self.evict(Some(&digest))
+    }
+
+    /// Large blobs come as their open file; their length is checked here,
+    /// their hash by the reader that reads them whole.
+    fn open(&self, digest: &Digest) -> Result<Option<StoredBlob>, StoreError> {
+        if !LargeFiles::is_large(digest) {
+            return Ok(self.get(digest)?.map(StoredBlob::Bytes));
+        }
+        let Some(file) = self
+            .large
+            .open_blob(digest)
+            .map_err(io_backend("open large blob"))?
+        else {
+            // Stored before large blobs were files, or lost: `get` knows.
+            return Ok(self.get(digest)?.map(StoredBlob::Bytes));
+        };
+        let len = file
+            .metadata()
+            .map_err(io_backend("stat large blob"))?
+            .len();
+        if len != digest.size_bytes {
+            tracing::error!(%digest, len, "large blob file has the wrong length; deleting");
+            self.forget_corrupt(digest)?;
+            return Ok(None);
+        }
+        if !self.touch(digest)? {
+            // Evicted since it was opened; the open file still reads whole.
+            tracing::debug!(%digest, "blob evicted while being opened");
+        }
+        Ok(Some(StoredBlob::File(file)))
+    }
+
+    fn forget_corrupt(&self, digest: &Digest) -> Result<(), StoreError> {
+        let _guard = self.stripe(digest);
+        self.delete_locked(digest).map(|_| ())
     }
 
     /// Small blobs are read with one `multi_get` and marked used with one
@@ -143,6 +219,10 @@ impl BlobStore for RocksStore {
         self.total.load(Ordering::SeqCst)
     }
 
+    fn meta_bytes(&self) -> u64 {
+        self.meta_total.load(Ordering::SeqCst)
+    }
+
     fn limits(&self) -> StoreLimits {
         self.limits
     }
@@ -156,15 +236,30 @@ impl BlobStore for RocksStore {
     }
 
     fn meta_put(&self, table: MetaTable, key: &[u8], value: Bytes) -> Result<(), StoreError> {
-        self.db
-            .put(meta_key(table, key), value)
-            .map_err(backend("meta put"))
+        let key = meta_key(table, key);
+        {
+            let _one = self.meta_writing.lock();
+            let old = self.stored_len(&key)?;
+            let new = (key.len() + value.len()) as u64;
+            let now = self.meta_total.load(Ordering::SeqCst);
+            let would_be = now - old + new;
+            if new > old {
+                self.limits.meta_full(table, would_be)?;
+            }
+            self.db.put(&key, value).map_err(backend("meta put"))?;
+            self.meta_total.store(would_be, Ordering::SeqCst);
+        }
+        // Metadata shares the budget: a growing table pushes out old blobs.
+        self.evict(None)
     }
 
     fn meta_delete(&self, table: MetaTable, key: &[u8]) -> Result<(), StoreError> {
-        self.db
-            .delete(meta_key(table, key))
-            .map_err(backend("meta delete"))
+        let key = meta_key(table, key);
+        let _one = self.meta_writing.lock();
+        let old = self.stored_len(&key)?;
+        self.db.delete(&key).map_err(backend("meta delete"))?;
+        self.meta_total.fetch_sub(old, Ordering::SeqCst);
+        Ok(())
     }
 
     fn meta_scan_prefix(

@@ -60,6 +60,11 @@ pub struct RocksStore {
     /// Blobs stored; sizes the "recently used" window below.
     count: AtomicU64,
     next_use: AtomicU64,
+    /// Bytes of metadata keys and values; counts towards the limit.
+    meta_total: AtomicU64,
+    /// One metadata write at a time, so replacing a value counts its old
+    /// size out exactly once.
+    meta_writing: Mutex<()>,
     stripes: Vec<Mutex<()>>,
     /// One eviction at a time; others would only race it for the same victims.
     evicting: Mutex<()>,
@@ -174,6 +179,8 @@ impl RocksStore {
             total: AtomicU64::new(0),
             count: AtomicU64::new(0),
             next_use: AtomicU64::new(1),
+            meta_total: AtomicU64::new(0),
+            meta_writing: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             evicting: Mutex::new(()),
         };
@@ -250,13 +257,26 @@ impl RocksStore {
         if legacy_count + lost_files > 0 {
             self.db.write(legacy).map_err(backend("drop legacy"))?;
         }
+        let mut meta_total = 0u64;
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&[META], Direction::Forward))
+        {
+            let (k, v) = item.map_err(backend("open scan"))?;
+            if k[0] != META {
+                break;
+            }
+            meta_total += (k.len() + v.len()) as u64;
+        }
         self.total.store(total, Ordering::SeqCst);
         self.count.store(blobs, Ordering::SeqCst);
         self.next_use.store(max_use + 1, Ordering::SeqCst);
+        self.meta_total.store(meta_total, Ordering::SeqCst);
         tracing::info!(
             path = %self.db.path().display(),
             blobs,
             total_bytes = total,
+            meta_bytes = meta_total,
             max_bytes = self.limits.max_bytes,
             "opened blob store"
         );
@@ -378,10 +398,27 @@ impl RocksStore {
         Ok(marker.is_some())
     }
 
+    /// What counts against the limit: blobs and metadata.
+    fn counted(&self) -> u64 {
+        self.total.load(Ordering::SeqCst) + self.meta_total.load(Ordering::SeqCst)
+    }
+
+    /// Records a new blob whose data `batch` already holds (or whose file
+    /// is in place). Call with its stripe held, after checking it is absent.
+    fn insert_locked(&self, digest: &Digest, mut batch: WriteBatch) -> Result<(), StoreError> {
+        let last_use = self.next_use.fetch_add(1, Ordering::SeqCst);
+        batch.put(use_key(last_use, digest), b"");
+        batch.put(key(MARKER, digest), last_use.to_be_bytes());
+        self.db.write(batch).map_err(backend("put"))?;
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.total.fetch_add(digest.size_bytes, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Evicts least recently used blobs (sparing `keep`) until the total is
     /// at the low-water mark, if it is over the limit.
     fn evict(&self, keep: Option<&Digest>) -> Result<(), StoreError> {
-        if !self.limits.over(self.total.load(Ordering::SeqCst)) {
+        if !self.limits.over(self.counted()) {
             return Ok(());
         }
         let _one_at_a_time = self.evicting.lock();
@@ -397,7 +434,7 @@ impl RocksStore {
             .db
             .iterator(IteratorMode::From(&[USE_ORDER], Direction::Forward))
         {
-            if self.total.load(Ordering::SeqCst) <= low_water {
+            if self.counted() <= low_water {
                 break;
             }
             let (k, _) = item.map_err(backend("eviction scan"))?;

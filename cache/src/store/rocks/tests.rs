@@ -179,3 +179,31 @@ fn legacy_layout_entries_are_dropped_at_open() {
         .collect();
     assert!(raw.is_empty(), "legacy keys left behind: {raw:?}");
 }
+
+#[test]
+fn metadata_size_is_recounted_at_open_and_keeps_counting_against_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = RocksStore::open(dir.path()).unwrap();
+        store
+            .meta_put(MetaTable::ActionCache, b"k1", Bytes::from(vec![1u8; 400]))
+            .unwrap();
+        store
+            .meta_put(MetaTable::Index, b"k2", Bytes::from(vec![2u8; 200]))
+            .unwrap();
+        assert_eq!(store.meta_bytes(), 4 + 400 + 4 + 200);
+    }
+    let store = RocksStore::open_with_limits(dir.path(), StoreLimits::max_bytes(1000)).unwrap();
+    assert_eq!(store.meta_bytes(), 608, "recounted from what is stored");
+    let err = store
+        .meta_put(MetaTable::Index, b"k3", Bytes::from(vec![3u8; 100]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::MetadataFull { .. }), "{err}");
+    let blob = Bytes::from(vec![9u8; 300]);
+    store.put(&Digest::of(&blob), blob).unwrap();
+    assert!(
+        store.total_bytes() + store.meta_bytes() <= 1000,
+        "a blob that fits beside the metadata stays: {}",
+        store.total_bytes()
+    );
+}
