@@ -4,6 +4,7 @@ use crate::tree::FileMode;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
+use super::expansion::{MAX_DEPTH, MAX_ENTRIES};
 use super::{CasClient, BATCH_BLOB_LIMIT, BATCH_TARGET_BYTES};
 use crate::error::CacheError;
 use crate::tree::{DirectoryListing, TreeError};
@@ -106,6 +107,8 @@ impl CasClient {
     /// goes under `dest`; writes nothing.
     pub(super) async fn layout(&self, root: &Digest, dest: &Path) -> Result<Layout, CacheError> {
         let known = self.tree_listings(root).await?;
+        // Before a path is laid out: a hostile DAG is refused by counting.
+        super::expansion::check(&known, root)?;
         let mut layout = Layout {
             dirs: Vec::new(),
             symlinks: Vec::new(),
@@ -309,12 +312,6 @@ async fn make_symlink(_target: &str, path: &Path) -> Result<(), CacheError> {
         ),
     })
 }
-
-/// Deeper than any real tree; bounds what a hostile one can describe.
-const MAX_DEPTH: usize = 256;
-/// Files and directories one materialisation may create: a DAG of a few
-/// tiny directory blobs can describe 2^30 of them.
-const MAX_ENTRIES: u64 = 2_000_000;
 
 /// A relative target that, read from a link `depth` directories below
 /// the root, never climbs above it. Absolute targets are kept: a Python

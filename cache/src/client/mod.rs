@@ -4,6 +4,7 @@
 
 mod action_cache;
 mod blobs;
+mod expansion;
 mod index;
 #[cfg(unix)]
 mod link_tree;
