@@ -336,7 +336,7 @@ fn a_corrupted_stored_blob_is_detected_and_never_served_whole() {
         );
         (received, status)
     });
-    let received: usize = chunks.iter().map(Vec::len).sum();
+    let received: usize = chunks.iter().map(|c| c.len()).sum();
     assert!(
         received < big.len(),
         "the corrupt blob's read never completes ({received} of {} bytes left the server)",

@@ -97,7 +97,7 @@ async fn write_blob(
             resource_name: if n == 0 { name.clone() } else { String::new() },
             write_offset: (n << 20) as i64,
             finish_write: n + 1 == mib,
-            data,
+            data: data.into(),
         }
     }));
     ByteStreamClient::new(channel)

@@ -33,9 +33,6 @@ pub enum CacheError {
     /// A request the protocol allows but this cache does not serve.
     #[error("unsupported request: {0}")]
     Unsupported(String),
-    /// An RPC of the protocol this cache does not implement at all.
-    #[error("{0} is not supported by this cache")]
-    Unimplemented(&'static str),
     /// A request that breaks the protocol.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -113,7 +110,6 @@ impl CacheError {
             CacheError::NotFound(_) | CacheError::ActionResultNotFound { .. } => Code::NotFound,
             CacheError::MissingBlobs(_) => Code::FailedPrecondition,
             CacheError::Unsupported(_) | CacheError::InvalidRequest(_) => Code::InvalidArgument,
-            CacheError::Unimplemented(_) => Code::Unimplemented,
             CacheError::WriteOffset { .. } => Code::InvalidArgument,
             // Retryable once the other stream ends.
             CacheError::UploadInProgress { .. } => Code::Aborted,

@@ -192,7 +192,7 @@ async fn bytestream_write_with_bad_digest_is_rejected() {
         resource_name: write_resource_name("", uuid::Uuid::new_v4(), &claimed),
         write_offset: 0,
         finish_write: true,
-        data,
+        data: data.into(),
     };
     let status = raw
         .write(futures::stream::iter(vec![request]))
@@ -221,7 +221,7 @@ async fn bytestream_write_with_bad_digest_is_rejected() {
             resource_name: name,
             write_offset: 0,
             finish_write: true,
-            data: good,
+            data: good.into(),
         }]))
         .await
         .unwrap();
@@ -234,7 +234,7 @@ async fn bytestream_write_with_bad_digest_is_rejected() {
             resource_name: "not/a/resource".into(),
             write_offset: 0,
             finish_write: true,
-            data: vec![1],
+            data: vec![1].into(),
         }]))
         .await
         .unwrap_err();
@@ -251,7 +251,7 @@ async fn batch_update_rejects_only_the_bad_blob() {
     let bad_claim = Digest::of(b"bad claim");
     let request = |digest: Digest, data: Vec<u8>| batch_update_blobs_request::Request {
         digest: Some(to_reapi(digest)),
-        data,
+        data: data.into(),
         compressor: 0,
     };
     let response = cas

@@ -46,7 +46,7 @@ async fn upload(
                 .zip(&digests)
                 .map(|(b, d)| batch_update_blobs_request::Request {
                     digest: Some(to_reapi(*d)),
-                    data: b.to_vec(),
+                    data: b.to_vec().into(),
                     compressor: 0,
                 })
                 .collect(),

@@ -82,7 +82,7 @@ async fn sha256_blobs_upload_read_and_stay_apart_from_blake3() {
             instance_name: "main".into(),
             requests: vec![batch_update_blobs_request::Request {
                 digest: Some(to_reapi(sha)),
-                data: data.clone(),
+                data: data.clone().into(),
                 compressor: 0,
             }],
             digest_function: 0,
@@ -186,7 +186,7 @@ async fn write_all(
         resource_name: name.to_owned(),
         write_offset: 0,
         finish_write: true,
-        data,
+        data: data.into(),
     };
     Ok(bytestream
         .write(futures::stream::iter(vec![request]))
@@ -215,7 +215,7 @@ fn chunk(name: &str, data: &[u8], offset: usize, len: usize, finish: bool) -> Wr
         },
         write_offset: offset as i64,
         finish_write: finish,
-        data: data[offset..offset + len].to_vec(),
+        data: data[offset..offset + len].to_vec().into(),
     }
 }
 
@@ -433,7 +433,7 @@ async fn a_write_declared_larger_than_the_store_is_refused_before_its_bytes() {
         resource_name: name,
         write_offset: 0,
         finish_write: false,
-        data: vec![0; 64 << 10],
+        data: vec![0; 64 << 10].into(),
     })
     .await
     .unwrap();

@@ -120,26 +120,6 @@ pub const RPCS: &[Rpc] = &[
         "",
     ),
     rpc(
-        "/build.bazel.remote.execution.v2.ContentAddressableStorage/SplitBlob",
-        Who::Roles(EVERY_ROLE),
-        "not implemented",
-    ),
-    rpc(
-        "/build.bazel.remote.execution.v2.ContentAddressableStorage/SpliceBlob",
-        Who::Roles(EVERY_ROLE),
-        "not implemented",
-    ),
-    rpc(
-        "/build.bazel.remote.execution.v2.ContentAddressableStorage/GetChunkMapping",
-        Who::Roles(EVERY_ROLE),
-        "not implemented",
-    ),
-    rpc(
-        "/build.bazel.remote.execution.v2.ContentAddressableStorage/RegisterChunkMapping",
-        Who::CacheWriters,
-        "not implemented",
-    ),
-    rpc(
         "/build.bazel.remote.execution.v2.Capabilities/GetCapabilities",
         Who::Roles(EVERY_ROLE),
         "",

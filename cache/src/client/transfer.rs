@@ -37,7 +37,7 @@ impl CasClient {
                 .into_iter()
                 .map(|(digest, data)| batch_update_blobs_request::Request {
                     digest: Some(to_reapi(digest)),
-                    data: data.to_vec(),
+                    data,
                     compressor: compressor::Value::Identity as i32,
                 })
                 .collect(),
@@ -93,7 +93,7 @@ impl CasClient {
                 }
             }
             verify_download(&digest, &item.data)?;
-            out.push((digest, Bytes::from(item.data)));
+            out.push((digest, item.data));
         }
         if out.len() != digests.len() {
             return Err(CacheError::InvalidRequest(format!(
@@ -121,7 +121,7 @@ impl CasClient {
                     },
                     write_offset: start as i64,
                     finish_write: stop == len,
-                    data: data.slice(start..stop).to_vec(),
+                    data: data.slice(start..stop),
                 }
             });
         self.write_stream(digest, futures::stream::iter(requests))
@@ -327,7 +327,7 @@ fn file_chunks(
                 resource_name: st.name.take().unwrap_or_default(),
                 write_offset,
                 finish_write,
-                data,
+                data: data.into(),
             };
             Some((request, st))
         }

@@ -94,7 +94,7 @@ impl ByteStream for ByteStreamService {
                 let chunks = (offset..end).step_by(STREAM_CHUNK_BYTES).map(move |start| {
                     let stop = (start + STREAM_CHUNK_BYTES).min(end);
                     Ok(ReadResponse {
-                        data: data.slice(start..stop).to_vec(),
+                        data: data.slice(start..stop),
                     })
                 });
                 Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
@@ -300,7 +300,10 @@ fn send_file(
                 }
             }
         }
-        if tx.blocking_send(Ok(ReadResponse { data: piece })).is_err() {
+        if tx
+            .blocking_send(Ok(ReadResponse { data: piece.into() }))
+            .is_err()
+        {
             tracing::debug!(%digest, at, "reader went away");
             return;
         }

@@ -10,14 +10,11 @@ use buildfleet_proto::reapi::content_addressable_storage_server::ContentAddressa
 use buildfleet_proto::reapi::{
     batch_read_blobs_response, batch_update_blobs_response, compressor, BatchReadBlobsRequest,
     BatchReadBlobsResponse, BatchUpdateBlobsRequest, BatchUpdateBlobsResponse,
-    FindMissingBlobsRequest, FindMissingBlobsResponse, GetChunkMappingRequest,
-    GetChunkMappingResponse, GetTreeRequest, GetTreeResponse, RegisterChunkMappingRequest,
-    RegisterChunkMappingResponse, SpliceBlobRequest, SpliceBlobResponse, SplitBlobRequest,
-    SplitBlobResponse,
+    FindMissingBlobsRequest, FindMissingBlobsResponse, GetTreeRequest, GetTreeResponse,
 };
 use bytes::Bytes;
 use futures::Stream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use super::{get_tree, on_store, request_function, MAX_BATCH_BYTES};
 use crate::error::CacheError;
@@ -65,7 +62,7 @@ fn parse_update(
     function: DigestFunction,
     digest: Option<&buildfleet_proto::reapi::Digest>,
     compressor_id: i32,
-    data: Vec<u8>,
+    data: Bytes,
 ) -> Result<(Digest, Bytes), CacheError> {
     if compressor_id != compressor::Value::Identity as i32 {
         return Err(CacheError::Unsupported(format!(
@@ -73,11 +70,7 @@ fn parse_update(
         )));
     }
     let wire = digest.ok_or(buildfleet_model::digest::DigestError::Missing)?;
-    Ok((from_reapi(wire, function)?, Bytes::from(data)))
-}
-
-fn unimplemented(what: &'static str) -> Status {
-    CacheError::Unimplemented(what).into()
+    Ok((from_reapi(wire, function)?, data))
 }
 
 #[tonic::async_trait]
@@ -175,8 +168,8 @@ impl ContentAddressableStorage for CasService {
             .into_iter()
             .map(|(digest, data)| {
                 let (data, outcome) = match data {
-                    Some(data) => (data.to_vec(), Ok(())),
-                    None => (Vec::new(), Err(CacheError::NotFound(digest))),
+                    Some(data) => (data, Ok(())),
+                    None => (Bytes::new(), Err(CacheError::NotFound(digest))),
                 };
                 batch_read_blobs_response::Response {
                     digest: Some(to_reapi(digest)),
@@ -208,35 +201,5 @@ impl ContentAddressableStorage for CasService {
         Ok(Response::new(Box::pin(futures::stream::iter(
             pages.into_iter().map(Ok),
         ))))
-    }
-
-    async fn split_blob(
-        &self,
-        _request: Request<SplitBlobRequest>,
-    ) -> Result<Response<SplitBlobResponse>, Status> {
-        Err(unimplemented("SplitBlob"))
-    }
-
-    type GetChunkMappingStream = ResponseStream<GetChunkMappingResponse>;
-
-    async fn get_chunk_mapping(
-        &self,
-        _request: Request<GetChunkMappingRequest>,
-    ) -> Result<Response<Self::GetChunkMappingStream>, Status> {
-        Err(unimplemented("GetChunkMapping"))
-    }
-
-    async fn splice_blob(
-        &self,
-        _request: Request<SpliceBlobRequest>,
-    ) -> Result<Response<SpliceBlobResponse>, Status> {
-        Err(unimplemented("SpliceBlob"))
-    }
-
-    async fn register_chunk_mapping(
-        &self,
-        _request: Request<Streaming<RegisterChunkMappingRequest>>,
-    ) -> Result<Response<RegisterChunkMappingResponse>, Status> {
-        Err(unimplemented("RegisterChunkMapping"))
     }
 }
