@@ -210,3 +210,102 @@ fn the_cache_streams_a_256_mib_blob_in_and_out_with_bounded_memory() {
         grew >> 20
     );
 }
+
+/// The `n`th MiB of client `c`'s blob: one shared random MiB, stamped with
+/// the client and the piece, so every piece of every blob differs and
+/// making one costs a copy, not a loop.
+fn stamped(base: &[u8], c: u64, n: u64) -> Vec<u8> {
+    let mut p = base.to_vec();
+    p[..8].copy_from_slice(&c.to_le_bytes());
+    p[8..16].copy_from_slice(&n.to_le_bytes());
+    p
+}
+
+/// Eight clients each upload a 1 GiB blob over ByteStream at once and then
+/// read it back whole; the cache's peak resident memory over its whole
+/// life stays under 256 MiB (read from `/proc/PID/status`), and every
+/// byte comes back.
+#[test]
+fn eight_clients_move_1_gib_each_through_a_cache_under_256_mib() {
+    use buildfleet_proto::bytestream::byte_stream_client::ByteStreamClient;
+    use buildfleet_proto::bytestream::{ReadRequest, WriteRequest};
+    const CLIENTS: u64 = 8;
+    const MIB: u64 = 1024;
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (cache, url) = procs::server(&["cache", "--data", d]);
+    let pid = cache.0.id();
+    let base: Vec<u8> = {
+        let mut h = buildfleet_model::DigestFunction::Blake3.hasher();
+        h.update(b"seed");
+        let seed = h.finalize().hash;
+        (0..1usize << 20)
+            .map(|i| seed[i % 32] ^ (i >> 5) as u8)
+            .collect()
+    };
+    let base = std::sync::Arc::new(base);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let digests: Vec<Digest> = (0..CLIENTS)
+        .map(|c| {
+            let mut h = buildfleet_model::DigestFunction::Blake3.hasher();
+            for n in 0..MIB {
+                h.update(&stamped(&base, c, n));
+            }
+            h.finalize()
+        })
+        .collect();
+    rt.block_on(async {
+        let mut clients = Vec::new();
+        for (c, digest) in digests.iter().copied().enumerate() {
+            let (url, base) = (url.clone(), base.clone());
+            clients.push(tokio::spawn(async move {
+                let channel = buildfleet_proto::transport::tune(
+                    tonic::transport::Endpoint::from_shared(url).unwrap(),
+                )
+                .connect()
+                .await
+                .unwrap();
+                let name = buildfleet_cache::write_resource_name("", uuid::Uuid::new_v4(), &digest);
+                let pieces = futures::stream::iter((0..MIB).map(move |n| WriteRequest {
+                    resource_name: if n == 0 { name.clone() } else { String::new() },
+                    write_offset: (n << 20) as i64,
+                    finish_write: n + 1 == MIB,
+                    data: stamped(&base, c as u64, n).into(),
+                }));
+                let mut bs = ByteStreamClient::new(channel);
+                bs.write(pieces).await.expect("the write is taken");
+                let mut stream = bs
+                    .read(ReadRequest {
+                        resource_name: buildfleet_cache::read_resource_name("", &digest),
+                        read_offset: 0,
+                        read_limit: 0,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut h = buildfleet_model::DigestFunction::Blake3.hasher();
+                while let Some(chunk) = stream.message().await.unwrap() {
+                    h.update(&chunk.data);
+                }
+                assert_eq!(h.finalize(), digest, "client {c} read back its blob");
+            }));
+        }
+        for client in clients {
+            client.await.unwrap();
+        }
+    });
+    let peak = status_bytes(pid, "VmHWM:");
+    eprintln!(
+        "8 × 1 GiB up and down: cache peak memory {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < 256 << 20,
+        "the cache's peak resident memory was {} MiB",
+        peak >> 20
+    );
+}

@@ -30,5 +30,8 @@ pub use prost_types as google_protobuf;
 /// (`buildfleet_cache::MAX_BATCH_BYTES`).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// HTTP/2 settings every server and client shares.
+pub mod transport;
+
 /// Model ⇄ wire conversions of the shared vocabulary.
 pub mod convert;

@@ -96,9 +96,8 @@ impl ClientTrust {
             url: url.to_owned(),
             source,
         };
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(bad)?
-            .tcp_nodelay(true);
+        let endpoint =
+            buildfleet_proto::transport::tune(Endpoint::from_shared(url.to_owned()).map_err(bad)?);
         if !url.starts_with("https://") {
             return Ok(endpoint);
         }

@@ -119,11 +119,27 @@ impl ContentAddressableStorage for CasService {
             })
             .collect();
         let results = on_store(&self.store, move |store| {
-            Ok(items
+            // The well-formed entries go to the store together.
+            let mut good = Vec::with_capacity(items.len());
+            let mut outcomes: Vec<(_, Option<Result<(), CacheError>>)> = Vec::new();
+            for (wire, parsed) in items {
+                match parsed {
+                    Ok(blob) => {
+                        good.push(blob);
+                        outcomes.push((wire, None));
+                    }
+                    Err(e) => outcomes.push((wire, Some(Err(e)))),
+                }
+            }
+            let mut stored = store.put_many(good).into_iter();
+            Ok(outcomes
                 .into_iter()
-                .map(|(wire, parsed)| {
-                    let outcome = parsed.and_then(|(digest, data)| {
-                        store.put(&digest, data).map_err(CacheError::from)
+                .map(|(wire, outcome)| {
+                    let outcome = outcome.unwrap_or_else(|| {
+                        stored
+                            .next()
+                            .expect("one result per blob")
+                            .map_err(CacheError::from)
                     });
                     (wire, outcome)
                 })

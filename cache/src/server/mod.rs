@@ -31,7 +31,6 @@ use buildfleet_proto::reapi::digest_function;
 use buildfleet_proto::v1::cache_index_server::CacheIndexServer;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::error::CacheError;
@@ -121,7 +120,7 @@ pub async fn serve(
     health.set_serving::<CacheIndexServer<IndexService>>().await;
 
     let tls = guard.tls();
-    let router = Server::builder()
+    let router = buildfleet_proto::transport::server()
         // One span per request, so every log line names the RPC it served.
         .trace_fn(|request| tracing::info_span!("cache_rpc", path = %request.uri().path()))
         .layer(guard)

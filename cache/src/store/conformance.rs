@@ -471,6 +471,34 @@ fn staged_writes_commit_and_open_reads(store: &dyn BlobStore) {
     assert_eq!(store.total_bytes(), 3 << 20);
 }
 
+/// A batch is judged blob by blob, in order: good ones stored (each
+/// counted once, even when named twice or already present), bad ones
+/// refused without costing the rest.
+fn put_many_judges_each_blob_and_counts_once(store: &dyn BlobStore) {
+    let a = blob(70, 3000);
+    let b = blob(71, 2 << 20);
+    let c = blob(72, 500);
+    let (da, db, dc) = (Digest::of(&a), Digest::of(&b), Digest::of(&c));
+    store.put(&dc, c.clone()).unwrap();
+    let mut wrong = da;
+    wrong.hash[0] ^= 1;
+    let results = store.put_many(vec![
+        (da, a.clone()),
+        (wrong, a.clone()),
+        (db, b.clone()),
+        (Digest::empty(), Bytes::new()),
+        (da, a.clone()),
+        (dc, c.clone()),
+    ]);
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, vec![true, false, true, true, true, true]);
+    assert!(matches!(results[1], Err(StoreError::DigestMismatch { .. })));
+    assert_eq!(store.get(&da).unwrap(), Some(a));
+    assert_eq!(store.get(&db).unwrap(), Some(b));
+    assert_eq!(store.get(&wrong).unwrap(), None);
+    assert_eq!(store.total_bytes(), 3000 + (2 << 20) + 500);
+}
+
 /// Runs every case on a fresh store from `make`.
 fn conformance<S: Corruptible>(make: impl Fn(StoreLimits) -> S) {
     let unlimited = || make(StoreLimits::unlimited());
@@ -494,6 +522,7 @@ fn conformance<S: Corruptible>(make: impl Fn(StoreLimits) -> S) {
     metadata_tables(&unlimited());
     metadata_counts_against_the_limit(&make(StoreLimits::max_bytes(10_000)));
     staged_writes_commit_and_open_reads(&unlimited());
+    put_many_judges_each_blob_and_counts_once(&unlimited());
     get_many_reads_in_order_marks_use_and_rejects_corruption(&tiny());
 }
 

@@ -5,6 +5,7 @@
 //! entries, index entries) so that one store holds all of a cache's state and
 //! the services need no second database.
 
+mod batch;
 mod large_files;
 mod limits;
 mod memory;
@@ -134,6 +135,16 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Stores `data` under `digest` after checking that it hashes to it.
     fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
+
+    /// [`put`](Self::put) for many blobs, each judged on its own, results in
+    /// order. Stores override it to check in parallel and write in bulk (a
+    /// BatchUpdateBlobs carries thousands of small blobs).
+    fn put_many(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), StoreError>> {
+        blobs
+            .into_iter()
+            .map(|(d, data)| self.put(&d, data))
+            .collect()
+    }
 
     /// A new file to receive `digest` in pieces (a ByteStream write), on
     /// the store's own disk so [`BlobStore::commit`] can rename it.

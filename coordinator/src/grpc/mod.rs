@@ -67,7 +67,7 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     info!(?addr, "coordinator serving");
     let tls = guard.tls();
-    let router = tonic::transport::Server::builder()
+    let router = buildfleet_proto::transport::server()
         .layer(guard)
         .add_service(health)
         .add_service(

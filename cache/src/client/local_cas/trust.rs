@@ -116,6 +116,11 @@ impl LocalCas {
     pub(super) fn check_key(&self, key: &EntryKey) -> Checked {
         let counters = &self.inner.counters;
         for _ in 0..ATTEMPTS {
+            // The record and the `stat` are read under the entry's stripe,
+            // as every link and unlink the cache makes is recorded under
+            // it: otherwise a link made by another thread in between moves
+            // the ctime, and a busy entry would look changed to a reader.
+            let serial = self.stripe(key);
             let Some(recorded) = self.inner.index.lock().get(key) else {
                 counters.misses.fetch_add(1, Ordering::Relaxed);
                 return Checked::Absent;
@@ -135,6 +140,9 @@ impl LocalCas {
                 counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Checked::Intact(path);
             }
+            // Hashing takes long: others may link meanwhile (the record
+            // then moves on, and the next round reads it).
+            drop(serial);
             if !self.rehash(key, &path, &recorded) {
                 counters.misses.fetch_add(1, Ordering::Relaxed);
                 return Checked::Changed;

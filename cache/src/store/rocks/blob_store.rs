@@ -117,6 +117,10 @@ impl BlobStore for RocksStore {
         self.evict(Some(digest))
     }
 
+    fn put_many(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), StoreError>> {
+        self.put_batch(blobs)
+    }
+
     fn stage(&self, digest: &Digest) -> Result<StagedBlob, StoreError> {
         StagedBlob::create(self.large.stage_path(), *digest)
     }

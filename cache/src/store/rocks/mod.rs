@@ -20,6 +20,15 @@
 //! The total size and the next sequence number are not persisted: they are
 //! recomputed from the markers at open, so they can never disagree with what
 //! is stored.
+//!
+//! Durability: blob entries (`m`, `d`, `u`) are written without RocksDB's
+//! write-ahead log. A blob is content-addressed, so one lost in a crash is
+//! simply missing — FindMissingBlobs says so and the client uploads it
+//! again — and its three entries share one batch, so a crash loses all of
+//! them or none. Metadata (`t`: action results, index entries, pins) keeps
+//! the log: a result is expensive to remake. An entry that names a blob
+//! lost in a crash is not served (the completeness checks), and a clean
+//! close flushes everything (`Drop`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -325,7 +334,7 @@ impl RocksStore {
         batch.delete(use_key(old_use, digest));
         batch.put(use_key(new_use, digest), b"");
         batch.put(key(MARKER, digest), new_use.to_be_bytes());
-        self.db.write(batch).map_err(backend("touch"))
+        self.write_blobs(batch, "touch")
     }
 
     /// Marks `digest` as just used if present; true if it was.
@@ -368,7 +377,7 @@ impl RocksStore {
                 batch.put(use_key(new_use, digest), b"");
                 batch.put(key(MARKER, digest), new_use.to_be_bytes());
             }
-            self.db.write(batch).map_err(backend("touch"))?;
+            self.write_blobs(batch, "touch")?;
         }
         Ok(())
     }
@@ -383,7 +392,7 @@ impl RocksStore {
         if let Some(last_use) = marker {
             batch.delete(use_key(last_use, digest));
         }
-        self.db.write(batch).map_err(backend("delete"))?;
+        self.write_blobs(batch, "delete")?;
         if LargeFiles::is_large(digest) {
             // After the marker is gone, so a crash in between leaves an
             // orphan file (swept at open), never a marker without a file.
@@ -398,6 +407,16 @@ impl RocksStore {
         Ok(marker.is_some())
     }
 
+    /// Writes blob entries without the write-ahead log (see the module's
+    /// note on durability).
+    fn write_blobs(&self, batch: WriteBatch, operation: &'static str) -> Result<(), StoreError> {
+        let mut options = rocksdb::WriteOptions::default();
+        options.disable_wal(true);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(backend(operation))
+    }
+
     /// What counts against the limit: blobs and metadata.
     fn counted(&self) -> u64 {
         self.total.load(Ordering::SeqCst) + self.meta_total.load(Ordering::SeqCst)
@@ -409,7 +428,7 @@ impl RocksStore {
         let last_use = self.next_use.fetch_add(1, Ordering::SeqCst);
         batch.put(use_key(last_use, digest), b"");
         batch.put(key(MARKER, digest), last_use.to_be_bytes());
-        self.db.write(batch).map_err(backend("put"))?;
+        self.write_blobs(batch, "put")?;
         self.count.fetch_add(1, Ordering::SeqCst);
         self.total.fetch_add(digest.size_bytes, Ordering::SeqCst);
         Ok(())
@@ -502,6 +521,17 @@ impl RocksStore {
     }
 }
 
+impl Drop for RocksStore {
+    /// Blob entries skip the write-ahead log, so a clean close must flush
+    /// them: only a crash may lose recent blobs.
+    fn drop(&mut self) {
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "flushing the blob store at close failed; recent blobs may be missing after restart");
+        }
+    }
+}
+
 mod blob_store;
+mod put_many;
 #[cfg(test)]
 mod tests;
