@@ -1,5 +1,6 @@
 //! Restoring a dependency tree on a runner: buildfleet with a warm LocalCas
-//! against what CI caches do today (`tar -I zstd -xf`) and `cp -al`.
+//! and with a cold (empty) one — a fresh runner pod — against what CI
+//! caches do today (`tar -I zstd -xf`), a real copy (`cp -a`) and `cp -al`.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,14 +16,16 @@ use crate::{ms, remove_tree, reps, time, time_cpu, verdict, Timings};
 enum Method {
     Warm,
     Tar,
+    CpA,
     CpAl,
     Cold,
     NoLocalCache,
 }
 
-const METHODS: [Method; 5] = [
+const METHODS: [Method; 6] = [
     Method::Warm,
     Method::Tar,
+    Method::CpA,
     Method::CpAl,
     Method::Cold,
     Method::NoLocalCache,
@@ -33,6 +36,7 @@ impl Method {
         match self {
             Method::Warm => "buildfleet, warm LocalCas (hard links)",
             Method::Tar => "tar -I zstd -xf node_modules.tar.zst",
+            Method::CpA => "cp -a (a real copy)",
             Method::CpAl => "cp -al (floor)",
             Method::Cold => "buildfleet, cold (empty) LocalCas",
             Method::NoLocalCache => "buildfleet, no LocalCas (plain materialise)",
@@ -133,6 +137,14 @@ pub fn run(rt: &tokio::runtime::Runtime, data: &Dataset, scratch: &Path) {
         verdict(vs_tar >= 10.0),
         verdict(vs_cp <= 2.0)
     );
+    let c = median(Method::Cold).as_secs_f64();
+    let cold_vs_tar = tar.as_secs_f64() / c;
+    let cold_vs_cp = c / median(Method::CpA).as_secs_f64();
+    println!(
+        "aim: cold ≥3× faster than tar+zstd: {cold_vs_tar:.1}× {}; within 2× of cp -a: {cold_vs_cp:.2}× {}",
+        verdict(cold_vs_tar >= 3.0),
+        verdict(cold_vs_cp <= 2.0)
+    );
     let cache = warm.stats();
     println!(
         "warm LocalCas: {} entries, {:.1} MB, {} stale dropped, {} evicted",
@@ -177,14 +189,15 @@ fn restore(
             assert!(status.success(), "tar failed");
             None
         }
-        Method::CpAl => {
+        Method::CpA | Method::CpAl => {
+            let flags = if method == Method::CpA { "-a" } else { "-al" };
             let status = Command::new("cp")
-                .arg("-al")
+                .arg(flags)
                 .arg(&data.tree)
                 .arg(dest)
                 .status()
                 .expect("cp");
-            assert!(status.success(), "cp -al failed");
+            assert!(status.success(), "cp {flags} failed");
             None
         }
     }
