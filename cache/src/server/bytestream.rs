@@ -278,9 +278,18 @@ fn send_file(
     let mut at = range.start;
     while at < range.end {
         let len = (range.end - at).min(STREAM_CHUNK_BYTES as u64) as usize;
-        let mut piece = vec![0; len];
-        if let Err(err) = file.read_exact(&mut piece) {
-            return fail(err);
+        // Read into spare capacity: no zeroing of a buffer about to be
+        // overwritten.
+        let mut piece = Vec::with_capacity(len);
+        match (&mut file).take(len as u64).read_to_end(&mut piece) {
+            Ok(n) if n == len => {}
+            Ok(n) => {
+                return fail(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the blob's file ended {} bytes early", len - n),
+                ))
+            }
+            Err(err) => return fail(err),
         }
         at += len as u64;
         if let Some(h) = hasher.as_mut() {
