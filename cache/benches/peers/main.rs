@@ -35,9 +35,26 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let data = workloads::Data::make();
+    if let Ok(which) = std::env::var("BUILDFLEET_PEERS_PROFILE") {
+        let only = std::env::var("BUILDFLEET_PEERS_ONLY").unwrap_or_default();
+        let peer = servers::Peer::all()
+            .into_iter()
+            .find(|p| p.label().contains(&only))
+            .expect("a peer matching BUILDFLEET_PEERS_ONLY");
+        if let Err(why) = workloads::profile(&peer, &data, &which) {
+            println!("{}: {why}", peer.label());
+        }
+        return;
+    }
     println!("loopback ceiling: {}", loopback_ceiling());
     let mut rows = Vec::new();
-    for peer in servers::Peer::all() {
+    // `BUILDFLEET_PEERS_ONLY=BLAKE3` runs only the peers whose label
+    // contains it (for profiling one server).
+    let only = std::env::var("BUILDFLEET_PEERS_ONLY").unwrap_or_default();
+    for peer in servers::Peer::all()
+        .into_iter()
+        .filter(|p| p.label().contains(&only))
+    {
         match workloads::measure(&peer, &data, reps) {
             Ok(row) => {
                 println!("{}", row.line(&peer));

@@ -192,3 +192,60 @@ pub fn measure(peer: &Peer, data: &Data, reps: usize) -> Result<Row, String> {
     }
     Ok(row)
 }
+
+/// Profiling aid (`BUILDFLEET_PEERS_PROFILE=read|update|down|up`): one
+/// server, the data it needs put in first, its pid printed, a pause to
+/// attach `perf record -p PID`, then the workload at concurrency 8 over
+/// and over for 20 s.
+pub fn profile(peer: &Peer, data: &Data, which: &str) -> Result<(), String> {
+    let function = peer.function();
+    let large = Arc::new(Data::digests(&data.large, function));
+    let small = Arc::new(Data::digests(&data.small, function));
+    let scratch = tempfile::tempdir_in("/var/tmp").map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let server = peer.start(scratch.path())?;
+    let url = server.url.clone();
+    let batches = SMALL_COUNT / BATCH;
+    let (l, s) = (large.clone(), small.clone());
+    timed(&rt, &url, 8, LARGE_COUNT, move |ch, i| {
+        client::write(ch, l[i].0, l[i].1.clone())
+    });
+    timed(&rt, &url, 8, batches, move |ch, b| {
+        let s = s.clone();
+        async move { client::batch_update(ch, function, &s[b * BATCH..(b + 1) * BATCH]).await }
+    });
+    println!("PROFILE pid={}", server.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let (l, s) = (large.clone(), small.clone());
+        let took = match which {
+            "up" => timed(&rt, &url, 8, LARGE_COUNT, move |ch, i| {
+                client::write(ch, l[i].0, l[i].1.clone())
+            }),
+            "down" => timed(&rt, &url, 8, LARGE_COUNT, move |ch, i| {
+                let d = l[i].0;
+                async move {
+                    client::read(ch, d).await;
+                }
+            }),
+            "update" => timed(&rt, &url, 8, batches, move |ch, b| {
+                let s = s.clone();
+                async move { client::batch_update(ch, function, &s[b * BATCH..(b + 1) * BATCH]).await }
+            }),
+            _ => timed(&rt, &url, 8, batches, move |ch, b| {
+                let d: Vec<Digest> = s[b * BATCH..(b + 1) * BATCH]
+                    .iter()
+                    .map(|(d, _)| *d)
+                    .collect();
+                async move { client::batch_read(ch, function, &d).await }
+            }),
+        };
+        println!("{which}: {took:?}");
+    }
+    Ok(())
+}

@@ -12,13 +12,28 @@ use buildfleet_model::digest::Digest;
 /// thread costs more than hashing them.
 const PARALLEL_FROM_BYTES: usize = 256 * 1024;
 
+/// Whether each blob hashes to its digest, in order, on up to as many
+/// threads as there are cores (a BatchReadBlobs verifies what it serves).
+pub(crate) fn verify_all(blobs: &[(Digest, Bytes)]) -> Vec<bool> {
+    in_parallel(blobs, |(digest, data)| super::verify(digest, data).is_ok())
+}
+
 /// [`StoreLimits::admit`] for every blob, in order, on up to as many
 /// threads as there are cores.
 pub(crate) fn admit_all(
     limits: &StoreLimits,
     blobs: &[(Digest, Bytes)],
 ) -> Vec<Result<Admit, StoreError>> {
-    let admit = |(digest, data): &(Digest, Bytes)| limits.admit(digest, data);
+    in_parallel(blobs, |(digest, data)| limits.admit(digest, data))
+}
+
+/// `check` of every blob, in order, split over the cores when the batch is
+/// large enough to pay for the threads.
+fn in_parallel<T: Send>(
+    blobs: &[(Digest, Bytes)],
+    check: impl Fn(&(Digest, Bytes)) -> T + Sync,
+) -> Vec<T> {
+    let admit = &check;
     let total: usize = blobs.iter().map(|(_, d)| d.len()).sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if total < PARALLEL_FROM_BYTES || threads < 2 || blobs.len() < 2 {

@@ -98,11 +98,12 @@ impl BlobStore for RocksStore {
             return Ok(());
         }
         {
-            let _guard = self.stripe(digest);
+            let guard = self.stripe(digest);
             // Re-writing a large blob that is already there only costs
             // compaction; a present blob is just marked used.
-            if let Some(old) = self.marker(digest)? {
-                return self.touch_locked(digest, old);
+            if self.marker(digest)?.is_some() {
+                drop(guard);
+                return self.touch(digest);
             }
             let mut batch = WriteBatch::default();
             if LargeFiles::is_large(digest) {
@@ -133,9 +134,10 @@ impl BlobStore for RocksStore {
             return Ok(());
         }
         {
-            let _guard = self.stripe(&digest);
-            if let Some(old) = self.marker(&digest)? {
-                return self.touch_locked(&digest, old);
+            let guard = self.stripe(&digest);
+            if self.marker(&digest)?.is_some() {
+                drop(guard);
+                return self.touch(&digest);
             }
             let mut batch = WriteBatch::default();
             if LargeFiles::is_large(&digest) {
@@ -174,10 +176,8 @@ impl BlobStore for RocksStore {
             self.forget_corrupt(digest)?;
             return Ok(None);
         }
-        if !self.touch(digest)? {
-            // Evicted since it was opened; the open file still reads whole.
-            tracing::debug!(%digest, "blob evicted while being opened");
-        }
+        // Evicted since it was opened? The open file still reads whole.
+        self.touch(digest)?;
         Ok(Some(StoredBlob::File(file)))
     }
 
@@ -197,16 +197,22 @@ impl BlobStore for RocksStore {
             .db
             .multi_get(small.iter().map(|&i| key(DATA, &digests[i])));
         let mut out: Vec<Option<Option<Bytes>>> = vec![None; digests.len()];
-        let mut used = Vec::with_capacity(small.len());
+        let mut found: Vec<(Digest, Bytes)> = Vec::with_capacity(small.len());
+        let mut at: Vec<usize> = Vec::with_capacity(small.len());
         for (&i, value) in small.iter().zip(values) {
-            let digest = &digests[i];
-            match value.map_err(backend("multi_get"))? {
-                Some(v) if verify(digest, &v).is_ok() => {
-                    out[i] = Some(Some(Bytes::from(v)));
-                    used.push(*digest);
-                }
-                // Absent, or corrupt: `get` reports and repairs.
-                _ => {}
+            // Absent ones are left to `get`, which also repairs.
+            if let Some(v) = value.map_err(backend("multi_get"))? {
+                found.push((digests[i], Bytes::from(v)));
+                at.push(i);
+            }
+        }
+        let mut used = Vec::with_capacity(found.len());
+        let sound = crate::store::batch::verify_all(&found);
+        for ((i, (digest, data)), sound) in at.into_iter().zip(found).zip(sound) {
+            // Corrupt ones too: `get` reports and deletes them.
+            if sound {
+                out[i] = Some(Some(data));
+                used.push(digest);
             }
         }
         self.touch_many(&used)?;

@@ -57,6 +57,9 @@ const BLOB_KEY_LEN: usize = 42;
 /// dropped at open.
 const LEGACY_BLOB_KEY_LEN: usize = 41;
 
+/// RocksDB's block cache: small blobs' blocks, indexes and filters.
+const BLOCK_CACHE_BYTES: usize = 128 << 20;
+
 /// Lock stripes: enough that unrelated blobs rarely contend on 2–16 cores.
 const STRIPES: usize = 64;
 
@@ -75,6 +78,8 @@ pub struct RocksStore {
     /// size out exactly once.
     meta_writing: Mutex<()>,
     stripes: Vec<Mutex<()>>,
+    /// Uses not yet written (see `recency`), sharded like the stripes.
+    recency: recency::Recency,
     /// One eviction at a time; others would only race it for the same victims.
     evicting: Mutex<()>,
 }
@@ -172,6 +177,15 @@ impl RocksStore {
         // Deleted (evicted) values in blob files are only reclaimed by blob
         // garbage collection during compaction.
         opts.set_enable_blob_gc(true);
+        // Small blobs are read back by the thousand (BatchReadBlobs): a
+        // block cache that holds a working set of them spares a block read
+        // and decode per blob, and Bloom filters let presence checks of
+        // absent blobs (most of FindMissingBlobs) skip the files.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES));
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source: Box::new(source),
@@ -191,6 +205,7 @@ impl RocksStore {
             meta_total: AtomicU64::new(0),
             meta_writing: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            recency: recency::Recency::new(STRIPES),
             evicting: Mutex::new(()),
         };
         store.recount()?;
@@ -313,73 +328,63 @@ impl RocksStore {
             .map(|v| parse_last_use(&v)))
     }
 
-    /// True when a use at `last_use` is among the most recent eighth of all
-    /// blobs' uses. Such a blob is far from eviction, so a read need not
-    /// move it: skipping that write doubles small-blob read throughput, and
-    /// the order of the blobs eviction actually reaches is still exact.
-    fn recently_used(&self, last_use: u64) -> bool {
-        let window = self.count.load(Ordering::Relaxed) / 8;
-        window > 0
-            && self
-                .next_use
-                .load(Ordering::Relaxed)
-                .saturating_sub(last_use)
-                <= window
-    }
-
-    /// Marks a present blob as just used. Call with its stripe held.
-    fn touch_locked(&self, digest: &Digest, old_use: u64) -> Result<(), StoreError> {
+    /// Writes a new use for `digest` (which must be present), moving it to
+    /// the back of the eviction order. Call with its stripe held.
+    fn restamp_locked(&self, digest: &Digest, old_use: u64) -> Result<(), StoreError> {
         let new_use = self.next_use.fetch_add(1, Ordering::SeqCst);
         let mut batch = WriteBatch::default();
         batch.delete(use_key(old_use, digest));
         batch.put(use_key(new_use, digest), b"");
         batch.put(key(MARKER, digest), new_use.to_be_bytes());
-        self.write_blobs(batch, "touch")
+        self.write_blobs(batch, "record use")
     }
 
-    /// Marks `digest` as just used if present; true if it was.
-    fn touch(&self, digest: &Digest) -> Result<bool, StoreError> {
-        let _guard = self.stripe(digest);
-        match self.marker(digest)? {
-            Some(old) if self.recently_used(old) => Ok(true),
-            Some(old) => self.touch_locked(digest, old).map(|()| true),
-            None => Ok(false),
-        }
-    }
-
-    /// Marks many blobs as used with one write per lock stripe rather than
-    /// one per blob: a FindMissingBlobs of a whole tree names thousands.
-    /// Blobs evicted since the caller looked are skipped (re-checked under
-    /// their stripe), so a touch never resurrects a marker.
-    fn touch_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
-        let mut by_stripe: Vec<Vec<Digest>> = vec![Vec::new(); STRIPES];
-        for d in digests {
-            by_stripe[stripe_of(d)].push(*d);
-        }
-        for (i, group) in by_stripe.iter_mut().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            group.sort_unstable();
-            group.dedup();
-            let _guard = self.stripes[i].lock();
-            let markers = self.db.multi_get(group.iter().map(|d| key(MARKER, d)));
-            let mut batch = WriteBatch::default();
-            for (digest, marker) in group.iter().zip(markers) {
-                let Some(old) = marker.map_err(backend("multi_get"))? else {
-                    continue;
-                };
-                if self.recently_used(parse_last_use(&old)) {
-                    continue;
-                }
-                let new_use = self.next_use.fetch_add(1, Ordering::SeqCst);
-                batch.delete(use_key(parse_last_use(&old), digest));
-                batch.put(use_key(new_use, digest), b"");
-                batch.put(key(MARKER, digest), new_use.to_be_bytes());
-            }
-            self.write_blobs(batch, "touch")?;
+    /// Records a use of a present blob, in memory (see `recency`).
+    fn touch(&self, digest: &Digest) -> Result<(), StoreError> {
+        let shard = stripe_of(digest);
+        if self.recency.mark(shard, [*digest]) {
+            self.write_uses(shard)?;
         }
         Ok(())
+    }
+
+    /// [`touch`](Self::touch) for many blobs: a FindMissingBlobs of a whole
+    /// tree names thousands.
+    fn touch_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        let mut by_shard: Vec<Vec<Digest>> = vec![Vec::new(); STRIPES];
+        for d in digests {
+            by_shard[stripe_of(d)].push(*d);
+        }
+        for (shard, group) in by_shard.into_iter().enumerate() {
+            if !group.is_empty() && self.recency.mark(shard, group) {
+                self.write_uses(shard)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out the uses recorded in one shard, in one batch. Blobs
+    /// evicted since they were used are skipped (checked under the
+    /// stripe), so a use never resurrects a marker.
+    fn write_uses(&self, shard: usize) -> Result<(), StoreError> {
+        let _guard = self.stripes[shard].lock();
+        let mut used = self.recency.drain(shard);
+        if used.is_empty() {
+            return Ok(());
+        }
+        used.sort_unstable();
+        let markers = self.db.multi_get(used.iter().map(|d| key(MARKER, d)));
+        let mut batch = WriteBatch::default();
+        for (digest, marker) in used.iter().zip(markers) {
+            let Some(old) = marker.map_err(backend("multi_get"))? else {
+                continue;
+            };
+            let new_use = self.next_use.fetch_add(1, Ordering::SeqCst);
+            batch.delete(use_key(parse_last_use(&old), digest));
+            batch.put(use_key(new_use, digest), b"");
+            batch.put(key(MARKER, digest), new_use.to_be_bytes());
+        }
+        self.write_blobs(batch, "record uses")
     }
 
     /// Deletes a blob and its bookkeeping, fixing the total. Returns whether
@@ -393,6 +398,8 @@ impl RocksStore {
             batch.delete(use_key(last_use, digest));
         }
         self.write_blobs(batch, "delete")?;
+        // A use recorded before it went must not save its next copy.
+        self.recency.take(stripe_of(digest), digest);
         if LargeFiles::is_large(digest) {
             // After the marker is gone, so a crash in between leaves an
             // orphan file (swept at open), never a marker without a file.
@@ -449,17 +456,19 @@ impl RocksStore {
                 .flatten()
         };
         let (mut blobs, mut bytes) = (0u64, 0u64);
-        for item in self
-            .db
-            .iterator(IteratorMode::From(&[USE_ORDER], Direction::Forward))
-        {
+        // Two passes: the first may only give second chances (every blob
+        // it reached had been used); the second then finds them at the
+        // back with their chance spent.
+        let passes = (0..2).flat_map(|_| {
+            self.db
+                .iterator(IteratorMode::From(&[USE_ORDER], Direction::Forward))
+                .take_while(|item| item.as_ref().map_or(true, |(k, _)| k[0] == USE_ORDER))
+        });
+        for item in passes {
             if self.counted() <= low_water {
                 break;
             }
             let (k, _) = item.map_err(backend("eviction scan"))?;
-            if k[0] != USE_ORDER {
-                break;
-            }
             let Some((last_use, digest)) = parse_use_key(&k) else {
                 continue;
             };
@@ -470,6 +479,11 @@ impl RocksStore {
             // The scan reads a snapshot: a blob used since then has moved
             // and must stay.
             if self.marker(&digest)? != Some(last_use) {
+                continue;
+            }
+            // Used since its use was written: a second chance, at the back.
+            if self.recency.take(stripe_of(&digest), &digest) {
+                self.restamp_locked(&digest, last_use)?;
                 continue;
             }
             if self.delete_locked(&digest)? {
@@ -525,6 +539,11 @@ impl Drop for RocksStore {
     /// Blob entries skip the write-ahead log, so a clean close must flush
     /// them: only a crash may lose recent blobs.
     fn drop(&mut self) {
+        for shard in 0..self.recency.shards() {
+            if let Err(e) = self.write_uses(shard) {
+                tracing::warn!(error = %e, "recent blob uses not written at close; those blobs look older after restart");
+            }
+        }
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "flushing the blob store at close failed; recent blobs may be missing after restart");
         }
@@ -533,5 +552,6 @@ impl Drop for RocksStore {
 
 mod blob_store;
 mod put_many;
+mod recency;
 #[cfg(test)]
 mod tests;

@@ -110,7 +110,7 @@ fn large_blobs_are_files_verified_on_read_and_freed_on_eviction() {
 }
 
 #[test]
-fn reads_of_recent_blobs_skip_the_bump_but_eviction_still_takes_the_oldest() {
+fn reads_write_nothing_yet_eviction_passes_over_blobs_read_since() {
     let dir = tempfile::tempdir().unwrap();
     let blob = |i: u8| Bytes::from(vec![i; 100]);
     let store = RocksStore::open_with_limits(dir.path(), StoreLimits::max_bytes(1600)).unwrap();
@@ -119,19 +119,19 @@ fn reads_of_recent_blobs_skip_the_bump_but_eviction_still_takes_the_oldest() {
         store.put(d, blob(i as u8)).unwrap();
     }
     let last_use = |d: &Digest| store.marker(d).unwrap().unwrap();
-    let newest = last_use(&digests[15]);
-    store.get(&digests[15]).unwrap();
-    assert_eq!(last_use(&digests[15]), newest, "a recent blob is not moved");
-    let oldest = last_use(&digests[0]);
+    let before: Vec<u64> = digests.iter().map(last_use).collect();
     store.get(&digests[0]).unwrap();
-    assert!(
-        last_use(&digests[0]) > oldest,
-        "an old blob is moved to the front"
-    );
-    // Over the limit: the oldest (now blob 1, then 2) go first.
+    store.get_many(&digests[1..2]).unwrap();
+    store.contains_many(&digests[2..3]).unwrap();
+    let after: Vec<u64> = digests.iter().map(last_use).collect();
+    assert_eq!(before, after, "reads wrote no use");
+    // Over the limit (1700 > 1600, down to 1440): the oldest blobs not
+    // used since go — 3, 4 and 5 — while 0, 1 and 2 get a second chance.
     store.put(&Digest::of(&blob(16)), blob(16)).unwrap();
     let present = store.contains_many(&digests).unwrap();
-    assert!(present[0] && present[15] && !present[1], "{present:?}");
+    assert_eq!(&present[..6], &[true, true, true, false, false, false]);
+    assert!(present[6..].iter().all(|p| *p), "{present:?}");
+    assert!(last_use(&digests[0]) > before[15], "0 moved to the back");
 }
 
 #[test]
