@@ -54,13 +54,14 @@ impl RocksStore {
             .multi_get(wanted.iter().map(|&i| key(MARKER, &blobs[i].0)));
         let mut batch = WriteBatch::default();
         let (mut added, mut added_bytes) = (0u64, 0u64);
+        let mut present = Vec::new();
         for (&i, marker) in wanted.iter().zip(markers) {
             let (digest, data) = &blobs[i];
-            let new_use = self.next_use.fetch_add(1, Ordering::SeqCst);
             match marker.map_err(backend("multi_get"))? {
-                Some(old) => {
-                    // Present: only its use moves.
-                    batch.delete(use_key(parse_last_use(&old), digest));
+                // Present: a use, recorded in memory like a read's.
+                Some(_) => {
+                    present.push(*digest);
+                    continue;
                 }
                 None => {
                     if LargeFiles::is_large(digest) {
@@ -77,12 +78,14 @@ impl RocksStore {
                     added_bytes += digest.size_bytes;
                 }
             }
+            let new_use = self.next_use.fetch_add(1, Ordering::SeqCst);
             batch.put(use_key(new_use, digest), b"");
             batch.put(key(MARKER, digest), new_use.to_be_bytes());
         }
         self.write_blobs(batch, "batch put")?;
         self.count.fetch_add(added, Ordering::SeqCst);
         self.total.fetch_add(added_bytes, Ordering::SeqCst);
-        Ok(())
+        drop(_guards);
+        self.touch_many(&present)
     }
 }
