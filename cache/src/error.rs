@@ -47,6 +47,10 @@ pub enum CacheError {
     /// Another stream is writing the same upload right now.
     #[error("upload {resource_name} is being written by another stream")]
     UploadInProgress { resource_name: String },
+    /// Live uploads together have declared as much as the cache lets be
+    /// in flight; the client should retry later.
+    #[error("uploads in flight would declare {in_flight} bytes, over this cache's limit of {max_bytes}; retry later")]
+    UploadsFull { in_flight: u64, max_bytes: u64 },
     #[error("read offset {offset} is past the end of a {size}-byte blob")]
     ReadOutOfRange { offset: i64, size: u64 },
     #[error("cache transport failed: {0}")]
@@ -113,6 +117,7 @@ impl CacheError {
             CacheError::WriteOffset { .. } => Code::InvalidArgument,
             // Retryable once the other stream ends.
             CacheError::UploadInProgress { .. } => Code::Aborted,
+            CacheError::UploadsFull { .. } => Code::ResourceExhausted,
             CacheError::ReadOutOfRange { .. } => Code::OutOfRange,
             CacheError::Transport(_) | CacheError::Connect(_) => Code::Unavailable,
             CacheError::Forbidden(_) => Code::PermissionDenied,

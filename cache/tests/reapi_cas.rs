@@ -454,3 +454,52 @@ async fn a_write_declared_larger_than_the_store_is_refused_before_its_bytes() {
     assert_eq!(store.total_bytes(), 0);
     server.stop().await;
 }
+
+/// Live uploads may together declare no more than the store may hold: each
+/// stages a file of its declared size, so slow streams could otherwise
+/// fill the disk. The second is refused while the first is open, and
+/// accepted once it is gone.
+#[tokio::test]
+async fn uploads_in_flight_are_bounded_by_the_store_size() {
+    let store = Arc::new(MemoryStore::with_limits(
+        buildfleet_cache::StoreLimits::max_bytes(1 << 20),
+    ));
+    let server = TestServer::start(store.clone()).await;
+    let data = bytes::Bytes::from(blob(9, 800 << 10));
+    let digest = Digest::of(&data);
+    let mut first = ByteStreamClient::new(server.channel().await);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(WriteRequest {
+        resource_name: write_resource_name("", uuid::Uuid::new_v4(), &digest),
+        write_offset: 0,
+        finish_write: false,
+        data: data.slice(..1024),
+    })
+    .await
+    .unwrap();
+    let open = tokio::spawn(async move { first.write(ReceiverStream::new(rx)).await });
+    // Let the first stream begin before the second asks.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let other = bytes::Bytes::from(blob(10, 800 << 10));
+    let other_digest = Digest::of(&other);
+    let mut second = ByteStreamClient::new(server.channel().await);
+    let write_other = |second: &mut ByteStreamClient<Channel>| {
+        let request = WriteRequest {
+            resource_name: write_resource_name("", uuid::Uuid::new_v4(), &other_digest),
+            write_offset: 0,
+            finish_write: true,
+            data: other.clone(),
+        };
+        let mut second = second.clone();
+        async move { second.write(futures::stream::iter([request])).await }
+    };
+    let status = write_other(&mut second).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("in flight"), "{status:?}");
+    drop(tx); // the first stream ends unfinished
+    let _ = open.await.unwrap();
+    write_other(&mut second)
+        .await
+        .expect("accepted once the first upload is gone");
+    server.stop().await;
+}

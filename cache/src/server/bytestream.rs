@@ -156,7 +156,7 @@ impl ByteStream for ByteStreamService {
         let store = Arc::clone(&self.store);
         let begin_name = name.clone();
         let mut upload = tokio::task::spawn_blocking(move || {
-            uploads.begin(&begin_name, Instant::now(), || store.stage(&digest))
+            uploads.begin(&begin_name, size, Instant::now(), || store.stage(&digest))
         })
         .await
         .map_err(CacheError::from)??;

@@ -62,6 +62,10 @@ pub const PARTIAL_UPLOAD_MAX_BYTES: u64 = 512 * 1024 * 1024;
 /// a staged file open.
 pub const PARTIAL_UPLOAD_MAX_COUNT: usize = 256;
 
+/// Most bytes live ByteStream uploads may declare together when the store
+/// has no size limit (with one, that limit).
+pub const UPLOADS_IN_FLIGHT_MAX_BYTES: u64 = 64 << 30;
+
 /// A broken upload not resumed within this long is dropped.
 pub const PARTIAL_UPLOAD_IDLE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
@@ -72,9 +76,17 @@ pub fn services(store: Arc<dyn BlobStore>) -> Routes {
     let cas = ContentAddressableStorageServer::new(CasService::new(Arc::clone(&store)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Live uploads may declare together what the store may hold (they
+    // would evict each other past it), or a generous fixed amount when the
+    // store is unlimited.
+    let max_active_bytes = store
+        .limits()
+        .max_bytes
+        .unwrap_or(UPLOADS_IN_FLIGHT_MAX_BYTES);
     let uploads = uploads::PartialUploads::new(uploads::UploadLimits {
         max_parked_bytes: PARTIAL_UPLOAD_MAX_BYTES,
         max_parked_uploads: PARTIAL_UPLOAD_MAX_COUNT,
+        max_active_bytes,
         idle_expiry: PARTIAL_UPLOAD_IDLE_EXPIRY,
     });
     let bytestream = ByteStreamServer::new(ByteStreamService::new(Arc::clone(&store), uploads))

@@ -27,6 +27,10 @@ pub(crate) struct UploadLimits {
     pub(crate) max_parked_bytes: u64,
     /// Most partial uploads parked at once.
     pub(crate) max_parked_uploads: usize,
+    /// Most bytes live uploads may declare together: each stages a file
+    /// of its declared size, so many slow streams could otherwise fill the
+    /// disk past what the store may hold.
+    pub(crate) max_active_bytes: u64,
     /// A parked upload not resumed within this long is dropped.
     pub(crate) idle_expiry: Duration,
 }
@@ -42,8 +46,10 @@ pub(crate) struct PartialUploads {
 struct Table {
     parked: HashMap<String, Parked>,
     parked_bytes: u64,
-    /// Uploads with a live stream, and how many bytes each has received.
-    active: HashMap<String, u64>,
+    /// Uploads with a live stream: bytes received, bytes declared.
+    active: HashMap<String, (u64, u64)>,
+    /// The declared sizes of the live uploads, together.
+    active_declared: u64,
 }
 
 #[derive(Debug)]
@@ -53,6 +59,12 @@ struct Parked {
 }
 
 impl Table {
+    fn end_active(&mut self, name: &str) {
+        if let Some((_, declared)) = self.active.remove(name) {
+            self.active_declared -= declared;
+        }
+    }
+
     fn unpark(&mut self, name: &str) -> Option<Parked> {
         let parked = self.parked.remove(name)?;
         self.parked_bytes -= parked.data.written();
@@ -94,6 +106,7 @@ impl PartialUploads {
     pub(crate) fn begin(
         self: &Arc<Self>,
         name: &str,
+        declared: u64,
         now: Instant,
         stage: impl FnOnce() -> Result<StagedBlob, StoreError>,
     ) -> Result<ActiveUpload, CacheError> {
@@ -105,9 +118,18 @@ impl PartialUploads {
                     resource_name: name.to_owned(),
                 });
             }
+            let in_flight = table.active_declared + declared;
+            if in_flight > self.limits.max_active_bytes {
+                tracing::warn!(resource_name = %name, declared, in_flight, max = self.limits.max_active_bytes, "refused upload: too many bytes in flight");
+                return Err(CacheError::UploadsFull {
+                    in_flight,
+                    max_bytes: self.limits.max_active_bytes,
+                });
+            }
             let parked = table.unpark(name);
             let written = parked.as_ref().map_or(0, |p| p.data.written());
-            table.active.insert(name.to_owned(), written);
+            table.active.insert(name.to_owned(), (written, declared));
+            table.active_declared = in_flight;
             parked
         };
         let data = match parked {
@@ -115,7 +137,7 @@ impl PartialUploads {
             None => match stage() {
                 Ok(data) => data,
                 Err(err) => {
-                    self.table.lock().active.remove(name);
+                    self.table.lock().end_active(name);
                     return Err(err.into());
                 }
             },
@@ -134,7 +156,7 @@ impl PartialUploads {
         table
             .active
             .get(name)
-            .copied()
+            .map(|(committed, _)| *committed)
             .or_else(|| table.parked.get(name).map(|p| p.data.written()))
     }
 
@@ -157,7 +179,7 @@ impl PartialUploads {
 
     fn park(&self, name: &str, data: StagedBlob, now: Instant) {
         let mut table = self.table.lock();
-        table.active.remove(name);
+        table.end_active(name);
         table.sweep(now, self.limits.idle_expiry);
         let size = data.written();
         if size == 0 {
@@ -227,7 +249,7 @@ impl ActiveUpload {
         let data = self.data.as_mut().expect("a live upload has its file");
         data.append(chunk)?;
         let committed = data.written();
-        if let Some(c) = self.uploads.table.lock().active.get_mut(&self.name) {
+        if let Some((c, _)) = self.uploads.table.lock().active.get_mut(&self.name) {
             *c = committed;
         }
         Ok(())
@@ -236,14 +258,14 @@ impl ActiveUpload {
     /// Ends the upload: the file, if its bytes hash to the digest.
     pub(crate) fn finish(mut self) -> Result<VerifiedBlob, StoreError> {
         let data = self.data.take().expect("a live upload has its file");
-        self.uploads.table.lock().active.remove(&self.name);
+        self.uploads.table.lock().end_active(&self.name);
         data.finish()
     }
 
     /// Ends the upload keeping nothing: its bytes are known to be useless.
     pub(crate) fn discard(mut self, reason: &str) {
         let data = self.data.take().expect("a live upload has its file");
-        self.uploads.table.lock().active.remove(&self.name);
+        self.uploads.table.lock().end_active(&self.name);
         tracing::warn!(
             resource_name = %self.name,
             bytes = data.written(),
@@ -271,6 +293,7 @@ mod tests {
         PartialUploads::new(UploadLimits {
             max_parked_bytes: max_bytes,
             max_parked_uploads: max_uploads,
+            max_active_bytes: 1000,
             idle_expiry: Duration::from_secs(60),
         })
     }
@@ -289,18 +312,18 @@ mod tests {
         let now = Instant::now();
         let digest = Digest::of(b"hello world");
         let stage = || store.stage(&digest);
-        let mut a = u.begin("a", now, stage).unwrap();
+        let mut a = u.begin("a", 11, now, stage).unwrap();
         a.append(b"hello ").unwrap();
         assert_eq!(u.committed("a", now), Some(6), "live count visible");
         assert!(matches!(
-            u.begin("a", now, || store.stage(&digest)),
+            u.begin("a", 11, now, || store.stage(&digest)),
             Err(CacheError::UploadInProgress { .. })
         ));
         drop(a);
         assert_eq!(u.committed("a", now), Some(6));
         assert_eq!(u.parked_bytes(), 6);
         let mut a = u
-            .begin("a", now, || {
+            .begin("a", 11, now, || {
                 panic!("a parked upload is resumed, not staged anew")
             })
             .unwrap();
@@ -317,7 +340,9 @@ mod tests {
         let store = MemoryStore::new();
         let u = uploads(1000, 10);
         let mut a = u
-            .begin("a", Instant::now(), || store.stage(&Digest::of(b"junk!")))
+            .begin("a", 5, Instant::now(), || {
+                store.stage(&Digest::of(b"junk!"))
+            })
             .unwrap();
         a.append(b"junk").unwrap();
         a.discard("test");
@@ -376,5 +401,29 @@ mod tests {
         assert_eq!(u.committed("a", t0 + Duration::from_secs(60)), Some(3));
         assert_eq!(u.committed("a", t0 + Duration::from_secs(61)), None);
         assert_eq!(u.parked_bytes(), 0);
+    }
+
+    #[test]
+    fn live_uploads_may_declare_only_so_many_bytes_together() {
+        let store = MemoryStore::new();
+        let u = uploads(1000, 10);
+        let now = Instant::now();
+        let big = |n: u8| Digest::of(&vec![n; 600]);
+        let a = u.begin("a", 600, now, || store.stage(&big(1))).unwrap();
+        let err = u.begin("b", 600, now, || store.stage(&big(2))).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheError::UploadsFull {
+                    in_flight: 1200,
+                    max_bytes: 1000
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(u.committed("b", now), None, "nothing staged for it");
+        a.discard("test");
+        let b = u.begin("b", 600, now, || store.stage(&big(2)));
+        assert!(b.is_ok(), "room again once the first ended");
     }
 }
