@@ -10,6 +10,28 @@ use std::time::{Duration, Instant};
 
 use buildfleet_cache::{DigestFunction, RocksStore};
 
+/// Why a server could not be run; the row is skipped and says this.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("cannot {doing}: {source}")]
+    Io {
+        doing: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server announced {0:?}, not its address")]
+    Announce(String),
+    #[error("BuildGrid did not listen within 60 s")]
+    NotListening,
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+}
+
+/// Wraps an I/O error with what was being done.
+pub fn io(doing: &'static str) -> impl FnOnce(std::io::Error) -> PeerError {
+    move |source| PeerError::Io { doing, source }
+}
+
 /// Set to `rocks:DIR` to make this binary a cache server instead.
 pub const SERVE_ENV: &str = "BUILDFLEET_PEERS_SERVE";
 
@@ -74,26 +96,26 @@ impl Peer {
     }
 
     /// A fresh server: empty store, its own data directory.
-    pub fn start(&self, scratch: &Path) -> Result<Running, String> {
+    pub fn start(&self, scratch: &Path) -> Result<Running, PeerError> {
         let data = scratch.join(format!("server-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&data).map_err(io("make the server's directory"))?;
         match self {
             Peer::Buildfleet(_) => {
-                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                let exe = std::env::current_exe().map_err(io("find this binary"))?;
                 let mut child = Command::new(exe)
                     .env(SERVE_ENV, format!("rocks:{}", data.display()))
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null())
                     .spawn()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(io("start the cache server"))?;
                 let mut line = String::new();
                 BufReader::new(child.stdout.take().expect("stdout"))
                     .read_line(&mut line)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(io("read the server's address"))?;
                 let addr = line
                     .trim()
                     .strip_prefix("listening on ")
-                    .ok_or_else(|| format!("server said {line:?}"))?
+                    .ok_or_else(|| PeerError::Announce(line.clone()))?
                     .to_owned();
                 Ok(Running::new(child, addr, data))
             }
@@ -101,7 +123,7 @@ impl Peer {
                 let bgd = buildgrid()?;
                 let port = std::net::TcpListener::bind("127.0.0.1:0")
                     .and_then(|l| l.local_addr())
-                    .map_err(|e| e.to_string())?
+                    .map_err(io("find a free port"))?
                     .port();
                 let storage = if *disk {
                     format!("!disk-storage &main\n    path: {}/cas", data.display())
@@ -110,20 +132,20 @@ impl Peer {
                 };
                 let config = data.join("buildgrid.yml");
                 std::fs::write(&config, buildgrid_config(port, &storage))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(io("write BuildGrid's config"))?;
                 let child = Command::new(bgd)
                     .args(["server", "start"])
                     .arg(&config)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(io("start BuildGrid"))?;
                 let addr = format!("127.0.0.1:{port}");
                 let running = Running::new(child, addr.clone(), data);
                 let started = Instant::now();
                 while std::net::TcpStream::connect(&addr).is_err() {
                     if started.elapsed() > Duration::from_secs(60) {
-                        return Err("BuildGrid did not listen within 60 s".into());
+                        return Err(PeerError::NotListening);
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -164,18 +186,21 @@ fn bench_dir() -> PathBuf {
 /// `bgd` from a venv made on first use with the newest BuildGrid this
 /// machine's Python can run (0.9.x needs Python ≥ 3.13; Debian 12 has
 /// 3.11, which gets 0.4.x).
-fn buildgrid() -> Result<PathBuf, String> {
+fn buildgrid() -> Result<PathBuf, PeerError> {
     let venv = bench_dir().join("buildgrid-venv");
     let bgd = venv.join("bin/bgd");
     if bgd.is_file() {
         return Ok(bgd);
     }
-    let run = |cmd: &mut Command| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| e.to_string())?;
+    let run = |cmd: &mut Command| -> Result<(), PeerError> {
+        let out = cmd.output().map_err(io("run a set-up command"))?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            Err(PeerError::Command {
+                command: format!("{cmd:?}"),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
         }
     };
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
@@ -214,15 +239,15 @@ impl Running {
         self.child.id()
     }
 
-    /// The server's peak resident memory so far, in bytes.
-    pub fn peak_memory(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+    /// The server's peak resident memory so far, in bytes; `None` when
+    /// `/proc` does not say (the table then shows it as unknown, not 0).
+    pub fn peak_memory(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
+            .map(|kib| kib * 1024)
     }
 }
 

@@ -9,7 +9,7 @@ use buildfleet_cache::{Digest, DigestFunction};
 use bytes::Bytes;
 
 use crate::client;
-use crate::servers::Peer;
+use crate::servers::{io, Peer, PeerError};
 
 const LARGE_COUNT: usize = 64;
 const LARGE_SIZE: usize = 16 << 20;
@@ -56,14 +56,15 @@ impl Data {
     }
 }
 
-/// Medians per cell (`[c1, c8]`) and the largest peak memory seen.
+/// Medians per cell (`[c1, c8]`) and the largest peak memory seen
+/// (`None` if any reading failed).
 #[derive(Default)]
 pub struct Row {
     up: [Vec<Duration>; 2],
     down: [Vec<Duration>; 2],
     update: [Vec<Duration>; 2],
     read: [Vec<Duration>; 2],
-    peak: u64,
+    peak: Option<u64>,
 }
 
 fn median(v: &[Duration]) -> Duration {
@@ -90,13 +91,14 @@ impl Row {
                 .join(" / ")
         };
         format!(
-            "| {} | {} | {} | {} | {} | {} MB |",
+            "| {} | {} | {} | {} | {} | {} |",
             peer.label(),
             mb(&self.up),
             mb(&self.down),
             per_s(&self.update),
             per_s(&self.read),
-            self.peak / 1_000_000
+            self.peak
+                .map_or_else(|| "unknown".to_owned(), |p| format!("{} MB", p / 1_000_000))
         )
     }
 }
@@ -144,19 +146,19 @@ where
     })
 }
 
-pub fn measure(peer: &Peer, data: &Data, reps: usize) -> Result<Row, String> {
+pub fn measure(peer: &Peer, data: &Data, reps: usize) -> Result<Row, PeerError> {
     let function = peer.function();
     let large = Arc::new(Data::digests(&data.large, function));
     let small = Arc::new(Data::digests(&data.small, function));
     let scratch = tempfile::Builder::new()
         .prefix("buildfleet-peers-")
         .tempdir_in(std::env::var_os("BUILDFLEET_BENCH_DIR").unwrap_or("/var/tmp".into()))
-        .map_err(|e| e.to_string())?;
+        .map_err(io("make a scratch directory"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(io("start the client runtime"))?;
     let mut row = Row::default();
     for _ in 0..reps {
         for (c, &tasks) in CONCURRENCY.iter().enumerate() {
@@ -187,7 +189,12 @@ pub fn measure(peer: &Peer, data: &Data, reps: usize) -> Result<Row, String> {
                     .collect();
                 async move { client::batch_read(ch, function, &digests).await }
             }));
-            row.peak = row.peak.max(server.peak_memory());
+            let first = row.up[c].len() == 1 && c == 0;
+            row.peak = match (first, row.peak, server.peak_memory()) {
+                (true, _, now) => now,
+                (false, Some(seen), Some(now)) => Some(seen.max(now)),
+                (false, _, _) => None,
+            };
         }
     }
     Ok(row)
@@ -197,16 +204,16 @@ pub fn measure(peer: &Peer, data: &Data, reps: usize) -> Result<Row, String> {
 /// server, the data it needs put in first, its pid printed, a pause to
 /// attach `perf record -p PID`, then the workload at concurrency 8 over
 /// and over for 20 s.
-pub fn profile(peer: &Peer, data: &Data, which: &str) -> Result<(), String> {
+pub fn profile(peer: &Peer, data: &Data, which: &str) -> Result<(), PeerError> {
     let function = peer.function();
     let large = Arc::new(Data::digests(&data.large, function));
     let small = Arc::new(Data::digests(&data.small, function));
-    let scratch = tempfile::tempdir_in("/var/tmp").map_err(|e| e.to_string())?;
+    let scratch = tempfile::tempdir_in("/var/tmp").map_err(io("make a scratch directory"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(io("start the client runtime"))?;
     let server = peer.start(scratch.path())?;
     let url = server.url.clone();
     let batches = SMALL_COUNT / BATCH;
