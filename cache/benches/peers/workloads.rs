@@ -202,8 +202,8 @@ pub fn measure(peer: &Peer, data: &Data, reps: usize) -> Result<Row, PeerError> 
 
 /// Profiling aid (`BUILDFLEET_PEERS_PROFILE=read|update|down|up`): one
 /// server, the data it needs put in first, its pid printed, a pause to
-/// attach `perf record -p PID`, then the workload at concurrency 8 over
-/// and over for 20 s.
+/// attach `perf record -p PID`, then the workload at concurrency 8 (or
+/// `BUILDFLEET_PEERS_PROFILE_CONCURRENCY`) over and over for 20 s.
 pub fn profile(peer: &Peer, data: &Data, which: &str) -> Result<(), PeerError> {
     let function = peer.function();
     let large = Arc::new(Data::digests(&data.large, function));
@@ -225,26 +225,30 @@ pub fn profile(peer: &Peer, data: &Data, which: &str) -> Result<(), PeerError> {
         let s = s.clone();
         async move { client::batch_update(ch, function, &s[b * BATCH..(b + 1) * BATCH]).await }
     });
+    let c = std::env::var("BUILDFLEET_PEERS_PROFILE_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(8);
     println!("PROFILE pid={}", server.pid());
     std::thread::sleep(Duration::from_secs(2));
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
         let (l, s) = (large.clone(), small.clone());
         let took = match which {
-            "up" => timed(&rt, &url, 8, LARGE_COUNT, move |ch, i| {
+            "up" => timed(&rt, &url, c, LARGE_COUNT, move |ch, i| {
                 client::write(ch, l[i].0, l[i].1.clone())
             }),
-            "down" => timed(&rt, &url, 8, LARGE_COUNT, move |ch, i| {
+            "down" => timed(&rt, &url, c, LARGE_COUNT, move |ch, i| {
                 let d = l[i].0;
                 async move {
                     client::read(ch, d).await;
                 }
             }),
-            "update" => timed(&rt, &url, 8, batches, move |ch, b| {
+            "update" => timed(&rt, &url, c, batches, move |ch, b| {
                 let s = s.clone();
                 async move { client::batch_update(ch, function, &s[b * BATCH..(b + 1) * BATCH]).await }
             }),
-            _ => timed(&rt, &url, 8, batches, move |ch, b| {
+            _ => timed(&rt, &url, c, batches, move |ch, b| {
                 let d: Vec<Digest> = s[b * BATCH..(b + 1) * BATCH]
                     .iter()
                     .map(|(d, _)| *d)

@@ -186,6 +186,12 @@ impl RocksStore {
         table.set_bloom_filter(10.0, false);
         table.set_cache_index_and_filter_blocks(true);
         opts.set_block_based_table_factory(&table);
+        // A Bloom filter over each memtable's keys: a BatchUpdateBlobs
+        // first looks up every blob's marker, new blobs' markers are
+        // absent, and without the filter each miss walks every memtable's
+        // skip list.
+        opts.set_memtable_prefix_bloom_ratio(0.05);
+        opts.set_memtable_whole_key_filtering(true);
         let db = DB::open(&opts, path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source: Box::new(source),

@@ -8,11 +8,14 @@
 //! a crash forgets recent uses (its blobs are then merely older than they
 //! were).
 
-use std::collections::HashSet;
-
 use parking_lot::Mutex;
 
 use buildfleet_model::digest::Digest;
+
+/// Digests are uniform and only sound (hashed) blobs are marked, so
+/// SipHash's flooding defence buys nothing here and costs a tenth of a
+/// BatchReadBlobs.
+type HashSet<T> = foldhash::HashSet<T>;
 
 /// Uses kept per shard before they are written out: 64 shards of this
 /// many digests stay within a few tens of megabytes.
@@ -25,7 +28,9 @@ pub(super) struct Recency {
 impl Recency {
     pub(super) fn new(shards: usize) -> Recency {
         Recency {
-            shards: (0..shards).map(|_| Mutex::new(HashSet::new())).collect(),
+            shards: (0..shards)
+                .map(|_| Mutex::new(HashSet::default()))
+                .collect(),
         }
     }
 
