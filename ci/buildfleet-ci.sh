@@ -21,8 +21,8 @@
 #   BUILDFLEET_DOWNLOAD_URL where that release is (default: GitHub releases)
 set -euo pipefail
 
-: "${BUILDFLEET_COORDINATOR:?set BUILDFLEET_COORDINATOR to the fleet's coordinator URL}"
-: "${BUILDFLEET_CACHE:?set BUILDFLEET_CACHE to the fleet's cache URL}"
+: "${BUILDFLEET_COORDINATOR:?set BUILDFLEET_COORDINATOR to the coordinator URL of the fleet}"
+: "${BUILDFLEET_CACHE:?set BUILDFLEET_CACHE to the cache URL of the fleet}"
 pipeline=${BUILDFLEET_PIPELINE:-buildfleet.yaml}
 out=${BUILDFLEET_OUT:-buildfleet-out}
 mkdir -p "$out"

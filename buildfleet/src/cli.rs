@@ -374,9 +374,14 @@ pub struct CoordinatorArgs {
     pub label_wait: Duration,
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
-    /// Print the bound address as `listening on ADDR` (useful with port 0).
+    /// Print the bound address as `listening on ADDR` (useful with port 0),
+    /// then `metrics on ADDR` when metrics are served.
     #[arg(long)]
     pub print_addr: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no
+    /// token: put it on a network only the scraper reaches).
+    #[arg(long, env = "BUILDFLEET_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Where the coordinator keeps duration and flaky-test history
     /// (`coordinator/` inside; default: the per-user data directory).
     #[arg(long)]
@@ -402,6 +407,10 @@ pub struct CacheArgs {
     pub data: Option<PathBuf>,
     #[arg(long)]
     pub print_addr: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no
+    /// token: put it on a network only the scraper reaches).
+    #[arg(long, env = "BUILDFLEET_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Keep stored blobs and metadata (action results, index entries)
     /// under this size (e.g. `50GiB`), evicting the least recently used
     /// blobs; metadata past half of it is refused. Default: no limit.
@@ -465,6 +474,10 @@ pub struct RunnerArgs {
     pub labels: Vec<String>,
     #[arg(long, default_value_t = 1)]
     pub slots: u32,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no
+    /// token: put it on a network only the scraper reaches).
+    #[arg(long, env = "BUILDFLEET_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]

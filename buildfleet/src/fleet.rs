@@ -224,6 +224,7 @@ impl EmbeddedFleet {
                 isolation: Some(isolation.clone()),
                 trust: ClientTrust::with_token(token)?,
                 step_users: step_users.clone(),
+                metrics: Default::default(),
             };
             let s = stop_runners.clone();
             runner_tasks.push((

@@ -84,6 +84,19 @@ async fn bind(addr: &str, print: bool) -> Result<TcpListener> {
     Ok(l)
 }
 
+/// The metrics listener, when asked for; bound after the role's config
+/// is checked, like its gRPC port.
+async fn bind_metrics(addr: Option<&str>, print: bool) -> Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+    if print {
+        println!("metrics on {}", l.local_addr()?);
+    }
+    Ok(Some(l))
+}
+
 pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let mut config = CoordinatorConfig {
         scheduler: SchedulerConfig {
@@ -105,7 +118,16 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let db = buildfleet_coordinator::db::Db::open(config.history_dir.as_deref())
         .context("opening the coordinator's history (pass --data DIR for another location)")?;
     let listener = bind(&args.listen, args.print_addr).await?;
-    buildfleet_coordinator::grpc::serve(listener, config, db, guard, shutdown_signal()).await?;
+    let metrics = bind_metrics(args.metrics_listen.as_deref(), args.print_addr).await?;
+    buildfleet_coordinator::grpc::serve_with_metrics(
+        listener,
+        metrics,
+        config,
+        db,
+        guard,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -126,7 +148,9 @@ pub async fn cache(args: CacheArgs) -> Result<()> {
         .with_context(|| format!("opening the cache at {}", dir.display()))?,
     );
     let listener = bind(&args.listen, args.print_addr).await?;
-    buildfleet_cache::serve(listener, store, guard, shutdown_signal()).await?;
+    let metrics = bind_metrics(args.metrics_listen.as_deref(), args.print_addr).await?;
+    buildfleet_cache::serve_with_metrics(listener, metrics, store, guard, shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -167,8 +191,17 @@ pub async fn runner(args: RunnerArgs, trust: ClientTrust) -> Result<()> {
         isolation: None,
         trust,
         step_users,
+        metrics: buildfleet_runner::RunnerMetrics::new(),
     };
     config.validate()?;
+    if let Some(listener) = bind_metrics(args.metrics_listen.as_deref(), false).await? {
+        buildfleet_metrics::spawn(
+            listener,
+            config.metrics.clone(),
+            std::future::pending(),
+            tracing::info_span!("runner_metrics"),
+        );
+    }
     buildfleet_runner::run(config, shutdown_signal()).await?;
     Ok(())
 }

@@ -360,6 +360,7 @@ fn runner_config(
             )
             .unwrap(),
         ),
+        metrics: Default::default(),
     }
 }
 

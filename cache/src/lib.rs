@@ -55,8 +55,9 @@ pub use resource_name::{
     parse_read, parse_write, read_resource_name, write_resource_name, ResourceNameError,
 };
 pub use server::{
-    precondition_violations, serve, services, PreconditionFailure, Violation, MAX_BATCH_BYTES,
-    PARTIAL_UPLOAD_IDLE_EXPIRY, PARTIAL_UPLOAD_MAX_BYTES, STREAM_CHUNK_BYTES,
+    precondition_violations, serve, serve_with_metrics, services, CacheMetrics,
+    PreconditionFailure, Violation, MAX_BATCH_BYTES, PARTIAL_UPLOAD_IDLE_EXPIRY,
+    PARTIAL_UPLOAD_MAX_BYTES, STREAM_CHUNK_BYTES,
 };
 pub use store::{
     verify, BlobStore, MemoryStore, MetaTable, RocksStore, StagedBlob, StoreError, StoreLimits,

@@ -127,6 +127,7 @@ impl Hub {
             let mut s = self.sched.lock();
             let r = f(&mut s);
             s.persist();
+            s.observe();
             (r, s.take_lessons())
         };
         self.learn(lessons);

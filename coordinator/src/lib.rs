@@ -10,6 +10,7 @@ pub mod events;
 pub mod grpc;
 pub mod history;
 pub mod hub;
+pub mod metrics;
 pub mod notify;
 pub mod persist;
 pub mod pipeline;

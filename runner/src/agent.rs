@@ -50,6 +50,8 @@ pub struct RunnerConfig {
     /// Who shards run as (shared by the embedded fleet's runners, so a
     /// uid range is one range for the machine).
     pub step_users: Arc<crate::step_users::StepUserPool>,
+    /// The runner's Prometheus series (served by the binary when asked).
+    pub metrics: Arc<crate::metrics::RunnerMetrics>,
 }
 
 impl RunnerConfig {
@@ -121,6 +123,7 @@ pub async fn run(
     })?;
     config.step_users.admit(&config.work_root)?;
     config.step_users.say_once(config.slots);
+    config.metrics.set_slots(config.slots);
     // Said once, in the log and to the coordinator (ListRunners).
     let (isolation, own_isolation) = match &config.isolation {
         Some(shared) => (shared.clone(), false),
@@ -226,6 +229,7 @@ async fn session(
         supervisor: config.supervisor.clone(),
         isolation: isolation.clone(),
         step_users: config.step_users.clone(),
+        metrics: config.metrics.clone(),
     });
     let cancels: CancelMap = Arc::default();
     let hand_backs: HandBacks = Arc::default();
@@ -272,6 +276,7 @@ async fn session(
                 heartbeat: every,
             } => {
                 info!(%runner_id, "registered with the coordinator");
+                ctx.metrics.connected(true);
                 heartbeat = Some(spawn_heartbeat(out_tx.clone(), every, config));
             }
             Incoming::Unreadable { lease_id, error } => {
@@ -294,6 +299,7 @@ async fn session(
                 match refuse {
                     Some(reason) => {
                         warn!(lease = %lease.lease_id, %reason, "lease handed back");
+                        ctx.metrics.handed_back();
                         send_hand_back(&out_tx, lease.lease_id, reason).await;
                     }
                     None => spawn_shard(ctx.clone(), cancels.clone(), hand_backs.clone(), lease),
@@ -308,6 +314,7 @@ async fn session(
             Incoming::Empty => warn!("empty message from the coordinator ignored"),
         }
     };
+    ctx.metrics.connected(false);
     if let Some(h) = heartbeat {
         h.abort();
     }
@@ -397,11 +404,13 @@ fn spawn_shard(
     cancels.lock().insert(lease_id.clone(), tx);
     let span =
         info_span!("shard", run = %lease.run_id, step = %lease.step, shard = lease.shard_index);
+    ctx.metrics.started();
     tokio::spawn(
         async move {
             let report = Box::new(run_lease(&ctx, *lease, rx).await);
             cancels.lock().remove(&lease_id);
             let reason = hand_backs.lock().remove(&lease_id);
+            ctx.metrics.ended(reason.is_none().then_some(&report.state));
             match reason {
                 Some(reason) => send_hand_back(&ctx.out, lease_id, reason).await,
                 None => {

@@ -13,6 +13,7 @@ pub mod disk;
 pub mod error;
 pub mod exec;
 pub mod junit;
+pub mod metrics;
 pub mod oom;
 pub mod outputs;
 pub mod reports;
@@ -25,3 +26,4 @@ pub mod wire;
 
 pub use agent::{run, RunnerConfig};
 pub use error::RunnerError;
+pub use metrics::RunnerMetrics;

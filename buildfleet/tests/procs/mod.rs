@@ -524,3 +524,52 @@ pub fn receiver(statuses: Vec<u16>) -> (String, std::sync::Arc<std::sync::Mutex<
     });
     (url, seen)
 }
+
+/// Starts a server role with `--metrics-listen 127.0.0.1:0`: its gRPC URL
+/// and its metrics address, from the two lines it prints. What it prints
+/// later is drained, so its stdout never closes under it.
+pub fn server_with_metrics(args: &[&str]) -> (Proc, String, String) {
+    let mut child = spawn_logged(
+        bin()
+            .args(args)
+            .args(open_unless_tokens(args))
+            .args(["--listen", "127.0.0.1:0", "--print-addr"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped()),
+        args.first().copied().unwrap_or("server"),
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = |prefix: &str| {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line.trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+            .to_string()
+    };
+    let grpc = line("listening on ");
+    let metrics = line("metrics on ");
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (Proc(child), format!("http://{grpc}"), metrics)
+}
+
+/// GET `path` from a plain HTTP server: (status code, body), read off the
+/// socket as sent.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {raw:?}"));
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}

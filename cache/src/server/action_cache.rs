@@ -26,11 +26,15 @@ use buildfleet_trust::{Caller, Role};
 
 pub(crate) struct ActionCacheService {
     store: Arc<dyn BlobStore>,
+    metrics: Arc<super::metrics::CacheMetrics>,
 }
 
 impl ActionCacheService {
-    pub(crate) fn new(store: Arc<dyn BlobStore>) -> Self {
-        ActionCacheService { store }
+    pub(crate) fn new(
+        store: Arc<dyn BlobStore>,
+        metrics: Arc<super::metrics::CacheMetrics>,
+    ) -> Self {
+        ActionCacheService { store, metrics }
     }
 }
 
@@ -74,6 +78,75 @@ fn references(result: &ActionResult, function: DigestFunction) -> Result<Referen
 #[tonic::async_trait]
 impl ActionCache for ActionCacheService {
     async fn get_action_result(
+        &self,
+        request: Request<GetActionResultRequest>,
+    ) -> Result<Response<ActionResult>, Status> {
+        let instance = request.get_ref().instance_name.clone();
+        let answer = self.lookup(request).await;
+        match &answer {
+            Ok(_) => self.metrics.action_lookup(&instance, true),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                self.metrics.action_lookup(&instance, false)
+            }
+            Err(_) => {}
+        }
+        answer
+    }
+
+    async fn update_action_result(
+        &self,
+        request: Request<UpdateActionResultRequest>,
+    ) -> Result<Response<ActionResult>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        // The trust scopes are runners' alone: a client allowed to write
+        // (Bazel) writes its own instances, never a scope a run reads.
+        if CacheScope::is_scope(&request.instance_name)
+            && !matches!(caller.role, Role::Runner | Role::Admin)
+        {
+            return Err(CacheError::Forbidden(format!(
+                "`{}` ({} token) may not write the cache scope `{}`: scopes are written by runners only",
+                caller.name, caller.role, request.instance_name
+            ))
+            .into());
+        }
+        let function = request_function(request.digest_function)?;
+        let action = action_digest(request.action_digest.as_ref(), function)?;
+        let mut result = request
+            .action_result
+            .ok_or_else(|| CacheError::InvalidRequest("no action_result to store".into()))?;
+        // Who wrote it is the token's name, whatever the result claims.
+        if let Some(writer) = caller.owner() {
+            result
+                .execution_metadata
+                .get_or_insert_with(Default::default)
+                .worker = writer.to_owned();
+        }
+        let refs = references(&result, function)?;
+        let gone = on_store(&self.store, move |s| Ok(missing(s, &refs))).await??;
+        if !gone.is_empty() {
+            tracing::info!(
+                %action,
+                instance = %request.instance_name,
+                missing = gone.len(),
+                blobs = %describe(&gone),
+                "refused action cache update referencing missing blobs"
+            );
+            return Err(CacheError::MissingBlobs(gone).into());
+        }
+        let key = instance_key(&request.instance_name, &action.key_bytes());
+        let value = Bytes::from(result.encode_to_vec());
+        on_store(&self.store, move |s| {
+            s.meta_put(MetaTable::ActionCache, &key, value)
+        })
+        .await?;
+        Ok(Response::new(result))
+    }
+}
+
+impl ActionCacheService {
+    /// GetActionResult itself; the trait method counts its answer.
+    async fn lookup(
         &self,
         request: Request<GetActionResultRequest>,
     ) -> Result<Response<ActionResult>, Status> {
@@ -137,55 +210,5 @@ impl ActionCache for ActionCacheService {
         })
         .await?;
         Err(not_found(reason).into())
-    }
-
-    async fn update_action_result(
-        &self,
-        request: Request<UpdateActionResultRequest>,
-    ) -> Result<Response<ActionResult>, Status> {
-        let caller = Caller::of(&request)?;
-        let request = request.into_inner();
-        // The trust scopes are runners' alone: a client allowed to write
-        // (Bazel) writes its own instances, never a scope a run reads.
-        if CacheScope::is_scope(&request.instance_name)
-            && !matches!(caller.role, Role::Runner | Role::Admin)
-        {
-            return Err(CacheError::Forbidden(format!(
-                "`{}` ({} token) may not write the cache scope `{}`: scopes are written by runners only",
-                caller.name, caller.role, request.instance_name
-            ))
-            .into());
-        }
-        let function = request_function(request.digest_function)?;
-        let action = action_digest(request.action_digest.as_ref(), function)?;
-        let mut result = request
-            .action_result
-            .ok_or_else(|| CacheError::InvalidRequest("no action_result to store".into()))?;
-        // Who wrote it is the token's name, whatever the result claims.
-        if let Some(writer) = caller.owner() {
-            result
-                .execution_metadata
-                .get_or_insert_with(Default::default)
-                .worker = writer.to_owned();
-        }
-        let refs = references(&result, function)?;
-        let gone = on_store(&self.store, move |s| Ok(missing(s, &refs))).await??;
-        if !gone.is_empty() {
-            tracing::info!(
-                %action,
-                instance = %request.instance_name,
-                missing = gone.len(),
-                blobs = %describe(&gone),
-                "refused action cache update referencing missing blobs"
-            );
-            return Err(CacheError::MissingBlobs(gone).into());
-        }
-        let key = instance_key(&request.instance_name, &action.key_bytes());
-        let value = Bytes::from(result.encode_to_vec());
-        on_store(&self.store, move |s| {
-            s.meta_put(MetaTable::ActionCache, &key, value)
-        })
-        .await?;
-        Ok(Response::new(result))
     }
 }

@@ -40,11 +40,20 @@ const READ_AHEAD_PIECES: usize = 2;
 pub(crate) struct ByteStreamService {
     store: Arc<dyn BlobStore>,
     uploads: Arc<PartialUploads>,
+    metrics: Arc<super::metrics::CacheMetrics>,
 }
 
 impl ByteStreamService {
-    pub(crate) fn new(store: Arc<dyn BlobStore>, uploads: Arc<PartialUploads>) -> Self {
-        ByteStreamService { store, uploads }
+    pub(crate) fn new(
+        store: Arc<dyn BlobStore>,
+        uploads: Arc<PartialUploads>,
+        metrics: Arc<super::metrics::CacheMetrics>,
+    ) -> Self {
+        ByteStreamService {
+            store,
+            uploads,
+            metrics,
+        }
     }
 
     async fn present(&self, digest: Digest) -> Result<bool, CacheError> {
@@ -73,9 +82,11 @@ impl ByteStream for ByteStreamService {
                 request.read_offset, request.read_limit
             )));
         }
-        let source = on_store(&self.store, move |s| s.open(&digest))
-            .await?
-            .ok_or(CacheError::NotFound(digest))?;
+        let source = on_store(&self.store, move |s| s.open(&digest)).await?;
+        let Some(source) = source else {
+            self.metrics.blobs_read(0, 1, 0);
+            return Err(CacheError::NotFound(digest).into());
+        };
         let offset = request.read_offset as u64;
         if offset > digest.size_bytes {
             return Err(CacheError::ReadOutOfRange {
@@ -88,6 +99,9 @@ impl ByteStream for ByteStreamService {
             0 => digest.size_bytes,
             limit => digest.size_bytes.min(offset.saturating_add(limit as u64)),
         };
+        // Counted as asked for: a read cut short by corruption says so in
+        // its status and the log.
+        self.metrics.blobs_read(1, 0, end - offset);
         match source {
             StoredBlob::Bytes(data) => {
                 let (offset, end) = (offset as usize, end as usize);
@@ -223,6 +237,7 @@ impl ByteStream for ByteStreamService {
         committed.inspect_err(|err| {
             tracing::warn!(%digest, %err, bytes = received, "rejected ByteStream write; dropped its data")
         })?;
+        self.metrics.bytes_written(size);
         Ok(Response::new(WriteResponse {
             committed_size: size as i64,
         }))

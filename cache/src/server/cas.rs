@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use super::metrics::CacheMetrics;
 use super::{get_tree, on_store, request_function, MAX_BATCH_BYTES};
 use crate::error::CacheError;
 use crate::store::BlobStore;
@@ -25,11 +26,12 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub(crate) struct CasService {
     store: Arc<dyn BlobStore>,
+    metrics: Arc<CacheMetrics>,
 }
 
 impl CasService {
-    pub(crate) fn new(store: Arc<dyn BlobStore>) -> Self {
-        CasService { store }
+    pub(crate) fn new(store: Arc<dyn BlobStore>, metrics: Arc<CacheMetrics>) -> Self {
+        CasService { store, metrics }
     }
 }
 
@@ -146,6 +148,13 @@ impl ContentAddressableStorage for CasService {
                 .collect::<Vec<_>>())
         })
         .await?;
+        let written: u64 = results
+            .iter()
+            .filter(|(_, outcome)| outcome.is_ok())
+            .filter_map(|(digest, _)| digest.as_ref())
+            .map(|d| d.size_bytes.max(0) as u64)
+            .sum();
+        self.metrics.bytes_written(written);
         let responses = results
             .into_iter()
             .map(|(digest, outcome)| {
@@ -180,6 +189,12 @@ impl ContentAddressableStorage for CasService {
             Ok(digests.into_iter().zip(blobs).collect::<Vec<_>>())
         })
         .await?;
+        let (hits, bytes) = found
+            .iter()
+            .filter_map(|(_, data)| data.as_ref())
+            .fold((0u64, 0u64), |(n, b), d| (n + 1, b + d.len() as u64));
+        self.metrics
+            .blobs_read(hits, found.len() as u64 - hits, bytes);
         let responses = found
             .into_iter()
             .map(|(digest, data)| {

@@ -10,6 +10,7 @@ mod completeness;
 mod get_tree;
 mod index;
 mod instance;
+mod metrics;
 mod precondition;
 mod uploads;
 
@@ -17,6 +18,7 @@ mod uploads;
 mod corruption_tests;
 
 pub(crate) use completeness::describe as describe_missing;
+pub use metrics::CacheMetrics;
 pub(crate) use precondition::missing_blobs_details;
 pub use precondition::{precondition_violations, PreconditionFailure, Violation};
 
@@ -72,10 +74,11 @@ pub const PARTIAL_UPLOAD_IDLE_EXPIRY: std::time::Duration = std::time::Duration:
 /// The cache services as routes, for embedding in another tonic server:
 /// REAPI ContentAddressableStorage, ByteStream, ActionCache and
 /// Capabilities, and `buildfleet.v1.CacheIndex`, all over `store`.
-pub fn services(store: Arc<dyn BlobStore>) -> Routes {
-    let cas = ContentAddressableStorageServer::new(CasService::new(Arc::clone(&store)))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+pub fn services(store: Arc<dyn BlobStore>, metrics: Arc<CacheMetrics>) -> Routes {
+    let cas =
+        ContentAddressableStorageServer::new(CasService::new(Arc::clone(&store), metrics.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Live uploads may declare together what the store may hold (they
     // would evict each other past it), or a generous fixed amount when the
     // store is unlimited.
@@ -89,10 +92,14 @@ pub fn services(store: Arc<dyn BlobStore>) -> Routes {
         max_active_bytes,
         idle_expiry: PARTIAL_UPLOAD_IDLE_EXPIRY,
     });
-    let bytestream = ByteStreamServer::new(ByteStreamService::new(Arc::clone(&store), uploads))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let action_cache = ActionCacheServer::new(ActionCacheService::new(Arc::clone(&store)))
+    let bytestream = ByteStreamServer::new(ByteStreamService::new(
+        Arc::clone(&store),
+        uploads,
+        metrics.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let action_cache = ActionCacheServer::new(ActionCacheService::new(Arc::clone(&store), metrics))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let index = CacheIndexServer::new(IndexService::new(store))
@@ -111,6 +118,41 @@ pub fn services(store: Arc<dyn BlobStore>) -> Routes {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn BlobStore>,
+    guard: buildfleet_trust::Guard,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CacheError> {
+    serve_with_metrics(listener, None, store, guard, shutdown).await
+}
+
+/// [`serve`], plus Prometheus metrics at `/metrics` on `metrics` (plain
+/// HTTP) for as long as the cache serves.
+pub async fn serve_with_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
+    store: Arc<dyn BlobStore>,
+    guard: buildfleet_trust::Guard,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CacheError> {
+    let counters = CacheMetrics::new(Arc::clone(&store));
+    let exporter = metrics.map(|listener| {
+        buildfleet_metrics::spawn(
+            listener,
+            counters.clone(),
+            std::future::pending(),
+            tracing::info_span!("cache_metrics"),
+        )
+    });
+    let served = serve_routes(listener, store, counters, guard, shutdown).await;
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
+    served
+}
+
+async fn serve_routes(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn BlobStore>,
+    counters: Arc<CacheMetrics>,
     guard: buildfleet_trust::Guard,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CacheError> {
@@ -136,7 +178,7 @@ pub async fn serve(
         // One span per request, so every log line names the RPC it served.
         .trace_fn(|request| tracing::info_span!("cache_rpc", path = %request.uri().path()))
         .layer(guard)
-        .add_routes(services(store))
+        .add_routes(services(store, counters))
         .add_service(health_service);
     match tls {
         Some(tls) => {

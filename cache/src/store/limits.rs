@@ -1,5 +1,7 @@
 //! How much a store may hold, and the one eviction rule both stores follow.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// Evictions bring the total down to this share of the limit, so a store at
 /// its limit does not evict on every single put.
 const LOW_WATER_PERCENT: u64 = 90;
@@ -101,6 +103,23 @@ impl StoreLimits {
     }
 }
 
+/// Blobs and bytes evicted since the store opened, for the metrics.
+#[derive(Debug, Default)]
+pub struct Evictions {
+    blobs: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Evictions {
+    /// (blobs, bytes) evicted so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.blobs.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The one log line every eviction produces, so operators see the same
 /// fields whichever store runs.
 pub(crate) fn log_eviction(
@@ -109,8 +128,11 @@ pub(crate) fn log_eviction(
     bytes: u64,
     total_after: u64,
     limits: &StoreLimits,
+    counted: &Evictions,
 ) {
     if blobs > 0 {
+        counted.blobs.fetch_add(blobs, Ordering::Relaxed);
+        counted.bytes.fetch_add(bytes, Ordering::Relaxed);
         tracing::info!(
             store,
             evicted_blobs = blobs,

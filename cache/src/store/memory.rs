@@ -21,6 +21,7 @@ pub struct MemoryStore {
     /// the store.
     staging: std::sync::OnceLock<tempfile::TempDir>,
     next_staged: std::sync::atomic::AtomicU64,
+    evictions: super::limits::Evictions,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +136,7 @@ impl MemoryStore {
             bytes,
             blobs.total,
             &self.limits,
+            &self.evictions,
         );
     }
 
@@ -216,6 +218,10 @@ impl BlobStore for MemoryStore {
     fn forget_corrupt(&self, digest: &Digest) -> Result<(), StoreError> {
         self.blobs.lock().remove(digest);
         Ok(())
+    }
+
+    fn evictions(&self) -> &super::limits::Evictions {
+        &self.evictions
     }
 
     fn total_bytes(&self) -> u64 {

@@ -21,7 +21,7 @@ use thiserror::Error;
 
 use buildfleet_model::digest::Digest;
 
-pub use limits::StoreLimits;
+pub use limits::{Evictions, StoreLimits};
 pub use memory::MemoryStore;
 pub use pins::pin;
 pub use rocks::RocksStore;
@@ -174,6 +174,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Total size of the metadata tables' keys and values.
     fn meta_bytes(&self) -> u64;
+
+    /// What eviction has removed since the store opened.
+    fn evictions(&self) -> &Evictions;
 
     /// The store's size limits, so a service can refuse a blob that can
     /// never fit before it accepts the first byte of it.

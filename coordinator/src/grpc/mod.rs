@@ -38,9 +38,23 @@ pub async fn serve(
     guard: buildfleet_trust::Guard,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with_metrics(listener, None, config, db, guard, shutdown).await
+}
+
+/// [`serve`], plus Prometheus metrics at `/metrics` on `metrics` (plain
+/// HTTP) until shutdown.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    config: CoordinatorConfig,
+    db: Db,
+    guard: buildfleet_trust::Guard,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     config.validate()?;
     let notify = config.notify.clone();
     let hub = Arc::new(Hub::new(config, db));
+    let exporter = metrics.map(|listener| spawn_metrics(&hub, listener));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     hub.set_notifications(tx);
     let deliveries = crate::notify::spawn(hub.clone(), notify.clone(), rx);
@@ -106,6 +120,9 @@ pub async fn serve(
         }
     };
     ticker.abort();
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
     // Alerts about the last runs still go out: close the inbox and give
     // the delivery task the time its retries need (bounded).
     hub.close_notifications();
@@ -117,4 +134,21 @@ pub async fn serve(
         tracing::warn!("stopped before every notification was delivered");
     }
     Ok(result?)
+}
+
+/// The metrics endpoint: gauges read from the hub at each scrape (through
+/// a weak handle, so the endpoint never keeps a stopped hub alive).
+fn spawn_metrics(hub: &Arc<Hub>, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    let metrics = hub.read(|s| s.metrics());
+    let weak = Arc::downgrade(hub);
+    metrics.gauges_from(move || {
+        weak.upgrade()
+            .map(|hub| hub.read(|s| s.gauges(std::time::Instant::now())))
+            .unwrap_or_default()
+    });
+    let mut closing = hub.closing();
+    let stop = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    buildfleet_metrics::spawn(listener, metrics, stop, info_span!("coordinator_metrics"))
 }

@@ -2,6 +2,7 @@
 //! notification, retried with backoff; every attempt and the final outcome
 //! go into the runs' notices, so an alert that never arrived is itself seen.
 
+use crate::metrics::Delivery;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,7 @@ async fn deliver(
     // the coordinator's own log.
     let shown = hook.redacted();
     let what = format!("webhook {} → {shown}", n.event.name());
+    let metrics = hub.read(|s| s.metrics());
     for attempt in 1..=config.attempts {
         let outcome = client
             .post(&hook.url)
@@ -97,6 +99,7 @@ async fn deliver(
         let failure = match outcome {
             Ok(r) if r.status().is_success() => {
                 info!(event = n.event.name(), url = %shown, attempt, "webhook delivered");
+                metrics.webhook(Delivery::Delivered);
                 let line = format!(
                     "{what}: attempt {attempt} of {}: delivered (HTTP {})",
                     config.attempts,
@@ -110,6 +113,7 @@ async fn deliver(
             Err(e) => format!("{}", e.without_url()),
         };
         warn!(event = n.event.name(), url = %shown, attempt, %failure, "webhook attempt failed");
+        metrics.webhook(Delivery::AttemptFailed);
         record(
             hub,
             &n.runs,
@@ -123,6 +127,7 @@ async fn deliver(
         }
     }
     warn!(event = n.event.name(), url = %shown, "webhook not delivered; every attempt failed");
+    metrics.webhook(Delivery::NotDelivered);
     record(
         hub,
         &n.runs,

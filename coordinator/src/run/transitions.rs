@@ -501,7 +501,17 @@ impl Run {
     /// condition asks to run on cancellation (`always()`, `cancelled()`:
     /// cleanup); running shards end when their runner reports back.
     pub fn cancel(&mut self, reason: &str, now: Instant) {
+        let first = self.cancel_reason.is_none();
         self.cancel_reason = Some(reason.to_owned());
+        // The cancel is an event even when no step changes state (every
+        // step left runs when cancelled): what is stored is the run, and
+        // a restart must not forget that it was cancelled and end it green.
+        if first {
+            self.notice(
+                crate::events::NoticeKind::Info,
+                format!("run cancelled: {reason}"),
+            );
+        }
         let cancelled = State::Cancelled {
             reason: reason.to_owned(),
         };

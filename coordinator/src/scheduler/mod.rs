@@ -17,6 +17,7 @@ use buildfleet_model::state::State;
 
 mod deadlines;
 mod ends;
+mod gauges;
 mod lease;
 mod lessons;
 mod restore;
@@ -128,6 +129,9 @@ pub struct Scheduler {
     /// Runs whose latest state could not be stored, with the error: no
     /// new leases for them until it can, since a restart would lose them.
     unsaved: HashMap<String, String>,
+    /// The Prometheus series, and how far each run's events are counted.
+    metrics: Arc<crate::metrics::CoordinatorMetrics>,
+    observed: HashMap<String, u64>,
 }
 
 impl Scheduler {
@@ -349,6 +353,7 @@ impl Scheduler {
                         break;
                     };
                     runner.busy += 1;
+                    self.metrics.shard_leased(run.waited(step, now));
                     let lease_id = uuid::Uuid::new_v4().simple().to_string();
                     run.lease_shard(step, shard, &runner.name, &lease_id, now);
                     let lease = lease::build(run, step, LeaseFor::Shard(shard), lease_id.clone());

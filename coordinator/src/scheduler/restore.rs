@@ -36,6 +36,7 @@ impl Scheduler {
             }
             self.order.retain(|o| o != &id);
             self.saved.remove(&id);
+            self.observed.remove(&id);
             self.unsaved.remove(&id);
             if let Some(store) = &self.store {
                 if let Err(e) = store.forget(&id) {
@@ -148,6 +149,10 @@ impl Scheduler {
             };
             run.restored(pipeline, EventLog::restore(events));
             self.saved
+                .insert(run.id().to_owned(), run.events().last_seq());
+            // What happened before the restart was counted by the process
+            // that saw it.
+            self.observed
                 .insert(run.id().to_owned(), run.events().last_seq());
             if !run.is_finished() {
                 let needed: BTreeSet<String> = run

@@ -55,6 +55,7 @@ pub struct ShardContext {
     pub isolation: Arc<Isolation>,
     /// Who each shard's processes run as.
     pub step_users: Arc<crate::step_users::StepUserPool>,
+    pub metrics: Arc<crate::metrics::RunnerMetrics>,
 }
 
 /// Runs a lease to its end: its processes are gone and its last log chunk

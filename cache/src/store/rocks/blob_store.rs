@@ -225,6 +225,10 @@ impl BlobStore for RocksStore {
             .collect()
     }
 
+    fn evictions(&self) -> &crate::store::limits::Evictions {
+        &self.evictions
+    }
+
     fn total_bytes(&self) -> u64 {
         self.total.load(Ordering::SeqCst)
     }

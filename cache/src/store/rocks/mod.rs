@@ -68,6 +68,7 @@ pub struct RocksStore {
     db: DB,
     large: LargeFiles,
     limits: StoreLimits,
+    evictions: crate::store::limits::Evictions,
     total: AtomicU64,
     /// Blobs stored; sizes the "recently used" window below.
     count: AtomicU64,
@@ -213,6 +214,7 @@ impl RocksStore {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             recency: recency::Recency::new(STRIPES),
             evicting: Mutex::new(()),
+            evictions: Default::default(),
         };
         store.recount()?;
         store.evict(None)?;
@@ -503,6 +505,7 @@ impl RocksStore {
             bytes,
             self.total.load(Ordering::SeqCst),
             &self.limits,
+            &self.evictions,
         );
         Ok(())
     }
