@@ -416,6 +416,37 @@ pub struct CacheArgs {
     /// blobs; metadata past half of it is refused. Default: no limit.
     #[arg(long, value_parser = parse_size)]
     pub max_size: Option<u64>,
+    /// Put a shared S3-compatible bucket behind the local store: writes go
+    /// through to it, reads fall back to it, and several cache nodes on
+    /// one bucket serve each other's blobs (e.g.
+    /// `https://s3.eu-west-1.amazonaws.com`). Credentials come from
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    #[arg(
+        long,
+        env = "BUILDFLEET_OBJECT_STORE_URL",
+        requires = "object_store_bucket"
+    )]
+    pub object_store_url: Option<String>,
+    /// The bucket (it must exist).
+    #[arg(
+        long,
+        env = "BUILDFLEET_OBJECT_STORE_BUCKET",
+        requires = "object_store_url"
+    )]
+    pub object_store_bucket: Option<String>,
+    /// Object names start with this, so one bucket can hold several caches.
+    #[arg(
+        long,
+        env = "BUILDFLEET_OBJECT_STORE_PREFIX",
+        default_value = "buildfleet/"
+    )]
+    pub object_store_prefix: String,
+    #[arg(
+        long,
+        env = "BUILDFLEET_OBJECT_STORE_REGION",
+        default_value = "us-east-1"
+    )]
+    pub object_store_region: String,
     #[command(flatten)]
     pub auth: ServerAuthArgs,
 }

@@ -138,15 +138,41 @@ pub async fn cache(args: CacheArgs) -> Result<()> {
         .unwrap_or_else(crate::fleet::default_data_dir)
         .join("cache");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store: Arc<dyn BlobStore> = Arc::new(
-        RocksStore::open_with_limits(
-            &dir,
-            StoreLimits {
-                max_bytes: args.max_size,
-            },
-        )
-        .with_context(|| format!("opening the cache at {}", dir.display()))?,
-    );
+    let bucket = match (&args.object_store_url, &args.object_store_bucket) {
+        (Some(endpoint), Some(bucket)) => {
+            let credential = |name: &str| {
+                std::env::var(name).with_context(|| {
+                    format!("--object-store-url needs {name} in the environment (the bucket's credentials)")
+                })
+            };
+            Some(buildfleet_cache::BucketConfig {
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
+                region: args.object_store_region.clone(),
+                access_key_id: credential("AWS_ACCESS_KEY_ID")?,
+                secret_access_key: credential("AWS_SECRET_ACCESS_KEY")?,
+                prefix: args.object_store_prefix.clone(),
+            })
+        }
+        _ => None,
+    };
+    let local = RocksStore::open_with_limits(
+        &dir,
+        StoreLimits {
+            max_bytes: args.max_size,
+        },
+    )
+    .with_context(|| format!("opening the cache at {}", dir.display()))?;
+    let store: Arc<dyn BlobStore> = match bucket {
+        Some(config) => {
+            tracing::info!(?config, "the local store fronts a shared bucket");
+            Arc::new(
+                buildfleet_cache::TieredStore::new(local, &config)
+                    .with_context(|| format!("using the bucket {config:?}"))?,
+            )
+        }
+        None => Arc::new(local),
+    };
     let listener = bind(&args.listen, args.print_addr).await?;
     let metrics = bind_metrics(args.metrics_listen.as_deref(), args.print_addr).await?;
     buildfleet_cache::serve_with_metrics(listener, metrics, store, guard, shutdown_signal())

@@ -60,8 +60,8 @@ pub use server::{
     PARTIAL_UPLOAD_MAX_BYTES, STREAM_CHUNK_BYTES,
 };
 pub use store::{
-    verify, BlobStore, MemoryStore, MetaTable, RocksStore, StagedBlob, StoreError, StoreLimits,
-    StoredBlob, VerifiedBlob,
+    verify, BlobStore, BucketConfig, MemoryStore, MetaTable, RocksStore, StagedBlob, StoreError,
+    StoreLimits, StoredBlob, TieredStore, VerifiedBlob,
 };
 pub use tree::{
     diff, snapshot, snapshot_with, subset, tree_message, BlobSource, Change, ChangeKind,

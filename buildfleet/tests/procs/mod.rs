@@ -573,3 +573,27 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
     (status, body)
 }
+
+/// [`server`] with extra environment variables.
+pub fn server_with_env(args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
+    let mut command = bin();
+    command
+        .args(args)
+        .args(open_unless_tokens(args))
+        .args(["--listen", "127.0.0.1:0", "--print-addr"])
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = spawn_logged(&mut command, args.first().copied().unwrap_or("server"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("got {line:?}"))
+        .to_string();
+    (Proc(child), format!("http://{addr}"))
+}

@@ -8,7 +8,7 @@ use super::{BlobStore, MemoryStore, MetaTable, RocksStore, StoreError, StoreLimi
 use buildfleet_model::digest::{Digest, DigestFunction};
 
 /// What the suite needs beyond the trait: a way to plant corrupt data.
-trait Corruptible: BlobStore {
+pub(crate) trait Corruptible: BlobStore {
     fn corrupt(&self, digest: &Digest, data: &[u8]);
 }
 
@@ -24,7 +24,7 @@ impl Corruptible for RocksStore {
     }
 }
 
-fn blob(seed: u8, len: usize) -> Bytes {
+pub(crate) fn blob(seed: u8, len: usize) -> Bytes {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect::<Vec<u8>>()
@@ -148,7 +148,7 @@ fn large_blob(store: &dyn BlobStore) {
 
 /// Under a 1000-byte limit holding three 300-byte blobs, the fourth evicts
 /// the least recently used, where reads and presence checks count as use.
-fn lru_order_respects_reads_and_presence_checks(store: &dyn BlobStore) {
+fn lru_order_respects_reads_and_presence_checks(store: &dyn BlobStore, shared: bool) {
     let [a, b, c, d] = [10, 11, 12, 13].map(|seed| blob(seed, 300));
     let [da, db, dc, dd] = [&a, &b, &c, &d].map(|x| Digest::of(x));
     store.put(&da, a).unwrap();
@@ -162,9 +162,13 @@ fn lru_order_respects_reads_and_presence_checks(store: &dyn BlobStore) {
     // 1200 > 1000: evicted down to the 900-byte low-water mark, so only c.
     assert_eq!(
         store.contains_many(&[da, db, dc, dd]).unwrap(),
-        vec![true, true, false, true]
+        vec![true, true, shared, true]
     );
-    assert_eq!(store.get(&dc).unwrap(), None, "evicted blob is gone");
+    assert_eq!(
+        store.get(&dc).unwrap().is_some(),
+        shared,
+        "evicted blob is gone (kept in a shared tier)"
+    );
     assert_eq!(store.total_bytes(), 900);
 
     // Re-putting a present blob counts as use, not as new bytes.
@@ -175,7 +179,7 @@ fn lru_order_respects_reads_and_presence_checks(store: &dyn BlobStore) {
 
 /// A pinned blob is passed over by eviction while its pin lasts, however
 /// old its last use; an expired pin protects nothing.
-fn pinned_blobs_survive_eviction_until_their_pin_expires(store: &dyn BlobStore) {
+fn pinned_blobs_survive_eviction_until_their_pin_expires(store: &dyn BlobStore, shared: bool) {
     use std::time::{Duration, SystemTime};
     let [a, b, c, d, e] = [20, 21, 22, 23, 24].map(|seed| blob(seed, 250));
     let [da, db, dc, dd, de] = [&a, &b, &c, &d, &e].map(|x| Digest::of(x));
@@ -198,7 +202,7 @@ fn pinned_blobs_survive_eviction_until_their_pin_expires(store: &dyn BlobStore) 
     // is pinned and stays; `b`'s pin has expired, so it goes.
     assert_eq!(
         store.contains_many(&[da, db, dc, dd]).unwrap(),
-        vec![true, false, true, true]
+        vec![true, shared, true, true]
     );
     store.put(&de, e).unwrap();
     assert!(store.contains_many(&[da]).unwrap()[0], "still pinned");
@@ -206,7 +210,7 @@ fn pinned_blobs_survive_eviction_until_their_pin_expires(store: &dyn BlobStore) 
 
 /// A tiny limit and a stream of blobs: the store never stays over the limit,
 /// keeps the newest blobs, and its total matches what is present.
-fn eviction_under_a_tiny_limit(store: &dyn BlobStore) {
+fn eviction_under_a_tiny_limit(store: &dyn BlobStore, shared: bool) {
     let blobs: Vec<Bytes> = (0..20).map(|i| blob(60 + i, 150)).collect();
     let digests: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
     for (d, b) in digests.iter().zip(&blobs) {
@@ -216,9 +220,17 @@ fn eviction_under_a_tiny_limit(store: &dyn BlobStore) {
     }
     let present = store.contains_many(&digests).unwrap();
     let count = present.iter().filter(|p| **p).count() as u64;
-    assert_eq!(store.total_bytes(), count * 150);
     assert!(present[19] && present[18], "newest kept: {present:?}");
-    assert!(!present[0] && !present[1], "oldest evicted: {present:?}");
+    if shared {
+        // Evicted here, still in the shared tier, and served from it.
+        assert!(present.iter().all(|p| *p), "{present:?}");
+        assert_eq!(store.get(&digests[0]).unwrap(), Some(blobs[0].clone()));
+        assert!(store.total_bytes() <= 1000, "{}", store.total_bytes());
+    } else {
+        assert_eq!(store.total_bytes(), count * 150);
+        assert!(!present[0] && !present[1], "oldest evicted: {present:?}");
+    }
+    let total = store.total_bytes();
 
     // A blob larger than the whole limit is refused, not stored.
     let huge = blob(99, 1001);
@@ -233,7 +245,7 @@ fn eviction_under_a_tiny_limit(store: &dyn BlobStore) {
         ),
         "{err:?}"
     );
-    assert_eq!(store.total_bytes(), count * 150);
+    assert_eq!(store.total_bytes(), total);
 }
 
 fn sha256_blobs_are_verified_and_kept_apart(store: &dyn BlobStore) {
@@ -284,7 +296,10 @@ fn corrupt_blobs_are_never_served<S: Corruptible>(store: &S) {
 
 /// `get_many` answers in order, counts as use like `get`, and never serves
 /// corrupt data.
-fn get_many_reads_in_order_marks_use_and_rejects_corruption<S: Corruptible>(store: &S) {
+fn get_many_reads_in_order_marks_use_and_rejects_corruption<S: Corruptible>(
+    store: &S,
+    shared: bool,
+) {
     let [a, b, c, d] = [40, 41, 42, 43].map(|seed| blob(seed, 300));
     let [da, db, dc, dd] = [&a, &b, &c, &d].map(|x| Digest::of(x));
     store.put(&da, a.clone()).unwrap();
@@ -299,7 +314,7 @@ fn get_many_reads_in_order_marks_use_and_rejects_corruption<S: Corruptible>(stor
     store.put(&dd, d).unwrap();
     assert_eq!(
         store.contains_many(&[da, db, dc, dd]).unwrap(),
-        vec![true, false, true, true]
+        vec![true, shared, true, true]
     );
     store.corrupt(&dc, b"garbage of another size");
     assert_eq!(store.get_many(&[dc]).unwrap(), vec![None]);
@@ -368,7 +383,7 @@ fn metadata_tables(store: &dyn BlobStore) {
 /// Action results and index entries share the store's budget: growing
 /// metadata evicts old blobs, and metadata past half the limit is refused
 /// with an error naming the table, keeping what was stored.
-fn metadata_counts_against_the_limit(store: &dyn BlobStore) {
+fn metadata_counts_against_the_limit(store: &dyn BlobStore, shared: bool) {
     let blobs: Vec<Digest> = (0..8u8)
         .map(|i| {
             let data = blob(100 + i, 1000);
@@ -390,7 +405,7 @@ fn metadata_counts_against_the_limit(store: &dyn BlobStore) {
         store.meta_bytes()
     );
     let kept = store.contains_many(&blobs).unwrap();
-    assert_eq!(&kept[..2], &[false, false], "the oldest blobs went first");
+    assert_eq!(&kept[..2], &[shared, shared], "the oldest blobs went first");
 
     let err = store
         .meta_put(MetaTable::Index, b"inst/two", entry.clone())
@@ -500,7 +515,9 @@ fn put_many_judges_each_blob_and_counts_once(store: &dyn BlobStore) {
 }
 
 /// Runs every case on a fresh store from `make`.
-fn conformance<S: Corruptible>(make: impl Fn(StoreLimits) -> S) {
+/// `shared`: the store has a shared tier behind it, which keeps what
+/// local eviction drops (and serves it again).
+pub(crate) fn conformance<S: Corruptible>(shared: bool, make: impl Fn(StoreLimits) -> S) {
     let unlimited = || make(StoreLimits::unlimited());
     let tiny = || make(StoreLimits::max_bytes(1000));
     round_trip(&unlimited());
@@ -514,28 +531,28 @@ fn conformance<S: Corruptible>(make: impl Fn(StoreLimits) -> S) {
         1 << 20,
     ))));
     large_blob(&unlimited());
-    lru_order_respects_reads_and_presence_checks(&tiny());
-    eviction_under_a_tiny_limit(&tiny());
-    pinned_blobs_survive_eviction_until_their_pin_expires(&tiny());
+    lru_order_respects_reads_and_presence_checks(&tiny(), shared);
+    eviction_under_a_tiny_limit(&tiny(), shared);
+    pinned_blobs_survive_eviction_until_their_pin_expires(&tiny(), shared);
     sha256_blobs_are_verified_and_kept_apart(&unlimited());
     corrupt_blobs_are_never_served(&unlimited());
     metadata_tables(&unlimited());
-    metadata_counts_against_the_limit(&make(StoreLimits::max_bytes(10_000)));
+    metadata_counts_against_the_limit(&make(StoreLimits::max_bytes(10_000)), shared);
     staged_writes_commit_and_open_reads(&unlimited());
     put_many_judges_each_blob_and_counts_once(&unlimited());
-    get_many_reads_in_order_marks_use_and_rejects_corruption(&tiny());
+    get_many_reads_in_order_marks_use_and_rejects_corruption(&tiny(), shared);
 }
 
 #[test]
 fn memory_store_conforms() {
-    conformance(MemoryStore::with_limits);
+    conformance(false, MemoryStore::with_limits);
 }
 
 #[test]
 fn rocks_store_conforms() {
     let root = tempfile::tempdir().unwrap();
     let counter = std::sync::atomic::AtomicUsize::new(0);
-    conformance(|limits| {
+    conformance(false, |limits| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         RocksStore::open_with_limits(root.path().join(format!("db{n}")), limits).unwrap()
     });

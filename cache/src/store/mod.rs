@@ -12,6 +12,7 @@ mod memory;
 mod pins;
 mod rocks;
 mod staged;
+pub(crate) mod tiered;
 
 #[cfg(test)]
 mod conformance;
@@ -26,6 +27,7 @@ pub use memory::MemoryStore;
 pub use pins::pin;
 pub use rocks::RocksStore;
 pub use staged::{StagedBlob, VerifiedBlob};
+pub use tiered::{BucketConfig, TieredStore};
 
 /// The metadata tables a store keeps beside its blobs. Keys within a table
 /// are arbitrary bytes; callers that partition (e.g. by instance name) encode
