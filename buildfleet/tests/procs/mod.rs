@@ -149,24 +149,7 @@ fn open_unless_tokens(args: &[&str]) -> &'static [&'static str] {
 
 /// Starts a server role and reads the `listening on ADDR` line it prints.
 pub fn server(args: &[&str]) -> (Proc, String) {
-    let mut child = spawn_logged(
-        bin()
-            .args(args)
-            .args(open_unless_tokens(args))
-            .args(["--listen", "127.0.0.1:0", "--print-addr"])
-            .stdout(Stdio::piped()),
-        args.first().copied().unwrap_or("server"),
-    );
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("got {line:?}"))
-        .to_string();
-    (Proc(child), format!("http://{addr}"))
+    server_with_env(args, &[])
 }
 
 /// Runners register asynchronously: wait until both are listed, so the test

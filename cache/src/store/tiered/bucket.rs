@@ -115,36 +115,35 @@ impl Bucket {
 
     /// Several objects, in order, fetched concurrently.
     pub(crate) fn get_many(&self, names: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let s3 = self.s3.clone();
-        let paths: Vec<Path> = names.iter().map(|n| self.path(n)).collect();
-        self.wait(async move {
-            futures::stream::iter(paths)
-                .map(|p| {
-                    let s3 = s3.clone();
-                    async move { fetch(&s3, &p).await }
-                })
-                .buffered(CONCURRENCY)
-                .try_collect()
-                .await
-        })
+        self.each(names, |s3, path| async move { fetch(&s3, &path).await })
     }
 
     /// Whether each object exists, in order, asked concurrently.
     pub(crate) fn contains_many(&self, names: &[String]) -> Result<Vec<bool>, StoreError> {
+        self.each(names, |s3, path| async move {
+            match s3.head(&path).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(backend("head an object")(e)),
+            }
+        })
+    }
+
+    /// `call` for each name, up to [`CONCURRENCY`] at once, answers in order.
+    fn each<T, F>(
+        &self,
+        names: &[String],
+        call: impl Fn(Arc<AmazonS3>, Path) -> F + Send + Sync + 'static,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
         let s3 = self.s3.clone();
         let paths: Vec<Path> = names.iter().map(|n| self.path(n)).collect();
         self.wait(async move {
             futures::stream::iter(paths)
-                .map(|p| {
-                    let s3 = s3.clone();
-                    async move {
-                        match s3.head(&p).await {
-                            Ok(_) => Ok(true),
-                            Err(object_store::Error::NotFound { .. }) => Ok(false),
-                            Err(e) => Err(backend("head an object")(e)),
-                        }
-                    }
-                })
+                .map(|p| call(s3.clone(), p))
                 .buffered(CONCURRENCY)
                 .try_collect()
                 .await
