@@ -6,7 +6,7 @@ mod procs;
 
 use std::time::Duration;
 
-use procs::{bin, receiver, runner, server, wait_for_runners, Ran};
+use procs::{bin, http_get, receiver, runner, server, server_with_metrics, wait_for_runners, Ran};
 
 #[test]
 fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_attempts() {
@@ -15,7 +15,7 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
     let d = data.path().to_str().unwrap();
     let (_cache, cache_url) = server(&["cache", "--data", d]);
     let hook = format!("run-failed={url}");
-    let (_coord, coord_url) = server(&[
+    let (_coord, coord_url, metrics) = server_with_metrics(&[
         "coordinator",
         "--data",
         d,
@@ -78,6 +78,16 @@ fn a_webhook_failing_twice_then_accepting_gets_one_delivery_and_three_recorded_a
             .all(|b| b.contains("\"branch\":\"main\"") && b.contains("\"commit\":\"c0ffee\"")),
         "a receiver can tell which commit failed: {bodies:?}"
     );
+    // The metrics count the same attempts, and the failure's class.
+    let (status, text) = http_get(&metrics, "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        r#"buildfleet_webhook_deliveries_total{outcome="attempt_failed"} 2"#,
+        r#"buildfleet_webhook_deliveries_total{outcome="delivered"} 1"#,
+        r#"buildfleet_shard_results_total{state="failed",failure_class="exit"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
 }
 
 #[test]

@@ -43,6 +43,9 @@ impl std::fmt::Debug for BucketConfig {
 /// Requests in flight at once for a batch (presence checks, reads).
 const CONCURRENCY: usize = 32;
 
+/// Multipart upload parts (S3's minimum is 5 MiB).
+const PART_BYTES: usize = 8 << 20;
+
 pub(crate) struct Bucket {
     s3: Arc<AmazonS3>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -173,6 +176,70 @@ impl Bucket {
                 .await
                 .map(|_| ())
                 .map_err(backend("put an object"))
+        })
+    }
+
+    /// Uploads a file in parts of [`PART_BYTES`], at most two in flight,
+    /// unless the name exists: a large blob never sits whole in memory.
+    pub(crate) fn put_file_new(&self, name: &str, file: std::fs::File) -> Result<(), StoreError> {
+        let (s3, path) = (self.s3.clone(), self.path(name));
+        self.wait(async move {
+            match s3.head(&path).await {
+                Ok(_) => return Ok(()),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend("head an object")(e)),
+            }
+            let upload = s3
+                .put_multipart(&path)
+                .await
+                .map_err(backend("start a multipart upload"))?;
+            let mut parts = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+            let mut file = tokio::fs::File::from_std(file);
+            let mut piece = vec![0u8; PART_BYTES];
+            loop {
+                let n = tokio::io::AsyncReadExt::read(&mut file, &mut piece)
+                    .await
+                    .map_err(|e| StoreError::Backend {
+                        operation: "read a blob to upload",
+                        source: Box::new(e),
+                    })?;
+                if n == 0 {
+                    break;
+                }
+                parts
+                    .wait_for_capacity(2)
+                    .await
+                    .map_err(backend("upload a part"))?;
+                parts.write(&piece[..n]);
+            }
+            parts
+                .finish()
+                .await
+                .map(|_| ())
+                .map_err(backend("finish a multipart upload"))
+        })
+    }
+
+    /// Streams an object into `into` piece by piece (it hashes as it
+    /// goes); false if there is no such object.
+    pub(crate) fn get_into(
+        &self,
+        name: &str,
+        mut into: crate::store::StagedBlob,
+    ) -> Result<Option<crate::store::StagedBlob>, StoreError> {
+        let (s3, path) = (self.s3.clone(), self.path(name));
+        self.wait(async move {
+            let got = match s3.get(&path).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(backend("get an object")(e)),
+            };
+            let mut stream = got.into_stream();
+            while let Some(piece) = stream.next().await {
+                let piece = piece.map_err(backend("read an object"))?;
+                into.append(&piece)?;
+            }
+            Ok(Some(into))
         })
     }
 

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use bucket::Bucket;
 pub use bucket::BucketConfig;
 
+use super::large_files::LargeFiles;
 use super::{
     verify, BlobStore, Evictions, MetaTable, StagedBlob, StoreError, StoreLimits, StoredBlob,
     VerifiedBlob,
@@ -110,24 +111,34 @@ impl<L: BlobStore> TieredStore<L> {
     }
 
     fn upload_file(&self, digest: &Digest) -> Result<(), StoreError> {
-        // Staged blobs are committed locally first; the bucket gets the
-        // committed copy. (Read whole: object_store's multipart upload is
-        // the next step for blobs of many gigabytes.)
-        let data = match self.local.open(digest)? {
-            Some(StoredBlob::Bytes(data)) => data,
-            Some(StoredBlob::File(mut file)) => {
-                use std::io::Read;
-                let mut data = Vec::with_capacity(digest.size_bytes as usize);
-                file.read_to_end(&mut data)
-                    .map_err(|e| StoreError::Backend {
-                        operation: "read a committed blob",
-                        source: Box::new(e),
-                    })?;
-                Bytes::from(data)
-            }
-            None => return Ok(()),
+        // Committed locally first; the bucket gets the committed copy, a
+        // file in parts or small bytes whole.
+        match self.local.open(digest)? {
+            Some(StoredBlob::Bytes(data)) => self.bucket.put_new(&blob_name(digest), data),
+            Some(StoredBlob::File(file)) => self.bucket.put_file_new(&blob_name(digest), file),
+            None => Ok(()),
+        }
+    }
+
+    /// A large blob from the bucket, streamed into the local tier through
+    /// a staged file (verified as it arrives, never whole in memory);
+    /// false if the bucket lacks it or its copy was corrupt (then deleted).
+    fn fetch_large(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let staged = self.local.stage(digest)?;
+        let Some(staged) = self.bucket.get_into(&blob_name(digest), staged)? else {
+            return Ok(false);
         };
-        self.bucket.put_new(&blob_name(digest), data)
+        match staged.finish() {
+            Ok(verified) => {
+                self.local.commit(verified)?;
+                Ok(true)
+            }
+            Err(err) => {
+                tracing::error!(%digest, %err, bucket = self.bucket.shown(), "corrupt object in the bucket; deleting it");
+                self.bucket.delete(&blob_name(digest))?;
+                Ok(false)
+            }
+        }
     }
 }
 
@@ -151,6 +162,12 @@ impl<L: BlobStore> BlobStore for TieredStore<L> {
     fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
         if let Some(data) = self.local.get(digest)? {
             return Ok(Some(data));
+        }
+        if LargeFiles::is_large(digest) {
+            return match self.fetch_large(digest)? {
+                true => self.local.get(digest),
+                false => Ok(None),
+            };
         }
         let data = self.bucket.get(&blob_name(digest))?;
         self.judge_remote(digest, data)
@@ -213,6 +230,12 @@ impl<L: BlobStore> BlobStore for TieredStore<L> {
             return Ok(Some(found));
         }
         // From the bucket, through the local tier.
+        if LargeFiles::is_large(digest) {
+            return match self.fetch_large(digest)? {
+                true => self.local.open(digest),
+                false => Ok(None),
+            };
+        }
         Ok(self.get(digest)?.map(StoredBlob::Bytes))
     }
 

@@ -72,3 +72,48 @@ fn two_nodes_sharing_a_bucket_serve_each_others_blobs_and_results() {
     assert_eq!(b.get(&od).unwrap(), None);
     assert_eq!(b.contains_many(&[od]).unwrap(), vec![false], "and deleted");
 }
+
+/// A large blob goes to the bucket in parts from its committed file, and
+/// comes back to another node through a staged file (verified on the
+/// way), served as a file: never whole in memory either way.
+#[test]
+fn a_large_blob_crosses_the_bucket_in_parts_and_lands_as_a_file() {
+    let server = super::moto::Moto::start();
+    let root = tempfile::tempdir().unwrap();
+    let node = |name: &str| {
+        let local = RocksStore::open(root.path().join(name)).unwrap();
+        TieredStore::new(local, &server.bucket("large/")).unwrap()
+    };
+    let (a, b) = (node("a"), node("b"));
+    // 20 MiB: three parts of at most 8 MiB.
+    let data = Bytes::from(
+        (0..20u32 << 20)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let digest = Digest::of(&data);
+    let mut staged = a.stage(&digest).unwrap();
+    for piece in data.chunks(1 << 20) {
+        staged.append(piece).unwrap();
+    }
+    a.commit(staged.finish().unwrap()).unwrap();
+    match b.open(&digest).unwrap() {
+        Some(crate::store::StoredBlob::File(mut file)) => {
+            use std::io::Read;
+            let mut back = Vec::new();
+            file.read_to_end(&mut back).unwrap();
+            assert!(back == data, "the bytes that came back differ");
+        }
+        other => panic!("expected b to serve a file, got {other:?}"),
+    }
+    assert_eq!(b.local().contains_many(&[digest]).unwrap(), vec![true]);
+
+    // A corrupt large object is refused on the way in and deleted.
+    let other = Bytes::from(vec![3u8; 2 << 20]);
+    let od = Digest::of(&other);
+    let mut lie = other.to_vec();
+    lie[12345] ^= 1;
+    a.write_unverified_remote(&od, &lie);
+    assert!(b.open(&od).unwrap().is_none());
+    assert_eq!(b.contains_many(&[od]).unwrap(), vec![false], "and deleted");
+}
