@@ -157,14 +157,29 @@ impl Bucket {
     /// are immutable, so another node's copy is as good as ours.
     pub(crate) fn put_new(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
         let (s3, path) = (self.s3.clone(), self.path(name));
+        self.wait(async move { put_if_absent(&s3, &path, data).await })
+    }
+
+    /// [`Bucket::put_new`] for many objects, up to [`CONCURRENCY`] at
+    /// once; each answered on its own, in order.
+    pub(crate) fn put_new_many(
+        &self,
+        objects: Vec<(String, Bytes)>,
+    ) -> Vec<Result<(), StoreError>> {
+        let s3 = self.s3.clone();
+        let objects: Vec<(Path, Bytes)> = objects
+            .into_iter()
+            .map(|(name, data)| (self.path(&name), data))
+            .collect();
         self.wait(async move {
-            match s3
-                .put_opts(&path, PutPayload::from(data), PutMode::Create.into())
+            futures::stream::iter(objects)
+                .map(|(path, data)| {
+                    let s3 = s3.clone();
+                    async move { put_if_absent(&s3, &path, data).await }
+                })
+                .buffered(CONCURRENCY)
+                .collect()
                 .await
-            {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-                Err(e) => Err(backend("put an object")(e)),
-            }
         })
     }
 
@@ -280,6 +295,16 @@ impl Bucket {
 
     pub(crate) fn shown(&self) -> &str {
         &self.shown
+    }
+}
+
+async fn put_if_absent(s3: &AmazonS3, path: &Path, data: Bytes) -> Result<(), StoreError> {
+    match s3
+        .put_opts(path, PutPayload::from(data), PutMode::Create.into())
+        .await
+    {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(backend("put an object")(e)),
     }
 }
 

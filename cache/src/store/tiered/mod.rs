@@ -120,6 +120,24 @@ impl<L: BlobStore> TieredStore<L> {
         }
     }
 
+    /// A write is acknowledged only once the bucket has the blob. If the
+    /// bucket refused it, the local copy goes too: otherwise this node
+    /// would answer "present" to the client's retry and the retry would
+    /// never reach the bucket, leaving the other nodes without it.
+    fn shared_or_undone(
+        &self,
+        digest: &Digest,
+        shared: Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if let Err(err) = &shared {
+            tracing::warn!(%digest, %err, bucket = self.bucket.shown(), "blob not stored in the bucket; dropped locally too, so a retry uploads it again");
+            if let Err(undo) = self.local.forget_corrupt(digest) {
+                tracing::error!(%digest, %undo, "blob missing from the bucket could not be dropped locally");
+            }
+        }
+        shared
+    }
+
     /// A large blob from the bucket, streamed into the local tier through
     /// a staged file (verified as it arrives, never whole in memory);
     /// false if the bucket lacks it or its copy was corrupt (then deleted).
@@ -194,22 +212,24 @@ impl<L: BlobStore> BlobStore for TieredStore<L> {
         if digest.is_empty_blob() {
             return Ok(());
         }
-        self.bucket.put_new(&blob_name(digest), data)
+        let shared = self.bucket.put_new(&blob_name(digest), data);
+        self.shared_or_undone(digest, shared)
     }
 
     fn put_many(&self, blobs: Vec<(Digest, Bytes)>) -> Vec<Result<(), StoreError>> {
         let kept = self.local.put_many(blobs.clone());
-        blobs
-            .into_iter()
-            .zip(kept)
-            .map(|((digest, data), kept)| {
-                kept?;
-                if digest.is_empty_blob() {
-                    return Ok(());
-                }
-                self.bucket.put_new(&blob_name(&digest), data)
-            })
-            .collect()
+        let (at, uploads): (Vec<usize>, Vec<(String, Bytes)>) = blobs
+            .iter()
+            .zip(&kept)
+            .enumerate()
+            .filter(|(_, ((digest, _), kept))| kept.is_ok() && !digest.is_empty_blob())
+            .map(|(i, ((digest, data), _))| (i, (blob_name(digest), data.clone())))
+            .unzip();
+        let mut results = kept;
+        for (i, shared) in at.into_iter().zip(self.bucket.put_new_many(uploads)) {
+            results[i] = self.shared_or_undone(&blobs[i].0, shared);
+        }
+        results
     }
 
     fn stage(&self, digest: &Digest) -> Result<StagedBlob, StoreError> {
@@ -222,7 +242,8 @@ impl<L: BlobStore> BlobStore for TieredStore<L> {
         if digest.is_empty_blob() {
             return Ok(());
         }
-        self.upload_file(&digest)
+        let shared = self.upload_file(&digest);
+        self.shared_or_undone(&digest, shared)
     }
 
     fn open(&self, digest: &Digest) -> Result<Option<StoredBlob>, StoreError> {

@@ -117,3 +117,28 @@ fn a_large_blob_crosses_the_bucket_in_parts_and_lands_as_a_file() {
     assert!(b.open(&od).unwrap().is_none());
     assert_eq!(b.contains_many(&[od]).unwrap(), vec![false], "and deleted");
 }
+
+/// A write the bucket does not take is not acknowledged, and leaves no
+/// local copy behind: the client's retry must reach the bucket, not be
+/// answered "present" by this node alone.
+#[test]
+fn a_write_the_bucket_refuses_fails_and_is_not_kept_locally() {
+    let server = super::moto::Moto::start();
+    let root = tempfile::tempdir().unwrap();
+    let local = RocksStore::open(root.path().join("a")).unwrap();
+    let store = TieredStore::new(local, &server.bucket("down/")).unwrap();
+    drop(server);
+    let data = blob(9, 5000);
+    let digest = Digest::of(&data);
+    assert!(
+        store.put(&digest, data.clone()).is_err(),
+        "acknowledged without the bucket"
+    );
+    let batch = store.put_many(vec![(digest, data)]);
+    assert!(batch[0].is_err(), "batch acknowledged without the bucket");
+    assert_eq!(
+        store.local().contains_many(&[digest]).unwrap(),
+        vec![false],
+        "a local copy would answer the retry"
+    );
+}
