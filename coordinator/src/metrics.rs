@@ -163,7 +163,7 @@ impl CoordinatorMetrics {
     pub(crate) fn shard_ended(&self, state: &State, ran_for: Option<Duration>) {
         self.results
             .get_or_create(&ResultLabels {
-                state: state_label(state).to_owned(),
+                state: state.label().to_owned(),
                 failure_class: failure_class(state).to_owned(),
             })
             .inc();
@@ -232,24 +232,6 @@ impl buildfleet_metrics::Exposition for CoordinatorMetrics {
         if let Some(g) = gauges {
             self.set_gauges(&g);
         }
-    }
-}
-
-/// A state as a label value: the summary's name in snake case.
-fn state_label(state: &State) -> &'static str {
-    match state {
-        State::Pending => "pending",
-        State::Waiting => "waiting",
-        State::Running => "running",
-        State::AwaitingApproval => "awaiting_approval",
-        State::Succeeded => "succeeded",
-        State::Cached => "cached",
-        State::Failed(_) => "failed",
-        State::TimedOut { .. } => "timed_out",
-        State::Cancelled { .. } => "cancelled",
-        State::RunnerLost { .. } => "runner_lost",
-        State::Skipped { .. } => "skipped",
-        State::ConditionFalse { .. } => "condition_false",
     }
 }
 

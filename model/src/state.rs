@@ -107,6 +107,25 @@ impl State {
         }
     }
 
+    /// The name as one snake-case word, for machines: metric labels,
+    /// where the summary's spaces and parentheses do not belong.
+    pub fn label(&self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Waiting => "waiting",
+            State::Running => "running",
+            State::AwaitingApproval => "awaiting_approval",
+            State::Succeeded => "succeeded",
+            State::Cached => "cached",
+            State::Failed(_) => "failed",
+            State::TimedOut { .. } => "timed_out",
+            State::Cancelled { .. } => "cancelled",
+            State::RunnerLost { .. } => "runner_lost",
+            State::Skipped { .. } => "skipped",
+            State::ConditionFalse { .. } => "condition_false",
+        }
+    }
+
     /// A failure with only a reason (no exit code or signal).
     pub fn failed(reason: impl Into<String>) -> State {
         State::Failed(Failure {

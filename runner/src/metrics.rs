@@ -86,7 +86,7 @@ impl RunnerMetrics {
             Some(state) => self
                 .ended
                 .get_or_create(&StateLabel {
-                    state: state.name().replace(' ', "_"),
+                    state: state.label().to_owned(),
                 })
                 .inc(),
             None => self.handed_back.inc(),

@@ -304,8 +304,17 @@ impl<L: BlobStore> BlobStore for TieredStore<L> {
         if !shared(table) {
             return Ok(());
         }
-        self.bucket
-            .put(&format!("{}{}", meta_dir(table), hex::encode(key)), value)
+        let stored = self
+            .bucket
+            .put(&format!("{}{}", meta_dir(table), hex::encode(key)), value);
+        // As with blobs: not acknowledged, and not served from here alone.
+        if let Err(err) = &stored {
+            tracing::warn!(%err, "entry not stored in the bucket; dropped locally too");
+            if let Err(undo) = self.local.meta_delete(table, key) {
+                tracing::error!(%undo, "entry missing from the bucket could not be dropped locally");
+            }
+        }
+        stored
     }
 
     fn meta_delete(&self, table: MetaTable, key: &[u8]) -> Result<(), StoreError> {

@@ -141,4 +141,16 @@ fn a_write_the_bucket_refuses_fails_and_is_not_kept_locally() {
         vec![false],
         "a local copy would answer the retry"
     );
+    let entry = Bytes::from_static(b"a result");
+    assert!(store
+        .meta_put(MetaTable::ActionCache, b"inst/x", entry)
+        .is_err());
+    assert_eq!(
+        store
+            .local()
+            .meta_get(MetaTable::ActionCache, b"inst/x")
+            .unwrap(),
+        None,
+        "an action result the bucket refused is not served from here alone"
+    );
 }
