@@ -191,6 +191,7 @@ stages:
             runner_labels: Vec::new(),
             supervisor,
             step_users: buildfleet_runner::step_users::StepUsers::Runner,
+            dashboard: None,
         }))
         .unwrap();
     let (mut coordinator, cas) = rt.block_on(async {

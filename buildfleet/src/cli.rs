@@ -69,8 +69,13 @@ pub enum Command {
     Runner(RunnerArgs),
     /// Upload inputs, submit a pipeline to a running fleet, and watch it.
     Submit(SubmitArgs),
-    /// Print a shard's whole log from the cache (also what a log cap cut).
+    /// Print a run's logs: whole, from the cache (also what a log cap
+    /// cut), or followed live with `-f`.
     Logs(LogsArgs),
+    /// List runs, newest first; `runs show RUN` shows one.
+    Runs(RunsArgs),
+    /// List the runners: labels, slots, leases, disk, availability.
+    Runners(ListingArgs),
     /// Download a run's artifacts (its steps' declared outputs) to a directory.
     Artifacts(ArtifactsArgs),
     /// Run one step of an earlier run again, with that run's inputs, context
@@ -185,13 +190,62 @@ pub struct RejectArgs {
 #[derive(Args, Debug)]
 pub struct LogsArgs {
     pub run: String,
-    pub step: String,
-    #[arg(long, default_value_t = 0)]
-    pub shard: u32,
+    /// Only this step (else every step of the run).
+    pub step: Option<String>,
+    /// Only this shard of the step (else every shard).
+    #[arg(long, requires = "step")]
+    pub shard: Option<u32>,
+    /// Follow the run's log as it streams (masked and capped like any
+    /// watcher's), until the run ends.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
     #[arg(long, env = "BUILDFLEET_COORDINATOR")]
     pub coordinator: String,
-    #[arg(long, env = "BUILDFLEET_CACHE")]
-    pub cache: String,
+    /// Where whole logs are read from (not needed with `-f`).
+    #[arg(long, env = "BUILDFLEET_CACHE", required_unless_present = "follow")]
+    pub cache: Option<String>,
+}
+
+/// How a listing is printed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts (field names are stable).
+    Json,
+}
+
+/// What every listing takes.
+#[derive(Args, Debug)]
+pub struct ListingArgs {
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: String,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[arg(long, env = "BUILDFLEET_COORDINATOR")]
+    pub coordinator: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// One run: its steps and shards, their states, times and cache use.
+    Show {
+        run: String,
+        #[command(flatten)]
+        listing: ListingArgs,
+    },
 }
 
 /// Coordinator policies shared by `coordinator` and the embedded `run`.
@@ -241,6 +295,10 @@ pub struct PolicyArgs {
     /// ref an overlay of its own. Default: main, master and tags.
     #[arg(long = "protected-ref")]
     pub protected_refs: Vec<String>,
+    /// The cache's `/metrics` URL: the dashboard's cache page shows the
+    /// store's size and evictions from it.
+    #[arg(long, value_name = "URL")]
+    pub cache_metrics_url: Option<String>,
 }
 
 impl PolicyArgs {
@@ -262,6 +320,7 @@ impl PolicyArgs {
         if !self.protected_refs.is_empty() {
             config.protected_refs = self.protected_refs.clone();
         }
+        config.cache_metrics_url = self.cache_metrics_url.clone();
     }
 }
 
@@ -271,6 +330,10 @@ pub struct RunArgs {
     /// Number of embedded runners (default: the CPU count).
     #[arg(long)]
     pub runners: Option<u32>,
+    /// Serve the dashboard (and `/metrics`) at `http://ADDR/` while the
+    /// run lasts, e.g. `127.0.0.1:7780`.
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard: Option<String>,
     /// Where the cache keeps its data (default: a per-user data directory).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -378,9 +441,11 @@ pub struct CoordinatorArgs {
     /// then `metrics on ADDR` when metrics are served.
     #[arg(long)]
     pub print_addr: bool,
-    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no
-    /// token: put it on a network only the scraper reaches).
-    #[arg(long, env = "BUILDFLEET_METRICS_LISTEN")]
+    /// Serve the dashboard at `http://ADDR/` and Prometheus metrics at
+    /// `http://ADDR/metrics` (plain HTTP: pages need a token, metrics do
+    /// not; put it behind TLS or on a network only people and the
+    /// scraper reach).
+    #[arg(long, alias = "http-listen", env = "BUILDFLEET_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// Where the coordinator keeps duration and flaky-test history
     /// (`coordinator/` inside; default: the per-user data directory).

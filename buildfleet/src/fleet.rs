@@ -35,6 +35,9 @@ pub struct FleetOptions {
     /// so without a step user its steps run as that person (root
     /// included), and the runners say so.
     pub step_users: StepUsers,
+    /// Where the coordinator serves its dashboard (and `/metrics`), bound
+    /// by the caller once the configuration checked out.
+    pub dashboard: Option<TcpListener>,
 }
 
 /// A running embedded fleet. Dropping it without `shutdown` aborts nothing
@@ -176,12 +179,14 @@ impl EmbeddedFleet {
         let (coord_l, coord_addr) = bind_loopback().await?;
         let s = stop.clone();
         let guard = tokens.guard.clone();
+        let dashboard = opts.dashboard;
         tasks.push((
             "coordinator".to_string(),
             tokio::spawn(
                 async move {
-                    if let Err(e) = buildfleet_coordinator::grpc::serve(
+                    if let Err(e) = buildfleet_coordinator::grpc::serve_with_metrics(
                         coord_l,
+                        dashboard,
                         config,
                         db,
                         guard,

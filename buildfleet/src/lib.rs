@@ -8,6 +8,7 @@ pub mod decide;
 pub mod explain;
 pub mod fleet;
 pub mod junit_out;
+pub mod listing;
 pub mod logging;
 pub mod logs;
 pub mod progress;

@@ -31,6 +31,8 @@ fn main() -> ExitCode {
         | Command::Validate { .. }
         | Command::Submit(_)
         | Command::Logs(_)
+        | Command::Runs(_)
+        | Command::Runners(_)
         | Command::Artifacts(_)
         | Command::Rerun(_)
         | Command::Approve(_)
@@ -92,6 +94,8 @@ fn tokio_main(cmd: Command, trust: ClientTrust) -> Result<i32> {
             Command::Run(args) => run(args).await,
             Command::Submit(args) => submit(args, &trust()?).await,
             Command::Logs(args) => buildfleet::logs::print(args, &trust()?).await,
+            Command::Runs(args) => buildfleet::listing::runs(args, &trust()?).await,
+            Command::Runners(args) => buildfleet::listing::runners(args, &trust()?).await,
             Command::Artifacts(args) => buildfleet::artifacts::download(args, &trust()?).await,
             Command::Rerun(args) => buildfleet::decide::rerun(args, &trust()?).await,
             Command::Approve(args) => buildfleet::decide::approve(args, &trust()?).await,
@@ -147,6 +151,15 @@ async fn run(args: RunArgs) -> Result<i32> {
     let runners = args
         .runners
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
+    let dashboard = match &args.dashboard {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the dashboard to {addr}"))?,
+        ),
+        None => None,
+    };
+    let dashboard_addr = dashboard.as_ref().and_then(|l| l.local_addr().ok());
     let fleet = EmbeddedFleet::start(FleetOptions {
         data_dir,
         cache_limits: buildfleet_cache::StoreLimits {
@@ -172,6 +185,7 @@ async fn run(args: RunArgs) -> Result<i32> {
             .step_user
             .clone()
             .unwrap_or(buildfleet_runner::step_users::StepUsers::Runner),
+        dashboard,
     })
     .await?;
     let mut stdout = std::io::stdout().lock();
@@ -184,6 +198,13 @@ async fn run(args: RunArgs) -> Result<i32> {
         fleet.cache_url,
         fleet.token_file.display()
     )?;
+    if let Some(addr) = dashboard_addr {
+        writeln!(
+            stdout,
+            "dashboard: http://{addr}/ (log in with the token in {})",
+            fleet.token_file.display()
+        )?;
+    }
     let outcome = submit_and_watch(
         SubmitOptions {
             pipeline_file: &args.file,

@@ -128,11 +128,29 @@ pub async fn submit_and_watch(opts: SubmitOptions<'_>, out: &mut dyn Write) -> R
 pub async fn watch_to_end(
     coordinator_url: &str,
     trust: &buildfleet_trust::ClientTrust,
-    mut coordinator: Coordinator,
+    coordinator: Coordinator,
     run_id: &str,
     out: &mut dyn Write,
 ) -> Result<RunStatus> {
     let mut progress = Progress::new();
+    let mut show = |ev: &buildfleet_model::Event, out: &mut dyn Write| progress.print(ev, out);
+    follow(coordinator_url, trust, coordinator, run_id, &mut show, out).await
+}
+
+/// What a follower does with each event of the run.
+pub type OnEvent<'a> =
+    dyn FnMut(&buildfleet_model::Event, &mut dyn Write) -> std::io::Result<()> + 'a;
+
+/// Follows a run's events to its end through `on_event`, resuming a
+/// broken stream where it broke; the run's final status.
+pub async fn follow(
+    coordinator_url: &str,
+    trust: &buildfleet_trust::ClientTrust,
+    mut coordinator: Coordinator,
+    run_id: &str,
+    on_event: &mut OnEvent<'_>,
+    out: &mut dyn Write,
+) -> Result<RunStatus> {
     let mut last_seq = 0;
     // A lost stream (say, the coordinator restarted) is resumed from the
     // last event seen, for up to `RESUME_FOR`; nothing is shown twice.
@@ -148,7 +166,7 @@ pub async fn watch_to_end(
                             lost_since = None;
                             last_seq = seq;
                             if let Some(ev) = ev {
-                                progress.print(&ev, out)?;
+                                on_event(&ev, out)?;
                             }
                         }
                         Err(e) => {

@@ -114,7 +114,28 @@ impl Coordinator {
 
     /// How many runners are connected.
     pub async fn runner_count(&mut self) -> Result<usize> {
+        Ok(self.runners().await?.len())
+    }
+
+    /// The connected runners, as the coordinator sees them.
+    pub async fn runners(&mut self) -> Result<Vec<pb::RunnerInfo>> {
         let runners = self.client.list_runners(pb::ListRunnersRequest {}).await?;
-        Ok(runners.into_inner().runners.len())
+        Ok(runners.into_inner().runners)
+    }
+
+    /// Up to `limit` runs, newest first.
+    pub async fn runs(&mut self, limit: u32) -> Result<Vec<RunStatus>> {
+        let runs = self
+            .client
+            .list_runs(pb::ListRunsRequest { limit })
+            .await?
+            .into_inner()
+            .runs;
+        runs.into_iter()
+            .map(|r| {
+                convert::run_status_from_wire(r)
+                    .context("the coordinator sent a run this client cannot read")
+            })
+            .collect()
     }
 }

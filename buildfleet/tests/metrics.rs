@@ -51,8 +51,9 @@ fn metrics_show_the_queue_the_results_and_the_cache_of_a_real_run() {
     let (_cache, cache_url, cache_metrics) = server_with_metrics(&["cache", "--data", d]);
     let (_coord, coord_url, coord_metrics) = server_with_metrics(&["coordinator", "--data", d]);
 
-    // Only /metrics is served, and only to GET.
-    assert_eq!(http_get(&coord_metrics, "/").0, 404);
+    // The cache serves only /metrics; the coordinator its dashboard too.
+    assert_eq!(http_get(&cache_metrics, "/").0, 404);
+    assert_eq!(http_get(&coord_metrics, "/no-such-page").0, 404);
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

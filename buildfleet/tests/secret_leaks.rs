@@ -5,6 +5,7 @@
 //! leaves none of them in what watchers saw or in the stored whole log.
 
 mod harness;
+mod procs;
 
 use base64::Engine as _;
 use buildfleet_cache::CasClient;
@@ -74,7 +75,7 @@ async fn a_step_printing_its_secrets_in_every_form_leaks_none_of_them() {
     std::fs::write(secrets.path().join("TOKEN"), TOKEN).unwrap();
     std::fs::write(secrets.path().join("SA"), SA).unwrap();
     let dir = secrets.path().to_path_buf();
-    let fleet = harness::start_configured(1, move |c| c.secrets.dir = Some(dir)).await;
+    let fleet = harness::start_with_dashboard(1, move |c| c.secrets.dir = Some(dir)).await;
     let (status, events) = fleet.run_with(PRINTS, &[("x", "y")], false).await;
     assert_eq!(kind(&status.state), K::Succeeded, "{status:?}");
     let mut streamed = Vec::new();
@@ -96,7 +97,16 @@ async fn a_step_printing_its_secrets_in_every_form_leaks_none_of_them() {
         .await
         .unwrap();
     let stored = String::from_utf8_lossy(&stored).into_owned();
-    for (what, text) in [("streamed", &streamed), ("stored", &stored)] {
+    let dashboard = dashboard_log(&fleet, &status.run_id).await;
+    assert!(
+        dashboard.contains("err ***"),
+        "the dashboard's stream is the log: {dashboard:.300}"
+    );
+    for (what, text) in [
+        ("streamed", &streamed),
+        ("stored", &stored),
+        ("dashboard", &dashboard),
+    ] {
         assert!(text.contains("out ***"), "{what} log shows the masks");
         for form in printed() {
             assert!(!text.contains(&form), "{what} log leaks {form:?}");
@@ -107,4 +117,55 @@ async fn a_step_printing_its_secrets_in_every_form_leaks_none_of_them() {
         "the token cut by the line split is masked whole"
     );
     fleet.stop().await;
+}
+
+/// The leak step's log as the dashboard's live stream sends it (raw SSE
+/// off the socket), each line's HTML turned back into its text.
+async fn dashboard_log(fleet: &harness::TestFleet, run: &str) -> String {
+    let addr = fleet.dashboard.clone().expect("the dashboard serves");
+    let token = std::fs::read_to_string(&fleet.fleet.token_file).unwrap();
+    let path = format!("/runs/{run}/logs/leak/0/stream");
+    let (code, _, body) = tokio::task::spawn_blocking(move || {
+        let bearer = format!("Bearer {}", token.trim());
+        procs::http(&addr, "GET", &path, &[("Authorization", &bearer)], "")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("event: end"),
+        "the stream ends with the shard: {body:.300}"
+    );
+    let mut text = String::new();
+    for data in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(data) else {
+            continue;
+        };
+        let Some(html) = line["html"].as_str() else {
+            continue;
+        };
+        text.push_str(&unhtml(html));
+        text.push('\n');
+    }
+    text
+}
+
+/// Text of a line's HTML: tags dropped, entities read.
+fn unhtml(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
 }

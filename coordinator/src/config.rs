@@ -35,6 +35,9 @@ pub struct CoordinatorConfig {
     /// Refs whose runs write the shared cache scope (globs, e.g. `main`,
     /// `refs/tags/*`); other refs write an overlay only they read.
     pub protected_refs: Vec<String>,
+    /// The cache's `/metrics` URL, read by the dashboard's cache page for
+    /// the store's size and evictions (only the cache knows them).
+    pub cache_metrics_url: Option<String>,
 }
 
 /// Protected unless configured otherwise: the usual default branches and
@@ -69,6 +72,7 @@ impl Default for CoordinatorConfig {
             artifact_retention: Duration::from_secs(30 * 24 * 3600),
             approvals_by_admins_only: false,
             protected_refs: default_protected_refs(),
+            cache_metrics_url: None,
         }
     }
 }

@@ -30,7 +30,12 @@ impl Default for EventLog {
 impl EventLog {
     pub fn push(&mut self, kind: EventKind) -> u64 {
         let seq = self.events.len() as u64 + 1;
-        self.events.push(Arc::new(Event { seq, kind }));
+        let at_unix_ms = buildfleet_model::unix_ms(std::time::SystemTime::now());
+        self.events.push(Arc::new(Event {
+            seq,
+            at_unix_ms,
+            kind,
+        }));
         self.newest.send_replace(seq);
         seq
     }

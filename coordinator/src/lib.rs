@@ -3,7 +3,9 @@
 //! Invariant: scheduling (`scheduler`, `run`) is plain Rust with the
 //! clock passed in; only `grpc` knows prost.
 
+pub mod acting;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -19,7 +19,16 @@ const EVENT: &[u8] = b"ev\0";
 /// Bump it whenever a stored type changes shape.
 /// 2: secret expiries on the run, muted exit codes on shards.
 /// 3: the run context (ref, commit, event, actor) in the run's options.
-const FORMAT: u8 = 3;
+/// 4: the time of each event. Runs of format 3 have the same shape and
+/// are read as they are; their events are read without times (0).
+const FORMAT: u8 = 4;
+
+/// An event as format 3 stored it: no time.
+#[derive(serde::Deserialize)]
+struct EventV3 {
+    seq: u64,
+    kind: crate::events::EventKind,
+}
 
 /// Where runs are kept.
 #[derive(Clone)]
@@ -62,9 +71,24 @@ enum Unreadable {
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Unreadable> {
     match bytes.split_first() {
-        Some((&FORMAT, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&FORMAT | 3, rest)) => Ok(postcard::from_bytes(rest)?),
         Some((&other, _)) => Err(Unreadable::Format(other)),
         None => Err(Unreadable::Empty),
+    }
+}
+
+/// An event of this format, or of format 3 (the only shape change since).
+fn decode_event(bytes: &[u8]) -> Result<Event, Unreadable> {
+    match bytes.split_first() {
+        Some((&3, rest)) => {
+            let old: EventV3 = postcard::from_bytes(rest)?;
+            Ok(Event {
+                seq: old.seq,
+                at_unix_ms: 0,
+                kind: old.kind,
+            })
+        }
+        _ => decode(bytes),
     }
 }
 
@@ -106,7 +130,7 @@ impl RunStore {
         prefix.push(0);
         let mut events = Vec::new();
         for (_, v) in self.kv.scan(&prefix)? {
-            match decode::<Event>(&v) {
+            match decode_event(&v) {
                 Ok(e) => events.push(e),
                 Err(e) => tracing::warn!(%run, error = %e, "stored event unreadable; skipped"),
             }
@@ -128,5 +152,44 @@ impl RunStore {
         let mut keys: Vec<Vec<u8>> = self.kv.scan(&prefix)?.into_iter().map(|(k, _)| k).collect();
         keys.push(key(RUN, run, None));
         self.kv.delete(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{EventKind, Notice, NoticeKind};
+
+    #[derive(serde::Serialize)]
+    struct EventV3Out<'a> {
+        seq: u64,
+        kind: &'a EventKind,
+    }
+
+    #[test]
+    fn events_stored_before_times_were_kept_read_back_without_a_time() {
+        let kind = EventKind::Notice(Notice {
+            kind: NoticeKind::Warning,
+            text: "kept across the upgrade".into(),
+            at: std::time::UNIX_EPOCH,
+        });
+        let mut old = vec![3u8];
+        old.extend(
+            postcard::to_allocvec(&EventV3Out {
+                seq: 7,
+                kind: &kind,
+            })
+            .unwrap(),
+        );
+        let e = decode_event(&old).unwrap();
+        assert_eq!((e.seq, e.at_unix_ms, &e.kind), (7, 0, &kind));
+
+        let now = Event {
+            seq: 8,
+            at_unix_ms: 1_700_000_000_000,
+            kind: kind.clone(),
+        };
+        assert_eq!(decode_event(&encode(&now).unwrap()).unwrap(), now);
+        assert!(matches!(decode_event(&[2, 0]), Err(Unreadable::Format(2))));
     }
 }

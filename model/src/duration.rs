@@ -11,6 +11,13 @@ pub fn fmt_ms(ms: u64) -> String {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 for a time before it): how every
+/// role writes a wall-clock time on the wire and in storage.
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

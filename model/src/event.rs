@@ -14,6 +14,10 @@ use crate::state::State;
 pub struct Event {
     /// Strictly increasing per run, from 1, without gaps.
     pub seq: u64,
+    /// When the coordinator recorded it, in Unix milliseconds (0 = not
+    /// known: stored by a version that kept no times). The dashboard's
+    /// time axis and the traces' spans are drawn from these.
+    pub at_unix_ms: u64,
     /// What happened.
     pub kind: EventKind,
 }

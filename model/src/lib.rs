@@ -30,6 +30,7 @@ pub use artifact::{Artifact, ArtifactKind, StepArtifact};
 pub use cache::{CacheName, CacheOutcome, CacheReport, CacheScope, CacheSpec};
 pub use context::{RunContext, CONTEXT_VARS};
 pub use digest::{Digest, DigestError, DigestFunction, DigestHasher};
+pub use duration::unix_ms;
 pub use event::{Event, EventKind, LogEntry, Notice, NoticeKind, StateChange};
 pub use lease::{Check, Lease, LeaseKind, MutedCheck, Resources, Service, ShardReport};
 pub use log::LogStream;

@@ -361,7 +361,12 @@ fn spawn_heartbeat(
             loop {
                 tick.tick().await;
                 let unavailable = crate::disk::below_floor(&dir, floor);
-                if out.send(Outgoing::Heartbeat { unavailable }).await.is_err() {
+                let disk_free = crate::disk::free_bytes(&dir);
+                let beat = Outgoing::Heartbeat {
+                    unavailable,
+                    disk_free,
+                };
+                if out.send(beat).await.is_err() {
                     return;
                 }
             }

@@ -4,6 +4,13 @@
 
 use std::path::Path;
 
+/// Free bytes on the work directory's disk, for heartbeats (the runners
+/// page and `buildfleet runners` show it); `None` when it cannot be read.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(st.blocks_available().saturating_mul(st.fragment_size()))
+}
+
 /// Why the runner should not take leases, if its disk is below the floor.
 pub fn below_floor(dir: &Path, floor: u64) -> Option<String> {
     if floor == 0 {

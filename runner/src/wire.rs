@@ -22,7 +22,11 @@ pub enum Outgoing {
         isolation: String,
     },
     /// Alive, and why no new leases fit (`None` = they do).
-    Heartbeat { unavailable: Option<String> },
+    Heartbeat {
+        unavailable: Option<String>,
+        /// Free bytes on the work directory's disk (`None`: unreadable).
+        disk_free: Option<u64>,
+    },
     /// One numbered chunk of a lease's log.
     Log {
         lease_id: String,
@@ -55,8 +59,12 @@ impl From<Outgoing> for pb::RunnerMessage {
                 slots,
                 isolation,
             }),
-            Outgoing::Heartbeat { unavailable } => Out::Heartbeat(pb::Heartbeat {
+            Outgoing::Heartbeat {
+                unavailable,
+                disk_free,
+            } => Out::Heartbeat(pb::Heartbeat {
                 unavailable: unavailable.unwrap_or_default(),
+                disk_free_bytes: disk_free,
             }),
             Outgoing::Log {
                 lease_id,

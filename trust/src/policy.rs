@@ -74,6 +74,11 @@ pub const RPCS: &[Rpc] = &[
         "",
     ),
     rpc(
+        "/buildfleet.v1.Pipelines/ListRuns",
+        Who::Roles(PEOPLE),
+        "a client: its own runs",
+    ),
+    rpc(
         "/buildfleet.v1.RunnerService/Session",
         Who::Roles(RUNNERS),
         "the runner is named after its token",

@@ -17,6 +17,8 @@ use tempfile::TempDir;
 pub struct TestFleet {
     pub fleet: EmbeddedFleet,
     pub data: TempDir,
+    /// The dashboard's address, when it was asked for.
+    pub dashboard: Option<String>,
 }
 
 pub async fn start(runners: u32) -> TestFleet {
@@ -32,7 +34,17 @@ pub async fn start_configured(
     runners: u32,
     configure: impl FnOnce(&mut CoordinatorConfig),
 ) -> TestFleet {
-    start_fleet(runners, configure, StepUsers::Runner)
+    start_fleet(runners, configure, StepUsers::Runner, false)
+        .await
+        .expect("fleet starts")
+}
+
+/// [`start_configured`], with the coordinator's dashboard on a port of its own.
+pub async fn start_with_dashboard(
+    runners: u32,
+    configure: impl FnOnce(&mut CoordinatorConfig),
+) -> TestFleet {
+    start_fleet(runners, configure, StepUsers::Runner, true)
         .await
         .expect("fleet starts")
 }
@@ -40,13 +52,14 @@ pub async fn start_configured(
 /// A fleet whose steps run as `step_users` (its data directory open to
 /// them: traversable, not listable), or the error that stopped it.
 pub async fn start_as(runners: u32, step_users: StepUsers) -> anyhow::Result<TestFleet> {
-    start_fleet(runners, |_| {}, step_users).await
+    start_fleet(runners, |_| {}, step_users, false).await
 }
 
 async fn start_fleet(
     runners: u32,
     configure: impl FnOnce(&mut CoordinatorConfig),
     step_users: StepUsers,
+    with_dashboard: bool,
 ) -> anyhow::Result<TestFleet> {
     let data = tempfile::tempdir().unwrap();
     if step_users != StepUsers::Runner {
@@ -61,6 +74,14 @@ async fn start_fleet(
         ..CoordinatorConfig::default()
     };
     configure(&mut coordinator);
+    let (dashboard, dashboard_addr) = match with_dashboard {
+        true => {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = l.local_addr()?.to_string();
+            (Some(l), Some(addr))
+        }
+        false => (None, None),
+    };
     let fleet = EmbeddedFleet::start(FleetOptions {
         data_dir: data.path().to_path_buf(),
         cache_limits: buildfleet_cache::StoreLimits::unlimited(),
@@ -71,9 +92,14 @@ async fn start_fleet(
         runner_labels: vec!["linux".into()],
         supervisor: env!("CARGO_BIN_EXE_buildfleet").into(),
         step_users,
+        dashboard,
     })
     .await?;
-    Ok(TestFleet { fleet, data })
+    Ok(TestFleet {
+        fleet,
+        data,
+        dashboard: dashboard_addr,
+    })
 }
 
 impl TestFleet {

@@ -17,10 +17,10 @@ pub fn runner_to_pb(r: &RunnerView) -> pb::RunnerInfo {
         connected_unix_ms: unix_ms(r.connected_at),
         unavailable: r.availability().unwrap_or_default().to_owned(),
         isolation: r.isolation.clone(),
+        disk_free_bytes: r.disk_free,
+        last_seen_unix_ms: unix_ms(r.last_seen),
+        leases: r.leases.clone(),
     }
 }
 
-fn unix_ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use buildfleet_model::unix_ms;

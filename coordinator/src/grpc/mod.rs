@@ -41,8 +41,8 @@ pub async fn serve(
     serve_with_metrics(listener, None, config, db, guard, shutdown).await
 }
 
-/// [`serve`], plus Prometheus metrics at `/metrics` on `metrics` (plain
-/// HTTP) until shutdown.
+/// [`serve`], plus the dashboard and Prometheus metrics at `/metrics` on
+/// `metrics` (plain HTTP) until shutdown.
 pub async fn serve_with_metrics(
     listener: TcpListener,
     metrics: Option<TcpListener>,
@@ -54,7 +54,7 @@ pub async fn serve_with_metrics(
     config.validate()?;
     let notify = config.notify.clone();
     let hub = Arc::new(Hub::new(config, db));
-    let exporter = metrics.map(|listener| spawn_metrics(&hub, listener));
+    let exporter = metrics.map(|listener| spawn_http(&hub, listener, guard.clone()));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     hub.set_notifications(tx);
     let deliveries = crate::notify::spawn(hub.clone(), notify.clone(), rx);
@@ -136,9 +136,14 @@ pub async fn serve_with_metrics(
     Ok(result?)
 }
 
-/// The metrics endpoint: gauges read from the hub at each scrape (through
-/// a weak handle, so the endpoint never keeps a stopped hub alive).
-fn spawn_metrics(hub: &Arc<Hub>, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+/// The HTTP port: the dashboard, and metrics whose gauges are read from
+/// the hub at each scrape (through a weak handle, so the endpoint never
+/// keeps a stopped hub alive).
+fn spawn_http(
+    hub: &Arc<Hub>,
+    listener: TcpListener,
+    guard: buildfleet_trust::Guard,
+) -> tokio::task::JoinHandle<()> {
     let metrics = hub.read(|s| s.metrics());
     let weak = Arc::downgrade(hub);
     metrics.gauges_from(move || {
@@ -150,5 +155,10 @@ fn spawn_metrics(hub: &Arc<Hub>, listener: TcpListener) -> tokio::task::JoinHand
     let stop = async move {
         let _ = closing.wait_for(|c| *c).await;
     };
-    buildfleet_metrics::spawn(listener, metrics, stop, info_span!("coordinator_metrics"))
+    let dashboard = crate::dashboard::Dashboard {
+        hub: hub.clone(),
+        guard,
+        metrics,
+    };
+    crate::dashboard::spawn(listener, Arc::new(dashboard), stop)
 }

@@ -12,43 +12,14 @@ use super::convert;
 use crate::error::CoordinatorError;
 use crate::hub::Hub;
 use buildfleet_proto::convert as wire;
-use buildfleet_trust::{Caller, Role};
+use buildfleet_trust::Caller;
 
 pub struct PipelinesService {
     pub hub: Arc<Hub>,
 }
 
-impl PipelinesService {
-    /// The guard let the caller's role in; this checks the run is theirs
-    /// (a client's own runs; an admin's any).
-    fn check_run(&self, caller: &Caller, run_id: &str, what: &'static str) -> Result<(), Status> {
-        let owner = self
-            .hub
-            .read(|s| s.run(run_id).map(|r| r.owner().map(str::to_owned)))?;
-        if caller.may_act_on(owner.as_deref()) {
-            return Ok(());
-        }
-        Err(CoordinatorError::NotYours {
-            caller: caller.name.clone(),
-            run: run_id.to_owned(),
-            what,
-        }
-        .into())
-    }
-}
-
-/// Who a decision or re-run is recorded as: a client as its token's name
-/// (a claimed name proves nothing), with the claim beside it; an admin
-/// may act for someone (a chat bot approving for the person who asked),
-/// so its claim stands.
-fn actor_of(caller: &Caller, claimed: &str) -> String {
-    match caller.owner() {
-        None => claimed.to_owned(),
-        Some(_) if caller.role == Role::Admin && !claimed.is_empty() => claimed.to_owned(),
-        Some(name) if claimed.is_empty() || claimed == name => name.to_owned(),
-        Some(name) => format!("{name} (as {claimed})"),
-    }
-}
+/// Runs `ListRuns` returns when the caller names no limit.
+pub const DEFAULT_RUNS_LISTED: usize = 50;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
 
@@ -76,7 +47,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let caller = Caller::of(&req)?;
         let req = req.into_inner();
-        self.check_run(&caller, &req.run_id, "watch")?;
+        self.hub.check_run(&caller, &req.run_id, "watch")?;
         let events = self.hub.watch(req.run_id, req.after_seq)?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|e| match e {
             Ok(e) => Ok(wire::event(&e)),
@@ -88,7 +59,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::RunStatus>, Status> {
         let caller = Caller::of(&req)?;
         let id = req.into_inner().run_id;
-        self.check_run(&caller, &id, "read")?;
+        self.hub.check_run(&caller, &id, "read")?;
         let status = self
             .hub
             .read(|s| s.run(&id).map(|r| wire::run_status(&r.status())))?;
@@ -101,7 +72,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
     ) -> Result<Response<pb::CancelResponse>, Status> {
         let caller = Caller::of(&req)?;
         let req = req.into_inner();
-        self.check_run(&caller, &req.run_id, "cancel")?;
+        self.hub.check_run(&caller, &req.run_id, "cancel")?;
         let (was_running, orders) = self
             .hub
             .with(|s| s.cancel(&req.run_id, &req.reason, Instant::now()))?;
@@ -115,24 +86,14 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
     ) -> Result<Response<pb::DecideResponse>, Status> {
         let caller = Caller::of(&req)?;
         let req = req.into_inner();
-        if self.hub.config.approvals_by_admins_only && caller.role != Role::Admin {
-            return Err(CoordinatorError::ApprovalsForAdmins(caller.name).into());
-        }
-        self.check_run(&caller, &req.run_id, "decide approvals of")?;
-        let actor = actor_of(&caller, &req.actor);
-        self.hub.with(|s| {
-            s.decide_approval(
-                &req.run_id,
-                &req.step,
-                req.approve,
-                &actor,
-                &req.reason,
-                Instant::now(),
-            )
-        })?;
-        // An approved step is ready now; a rejection may make `failure()`
-        // steps ready: lease them at once, not at the next tick.
-        self.hub.dispatch();
+        self.hub.decide_as(
+            &caller,
+            &req.run_id,
+            &req.step,
+            req.approve,
+            &req.actor,
+            &req.reason,
+        )?;
         Ok(Response::new(pb::DecideResponse {}))
     }
 
@@ -142,14 +103,30 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let caller = Caller::of(&req)?;
         let req = req.into_inner();
-        self.check_run(&caller, &req.run_id, "re-run a step of")?;
-        let actor = actor_of(&caller, &req.actor);
+        self.hub
+            .check_run(&caller, &req.run_id, "re-run a step of")?;
+        let actor = crate::acting::actor_of(&caller, &req.actor);
         let submitted = self
             .hub
             .rerun(&req.run_id, &req.step, &actor, caller.owner())?;
         Ok(Response::new(pb::SubmitResponse {
             run_id: submitted.run_id,
             deduplicated: submitted.deduplicated,
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        req: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let caller = Caller::of(&req)?;
+        let limit = match req.into_inner().limit {
+            0 => DEFAULT_RUNS_LISTED,
+            n => n as usize,
+        };
+        let runs = self.hub.read(|s| s.newest_runs(limit, |o| caller.may_act_on(o)));
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: runs.iter().map(wire::run_status).collect(),
         }))
     }
 

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use buildfleet_proto::convert as wire;
 use buildfleet_proto::v1 as pb;
@@ -58,17 +58,7 @@ impl pb::runner_service_server::RunnerService for RunnerService {
         }
         let runner_id = uuid::Uuid::new_v4().simple().to_string();
         let name = runner_name(caller.owner(), reg.name, &runner_id);
-        let view = RunnerView {
-            id: runner_id.clone(),
-            name: name.clone(),
-            labels: reg.labels,
-            slots: reg.slots,
-            busy: 0,
-            connected_at: SystemTime::now(),
-            unavailable: None,
-            draining: None,
-            isolation: reg.isolation,
-        };
+        let view = RunnerView::new(&runner_id, &name, reg.labels, reg.slots, reg.isolation);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let registered = pb::CoordinatorMessage {
             msg: Some(pb::coordinator_message::Msg::Registered(pb::Registered {
@@ -128,7 +118,7 @@ fn handle(hub: &Hub, runner_id: &str, m: pb::RunnerMessage) -> Result<(), Coordi
     match m.msg {
         Some(Msg::Heartbeat(h)) => {
             let why = Some(h.unavailable).filter(|w| !w.is_empty());
-            hub.with(|s| s.set_unavailable(runner_id, why));
+            hub.with(|s| s.heartbeat(runner_id, why, h.disk_free_bytes));
             Ok(())
         }
         None => Ok(()),

@@ -1,15 +1,8 @@
 //! The run as one snapshot (`Get`, the summary, the dashboard).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use buildfleet_model::{RunStatus, ShardStatus, SplitStatus, StepStatus};
+use buildfleet_model::{unix_ms, RunStatus, ShardStatus, SplitStatus, StepStatus};
 
 use super::Run;
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 impl Run {
     /// Everything about the run now.

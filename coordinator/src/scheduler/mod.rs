@@ -20,6 +20,7 @@ mod ends;
 mod gauges;
 mod lease;
 mod lessons;
+mod listing;
 mod restore;
 mod runners;
 
@@ -67,9 +68,35 @@ pub struct RunnerView {
     pub draining: Option<String>,
     /// How it isolates shards (cgroups, limits) and what it cannot do.
     pub isolation: String,
+    /// Free bytes on its work disk at the last heartbeat.
+    pub disk_free: Option<u64>,
+    /// When its last heartbeat arrived (or it registered).
+    pub last_seen: std::time::SystemTime,
+    /// The shards it runs now, as `RUN/STEP#SHARD` (filled in by
+    /// [`Scheduler::runners`]).
+    pub leases: Vec<String>,
 }
 
 impl RunnerView {
+    /// A runner just registered: free, available, seen now.
+    pub fn new(id: &str, name: &str, labels: Vec<String>, slots: u32, isolation: String) -> Self {
+        let now = std::time::SystemTime::now();
+        RunnerView {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            labels,
+            slots,
+            busy: 0,
+            connected_at: now,
+            unavailable: None,
+            draining: None,
+            isolation,
+            disk_free: None,
+            last_seen: now,
+            leases: Vec::new(),
+        }
+    }
+
     /// Why the runner takes no new leases, if it does not.
     pub fn availability(&self) -> Option<&str> {
         self.draining.as_deref().or(self.unavailable.as_deref())

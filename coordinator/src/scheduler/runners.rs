@@ -72,6 +72,16 @@ impl Scheduler {
         }
     }
 
+    /// A runner's heartbeat: whether it can take leases (and why not),
+    /// and its free disk.
+    pub fn heartbeat(&mut self, runner_id: &str, why: Option<String>, disk_free: Option<u64>) {
+        if let Some(r) = self.runners.get_mut(runner_id) {
+            r.disk_free = disk_free;
+            r.last_seen = std::time::SystemTime::now();
+        }
+        self.set_unavailable(runner_id, why);
+    }
+
     /// A runner says whether it can take leases (and why not).
     pub fn set_unavailable(&mut self, runner_id: &str, why: Option<String>) {
         if let Some(r) = self.runners.get_mut(runner_id) {
@@ -118,8 +128,27 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The runners, each with the shards it runs now.
     pub fn runners(&self) -> Vec<RunnerView> {
-        self.runners.values().cloned().collect()
+        let mut out: Vec<RunnerView> = self.runners.values().cloned().collect();
+        for l in self.leases.values() {
+            let Some(r) = out.iter_mut().find(|r| r.id == l.runner_id) else {
+                continue;
+            };
+            let step = self
+                .runs
+                .get(&l.run_id)
+                .and_then(|run| run.steps().get(l.step))
+                .map_or("?", |s| s.name());
+            r.leases.push(match l.shard {
+                Some(i) => format!("{}/{step}#{i}", l.run_id),
+                None => format!("{}/{step} (listing)", l.run_id),
+            });
+        }
+        for r in &mut out {
+            r.leases.sort();
+        }
+        out
     }
 }
 

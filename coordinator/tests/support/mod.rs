@@ -3,7 +3,7 @@
 
 pub mod schedule;
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use buildfleet_coordinator::pipeline;
 use buildfleet_coordinator::run::RunOptions;
@@ -31,15 +31,6 @@ pub fn submit_as(s: &mut Scheduler, yaml: &str, mut options: RunOptions, now: In
 
 /// A connected runner named `id`, free, with `slots` and `labels`.
 pub fn runner(id: &str, slots: u32, labels: &[&str]) -> RunnerView {
-    RunnerView {
-        id: id.into(),
-        name: id.into(),
-        labels: labels.iter().map(|s| s.to_string()).collect(),
-        slots,
-        busy: 0,
-        connected_at: SystemTime::now(),
-        unavailable: None,
-        draining: None,
-        isolation: String::new(),
-    }
+    let labels = labels.iter().map(|s| s.to_string()).collect();
+    RunnerView::new(id, id, labels, slots, String::new())
 }

@@ -210,6 +210,7 @@ pub fn event(e: &Event) -> pb::RunEvent {
     };
     pb::RunEvent {
         seq: e.seq,
+        at_unix_ms: e.at_unix_ms,
         event: Some(event),
     }
 }
@@ -235,7 +236,14 @@ pub fn event_from_wire(e: pb::RunEvent) -> (u64, Option<Event>) {
         pb::run_event::Event::Notice(n) => EventKind::Notice(notice_from_wire(n)),
         pb::run_event::Event::Context(c) => EventKind::Context(context_from_wire(Some(c))),
     });
-    (e.seq, kind.map(|kind| Event { seq: e.seq, kind }))
+    (
+        e.seq,
+        kind.map(|kind| Event {
+            seq: e.seq,
+            at_unix_ms: e.at_unix_ms,
+            kind,
+        }),
+    )
 }
 
 /// A submission as the wire carries it.
@@ -345,6 +353,7 @@ mod tests {
         assert_eq!(run_status_from_wire(run_status(&s)), Ok(s.clone()));
         let e = Event {
             seq: 3,
+            at_unix_ms: 1_700_000_000_123,
             kind: EventKind::State(StateChange {
                 step: Some("test".into()),
                 shard: None,

@@ -1,0 +1,72 @@
+//! What a caller may do to a run, beyond what its role lets it call: one
+//! rule for the gRPC API and the dashboard, so a button never allows what
+//! the API refuses.
+
+use std::time::Instant;
+
+use buildfleet_trust::{Caller, Role};
+
+use crate::error::CoordinatorError;
+use crate::hub::Hub;
+
+impl Hub {
+    /// The caller's role let it in; this checks the run is theirs (a
+    /// client's own runs; an admin's any).
+    pub fn check_run(
+        &self,
+        caller: &Caller,
+        run_id: &str,
+        what: &'static str,
+    ) -> Result<(), CoordinatorError> {
+        let owner = self.read(|s| s.run(run_id).map(|r| r.owner().map(str::to_owned)))?;
+        if caller.may_act_on(owner.as_deref()) {
+            return Ok(());
+        }
+        Err(CoordinatorError::NotYours {
+            caller: caller.name.clone(),
+            run: run_id.to_owned(),
+            what,
+        })
+    }
+
+    /// Whether `caller` may approve or reject steps of `run_id`.
+    pub fn may_decide(&self, caller: &Caller, run_id: &str) -> Result<(), CoordinatorError> {
+        if self.config.approvals_by_admins_only && caller.role != Role::Admin {
+            return Err(CoordinatorError::ApprovalsForAdmins(caller.name.clone()));
+        }
+        self.check_run(caller, run_id, "decide approvals of")
+    }
+
+    /// Approves or rejects a step waiting for approval, as `caller`
+    /// (recorded as [`actor_of`] says), and leases what became ready.
+    pub fn decide_as(
+        &self,
+        caller: &Caller,
+        run_id: &str,
+        step: &str,
+        approve: bool,
+        claimed_actor: &str,
+        reason: &str,
+    ) -> Result<(), CoordinatorError> {
+        self.may_decide(caller, run_id)?;
+        let actor = actor_of(caller, claimed_actor);
+        self.with(|s| s.decide_approval(run_id, step, approve, &actor, reason, Instant::now()))?;
+        // An approved step is ready now; a rejection may make `failure()`
+        // steps ready: lease them at once, not at the next tick.
+        self.dispatch();
+        Ok(())
+    }
+}
+
+/// Who a decision or re-run is recorded as: a client as its token's name
+/// (a claimed name proves nothing), with the claim beside it; an admin
+/// may act for someone (a chat bot approving for the person who asked),
+/// so its claim stands.
+pub fn actor_of(caller: &Caller, claimed: &str) -> String {
+    match caller.owner() {
+        None => claimed.to_owned(),
+        Some(_) if caller.role == Role::Admin && !claimed.is_empty() => claimed.to_owned(),
+        Some(name) if claimed.is_empty() || claimed == name => name.to_owned(),
+        Some(name) => format!("{name} (as {claimed})"),
+    }
+}
