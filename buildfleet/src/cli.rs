@@ -206,6 +206,30 @@ pub struct LogsArgs {
     pub cache: Option<String>,
 }
 
+/// Where spans go.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TraceArgs {
+    /// Export this role's spans over OTLP/gRPC to URL (e.g.
+    /// `http://otel-collector:4317`); one trace per run, joined across
+    /// the coordinator, runners and cache. Off when unset.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TraceArgs {
+    /// Starts the exporter, if one was asked for (inside the runtime).
+    pub fn start(
+        &self,
+        service: &'static str,
+    ) -> anyhow::Result<Option<buildfleet_trace::Exporter>> {
+        self.otlp_endpoint
+            .as_deref()
+            .map(|url| buildfleet_trace::Exporter::start(url, service))
+            .transpose()
+            .map_err(Into::into)
+    }
+}
+
 /// How a listing is printed.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -447,6 +471,8 @@ pub struct CoordinatorArgs {
     /// scraper reach).
     #[arg(long, alias = "http-listen", env = "BUILDFLEET_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub traces: TraceArgs,
     /// Where the coordinator keeps duration and flaky-test history
     /// (`coordinator/` inside; default: the per-user data directory).
     #[arg(long)]
@@ -476,6 +502,8 @@ pub struct CacheArgs {
     /// token: put it on a network only the scraper reaches).
     #[arg(long, env = "BUILDFLEET_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub traces: TraceArgs,
     /// Keep stored blobs and metadata (action results, index entries)
     /// under this size (e.g. `50GiB`), evicting the least recently used
     /// blobs; metadata past half of it is refused. Default: no limit.
@@ -574,6 +602,8 @@ pub struct RunnerArgs {
     /// token: put it on a network only the scraper reaches).
     #[arg(long, env = "BUILDFLEET_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub traces: TraceArgs,
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]

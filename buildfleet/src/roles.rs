@@ -119,7 +119,8 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         .context("opening the coordinator's history (pass --data DIR for another location)")?;
     let listener = bind(&args.listen, args.print_addr).await?;
     let metrics = bind_metrics(args.metrics_listen.as_deref(), args.print_addr).await?;
-    buildfleet_coordinator::grpc::serve_with_metrics(
+    let traces = args.traces.start("buildfleet-coordinator")?;
+    let served = buildfleet_coordinator::grpc::serve_with_metrics(
         listener,
         metrics,
         config,
@@ -127,7 +128,11 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         guard,
         shutdown_signal(),
     )
-    .await?;
+    .await;
+    if let Some(t) = traces {
+        t.shutdown().await;
+    }
+    served?;
     Ok(())
 }
 
@@ -175,8 +180,14 @@ pub async fn cache(args: CacheArgs) -> Result<()> {
     };
     let listener = bind(&args.listen, args.print_addr).await?;
     let metrics = bind_metrics(args.metrics_listen.as_deref(), args.print_addr).await?;
-    buildfleet_cache::serve_with_metrics(listener, metrics, store, guard, shutdown_signal())
-        .await?;
+    let traces = args.traces.start("buildfleet-cache")?;
+    let served =
+        buildfleet_cache::serve_with_metrics(listener, metrics, store, guard, shutdown_signal())
+            .await;
+    if let Some(t) = traces {
+        t.shutdown().await;
+    }
+    served?;
     Ok(())
 }
 
@@ -228,6 +239,11 @@ pub async fn runner(args: RunnerArgs, trust: ClientTrust) -> Result<()> {
             tracing::info_span!("runner_metrics"),
         );
     }
-    buildfleet_runner::run(config, shutdown_signal()).await?;
+    let traces = args.traces.start("buildfleet-runner")?;
+    let ran = buildfleet_runner::run(config, shutdown_signal()).await;
+    if let Some(t) = traces {
+        t.shutdown().await;
+    }
+    ran?;
     Ok(())
 }

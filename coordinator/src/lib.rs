@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod split;
 pub mod submission;
+pub mod traces;
 pub mod watch;
 
 pub use config::CoordinatorConfig;

@@ -100,6 +100,8 @@ pub struct Lease {
     /// Where its action results and dependency caches are read and
     /// written, decided by the run's ref.
     pub cache_scope: crate::CacheScope,
+    /// The W3C `traceparent` of this attempt's span (empty: untraced).
+    pub traceparent: String,
 }
 
 impl Lease {

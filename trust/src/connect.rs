@@ -152,6 +152,8 @@ impl tonic::service::Interceptor for Bearer {
                 .metadata_mut()
                 .insert("authorization", MetadataValue::clone(value));
         }
+        // The caller's trace (a runner's shard phase), for the server's span.
+        buildfleet_trace::inject_current(request.metadata_mut());
         Ok(request)
     }
 }

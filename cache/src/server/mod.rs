@@ -178,6 +178,7 @@ async fn serve_routes(
         // One span per request, so every log line names the RPC it served.
         .trace_fn(|request| tracing::info_span!("cache_rpc", path = %request.uri().path()))
         .layer(guard)
+        .layer(buildfleet_trace::TraceLayer)
         .add_routes(services(store, counters))
         .add_service(health_service);
     match tls {

@@ -33,7 +33,9 @@ pub async fn page_route(
     uri: Uri,
 ) -> Result<Html<String>, Refusal> {
     let caller = d.admit(&headers, LIST_RUNS, &uri)?;
-    let runs = d.hub.read(|s| s.newest_runs(RUNS_READ, |o| caller.may_act_on(o)));
+    let runs = d
+        .hub
+        .read(|s| s.newest_runs(RUNS_READ, |o| caller.may_act_on(o)));
     let store = match &d.hub.config.cache_metrics_url {
         Some(url) => store_figures(url).await,
         None => r#"<p class="muted">Start the coordinator with <code>--cache-metrics-url http://CACHE:PORT/metrics</code> to show the store's size and evictions here.</p>"#.into(),

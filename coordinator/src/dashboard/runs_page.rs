@@ -67,7 +67,9 @@ pub async fn page_route(
     Query(f): Query<Filters>,
 ) -> Result<Html<String>, Refusal> {
     let caller = d.admit(&headers, LIST_RUNS, &uri)?;
-    let runs = d.hub.read(|s| s.newest_runs(RUNS_SHOWN, |o| caller.may_act_on(o)));
+    let runs = d
+        .hub
+        .read(|s| s.newest_runs(RUNS_SHOWN, |o| caller.may_act_on(o)));
     let now = super::now_ms();
     let mut rows = String::new();
     let shown: Vec<&RunStatus> = runs.iter().filter(|r| f.keeps(r)).collect();

@@ -124,7 +124,9 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
             0 => DEFAULT_RUNS_LISTED,
             n => n as usize,
         };
-        let runs = self.hub.read(|s| s.newest_runs(limit, |o| caller.may_act_on(o)));
+        let runs = self
+            .hub
+            .read(|s| s.newest_runs(limit, |o| caller.may_act_on(o)));
         Ok(Response::new(pb::ListRunsResponse {
             runs: runs.iter().map(wire::run_status).collect(),
         }))

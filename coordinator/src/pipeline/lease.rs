@@ -79,6 +79,7 @@ impl Pipeline {
             run_vars: Vec::new(),
             artifact_retention: None,
             cache_scope: Default::default(),
+            traceparent: String::new(),
         }
     }
 }

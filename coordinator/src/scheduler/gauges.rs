@@ -69,6 +69,7 @@ impl Scheduler {
                 continue;
             }
             for event in run.events().after(seen, usize::MAX) {
+                self.traces.observe(run, &event);
                 match &event.kind {
                     EventKind::State(change)
                         if change.shard.is_some() && change.state.is_terminal() =>

@@ -45,6 +45,10 @@ pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) 
         .pipeline()
         .step(st.name())
         .expect("run steps come from the pipeline");
+    let traced_shard = match target {
+        LeaseFor::Shard(i) => Some(i as u32),
+        LeaseFor::Listing => None,
+    };
     let (shard, count, items, attempt) = match target {
         LeaseFor::Shard(shard) => {
             let (items, attempt) = st.shards().get(shard).map_or((Vec::new(), 1), |s| {
@@ -67,6 +71,8 @@ pub(super) fn build(run: &Run, step: usize, target: LeaseFor, lease_id: String) 
     lease.run_vars = run.options().vars.keys().cloned().collect();
     lease.artifact_retention = Some(run.options().artifact_retention).filter(|d| !d.is_zero());
     lease.cache_scope = run.options().cache_scope.clone();
+    lease.traceparent =
+        buildfleet_trace::attempt_traceparent(run.id(), st.name(), traced_shard, attempt);
     // The declared names get the run's values; a missing one is caught
     // before the step may start (`expired_secret`, submission).
     lease.secrets = lease

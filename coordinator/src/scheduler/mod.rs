@@ -159,6 +159,8 @@ pub struct Scheduler {
     /// The Prometheus series, and how far each run's events are counted.
     metrics: Arc<crate::metrics::CoordinatorMetrics>,
     observed: HashMap<String, u64>,
+    /// The coordinator's spans of each run, from the same events.
+    traces: crate::traces::RunTraces,
 }
 
 impl Scheduler {

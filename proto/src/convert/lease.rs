@@ -50,6 +50,7 @@ impl From<Lease> for pb::Lease {
             artifact_retention_secs: l.artifact_retention.map_or(0, |d| d.as_secs()),
             cache_scope_write: l.cache_scope.write,
             cache_scope_read: l.cache_scope.read,
+            traceparent: l.traceparent,
         }
     }
 }
@@ -130,6 +131,7 @@ pub fn lease_from_wire(l: pb::Lease) -> Result<Lease, WireError> {
             },
             write: l.cache_scope_write,
         },
+        traceparent: l.traceparent,
         lease_id: l.lease_id,
         run_id: l.run_id,
         step: l.step,
@@ -232,6 +234,7 @@ mod tests {
             run_vars: vec!["ENVIRONMENT".into()],
             artifact_retention: Some(Duration::from_secs(86400)),
             cache_scope: buildfleet_model::CacheScope::for_ref("refs/heads/f", false),
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
             log_cap: Some(1024),
             quarantine: vec!["t::x".into()],
             resources: Resources {

@@ -68,7 +68,8 @@ pub async fn success(
     reports: &mut Vec<CacheReport>,
     outputs: &mut Vec<buildfleet_model::Artifact>,
 ) -> State {
-    let uploaded = match contract(ctx, lease, base, cancel, log).await {
+    let checked = buildfleet_trace::phase("upload", contract(ctx, lease, base, cancel, log)).await;
+    let uploaded = match checked {
         Ok(u) => {
             outputs.extend(u.iter().map(Uploaded::artifact));
             super::keep::pin(ctx, lease, outputs, log).await;
@@ -82,14 +83,17 @@ pub async fn success(
             });
         }
     };
-    for keyed in &ws.to_save {
-        let r = dependency::save(&ctx.cas, ctx.local.as_ref(), keyed, &base.cwd).await;
-        note(log, reports, r).await;
-    }
-    if let Some((spec, key)) = action {
-        let r = super::cached::store(&ctx.cas, spec, key, &uploaded, log).await;
-        note(log, reports, r).await;
-    }
+    let saving = async {
+        for keyed in &ws.to_save {
+            let r = dependency::save(&ctx.cas, ctx.local.as_ref(), keyed, &base.cwd).await;
+            note(log, reports, r).await;
+        }
+        if let Some((spec, key)) = action {
+            let r = super::cached::store(&ctx.cas, spec, key, &uploaded, log).await;
+            note(log, reports, r).await;
+        }
+    };
+    buildfleet_trace::phase("save", saving).await;
     State::Succeeded
 }
 

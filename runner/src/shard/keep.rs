@@ -24,7 +24,9 @@ pub async fn pin(ctx: &ShardContext, lease: &Lease, artifacts: &[Artifact], log:
         .partition(|a| a.kind == ArtifactKind::Directory);
     let digests = |list: Vec<&Artifact>| list.iter().map(|a| a.digest).collect::<Vec<_>>();
     let when = humantime::format_rfc3339_seconds(until);
-    let line = match ctx.cas.pin(&digests(files), &digests(dirs), until).await {
+    let (files, dirs) = (digests(files), digests(dirs));
+    let pinning = ctx.cas.pin(&files, &dirs, until);
+    let line = match buildfleet_trace::phase("pin artifacts", pinning).await {
         Ok((_, 0)) => format!("artifacts pinned in the cache until {when}"),
         Ok((_, missing)) => format!(
             "WARNING: {missing} artifact blob(s) were not in the cache to pin until {when}; a re-run may not find them"

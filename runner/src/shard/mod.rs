@@ -99,19 +99,28 @@ pub async fn run_lease(
         .await;
     }
     let mut found = Collected::default();
-    let state = match execute_lease(ctx, &lease, cancel, &mut log, &mut found).await {
-        Ok(s) => s,
-        Err(e) => {
-            let reason = e.to_string();
-            log.system(reason.clone()).await;
-            State::failed(reason)
-        }
+    // Boxed: the whole shard's state machine is large.
+    let work = Box::pin(async {
+        let state = match execute_lease(ctx, &lease, cancel, &mut log, &mut found).await {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = e.to_string();
+                log.system(reason.clone()).await;
+                State::failed(reason)
+            }
+        };
+        let locator = format!(
+            "buildfleet logs {} {} --shard {}",
+            lease.run_id, lease.step, lease.shard_index
+        );
+        let finished = buildfleet_trace::phase("store log", log.finish(&ctx.cas, &locator)).await;
+        (state, finished)
+    });
+    // The attempt's span, named by the coordinator: each phase is a child.
+    let (state, finished) = match buildfleet_trace::parse_traceparent(&lease.traceparent) {
+        Some(attempt) => buildfleet_trace::in_context(attempt, work).await,
+        None => work.await,
     };
-    let locator = format!(
-        "buildfleet logs {} {} --shard {}",
-        lease.run_id, lease.step, lease.shard_index
-    );
-    let finished = log.finish(&ctx.cas, &locator).await;
     info!(state = state.name(), "shard finished");
     // Reasons, cache details, test names and messages quote what the step
     // printed or wrote (a verify command's words, a key file's path, its
@@ -183,7 +192,11 @@ async fn execute_lease(
     log: &mut LogSender,
     found: &mut Collected,
 ) -> Result<State, ShardError> {
-    let prepared = prepare::step_cache(ctx, lease, log, &mut found.reports).await;
+    let prepared = buildfleet_trace::phase(
+        "step cache lookup",
+        prepare::step_cache(ctx, lease, log, &mut found.reports),
+    )
+    .await;
     let (result, action) = match prepared {
         // A hit needs no working directory at all, unless it must be checked
         // or receives artifacts... which only its checks would read.
@@ -385,7 +398,11 @@ impl Run<'_> {
         let base = self.exec_spec(&lease.command, &ws.env);
         let started_at = std::time::SystemTime::now();
         let oom = OomWatch::start(self.cgroup.memory_events());
-        let (report, printed) = run_command(base.clone(), cancel.clone(), log, lease.kind).await;
+        let (report, printed) = buildfleet_trace::phase(
+            "execute",
+            run_command(base.clone(), cancel.clone(), log, lease.kind),
+        )
+        .await;
         log.flush_held().await;
         services.stop(log).await;
         // What is stored for a replay is the command's output: not the

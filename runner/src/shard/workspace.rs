@@ -46,9 +46,8 @@ pub async fn prepare(
     reports: &mut Vec<CacheReport>,
 ) -> Result<Workspace, ShardError> {
     let root = lease.input_root;
-    let stats = ctx
-        .cas
-        .materialise_with(&root, dir, ctx.local.as_ref())
+    let materialised = ctx.cas.materialise_with(&root, dir, ctx.local.as_ref());
+    let stats = buildfleet_trace::phase("materialise", materialised)
         .await
         .map_err(|source| ShardError::Materialise { root, source })?;
     tracing::debug!(?stats, "inputs materialised");
@@ -71,7 +70,7 @@ pub async fn prepare(
     for received in &lease.artifacts {
         let a = &received.artifact;
         let placed =
-            super::place::place(ctx, dir, a)
+            buildfleet_trace::phase("materialise artifact", super::place::place(ctx, dir, a))
                 .await
                 .map_err(|source| ShardError::Artifact {
                     step: received.step.clone(),
@@ -111,8 +110,8 @@ pub async fn prepare(
     for spec in &lease.caches {
         let keyed = dependency::key(spec, dir, &platform(), &lease.project)
             .map_err(ShardError::CacheKey)?;
-        let (report, restored) =
-            dependency::restore(&ctx.cas, ctx.local.as_ref(), &keyed, dir).await;
+        let restoring = dependency::restore(&ctx.cas, ctx.local.as_ref(), &keyed, dir);
+        let (report, restored) = buildfleet_trace::phase("dependency restore", restoring).await;
         note(log, reports, report).await;
         env.push((
             dependency::env_name(&spec.name),
