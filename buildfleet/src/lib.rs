@@ -2,6 +2,7 @@
 //! progress output, shared by `main` and the integration tests.
 
 pub mod artifacts;
+pub mod bars;
 pub mod cli;
 pub mod context;
 pub mod decide;

@@ -133,8 +133,29 @@ pub async fn watch_to_end(
     out: &mut dyn Write,
 ) -> Result<RunStatus> {
     let mut progress = Progress::new();
-    let mut show = |ev: &buildfleet_model::Event, out: &mut dyn Write| progress.print(ev, out);
-    follow(coordinator_url, trust, coordinator, run_id, &mut show, out).await
+    let status = match crate::bars::Bars::on_terminal() {
+        // Bars on the terminal, kept current from the run's state; each
+        // line is printed above them.
+        Some(bars) => {
+            let poller = bars.follow(coordinator_url, trust, run_id);
+            let mut show = |ev: &buildfleet_model::Event, out: &mut dyn Write| {
+                bars.suspend(|| progress.print(ev, out))
+            };
+            let status = follow(coordinator_url, trust, coordinator, run_id, &mut show, out).await;
+            poller.abort();
+            if let Ok(status) = &status {
+                bars.finish(status);
+            }
+            status?
+        }
+        None => {
+            let mut show =
+                |ev: &buildfleet_model::Event, out: &mut dyn Write| progress.print(ev, out);
+            follow(coordinator_url, trust, coordinator, run_id, &mut show, out).await?
+        }
+    };
+    crate::progress::summary(&status, out)?;
+    Ok(status)
 }
 
 /// What a follower does with each event of the run.
@@ -202,12 +223,10 @@ pub async fn follow(
             coordinator = c;
         }
     }
-    let status = coordinator
+    coordinator
         .get(run_id)
         .await
-        .context("fetching the run's final state")?;
-    crate::progress::summary(&status, out)?;
-    Ok(status)
+        .context("fetching the run's final state")
 }
 
 /// The default input directory: the pipeline file's own directory.
