@@ -6,7 +6,6 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use buildfleet_model::{unix_ms, CacheOutcome, RunStatus};
-use buildfleet_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::cli::{ListingArgs, Output, RunsArgs, RunsCommand};
@@ -99,19 +98,20 @@ struct RunShow<'a> {
 
 /// One runner in `buildfleet runners --output json`.
 #[derive(Debug, Serialize)]
-struct RunnerRow<'a> {
-    runner_id: &'a str,
-    name: &'a str,
-    labels: &'a [String],
-    slots: u32,
-    busy_slots: u32,
-    leases: &'a [String],
-    disk_free_bytes: Option<u64>,
+pub struct RunnerRow {
+    pub runner_id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub slots: u32,
+    pub busy_slots: u32,
+    /// The shards it runs now, as `RUN/STEP#SHARD`.
+    pub leases: Vec<String>,
+    pub disk_free_bytes: Option<u64>,
     /// Why it takes no new leases (draining, low disk); empty = it does.
-    unavailable: &'a str,
-    last_seen_unix_ms: u64,
-    connected_unix_ms: u64,
-    isolation: &'a str,
+    pub unavailable: String,
+    pub last_seen_unix_ms: u64,
+    pub connected_unix_ms: u64,
+    pub isolation: String,
 }
 
 pub async fn runs(args: RunsArgs, trust: &buildfleet_trust::ClientTrust) -> Result<i32> {
@@ -231,32 +231,13 @@ pub async fn runners(args: ListingArgs, trust: &buildfleet_trust::ClientTrust) -
     let runners = coordinator.runners().await?;
     let mut out = std::io::stdout().lock();
     match args.output {
-        Output::Json => {
-            let rows: Vec<RunnerRow> = runners.iter().map(runner_row).collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
-        }
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&runners)?)?,
         Output::Table => write_runners_table(&runners, &mut out)?,
     }
     Ok(crate::exit::GREEN)
 }
 
-fn runner_row(r: &pb::RunnerInfo) -> RunnerRow<'_> {
-    RunnerRow {
-        runner_id: &r.runner_id,
-        name: &r.name,
-        labels: &r.labels,
-        slots: r.slots,
-        busy_slots: r.busy_slots,
-        leases: &r.leases,
-        disk_free_bytes: r.disk_free_bytes,
-        unavailable: &r.unavailable,
-        last_seen_unix_ms: r.last_seen_unix_ms,
-        connected_unix_ms: r.connected_unix_ms,
-        isolation: &r.isolation,
-    }
-}
-
-fn write_runners_table(runners: &[pb::RunnerInfo], out: &mut dyn Write) -> std::io::Result<()> {
+fn write_runners_table(runners: &[RunnerRow], out: &mut dyn Write) -> std::io::Result<()> {
     let now = unix_ms(std::time::SystemTime::now());
     let table: Vec<[String; 7]> = runners
         .iter()

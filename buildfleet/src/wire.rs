@@ -118,9 +118,14 @@ impl Coordinator {
     }
 
     /// The connected runners, as the coordinator sees them.
-    pub async fn runners(&mut self) -> Result<Vec<pb::RunnerInfo>> {
+    pub async fn runners(&mut self) -> Result<Vec<crate::listing::RunnerRow>> {
         let runners = self.client.list_runners(pb::ListRunnersRequest {}).await?;
-        Ok(runners.into_inner().runners)
+        Ok(runners
+            .into_inner()
+            .runners
+            .into_iter()
+            .map(runner_row)
+            .collect())
     }
 
     /// Up to `limit` runs, newest first.
@@ -137,5 +142,21 @@ impl Coordinator {
                     .context("the coordinator sent a run this client cannot read")
             })
             .collect()
+    }
+}
+
+fn runner_row(r: pb::RunnerInfo) -> crate::listing::RunnerRow {
+    crate::listing::RunnerRow {
+        runner_id: r.runner_id,
+        name: r.name,
+        labels: r.labels,
+        slots: r.slots,
+        busy_slots: r.busy_slots,
+        leases: r.leases,
+        disk_free_bytes: r.disk_free_bytes,
+        unavailable: r.unavailable,
+        last_seen_unix_ms: r.last_seen_unix_ms,
+        connected_unix_ms: r.connected_unix_ms,
+        isolation: r.isolation,
     }
 }
