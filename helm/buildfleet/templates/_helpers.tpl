@@ -191,6 +191,10 @@ reaches the files, which the servers re-read. */}}
 - --metrics-listen
 - 0.0.0.0:{{ int .Values.metrics.port }}
 {{- end }}
+{{- with .Values.tracing.otlpEndpoint }}
+- --otlp-endpoint
+- {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{- define "buildfleet.metricsPort" -}}
