@@ -110,8 +110,15 @@ fn a_browser_follows_a_live_run_approves_it_and_sees_every_shard_marked() {
     );
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();
-    let (_cache, cache_url) = server(&["cache", "--data", d]);
-    let (_coord, coord_url, http) = server_with_metrics(&["coordinator", "--data", d]);
+    let (_cache, cache_url, cache_metrics) = server_with_metrics(&["cache", "--data", d]);
+    let cache_metrics_url = format!("http://{cache_metrics}/metrics");
+    let (_coord, coord_url, http) = server_with_metrics(&[
+        "coordinator",
+        "--data",
+        d,
+        "--cache-metrics-url",
+        &cache_metrics_url,
+    ]);
     let _runner = runner_with(
         &coord_url,
         &cache_url,
@@ -218,6 +225,17 @@ fn a_browser_follows_a_live_run_approves_it_and_sees_every_shard_marked() {
         status.success(),
         "the browser's checks failed (see its output above; {}/failure.png)",
         shots.display()
+    );
+    // The cache page reads the store's size from the cache itself.
+    let (code, page) = procs::http_get(&http, "/cache");
+    assert_eq!(code, 200, "{page}");
+    let store = page
+        .split(r#"<table id="store">"#)
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        store.contains("stored") && !store.contains("not reported"),
+        "the store's figures: {store:.400}"
     );
     for name in [
         "run-live-wide",
