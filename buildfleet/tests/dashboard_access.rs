@@ -192,6 +192,23 @@ async fn pages_show_and_allow_what_the_access_table_allows() {
         .request(Some("root"), "GET", "/".into(), vec![], "")
         .await;
     assert!(body.contains(&mine) && body.contains(&theirs));
+    // And `ListRuns` itself (what `buildfleet runs` calls) the same.
+    for (who, sees) in [
+        ("ci", vec![mine.clone()]),
+        ("root", vec![theirs.clone(), mine.clone()]),
+    ] {
+        let mut c = buildfleet::wire::Coordinator::connect(&fleet.coordinator, &fleet.trust(who))
+            .await
+            .unwrap();
+        let ids: Vec<String> = c
+            .runs(50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(ids, sees, "{who} lists");
+    }
 
     // Another client may not open the run, nor see its buttons.
     let (code, _, body) = fleet
