@@ -201,19 +201,9 @@ mod tests {
 
     fn shard(state: State, duration_ms: u64, predicted_ms: u64) -> ShardStatus {
         ShardStatus {
-            index: 0,
-            state,
-            runner: None,
             duration_ms,
-            attempt: 1,
-            cache: Vec::new(),
-            tests: Vec::new(),
-            items: 0,
             predicted_ms,
-            full_log: None,
-            log_dropped_bytes: 0,
-            muted_exit_code: None,
-            outputs: Vec::new(),
+            ..ShardStatus::new(0, state)
         }
     }
 

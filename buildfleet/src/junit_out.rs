@@ -103,19 +103,8 @@ mod tests {
 
     fn shard(index: u32, state: State, duration_ms: u64) -> ShardStatus {
         ShardStatus {
-            index,
-            state,
-            runner: None,
             duration_ms,
-            attempt: 1,
-            cache: Vec::new(),
-            tests: Vec::new(),
-            items: 0,
-            predicted_ms: 0,
-            full_log: None,
-            log_dropped_bytes: 0,
-            muted_exit_code: None,
-            outputs: Vec::new(),
+            ..ShardStatus::new(index, state)
         }
     }
 

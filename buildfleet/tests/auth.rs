@@ -4,16 +4,14 @@
 //! runner (a client token) getting no lease; a client unable to write the
 //! action cache.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod secured;
+
 use std::time::Duration;
 
-use buildfleet_cache::{BlobStore, CasClient, RocksStore};
-use buildfleet_coordinator::CoordinatorConfig;
-use buildfleet_model::{RunContext, State, Submission};
+use buildfleet_model::State;
 use buildfleet_proto::reapi;
-use buildfleet_trust::{new_token, ClientTrust, Grant, Guard, Reloading, Role, TokenSet};
-use tokio::net::TcpListener;
+use buildfleet_trust::{new_token, Role};
+use secured::Secured;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -25,106 +23,6 @@ const NAMES: &[(&str, Role, bool)] = &[
     ("pool", Role::Runner, false),
     ("root", Role::Admin, false),
 ];
-
-struct Secured {
-    coordinator: String,
-    cache: String,
-    tokens: HashMap<&'static str, String>,
-    stop: CancellationToken,
-    _data: tempfile::TempDir,
-}
-
-impl Secured {
-    async fn start() -> Secured {
-        let data = tempfile::tempdir().unwrap();
-        let mut set = TokenSet::default();
-        let mut tokens = HashMap::new();
-        for &(name, role, cache_write) in NAMES {
-            let token = new_token().unwrap();
-            set.insert(
-                &token,
-                Grant {
-                    name: name.into(),
-                    role,
-                    cache_write,
-                },
-            );
-            tokens.insert(name, token);
-        }
-        let guard = Guard::tokens(Reloading::fixed(set));
-        let stop = CancellationToken::new();
-        let store: Arc<dyn BlobStore> = Arc::new(RocksStore::open(data.path()).unwrap());
-        let cache_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let cache = format!("http://{}", cache_l.local_addr().unwrap());
-        tokio::spawn(buildfleet_cache::serve(
-            cache_l,
-            store,
-            guard.clone(),
-            stop.clone().cancelled_owned(),
-        ));
-        let coord_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let coordinator = format!("http://{}", coord_l.local_addr().unwrap());
-        tokio::spawn(buildfleet_coordinator::grpc::serve(
-            coord_l,
-            CoordinatorConfig::default(),
-            buildfleet_coordinator::db::Db::in_memory(),
-            guard,
-            stop.clone().cancelled_owned(),
-        ));
-        Secured {
-            coordinator,
-            cache,
-            tokens,
-            stop,
-            _data: data,
-        }
-    }
-
-    fn trust(&self, name: &str) -> ClientTrust {
-        ClientTrust::with_token(&self.tokens[name]).unwrap()
-    }
-
-    async fn coordinator(&self, name: &str) -> buildfleet::wire::Coordinator {
-        buildfleet::wire::Coordinator::connect(&self.coordinator, &self.trust(name))
-            .await
-            .unwrap()
-    }
-
-    /// Submits, as `name`, a run that stays under way (no runner takes it).
-    async fn submit_as(&self, name: &str, key: Option<&str>) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a"), "a").unwrap();
-        let snap = buildfleet_cache::snapshot(dir.path()).unwrap();
-        let cas = CasClient::connect_with(&self.cache, &self.trust(name))
-            .await
-            .unwrap();
-        cas.upload_snapshot(&snap).await.unwrap();
-        let sub = Submission {
-            pipeline_path: "buildfleet.yaml".into(),
-            pipeline_yaml: "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: wait, run: 'true' }\n"
-                .into(),
-            input_root: snap.root,
-            idempotency_key: key.map(str::to_owned),
-            split_items: Default::default(),
-            no_cache: false,
-            project: "p".into(),
-            quarantine: Vec::new(),
-            fail_on_flaky: false,
-            context: RunContext::default(),
-            vars: Default::default(),
-        };
-        match self.coordinator(name).await.submit(sub).await.unwrap() {
-            buildfleet::wire::Submitted::Run(id) => id,
-            buildfleet::wire::Submitted::Invalid(e) => panic!("{e}"),
-        }
-    }
-}
-
-impl Drop for Secured {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
 
 /// What a call came to: refused by the guard, or let through to the
 /// handler (whatever the handler then said about the empty request).
@@ -207,7 +105,7 @@ fn the_access_table_in_the_docs_is_the_one_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_answers_no_token_a_wrong_token_and_each_role_as_documented() {
-    let fleet = Secured::start().await;
+    let fleet = Secured::start(NAMES).await;
     let table = documented_table();
     assert_eq!(table.len(), buildfleet_trust::policy::RPCS.len());
     let wrong = new_token().unwrap();
@@ -260,7 +158,7 @@ async fn every_rpc_answers_no_token_a_wrong_token_and_each_role_as_documented() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_acts_on_its_own_runs_only_and_an_admin_on_any() {
-    let fleet = Secured::start().await;
+    let fleet = Secured::start(NAMES).await;
     let run = fleet.submit_as("ci", Some("k1")).await;
     let mut other = fleet.coordinator("other").await;
     let e = other.get(&run).await.unwrap_err();
@@ -366,7 +264,7 @@ fn runner_config(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_with_a_client_token_gets_no_lease_and_a_real_one_is_named_by_its_token() {
-    let fleet = Secured::start().await;
+    let fleet = Secured::start(NAMES).await;
     let run = fleet.submit_as("ci", None).await;
     let work = tempfile::tempdir().unwrap();
     // The forger claims the name of a real runner; it is stopped, not retried.
@@ -437,7 +335,7 @@ async fn a_runner_with_a_client_token_gets_no_lease_and_a_real_one_is_named_by_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_cannot_write_the_action_cache_but_a_cache_write_token_can() {
-    let fleet = Secured::start().await;
+    let fleet = Secured::start(NAMES).await;
     let digest = buildfleet_model::digest::Digest::of(b"a victim's action");
     let request = reapi::UpdateActionResultRequest {
         action_digest: Some(buildfleet_proto::convert::to_reapi(digest)),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use procs::{bin, runner_with, server, server_with_metrics, wait_for, wait_for_runners};
+use procs::{bin, runner_with, server_with_metrics, wait_for, wait_for_runners};
 
 fn browser_python() -> PathBuf {
     let tools = std::env::var("BUILDFLEET_TOOLS_DIR")

@@ -5,116 +5,37 @@
 //! still waits.
 
 mod procs;
+mod secured;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use buildfleet_model::State;
+use buildfleet_trust::Role;
+use secured::Secured;
 
-use buildfleet_cache::{BlobStore, CasClient, RocksStore};
-use buildfleet_coordinator::CoordinatorConfig;
-use buildfleet_model::{RunContext, State, Submission};
-use buildfleet_trust::{new_token, ClientTrust, Grant, Guard, Reloading, Role, TokenSet};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-const NAMES: &[(&str, Role)] = &[
-    ("ci", Role::Client),
-    ("other", Role::Client),
-    ("pool", Role::Runner),
-    ("root", Role::Admin),
+const NAMES: &[(&str, Role, bool)] = &[
+    ("ci", Role::Client, false),
+    ("other", Role::Client, false),
+    ("pool", Role::Runner, false),
+    ("root", Role::Admin, false),
 ];
 
 const GATED: &str = "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: gate, approval: true, run: 'true' }\n";
 
-struct Fleet {
-    coordinator: String,
-    cache: String,
-    http: String,
-    tokens: HashMap<&'static str, String>,
-    stop: CancellationToken,
-    _data: tempfile::TempDir,
+struct Fleet(Secured);
+
+impl std::ops::Deref for Fleet {
+    type Target = Secured;
+    fn deref(&self) -> &Secured {
+        &self.0
+    }
 }
 
 impl Fleet {
     async fn start() -> Fleet {
-        let data = tempfile::tempdir().unwrap();
-        let mut set = TokenSet::default();
-        let mut tokens = HashMap::new();
-        for &(name, role) in NAMES {
-            let token = new_token().unwrap();
-            let grant = Grant {
-                name: name.into(),
-                role,
-                cache_write: false,
-            };
-            set.insert(&token, grant);
-            tokens.insert(name, token);
-        }
-        let guard = Guard::tokens(Reloading::fixed(set));
-        let stop = CancellationToken::new();
-        let store: Arc<dyn BlobStore> = Arc::new(RocksStore::open(data.path()).unwrap());
-        let cache_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let cache = format!("http://{}", cache_l.local_addr().unwrap());
-        let stopped = stop.clone().cancelled_owned();
-        tokio::spawn(buildfleet_cache::serve(
-            cache_l,
-            store,
-            guard.clone(),
-            stopped,
-        ));
-        let coord_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let coordinator = format!("http://{}", coord_l.local_addr().unwrap());
-        let http_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = http_l.local_addr().unwrap().to_string();
-        tokio::spawn(buildfleet_coordinator::grpc::serve_with_metrics(
-            coord_l,
-            Some(http_l),
-            CoordinatorConfig::default(),
-            buildfleet_coordinator::db::Db::in_memory(),
-            guard,
-            stop.clone().cancelled_owned(),
-        ));
-        Fleet {
-            coordinator,
-            cache,
-            http,
-            tokens,
-            stop,
-            _data: data,
-        }
-    }
-
-    fn trust(&self, name: &str) -> ClientTrust {
-        ClientTrust::with_token(&self.tokens[name]).unwrap()
+        Fleet(Secured::start(NAMES).await)
     }
 
     async fn submit_as(&self, name: &str) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a"), "a").unwrap();
-        let snap = buildfleet_cache::snapshot(dir.path()).unwrap();
-        let cas = CasClient::connect_with(&self.cache, &self.trust(name))
-            .await
-            .unwrap();
-        cas.upload_snapshot(&snap).await.unwrap();
-        let sub = Submission {
-            pipeline_path: "buildfleet.yaml".into(),
-            pipeline_yaml: GATED.into(),
-            input_root: snap.root,
-            idempotency_key: None,
-            split_items: Default::default(),
-            no_cache: false,
-            project: "p".into(),
-            quarantine: Vec::new(),
-            fail_on_flaky: false,
-            context: RunContext::default(),
-            vars: Default::default(),
-        };
-        let mut c = buildfleet::wire::Coordinator::connect(&self.coordinator, &self.trust(name))
-            .await
-            .unwrap();
-        match c.submit(sub).await.unwrap() {
-            buildfleet::wire::Submitted::Run(id) => id,
-            buildfleet::wire::Submitted::Invalid(e) => panic!("{e}"),
-        }
+        self.0.submit_yaml_as(name, GATED, None).await
     }
 
     async fn gate_state(&self, run: &str) -> State {
@@ -146,12 +67,6 @@ impl Fleet {
         })
         .await
         .unwrap()
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 

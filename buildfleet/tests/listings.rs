@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use procs::{bin, runner_with, server, wait_for, wait_for_runners};
+use procs::{bin, wait_for, wait_for_runners, Servers};
 
 fn json(args: &[&str]) -> serde_json::Value {
     let out = bin()
@@ -27,21 +27,13 @@ fn json(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn logs_follow_a_live_shard_and_listings_show_runs_and_runners() {
-    let data = tempfile::tempdir().unwrap();
-    let d = data.path().to_str().unwrap();
-    let (_cache, cache) = server(&["cache", "--data", d]);
-    let (_coord, coord) = server(&["coordinator", "--data", d]);
-    let _runner = runner_with(
-        &coord,
-        &cache,
-        "r1",
-        &data.path().join("r1"),
-        &["--slots", "2"],
-    );
+    let fleet = Servers::start(&[]);
+    let (coord, cache) = (fleet.coord_url.clone(), fleet.cache_url.clone());
+    let _runner = fleet.runner("r1", &["--slots", "2"]);
     wait_for_runners(&coord, 1);
 
     let tree = tempfile::tempdir().unwrap();
-    let release = data.path().join("release");
+    let release = fleet.data.path().join("release");
     let file = tree.path().join("buildfleet.yaml");
     std::fs::write(
         &file,

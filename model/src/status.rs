@@ -75,6 +75,28 @@ pub struct ShardStatus {
     pub outputs: Vec<crate::Artifact>,
 }
 
+impl ShardStatus {
+    /// Shard `index` in `state`, first attempt, with nothing else known
+    /// yet: the start every reader's own fields are set on.
+    pub fn new(index: u32, state: State) -> ShardStatus {
+        ShardStatus {
+            index,
+            state,
+            runner: None,
+            duration_ms: 0,
+            attempt: 1,
+            cache: Vec::new(),
+            tests: Vec::new(),
+            items: 0,
+            predicted_ms: 0,
+            full_log: None,
+            log_dropped_bytes: 0,
+            muted_exit_code: None,
+            outputs: Vec::new(),
+        }
+    }
+}
+
 /// How a split step's items were divided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitStatus {

@@ -8,19 +8,9 @@ const T0: u64 = 1_700_000_000_000;
 
 fn shard(index: u32, state: State, attempt: u32) -> ShardStatus {
     ShardStatus {
-        index,
-        state,
         runner: Some("r1".into()),
-        duration_ms: 0,
         attempt,
-        cache: Vec::new(),
-        tests: Vec::new(),
-        items: 0,
-        predicted_ms: 0,
-        full_log: None,
-        log_dropped_bytes: 0,
-        muted_exit_code: None,
-        outputs: Vec::new(),
+        ..ShardStatus::new(index, state)
     }
 }
 

@@ -32,16 +32,26 @@ async function refresh(){
 setTimeout(refresh,1000);
 "#;
 
-fn view(d: &Dashboard, caller: &Caller, id: &str) -> Result<(RunStatus, Chart), Refusal> {
-    d.hub.check_run(caller, id, "read")?;
+/// The run as this caller may see it: its snapshot, its chart, and why
+/// the caller may not decide its approvals (`None`: it may).
+fn view(
+    d: &Dashboard,
+    headers: &HeaderMap,
+    uri: &Uri,
+    id: &str,
+) -> Result<(RunStatus, Chart, Option<String>), Refusal> {
+    let caller = d.admit(headers, GET, uri)?;
+    d.hub.check_run(&caller, id, "read")?;
     let now = super::now_ms();
-    Ok(d.hub.read(|s| {
+    let (status, chart) = d.hub.read(|s| {
         s.run(id).map(|r| {
             let status = r.status();
             let chart = gantt::layout(&status, r.events().all(), now);
             (status, chart)
         })
-    })?)
+    })?;
+    let refusal = decide_refusal(d, headers, uri, &caller, id);
+    Ok((status, chart, refusal))
 }
 
 /// Why this caller may not decide approvals of the run (`None`: it may).
@@ -64,9 +74,7 @@ pub async fn page_route(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Html<String>, Refusal> {
-    let caller = d.admit(&headers, GET, &uri)?;
-    let (status, chart) = view(&d, &caller, &id)?;
-    let refusal = decide_refusal(&d, &headers, &uri, &caller, &id);
+    let (status, chart, refusal) = view(&d, &headers, &uri, &id)?;
     let content = format!(
         r#"<h1>Run <code>{}</code></h1>{}"#,
         escape(&id),
@@ -83,9 +91,7 @@ pub async fn live_fragment(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Html<String>, Refusal> {
-    let caller = d.admit(&headers, GET, &uri)?;
-    let (status, chart) = view(&d, &caller, &id)?;
-    let refusal = decide_refusal(&d, &headers, &uri, &caller, &id);
+    let (status, chart, refusal) = view(&d, &headers, &uri, &id)?;
     Ok(Html(live(&status, &chart, refusal.as_deref())))
 }
 
