@@ -168,6 +168,11 @@ impl EmbeddedFleet {
         let token_file = tokens.save_admin(&opts.data_dir)?;
 
         let mut config = opts.coordinator.clone();
+        // The dashboard's artifact links read the embedded cache.
+        config.artifact_cache = Some(buildfleet_coordinator::config::CacheAccess {
+            url: cache_url.clone(),
+            trust: client.clone(),
+        });
         if config.history_dir.is_none() {
             config.history_dir = Some(opts.data_dir.join("coordinator"));
         }

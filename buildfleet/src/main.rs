@@ -100,7 +100,7 @@ fn tokio_main(cmd: Command, trust: ClientTrust) -> Result<i32> {
             Command::Rerun(args) => buildfleet::decide::rerun(args, &trust()?).await,
             Command::Approve(args) => buildfleet::decide::approve(args, &trust()?).await,
             Command::Reject(args) => buildfleet::decide::reject(args, &trust()?).await,
-            Command::Coordinator(args) => buildfleet::roles::coordinator(args)
+            Command::Coordinator(args) => buildfleet::roles::coordinator(args, trust()?)
                 .await
                 .map(|_| exit::GREEN),
             Command::Cache(CacheArgs {

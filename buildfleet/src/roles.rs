@@ -97,7 +97,9 @@ async fn bind_metrics(addr: Option<&str>, print: bool) -> Result<Option<TcpListe
     Ok(Some(l))
 }
 
-pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
+/// `trust` is what the coordinator presents to the cache (`--cache`, for
+/// the dashboard's artifact downloads).
+pub async fn coordinator(args: CoordinatorArgs, trust: ClientTrust) -> Result<()> {
     let mut config = CoordinatorConfig {
         scheduler: SchedulerConfig {
             label_wait: args.label_wait,
@@ -113,6 +115,9 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     };
     args.policy.apply(&mut config);
     config.approvals_by_admins_only = args.approvals == "admin";
+    config.artifact_cache = args
+        .cache
+        .map(|url| buildfleet_coordinator::config::CacheAccess { url, trust });
     config.validate()?;
     let guard = guard(&args.auth, "coordinator")?;
     let db = buildfleet_coordinator::db::Db::open(config.history_dir.as_deref())

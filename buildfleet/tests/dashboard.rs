@@ -37,7 +37,8 @@ stages:
   - name: build
     steps:
       - name: compile
-        run: echo compiled
+        outputs: [app.bin]
+        run: echo "the built app" > app.bin
       - name: flaky
         cache: false
         retries: {{ flaky: 1 }}
@@ -118,6 +119,8 @@ fn a_browser_follows_a_live_run_approves_it_and_sees_every_shard_marked() {
         d,
         "--cache-metrics-url",
         &cache_metrics_url,
+        "--cache",
+        &cache_url,
     ]);
     let _runner = runner_with(
         &coord_url,
@@ -226,6 +229,20 @@ fn a_browser_follows_a_live_run_approves_it_and_sees_every_shard_marked() {
         "the browser's checks failed (see its output above; {}/failure.png)",
         shots.display()
     );
+    // The run page links the artifact; the link downloads its bytes, and
+    // only digests the run recorded are served.
+    let (_, page) = procs::http_get(&http, &format!("/runs/{run}"));
+    let link = page
+        .split(r#"<a class="artifact" href=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no artifact link on the run page: {page:.2000}"))
+        .to_owned();
+    let (code, head, body) = procs::http(&http, "GET", &link, &[], "");
+    assert_eq!((code, body.as_str()), (200, "the built app\n"), "{head}");
+    assert!(head.contains(r#"filename="app.bin""#), "{head}");
+    let forged = format!("/runs/{run}/artifacts/{}/14", "ab".repeat(32));
+    assert_eq!(procs::http_get(&http, &forged).0, 404);
     // The cache page reads the store's size from the cache itself.
     let (code, page) = procs::http_get(&http, "/cache");
     assert_eq!(code, 200, "{page}");

@@ -38,6 +38,9 @@ pub struct CoordinatorConfig {
     /// The cache's `/metrics` URL, read by the dashboard's cache page for
     /// the store's size and evictions (only the cache knows them).
     pub cache_metrics_url: Option<String>,
+    /// The cache the dashboard downloads artifacts from, and what the
+    /// coordinator presents to it (`None`: no download links).
+    pub artifact_cache: Option<CacheAccess>,
 }
 
 /// Protected unless configured otherwise: the usual default branches and
@@ -58,6 +61,13 @@ pub fn default_protected_refs() -> Vec<String> {
 /// does not flood watchers.
 pub const DEFAULT_LOG_CAP: u64 = 16 << 20;
 
+/// A cache to read from, and the token and TLS to read it with.
+#[derive(Debug, Clone)]
+pub struct CacheAccess {
+    pub url: String,
+    pub trust: buildfleet_trust::ClientTrust,
+}
+
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
@@ -73,6 +83,7 @@ impl Default for CoordinatorConfig {
             approvals_by_admins_only: false,
             protected_refs: default_protected_refs(),
             cache_metrics_url: None,
+            artifact_cache: None,
         }
     }
 }

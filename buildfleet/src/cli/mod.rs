@@ -383,6 +383,11 @@ pub struct CoordinatorArgs {
     /// then `metrics on ADDR` when metrics are served.
     #[arg(long)]
     pub print_addr: bool,
+    /// The cache the dashboard's artifact links download from (with this
+    /// process's `--token-file`); without it the dashboard names the
+    /// `buildfleet artifacts` command instead.
+    #[arg(long, env = "BUILDFLEET_CACHE")]
+    pub cache: Option<String>,
     /// Serve the dashboard at `http://ADDR/` and Prometheus metrics at
     /// `http://ADDR/metrics` (plain HTTP: pages need a token, metrics do
     /// not; put it behind TLS or on a network only people and the

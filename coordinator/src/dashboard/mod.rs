@@ -5,6 +5,7 @@
 //! caller exactly what the API would, and a button allows only what the
 //! API allows.
 
+mod artifact;
 mod auth;
 mod cache_page;
 mod gantt;
@@ -43,6 +44,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/runs/{id}", get(run_page::page_route))
         .route("/runs/{id}/live", get(run_page::live_fragment))
         .route("/runs/{id}/steps/{step}/decide", post(run_page::decide))
+        .route(
+            "/runs/{id}/artifacts/{hash}/{size}",
+            get(artifact::download),
+        )
         .route("/runs/{id}/logs/{step}/{shard}", get(logs::page_route))
         .route("/runs/{id}/logs/{step}/{shard}/stream", get(logs::stream))
         .route("/runners", get(runners_page::page_route))

@@ -254,9 +254,10 @@ fn artifacts(status: &RunStatus) -> String {
             for a in &s.outputs {
                 let link = match a.kind {
                     ArtifactKind::File { .. } => format!(
-                        r#"<a href="/runs/{}/artifacts/{}">{}</a>"#,
+                        r#"<a class="artifact" href="/runs/{}/artifacts/{}/{}">{}</a>"#,
                         segment(&status.run_id),
-                        a.digest,
+                        a.digest.to_hex(),
+                        a.digest.size_bytes,
                         escape(&a.path)
                     ),
                     ArtifactKind::Directory => escape(&a.path),
