@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// The library crates: typed errors only (no `String` errors, no `anyhow`).
-const LIBRARY_CRATES: &[&str] = &["model", "proto", "cache", "coordinator", "runner"];
+const LIBRARY_CRATES: &[&str] = &["model", "proto", "trace", "cache", "coordinator", "runner"];
 
 /// Where protobuf types may appear: the wire crate and each crate's gRPC
 /// edge (services, clients, and the stored encodings that use protobuf as
@@ -279,6 +279,52 @@ fn every_public_item_of_the_model_is_documented() {
     );
 }
 
+/// The dashboard's handlers that need no caller: the login form and its
+/// post (which checks the token it is given), and logging out.
+const OPEN_PAGES: &[&str] = &["login_page", "login", "logout"];
+
+/// Handlers (`pub async fn`) in `lines` whose body never admits its caller:
+/// calls `admit(` or a helper that says it does (`admitted_view(`).
+fn unadmitted(path: &str, lines: &[(usize, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let starts: Vec<(usize, usize, String)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (n, l))| {
+            let name = l.trim_start().strip_prefix("pub async fn ")?;
+            let name = name.split(['(', '<']).next()?.to_owned();
+            Some((i, *n, name))
+        })
+        .collect();
+    for (k, (i, n, name)) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).map_or(lines.len(), |s| s.0);
+        let admits = lines[*i..end]
+            .iter()
+            .any(|(_, l)| l.contains("admit(") || l.contains("admitted_"));
+        if !admits && !OPEN_PAGES.contains(&name.as_str()) {
+            out.push(format!("{path}:{n}: {name}"));
+        }
+    }
+    out
+}
+
+/// Every page and button of the dashboard is admitted as the RPC it stands
+/// for, so it shows and allows no more than the API would.
+#[test]
+fn every_dashboard_handler_admits_its_caller() {
+    let mut violations = Vec::new();
+    for (path, lines) in production_code() {
+        if path.starts_with("coordinator/src/dashboard/") {
+            violations.extend(unadmitted(&path, &lines));
+        }
+    }
+    report(
+        "dashboard handlers that never admit their caller",
+        "Call `Dashboard::admit(headers, RPC, uri)` with the RPC the page stands for (and `Hub::check_run` for a run), or list a page that truly needs no caller in OPEN_PAGES.",
+        violations,
+    );
+}
+
 /// The rules above read what they mean to: each finds a planted violation.
 #[test]
 fn the_rules_catch_what_they_are_for() {
@@ -292,6 +338,11 @@ fn the_rules_catch_what_they_are_for() {
     // Comments and test modules do not count.
     let ignored = "// pb::Digest in a comment\n#[cfg(test)]\nmod tests { use pb::Digest; }";
     assert!(find(&lines(ignored), &[], |l| l.contains("pb::")).is_empty());
+    // A handler that forgets its caller is named; one that admits is not.
+    let page = code_lines(
+        "pub async fn page(d: D) -> R {\n    d.admit(h, GET, u)?;\n}\npub async fn leak(d: D) -> R {\n    d.hub.read(|s| s.runs())\n}",
+    );
+    assert_eq!(unadmitted("x.rs", &page), vec!["x.rs:4: leak".to_owned()]);
     // A `//` inside a string is not a comment.
     assert_eq!(
         code_lines("let u = \"http://x\"; pb::A")[0].1,

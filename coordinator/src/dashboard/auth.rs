@@ -39,6 +39,11 @@ impl Refusal {
             login_then: None,
         }
     }
+
+    /// Why, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<CoordinatorError> for Refusal {
@@ -202,7 +207,10 @@ pub async fn login(
     response
 }
 
-pub async fn logout() -> Response {
+pub async fn logout(headers: HeaderMap) -> Response {
+    if let Err(r) = same_origin(&headers) {
+        return r.into_response();
+    }
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -34,7 +34,7 @@ setTimeout(refresh,1000);
 
 /// The run as this caller may see it: its snapshot, its chart, and why
 /// the caller may not decide its approvals (`None`: it may).
-fn view(
+fn admitted_view(
     d: &Dashboard,
     headers: &HeaderMap,
     uri: &Uri,
@@ -63,7 +63,7 @@ fn decide_refusal(
     id: &str,
 ) -> Option<String> {
     if let Err(r) = d.admit(headers, DECIDE, uri) {
-        return Some(format!("{r:?}"));
+        return Some(r.message().to_owned());
     }
     d.hub.may_decide(caller, id).err().map(|e| e.to_string())
 }
@@ -74,7 +74,7 @@ pub async fn page_route(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Html<String>, Refusal> {
-    let (status, chart, refusal) = view(&d, &headers, &uri, &id)?;
+    let (status, chart, refusal) = admitted_view(&d, &headers, &uri, &id)?;
     let content = format!(
         r#"<h1>Run <code>{}</code></h1>{}"#,
         escape(&id),
@@ -91,7 +91,7 @@ pub async fn live_fragment(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Html<String>, Refusal> {
-    let (status, chart, refusal) = view(&d, &headers, &uri, &id)?;
+    let (status, chart, refusal) = admitted_view(&d, &headers, &uri, &id)?;
     Ok(Html(live(&status, &chart, refusal.as_deref())))
 }
 
