@@ -50,7 +50,7 @@ impl RunTraces {
             return;
         };
         let Some(shard) = c.shard else {
-            if matches!(c.state, State::Pending | State::Waiting) {
+            if c.state == State::Waiting {
                 self.step_ready
                     .entry((run_id, step.clone()))
                     .or_insert(at(event));
@@ -106,7 +106,7 @@ impl RunTraces {
                         attrs,
                     );
                 }
-                if matches!(state, State::Pending | State::Waiting) {
+                if *state == State::Waiting {
                     self.queued.insert(key, at(event));
                 }
             }

@@ -15,6 +15,9 @@ use super::html::escape;
 /// and scripts read it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
+    /// Not startable yet: what it needs is still running.
+    Pending,
+    /// Ready, waiting for a runner.
     Queued,
     Waiting,
     Running,
@@ -29,7 +32,8 @@ pub enum Mark {
 impl Mark {
     pub fn of(state: &State, attempt: u32) -> Mark {
         match state {
-            State::Pending | State::Waiting => Mark::Queued,
+            State::Pending => Mark::Pending,
+            State::Waiting => Mark::Queued,
             State::AwaitingApproval => Mark::Waiting,
             State::Running => Mark::Running,
             State::Succeeded if attempt > 1 => Mark::Retried,
@@ -43,6 +47,7 @@ impl Mark {
 
     pub fn name(self) -> &'static str {
         match self {
+            Mark::Pending => "pending",
             Mark::Queued => "queued",
             Mark::Waiting => "waiting",
             Mark::Running => "running",
@@ -118,14 +123,15 @@ pub fn layout<'a>(
         timed |= e.at_unix_ms > 0;
         let at = rel(e.at_unix_ms);
         let Some(shard) = c.shard else {
-            if matches!(c.state, State::Pending | State::Waiting) {
+            if c.state == State::Waiting {
                 step_ready.entry(step.clone()).or_insert(at);
             }
             continue;
         };
         let t = times.entry((step.clone(), shard)).or_default();
         match &c.state {
-            State::Pending | State::Waiting => {
+            // Ready (again, after an attempt): the wait for a runner starts.
+            State::Waiting => {
                 t.ready.get_or_insert(at);
                 t.queued = Some(at);
             }
@@ -160,14 +166,20 @@ pub fn layout<'a>(
                 .flatten()
                 .min()
                 .unwrap_or(0);
-            let start = t.first_start.or(t.decided).unwrap_or(ready);
+            // Not started: at the moment it became ready, or, if it is not
+            // ready yet, at the chart's right edge (now).
+            let unstarted = match s.state {
+                State::Pending => now,
+                _ => ready,
+            };
+            let start = t.first_start.or(t.decided).unwrap_or(unstarted);
             let end = match (&s.state, t.end) {
                 (state, Some(end)) if state.is_terminal() => end,
                 _ if t.first_start.is_some() => now.max(start),
                 _ => start,
             };
             let mut waits = t.waits;
-            if let (Some(q), State::Pending | State::Waiting) = (t.queued, &s.state) {
+            if let (Some(q), State::Waiting) = (t.queued, &s.state) {
                 waits.push((q, now.max(q)));
             }
             bars.push(Bar {

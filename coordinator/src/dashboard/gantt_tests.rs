@@ -73,15 +73,16 @@ fn bars_span_from_first_lease_to_end_with_every_wait_and_the_right_mark() {
             vec![shard(0, State::ConditionFalse { why: "no".into() }, 0)],
         ),
         step("tail", vec![shard(0, State::Running, 1)]),
+        step("later", vec![shard(0, State::Pending, 0)]),
     ]);
     let ev = events(&[
-        (0, "build", None, State::Pending),
+        (0, "build", None, State::Waiting),
         (10, "build", Some(0), State::Running),
         (100, "build", Some(0), State::Succeeded),
-        (100, "test", None, State::Pending),
+        (100, "test", None, State::Waiting),
         (150, "test", Some(0), State::Running),
         (160, "test", Some(1), State::Running),
-        (200, "test", Some(0), State::Pending),
+        (200, "test", Some(0), State::Waiting),
         (250, "test", Some(0), State::Running),
         (300, "test", Some(1), State::failed("exit 1")),
         (400, "test", Some(0), State::Succeeded),
@@ -110,6 +111,7 @@ fn bars_span_from_first_lease_to_end_with_every_wait_and_the_right_mark() {
             ("lint", 0, Mark::Cached, 5, 5),
             ("deploy", 0, Mark::Skipped, 400, 400),
             ("tail", 0, Mark::Running, 410, 500),
+            ("later", 0, Mark::Pending, 500, 500),
         ]
     );
     let test0 = &chart.bars[1];
@@ -133,15 +135,15 @@ fn the_critical_path_follows_what_each_bar_waited_for() {
         step("side", vec![shard(0, State::Succeeded, 1)]),
     ]);
     let ev = events(&[
-        (0, "a", None, State::Pending),
-        (0, "side", None, State::Pending),
+        (0, "a", None, State::Waiting),
+        (0, "side", None, State::Waiting),
         (0, "a", Some(0), State::Running),
         (0, "a", Some(1), State::Running),
         (0, "side", Some(0), State::Running),
         (50, "side", Some(0), State::Succeeded),
         (80, "a", Some(0), State::Succeeded),
         (120, "a", Some(1), State::Succeeded),
-        (120, "b", None, State::Pending),
+        (120, "b", None, State::Waiting),
         (125, "b", Some(0), State::Running),
         (300, "b", Some(0), State::Succeeded),
     ]);
@@ -159,10 +161,10 @@ fn the_critical_path_follows_what_each_bar_waited_for() {
 fn the_svg_has_one_marked_bar_per_shard_with_names_escaped() {
     let st = status(vec![step(
         "<script>",
-        vec![shard(0, State::Succeeded, 1), shard(1, State::Pending, 0)],
+        vec![shard(0, State::Succeeded, 1), shard(1, State::Waiting, 0)],
     )]);
     let ev = events(&[
-        (0, "<script>", None, State::Pending),
+        (0, "<script>", None, State::Waiting),
         (1, "<script>", Some(0), State::Running),
         (9, "<script>", Some(0), State::Succeeded),
     ]);

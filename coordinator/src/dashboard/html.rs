@@ -56,7 +56,7 @@ input[type=text],input[type=password],input[type=search],select{font:inherit;pad
 svg#gantt text{font:11px system-ui,sans-serif;fill:var(--fg)}svg#gantt .axis{fill:var(--muted)}svg#gantt .tick{stroke:#eaeef2}
 svg#gantt .bar{fill:var(--skip)}svg#gantt .succeeded{fill:var(--ok)}svg#gantt .retried{fill:#4ac26b;stroke:var(--wait);stroke-width:2;stroke-dasharray:4 2}
 svg#gantt .failed{fill:var(--bad)}svg#gantt .running{fill:var(--run)}svg#gantt .cached{fill:var(--cache)}
-svg#gantt .queued,svg#gantt .waiting{fill:var(--wait)}svg#gantt .skipped{fill:#fff;stroke:var(--skip);stroke-dasharray:2 2}
+svg#gantt .queued,svg#gantt .waiting{fill:var(--wait)}svg#gantt .pending{fill:#fff;stroke:#d0d7de}svg#gantt .skipped{fill:#fff;stroke:var(--skip);stroke-dasharray:2 2}
 svg#gantt .cancelled{fill:#d0d7de}svg#gantt .queue{fill:#eac54f;opacity:.7}
 svg#gantt .predicted{fill:none;stroke:var(--muted);stroke-dasharray:3 3}
 svg#gantt .critical{stroke:#000;stroke-width:2}
@@ -85,6 +85,15 @@ pub fn badge(state: &buildfleet_model::State) -> String {
         state.label(),
         escape(state.name())
     )
+}
+
+/// How long a run took, or has taken so far while it lasts.
+pub fn took(run: &buildfleet_model::RunStatus, now_ms: u64) -> String {
+    let ms = match run.state.is_terminal() {
+        true => run.duration_ms,
+        false => now_ms.saturating_sub(run.created_unix_ms),
+    };
+    buildfleet_model::duration::fmt_ms(ms)
 }
 
 /// `3/4 (75%)`, or `-` when nothing was looked up.

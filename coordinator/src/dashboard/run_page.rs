@@ -102,7 +102,7 @@ fn live(status: &RunStatus, chart: &Chart, refusal: Option<&str>) -> String {
         state = status.state.label(),
         badge = badge(&status.state),
         context = escape(&status.context.describe()),
-        took = buildfleet_model::duration::fmt_ms(status.duration_ms),
+        took = super::html::took(status, super::now_ms()),
         cache = ratio(hits, lookups),
         pipeline = escape(&status.pipeline_path),
     );

@@ -89,7 +89,7 @@ pub async fn page_route(
             dirty = if r.context.dirty { " (dirty)" } else { "" },
             event = escape(&r.context.event),
             who = escape(&r.context.actor),
-            took = buildfleet_model::duration::fmt_ms(r.duration_ms),
+            took = super::html::took(r, now),
             ago = buildfleet_model::duration::fmt_ms(now.saturating_sub(r.created_unix_ms)),
             cache = ratio(hits, lookups),
         ));
