@@ -18,7 +18,7 @@ pub async fn print(args: LogsArgs, trust: &buildfleet_trust::ClientTrust) -> Res
         .get(&args.run)
         .await
         .with_context(|| format!("looking up run {}", args.run))?;
-    if let Err(why) = check_names(&status, &args) {
+    if let Some(why) = unknown_name(&status, &args) {
         eprintln!("error: {why}");
         return Ok(crate::exit::USAGE);
     }
@@ -57,25 +57,24 @@ pub async fn print(args: LogsArgs, trust: &buildfleet_trust::ClientTrust) -> Res
     Ok(crate::exit::FAILED)
 }
 
-/// A step or shard the run does not have is a usage error, naming what it has.
-fn check_names(status: &RunStatus, args: &LogsArgs) -> Result<(), String> {
-    let Some(name) = &args.step else {
-        return Ok(());
-    };
+/// A step or shard the run does not have: the usage error, naming what
+/// it has.
+fn unknown_name(status: &RunStatus, args: &LogsArgs) -> Option<String> {
+    let name = args.step.as_ref()?;
     let Some(step) = status.steps.iter().find(|s| &s.name == name) else {
         let names: Vec<&str> = status.steps.iter().map(|s| s.name.as_str()).collect();
-        return Err(format!(
+        return Some(format!(
             "run {} has no step `{name}` (steps: {})",
             status.run_id,
             names.join(", ")
         ));
     };
     match args.shard {
-        Some(i) if !step.shards.iter().any(|s| s.index == i) => Err(format!(
+        Some(i) if !step.shards.iter().any(|s| s.index == i) => Some(format!(
             "step `{name}` has {} shard(s); there is no shard {i}",
             step.shards.len()
         )),
-        _ => Ok(()),
+        _ => None,
     }
 }
 
