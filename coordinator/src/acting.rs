@@ -58,6 +58,15 @@ impl Hub {
     }
 }
 
+/// A runner's lease as `caller` may see it: a shard of another client's
+/// run is not named (its run id and step would tell what that team runs).
+pub fn lease_as_seen(caller: &Caller, lease: &crate::scheduler::RunnerLease) -> String {
+    match caller.may_act_on(lease.owner.as_deref()) {
+        true => lease.shard.clone(),
+        false => "a shard of another client's run".to_owned(),
+    }
+}
+
 /// Who a decision or re-run is recorded as: a client as its token's name
 /// (a claimed name proves nothing), with the claim beside it; an admin
 /// may act for someone (a chat bot approving for the person who asked),
@@ -68,5 +77,41 @@ pub fn actor_of(caller: &Caller, claimed: &str) -> String {
         Some(_) if caller.role == Role::Admin && !claimed.is_empty() => claimed.to_owned(),
         Some(name) if claimed.is_empty() || claimed == name => name.to_owned(),
         Some(name) => format!("{name} (as {claimed})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::RunnerLease;
+
+    fn caller(name: &str, role: Role) -> Caller {
+        Caller {
+            name: name.into(),
+            role,
+            cache_write: false,
+            authenticated: true,
+        }
+    }
+
+    #[test]
+    fn a_client_sees_its_own_leases_named_and_no_one_elses() {
+        let lease = RunnerLease {
+            owner: Some("ci".into()),
+            shard: "run-1/deploy#0".into(),
+        };
+        assert_eq!(
+            lease_as_seen(&caller("ci", Role::Client), &lease),
+            "run-1/deploy#0"
+        );
+        assert_eq!(
+            lease_as_seen(&caller("root", Role::Admin), &lease),
+            "run-1/deploy#0"
+        );
+        let other = lease_as_seen(&caller("other", Role::Client), &lease);
+        assert!(
+            !other.contains("run-1") && !other.contains("deploy"),
+            "{other}"
+        );
     }
 }

@@ -14,7 +14,7 @@ pub async fn page_route(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Html<String>, Refusal> {
-    d.admit(&headers, LIST_RUNNERS, &uri)?;
+    let caller = d.admit(&headers, LIST_RUNNERS, &uri)?;
     let runners = d.hub.read(|s| s.runners());
     let now = super::now_ms();
     let mut rows = String::new();
@@ -29,7 +29,10 @@ pub async fn page_route(
         let leases: String = r
             .leases
             .iter()
-            .map(|l| format!("<div><code>{}</code></div>", escape(l)))
+            .map(|l| {
+                let seen = crate::acting::lease_as_seen(&caller, l);
+                format!("<div><code>{}</code></div>", escape(&seen))
+            })
             .collect();
         rows.push_str(&format!(
             r#"<tr class="runner" data-runner="{name}"><td>{name}<div class="muted"><code>{id}</code></div></td><td>{labels}</td><td class="num">{busy}/{slots}</td><td>{leases}</td><td class="num">{disk}</td><td>{state}</td><td class="num">{seen} ago</td><td class="muted">{isolation}</td></tr>"#,

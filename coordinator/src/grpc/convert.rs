@@ -7,7 +7,8 @@ use buildfleet_proto::v1 as pb;
 
 use crate::scheduler::RunnerView;
 
-pub fn runner_to_pb(r: &RunnerView) -> pb::RunnerInfo {
+/// A runner as `caller` may see it (leases of others' runs unnamed).
+pub fn runner_to_pb(r: &RunnerView, caller: &buildfleet_trust::Caller) -> pb::RunnerInfo {
     pb::RunnerInfo {
         runner_id: r.id.clone(),
         name: r.name.clone(),
@@ -19,7 +20,11 @@ pub fn runner_to_pb(r: &RunnerView) -> pb::RunnerInfo {
         isolation: r.isolation.clone(),
         disk_free_bytes: r.disk_free,
         last_seen_unix_ms: unix_ms(r.last_seen),
-        leases: r.leases.clone(),
+        leases: r
+            .leases
+            .iter()
+            .map(|l| crate::acting::lease_as_seen(caller, l))
+            .collect(),
     }
 }
 

@@ -134,11 +134,15 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
 
     async fn list_runners(
         &self,
-        _req: Request<pb::ListRunnersRequest>,
+        req: Request<pb::ListRunnersRequest>,
     ) -> Result<Response<pb::ListRunnersResponse>, Status> {
+        let caller = Caller::of(&req)?;
         let runners = self.hub.read(|s| s.runners());
         Ok(Response::new(pb::ListRunnersResponse {
-            runners: runners.iter().map(convert::runner_to_pb).collect(),
+            runners: runners
+                .iter()
+                .map(|r| convert::runner_to_pb(r, &caller))
+                .collect(),
         }))
     }
 }

@@ -72,9 +72,17 @@ pub struct RunnerView {
     pub disk_free: Option<u64>,
     /// When its last heartbeat arrived (or it registered).
     pub last_seen: std::time::SystemTime,
-    /// The shards it runs now, as `RUN/STEP#SHARD` (filled in by
-    /// [`Scheduler::runners`]).
-    pub leases: Vec<String>,
+    /// The shards it runs now (filled in by [`Scheduler::runners`]).
+    pub leases: Vec<RunnerLease>,
+}
+
+/// A shard a runner holds, and whose run it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerLease {
+    /// The run's owner (`None`: submitted without tokens).
+    pub owner: Option<String>,
+    /// `RUN/STEP#SHARD`, or `RUN/STEP (listing)`.
+    pub shard: String,
 }
 
 impl RunnerView {

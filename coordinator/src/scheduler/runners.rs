@@ -135,18 +135,19 @@ impl Scheduler {
             let Some(r) = out.iter_mut().find(|r| r.id == l.runner_id) else {
                 continue;
             };
-            let step = self
-                .runs
-                .get(&l.run_id)
+            let run = self.runs.get(&l.run_id);
+            let step = run
                 .and_then(|run| run.steps().get(l.step))
                 .map_or("?", |s| s.name());
-            r.leases.push(match l.shard {
+            let shard = match l.shard {
                 Some(i) => format!("{}/{step}#{i}", l.run_id),
                 None => format!("{}/{step} (listing)", l.run_id),
-            });
+            };
+            let owner = run.and_then(|run| run.owner()).map(str::to_owned);
+            r.leases.push(super::RunnerLease { owner, shard });
         }
         for r in &mut out {
-            r.leases.sort();
+            r.leases.sort_by(|a, b| a.shard.cmp(&b.shard));
         }
         out
     }
