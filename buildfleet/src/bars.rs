@@ -39,6 +39,9 @@ pub struct StageFigures {
     pub done: u64,
     pub total: u64,
     pub running: u64,
+    /// Ended without passing (failed, timed out, cancelled, lost, skipped
+    /// because something failed): a bar must never read as green for them.
+    pub not_passed: u64,
     /// The longest predicted time left among its unfinished shards (they
     /// run side by side); `None` when some unfinished shard has no history.
     pub left_ms: Option<u64>,
@@ -57,6 +60,7 @@ pub fn figures(status: &RunStatus) -> Vec<StageFigures> {
                     done: 0,
                     total: 0,
                     running: 0,
+                    not_passed: 0,
                     left_ms: Some(0),
                 });
                 out.len() - 1
@@ -66,12 +70,14 @@ pub fn figures(status: &RunStatus) -> Vec<StageFigures> {
         if step.shards.is_empty() {
             f.total += 1;
             f.done += u64::from(step.state.is_terminal());
+            f.not_passed += u64::from(step.state.is_terminal() && !step.state.passes());
             continue;
         }
         for s in &step.shards {
             f.total += 1;
             if s.state.is_terminal() {
                 f.done += 1;
+                f.not_passed += u64::from(!s.state.passes());
                 continue;
             }
             f.running += u64::from(s.state == buildfleet_model::State::Running);
@@ -184,14 +190,21 @@ fn message(f: &StageFigures, elapsed: Option<Duration>) -> String {
         return "waiting".into();
     };
     let took = fmt_ms(elapsed.as_millis() as u64);
+    let not_passed = match f.not_passed {
+        0 => String::new(),
+        n => format!(" · {n} NOT PASSED"),
+    };
     if f.done == f.total {
-        return format!("done in {took}");
+        return match f.not_passed {
+            0 => format!("done in {took}"),
+            _ => format!("ended in {took}{not_passed}"),
+        };
     }
     let left = match f.left_ms {
         Some(ms) => format!("~{} left (history)", fmt_ms(ms)),
         None => "no history for some shards".into(),
     };
-    format!("{} running · {took} · {left}", f.running)
+    format!("{} running · {took} · {left}{not_passed}", f.running)
 }
 
 #[cfg(test)]
@@ -231,6 +244,7 @@ mod tests {
                     ],
                 ),
                 step("c", "test", vec![shard(State::Pending, 0, 0)]),
+                step("e", "ship", vec![shard(State::failed("exit 1"), 10, 0)]),
                 step("d", "ship", vec![shard(State::Pending, 0, 5_000)]),
             ],
             created_unix_ms: 0,
@@ -239,7 +253,7 @@ mod tests {
             notices: Vec::new(),
             context: RunContext::default(),
         };
-        let f = figures(&status);
+        let mut f = figures(&status);
         let got: Vec<(&str, u64, u64, u64, Option<u64>)> = f
             .iter()
             .map(|s| (s.stage.as_str(), s.done, s.total, s.running, s.left_ms))
@@ -249,10 +263,22 @@ mod tests {
             vec![
                 ("build", 1, 1, 0, Some(0)),
                 ("test", 1, 4, 2, None),
-                ("ship", 0, 1, 0, Some(5_000)),
+                ("ship", 1, 2, 0, Some(5_000)),
             ]
         );
         let msg = message(&f[2], Some(Duration::from_secs(1)));
         assert!(msg.contains("~5.0s left"), "{msg}");
+        assert!(
+            msg.contains("1 NOT PASSED"),
+            "a failed shard is said: {msg}"
+        );
+        let ended = StageFigures {
+            done: 2,
+            running: 0,
+            ..f.remove(2)
+        };
+        let msg = message(&ended, Some(Duration::from_secs(1)));
+        assert!(!msg.contains("done") && msg.contains("NOT PASSED"), "{msg}");
+        assert_eq!(message(&f[0], Some(Duration::from_secs(1))), "done in 1.0s");
     }
 }

@@ -2,7 +2,7 @@
 //! `-f`, each shard's whole log from the cache, by the digest its runner
 //! stored — including everything a log cap kept out of the live stream.
 //! With `-f`, the live stream as every watcher sees it (masked, capped),
-//! until the run ends.
+//! until the run ends; it exits as `submit` would (0 only for a green run).
 
 use std::io::Write;
 
@@ -138,5 +138,9 @@ async fn follow(
     .await?;
     drop(out);
     eprintln!("run {} ended: {}", end.run_id, end.state);
-    Ok(crate::exit::GREEN)
+    // `logs -f RUN && deploy` must not go on after a red run.
+    Ok(match crate::progress::is_green(&end) {
+        true => crate::exit::GREEN,
+        false => crate::exit::FAILED,
+    })
 }

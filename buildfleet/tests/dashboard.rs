@@ -78,18 +78,12 @@ stages:
     )
 }
 
-/// The newest run's id, from `buildfleet runs --output json`.
+/// The runs, newest first, from `buildfleet runs --output json`.
 fn runs_json(coordinator: &str) -> Vec<serde_json::Value> {
-    let out = bin()
-        .args(["runs", "--coordinator", coordinator, "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    match procs::json(&["runs", "--coordinator", coordinator]) {
+        serde_json::Value::Array(runs) => runs,
+        other => panic!("not a list of runs: {other}"),
+    }
 }
 
 fn submit_in_background(coordinator: &str, cache: &str, file: &Path) -> std::process::Child {

@@ -1,7 +1,8 @@
 //! The fleet from a terminal or a script: `logs -f` follows a shard's
 //! stream as it is printed and ends with the run, `logs RUN` prints every
-//! shard's whole log, and `runs`, `runs show` and `runners` list what the
-//! coordinator holds, as columns or as JSON with stable field names.
+//! shard's whole log, `logs -f` of a red run exits 1, and `runs`, `runs
+//! show` and `runners` list what the coordinator holds, as columns or as
+//! JSON with stable field names.
 
 mod procs;
 
@@ -9,21 +10,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use procs::{bin, wait_for, wait_for_runners, Servers};
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = bin()
-        .args(args)
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use procs::{bin, json, wait_for, wait_for_runners, Servers};
 
 #[test]
 fn logs_follow_a_live_shard_and_listings_show_runs_and_runners() {
@@ -155,4 +142,19 @@ fn logs_follow_a_live_shard_and_listings_show_runs_and_runners() {
         table.contains(&run) && table.contains("2/2 shards"),
         "{table}"
     );
+
+    // `logs -f RUN && deploy` stops at a red run: it exits as the run ended.
+    let (code, out) = fleet.submit(
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: broken, run: 'echo bad; exit 3' }\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    let red = procs::run_id_of(&out);
+    let follow = bin()
+        .args(["logs", &red, "-f", "--coordinator", &coord])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&follow.stderr);
+    assert_eq!(follow.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("run {red} ended: failed")), "{err}");
+    assert!(String::from_utf8_lossy(&follow.stdout).contains("broken#0 | bad"));
 }

@@ -86,12 +86,12 @@ mod tests {
     use crate::scheduler::RunnerLease;
 
     fn caller(name: &str, role: Role) -> Caller {
-        Caller {
+        let grant = buildfleet_trust::Grant {
             name: name.into(),
             role,
             cache_write: false,
-            authenticated: true,
-        }
+        };
+        grant.caller()
     }
 
     #[test]

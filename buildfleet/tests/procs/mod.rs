@@ -563,3 +563,18 @@ pub fn server_with_env(args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
         .to_string();
     (Proc(child), format!("http://{addr}"))
 }
+
+/// `buildfleet ARGS --output json`, which must succeed, parsed.
+pub fn json(args: &[&str]) -> serde_json::Value {
+    let out = bin()
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -82,6 +82,9 @@ pub struct Bar {
     pub ready: u64,
     pub predicted_ms: u64,
     pub critical: bool,
+    /// Not run because something it needed failed (`skipped`, not green),
+    /// as opposed to a condition that said no.
+    pub skipped_by_failure: bool,
 }
 
 /// The chart: bars in declaration order and the time axis' length.
@@ -196,6 +199,7 @@ pub fn layout<'a>(
                 ready,
                 predicted_ms: s.predicted_ms,
                 critical: false,
+                skipped_by_failure: matches!(s.state, State::Skipped { .. }),
             });
         }
     }
@@ -302,6 +306,11 @@ pub fn svg(chart: &Chart) -> String {
         }
         let (bx, bw) = (x(b.start), (x(b.end) - x(b.start)).max(3.0));
         let critical = if b.critical { " critical" } else { "" };
+        // Skipped because something failed fails the run: outlined red.
+        let critical = match b.skipped_by_failure {
+            true => format!("{critical} unrun-failure"),
+            false => critical.to_owned(),
+        };
         let _ = write!(
             out,
             r#"<rect class="bar {mark}{critical}" data-step="{step}" data-shard="{shard}" data-mark="{mark}" x="{bx:.1}" y="{}" width="{bw:.1}" height="16" rx="2"><title>{title}</title></rect>"#,

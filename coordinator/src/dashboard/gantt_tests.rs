@@ -122,6 +122,7 @@ fn bars_span_from_first_lease_to_end_with_every_wait_and_the_right_mark() {
     );
     assert_eq!(test0.ready, 100, "ready when its step was");
     assert_eq!(chart.span_ms, 500);
+    assert!(!chart.bars[4].skipped_by_failure, "a condition said no");
 }
 
 #[test]

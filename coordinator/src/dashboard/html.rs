@@ -59,8 +59,8 @@ svg#gantt .failed{fill:var(--bad)}svg#gantt .running{fill:var(--run)}svg#gantt .
 svg#gantt .queued,svg#gantt .waiting{fill:var(--wait)}svg#gantt .pending{fill:#fff;stroke:#d0d7de}svg#gantt .skipped{fill:#fff;stroke:var(--skip);stroke-dasharray:2 2}
 svg#gantt .cancelled{fill:#d0d7de}svg#gantt .queue{fill:#eac54f;opacity:.7}
 svg#gantt .predicted{fill:none;stroke:var(--muted);stroke-dasharray:3 3}
-svg#gantt .critical{stroke:#000;stroke-width:2}
-.legend span{margin-right:.8rem;white-space:nowrap}.legend i{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.25rem;vertical-align:-1px}
+svg#gantt .critical{stroke:#000;stroke-width:2}svg#gantt .unrun-failure{stroke:var(--bad);stroke-width:2}
+.legend span{margin-right:.8rem;display:inline-block}.legend i{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.25rem;vertical-align:-1px}
 #log{font:12px/1.4 ui-monospace,monospace;background:#0d1117;color:#e6edf3;padding:.5rem;border-radius:6px;overflow-x:auto;white-space:pre}
 #log .line.stderr{color:#ffa198}#log .line.system{color:#8b949e;font-style:italic}#log .hidden{display:none}
 .err{color:var(--bad)}

@@ -155,7 +155,11 @@ fn timeline(chart: &Chart) -> String {
         ("succeeded", "#1a7f37", "succeeded"),
         ("retried", "#4ac26b", "succeeded after a retry"),
         ("cached", "#8250df", "from the cache"),
-        ("skipped", "#8c959f", "skipped (condition, failure)"),
+        (
+            "skipped",
+            "#8c959f",
+            "skipped (red outline: because something failed)",
+        ),
         ("failed", "#cf222e", "failed"),
     ]
     .iter()
