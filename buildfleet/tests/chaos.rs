@@ -387,3 +387,102 @@ fn an_output_the_cache_lost_after_its_upload_fails_the_step_naming_it() {
         "{stdout}"
     );
 }
+
+/// A TCP proxy to `upstream` that rewrites every `from` in what clients
+/// send to `to` (same length, so HTTP/2 framing holds; gRPC messages
+/// travel uncompressed), counting the rewrites: a network or middlebox
+/// that corrupts uploads.
+fn tampering_proxy(
+    upstream: &str,
+    from: &'static [u8],
+    to: &'static [u8],
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    assert_eq!(from.len(), to.len());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let rewrites = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = rewrites.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = TcpStream::connect(&upstream) else {
+                return;
+            };
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = client_read.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let chunk = &mut buf[..n];
+                    let mut i = 0;
+                    while i + from.len() <= chunk.len() {
+                        if &chunk[i..i + from.len()] == from {
+                            chunk[i..i + from.len()].copy_from_slice(to);
+                            counted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        i += 1;
+                    }
+                    if server_write.write_all(chunk).is_err() {
+                        break;
+                    }
+                }
+                let _ = server_write.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (url, rewrites)
+}
+
+#[test]
+fn an_output_changed_on_its_way_to_the_cache_fails_the_step_naming_it() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (_cache, cache_url) = server(&["cache", "--data", d]);
+    let (_coord, coord_url) = server(&["coordinator", "--data", d]);
+    // The runner reaches the cache through a proxy that alters the
+    // output's bytes in flight; the submitter reaches it directly.
+    let (proxy_url, rewrites) = tampering_proxy(&cache_url, b"PRISTINE-OUTPUT", b"ALTERED!-OUTPUT");
+    let _r = procs::runner(&coord_url, &proxy_url, "r1", &data.path().join("r1"));
+    wait_for_runners(&coord_url, 1);
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let yaml = format!(
+        "version: 1\nstages:\n  - name: s\n    steps:\n      - {{ name: build, cache: false, outputs: [app.bin], run: 'for i in $(seq 64); do echo PRISTINE-OUTPUT-{unique}; done > app.bin' }}\n"
+    );
+    let (code, stdout) = procs::submit_yaml(&coord_url, &cache_url, &yaml);
+    assert!(
+        rewrites.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the proxy saw the output's bytes on the wire: {stdout}"
+    );
+    assert_eq!(code, 1, "a corrupted upload is not green: {stdout}");
+    assert!(
+        stdout.contains("build shard 0: failed (exit code 0): output `app.bin` could not be uploaded: server rejected blob")
+            && stdout.contains("digest mismatch"),
+        "the step fails naming the output: {stdout}"
+    );
+    // What the step made is not in the cache under its digest, and the
+    // altered bytes were not kept under it either.
+    let made: String = (0..64)
+        .map(|_| format!("PRISTINE-OUTPUT-{unique}\n"))
+        .collect();
+    let digest = buildfleet_cache::Digest::of(made.as_bytes());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let missing = rt.block_on(async {
+        let cas = buildfleet_cache::CasClient::connect(&cache_url)
+            .await
+            .unwrap();
+        cas.find_missing(&[digest]).await.unwrap()
+    });
+    assert_eq!(missing, [digest], "{stdout}");
+}

@@ -163,13 +163,42 @@ fn the_runner_says_how_it_isolates_shards_and_each_shard_has_cgroups_of_its_own(
     assert!(
         isolation.contains("a cgroup per shard under")
             && isolation.contains("killed as a unit")
-            && isolation.contains("memory limits and OOM counts per shard (cgroup v"),
+            && isolation.contains("memory limits and OOM counts per shard (cgroup v")
+            && isolation.contains("cpu limits per shard (cgroup v"),
         "{isolation}"
     );
+    // `capped` spins for a second under a fifth of a cpu and reads its own
+    // cpu cgroup's throttling counter (v2 `cpu.stat` or v1's): the limit is
+    // felt by the process, not only written down.
     let (code, stdout) = fleet.submit(
-        "version: 1\nstages:\n  - name: s\n    steps:\n      - { name: where, cache: false, run: 'cat /proc/self/cgroup' }\n",
+        r#"version: 1
+stages:
+  - name: s
+    steps:
+      - { name: where, cache: false, run: 'cat /proc/self/cgroup' }
+      - name: capped
+        cache: false
+        resources: { cpus: 0.2 }
+        run: |
+          timeout 1 sh -c 'while :; do :; done' || true
+          v1=$(sed -n 's/^[0-9]*:[^:]*\bcpu\b[^:]*:\(.*\)$/\1/p' /proc/self/cgroup | head -n 1)
+          v2=$(sed -n 's/^0:://p' /proc/self/cgroup)
+          for f in "/sys/fs/cgroup/cpu$v1/cpu.stat" "/sys/fs/cgroup$v2/cpu.stat" "/sys/fs/cgroup/unified$v2/cpu.stat"; do
+            [ -r "$f" ] && grep -q nr_throttled "$f" && sed -n 's/^nr_throttled /throttled=/p' "$f" && break
+          done
+"#,
     );
     assert_eq!(code, 0, "{stdout}");
+    let throttled: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("capped#0 | throttled="))
+        .unwrap_or_else(|| panic!("the shard found its cpu cgroup: {stdout}"))
+        .parse()
+        .unwrap();
+    assert!(
+        throttled > 0,
+        "a fifth of a cpu throttled the spin: {stdout}"
+    );
     let shard_lines: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("where#0 | ") && l.contains("/shard-"))
@@ -216,4 +245,76 @@ fn a_timed_out_shard_is_killed_with_the_processes_that_left_its_group() {
     wait_for("the daemon to be gone", Duration::from_secs(5), || {
         !procs::alive(daemon)
     });
+}
+
+/// A runner that sees no cgroup at all (started in a mount namespace with
+/// `/sys/fs/cgroup` unmounted, as in a container without delegation).
+fn runner_without_cgroups(fleet: &procs::Servers, log: &Path) -> Proc {
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c"])
+        .arg(r#"umount -l /sys/fs/cgroup && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_buildfleet"))
+        .args(["runner", "--coordinator", &fleet.coord_url])
+        .args(["--cache", &fleet.cache_url, "--name", "bare"])
+        .args(["--slots", "1", "--allow-root-steps", "--work-dir"])
+        .arg(fleet.data.path().join("bare"))
+        .env_remove("BUILDFLEET_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    Proc(cmd.spawn().expect("unshare (util-linux) starts the runner"))
+}
+
+#[test]
+fn a_runner_without_cgroups_says_so_once_and_still_kills_its_shards_whole() {
+    let fleet = procs::Servers::start(&[]);
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("runner.log");
+    let _r = runner_without_cgroups(&fleet, &log);
+    wait_for_runners(&fleet.coord_url, 1);
+    let runners = procs::json(&["runners", "--coordinator", &fleet.coord_url]);
+    let isolation = runners[0]["isolation"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        isolation.starts_with(
+            "no per-shard cgroups — missing: no cgroup v2 hierarchy holds this runner"
+        ),
+        "ListRunners says what the runner cannot do: {runners}"
+    );
+    let mark = tempfile::tempdir().unwrap();
+    // A grandchild left behind in the shard's process group, and a memory
+    // limit that cannot be enforced here.
+    let yaml = procs::with_mark(
+        mark.path(),
+        r#"stages:
+  - name: s
+    steps:
+      - name: left
+        cache: false
+        resources: { memory: 64MiB }
+        run: |
+          sh -c 'echo $$ > "$MARK/grandchild"; exec sleep 300' &
+          while [ ! -s "$MARK/grandchild" ]; do sleep 0.02; done
+"#,
+    );
+    let (code, stdout) = fleet.submit(&yaml);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("NOT enforced"),
+        "the shard's log says its limit is not enforced: {stdout}"
+    );
+    let pid: i32 = lines(&mark.path().join("grandchild"))[0].parse().unwrap();
+    wait_for(
+        "the shard's grandchild to die with the shard",
+        Duration::from_secs(10),
+        || !procs::alive(pid),
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("shard isolation"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once, at start: {text}");
+    assert!(said[0].contains("no per-shard cgroups"), "{text}");
 }

@@ -38,17 +38,27 @@ fn a_pipeline_runs_across_separate_processes() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("input.txt"), "from the client\n").unwrap();
+    // Each runner has one slot, and no shard ends before two have
+    // started: both runners take shards however the leases fall.
+    let mark = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("buildfleet.yaml"),
-        r#"version: 1
-stages:
+        procs::with_mark(
+            mark.path(),
+            r#"stages:
   - name: a
     steps:
-      - { name: wide, shards: 4, run: "cat input.txt; sleep 0.5" }
+      - name: wide
+        shards: 4
+        run: |
+          cat input.txt
+          touch "$MARK/started-$BUILDFLEET_SHARD_INDEX"
+          while [ "$(ls "$MARK" | wc -l)" -lt 2 ]; do sleep 0.05; done
   - name: b
     steps:
       - { name: last, run: "echo done" }
 "#,
+        ),
     )
     .unwrap();
     wait_for_runners(&coord_url, 2);

@@ -117,8 +117,13 @@ async fn a_service_that_never_becomes_ready_fails_the_step_before_its_command() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_ready_command_a_service_is_ready_when_its_port_accepts_and_a_death_is_said() {
     let fleet = harness::start(1).await;
-    let yaml = r#"version: 1
-stages:
+    let mark = tempfile::tempdir().unwrap();
+    // `short` dies when the step tells it to; the step then waits until
+    // its supervisor (the service shell's parent) is reaped by the runner,
+    // so the death happens during the step however slow the machine.
+    let yaml = with_mark(
+        mark.path(),
+        r#"stages:
   - name: s
     steps:
       - name: web
@@ -127,13 +132,16 @@ stages:
           http:
             run: exec python3 -m http.server "$BUILDFLEET_SERVICE_HTTP_PORT" --bind 127.0.0.1
           short:
-            run: 'sleep 0.3; exit 3'
-            ready: 'true'
+            run: 'echo $PPID > "$MARK/short.sup"; while [ ! -e "$MARK/die" ]; do sleep 0.05; done; exit 3'
+            ready: 'test -s "$MARK/short.sup"'
         run: |
           python3 -c "import urllib.request,os; print(urllib.request.urlopen('http://127.0.0.1:%s/' % os.environ['BUILDFLEET_SERVICE_HTTP_PORT']).status)"
-          sleep 1
-"#;
-    let (status, events) = fleet.run(yaml, &[("x", "y")]).await;
+          touch "$MARK/die"
+          while kill -0 "$(cat "$MARK/short.sup")" 2>/dev/null; do sleep 0.05; done
+          sleep 0.5
+"#,
+    );
+    let (status, events) = fleet.run(&yaml, &[("x", "y")]).await;
     assert_eq!(kind(&status.state), K::Succeeded, "{status:?}");
     assert_eq!(stdout_of(&events, "web", 0).trim(), "200");
     let sys = system_of(&events, "web", 0);

@@ -469,8 +469,9 @@ async fn uploads_in_flight_are_bounded_by_the_store_size() {
     let digest = Digest::of(&data);
     let mut first = ByteStreamClient::new(server.channel().await);
     let (tx, rx) = mpsc::channel(4);
+    let first_name = write_resource_name("", uuid::Uuid::new_v4(), &digest);
     tx.send(WriteRequest {
-        resource_name: write_resource_name("", uuid::Uuid::new_v4(), &digest),
+        resource_name: first_name.clone(),
         write_offset: 0,
         finish_write: false,
         data: data.slice(..1024),
@@ -478,8 +479,27 @@ async fn uploads_in_flight_are_bounded_by_the_store_size() {
     .await
     .unwrap();
     let open = tokio::spawn(async move { first.write(ReceiverStream::new(rx)).await });
-    // Let the first stream begin before the second asks.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The second asks once the server holds the first's bytes (and so has
+    // counted its declared size as in flight).
+    let mut status_client = ByteStreamClient::new(server.channel().await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = status_client
+            .query_write_status(QueryWriteStatusRequest {
+                resource_name: first_name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if status.committed_size == 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first upload's bytes never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let other = bytes::Bytes::from(blob(10, 800 << 10));
     let other_digest = Digest::of(&other);
     let mut second = ByteStreamClient::new(server.channel().await);

@@ -40,7 +40,7 @@ impl std::fmt::Debug for BucketConfig {
     }
 }
 
-/// Requests in flight at once for a batch (presence checks, reads).
+/// Requests in flight at once for a batch (presence checks, reads, uploads).
 const CONCURRENCY: usize = 32;
 
 /// Multipart upload parts (S3's minimum is 5 MiB).
