@@ -122,39 +122,19 @@ fn a_push_runs_on_every_run_and_verify_checks_the_world_after_a_hit() {
     assert_eq!(lines(&p.mark("push")).len(), 3);
 }
 
-/// A step whose report names one failed test, `suite::known_bad` (in the
-/// quarantine file), and which exits 1.
-fn muted_project(extra: &str, makes_output: bool) -> Project {
-    let output = if makes_output {
-        "mkdir -p dist; echo app > dist/app\n          "
-    } else {
-        ""
-    };
-    let p = Project::new(&format!(
-        r#"quarantine: quarantine.txt
-stages:
-  - name: s
-    steps:
-      - name: t
-        cache: false
-        reports: [report.xml]
-        outputs: [dist/app]
-        verify: 'echo ran >> "$MARK/verify"; test -s dist/app'
-{extra}        run: |
-          {output}printf '%s\n' '<testsuite name="suite" tests="2" failures="1">' \
-            '<testcase classname="suite" name="fine"/>' \
-            '<testcase classname="suite" name="known_bad"><failure message="boom">boom</failure></testcase>' \
-            '</testsuite>' > report.xml
-          exit 1
-"#
-    ));
+/// [`procs::one_known_bad_test`], its failed test in the quarantine file,
+/// with a check that marks each time it runs.
+fn muted_project(makes_output: bool) -> Project {
+    let verify = "        verify: 'echo ran >> \"$MARK/verify\"; test -s dist/app'\n";
+    let steps = procs::one_known_bad_test(verify, makes_output);
+    let p = Project::new(&format!("quarantine: quarantine.txt\n{steps}"));
     p.write("quarantine.txt", "suite::known_bad\n");
     p
 }
 
 #[test]
 fn a_muted_exit_without_its_output_fails_and_a_muted_exit_says_so_in_the_summary() {
-    let missing = muted_project("", false);
+    let missing = muted_project(false);
     let out = missing.run(&[]).expect(1).stdout;
     let state = summary_state(&out, "t", 0, 1);
     assert!(
@@ -168,7 +148,7 @@ fn a_muted_exit_without_its_output_fails_and_a_muted_exit_says_so_in_the_summary
         "no verify for a step that already failed"
     );
 
-    let kept = muted_project("", true);
+    let kept = muted_project(true);
     let out = kept.run(&[]).expect(0).stdout;
     assert_eq!(
         summary_state(&out, "t", 0, 1),

@@ -130,33 +130,9 @@ async fn verify_runs_after_a_cache_hit_and_fails_the_step_when_the_world_changed
     fleet.stop().await;
 }
 
-/// A step whose reports name one failed test, `suite::known_bad`, and
-/// which exits 1; `outputs`/`verify` vary.
+/// [`procs::one_known_bad_test`] with the marks in `mark`.
 fn muted_pipeline(mark: &Path, extra: &str, makes_output: bool) -> String {
-    let output = if makes_output {
-        "mkdir -p dist; echo app > dist/app\n          "
-    } else {
-        ""
-    };
-    with_mark(
-        mark,
-        &format!(
-            r#"stages:
-  - name: s
-    steps:
-      - name: t
-        cache: false
-        reports: [report.xml]
-        outputs: [dist/app]
-{extra}        run: |
-          {output}printf '%s\n' '<testsuite name="suite" tests="2" failures="1">' \
-            '<testcase classname="suite" name="fine"/>' \
-            '<testcase classname="suite" name="known_bad"><failure message="boom">boom</failure></testcase>' \
-            '</testsuite>' > report.xml
-          exit 1
-"#
-        ),
-    )
+    with_mark(mark, &procs::one_known_bad_test(extra, makes_output))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

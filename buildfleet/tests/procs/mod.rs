@@ -3,8 +3,12 @@
 #![allow(dead_code)]
 
 mod http;
+mod pipelines;
+
 #[allow(unused_imports)]
 pub use http::{http, http_get};
+#[allow(unused_imports)]
+pub use pipelines::one_known_bad_test;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
