@@ -250,6 +250,15 @@ fn a_timed_out_shard_is_killed_with_the_processes_that_left_its_group() {
 /// A runner that sees no cgroup at all (started in a mount namespace with
 /// `/sys/fs/cgroup` unmounted, as in a container without delegation).
 fn runner_without_cgroups(fleet: &procs::Servers, log: &Path) -> Proc {
+    let probe = std::process::Command::new("unshare")
+        .args(["--mount", "sh", "-c", "umount -l /sys/fs/cgroup"])
+        .output()
+        .expect("unshare (util-linux) is installed");
+    assert!(
+        probe.status.success(),
+        "this test needs a mount namespace with /sys/fs/cgroup unmounted (root with CAP_SYS_ADMIN): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
     let mut cmd = std::process::Command::new("unshare");
     cmd.args(["--mount", "sh", "-c"])
         .arg(r#"umount -l /sys/fs/cgroup && exec "$0" "$@""#)
