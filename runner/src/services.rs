@@ -287,9 +287,13 @@ impl Services {
     /// during the step, and puts each one's output in the shard's log.
     pub async fn stop(self, log: &mut LogSender) {
         for r in self.running.into_iter().rev() {
-            let died = r.task.is_finished();
             let _ = r.cancel.send(Some("the step ended".into()));
             let ended = r.task.await;
+            // Only the cancel just sent ends a service as `Cancelled`: any
+            // other outcome is an end of its own, during the step. (Asking
+            // whether its task had finished would call a death "stopped"
+            // while the runner was still draining the dead service's pipes.)
+            let died = matches!(&ended, Ok(Ok(report)) if !matches!(report.outcome, ExecOutcome::Cancelled { .. }));
             match (&ended, died) {
                 (Ok(Ok(report)), true) => {
                     log.system(format!(
