@@ -241,12 +241,15 @@ fn shards_of_one_runner_cannot_read_each_others_environment() {
             SHARD_A_SECRET=env-of-shard-a bash -c 'echo $$ > "$MARK/pid.tmp"; mv "$MARK/pid.tmp" "$MARK/pid"; while [ ! -e "$MARK/done" ]; do sleep 0.05; done' &
             while [ ! -e "$MARK/pid" ]; do sleep 0.05; done
             echo "own: $(tr '\0' '\n' < /proc/$(cat "$MARK/pid")/environ | grep SHARD_A_SECRET)"
+            touch "$MARK/own-read"
             wait
           else
             while [ ! -e "$MARK/pid" ]; do sleep 0.05; done
             pid=$(cat "$MARK/pid")
             echo "reader $(id -u) target $(awk '/^Uid:/ {print $2}' /proc/$pid/status)"
             if tr '\0' '\n' < /proc/$pid/environ > "$MARK/stolen" 2> "$MARK/err"; then echo "READ IT"; else echo "refused: $(cat "$MARK/err")"; fi
+            # Shard 0's process lives until shard 0 has read it too.
+            while [ ! -e "$MARK/own-read" ]; do sleep 0.05; done
             touch "$MARK/done"
           fi
 "#,
